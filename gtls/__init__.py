@@ -1,0 +1,45 @@
+"""gtls: a TLS transport runtime for trio, configured like the Genesys Security Pack."""
+
+from __future__ import annotations
+
+from .errors import (
+    CipherListError,
+    ConfigError,
+    ConflictingOptions,
+    CredentialLoadError,
+    CrlLoadError,
+    DeploymentError,
+    GtlsError,
+    HandshakeError,
+    IncompleteTlsLevel,
+    InvalidOptionValue,
+    KeyMismatch,
+    PeerVerificationError,
+    TLSError,
+    UnsupportedFeature,
+    UnsupportedProtocol,
+)
+from .options import TLSOptions
+from .resolve import Level, Resolved, Shadowed
+
+__all__ = [
+    "CipherListError",
+    "ConfigError",
+    "ConflictingOptions",
+    "CredentialLoadError",
+    "CrlLoadError",
+    "DeploymentError",
+    "GtlsError",
+    "HandshakeError",
+    "IncompleteTlsLevel",
+    "InvalidOptionValue",
+    "KeyMismatch",
+    "Level",
+    "PeerVerificationError",
+    "Resolved",
+    "Shadowed",
+    "TLSError",
+    "TLSOptions",
+    "UnsupportedFeature",
+    "UnsupportedProtocol",
+]

@@ -1,0 +1,213 @@
+"""The gtls exception hierarchy and the stable failure-reason words (spec §10).
+
+Two families:
+
+* ``ConfigError`` — raised before any network I/O when settings cannot be turned into a secure endpoint.
+  Each carries the object path (``applications.statserver.ports.default``), the level and the option, so the
+  message says what to change and where.
+* ``TLSError`` → ``HandshakeError`` → ``PeerVerificationError`` — raised at run time, each with a ``reason``
+  from the stable vocabulary below, plus the peer address, certificate depth and subject when known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+# --- Stable reason words (spec §10). Never rename: they appear in logs, metrics and the CLI's error line. ---
+
+UNTRUSTED: Final = "untrusted"
+EXPIRED: Final = "expired"
+NOT_YET_VALID: Final = "not-yet-valid"
+REVOKED: Final = "revoked"
+CRL_UNAVAILABLE: Final = "crl-unavailable"
+CRL_EXPIRED: Final = "crl-expired"
+CRL_NOT_YET_VALID: Final = "crl-not-yet-valid"
+CRL_SIGNATURE: Final = "crl-signature"
+BAD_CA: Final = "bad-ca"
+BAD_PURPOSE: Final = "bad-purpose"
+NAME_MISMATCH: Final = "name-mismatch"
+NO_PEER_CERTIFICATE: Final = "no-peer-certificate"
+PROTOCOL_VERSION: Final = "protocol-version"
+NO_SHARED_CIPHER: Final = "no-shared-cipher"
+PEER_ALERT: Final = "peer-alert"
+NOT_TLS: Final = "not-tls"
+TIMEOUT: Final = "timeout"
+EOF_IN_HANDSHAKE: Final = "eof-in-handshake"
+
+#: Reasons raised as ``PeerVerificationError`` (a certificate was judged and rejected).
+CERTIFICATE_REASONS: Final = frozenset(
+    {
+        UNTRUSTED,
+        EXPIRED,
+        NOT_YET_VALID,
+        REVOKED,
+        CRL_UNAVAILABLE,
+        CRL_EXPIRED,
+        CRL_NOT_YET_VALID,
+        CRL_SIGNATURE,
+        BAD_CA,
+        BAD_PURPOSE,
+        NAME_MISMATCH,
+        NO_PEER_CERTIFICATE,
+    }
+)
+#: Every runtime reason word, in the order of spec §10.
+REASONS: Final = (
+    UNTRUSTED,
+    EXPIRED,
+    NOT_YET_VALID,
+    REVOKED,
+    CRL_UNAVAILABLE,
+    CRL_EXPIRED,
+    CRL_NOT_YET_VALID,
+    CRL_SIGNATURE,
+    BAD_CA,
+    BAD_PURPOSE,
+    NAME_MISMATCH,
+    NO_PEER_CERTIFICATE,
+    PROTOCOL_VERSION,
+    NO_SHARED_CIPHER,
+    PEER_ALERT,
+    NOT_TLS,
+    TIMEOUT,
+    EOF_IN_HANDSHAKE,
+)
+
+
+class GtlsError(Exception):
+    """Base of every error gtls raises on purpose."""
+
+
+# --- Configuration errors (raised when a port opens or a connection is set up) ---
+
+
+class ConfigError(GtlsError):
+    """Settings cannot be turned into a secure endpoint. Fail closed: never falls back to plaintext.
+
+    ``object_path`` names the deployment object (``applications.app.ports.default``), ``level`` the
+    resolution level (``Port``, ``Connection``, ``Application``, ``Host``), ``option`` the option name and
+    ``file`` a file involved, each ``None`` when not applicable. ``str()`` gives one line saying all of it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        object_path: str | None = None,
+        level: str | None = None,
+        option: str | None = None,
+        file: str | None = None,
+    ) -> None:
+        self.message = message
+        self.object_path = object_path
+        self.level = level
+        self.option = option
+        self.file = file
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        prefix = []
+        if self.object_path:
+            prefix.append(self.object_path)
+        if self.level and (not self.object_path or self.level.lower() not in self.object_path.lower()):
+            prefix.append(f"level {self.level}")
+        if self.option:
+            prefix.append(self.option)
+        head = ": ".join(prefix)
+        return f"{head}: {self.message}" if head else self.message
+
+    def located(self, *, object_path: str | None = None, level: str | None = None) -> ConfigError:
+        """Fill in where the error happened, keeping what is already known; returns self."""
+        if self.object_path is None:
+            self.object_path = object_path
+        if self.level is None:
+            self.level = level
+        return self
+
+
+class DeploymentError(ConfigError):
+    """The deployment file is malformed, has wrong types, unknown keys or dangling references."""
+
+
+class IncompleteTlsLevel(ConfigError):
+    """The effective level lacks required options, or no level has TLS settings (``level`` is None)."""
+
+    def __init__(self, message: str, *, missing: Sequence[str] = (), **where: str | None) -> None:
+        self.missing = tuple(missing)
+        super().__init__(message, **where)
+
+
+class ConflictingOptions(ConfigError):
+    """``crl`` and ``tls-crl`` differ at one level."""
+
+
+class InvalidOptionValue(ConfigError):
+    """A value outside its allowed set, a bad target or reference name, or a thumbprint in ``trusted-ca``."""
+
+
+class UnsupportedProtocol(ConfigError):
+    """``sec-protocol`` is not empty, ``SSLv23``, ``TLSv12`` or ``TLSv13``."""
+
+
+class UnsupportedFeature(ConfigError):
+    """A recognised but unsupported option at a non-default value, or a thumbprint without a store."""
+
+
+class CredentialLoadError(ConfigError):
+    """A certificate, key, CA or store file is missing, unreadable, not PEM or lacks its content."""
+
+
+class KeyMismatch(ConfigError):
+    """No loaded certificate matches ``certificate-key``."""
+
+
+class CrlLoadError(ConfigError):
+    """The ``tls-crl`` file is missing, unreadable, not PEM or holds no CRL."""
+
+
+class CipherListError(ConfigError):
+    """``cipher-list`` selects nothing usable within the ``sec-protocol`` range."""
+
+
+# --- Runtime errors ---
+
+
+class TLSError(GtlsError):
+    """Base of runtime TLS failures."""
+
+
+class HandshakeError(TLSError):
+    """A handshake failed. ``reason`` is one word of spec §10; ``peer`` is ``"host:port"`` when known."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        peer: str | None = None,
+        depth: int | None = None,
+        subject: str | None = None,
+        alert: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.message = message
+        self.peer = peer
+        self.depth = depth
+        self.subject = subject
+        self.alert = alert
+        super().__init__(f"{reason}: {message}")
+
+    def __str__(self) -> str:
+        parts = [f"{self.reason}: {self.message}"]
+        if self.depth is not None:
+            parts.append(f"depth {self.depth}")
+        if self.subject:
+            parts.append(f"subject {self.subject}")
+        if self.peer:
+            parts.append(f"peer {self.peer}")
+        return "; ".join(parts)
+
+
+class PeerVerificationError(HandshakeError):
+    """The peer's certificate was rejected (reasons ``untrusted`` … ``no-peer-certificate``)."""
