@@ -1,0 +1,49 @@
+"""The ``gtls`` command (design §6): ``serve``, ``connect``, ``check``, ``chain``, ``pki`` and ``bench``.
+
+Exit codes: 0 success; 1 a connection, handshake or check failure (one stderr line ``gtls: REASON: detail``);
+2 a usage or configuration error (``gtls: config error: detail`` / ``gtls: usage error: detail``).
+Heavy modules (trio, pyOpenSSL, the PKI code) are imported by the subcommand that needs them, so ``--help``
+and the error paths stay quick.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from . import _bench, _chain, _check, _connect, _pki, _serve
+from ._common import EXIT_USAGE, CliParser, UsageError, report_config_error, stderr_line
+
+Command = Callable[..., int]
+
+
+def build_parser() -> CliParser:
+    parser = CliParser(prog="gtls", description="TLS endpoints configured like the Genesys Security Pack.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
+    for module in (_serve, _connect, _check, _chain, _pki, _bench):
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..errors import ConfigError
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if arguments and arguments[0] == "bench":
+        # bench parses its own arguments (another module's CLI); pass them through untouched.
+        return _bench.run_bench(arguments[1:])
+    args = parser.parse_args(arguments)
+    run: Command | None = getattr(args, "run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return run(args)
+    except UsageError as exc:
+        stderr_line(f"gtls: usage error: {exc}")
+        return EXIT_USAGE
+    except ConfigError as exc:
+        return report_config_error(exc)
+    except KeyboardInterrupt:
+        return 130

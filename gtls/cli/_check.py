@@ -1,0 +1,232 @@
+"""``gtls check --config FILE [--json]``: resolve every port and connection, compile each context, report.
+
+For each endpoint: every effective option with the level it came from, the shadowed options, the chain sent
+and the warnings (those of resolution and context compilation, plus the checks below); an error does not stop
+the report. Exit 0 when every endpoint is usable, 1 when any endpoint has an error, 2 when the file itself
+cannot be loaded (or on a usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Subcommands, describe_config_error, format_host_port, name_of
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from ..errors import ConfigError
+    from ..resolve import Resolved
+
+#: Warn about certificates on a sent chain that expire within this window.
+EXPIRY_WARNING = dt.timedelta(days=30)
+_LEVEL_TITLES = {"P": "Port", "C": "Connection", "T": "Target port", "A": "Application", "H": "Host",
+                 "default": "default"}
+
+
+def register(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="resolve every port and connection of a deployment file, load every file, report",
+        description="Resolve every port and connection of a deployment file and compile its TLS context "
+        "(loading every file), then print each effective option with the level it came from, shadowed "
+        "options and warnings. Exit 0 if all endpoints are usable, 1 if any has an error, 2 if the file "
+        "cannot be loaded.",
+    )
+    parser.add_argument("--config", metavar="FILE", required=True, help="deployment file (TOML)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class EndpointReport:
+    object_path: str
+    role: str
+    address: str | None
+    port: int | None
+    server_hostname: str | None = None
+    secure: bool | None = None
+    level: str | None = None
+    options: dict[str, dict[str, str]] = field(default_factory=dict)
+    shadowed: list[dict[str, str]] = field(default_factory=list)
+    chain: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: dict[str, str | None] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "object_path": self.object_path, "role": self.role, "address": self.address, "port": self.port,
+            "server_hostname": self.server_hostname, "secure": self.secure, "level": self.level,
+            "options": self.options, "shadowed": self.shadowed, "chain": self.chain, "warnings": self.warnings,
+            "error": self.error,
+        }
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..deployment import load_deployment
+    from ..errors import ConfigError
+
+    try:
+        deployment = load_deployment(args.config)
+    except ConfigError as exc:
+        if args.json:
+            json.dump({"config": args.config, "ok": False, "error": _error_json(exc), "endpoints": []}, sys.stdout,
+                      indent=2)
+            print()
+        print(f"gtls: config error: {describe_config_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    reports = [_check_endpoint(endpoint) for endpoint in deployment.endpoints()]
+    warnings = [*getattr(deployment, "warnings", ())]
+    errors = sum(1 for report in reports if report.error is not None)
+    if args.json:
+        document = {
+            "config": str(Path(args.config)), "ok": errors == 0, "errors": errors,
+            "warnings": warnings, "endpoints": [report.as_json() for report in reports],
+        }
+        json.dump(document, sys.stdout, indent=2)
+        print()
+    else:
+        _print_text(args.config, reports, warnings, errors)
+    return EXIT_FAILURE if errors else EXIT_OK
+
+
+def _check_endpoint(endpoint: Any) -> EndpointReport:
+    from ..errors import ConfigError
+
+    report = EndpointReport(
+        object_path=str(endpoint.object_path), role=str(endpoint.role),
+        address=getattr(endpoint, "address", None), port=getattr(endpoint, "port", None),
+        server_hostname=getattr(endpoint, "server_hostname", None) if endpoint.role == "client" else None,
+    )
+    try:
+        resolved: Resolved = endpoint.resolved  # resolution may be lazy and raise here
+        _describe_resolution(report, resolved)
+        if resolved.secure:
+            from ..context import compile_context
+
+            compiled = compile_context(resolved)
+            report.warnings.extend(w for w in compiled.warnings if w not in report.warnings)
+            report.chain = [_cert_json(cert) for cert in compiled.chain]
+            report.warnings.extend(_expiry_warnings(compiled.chain, dt.datetime.now(dt.UTC)))
+            report.warnings.extend(_order_warnings(resolved, compiled.chain))
+    except ConfigError as exc:
+        report.error = _error_json(exc)
+    return report
+
+
+def _describe_resolution(report: EndpointReport, resolved: Resolved) -> None:
+    report.secure = resolved.secure
+    report.level = resolved.level.title if resolved.level is not None else None
+    for name, value in resolved.options.present().items():
+        source = resolved.sources.get(name, "default")
+        report.options[name] = {"value": _value_text(value), "source": source,
+                                "level": _LEVEL_TITLES.get(source, source)}
+    report.shadowed = [{"level": item.level.title, "option": item.option, "value": item.value}
+                       for item in resolved.shadowed]
+    report.warnings.extend(resolved.warnings)
+
+
+def _value_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _cert_json(cert: x509.Certificate) -> dict[str, str]:
+    return {
+        "subject": name_of(cert.subject), "issuer": name_of(cert.issuer),
+        "not_before": cert.not_valid_before_utc.isoformat(), "not_after": cert.not_valid_after_utc.isoformat(),
+    }
+
+
+def _expiry_warnings(chain: list[x509.Certificate], now: dt.datetime) -> list[str]:
+    found = []
+    for depth, cert in enumerate(chain):
+        left = cert.not_valid_after_utc - now
+        if dt.timedelta(0) <= left < EXPIRY_WARNING:
+            found.append(f"certificate {name_of(cert.subject)} (depth {depth}) expires on "
+                         f"{cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days left)")
+        elif left < dt.timedelta(0):
+            found.append(f"certificate {name_of(cert.subject)} (depth {depth}) expired on "
+                         f"{cert.not_valid_after_utc:%Y-%m-%d}")
+    return found
+
+
+def _order_warnings(resolved: Resolved, chain: list[x509.Certificate]) -> list[str]:
+    """Say when the configured certificate files list the chain in another order than gtls sends it."""
+    from ..errors import ConfigError
+    from ..pki.chain import load_certificates, split_list
+    from ..pki.pem import read_file, resolve_path
+    from ..pki.where import Where
+
+    value = resolved.options.certificate
+    if not value or len(chain) < 2:
+        return []
+    where = Where(resolved.object_path, resolved.level.title if resolved.level else None)
+    try:
+        ignored: list[str] = []
+        paths = [resolve_path(item, resolved.base_dir, option="certificate", warnings=ignored)
+                 for item in split_list(value, option="certificate", where=where)]
+        files = {path: read_file(path, option="certificate", where=where, error=ConfigError) for path in paths}
+        loaded = [item.cert for item in load_certificates(paths, files, option="certificate", where=where,
+                                                           warnings=ignored)]
+    except ConfigError:
+        return []  # a thumbprint, or a file changed since compilation: nothing to compare
+    listed = [cert for cert in loaded if cert in chain]
+    if listed == chain:
+        return []
+    return ["certificate: the files list the chain in another order ("
+            + ", ".join(name_of(c.subject) for c in listed) + "); gtls sends it reordered, leaf first ("
+            + ", ".join(name_of(c.subject) for c in chain) + ")"]
+
+
+def _error_json(exc: ConfigError) -> dict[str, str | None]:
+    return {
+        "type": type(exc).__name__, "message": describe_config_error(exc), "object_path": exc.object_path,
+        "level": exc.level, "option": exc.option, "file": exc.file,
+    }
+
+
+def _print_text(config: str, reports: list[EndpointReport], warnings: list[str], errors: int) -> None:
+    print(f"deployment {config}")
+    for warning in warnings:
+        print(f"  warning: {warning}")
+    for report in reports:
+        print()
+        print(f"{report.object_path}  ({_where(report)})  {'ERROR' if report.error else 'ok'}")
+        if report.secure is not None:
+            level = f", settings from level {report.level}" if report.level else ", no TLS settings level"
+            print(f"  secure: {'yes' + level if report.secure else 'no (plaintext)'}")
+        if report.options:
+            width = max(len(name) for name in report.options)
+            for name, option in report.options.items():
+                print(f"  {name:<{width}}  {option['value']}  [{option['level']}]")
+        for item in report.shadowed:
+            print(f"  shadowed: {item['option']} = {item['value']}  [{item['level']}, not used]")
+        if report.chain:
+            print("  chain sent: " + " <- ".join(f"{c['subject']} (until {c['not_after'][:10]})" for c in report.chain))
+        for warning in report.warnings:
+            print(f"  warning: {warning}")
+        if report.error:
+            print(f"  error: {report.error['type']}: {report.error['message']}")
+    total_warnings = len(warnings) + sum(len(r.warnings) for r in reports)
+    print()
+    print(f"{len(reports)} endpoint{'s' if len(reports) != 1 else ''}, {errors} error{'s' if errors != 1 else ''}, "
+          f"{total_warnings} warning{'s' if total_warnings != 1 else ''}")
+
+
+def _where(report: EndpointReport) -> str:
+    if report.address is None or report.port is None:
+        return report.role
+    target = format_host_port(report.address, report.port)
+    if report.role == "server":
+        return f"server on {target}"
+    name = f", name {report.server_hostname}" if report.server_hostname and report.server_hostname != report.address \
+        else ""
+    return f"client to {target}{name}"

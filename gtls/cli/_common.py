@@ -1,0 +1,112 @@
+"""Exit codes, the one-line error format and small output helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from ..errors import ConfigError
+
+EXIT_OK = 0
+#: A connection, handshake or check failure.
+EXIT_FAILURE = 1
+#: A usage or configuration error.
+EXIT_USAGE = 2
+
+#: Reason word of a TCP connection that could not be established (refused, unreachable, timed out, bad name).
+#: Not in spec §10, which names handshake failures only; the CLI adds it (gtls).
+CONNECT_FAILED = "connect-failed"
+#: Reason word of a listening port that could not be opened (address in use, not permitted).
+LISTEN_FAILED = "listen-failed"
+
+
+class UsageError(Exception):
+    """Bad or contradictory command-line arguments (exit 2)."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with errors in the ``gtls: usage error: …`` one-line form and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"gtls: usage error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+#: The object ``add_subparsers()`` returns.
+Subcommands: TypeAlias = "argparse._SubParsersAction[CliParser]"
+
+
+def stderr_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def report_failure(reason: str, detail: str) -> int:
+    """Print the single ``gtls: REASON: detail`` line and return exit code 1."""
+    stderr_line(f"gtls: {reason}: {_one_line(detail)}")
+    return EXIT_FAILURE
+
+
+def describe_config_error(exc: ConfigError) -> str:
+    """One line naming what is wrong, where (object path, level, option) and the file involved."""
+    text = str(exc)
+    if exc.level and exc.object_path is None:
+        # Settings given directly have no object path; say which level the flags formed.
+        text = f"level {exc.level}: {text}" if f"level {exc.level}" not in text else text
+    if exc.file and exc.file not in text:
+        text = f"{text} (file {exc.file})"
+    return _one_line(text)
+
+
+def report_config_error(exc: ConfigError) -> int:
+    stderr_line(f"gtls: config error: {describe_config_error(exc)}")
+    return EXIT_USAGE
+
+
+def report_warnings(warnings: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for warning in warnings:
+        if warning not in seen:
+            seen.add(warning)
+            stderr_line(f"gtls: warning: {_one_line(warning)}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def parse_host_port(text: str, *, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); raises UsageError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise UsageError(f"{what} must be HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"{what}: write an IPv6 address in brackets, e.g. [::1]:{port_text}")
+    port = int(port_text)
+    if port > 65535:
+        raise UsageError(f"{what}: port {port} is out of range")
+    return host, port
+
+
+def format_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def name_of(name: x509.Name) -> str:
+    """RFC 4514 form, as openssl and most tools print it."""
+    return name.rfc4514_string() or "(empty)"
+
+
+def certificate_lines(cert: x509.Certificate, index: int) -> list[str]:
+    """Subject, issuer and validity of one certificate, for chain listings."""
+    return [
+        f"  {index} subject: {name_of(cert.subject)}",
+        f"    issuer:  {name_of(cert.issuer)}",
+        f"    valid:   {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%SZ} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}",
+    ]

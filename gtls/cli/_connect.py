@@ -1,0 +1,186 @@
+"""``gtls connect HOST:PORT``: one client connection; prints version, cipher, SNI and the peer chain.
+
+Exit 0 on success; 1 on a connection or handshake failure with exactly one stderr line ``gtls: REASON: detail``
+(REASON from spec §10, or ``connect-failed`` when TCP itself fails); 2 on a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import TYPE_CHECKING, Any
+
+from ._common import (
+    CONNECT_FAILED,
+    EXIT_OK,
+    Subcommands,
+    UsageError,
+    certificate_lines,
+    format_host_port,
+    parse_host_port,
+    report_failure,
+    report_warnings,
+)
+from ._flags import add_option_flags, given_options, settings_from_flags
+
+if TYPE_CHECKING:
+    from ..context import CompiledContext
+
+#: In TLS 1.3 a server judges the client certificate after the client has finished its handshake, and says so
+#: only in an alert the client reads later. Without --send, wait this long for such an alert so that gtls connect
+#: never reports success for a connection the server refused (gtls CLI decision).
+TLS13_SETTLE_SECONDS = 0.3
+RECEIVE_BUFFER = 65536
+
+
+def register(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "connect",
+        help="open a client connection and print version, cipher, SNI and the peer chain",
+        description="Open one TLS client connection, print the negotiated version, cipher, SNI and the peer "
+        "chain. Exit 0 on success, 1 on a connection or handshake failure (stderr 'gtls: REASON: detail'), "
+        "2 on a usage or configuration error.",
+    )
+    parser.add_argument("target", nargs="?", metavar="HOST:PORT",
+                        help="where to connect (with --config: overrides the connection's target)")
+    source = parser.add_argument_group("where the settings come from")
+    source.add_argument("--config", metavar="FILE", help="deployment file (TOML)")
+    source.add_argument("--app", metavar="NAME", help="client application in the deployment file")
+    source.add_argument("--connection", metavar="ID", help="connection of the application")
+    add_option_flags(parser, "client")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--send", metavar="TEXT", help="send TEXT and a newline, then print what comes back")
+    runtime.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="time limit for TCP connect, the handshake and --send each (default 10)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (args.timeout > 0 and math.isfinite(args.timeout)):
+        raise UsageError("--timeout must be a positive number of seconds")
+    warnings: list[str] = []
+    flags = given_options(args)
+    target = parse_host_port(args.target, what="HOST:PORT") if args.target else None
+    server_hostname: str | None
+    if args.config:
+        if args.app is None or args.connection is None:
+            raise UsageError("--config needs --app NAME and --connection ID")
+        if flags or args.profile:
+            raise UsageError("option flags cannot be combined with --config: the deployment file holds the settings")
+        from ..deployment import load_deployment
+        from ..errors import DeploymentError
+
+        endpoint = load_deployment(args.config).connection(args.app, args.connection)
+        if not endpoint.resolved.secure:
+            raise DeploymentError("the connection is not secure (no tls=1 on it or its target port)",
+                                  object_path=endpoint.object_path, option="tls", file=args.config)
+        resolved = endpoint.resolved
+        warnings.extend(resolved.warnings)
+        host, port = target or (endpoint.server_hostname or endpoint.address, endpoint.port)
+        server_hostname = None if target else endpoint.server_hostname
+    else:
+        if args.app or args.connection:
+            raise UsageError("--app and --connection need --config FILE")
+        if target is None:
+            raise UsageError("give HOST:PORT to connect to, or --config FILE --app NAME --connection ID")
+        host, port = target
+        server_hostname = None
+        resolved = settings_from_flags(flags, "client", profile=args.profile, warnings=warnings)
+
+    from ..context import compile_context
+
+    compiled = compile_context(resolved)  # ConfigError -> exit 2, before any network I/O
+    report_warnings([*warnings, *compiled.warnings])
+
+    import trio
+
+    return trio.run(_connect, compiled, host, port, server_hostname, args)
+
+
+async def _connect(compiled: CompiledContext, host: str, port: int, server_hostname: str | None,
+                   args: argparse.Namespace) -> int:
+    import trio
+
+    from ..client import open_tls_over_tcp_stream
+    from ..errors import HandshakeError
+
+    where = format_host_port(host, port)
+    try:
+        stream = await open_tls_over_tcp_stream(host, port, compiled, server_hostname=server_hostname,
+                                                handshake_timeout=args.timeout, connect_timeout=args.timeout)
+    except HandshakeError as exc:
+        return report_failure(exc.reason, _handshake_detail(exc, where))
+    except OSError as exc:
+        return report_failure(CONNECT_FAILED, f"cannot connect to {where}: {_os_error_text(exc)}")
+    except trio.TooSlowError:
+        return report_failure(CONNECT_FAILED, f"cannot connect to {where}: no TCP connection within {args.timeout} s")
+
+    try:
+        _print_session(stream, where)
+        try:
+            received = await _exchange(stream, args)
+        except HandshakeError as exc:
+            return report_failure(exc.reason, _handshake_detail(exc, where))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            cause = exc.__cause__
+            if isinstance(cause, HandshakeError):
+                return report_failure(cause.reason, _handshake_detail(cause, where))
+            return report_failure(CONNECT_FAILED, f"connection to {where} broke: {exc or type(exc).__name__}")
+        if received is not None:
+            print(f"received: {received}")
+    finally:
+        with trio.move_on_after(1) as cleanup:
+            cleanup.shield = True
+            await stream.aclose()
+    return EXIT_OK
+
+
+async def _exchange(stream: Any, args: argparse.Namespace) -> str | None:
+    """Send --send's line and read the answer; without --send, wait briefly for a TLS 1.3 rejection alert."""
+    import trio
+
+    if args.send is None:
+        if stream.tls_version == "TLSv1.3":
+            with trio.move_on_after(TLS13_SETTLE_SECONDS):
+                data = await stream.receive_some(RECEIVE_BUFFER)
+                return data.decode("utf-8", "replace").rstrip("\r\n") if data else None
+        return None
+    line = (args.send + "\n").encode()
+    await stream.send_all(line)
+    answer = bytearray()
+    # Read until the echo of the whole line (or a newline) arrived, the peer closed, or the time limit.
+    with trio.move_on_after(args.timeout):
+        while len(answer) < len(line) and b"\n" not in answer:
+            chunk = await stream.receive_some(RECEIVE_BUFFER)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.decode("utf-8", "replace").rstrip("\r\n")
+
+
+def _print_session(stream: Any, where: str) -> None:
+    print(f"connected to {where}")
+    print(f"version: {stream.tls_version}")
+    print(f"cipher: {stream.cipher}")
+    sni = getattr(stream, "server_name", None)
+    print(f"sni: {sni if sni else '(none sent)'}")
+    chain = list(getattr(stream, "peer_chain", None) or [])
+    print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first):")
+    for index, cert in enumerate(chain):
+        for line in certificate_lines(cert, index):
+            print(line)
+
+
+def _handshake_detail(exc: Any, where: str) -> str:
+    detail = exc.message
+    extras = []
+    if exc.depth is not None:
+        extras.append(f"depth {exc.depth}")
+    if exc.subject:
+        extras.append(f"subject {exc.subject}")
+    extras.append(f"peer {exc.peer or where}")
+    return f"{detail} ({'; '.join(extras)})"
+
+
+def _os_error_text(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__

@@ -1,0 +1,107 @@
+"""The option flags (``--certificate`` …) shared by ``serve`` and ``connect``, turned into resolved settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import TYPE_CHECKING
+
+from ._common import UsageError
+
+if TYPE_CHECKING:
+    from ..resolve import Resolved, Role
+
+#: Genesys option name -> help text. Values are passed as typed; ``gtls.options`` validates them.
+_COMMON_FLAGS: dict[str, str] = {
+    "certificate": "own certificate and chain: PEM files, comma-separated (or a thumbprint with --certificate-store)",
+    "certificate-key": "PEM file with the unencrypted private key of the certificate",
+    "trusted-ca": "one PEM file with the CA certificates that verify the peer",
+    "tls-crl": "PEM file with CRLs to check the peer against (alias --crl)",
+    "crl": argparse.SUPPRESS,
+    "tls-crl-scope": "leaf | chain: which peer certificates the CRL must cover",
+    "tls-crl-expired": "reject | warn: handling of a CRL past its next update",
+    "certificate-store": "folder or PEM files where a thumbprint --certificate is looked up",
+    "sec-protocol": "empty, SSLv23, TLSv12 or TLSv13",
+    "cipher-list": "OpenSSL cipher string and/or TLS 1.3 suite names",
+}
+_CLIENT_FLAGS: dict[str, str] = {
+    "tls-target-name-check": "no | host: check the server certificate's names against the reference name",
+    "tls-target-name": "SNI and reference name for the name check (default: the dialled host)",
+}
+#: Options holding file paths. Paths on the command line are made absolute against the working directory, as
+#: any command's arguments are, instead of getting the spec's "should be absolute" warning (gtls CLI decision).
+_PATH_OPTIONS = ("certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store")
+#: Options naming credentials: when none is given, ``serve`` falls back to the demo PKI.
+CREDENTIAL_OPTIONS = ("certificate", "certificate-key", "trusted-ca", "certificate-store")
+_THUMBPRINT = re.compile(r"[0-9A-Fa-f]{40}")
+
+
+def _dest(option: str) -> str:
+    return "opt_" + option.replace("-", "_")
+
+
+def add_option_flags(parser: argparse.ArgumentParser, role: Role) -> None:
+    group = parser.add_argument_group("TLS options (named like the [security] options)")
+    flags = dict(_COMMON_FLAGS)
+    if role == "client":
+        flags.update(_CLIENT_FLAGS)
+    for option, help_text in flags.items():
+        group.add_argument(f"--{option}", dest=_dest(option), metavar="VALUE", help=help_text)
+    if role == "server":
+        group.add_argument(
+            "--tls-mutual", dest=_dest("tls-mutual"), nargs="?", const="1", metavar="BOOL",
+            help="require a client certificate verified against --trusted-ca (--tls-mutual alone means 1)",
+        )
+    group.add_argument("--profile", choices=("unix", "windows"), default=None,
+                       help="requirement profile (default unix)")
+
+
+def given_options(args: argparse.Namespace) -> dict[str, str]:
+    """The option flags present on the command line, by Genesys name, paths made absolute."""
+    mapping: dict[str, str] = {}
+    for option in (*_COMMON_FLAGS, *_CLIENT_FLAGS, "tls-mutual"):
+        value = getattr(args, _dest(option), None)
+        if value is not None:
+            mapping[option] = _absolute(option, value) if option in _PATH_OPTIONS else value
+    return mapping
+
+
+def _absolute(option: str, value: str) -> str:
+    if option == "trusted-ca" or option in ("certificate-key", "tls-crl", "crl"):
+        # One path each (a comma in trusted-ca is part of the file name, spec §6).
+        return _absolute_path(value)
+    parts = []
+    for part in value.split(","):
+        element = part.strip()
+        parts.append(element if not element or _looks_like_thumbprint(element) else _absolute_path(element))
+    return ",".join(parts)
+
+
+def _absolute_path(path: str) -> str:
+    path = path.strip()
+    return os.path.abspath(os.path.expanduser(path)) if path else path
+
+
+def _looks_like_thumbprint(value: str) -> bool:
+    # Only to avoid turning a thumbprint into a path; gtls.pki decides what the value really is (spec §4.4).
+    if any(ch in value for ch in "/\\."):
+        return False
+    compact = "".join(ch for ch in value if not ch.isspace() and ch not in "\u200e\u200f")
+    return bool(_THUMBPRINT.fullmatch(compact))
+
+
+def settings_from_flags(
+    mapping: dict[str, str], role: Role, *, profile: str | None, warnings: list[str]
+) -> Resolved:
+    """Validate the flags as one level (P for a server, C for a client) and resolve them (spec §3.2)."""
+    from ..options import TLSOptions
+    from ..resolve import direct
+
+    options = TLSOptions.from_mapping(mapping, warnings=warnings)
+    chosen = profile or "unix"
+    if chosen not in ("unix", "windows"):
+        raise UsageError(f"--profile must be unix or windows, got {chosen!r}")
+    resolved = direct(options, role, profile="windows" if chosen == "windows" else "unix", base_dir=None)
+    warnings.extend(resolved.warnings)
+    return resolved

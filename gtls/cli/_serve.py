@@ -1,0 +1,232 @@
+"""``gtls serve``: a secure port that completes each handshake and echoes bytes until the peer closes.
+
+Settings come from a deployment file (``--config FILE --app NAME [--port-id ID]``), from option flags, or, when
+no credential is given, from the per-user demo PKI (``gtls.demo``). This is the benchmarked handshake endpoint,
+so the per-connection path is only: handshake (in ``gtls.server``), one log line, read/echo until EOF, close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._common import (
+    EXIT_OK,
+    LISTEN_FAILED,
+    Subcommands,
+    UsageError,
+    format_host_port,
+    parse_host_port,
+    report_failure,
+    report_warnings,
+    stderr_line,
+)
+from ._flags import CREDENTIAL_OPTIONS, add_option_flags, given_options, settings_from_flags
+
+if TYPE_CHECKING:
+    from ..context import CompiledContext
+    from ..demo import DemoFiles
+    from ..resolve import Resolved
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9443
+#: Bytes asked for per read: large, so a bulk sender costs few reads (TLS records are at most 16 KiB).
+ECHO_BUFFER = 65536
+
+
+def register(commands: Subcommands) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="open a secure port: handshake, then echo bytes until the peer closes",
+        description="Open a secure port that completes each TLS handshake and echoes bytes until the peer "
+        "closes. Without --config or credential flags it serves on 127.0.0.1:9443 with a demo PKI kept in "
+        "the per-user data folder ($GTLS_DATA_DIR/demo, $XDG_DATA_HOME/gtls/demo or "
+        "~/.local/share/gtls/demo). Prints 'listening on HOST:PORT' on stdout once ready.",
+    )
+    source = parser.add_argument_group("where the settings come from")
+    source.add_argument("--config", metavar="FILE", help="deployment file (TOML)")
+    source.add_argument("--app", metavar="NAME", help="application in the deployment file")
+    source.add_argument("--port-id", metavar="ID", help="port of the application (default: its only port)")
+    source.add_argument("--listen", metavar="HOST:PORT",
+                        help=f"address to listen on (default {DEFAULT_HOST}:{DEFAULT_PORT}, or the port's "
+                        "address in the deployment file); port 0 picks a free port")
+    add_option_flags(parser, "server")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--handshake-timeout", type=float, default=10.0, metavar="SECONDS",
+                         help="time limit for each handshake (default 10)")
+    runtime.add_argument("--max-handshakes", type=int, default=None, metavar="N",
+                         help="handshakes in flight at most (default: no limit)")
+    runtime.add_argument("--quiet", action="store_true", help="no per-connection log lines on stderr")
+    parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True, slots=True)
+class ServePlan:
+    resolved: Resolved
+    host: str
+    port: int
+    demo: DemoFiles | None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.handshake_timeout <= 0:
+        raise UsageError("--handshake-timeout must be positive")
+    if args.max_handshakes is not None and args.max_handshakes < 1:
+        raise UsageError("--max-handshakes must be at least 1")
+    warnings: list[str] = []
+    plan = _plan(args, warnings)
+    from ..context import compile_context
+
+    compiled = compile_context(plan.resolved)  # ConfigError -> exit 2, before any socket is opened
+    report_warnings([*warnings, *compiled.warnings])
+
+    import trio
+
+    try:
+        return trio.run(_serve, compiled, plan, args)
+    except OSError as exc:
+        return report_failure(LISTEN_FAILED, f"cannot listen on {format_host_port(plan.host, plan.port)}: {exc}")
+
+
+def _plan(args: argparse.Namespace, warnings: list[str]) -> ServePlan:
+    flags = given_options(args)
+    listen = parse_host_port(args.listen, what="--listen") if args.listen else None
+    if args.config:
+        if args.app is None:
+            raise UsageError("--config needs --app NAME")
+        if flags or args.profile:
+            raise UsageError("option flags cannot be combined with --config: the deployment file holds the "
+                             f"settings (got --{', --'.join(sorted(flags)) or 'profile'})")
+        endpoint = _deployment_port(args.config, args.app, args.port_id)
+        host, port = listen or (endpoint.address or DEFAULT_HOST, endpoint.port)
+        warnings.extend(endpoint.resolved.warnings)
+        return ServePlan(endpoint.resolved, host, port, None)
+    if args.app or args.port_id:
+        raise UsageError("--app and --port-id need --config FILE")
+    host, port = listen or (DEFAULT_HOST, DEFAULT_PORT)
+    demo = None
+    if not any(option in flags for option in CREDENTIAL_OPTIONS):
+        # No credentials given: the embedded demo PKI, combined with any other flags (e.g. --tls-mutual).
+        from ..demo import ensure_demo_pki
+
+        demo, created = ensure_demo_pki()
+        if created:
+            stderr_line(f"gtls: created the demo PKI in {demo.directory}")
+        flags = {
+            "certificate": str(demo.server_chain),
+            "certificate-key": str(demo.server_key),
+            "trusted-ca": str(demo.root_ca),
+            **flags,
+        }
+    return ServePlan(settings_from_flags(flags, "server", profile=args.profile, warnings=warnings), host, port, demo)
+
+
+def _deployment_port(config: str, app: str, port_id: str | None) -> Any:
+    from ..deployment import load_deployment
+    from ..errors import DeploymentError
+
+    deployment = load_deployment(config)
+    if port_id is None:
+        prefix = f"applications.{app}.ports."
+        ids = [e.object_path[len(prefix):] for e in deployment.endpoints() if e.object_path.startswith(prefix)]
+        if len(ids) != 1:
+            listed = ", ".join(ids) if ids else "none"
+            raise DeploymentError(f"application {app!r} has {len(ids)} ports ({listed}); choose one with --port-id",
+                                  object_path=f"applications.{app}", file=config)
+        port_id = ids[0]
+    endpoint = deployment.port(app, port_id)
+    if not endpoint.resolved.secure:
+        raise DeploymentError("the port is not secure (its transport has no tls=1); gtls serve serves TLS only",
+                              object_path=endpoint.object_path, option="tls", file=config)
+    return endpoint
+
+
+async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Namespace) -> int:
+    import trio
+
+    from ..server import serve_tls_over_tcp
+
+    log = not args.quiet
+    handler = _echo_logged if log else _echo
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                _serve_kwargs(serve_tls_over_tcp, handler, plan.port, compiled, host=plan.host,
+                              handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
+                              log_failures=log)
+            )
+            host, port = _bound_address(listeners, plan.host)
+            print(f"listening on {format_host_port(host, port)}", flush=True)
+            if plan.demo is not None:
+                _print_demo_hints(plan.demo, host, port, compiled.resolved.options.tls_mutual is True)
+            async for signum in signals:
+                if log:
+                    stderr_line(f"gtls: stopping on {signal.Signals(signum).name}")
+                nursery.cancel_scope.cancel()
+                break
+    return EXIT_OK
+
+
+def _serve_kwargs(serve: Any, handler: Any, port: int, compiled: Any, **kwargs: Any) -> Any:
+    import functools
+
+    failure_hook = kwargs.pop("log_failures")
+    on_failure = _log_failure if failure_hook else None
+    return functools.partial(serve, handler, port, compiled, on_handshake_failure=on_failure, **kwargs)
+
+
+async def _echo(stream: Any) -> None:
+    import trio
+
+    try:
+        while True:
+            data = await stream.receive_some(ECHO_BUFFER)
+            if not data:
+                break
+            await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+async def _echo_logged(stream: Any) -> None:
+    stderr_line(f"connection from {_peer(stream)}: {stream.tls_version} {stream.cipher}")
+    await _echo(stream)
+
+
+def _log_failure(event: Any) -> None:
+    stderr_line(f"connection from {event.peer}: failed: {event.reason}: {event.message}")
+
+
+def _peer(stream: Any) -> str:
+    address = getattr(stream, "peer_address", None)
+    if isinstance(address, tuple) and len(address) >= 2:
+        return format_host_port(str(address[0]), int(address[1]))
+    return str(address)
+
+
+def _bound_address(listeners: Any, fallback_host: str) -> tuple[str, int]:
+    for listener in listeners:
+        sockname = listener.transport_listener.socket.getsockname()
+        return str(sockname[0]), int(sockname[1])
+    return fallback_host, 0
+
+
+def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> None:
+    target = f"localhost:{port}" if host in ("127.0.0.1", "::1", "localhost") else format_host_port(host, port)
+    client = f" --certificate {demo.client_chain} --certificate-key {demo.client_key}" if mutual else ""
+    openssl_client = f" -cert {demo.client_chain} -key {demo.client_key}" if mutual else ""
+    lines = [
+        f"gtls: serving the demo PKI from {demo.directory} (demo keys: never trust this CA elsewhere)",
+        "gtls: connect with:",
+        f"  gtls connect {target} --trusted-ca {demo.root_ca} --tls-target-name-check host{client} --send hello",
+        f"  openssl s_client -connect {target} -CAfile {demo.root_ca} -verify_hostname localhost{openssl_client}",
+    ]
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.stderr.flush()
