@@ -19,8 +19,8 @@ from .errors import (
     UnsupportedFeature,
     UnsupportedProtocol,
 )
-from .options import TLSOptions
-from .resolve import Level, Resolved, Shadowed
+from .options import TLSOptions, parse_transport
+from .resolve import Level, Resolved, Shadowed, direct, resolve_client, resolve_server
 
 __all__ = [
     "CipherListError",
@@ -42,4 +42,8 @@ __all__ = [
     "TLSOptions",
     "UnsupportedFeature",
     "UnsupportedProtocol",
+    "direct",
+    "parse_transport",
+    "resolve_client",
+    "resolve_server",
 ]

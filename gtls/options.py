@@ -9,18 +9,95 @@ CONTRACT (shared by every module; owner of the parsing code: the foundation work
   paths and lists stay strings exactly as configured (trimmed), and are interpreted by ``gtls.pki``.
 * ``crl`` is kept apart from ``tls_crl`` so resolution can apply the alias rule (spec §3.2 step 7); use
   ``effective_crl`` after resolution.
+
+Construction validates and normalises: ``TLSOptions(tls="1", tls_target_name_check="Host")`` equals
+``TLSOptions(tls=True, tls_target_name_check="host")``. ``TLSOptions.from_mapping`` takes Genesys option names (a
+``[security]`` section) and reports unknown or wrongly cased names. Warnings go to the caller's ``warnings`` list
+when one is given, else they are logged once through the ``gtls.config`` logger.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Final, Literal
+
+from .errors import InvalidOptionValue, UnsupportedProtocol
 
 TargetNameCheck = Literal["no", "host"]
 SecProtocol = Literal["SSLv23", "TLSv12", "TLSv13"]
 CrlScope = Literal["leaf", "chain"]
 CrlExpired = Literal["reject", "warn"]
+
+logger: Final = logging.getLogger("gtls.config")
+
+#: Messages already logged (bounded), so a warning repeated by every resolution is logged once.
+_LOGGED: set[str] = set()
+_LOGGED_LIMIT: Final = 4096
+
+
+def emit_warning(warnings: list[str] | None, message: str) -> None:
+    """Append ``message`` to ``warnings`` (once), or, without a list, log it once on ``gtls.config``."""
+    if warnings is not None:
+        if message not in warnings:
+            warnings.append(message)
+        return
+    if message in _LOGGED:
+        return
+    if len(_LOGGED) >= _LOGGED_LIMIT:
+        _LOGGED.clear()
+    _LOGGED.add(message)
+    logger.warning("%s", message)
+
+
+# --- value vocabularies (spec §1.2–§1.4) ---
+
+#: Boolean words (Genesys) and their meaning; lower case is the canonical spelling.
+BOOLEAN_WORDS: Final[Mapping[str, bool]] = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+#: ``sec-protocol`` values other than empty, in their canonical spelling (spec §8.1).
+SEC_PROTOCOLS: Final = ("SSLv23", "TLSv12", "TLSv13")
+#: Predefined-value options: field name -> allowed values in canonical spelling.
+CHOICES: Final[Mapping[str, tuple[str, ...]]] = {
+    "tls_target_name_check": ("no", "host"),
+    "tls_crl_scope": ("leaf", "chain"),
+    "tls_crl_expired": ("reject", "warn"),
+    "provider": ("PEM", "MSCAPI", "PKCS11", "JKS"),
+}
+BOOLEAN_FIELDS: Final = frozenset({"tls", "tls_mutual", "upgrade", "fips140_enabled"})
+
+_THUMBPRINT_NOISE = re.compile(r"[\s\u200e\u200f]+")
+_HEX40 = re.compile(r"[0-9A-Fa-f]{40}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def is_thumbprint(value: str) -> bool:
+    """Spec §4.4: no ``/``, ``\\`` or ``.``, and 40 hex digits once whitespace and U+200E/U+200F are removed."""
+    if any(c in value for c in "/\\."):
+        return False
+    return _HEX40.fullmatch(_THUMBPRINT_NOISE.sub("", value)) is not None
+
+
+def is_ip_literal(name: str) -> bool:
+    """True for an IPv4 or IPv6 literal (brackets and a zone id allowed)."""
+    candidate = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +123,24 @@ class TLSOptions:
     tls_target_name_check: TargetNameCheck | None = None
     tls_target_name: str | None = None
 
+    def __post_init__(self) -> None:
+        # Keyword construction validates and normalises too (values may be Genesys strings such as "1" or
+        # "Host"); warnings have no list to go to here, so they are logged once.
+        for f in dataclasses.fields(self):
+            raw = getattr(self, f.name)
+            value = normalise_value(f.name, raw, None)
+            if value is not raw:
+                object.__setattr__(self, f.name, value)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, object], *, warnings: list[str] | None = None) -> TLSOptions:
+        """Options from Genesys names (a ``[security]`` section): validated and normalised.
+
+        Unknown names and names that match only when case is ignored are not applied and warn (spec §1.1).
+        Invalid values raise a ``ConfigError`` subclass naming the option.
+        """
+        return parse_options(mapping, warnings=warnings)
+
     @property
     def effective_crl(self) -> str | None:
         """``tls-crl``, else its alias ``crl``."""
@@ -59,9 +154,223 @@ class TLSOptions:
             if getattr(self, f.name) is not None
         }
 
+    def replace(self, **changes: Any) -> TLSOptions:
+        """A copy with some fields changed (validated like construction)."""
+        return dataclasses.replace(self, **changes)
+
 
 #: Python field name -> Genesys option name.
 GENESYS_NAMES: dict[str, str] = {f.name: f.name.replace("_", "-") for f in dataclasses.fields(TLSOptions)}
 GENESYS_NAMES["fips140_enabled"] = "fips140-enabled"
 #: Genesys option name -> Python field name.
 FIELD_NAMES: dict[str, str] = {v: k for k, v in GENESYS_NAMES.items()}
+_LOWER_NAMES: Final = {name.lower(): name for name in FIELD_NAMES}
+
+
+# --- value normalisation ---
+
+
+def _string(option: str, value: object) -> str | None:
+    if not isinstance(value, str):
+        raise InvalidOptionValue(f"expected a string, got {type(value).__name__} {value!r}", option=option)
+    text = value.strip()
+    if not text:
+        return None  # an empty value counts as absent (spec §1.1)
+    if "\x00" in text:
+        raise InvalidOptionValue("value contains a NUL character", option=option)
+    return text
+
+
+def _normalised_spelling(option: str, given: str, canonical: str, warnings: list[str] | None) -> None:
+    if given != canonical:
+        emit_warning(
+            warnings, f"{option}: value {given!r} read as {canonical!r} (predefined values are written {canonical!r})"
+        )
+
+
+def _boolean(option: str, value: object, warnings: list[str] | None) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):  # TOML integers for flags
+        if value in (0, 1):
+            return bool(value)
+        raise InvalidOptionValue(f"{value!r} is not a boolean; use 1/0, true/false, yes/no or on/off", option=option)
+    text = _string(option, value)
+    if text is None:
+        return None
+    meaning = BOOLEAN_WORDS.get(text.lower())
+    if meaning is None:
+        # Fail closed (spec §1.1, C17): a typo never reads as "off".
+        raise InvalidOptionValue(f"{text!r} is not a boolean; use 1/0, true/false, yes/no or on/off", option=option)
+    _normalised_spelling(option, text, text.lower(), warnings)
+    return meaning
+
+
+def _choice(option: str, value: object, allowed: tuple[str, ...], warnings: list[str] | None) -> str | None:
+    text = _string(option, value)
+    if text is None:
+        return None
+    for canonical in allowed:
+        if text.lower() == canonical.lower():
+            _normalised_spelling(option, text, canonical, warnings)
+            return canonical
+    raise InvalidOptionValue(f"{text!r} is not one of {', '.join(allowed)}", option=option)
+
+
+def _sec_protocol(value: object, warnings: list[str] | None) -> str | None:
+    option = "sec-protocol"
+    text = _string(option, value)
+    if text is None:
+        return None
+    for canonical in SEC_PROTOCOLS:
+        if text.lower() == canonical.lower():
+            _normalised_spelling(option, text, canonical, warnings)
+            return canonical
+    raise UnsupportedProtocol(
+        f"{text!r} is not supported; valid values are empty (TLS 1.2-1.3), {', '.join(SEC_PROTOCOLS)}",
+        option=option,
+    )
+
+
+def _target_name(value: object) -> str | None:
+    option = "tls-target-name"
+    text = _string(option, value)
+    if text is None:
+        return None
+    if any(c.isspace() for c in text) or _CONTROL.search(text):
+        raise InvalidOptionValue(
+            f"{text!r} contains whitespace or control characters; give one host name", option=option
+        )
+    if "*" in text:
+        raise InvalidOptionValue(
+            f"{text!r} contains '*'; wildcards never match (spec §7), give a host name", option=option
+        )
+    if is_ip_literal(text):
+        raise InvalidOptionValue(f"{text!r} is an IP address; tls-target-name must be a host name", option=option)
+    return text
+
+
+def _trusted_ca(value: object) -> str | None:
+    text = _string("trusted-ca", value)
+    if text is not None and is_thumbprint(text):
+        raise InvalidOptionValue(
+            f"{text!r} looks like a thumbprint; trusted-ca must be the path of one PEM file (spec §4.4, C15)",
+            option="trusted-ca",
+        )
+    return text
+
+
+def normalise_value(field_name: str, value: object, warnings: list[str] | None) -> object:
+    """The validated, normalised value of one option given by field name; ``None`` when absent."""
+    option = GENESYS_NAMES[field_name]
+    if value is None:
+        return None
+    if field_name in BOOLEAN_FIELDS:
+        return _boolean(option, value, warnings)
+    if field_name in CHOICES:
+        return _choice(option, value, CHOICES[field_name], warnings)
+    special: dict[str, Callable[[object], str | None]] = {
+        "sec_protocol": lambda v: _sec_protocol(v, warnings),
+        "tls_target_name": _target_name,
+        "trusted_ca": _trusted_ca,
+    }
+    if field_name in special:
+        return special[field_name](value)
+    return _string(option, value)
+
+
+# --- names ---
+
+NameKind = Literal["known", "miscased", "unknown"]
+
+
+def classify_name(name: str) -> tuple[NameKind, str | None]:
+    """``("known", name)``, ``("miscased", the real name)`` or ``("unknown", a likely intended name or None)``."""
+    if name in FIELD_NAMES:
+        return "known", name
+    folded = name.lower()
+    if folded in _LOWER_NAMES:
+        return "miscased", _LOWER_NAMES[folded]
+    hinted = _LOWER_NAMES.get(folded.replace("_", "-").strip())
+    return "unknown", hinted
+
+
+def miscased_warning(name: str, real: str) -> str:
+    return f"{name}: not applied: option names are case-sensitive; did you mean {real!r}?"
+
+
+def parse_options(
+    mapping: Mapping[str, object],
+    *,
+    warnings: list[str] | None = None,
+    warn_unknown: bool = True,
+    where: str = "",
+) -> TLSOptions:
+    """Options from a mapping of Genesys names. ``warn_unknown=False`` passes unknown names silently (transport
+    parameters such as ``port`` or ``backup-port``); wrongly cased option names always warn. ``where`` prefixes
+    warnings (e.g. ``"applications.app.ports.default: Port: "``)."""
+    values: dict[str, object] = {}
+    for name, raw in mapping.items():
+        kind, real = classify_name(name)
+        if kind == "miscased" and real is not None:
+            emit_warning(warnings, where + miscased_warning(name, real))
+        elif kind == "unknown":
+            if warn_unknown:
+                hint = f"; did you mean {real!r}?" if real else ""
+                emit_warning(warnings, f"{where}{name}: unknown option, ignored{hint}")
+        else:
+            local: list[str] = []
+            values[FIELD_NAMES[name]] = normalise_value(FIELD_NAMES[name], raw, local)
+            for message in local:
+                emit_warning(warnings, where + message)
+    return TLSOptions(**values)  # type: ignore[arg-type]  # values are normalised above
+
+
+# --- transport parameters (spec §2) ---
+
+
+def parse_transport(text: str, *, warnings: list[str] | None = None) -> dict[str, str]:
+    """Split a transport-parameter string (``tls=1;tls-mutual=1``) into its keys and values.
+
+    Pieces are split on ``;`` (empty pieces skipped) and at their first ``=``, so values keep later ``=`` and
+    ``,``. A piece without ``=`` is ignored, spaces around ``;`` and ``=`` are trimmed, and a repeated key keeps its
+    first value; each of these warns. Keys are case-sensitive and kept as written. Values may be empty.
+    """
+    if not isinstance(text, str):
+        raise InvalidOptionValue(
+            f"transport parameters must be a string, got {type(text).__name__}", option="transport"
+        )
+    params: dict[str, str] = {}
+    for piece in text.split(";"):
+        if not piece.strip():
+            if piece:
+                emit_warning(warnings, f"transport parameters: spaces around ';' trimmed in {text!r}")
+            continue
+        if "=" not in piece:
+            emit_warning(warnings, f"transport parameters: piece {piece.strip()!r} has no '=' and is ignored")
+            continue
+        raw_key, raw_value = piece.split("=", 1)
+        key, value = raw_key.strip(), raw_value.strip()
+        if key != raw_key or value != raw_value:
+            emit_warning(
+                warnings,
+                f"transport parameters: spaces around ';' or '=' are not allowed; {piece!r} read as {key}={value}",
+            )
+        if not key:
+            emit_warning(warnings, f"transport parameters: piece {piece.strip()!r} has no name and is ignored")
+            continue
+        if key in params:
+            emit_warning(
+                warnings,
+                f"transport parameters: {key} repeated; the first value {params[key]!r} wins over {value!r}",
+            )
+            continue
+        params[key] = value
+    return params
+
+
+def format_value(value: object) -> str:
+    """An option value written back as Genesys text (``True`` -> ``"1"``)."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)

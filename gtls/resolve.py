@@ -8,19 +8,39 @@ taken from the effective level only, defaults filled in (``sec_protocol`` stays 
 booleans ``False``), ``tls_crl`` holding the effective CRL path (alias folded), ``crl`` ``None``.
 ``sources`` gives, per Genesys option name, the level letter it came from: ``"P"``, ``"C"``, ``"T"``, ``"A"``,
 ``"H"`` or ``"default"``.
+
+Entry points: ``resolve_server`` / ``resolve_client`` take each level's settings (a transport-parameter string,
+a mapping of Genesys names, or parsed ``TLSOptions``) and run spec §3.2 steps 1–8 plus the value checks of step 9
+that need no file; ``gtls.context`` loads the files. ``direct`` resolves settings given directly (CLI flags,
+Python callers) as one level. Warnings are collected in ``Resolved.warnings`` and also appended to the caller's
+``warnings`` list, or logged once on ``gtls.config`` when no list is given.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
-from .options import TLSOptions
+from .errors import ConfigError, ConflictingOptions, IncompleteTlsLevel, InvalidOptionValue, UnsupportedFeature
+from .options import (
+    GENESYS_NAMES,
+    TLSOptions,
+    emit_warning,
+    format_value,
+    is_thumbprint,
+    normalise_value,
+    parse_options,
+    parse_transport,
+)
 
 Role = Literal["server", "client"]
 Profile = Literal["unix", "windows"]
+CertificateSource = Literal["host", "application"]
+#: A level's settings: transport parameters as text, a mapping of Genesys names, parsed options, or nothing.
+LevelInput = TLSOptions | Mapping[str, object] | str | None
 
 
 class Level(Enum):
@@ -58,3 +78,533 @@ class Resolved:
     #: Relative paths in the options are resolved against this folder (the deployment file's folder, or the
     #: working directory for settings given directly).
     base_dir: Path = field(default_factory=Path.cwd)
+
+
+# --- option groups (spec §3.2) ---
+
+MODE_FLAGS: Final = ("tls", "tls_mutual", "upgrade")
+#: Parameter-set fields shared by both roles, in the order reports list them.
+PARAMETER_SET: Final = (
+    "certificate",
+    "certificate_key",
+    "trusted_ca",
+    "tls_crl",
+    "crl",
+    "tls_crl_scope",
+    "tls_crl_expired",
+    "certificate_store",
+    "sec_protocol",
+    "cipher_list",
+    "provider",
+    "fips140_enabled",
+)
+CLIENT_ONLY: Final = ("tls_target_name_check", "tls_target_name")
+#: Effective values when the effective level leaves an option out.
+DEFAULTS: Final[Mapping[str, object]] = {
+    "tls_crl_scope": "leaf",
+    "tls_crl_expired": "reject",
+    "provider": "PEM",
+    "fips140_enabled": False,
+    "tls_target_name_check": "no",
+}
+
+
+def parameter_set(role: Role) -> tuple[str, ...]:
+    """The parameter-set fields for a role: client-only options count only for a client."""
+    return PARAMETER_SET + CLIENT_ONLY if role == "client" else PARAMETER_SET
+
+
+def _names(fields_: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(GENESYS_NAMES[f] for f in fields_)
+
+
+def _present(options: TLSOptions, group: tuple[str, ...]) -> list[str]:
+    return [f for f in group if getattr(options, f) is not None]
+
+
+def _without(options: TLSOptions, group: tuple[str, ...]) -> TLSOptions:
+    return options.replace(**{f: None for f in group})
+
+
+# --- the algorithm ---
+
+
+@dataclass
+class _Run:
+    """One resolution: where it happens and the diagnostics gathered so far."""
+
+    role: Role
+    profile: Profile
+    object_path: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, level: Level | None, message: str) -> None:
+        prefix = f"{self.object_path}: " if self.object_path else ""
+        if level is not None:
+            prefix += f"{level.title}: "
+        emit_warning(self.warnings, prefix + message)
+
+    def where(self, level: Level) -> str:
+        return (f"{self.object_path}: " if self.object_path else "") + f"{level.title}: "
+
+    def options(self, value: LevelInput, level: Level, *, transport: bool) -> TLSOptions:
+        """Parse one level (spec §3.2 step 1); errors carry the level."""
+        try:
+            if value is None:
+                return TLSOptions()
+            if isinstance(value, TLSOptions):
+                return value
+            if isinstance(value, str):
+                local: list[str] = []
+                value = parse_transport(value, warnings=local)
+                for message in local:
+                    self.warn(level, message)
+            return parse_options(value, warnings=self.warnings, warn_unknown=not transport, where=self.where(level))
+        except ConfigError as exc:
+            raise exc.located(object_path=self.object_path, level=level.title) from None
+
+    def flag(self, value: LevelInput, level: Level, name: str) -> bool | None:
+        """One mode flag read alone from a level (a client reads only ``tls`` on its target port)."""
+        try:
+            if value is None:
+                return None
+            if isinstance(value, TLSOptions):
+                flag = getattr(value, name.replace("-", "_"))
+                return flag if isinstance(flag, bool) else None
+            mapping: Mapping[str, object] = parse_transport(value, warnings=[]) if isinstance(value, str) else value
+            result = normalise_value(name.replace("-", "_"), mapping.get(name), [])
+            return result if isinstance(result, bool) else None
+        except ConfigError as exc:
+            raise exc.located(object_path=self.object_path, level=level.title) from None
+
+
+def _merge_application(run: _Run, options_tab: LevelInput, annex: LevelInput) -> TLSOptions:
+    """Application level: Options-tab values win over Annex-tab values, per key (spec §3.2 step 2)."""
+    main = run.options(options_tab, Level.APPLICATION, transport=False)
+    extra = run.options(annex, Level.APPLICATION, transport=False)
+    merged = {
+        f.name: getattr(main, f.name) if getattr(main, f.name) is not None else getattr(extra, f.name)
+        for f in fields(TLSOptions)
+    }
+    return TLSOptions(**merged)
+
+
+def _check_upper_levels(run: _Run, upper: list[tuple[Level, TLSOptions]]) -> None:
+    for level, options in upper:
+        if options.tls is not None:
+            run.warn(level, "tls: ignored at this level; tls belongs in the Port or Connection transport parameters")
+        if options.upgrade is not None:
+            run.warn(level, "upgrade: ignored at this level; it is a Port mode flag")
+
+
+def _candidates(
+    role: Role,
+    endpoint: tuple[Level, TLSOptions],
+    application: TLSOptions,
+    host: TLSOptions,
+    certificate_source: CertificateSource,
+) -> tuple[list[tuple[Level, TLSOptions]], list[tuple[Level, TLSOptions]]]:
+    """(candidate levels in order, levels skipped by Certificate Source) — spec §3.2 step 2."""
+    candidates = [endpoint]
+    skipped: list[tuple[Level, TLSOptions]] = []
+    if certificate_source == "host":
+        skipped.append((Level.APPLICATION, application))
+    else:
+        candidates.append((Level.APPLICATION, application))
+    candidates.append((Level.HOST, host))
+    return candidates, skipped
+
+
+def _shadowed(
+    group: tuple[str, ...], levels: list[tuple[Level, TLSOptions]], effective: Level | None
+) -> tuple[Shadowed, ...]:
+    return tuple(
+        Shadowed(level, GENESYS_NAMES[f], format_value(getattr(options, f)))
+        for level, options in levels
+        if level is not effective
+        for f in _present(options, group)
+    )
+
+
+def _shadow_hint(shadowed: tuple[Shadowed, ...], skipped: list[tuple[Level, TLSOptions]]) -> str:
+    if not shadowed:
+        return ""
+    by_level: dict[Level, list[str]] = {}
+    for item in shadowed:
+        by_level.setdefault(item.level, []).append(item.option)
+    parts = [f"{', '.join(opts)} at {level.title}" for level, opts in by_level.items()]
+    note = " (skipped: Certificate Source is Host)" if any(level is Level.APPLICATION for level, _ in skipped) else ""
+    return f" Shadowed settings, not used: {'; '.join(parts)}{note}."
+
+
+def _required(role: Role, profile: Profile, options: TLSOptions) -> list[str]:
+    """Spec §1.5/§1.6: the fields the effective level lacks, in report order."""
+    has_cert = options.certificate is not None
+    has_key = options.certificate_key is not None
+    missing: list[str] = []
+    if not has_cert and (role == "server" or has_key):
+        missing.append("certificate")
+    # certificate and key go together, clients included; a thumbprint takes its key from the store (§4.4).
+    # gtls keeps the pairing under `windows` too: a path-list certificate needs its key file there as well.
+    if has_cert and not has_key and not is_thumbprint(options.certificate or ""):
+        missing.append("certificate_key")
+    if role == "server" and profile == "unix" and not has_cert and not has_key:
+        missing.append("certificate_key")
+    if profile == "unix" and options.trusted_ca is None:
+        missing.append("trusted_ca")
+    return missing
+
+
+def _incomplete(
+    run: _Run,
+    level: Level | None,
+    missing: list[str],
+    present: list[str],
+    shadowed: tuple[Shadowed, ...],
+    skipped: list[tuple[Level, TLSOptions]],
+) -> IncompleteTlsLevel:
+    hint = _shadow_hint(shadowed, skipped)
+    missing_names = [GENESYS_NAMES[f] for f in missing]
+    if level is None:
+        message = (
+            f"no level has TLS settings; a secure {run.role} needs {', '.join(missing_names)}, all at one level "
+            "(the endpoint's transport parameters, the Application's or the Host's [security] section)." + hint
+        )
+    else:
+        message = (
+            f"the {level.title} level is the effective level for TLS settings (it holds {_names(present)}) but "
+            f"lacks {', '.join(missing_names)}. TLS settings cannot be split across levels: the most specific "
+            f"level holding any of them must hold all, and is never completed from another level.{hint} "
+            f"Fix: put all TLS settings at the {level.title} level, or move {_names(present)} to the level that "
+            "holds the rest."
+        )
+    return IncompleteTlsLevel(
+        message, missing=missing_names, object_path=run.object_path, level=level.title if level else None
+    )
+
+
+def _fold_crl(run: _Run, level: Level, options: TLSOptions) -> TLSOptions:
+    """Alias rule (spec §3.2 step 7): ``crl`` is ``tls-crl``; both equal warns, both different conflicts."""
+    if options.crl is None:
+        return options
+    if options.tls_crl is None:
+        return options.replace(tls_crl=options.crl, crl=None)
+    if options.tls_crl != options.crl:
+        raise ConflictingOptions(
+            f"crl={options.crl!r} and tls-crl={options.tls_crl!r} differ; crl is an alias of tls-crl, set only tls-crl",
+            option="tls-crl",
+            level=level.title,
+            object_path=run.object_path,
+        )
+    run.warn(level, "crl: alias of tls-crl, which has the same value; remove crl")
+    return options.replace(crl=None)
+
+
+def _check_values(run: _Run, level: Level, options: TLSOptions) -> None:
+    """Spec §1.4 and §4.4 checks on the effective level that need no file."""
+    where = {"level": level.title, "object_path": run.object_path}
+    if options.provider is not None and options.provider != "PEM":
+        raise UnsupportedFeature(
+            f"provider={options.provider} is not supported; gtls reads PEM files only (remove provider or set PEM)",
+            option="provider",
+            **where,
+        )
+    if options.fips140_enabled:
+        raise UnsupportedFeature(
+            "fips140-enabled=1 is not supported; gtls makes no FIPS claim (remove it or set 0)",
+            option="fips140-enabled",
+            **where,
+        )
+    if options.certificate is not None and is_thumbprint(options.certificate) and options.certificate_store is None:
+        raise UnsupportedFeature(
+            "certificate is a thumbprint; gtls finds thumbprints only in a certificate-store set at the same "
+            f"level ({level.title}); add certificate-store or give the PEM file paths",
+            option="certificate",
+            **where,
+        )
+
+
+def _level_warnings(run: _Run, level: Level, options: TLSOptions, tls_mutual: bool) -> TLSOptions:
+    """Warnings about options that have no effect at the effective level; returns the options actually used."""
+    if run.profile == "windows" and options.tls_crl is not None:
+        run.warn(level, "tls-crl: ignored under profile windows (gtls fetches no CRL distribution points)")
+        options = options.replace(tls_crl=None)
+    if options.tls_crl is None:
+        for name in ("tls_crl_scope", "tls_crl_expired"):
+            if getattr(options, name) is not None:
+                run.warn(level, f"{GENESYS_NAMES[name]}: no effect without tls-crl at this level")
+    elif run.role == "server" and not tls_mutual:
+        run.warn(level, "tls-crl: no effect on a server without tls-mutual=1 (no client certificate is checked)")
+    if options.certificate_store is not None and (
+        options.certificate is None or not is_thumbprint(options.certificate)
+    ):
+        run.warn(level, "certificate-store: unused; it is read only when certificate is a thumbprint")
+    return options
+
+
+def _effective_options(
+    role: Role, level: Level | None, chosen: TLSOptions, mode: Mapping[str, tuple[bool, str]]
+) -> tuple[TLSOptions, dict[str, str]]:
+    """The effective options with defaults and the source of each (spec §3.2 step 5)."""
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for name, (flag, source) in mode.items():
+        values[name], sources[GENESYS_NAMES[name]] = flag, source
+    for name in PARAMETER_SET + CLIENT_ONLY:
+        if name == "crl":
+            continue
+        value = getattr(chosen, name) if (role == "client" or name not in CLIENT_ONLY) else None
+        if value is not None and level is not None:
+            values[name], sources[GENESYS_NAMES[name]] = value, level.value
+        else:
+            values[name], sources[GENESYS_NAMES[name]] = DEFAULTS.get(name), "default"
+    return TLSOptions(**values), sources  # type: ignore[arg-type]  # values are normalised TLSOptions values
+
+
+def _secure(
+    run: _Run,
+    endpoint: tuple[Level, TLSOptions],
+    application: TLSOptions,
+    host: TLSOptions,
+    *,
+    certificate_source: CertificateSource,
+    mode: dict[str, tuple[bool, str]],
+    base_dir: Path,
+) -> Resolved:
+    """Steps 2, 4–9 (no files) for an endpoint known to be secure."""
+    role = run.role
+    group = parameter_set(role)
+    _check_upper_levels(run, [(Level.APPLICATION, application), (Level.HOST, host)])
+    candidates, skipped = _candidates(role, endpoint, application, host, certificate_source)
+    effective: tuple[Level, TLSOptions] | None = next(
+        ((lvl, opts) for lvl, opts in candidates if _present(opts, group)), None
+    )
+    level = effective[0] if effective else None
+    shadowed = _shadowed(group, candidates + skipped, level)
+    if role == "server":
+        mode["tls_mutual"] = _tls_mutual(endpoint[1], application, host)
+    chosen = TLSOptions()
+    if effective is None:
+        missing = _required(role, run.profile, chosen)
+        if missing:  # unix, or a windows server: nothing to run on (spec §3.2 step 4)
+            raise _incomplete(run, None, missing, [], shadowed, skipped)
+    else:
+        at, given = effective
+        chosen = _fold_crl(run, at, given)
+        missing = _required(role, run.profile, chosen)
+        if missing:
+            raise _incomplete(run, at, missing, _present(given, group), shadowed, skipped)
+        _check_values(run, at, chosen)
+        chosen = _level_warnings(run, at, chosen, mode.get("tls_mutual", (False, ""))[0])
+    options, sources = _effective_options(role, level, chosen, mode)
+    return Resolved(
+        role=role,
+        secure=True,
+        options=options,
+        level=level,
+        sources=sources,
+        shadowed=shadowed,
+        warnings=tuple(run.warnings),
+        profile=run.profile,
+        object_path=run.object_path,
+        base_dir=base_dir,
+    )
+
+
+def _tls_mutual(port: TLSOptions, application: TLSOptions, host: TLSOptions) -> tuple[bool, str]:
+    """Spec §3.2 step 6: looked up alone, P then A (whatever the Certificate Source) then H; default 0."""
+    for level, options in ((Level.PORT, port), (Level.APPLICATION, application), (Level.HOST, host)):
+        if options.tls_mutual is not None:
+            return options.tls_mutual, level.value
+    return False, "default"
+
+
+def _plaintext(run: _Run, mode: dict[str, tuple[bool, str]], base_dir: Path) -> Resolved:
+    """A non-secure endpoint: only the mode flags, no TLS settings."""
+    return Resolved(
+        role=run.role,
+        secure=False,
+        options=TLSOptions(tls=mode["tls"][0], tls_mutual=mode["tls_mutual"][0], upgrade=mode["upgrade"][0]),
+        level=None,
+        sources={GENESYS_NAMES[name]: source for name, (_, source) in mode.items()},
+        warnings=tuple(run.warnings),
+        profile=run.profile,
+        object_path=run.object_path,
+        base_dir=base_dir,
+    )
+
+
+def _profile(value: str) -> Profile:
+    folded = value.lower() if isinstance(value, str) else value
+    if folded == "unix":
+        return "unix"
+    if folded == "windows":
+        return "windows"
+    raise InvalidOptionValue(f"{value!r} is not a profile; use unix or windows", option="profile")
+
+
+def _certificate_source(value: str) -> CertificateSource:
+    folded = value.lower() if isinstance(value, str) else value
+    if folded == "host":
+        return "host"
+    if folded == "application":
+        return "application"
+    raise InvalidOptionValue(f"{value!r} is not Host or Application", option="certificate-source")
+
+
+class _Flush:
+    """Context manager handing a run's warnings to the caller's list, or logging them once, even on error."""
+
+    def __init__(self, run: _Run, target: list[str] | None) -> None:
+        self.run, self.target = run, target
+
+    def __enter__(self) -> _Run:
+        return self.run
+
+    def __exit__(self, *exc: object) -> None:
+        for message in self.run.warnings:
+            emit_warning(self.target, message)
+
+
+def resolve_server(
+    *,
+    port: LevelInput = None,
+    application: LevelInput = None,
+    annex: LevelInput = None,
+    host: LevelInput = None,
+    certificate_source: str = "application",
+    profile: str = "unix",
+    object_path: str | None = None,
+    base_dir: Path | str | None = None,
+    warnings: list[str] | None = None,
+) -> Resolved:
+    """Resolve a server port's settings (spec §3.2). ``port`` holds the Port's transport parameters."""
+    run = _Run("server", "unix", object_path)
+    with _Flush(run, warnings):
+        try:
+            run.profile = _profile(profile)
+            source = _certificate_source(certificate_source)
+            base = Path(base_dir) if base_dir is not None else Path.cwd()
+            p = run.options(port, Level.PORT, transport=True)
+            client_only = _present(p, CLIENT_ONLY)
+            if client_only:
+                run.warn(Level.PORT, f"{_names(client_only)}: client-only, ignored on a Port")
+                p = _without(p, CLIENT_ONLY)
+            if p.upgrade:
+                raise UnsupportedFeature(
+                    "upgrade=1 (clients switching to TLS inside the application protocol) is not supported; "
+                    "use tls=1 for a port that accepts TLS only",
+                    option="upgrade",
+                    level=Level.PORT.title,
+                )
+            mode = {"tls": (bool(p.tls), "P" if p.tls is not None else "default"), "upgrade": (False, "default")}
+            if not p.tls:
+                if _present(p, PARAMETER_SET):
+                    run.warn(Level.PORT, f"{_names(_present(p, PARAMETER_SET))}: no effect on a plaintext port")
+                mode["tls_mutual"] = (False, "default")
+                return _plaintext(run, mode, base)
+            app = _merge_application(run, application, annex)
+            h = run.options(host, Level.HOST, transport=False)
+            return _secure(run, (Level.PORT, p), app, h, certificate_source=source, mode=mode, base_dir=base)
+        except ConfigError as exc:
+            raise exc.located(object_path=object_path) from None
+
+
+def resolve_client(
+    *,
+    connection: LevelInput = None,
+    target: LevelInput = None,
+    application: LevelInput = None,
+    annex: LevelInput = None,
+    host: LevelInput = None,
+    certificate_source: str = "application",
+    profile: str = "unix",
+    object_path: str | None = None,
+    base_dir: Path | str | None = None,
+    warnings: list[str] | None = None,
+) -> Resolved:
+    """Resolve a client connection's settings (spec §3.2). ``connection`` holds the Connection's transport
+    parameters, ``target`` those of the port it dials (only its ``tls`` is read)."""
+    run = _Run("client", "unix", object_path)
+    with _Flush(run, warnings):
+        try:
+            run.profile = _profile(profile)
+            source = _certificate_source(certificate_source)
+            base = Path(base_dir) if base_dir is not None else Path.cwd()
+            c = run.options(connection, Level.CONNECTION, transport=True)
+            target_tls = run.flag(target, Level.TARGET, "tls")
+            if c.tls_mutual is not None:
+                run.warn(Level.CONNECTION, "tls-mutual: ignored on a Connection; it is a server Port setting")
+            if c.upgrade is not None:
+                run.warn(Level.CONNECTION, "upgrade: ignored on a Connection")
+            c = c.replace(tls_mutual=None, upgrade=None)
+            # Secure when T or C has tls=1; tls=0 on C cannot downgrade T (spec §1.2).
+            tls_source = "C" if c.tls else "T" if target_tls else "C" if c.tls is not None else "default"
+            mode = {
+                "tls": (bool(c.tls or target_tls), tls_source),
+                "tls_mutual": (False, "default"),
+                "upgrade": (False, "default"),
+            }
+            if not (c.tls or target_tls):
+                group = parameter_set("client")
+                if _present(c, group):
+                    run.warn(Level.CONNECTION, f"{_names(_present(c, group))}: no effect on a plaintext connection")
+                return _plaintext(run, mode, base)
+            app = _merge_application(run, application, annex)
+            h = run.options(host, Level.HOST, transport=False)
+            return _secure(run, (Level.CONNECTION, c), app, h, certificate_source=source, mode=mode, base_dir=base)
+        except ConfigError as exc:
+            raise exc.located(object_path=object_path) from None
+
+
+def direct(
+    options: TLSOptions | Mapping[str, object],
+    role: Role,
+    *,
+    profile: str = "unix",
+    base_dir: Path | str | None = None,
+    warnings: list[str] | None = None,
+) -> Resolved:
+    """Resolve settings given directly (CLI flags, Python callers) as one level: P for a server, C for a client.
+
+    The caller asked for a TLS endpoint, so the result is secure even when ``tls`` is not set; the same checks as
+    for a deployment run (completeness, alias, unsupported values)."""
+    local: list[str] = []
+    try:
+        try:
+            opts = options if isinstance(options, TLSOptions) else TLSOptions.from_mapping(options, warnings=local)
+        except ConfigError as exc:
+            raise exc.located(level=Level.PORT.title if role == "server" else Level.CONNECTION.title) from None
+        if opts.tls is False:
+            local.append("tls: 0 ignored; settings given directly always make a TLS endpoint")
+        opts = opts.replace(tls=True)
+        if role == "server":
+            resolved = resolve_server(port=opts, profile=profile, base_dir=base_dir, warnings=local)
+        elif role == "client":
+            resolved = resolve_client(connection=opts, profile=profile, base_dir=base_dir, warnings=local)
+        else:
+            raise InvalidOptionValue(f"role {role!r} is not server or client", option="role")
+    finally:
+        for message in local:
+            emit_warning(warnings, message)
+    return Resolved(
+        role=resolved.role,
+        secure=resolved.secure,
+        options=resolved.options,
+        level=resolved.level,
+        sources=resolved.sources,
+        shadowed=resolved.shadowed,
+        warnings=tuple(local),
+        profile=resolved.profile,
+        object_path=resolved.object_path,
+        base_dir=resolved.base_dir,
+    )
+
+
+def describe(resolved: Resolved) -> Iterator[tuple[str, str, str]]:
+    """(option, value, source) rows for reports such as ``gtls check``: every effective option that is set."""
+    for f in fields(TLSOptions):
+        value = getattr(resolved.options, f.name)
+        name = GENESYS_NAMES[f.name]
+        if value is not None:
+            yield name, format_value(value), resolved.sources.get(name, "default")
