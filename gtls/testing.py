@@ -388,6 +388,7 @@ class CA(Certified):
         ips: Iterable[IPLike] = (),
         emails: Iterable[str] = (),
         uris: Iterable[str] = (),
+        other_sans: Iterable[x509.GeneralName] = (),
         common_names: Sequence[str] | None = None,
         subject: x509.Name | None = None,
         eku: Sequence[Purpose] | None = ("server", "client"),
@@ -404,9 +405,9 @@ class CA(Certified):
         """An end-entity certificate (CA:FALSE) issued by this CA.
 
         Names: ``common_name`` (one CN), ``common_names`` (several, or ``[]`` for none) or a full ``subject``; with
-        none of them the subject is empty. subjectAltName holds ``dns``, ``ips``, ``emails`` and ``uris`` in that
-        order, and is left out when all are empty. ``eku`` names purposes (``"server"``, ``"client"``, …) or is
-        ``None`` for no extendedKeyUsage extension.
+        none of them the subject is empty. subjectAltName holds ``dns`` (A-labels, as ``cryptography`` requires),
+        ``ips``, ``emails``, ``uris`` and any ``other_sans`` in that order, and is left out when all are empty.
+        ``eku`` names purposes (``"server"``, ``"client"``, …) or is ``None`` for no extendedKeyUsage extension.
         """
         own_key = key if key is not None else generate_key(key_type)
         subject_name = _subject_for_leaf(common_name, common_names, subject)
@@ -414,6 +415,7 @@ class CA(Certified):
         sans += [x509.IPAddress(ipaddress.ip_address(ip) if isinstance(ip, str) else ip) for ip in ips]
         sans += [x509.RFC822Name(e) for e in emails]
         sans += [x509.UniformResourceIdentifier(u) for u in uris]
+        sans += list(other_sans)
         usage = _key_usage(digital_signature=True, key_encipherment=isinstance(own_key, rsa.RSAPrivateKey))
         exts: list[x509.ExtensionType] = [x509.BasicConstraints(ca=False, path_length=None), usage]
         critical: set[type[x509.ExtensionType]] = {x509.BasicConstraints, x509.KeyUsage}
