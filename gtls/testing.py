@@ -244,6 +244,11 @@ class Certified:
         return self.cert.public_bytes(serialization.Encoding.DER)
 
     @property
+    def thumbprint(self) -> str:
+        """SHA-1 fingerprint of the DER certificate, 40 upper-case hex digits (a Windows-style thumbprint)."""
+        return self.cert.fingerprint(hashes.SHA1()).hex().upper()
+
+    @property
     def key_pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM (``BEGIN PRIVATE KEY``)."""
         return self.key.private_bytes(
@@ -351,7 +356,7 @@ class CA(Certified):
         own_key = key if key is not None else generate_key(key_type)
         spec = _ca_spec(_name(name), own_key, not_before, not_after, path_length, True, key_cert_sign, crl_sign,
                         key_ids, serial)
-        signing_key = generate_key(key_type) if bad_signature else own_key
+        signing_key = generate_key(_key_type_of(own_key)) if bad_signature else own_key
         cert = _sign(spec, spec.subject, signing_key, own_key, None, extensions)
         return cls(cert, own_key, None)
 

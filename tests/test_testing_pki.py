@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import shutil
 import stat
@@ -384,6 +385,7 @@ def test_write_files(tmp_path: Path, inter: CA) -> None:
     loaded = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     assert loaded.public_key() == leaf.key.public_key()
     assert b"BEGIN PRIVATE KEY" in leaf.key_pem
+    assert leaf.thumbprint == hashlib.sha1(leaf.cert_der).hexdigest().upper()
 
     encrypted = leaf.encrypted_key_pem(b"secret")
     with pytest.raises(TypeError):
@@ -500,8 +502,11 @@ def test_openssl_accepts_good_chain_and_rejects_revoked(tmp_path: Path) -> None:
         (lambda ca: ca.leaf("x", eku=("client",)), "unsuitable certificate purpose"),
         (lambda ca: ca.intermediate("plain", ca=False).leaf("x"), "invalid CA certificate"),
         (lambda ca: ca.leaf("x", issuer_name="stranger"), "unable to get local issuer certificate"),
+        (lambda ca: ca.intermediate("a", path_length=0).intermediate("b").leaf("x"), "path length constraint exceeded"),
+        (lambda ca: ca.intermediate("no sign", key_cert_sign=False).leaf("x"), "key usage does not include cert"),
     ],
-    ids=["bad-signature", "expired", "not-yet-valid", "wrong-eku", "non-ca-issuer", "other-issuer-name"],
+    ids=["bad-signature", "expired", "not-yet-valid", "wrong-eku", "non-ca-issuer", "other-issuer-name",
+         "path-length", "no-keycertsign"],
 )
 def test_openssl_rejects_failure_certificates(tmp_path: Path, make: Callable[[CA], Certified], error: str) -> None:
     root = CA.root()
