@@ -21,7 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gtls.testing import CA, Certified, demo_pki, write_pem
+from gtls.testing import CA, CRL, Certified, demo_pki, write_pem
 
 FIXTURES = Path(__file__).resolve().parent.parent / "certs-fixtures"
 OPENSSL = shutil.which("openssl")
@@ -521,14 +521,33 @@ def test_openssl_rejects_failure_certificates(tmp_path: Path, make: Callable[[CA
 
 
 @needs_openssl
-def test_openssl_rejects_crl_with_wrong_signer(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("make_crl", "error"),
+    [
+        (lambda ca: ca.crl(signer=CA.root("impostor")), "CRL signature failure"),
+        (lambda ca: ca.crl(this_update=dt.timedelta(days=-3), next_update=dt.timedelta(days=-1)), "CRL has expired"),
+        (lambda ca: ca.crl(this_update=dt.timedelta(days=1)), "CRL is not yet valid"),
+        (lambda ca: CA.root("unrelated").crl(), "unable to get certificate CRL"),
+    ],
+    ids=["wrong-signer", "expired", "not-yet-valid", "other-issuer"],
+)
+def test_openssl_rejects_bad_crls(tmp_path: Path, make_crl: Callable[[CA], CRL], error: str) -> None:
     root = CA.root()
-    leaf = root.leaf("x")
     root.write_cert(tmp_path / "root.pem")
-    leaf.write_cert(tmp_path / "leaf.pem")
-    root.crl(signer=CA.root("impostor")).write(tmp_path / "crl.pem")
+    root.leaf("x").write_cert(tmp_path / "leaf.pem")
+    make_crl(root).write(tmp_path / "crl.pem")
     code, out = openssl_verify(tmp_path / "root.pem", tmp_path / "leaf.pem", crl_files=[tmp_path / "crl.pem"])
-    assert code != 0 and "CRL signature failure" in out, out
+    assert code != 0 and error in out, out
+
+
+@needs_openssl
+def test_openssl_rejects_crl_from_issuer_without_crl_sign(tmp_path: Path) -> None:
+    root = CA.root(crl_sign=False)
+    root.write_cert(tmp_path / "root.pem")
+    root.leaf("x").write_cert(tmp_path / "leaf.pem")
+    root.crl().write(tmp_path / "crl.pem")
+    code, out = openssl_verify(tmp_path / "root.pem", tmp_path / "leaf.pem", crl_files=[tmp_path / "crl.pem"])
+    assert code != 0 and "key usage does not include CRL signing" in out, out
 
 
 # --- the committed fixtures ------------------------------------------------------------------------------------------
