@@ -1,0 +1,180 @@
+"""``gtls pki``, ``gtls chain`` and the demo PKI folder, through the real command and ``openssl verify``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from test_cli_support import error_line, gtls_env, run_gtls
+
+from gtls.demo import DemoFiles, data_dir, ensure_demo_pki
+from gtls.testing import CA, write_pem
+
+
+def openssl_verify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["openssl", "verify", *args], capture_output=True, text=True, timeout=20)
+
+
+def test_pki_writes_a_pki_openssl_verifies(tmp_path: Path) -> None:
+    out = tmp_path / "pki"
+    result = run_gtls("pki", str(out), "--server-name", "svc.example.test", "--server-name", "alt.example.test",
+                      "--client-name", "reporter.example.test", "--key-type", "rsa")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote 11 files to {out}" in result.stdout
+    root, inter = str(out / "root-ca.pem"), str(out / "intermediate-ca.pem")
+    ok = openssl_verify("-CAfile", root, "-untrusted", inter, "-purpose", "sslserver", str(out / "server-cert.pem"))
+    assert ok.returncode == 0 and ": OK" in ok.stdout, ok.stdout + ok.stderr
+    ok = openssl_verify("-CAfile", root, "-untrusted", inter, "-purpose", "sslclient", str(out / "client-cert.pem"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The CRLs are current and signed by root and intermediate: a CRL check across the whole chain passes.
+    ok = openssl_verify("-CAfile", root, "-untrusted", inter, "-CRLfile", str(out / "crl.pem"), "-crl_check_all",
+                        str(out / "server-cert.pem"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The unrelated second root does not verify the server.
+    bad = openssl_verify("-CAfile", str(out / "second-root-ca.pem"), "-untrusted", inter, str(out / "server-cert.pem"))
+    assert bad.returncode != 0
+
+    server = x509.load_pem_x509_certificate((out / "server-cert.pem").read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"svc.example.test", "alt.example.test"} <= set(names.get_values_for_type(x509.DNSName))
+    assert server.public_key().key_size == 2048  # type: ignore[union-attr]
+    client = x509.load_pem_x509_certificate((out / "client-cert.pem").read_bytes())
+    assert client.subject.rfc4514_string() == "CN=reporter.example.test"
+    assert stat.S_IMODE(os.stat(out / "server-key.pem").st_mode) == 0o600
+
+
+def test_pki_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    assert run_gtls("pki", str(tmp_path)).returncode == 0
+    before = (tmp_path / "root-ca.pem").read_bytes()
+    again = run_gtls("pki", str(tmp_path))
+    assert again.returncode == 2
+    assert error_line(again).startswith("gtls: usage error: ") and "--force" in again.stderr
+    assert (tmp_path / "root-ca.pem").read_bytes() == before
+    forced = run_gtls("pki", str(tmp_path), "--force")
+    assert forced.returncode == 0 and (tmp_path / "root-ca.pem").read_bytes() != before
+
+
+def test_usage_errors_exit_2_with_one_line() -> None:
+    result = run_gtls("pki")
+    assert result.returncode == 2
+    assert error_line(result).startswith("gtls: usage error: ")
+    result = run_gtls("frobnicate")
+    assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """root → intermediate → leaf, plus an unrelated certificate."""
+    folder = tmp_path_factory.mktemp("chain")
+    root = CA.root("chain test root")
+    inter = root.intermediate("chain test intermediate")
+    leaf = inter.leaf("leaf.example.test", dns=["leaf.example.test"])
+    stray = CA.root("unrelated root").leaf("stray.example.test")
+    return {
+        "dir": folder, "root": root, "inter": inter, "leaf": leaf,
+        "key": leaf.write_key(folder / "leaf-key.pem"),
+        "scrambled_a": write_pem(folder / "a.pem", root, leaf),
+        "scrambled_b": write_pem(folder / "b.pem", stray, inter),
+        "no_root": write_pem(folder / "noroot.pem", inter, leaf),
+    }
+
+
+def subjects_in_order(output: str) -> list[str]:
+    return [line.split("subject: ", 1)[1] for line in output.splitlines() if " subject: " in line]
+
+
+def test_chain_orders_a_scrambled_list_leaf_first_and_says_why(pki: dict[str, object]) -> None:
+    listing = f"{pki['scrambled_a']},{pki['scrambled_b']}"
+    result = run_gtls("chain", listing, "--key", str(pki["key"]))
+    assert result.returncode == 0, result.stderr
+    assert subjects_in_order(result.stdout) == [
+        "CN=leaf.example.test", "CN=chain test intermediate", "CN=chain test root"]
+    assert "matches the private key" in result.stdout
+    assert "issued certificate 0" in result.stdout and "issued certificate 1" in result.stdout
+    assert "reordered" in result.stdout and "self-signed" in result.stdout
+    # The unrelated certificate is named in a warning and not sent.
+    assert "stray.example.test" in result.stderr and "not in the chain" in result.stderr
+
+
+def test_chain_without_key_picks_the_certificate_that_issued_nothing(pki: dict[str, object]) -> None:
+    result = run_gtls("chain", f"{pki['scrambled_a']},{pki['scrambled_b']}")
+    assert result.returncode == 0, result.stderr
+    # Two candidates issued nothing (the real leaf and the stray leaf): the first in load order wins.
+    assert subjects_in_order(result.stdout)[0] == "CN=leaf.example.test"
+    assert "no --key given" in result.stdout
+
+
+def test_chain_without_root_says_the_peer_needs_the_ca(pki: dict[str, object]) -> None:
+    result = run_gtls("chain", str(pki["no_root"]), "--key", str(pki["key"]))
+    assert result.returncode == 0, result.stderr
+    assert subjects_in_order(result.stdout) == ["CN=leaf.example.test", "CN=chain test intermediate"]
+    assert "not self-signed" in result.stdout
+
+
+def test_chain_relative_paths_are_from_the_working_directory(pki: dict[str, object]) -> None:
+    folder = Path(str(pki["dir"]))
+    result = run_gtls("chain", "noroot.pem", "--key", "leaf-key.pem", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "relative path" not in result.stderr
+
+
+def test_chain_errors_are_config_errors_naming_option_and_file(pki: dict[str, object], tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    result = run_gtls("chain", f"{pki['no_root']},{missing}")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ") and "certificate" in line and str(missing) in line
+    other_key = CA.root("other").leaf("other").write_key(tmp_path / "other-key.pem")
+    result = run_gtls("chain", str(pki["no_root"]), "--key", str(other_key))
+    assert result.returncode == 2 and "private key" in error_line(result)
+
+
+def test_demo_folder_location_honours_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GTLS_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert data_dir() == tmp_path / "xdg" / "gtls"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
+    assert data_dir() == Path.home() / ".local" / "share" / "gtls"
+    monkeypatch.setenv("GTLS_DATA_DIR", str(tmp_path / "override"))
+    assert data_dir() == tmp_path / "override"
+
+
+def test_demo_pki_is_made_once_then_reused_and_renewed_near_expiry(tmp_path: Path) -> None:
+    files, created = ensure_demo_pki(tmp_path / "demo")
+    assert created and all(path.is_file() for path in files.required())
+    assert stat.S_IMODE(os.stat(files.directory).st_mode) == 0o700
+    first = files.server_cert.read_bytes()
+    again, created_again = ensure_demo_pki(tmp_path / "demo")
+    assert not created_again and again.server_cert.read_bytes() == first
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=364)
+    renewed, created_late = ensure_demo_pki(tmp_path / "demo", now=later)
+    assert created_late and renewed.server_cert.read_bytes() != first
+    ok = openssl_verify("-CAfile", str(renewed.root_ca), "-untrusted", str(renewed.server_chain),
+                        str(renewed.server_cert))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_demo_pki_broken_file_is_remade(tmp_path: Path) -> None:
+    files, _ = ensure_demo_pki(tmp_path / "demo")
+    files.server_cert.write_text("garbage")
+    _, created = ensure_demo_pki(tmp_path / "demo")
+    assert created
+    assert DemoFiles(tmp_path / "demo").server_cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_bench_subcommand_hands_over_or_says_it_is_missing() -> None:
+    result = run_gtls("bench", "--help", env=gtls_env())
+    try:
+        import gtls.bench as bench
+    except ModuleNotFoundError:
+        assert result.returncode == 1 and "gtls.bench is not installed" in error_line(result)
+        return
+    if not callable(getattr(bench, "main", None)):
+        assert result.returncode == 1 and "no main(argv)" in error_line(result)
+    else:
+        assert "usage" in (result.stdout + result.stderr).lower()
