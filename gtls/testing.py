@@ -57,7 +57,7 @@ KeyType: TypeAlias = Literal["ec", "rsa"]
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 #: An absolute time (naive values are taken as UTC) or an offset from now (``timedelta(days=-1)`` = yesterday).
 TimeSpec: TypeAlias = dt.datetime | dt.timedelta
-#: One extendedKeyUsage purpose: a short name from ``_EKU_NAMES`` or any OID.
+#: One extendedKeyUsage purpose: server, client, email, code_signing, time_stamping, ocsp_signing, any, or an OID.
 Purpose: TypeAlias = str | x509.ObjectIdentifier
 IPLike: TypeAlias = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 PemSource: TypeAlias = "bytes | str | Certified | CRL"
@@ -287,7 +287,7 @@ class Certified:
         return write_pem(path, self.chain_pem(include_root=include_root))
 
     def write_key(self, path: str | os.PathLike[str]) -> Path:
-        """Write the unencrypted key, mode 0o600 (gtls refuses world-readable keys)."""
+        """Write the unencrypted key, readable by the owner only (mode 0o600)."""
         return _write_private(path, self.key_pem)
 
 
@@ -468,7 +468,7 @@ class CA(Certified):
         serials = [item.serial if isinstance(item, Certified) else item for item in revoked]
         serials += [random_serial() for _ in range(count)]
         last = _when(this_update, -_BACKDATE)
-        revoked_at = _when(revocation_date, -_BACKDATE) if revocation_date is not None else last
+        revoked_at = last if revocation_date is None else _when(revocation_date, dt.timedelta())
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(_name(issuer_name) if issuer_name is not None else self.cert.subject)
