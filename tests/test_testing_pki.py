@@ -607,3 +607,42 @@ def test_fixtures_verify_with_openssl(leaf: str, purpose: str) -> None:
     code, out = openssl_verify(FIXTURES / "demo/second-root-ca.pem", FIXTURES / "demo" / leaf,
                                untrusted=FIXTURES / "demo/intermediate-ca.pem")
     assert code != 0, out
+
+
+async def test_fixtures_work_for_mutual_tls_with_crl_check() -> None:
+    """The E2 files in a real handshake: Python's ssl on both sides over 127.0.0.1, client checking the CRL."""
+    import ssl
+
+    import trio
+
+    certs = FIXTURES / "certs"
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=FIXTURES / "ca/certauth.pem")
+    server_ctx.load_cert_chain(certs / "servhostcert.pem", certs / "servprivkey.pem")
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    client_ctx = ssl.create_default_context(cafile=FIXTURES / "ca/certauth.pem")
+    client_ctx.load_verify_locations(FIXTURES / "crl/crllist.pem")
+    client_ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
+    client_ctx.load_cert_chain(certs / "clthostcert.pem", certs / "cltprivkey.pem")
+
+    seen: dict[str, object] = {}
+    with trio.fail_after(10):
+        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listener.socket.getsockname()[1]
+        async with listener, trio.open_nursery() as nursery:
+
+            async def serve_one() -> None:
+                tcp = await listener.accept()
+                server = trio.SSLStream(tcp, server_ctx, server_side=True)
+                async with server:
+                    await server.do_handshake()
+                    seen["client"] = server.getpeercert()
+                    await server.send_all(await server.receive_some(100))
+
+            nursery.start_soon(serve_one)
+            tcp = await trio.open_tcp_stream("127.0.0.1", port)
+            client = trio.SSLStream(tcp, client_ctx, server_hostname="server.gtls.test")
+            async with client:
+                await client.send_all(b"ping")
+                assert await client.receive_some(100) == b"ping"
+    subject = dict(pair for rdn in seen["client"]["subject"] for pair in rdn)  # type: ignore[index]
+    assert subject["commonName"] == "client.gtls.test"
