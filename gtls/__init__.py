@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .deployment import Deployment, Endpoint, EndpointRef, load_deployment
 from .errors import (
     CipherListError,
     ConfigError,
@@ -28,7 +29,10 @@ __all__ = [
     "ConflictingOptions",
     "CredentialLoadError",
     "CrlLoadError",
+    "Deployment",
     "DeploymentError",
+    "Endpoint",
+    "EndpointRef",
     "GtlsError",
     "HandshakeError",
     "IncompleteTlsLevel",
@@ -43,6 +47,7 @@ __all__ = [
     "UnsupportedFeature",
     "UnsupportedProtocol",
     "direct",
+    "load_deployment",
     "parse_transport",
     "resolve_client",
     "resolve_server",

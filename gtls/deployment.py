@@ -1,0 +1,524 @@
+"""The deployment file (design §3): Genesys-style Hosts, Applications, Ports and Connections in TOML.
+
+``load_deployment(path)`` parses the file and checks its structure eagerly (malformed TOML, wrong types, unknown
+structural keys, dangling ``host``/``server``/``port-id`` references: ``DeploymentError``). TLS settings are
+resolved when asked for: ``Deployment.port()`` / ``Deployment.connection()`` return a resolved ``Endpoint`` (and
+raise the resolution error, carrying the object path); ``Deployment.endpoints()`` yields every port and connection
+as an ``EndpointRef`` whose ``resolved`` is computed on first access, so ``gtls check`` can report each endpoint's
+error on its own.
+
+File layout (keys not listed are errors, except inside ``security`` tables, where unknown option names warn)::
+
+    profile = "unix"                        # optional: "unix" (default) or "windows" (spec §1.6)
+    [hosts.NAME]
+    address = "stats.example.test"          # optional: how clients reach this host's applications
+    [hosts.NAME.security]                   # Host level
+    [applications.NAME]
+    host = "NAME"                           # optional: the Host it runs on
+    certificate-source = "application"      # or "host" (any case); default "application"
+    [applications.NAME.security]            # Application level, Options tab
+    [applications.NAME.annex.security]      # Application level, Annex tab (Options tab wins per key)
+    [applications.NAME.ports.ID]
+    address = "127.0.0.1"                   # listen address; default 127.0.0.1
+    port = 9443                             # required; 0 picks a free port
+    transport = "tls=1"                     # Port level
+    [applications.NAME.connections.ID]
+    server = "APP"                          # required: the target application
+    port-id = "ID"                          # the target port; optional when the server has exactly one port
+    transport = ""                          # Connection level
+    address = "10.0.0.5"                    # optional: where to dial
+    host = "stats.example.test"             # optional: the dialled host name (reference name and SNI)
+
+Relative paths in path options (also inside ``transport``) are resolved against the file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final
+
+from .errors import DeploymentError, InvalidOptionValue
+from .options import classify_name, emit_warning, is_thumbprint, parse_transport
+from .resolve import Level, Profile, Resolved, Role, resolve_client, resolve_server
+
+#: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
+PATH_OPTIONS: Final = frozenset({"certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store"})
+LIST_OPTIONS: Final = frozenset({"certificate", "certificate-store"})
+_WILDCARDS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+DEFAULT_LISTEN_ADDRESS: Final = "127.0.0.1"
+
+SecurityTable = dict[str, object]
+
+
+# --- the model ---
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    name: str
+    address: str | None
+    security: SecurityTable
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    id: str
+    address: str
+    port: int
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSpec:
+    id: str
+    server: str
+    port_id: str
+    transport: str
+    address: str | None
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationSpec:
+    name: str
+    host: str | None
+    certificate_source: str
+    security: SecurityTable
+    annex: SecurityTable
+    ports: dict[str, PortSpec]
+    connections: dict[str, ConnectionSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A port (role ``server``: ``address``/``port`` to listen on) or a connection (role ``client``: ``address``/
+    ``port`` to dial, ``server_hostname`` the dialled host name: reference name for the peer-name check and SNI)."""
+
+    object_path: str
+    role: Role
+    address: str
+    port: int
+    resolved: Resolved
+    server_hostname: str | None = None
+
+
+class EndpointRef:
+    """An endpoint not yet resolved: the same attributes as ``Endpoint``, with ``resolved`` computed on first
+    access (raising the resolution's ``ConfigError``)."""
+
+    __slots__ = ("object_path", "role", "address", "port", "server_hostname", "_resolver", "_resolved")
+
+    def __init__(
+        self,
+        object_path: str,
+        role: Role,
+        address: str,
+        port: int,
+        server_hostname: str | None,
+        resolver: Callable[[list[str] | None], Resolved],
+    ) -> None:
+        self.object_path = object_path
+        self.role: Role = role
+        self.address = address
+        self.port = port
+        self.server_hostname = server_hostname
+        self._resolver = resolver
+        self._resolved: Resolved | None = None
+
+    def __repr__(self) -> str:
+        return f"EndpointRef({self.object_path!r}, role={self.role!r}, address={self.address!r}, port={self.port})"
+
+    def resolve(self, *, warnings: list[str] | None = None) -> Resolved:
+        if self._resolved is None:
+            self._resolved = self._resolver(warnings)
+        elif warnings is not None:
+            warnings.extend(w for w in self._resolved.warnings if w not in warnings)
+        return self._resolved
+
+    @property
+    def resolved(self) -> Resolved:
+        return self.resolve()
+
+    def endpoint(self, *, warnings: list[str] | None = None) -> Endpoint:
+        resolved = self.resolve(warnings=warnings)
+        return Endpoint(self.object_path, self.role, self.address, self.port, resolved, self.server_hostname)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    path: Path
+    profile: Profile
+    hosts: Mapping[str, HostSpec]
+    applications: Mapping[str, ApplicationSpec]
+    warnings: tuple[str, ...] = ()
+    base_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_dir", self.path.parent)
+
+    # --- lookups ---
+
+    def application(self, app: str) -> ApplicationSpec:
+        try:
+            return self.applications[app]
+        except KeyError:
+            known = ", ".join(sorted(self.applications)) or "none"
+            raise DeploymentError(
+                f"no application {app!r} in the deployment (applications: {known})",
+                object_path=f"applications.{app}",
+                file=str(self.path),
+            ) from None
+
+    def port(self, app: str, port_id: str, *, warnings: list[str] | None = None) -> Endpoint:
+        """The resolved server endpoint of ``applications.APP.ports.PORT_ID``."""
+        return self._port_ref(app, port_id).endpoint(warnings=warnings)
+
+    def connection(self, app: str, conn_id: str, *, warnings: list[str] | None = None) -> Endpoint:
+        """The resolved client endpoint of ``applications.APP.connections.CONN_ID``."""
+        return self._connection_ref(app, conn_id).endpoint(warnings=warnings)
+
+    def endpoints(self) -> Iterator[EndpointRef]:
+        """Every port, then every connection, of every application, in file order; resolved lazily."""
+        for name, application in self.applications.items():
+            for port_id in application.ports:
+                yield self._port_ref(name, port_id)
+            for conn_id in application.connections:
+                yield self._connection_ref(name, conn_id)
+
+    # --- resolution ---
+
+    def _host_security(self, application: ApplicationSpec) -> SecurityTable | None:
+        return self.hosts[application.host].security if application.host is not None else None
+
+    def _port_ref(self, app: str, port_id: str) -> EndpointRef:
+        application = self.application(app)
+        spec = application.ports.get(port_id)
+        path = f"applications.{app}.ports.{port_id}"
+        if spec is None:
+            known = ", ".join(application.ports) or "none"
+            raise DeploymentError(
+                f"application {app!r} has no port {port_id!r} (ports: {known})", object_path=path, file=str(self.path)
+            )
+
+        def resolver(warnings: list[str] | None) -> Resolved:
+            local: list[str] = []
+            try:
+                params = self._transport(spec.transport, path, Level.PORT, local)
+                resolved = resolve_server(
+                    port=params,
+                    application=application.security,
+                    annex=application.annex,
+                    host=self._host_security(application),
+                    certificate_source=application.certificate_source,
+                    profile=self.profile,
+                    object_path=path,
+                    base_dir=self.base_dir,
+                    warnings=local,
+                )
+            finally:
+                for message in local:
+                    emit_warning(warnings, message)
+            return replace(resolved, warnings=tuple(local))
+
+        return EndpointRef(path, "server", spec.address, spec.port, None, resolver)
+
+    def _connection_ref(self, app: str, conn_id: str) -> EndpointRef:
+        application = self.application(app)
+        spec = application.connections.get(conn_id)
+        path = f"applications.{app}.connections.{conn_id}"
+        if spec is None:
+            known = ", ".join(application.connections) or "none"
+            raise DeploymentError(
+                f"application {app!r} has no connection {conn_id!r} (connections: {known})",
+                object_path=path,
+                file=str(self.path),
+            )
+        server = self.applications[spec.server]
+        target = server.ports[spec.port_id]
+        server_host = self.hosts[server.host] if server.host is not None else None
+        # Where to dial: the connection's address, else its host name, else the target Host's address, else the
+        # port's listen address (a wildcard listen address is dialled on loopback).
+        dial = spec.address or spec.host or (server_host.address if server_host else None)
+        if dial is None:
+            dial = _WILDCARDS.get(target.address, target.address)
+        reference = spec.host or dial
+
+        def resolver(warnings: list[str] | None) -> Resolved:
+            local: list[str] = []
+            try:
+                params = self._transport(spec.transport, path, Level.CONNECTION, local)
+                resolved = resolve_client(
+                    connection=params,
+                    target=target.transport,
+                    application=application.security,
+                    annex=application.annex,
+                    host=self._host_security(application),
+                    certificate_source=application.certificate_source,
+                    profile=self.profile,
+                    object_path=path,
+                    base_dir=self.base_dir,
+                    warnings=local,
+                )
+                _check_reference_name(resolved, reference)
+            finally:
+                for message in local:
+                    emit_warning(warnings, message)
+            return replace(resolved, warnings=tuple(local))
+
+        return EndpointRef(path, "client", dial, target.port, reference, resolver)
+
+    def _transport(self, text: str, path: str, level: Level, warnings: list[str]) -> dict[str, str]:
+        local: list[str] = []
+        params = parse_transport(text, warnings=local)
+        warnings.extend(f"{path}: {level.title}: {message}" for message in local)
+        return {key: absolutise(key, value, self.base_dir) for key, value in params.items()}
+
+
+def _check_reference_name(resolved: Resolved, reference: str) -> None:
+    """Spec §7 rule 5: a reference name containing ``*`` raises at resolution."""
+    options = resolved.options
+    named = resolved.secure and options.tls_target_name_check == "host" and options.tls_target_name is None
+    if named and "*" in reference:
+        raise InvalidOptionValue(
+            f"the dialled host {reference!r} contains '*' and cannot be a reference name; dial a host name or "
+            "set tls-target-name",
+            option="tls-target-name-check",
+            object_path=resolved.object_path,
+        )
+
+
+def absolutise(option: str, value: str, base_dir: Path) -> str:
+    """A path option's value with relative paths made absolute against ``base_dir``; other values unchanged.
+
+    List elements are trimmed and empty ones kept (so ``gtls.pki`` reports them); thumbprints are not paths."""
+    if option not in PATH_OPTIONS or not value.strip():
+        return value
+    if option == "certificate" and is_thumbprint(value):
+        return value
+    items = value.split(",") if option in LIST_OPTIONS else [value]
+    resolved = []
+    for item in items:
+        text = item.strip()
+        resolved.append(str(base_dir / text) if text and not Path(text).is_absolute() else text)
+    return ",".join(resolved)
+
+
+# --- loading ---
+
+
+class _Loader:
+    def __init__(self, path: Path, warnings: list[str]) -> None:
+        self.path = path
+        self.base_dir = path.parent
+        self.warnings = warnings
+
+    def error(self, message: str, object_path: str | None = None, option: str | None = None) -> DeploymentError:
+        return DeploymentError(message, object_path=object_path, option=option, file=str(self.path))
+
+    def table(self, value: object, object_path: str) -> dict[str, object]:
+        if not isinstance(value, dict):
+            raise self.error(f"must be a table, got {_type_name(value)}", object_path)
+        return value
+
+    def keys(self, table: Mapping[str, object], allowed: tuple[str, ...], object_path: str) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = next((a for a in allowed if a.lower() == key.lower().replace("_", "-")), None)
+                extra = f"; keys are case-sensitive, did you mean {hint!r}?" if hint else ""
+                raise self.error(f"unknown key {key!r} (allowed: {', '.join(allowed)}){extra}", object_path, option=key)
+
+    def string(self, table: Mapping[str, object], key: str, object_path: str, *, required: bool = False) -> str | None:
+        value = table.get(key)
+        if value is None:
+            if required:
+                raise self.error(f"{key} is required", object_path, option=key)
+            return None
+        if not isinstance(value, str):
+            raise self.error(f"must be a string, got {_type_name(value)}", object_path, option=key)
+        return value
+
+    def security(self, owner: Mapping[str, object], object_path: str) -> SecurityTable:
+        """A ``security`` table: option values as strings (TOML integers/booleans kept for flags), paths made
+        absolute. A wrongly cased ``Security`` table is not applied and warns (spec §1.1)."""
+        for key in owner:
+            if key != "security" and key.lower() == "security":
+                emit_warning(
+                    self.warnings,
+                    f"{object_path}.{key}: not applied: section names are case-sensitive; did you mean 'security'?",
+                )
+        raw = owner.get("security")
+        if raw is None:
+            return {}
+        section = self.table(raw, f"{object_path}.security")
+        result: SecurityTable = {}
+        for name, value in section.items():
+            where = f"{object_path}.security"
+            if isinstance(value, list) and classify_name(name)[0] == "known" and name in LIST_OPTIONS:
+                if not all(isinstance(item, str) for item in value):
+                    raise self.error("a list must hold strings (file paths)", where, option=name)
+                value = ",".join(value)  # a TOML array is a convenience for the comma-separated list
+            if isinstance(value, float) or not isinstance(value, str | int | bool):
+                raise self.error(
+                    f"must be a string (or an integer/boolean for flags), got {_type_name(value)}", where, option=name
+                )
+            result[name] = absolutise(name, value, self.base_dir) if isinstance(value, str) else value
+        return result
+
+    def host(self, name: str, raw: object) -> HostSpec:
+        object_path = f"hosts.{name}"
+        table = self.table(raw, object_path)
+        self.keys(table, ("address", "security", *_miscased_security(table)), object_path)
+        return HostSpec(name, self.string(table, "address", object_path), self.security(table, object_path))
+
+    def port(self, app: str, port_id: str, raw: object) -> PortSpec:
+        object_path = f"applications.{app}.ports.{port_id}"
+        table = self.table(raw, object_path)
+        self.keys(table, ("address", "port", "transport"), object_path)
+        number = table.get("port")
+        if number is None:
+            raise self.error("port is required (the TCP port number to listen on)", object_path, option="port")
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise self.error(f"must be an integer, got {_type_name(number)}", object_path, option="port")
+        if not 0 <= number <= 65535:
+            raise self.error(f"{number} is not a TCP port number (0-65535)", object_path, option="port")
+        address = self.string(table, "address", object_path) or DEFAULT_LISTEN_ADDRESS
+        return PortSpec(port_id, address, number, self.string(table, "transport", object_path) or "")
+
+    def connection(self, app: str, conn_id: str, raw: object) -> tuple[dict[str, object], str]:
+        object_path = f"applications.{app}.connections.{conn_id}"
+        table = self.table(raw, object_path)
+        self.keys(table, ("server", "port-id", "transport", "address", "host"), object_path)
+        for key in ("server", "port-id", "transport", "address", "host"):
+            self.string(table, key, object_path, required=key == "server")
+        return table, object_path
+
+    def application(self, name: str, raw: object, hosts: Mapping[str, HostSpec]) -> ApplicationSpec:
+        object_path = f"applications.{name}"
+        table = self.table(raw, object_path)
+        allowed = ("host", "certificate-source", "security", "annex", "ports", "connections")
+        self.keys(table, (*allowed, *_miscased_security(table)), object_path)
+        host = self.string(table, "host", object_path)
+        if host is not None and host not in hosts:
+            known = ", ".join(hosts) or "none"
+            raise self.error(f"host {host!r} is not defined under [hosts] (hosts: {known})", object_path, "host")
+        source = self.string(table, "certificate-source", object_path) or "application"
+        if source.lower() not in ("host", "application"):
+            raise self.error(f"{source!r} is not Host or Application", object_path, option="certificate-source")
+        annex: SecurityTable = {}
+        if "annex" in table:
+            annex_table = self.table(table["annex"], f"{object_path}.annex")
+            self.keys(annex_table, ("security", *_miscased_security(annex_table)), f"{object_path}.annex")
+            annex = self.security(annex_table, f"{object_path}.annex")
+        ports_table = self.table(table.get("ports", {}), f"{object_path}.ports")
+        ports = {port_id: self.port(name, port_id, raw_port) for port_id, raw_port in ports_table.items()}
+        return ApplicationSpec(
+            name=name,
+            host=host,
+            certificate_source=source.lower(),
+            security=self.security(table, object_path),
+            annex=annex,
+            ports=ports,
+            connections={},
+        )
+
+    def connections(
+        self, raw_apps: Mapping[str, object], apps: dict[str, ApplicationSpec]
+    ) -> dict[str, ApplicationSpec]:
+        """Second pass, once every application's ports are known: connections and their references."""
+        result = {}
+        for name, application in apps.items():
+            table = self.table(raw_apps[name], f"applications.{name}")
+            conns_table = self.table(table.get("connections", {}), f"applications.{name}.connections")
+            connections: dict[str, ConnectionSpec] = {}
+            for conn_id, raw in conns_table.items():
+                conn, object_path = self.connection(name, conn_id, raw)
+                server = str(conn["server"])
+                if server not in apps:
+                    known = ", ".join(apps) or "none"
+                    raise self.error(
+                        f"server {server!r} is not an application (applications: {known})", object_path, option="server"
+                    )
+                ports = apps[server].ports
+                port_id = conn.get("port-id")
+                if port_id is None:
+                    if len(ports) != 1:
+                        raise self.error(
+                            f"port-id is required: application {server!r} has {len(ports)} ports "
+                            f"({', '.join(ports) or 'none'})",
+                            object_path,
+                            option="port-id",
+                        )
+                    port_id = next(iter(ports))
+                if port_id not in ports:
+                    raise self.error(
+                        f"application {server!r} has no port {port_id!r} (ports: {', '.join(ports) or 'none'})",
+                        object_path,
+                        option="port-id",
+                    )
+                connections[conn_id] = ConnectionSpec(
+                    id=conn_id,
+                    server=server,
+                    port_id=str(port_id),
+                    transport=str(conn.get("transport") or ""),
+                    address=_optional_str(conn.get("address")),
+                    host=_optional_str(conn.get("host")),
+                )
+            result[name] = replace(application, connections=connections)
+        return result
+
+    def load(self, document: Mapping[str, object]) -> Deployment:
+        self.keys(document, ("profile", "hosts", "applications"), "(top level)")
+        profile_text = self.string(document, "profile", "(top level)") or "unix"
+        if profile_text.lower() not in ("unix", "windows"):
+            raise self.error(f"{profile_text!r} is not a profile; use unix or windows", "(top level)", "profile")
+        profile: Profile = "windows" if profile_text.lower() == "windows" else "unix"
+        hosts_table = self.table(document.get("hosts", {}), "hosts")
+        hosts = {name: self.host(name, raw) for name, raw in hosts_table.items()}
+        apps_table = self.table(document.get("applications", {}), "applications")
+        apps = {name: self.application(name, raw, hosts) for name, raw in apps_table.items()}
+        apps = self.connections(apps_table, apps)
+        return Deployment(self.path, profile, hosts, apps, tuple(self.warnings))
+
+
+def _miscased_security(table: Mapping[str, object]) -> tuple[str, ...]:
+    """Keys like ``Security``: tolerated structurally, warned about and not applied."""
+    return tuple(key for key in table if key != "security" and key.lower() == "security")
+
+
+def _optional_str(value: object) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _type_name(value: object) -> str:
+    names = {dict: "a table", list: "an array", str: "a string", bool: "a boolean", int: "an integer", float: "a float"}
+    return names.get(type(value), type(value).__name__)
+
+
+def load_deployment(path: str | Path, *, warnings: list[str] | None = None) -> Deployment:
+    """Parse a deployment file and check its structure; TLS settings are resolved per endpoint on demand.
+
+    Raises ``DeploymentError`` for an unreadable or malformed file, wrong types, unknown keys and dangling
+    references. Load warnings (wrongly cased ``Security`` tables) are in ``Deployment.warnings`` and go to
+    ``warnings`` when given, else are logged once."""
+    file = Path(path).absolute()
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise DeploymentError(f"deployment file not found: {file}", file=str(file)) from None
+    except OSError as exc:
+        raise DeploymentError(f"cannot read deployment file {file}: {exc.strerror or exc}", file=str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise DeploymentError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(file)) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DeploymentError(f"{file}: not valid TOML: {exc}", file=str(file)) from None
+    local: list[str] = []
+    try:
+        return _Loader(file, local).load(document)
+    finally:
+        for message in local:
+            emit_warning(warnings, message)
