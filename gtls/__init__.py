@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .context import CompiledContext, compile_context
 from .deployment import Deployment, Endpoint, EndpointRef, load_deployment
 from .errors import (
     CipherListError,
@@ -22,9 +23,11 @@ from .errors import (
 )
 from .options import TLSOptions, parse_transport
 from .resolve import Level, Resolved, Shadowed, direct, resolve_client, resolve_server
+from .verify import verify_chain
 
 __all__ = [
     "CipherListError",
+    "CompiledContext",
     "ConfigError",
     "ConflictingOptions",
     "CredentialLoadError",
@@ -46,9 +49,11 @@ __all__ = [
     "TLSOptions",
     "UnsupportedFeature",
     "UnsupportedProtocol",
+    "compile_context",
     "direct",
     "load_deployment",
     "parse_transport",
     "resolve_client",
     "resolve_server",
+    "verify_chain",
 ]

@@ -1,0 +1,417 @@
+"""Compile resolved settings into a reusable pyOpenSSL ``SSL.Context`` (spec §4–§9).
+
+``compile_context`` is the only place gtls reads certificate, key, CA and CRL files. The result is cached by role,
+effective options and the SHA-256 of every file read, so equal settings share one context and a changed file gives a
+new one. Handshakes then only create ``SSL.Connection`` objects from it: no file reads, no Python callback per
+certificate (the one exception, ``tls-crl-expired=warn`` with a CRL, is documented at ``_allow_expired_crl``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import socket
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from OpenSSL import SSL, crypto
+
+from . import errors as e
+from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
+from .pki import hostcheck, names, reasons
+from .pki.certs import subject_text
+from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
+from .pki.crl import freshness_warnings, issuer_text, load_crls
+from .pki.failures import library_failure
+from .pki.keys import TLSKey, load_private_key
+from .pki.pem import read_file, resolve_path
+from .pki.protocol import apply_ciphers, apply_versions
+from .pki.store import load_store, lookup, store_files, thumbprint
+from .pki.trust import load_trusted_cas, missing_file_hint
+from .pki.where import Where
+from .resolve import Resolved, Role
+
+#: OpenSSL's SSL_MODE_NO_AUTO_CHAIN (not exported by the binding): never complete our chain from the trust store.
+SSL_MODE_NO_AUTO_CHAIN = 0x8
+#: Compiled contexts kept for reuse (least recently used dropped first).
+CACHE_SIZE = 64
+
+
+@dataclass
+class BuildStats:
+    """Counters a test or operator can read: contexts built, cache hits and files read by ``compile_context``."""
+
+    builds: int = 0
+    cache_hits: int = 0
+    file_reads: int = 0
+
+
+STATS = BuildStats()
+_CACHE: OrderedDict[Hashable, CompiledContext] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What the options name on disk, with every file's bytes read once."""
+
+    certificate_files: tuple[Path, ...] = ()
+    store: tuple[tuple[Path, ...], bool] | None = None
+    thumbprint: str | None = None
+    key_file: Path | None = None
+    trusted_ca: Path | None = None
+    crl_file: Path | None = None
+    files: dict[Path, bytes] = field(default_factory=dict)
+
+
+def _where(resolved: Resolved) -> Where:
+    return Where(resolved.object_path, resolved.level.title if resolved.level is not None else None)
+
+
+def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inputs:
+    opts = resolved.options
+    base = resolved.base_dir
+    files: dict[Path, bytes] = {}
+
+    def read(path: Path, option: str, error: type[e.ConfigError] = CredentialLoadError, hint: str = "") -> None:
+        if path in files:
+            return
+        STATS.file_reads += 1
+        try:
+            files[path] = read_file(path, option=option, where=where, error=error)
+        except e.ConfigError as exc:
+            if hint:
+                exc.message += hint
+                exc.args = (exc.message,)
+            raise
+
+    cert_files: list[Path] = []
+    store: tuple[tuple[Path, ...], bool] | None = None
+    print_ = thumbprint(opts.certificate) if opts.certificate else None
+    if print_ is not None:
+        if not opts.certificate_store:
+            raise where.error(
+                e.UnsupportedFeature,
+                f"certificate is the thumbprint {print_}; gtls finds thumbprints only in a certificate-store "
+                "at the same level",
+                option="certificate",
+            )
+        listed = [resolve_path(p, base, option="certificate-store", warnings=warnings)
+                  for p in split_list(opts.certificate_store, option="certificate-store", where=where)]
+        store_list, from_dir = store_files(listed)
+        store = (tuple(store_list), from_dir)
+        for path in store_list:
+            try:
+                read(path, "certificate-store")
+            except e.ConfigError as exc:
+                if not from_dir:
+                    raise
+                warnings.append(f"certificate-store: skipped {path}: {exc.message}")
+        if opts.certificate_key:
+            warnings.append("certificate-key is ignored: a thumbprint certificate takes its key from certificate-store")
+    elif opts.certificate:
+        if opts.certificate_store:
+            warnings.append("certificate-store is unused: certificate is a list of files, not a thumbprint")
+        for item in split_list(opts.certificate, option="certificate", where=where):
+            path = resolve_path(item, base, option="certificate", warnings=warnings)
+            cert_files.append(path)
+            read(path, "certificate")
+    key_file = None
+    if opts.certificate_key and print_ is None:
+        key_file = resolve_path(opts.certificate_key.strip(), base, option="certificate-key", warnings=warnings)
+        read(key_file, "certificate-key")
+    trusted = None
+    if opts.trusted_ca:
+        if thumbprint(opts.trusted_ca) is not None:
+            raise where.error(
+                InvalidOptionValue,
+                "trusted-ca must be the path of a PEM file; thumbprints are not supported here",
+                option="trusted-ca",
+            )
+        trusted = resolve_path(opts.trusted_ca.strip(), base, option="trusted-ca", warnings=warnings)
+        read(trusted, "trusted-ca", hint=missing_file_hint(opts.trusted_ca))
+    crl_file = None
+    crl_value = opts.effective_crl
+    if crl_value and resolved.profile == "windows":
+        warnings.append("tls-crl is ignored under profile windows (gtls fetches no CRL distribution points)")
+    elif crl_value:
+        crl_file = resolve_path(crl_value.strip(), base, option="tls-crl", warnings=warnings)
+        read(crl_file, "tls-crl", CrlLoadError)
+    return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file, files)
+
+
+def _cache_key(resolved: Resolved, inputs: _Inputs) -> Hashable:
+    digests = tuple(sorted((str(p), hashlib.sha256(data).hexdigest()) for p, data in inputs.files.items()))
+    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), digests)
+
+
+def compile_context(resolved: Resolved) -> CompiledContext:
+    """The compiled context for ``resolved``: files read and checked now, the result cached and shared."""
+    where = _where(resolved)
+    warnings: list[str] = []
+    inputs = _read_inputs(resolved, where, warnings)
+    key = _cache_key(resolved, inputs)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            _CACHE.move_to_end(key)
+            STATS.cache_hits += 1
+            return cached
+    compiled = _build(resolved, inputs, where, warnings)
+    with _CACHE_LOCK:
+        STATS.builds += 1
+        _CACHE[key] = compiled
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return compiled
+
+
+def _identity(
+    resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str]
+) -> tuple[list[x509.Certificate], TLSKey] | None:
+    if inputs.thumbprint is not None and inputs.store is not None:
+        store_list, from_dir = inputs.store
+        readable = [p for p in store_list if p in inputs.files]
+        index = load_store(readable, from_dir, inputs.files, where=where, warnings=warnings)
+        found = lookup(index, inputs.thumbprint, where=where)
+        loaded, key, option, key_file = found.certificates, found.key, "certificate", found.file
+    elif inputs.certificate_files:
+        if inputs.key_file is None:
+            return None  # completeness (certificate without key) is the resolver's IncompleteTlsLevel
+        loaded = load_certificates(inputs.certificate_files, inputs.files, option="certificate", where=where,
+                                   warnings=warnings)
+        key = load_private_key(inputs.key_file, inputs.files, option="certificate-key", where=where,
+                               warnings=warnings)
+        option, key_file = "certificate", inputs.key_file
+    else:
+        return None
+    leaf = select_leaf(loaded, key, option=option, key_file=key_file, where=where)
+    chain = assemble(loaded, leaf, option=option, warnings=warnings)
+    leaf_warnings(chain[0], resolved.role, dt.datetime.now(dt.UTC), option=option, warnings=warnings)
+    return chain, key
+
+
+def _allow_expired_crl(conn: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
+    """Verify callback installed ONLY with ``tls-crl-expired=warn`` and a CRL in use: let ``CRL_HAS_EXPIRED`` pass,
+    change nothing else. OpenSSL has no flag that ignores just CRL expiry (``NO_CHECK_TIME`` or a pinned time would
+    relax certificate validity too), so this is the one Python call per certificate gtls accepts, and only here.
+    Cost: pyOpenSSL wraps each certificate of the peer's path for the call (measured in benchmarks/context_build.py).
+    The verify result keeps the CRL_HAS_EXPIRED code, so ``CompiledContext.established`` can log the warning."""
+    return bool(ok) or errnum == reasons.CRL_HAS_EXPIRED
+
+
+@dataclass(eq=False)
+class CompiledContext:
+    """A ready ``SSL.Context`` plus what gtls needs around it. Build with ``compile_context``."""
+
+    ssl_context: SSL.Context
+    resolved: Resolved
+    role: Role
+    chain: tuple[x509.Certificate, ...]
+    warnings: tuple[str, ...]
+    trusted: tuple[x509.Certificate, ...]
+    crls: tuple[x509.CertificateRevocationList, ...]
+    verify_flags: int
+    #: Whether this side verifies the peer's certificate (client; server with tls-mutual=1).
+    verifies_peer: bool
+    crl_expired_warn: bool
+    _references: weakref.WeakKeyDictionary[SSL.Connection, str] = field(default_factory=weakref.WeakKeyDictionary)
+
+    @property
+    def name_check(self) -> bool:
+        return self.role == "client" and self.resolved.options.tls_target_name_check == "host"
+
+    def reference_name(self, server_hostname: str | None) -> str | None:
+        """The normalised reference name R: ``tls-target-name``, else the dialled host (spec §7)."""
+        raw = self.resolved.options.tls_target_name or server_hostname
+        if raw is None:
+            return None
+        try:
+            return names.normalise_reference(raw)
+        except names.BadReferenceName as exc:
+            option = "tls-target-name" if self.resolved.options.tls_target_name else "server_hostname"
+            raise _where(self.resolved).error(InvalidOptionValue, str(exc), option=option) from None
+
+    def new_connection(self, sock: socket.socket | None = None, *, server_hostname: str | None = None
+                       ) -> SSL.Connection:
+        """An ``SSL.Connection`` in connect (client) or accept (server) state, with SNI and the name check set."""
+        conn = SSL.Connection(self.ssl_context, sock)
+        if self.role == "server":
+            conn.set_accept_state()
+            return conn
+        conn.set_connect_state()
+        if self.name_check:
+            reference = self.reference_name(server_hostname)
+            if reference is None:
+                raise _where(self.resolved).error(
+                    InvalidOptionValue,
+                    "tls-target-name-check=host needs a reference name: set tls-target-name or dial a host name",
+                    option="tls-target-name-check",
+                )
+            self._references[conn] = reference
+            if hostcheck.AVAILABLE:
+                hostcheck.set_reference_name(conn, reference)
+            sni = names.sni_name(reference)
+        else:
+            try:
+                sni = names.sni_name(self.reference_name(server_hostname))
+            except e.ConfigError:
+                if self.resolved.options.tls_target_name:
+                    raise
+                sni = None  # an odd dialled host is fine without the name check; just send no SNI
+        if self.resolved.options.tls_target_name:
+            sni = self.reference_name(None)
+        if sni is not None:
+            conn.set_tlsext_host_name(sni.encode("ascii"))
+        return conn
+
+    def established(self, conn: SSL.Connection, *, peer: str | None = None) -> list[str]:
+        """Call right after a successful handshake, before any data is returned. Runs the pure-Python name check
+        when the private API is missing (raising ``PeerVerificationError``) and returns warnings to log for this
+        handshake (an expired CRL accepted under ``tls-crl-expired=warn``)."""
+        out: list[str] = []
+        reference = self._references.get(conn)
+        if reference is not None and not hostcheck.AVAILABLE:
+            cert = conn.get_peer_certificate(as_cryptography=True)
+            if cert is None or not names.matches(cert, reference):
+                message = names.mismatch_message(cert, reference) if cert is not None else "no server certificate"
+                raise PeerVerificationError(e.NAME_MISMATCH, message, peer=peer, depth=0,
+                                            subject=subject_text(cert) if cert is not None else None)
+        if self.crl_expired_warn and hostcheck.verify_result(conn) == reasons.CRL_HAS_EXPIRED:
+            now = dt.datetime.now(dt.UTC)
+            for crl in self.crls:
+                if crl.next_update_utc is not None and crl.next_update_utc < now:
+                    out.append(f"tls-crl: accepted the expired CRL of {issuer_text(crl)} (next update "
+                               f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC) because tls-crl-expired=warn"
+                               + (f"; peer {peer}" if peer else ""))
+        return out
+
+    def handshake_failure(self, conn: SSL.Connection, exc: BaseException, peer: str | None = None
+                          ) -> HandshakeError:
+        """The ``HandshakeError`` / ``PeerVerificationError`` for a failed handshake on a connection of this
+        context: our own verification verdict first (reason, depth, subject), else OpenSSL's library reason."""
+        code = hostcheck.verify_result(conn) if self.verifies_peer else 0
+        if code != 0 and not (code == reasons.CRL_HAS_EXPIRED and self.crl_expired_warn):
+            return self._verify_failure(conn, code, peer)
+        reason, message, alert = library_failure(exc)
+        if reason in e.CERTIFICATE_REASONS:
+            return PeerVerificationError(reason, message, peer=peer, alert=alert)
+        return HandshakeError(reason, message, peer=peer, alert=alert)
+
+    def _verify_failure(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError:
+        from .verify import peer_chain, verify_compiled  # the failure path only: re-run offline for depth/subject
+
+        reason = reasons.reason_for(code)
+        text = hostcheck.error_text(code)
+        chain = peer_chain(conn, self.role)
+        reference = self._references.get(conn)
+        if chain:
+            try:
+                verify_compiled(self, chain, reference=reference)
+            except PeerVerificationError as offline:
+                if offline.reason == reason:
+                    offline.peer = peer
+                    return offline
+        if reason == e.NAME_MISMATCH and chain and reference is not None:
+            return PeerVerificationError(reason, names.mismatch_message(chain[0], reference), peer=peer, depth=0,
+                                         subject=subject_text(chain[0]))
+        message = text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
+        return PeerVerificationError(reason, message, peer=peer)
+
+
+def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str]) -> CompiledContext:
+    opts = resolved.options
+    role = resolved.role
+    now = dt.datetime.now(dt.UTC)
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    versions = apply_versions(ctx, opts.sec_protocol, where=where)
+    apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
+    ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN)
+
+    identity = _identity(resolved, inputs, where, warnings)
+    chain: list[x509.Certificate] = []
+    if identity is not None:
+        chain, key = identity
+        ctx.use_certificate(chain[0])
+        for extra in chain[1:]:
+            ctx.add_extra_chain_cert(extra)
+        ctx.use_privatekey(key)
+        ctx.check_privatekey()
+
+    store = ctx.get_cert_store()
+    assert store is not None
+    trusted: list[x509.Certificate] = []
+    if inputs.trusted_ca is not None:
+        trusted = load_trusted_cas(inputs.trusted_ca, inputs.files, where=where, warnings=warnings, now=now)
+        for ca in trusted:
+            store.add_cert(crypto.X509.from_cryptography(ca))
+    elif resolved.profile == "windows":
+        ctx.set_default_verify_paths()  # profile windows without trusted-ca: the system trust store (spec §1.6)
+
+    mutual = bool(opts.tls_mutual) and role == "server"
+    verifies_peer = role == "client" or mutual
+    crls: list[x509.CertificateRevocationList] = []
+    flags = 0
+    if inputs.crl_file is not None:
+        crls = load_crls(inputs.crl_file, inputs.files, where=where)
+        if verifies_peer:
+            for crl in crls:
+                store.add_crl(crl)
+            flags = crypto.X509StoreFlags.CRL_CHECK
+            if opts.tls_crl_scope == "chain":
+                flags |= crypto.X509StoreFlags.CRL_CHECK_ALL
+            store.set_flags(flags)
+            warnings.extend(freshness_warnings(crls, now, path=inputs.crl_file,
+                                               expired_policy=opts.tls_crl_expired or "reject"))
+        else:
+            warnings.append("tls-crl has no effect: a server checks client certificates only with tls-mutual=1")
+    elif opts.tls_crl_scope not in (None, "leaf") or opts.tls_crl_expired not in (None, "reject"):
+        warnings.append("tls-crl-scope and tls-crl-expired have no effect without tls-crl")
+    crl_expired_warn = bool(crls) and verifies_peer and opts.tls_crl_expired == "warn"
+
+    if role == "client":
+        mode = SSL.VERIFY_PEER
+    elif mutual:
+        mode = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        if trusted:  # advertise acceptable issuers in the certificate request (spec §6, MAY)
+            ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in trusted])
+    else:
+        mode = SSL.VERIFY_NONE
+    # No Python verify callback on the handshake path, except the CRL-expiry waiver (see _allow_expired_crl).
+    ctx.set_verify(mode, _allow_expired_crl if crl_expired_warn else None)
+
+    if role == "server":
+        # Session id context: resumption works across connections of this context only (TLS 1.2 ids and 1.3 tickets).
+        digest = hashlib.sha256(repr((resolved.options, [c.fingerprint(hashes.SHA256()) for c in chain])).encode())
+        ctx.set_session_id(digest.digest()[:32])
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    else:
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+
+    return CompiledContext(
+        ssl_context=ctx,
+        resolved=resolved,
+        role=role,
+        chain=tuple(chain),
+        warnings=tuple(dict.fromkeys(warnings)),
+        trusted=tuple(trusted),
+        crls=tuple(crls),
+        verify_flags=int(flags),
+        verifies_peer=verifies_peer,
+        crl_expired_warn=crl_expired_warn,
+    )
+
+
+__all__ = ["STATS", "BuildStats", "CompiledContext", "clear_cache", "compile_context"]

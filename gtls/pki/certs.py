@@ -1,0 +1,92 @@
+"""Small facts about X.509 certificates shared by the PKI modules."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+
+def subject_text(cert: x509.Certificate) -> str:
+    return cert.subject.rfc4514_string() or "(empty subject)"
+
+
+def sha1_thumbprint(cert: x509.Certificate) -> str:
+    """The SHA-1 fingerprint of the DER form in upper-case hex, as Windows shows it."""
+    return cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - identification, not security
+
+
+def spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def matches_key(cert: x509.Certificate, key: PrivateKeyTypes) -> bool:
+    return spki(cert.public_key()) == spki(key.public_key())
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    """basicConstraints CA:TRUE (absent or CA:FALSE means an end-entity certificate)."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def self_issued(cert: x509.Certificate) -> bool:
+    return cert.subject.public_bytes() == cert.issuer.public_bytes()
+
+
+def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Subject/issuer names equal (DER), key identifiers equal when both exist, and the signature verifies."""
+    if cert.issuer.public_bytes() != issuer.subject.public_bytes():
+        return False
+    aki = _authority_key_id(cert)
+    ski = _subject_key_id(issuer)
+    if aki is not None and ski is not None and aki != ski:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def self_signed(cert: x509.Certificate) -> bool:
+    return self_issued(cert) and signed_by(cert, cert)
+
+
+def _authority_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return None
+
+
+def validity_problem(cert: x509.Certificate, now: dt.datetime) -> str | None:
+    """"expired on …" / "not valid before …" when ``now`` is outside the certificate's validity period."""
+    if now > cert.not_valid_after_utc:
+        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    if now < cert.not_valid_before_utc:
+        return f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    return None
+
+
+def allows_role(cert: x509.Certificate, role: str) -> bool:
+    """extendedKeyUsage absent, or it lists serverAuth (server) / clientAuth (client) or anyExtendedKeyUsage."""
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    wanted = ExtendedKeyUsageOID.SERVER_AUTH if role == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
+    return wanted in usages or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages

@@ -1,0 +1,114 @@
+"""The `certificate` option: load a PEM file list, pick the leaf for the key, and order the chain (spec §4.1–§4.3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from ..errors import CredentialLoadError, KeyMismatch
+from .certs import allows_role, is_ca, matches_key, self_issued, self_signed, signed_by, subject_text, validity_problem
+from .pem import blocks_of
+from .where import Where
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedCert:
+    cert: x509.Certificate
+    source: Path
+
+
+def split_list(value: str, *, option: str, where: Where) -> list[str]:
+    """Comma-separated elements, trimmed; an empty element raises ``CredentialLoadError`` (spec §4.1 step 1)."""
+    items = [item.strip() for item in value.split(",")]
+    if any(not item for item in items):
+        raise where.error(CredentialLoadError, f"empty element in the file list {value!r}", option=option)
+    return items
+
+
+def load_certificates(
+    paths: Sequence[Path], files: Mapping[Path, bytes], *, option: str, where: Where, warnings: list[str]
+) -> list[LoadedCert]:
+    """Certificates of every file, files in list order and blocks in file order; exact DER duplicates dropped."""
+    loaded: list[LoadedCert] = []
+    seen: set[bytes] = set()
+    for path in paths:
+        blocks = blocks_of(path, files, option=option, where=where, error=CredentialLoadError, wanted="CERTIFICATE")
+        certs = [b for b in blocks if b.label == "CERTIFICATE"]
+        if not certs:
+            raise where.error(CredentialLoadError, "no PEM CERTIFICATE block in file", option=option, file=path)
+        others = sorted({b.label for b in blocks if b.label != "CERTIFICATE"})
+        if others:
+            warnings.append(f"{option}: skipped PEM blocks {', '.join(others)} in {path}")
+        for block in certs:
+            if block.der in seen:
+                continue
+            try:
+                cert = x509.load_der_x509_certificate(block.der)
+            except ValueError as exc:
+                raise where.error(
+                    CredentialLoadError, f"malformed certificate ({exc})", option=option, file=path
+                ) from None
+            seen.add(block.der)
+            loaded.append(LoadedCert(cert, path))
+    return loaded
+
+
+def select_leaf(
+    loaded: Sequence[LoadedCert], key: PrivateKeyTypes, *, option: str, key_file: Path | None, where: Where
+) -> LoadedCert:
+    """The certificate matching the key: a non-CA one first, then load order (spec §4.2)."""
+    matching = [item for item in loaded if matches_key(item.cert, key)]
+    if not matching:
+        names = "; ".join(subject_text(item.cert) for item in loaded)
+        raise where.error(
+            KeyMismatch,
+            f"no loaded certificate matches the private key {key_file} (certificates: {names})",
+            option=option,
+            file=key_file,
+        )
+    return next((item for item in matching if not is_ca(item.cert)), matching[0])
+
+
+def assemble(
+    loaded: Sequence[LoadedCert], leaf: LoadedCert, *, option: str, warnings: list[str]
+) -> list[x509.Certificate]:
+    """Leaf, intermediates in issuer order, then the root if supplied (spec §4.3); the rest dropped with warnings."""
+    unused = [item for item in loaded if item is not leaf]
+    chain = [leaf.cert]
+    cur = leaf.cert
+    while not self_issued(cur) and unused:  # bounded: each step consumes one certificate
+        candidates = [item for item in unused if signed_by(cur, item.cert)]
+        if not candidates:
+            break
+        winner = next((item for item in candidates if is_ca(item.cert)), candidates[0])
+        unused.remove(winner)
+        chain.append(winner.cert)
+        cur = winner.cert
+    for item in unused:
+        warnings.append(
+            f"{option}: certificate {subject_text(item.cert)} from {item.source} is not in the chain; dropped"
+        )
+    if not self_signed(chain[-1]):
+        warnings.append(
+            f"{option}: chain ends at {subject_text(chain[-1])}, which is not self-signed; "
+            "the peer must hold the missing CA certificate"
+        )
+    return chain
+
+
+def leaf_warnings(leaf: x509.Certificate, role: str, now: dt.datetime, *, option: str, warnings: list[str]) -> None:
+    """Warn about a leaf outside its validity period or whose extendedKeyUsage lacks the role's purpose."""
+    problem = validity_problem(leaf, now)
+    if problem:
+        warnings.append(f"{option}: certificate {subject_text(leaf)} {problem}")
+    if not allows_role(leaf, role):
+        purpose = "serverAuth" if role == "server" else "clientAuth"
+        warnings.append(
+            f"{option}: certificate {subject_text(leaf)} has an extendedKeyUsage without {purpose}; "
+            f"peers will reject it for a {role}"
+        )

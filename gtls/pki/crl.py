@@ -1,0 +1,60 @@
+"""The `tls-crl` file: one PEM file with one or more CRLs (spec §5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography import x509
+
+from ..errors import CrlLoadError
+from .pem import blocks_of
+from .where import Where
+
+OPTION = "tls-crl"
+#: A CRL due this soon gets a load-time warning.
+DUE_SOON = dt.timedelta(days=1)
+
+
+def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where) -> list[x509.CertificateRevocationList]:
+    blocks = blocks_of(path, files, option=OPTION, where=where, error=CrlLoadError, wanted="X509 CRL")
+    crls = []
+    for block in blocks:
+        if block.label != "X509 CRL":
+            continue
+        try:
+            crls.append(x509.load_der_x509_crl(block.der))
+        except ValueError as exc:
+            raise where.error(CrlLoadError, f"malformed CRL ({exc})", option=OPTION, file=path) from None
+    if not crls:
+        raise where.error(CrlLoadError, "no PEM X509 CRL block in file", option=OPTION, file=path)
+    return crls
+
+
+def issuer_text(crl: x509.CertificateRevocationList) -> str:
+    return crl.issuer.rfc4514_string() or "(empty issuer)"
+
+
+def freshness_warnings(
+    crls: list[x509.CertificateRevocationList], now: dt.datetime, *, path: Path, expired_policy: str
+) -> list[str]:
+    """Warnings for CRLs past or within a day of their next update, and not yet valid ones."""
+    out = []
+    for crl in crls:
+        next_update = crl.next_update_utc
+        head = f"{OPTION}: CRL of {issuer_text(crl)} in {path}"
+        if crl.last_update_utc > now:
+            out.append(f"{head} is not valid before {crl.last_update_utc:%Y-%m-%d %H:%M} UTC")
+        if next_update is None:
+            continue
+        if next_update < now:
+            effect = (
+                "handshakes continue with a warning (tls-crl-expired=warn)"
+                if expired_policy == "warn"
+                else "handshakes checking it fail with crl-expired"
+            )
+            out.append(f"{head} expired at {next_update:%Y-%m-%d %H:%M} UTC; {effect}")
+        elif next_update - now < DUE_SOON:
+            out.append(f"{head} is due for update at {next_update:%Y-%m-%d %H:%M} UTC")
+    return out

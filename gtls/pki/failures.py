@@ -1,0 +1,65 @@
+"""OpenSSL library errors of a failed handshake (``SSL_R_…`` reasons and received alerts) to spec §10 reasons."""
+
+from __future__ import annotations
+
+from OpenSSL import SSL
+
+from .. import errors as e
+
+#: Substrings of OpenSSL's reason text (lower case) and the reason word they mean.
+_LIBRARY_REASONS: tuple[tuple[str, str], ...] = (
+    ("no shared cipher", e.NO_SHARED_CIPHER),
+    ("no suitable signature algorithm", e.NO_SHARED_CIPHER),
+    ("unsupported protocol", e.PROTOCOL_VERSION),
+    ("no protocols available", e.PROTOCOL_VERSION),
+    ("version too low", e.PROTOCOL_VERSION),
+    ("version too high", e.PROTOCOL_VERSION),
+    ("wrong ssl version", e.PROTOCOL_VERSION),
+    ("wrong version number", e.NOT_TLS),
+    ("http request", e.NOT_TLS),
+    ("https proxy request", e.NOT_TLS),
+    ("unknown protocol", e.NOT_TLS),
+    ("packet length too long", e.NOT_TLS),
+    ("record length mismatch", e.NOT_TLS),
+    ("peer did not return a certificate", e.NO_PEER_CERTIFICATE),
+    ("unexpected eof while reading", e.EOF_IN_HANDSHAKE),
+)
+_ALERT_PREFIXES = ("sslv3 alert ", "tlsv1 alert ", "tlsv13 alert ")
+
+
+def error_texts(exc: BaseException) -> list[str]:
+    """OpenSSL's reason strings carried by a pyOpenSSL ``SSL.Error``."""
+    texts = []
+    args = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+    for item in args:
+        if isinstance(item, tuple) and item:
+            texts.append(str(item[-1]).lower())
+    if not texts and exc.args:
+        texts.append(str(exc.args[0]).lower())
+    return texts
+
+
+def received_alert(texts: list[str]) -> str | None:
+    """The name of a fatal alert the peer sent (``unknown_ca``), if the error says one arrived."""
+    for text in texts:
+        for prefix in _ALERT_PREFIXES:
+            if text.startswith(prefix):
+                return text[len(prefix) :].strip().replace(" ", "_")
+    return None
+
+
+def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
+    """(reason, message, alert) for a handshake failure that is not a local verification verdict."""
+    if isinstance(exc, SSL.ZeroReturnError | SSL.SysCallError | EOFError | ConnectionError):
+        return e.EOF_IN_HANDSHAKE, f"connection closed during the handshake ({exc})", None
+    texts = error_texts(exc)
+    alert = received_alert(texts)
+    if alert is not None:
+        if alert == "protocol_version":
+            return e.PROTOCOL_VERSION, "the peer allows no protocol version we allow (protocol_version alert)", alert
+        return e.PEER_ALERT, f"the peer aborted the handshake with the alert {alert}", alert
+    joined = "; ".join(texts) or repr(exc)
+    for needle, reason in _LIBRARY_REASONS:
+        if any(needle in text for text in texts):
+            return reason, f"{joined}", None
+    return e.PEER_ALERT if "alert" in joined else e.EOF_IN_HANDSHAKE, joined, None

@@ -1,0 +1,77 @@
+"""Private keys: exactly one unencrypted key per file, and never one other users can read."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from ..errors import CredentialLoadError
+from .pem import blocks_of
+from .where import Where
+
+#: Key types OpenSSL can use for a TLS certificate through pyOpenSSL.
+TLSKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | (
+    dsa.DSAPrivateKey
+)
+KEY_LABELS = frozenset({"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "DSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"})
+
+
+def check_key_permissions(path: Path, *, option: str, where: Where, warnings: list[str]) -> None:
+    """Refuse a key file any user can read; warn when the file's group can (decided for the spec's "refuse
+    world-readable private keys with a clear warning": world is an error, group a warning, as ssh does for keys)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # reading already succeeded; a vanished file is reported by the reader
+    if mode & stat.S_IROTH:
+        raise where.error(
+            CredentialLoadError,
+            f"private key file is readable by all users (mode {stat.S_IMODE(mode):o}); refusing it: run chmod 600",
+            option=option,
+            file=path,
+        )
+    if mode & stat.S_IRGRP:
+        warnings.append(
+            f"{option}: private key file {path} is readable by its group (mode {stat.S_IMODE(mode):o}); "
+            "consider chmod 600"
+        )
+
+
+def load_private_key(
+    path: Path, files: Mapping[Path, bytes], *, option: str, where: Where, warnings: list[str]
+) -> TLSKey:
+    """The one unencrypted private key in ``path``, else ``CredentialLoadError`` naming the option and file."""
+    blocks = blocks_of(path, files, option=option, where=where, error=CredentialLoadError, wanted="PRIVATE KEY")
+    keys = [b for b in blocks if b.label in KEY_LABELS]
+    if not keys:
+        raise where.error(CredentialLoadError, "no PEM private key in file", option=option, file=path)
+    if len(keys) > 1:
+        raise where.error(
+            CredentialLoadError, f"{len(keys)} private keys in file; exactly one is allowed", option=option, file=path
+        )
+    block = keys[0]
+    if block.label == "ENCRYPTED PRIVATE KEY" or b"ENCRYPTED" in block.pem.split(b"\n\n", 1)[0]:
+        raise where.error(
+            CredentialLoadError,
+            "private key is encrypted; gtls needs an unencrypted key (there is no passphrase option)",
+            option=option,
+            file=path,
+        )
+    try:
+        key = serialization.load_pem_private_key(block.pem, password=None)
+    except TypeError:
+        raise where.error(
+            CredentialLoadError, "private key is encrypted; gtls needs an unencrypted key", option=option, file=path
+        ) from None
+    except (ValueError, Exception) as exc:  # noqa: B014 - cryptography raises several types for bad keys
+        raise where.error(CredentialLoadError, f"cannot load private key ({exc})", option=option, file=path) from None
+    if not isinstance(key, TLSKey):
+        raise where.error(
+            CredentialLoadError, f"unsupported private key type {type(key).__name__}", option=option, file=path
+        )
+    check_key_permissions(path, option=option, where=where, warnings=warnings)
+    return key

@@ -1,0 +1,118 @@
+"""The peer-name rule of spec §7 in pure Python.
+
+The handshake delegates the check to OpenSSL (``hostcheck.py``: ``X509_VERIFY_PARAM_set1_host`` with wildcards off).
+This module computes exactly the verdict OpenSSL reaches, so it can stand in when the private API is missing (checked
+right after the handshake, before any data is returned) and explain a mismatch. Measured against OpenSSL 3.0 (see
+tests/test_names.py), two cases of spec §7 cannot be reproduced inside the handshake without a per-certificate
+Python callback, and both sides of gtls deliberately agree on OpenSSL's stricter result:
+
+* a presented name with a trailing dot (``host.example.com.``) never matches (spec: the dot is removed);
+* a Unicode (non-ASCII) CN never matches (spec: converted to A-labels first).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import unicodedata
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+
+class BadReferenceName(ValueError):
+    """The reference name cannot be checked (``*``, whitespace, control characters, empty labels, …)."""
+
+
+def is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _to_alabels(name: str) -> str:
+    if name.isascii():
+        return name.lower()
+    try:
+        import idna  # optional: IDNA 2008 / UTS 46 when installed, else Python's IDNA 2003 codec
+
+        return str(idna.encode(name, uts46=True).decode("ascii")).lower()
+    except ImportError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - idna raises several error types
+        raise BadReferenceName(f"{name!r} is not a valid internationalised host name ({exc})") from None
+    try:
+        return name.encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise BadReferenceName(f"{name!r} is not a valid internationalised host name ({exc})") from None
+
+
+def normalise_reference(name: str) -> str:
+    """The reference name R as compared: one trailing dot removed, A-labels, lower case; IP literals as given.
+
+    Raises ``BadReferenceName`` for names that cannot identify a host: empty, ``*``, whitespace, control
+    characters, a leading dot (OpenSSL would read it as "any subdomain") or empty labels."""
+    if not name:
+        raise BadReferenceName("the reference name is empty")
+    if "*" in name:
+        raise BadReferenceName(f"reference name {name!r} contains '*'; wildcards are not allowed")
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in name):
+        raise BadReferenceName(f"reference name {name!r} contains whitespace or control characters")
+    if is_ip_literal(name):
+        return name.strip("[]").lower()
+    stripped = name[:-1] if name.endswith(".") else name
+    alabels = _to_alabels(stripped)
+    if not alabels or any(not label for label in alabels.split(".")):
+        raise BadReferenceName(f"reference name {name!r} has an empty label")
+    return alabels
+
+
+def sni_name(reference: str | None) -> str | None:
+    """What a gtls client sends as SNI for an already normalised reference: a DNS name, never an IP literal."""
+    if reference is None or is_ip_literal(reference):
+        return None
+    return reference
+
+
+def presented_names(cert: x509.Certificate) -> tuple[list[str], str]:
+    """The names compared and where they came from: the dNSName SAN entries if any, else every subject CN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        dns = []
+    if dns:
+        return list(dns), "subjectAltName"
+    cns = [attr.value for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return [value if isinstance(value, str) else value.decode("latin-1") for value in cns], "CN"
+
+
+def name_matches(presented: str, reference: str) -> bool:
+    """One presented name against a normalised reference, as OpenSSL decides with wildcards disabled."""
+    if "*" in presented or not presented.isascii():
+        return False  # no wildcards (Genesys); non-ASCII names cannot match an A-label reference (see module doc)
+    if any(unicodedata.category(ch) == "Cc" for ch in presented):
+        return False
+    return presented.lower() == reference
+
+
+def matches(cert: x509.Certificate, reference: str) -> bool:
+    names, _ = presented_names(cert)
+    return any(name_matches(name, reference) for name in names)
+
+
+def mismatch_message(cert: x509.Certificate, reference: str, *, option_hint: bool = True) -> str:
+    """Which names the certificate has, which reference was compared, skipped wildcards, and advice for IPs."""
+    names, source = presented_names(cert)
+    shown = ", ".join(repr(n) for n in names) if names else "none"
+    parts = [f"certificate names ({source}) are [{shown}]; tls-target-name-check=host compared {reference!r}"]
+    wildcards = [n for n in names if "*" in n]
+    if wildcards:
+        parts.append(f"wildcard names are never matched (skipped {', '.join(wildcards)})")
+    odd = [n for n in names if "*" not in n and (n.endswith(".") or not n.isascii())]
+    if odd:
+        parts.append(f"names ending in a dot or not in ASCII do not match (gtls): {', '.join(odd)}")
+    if is_ip_literal(reference) and option_hint:
+        parts.append("an IP address is compared as a plain string; dial by host name or set tls-target-name")
+    return "; ".join(parts)

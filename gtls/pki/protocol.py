@@ -1,0 +1,93 @@
+"""`sec-protocol` and `cipher-list` applied to an ``SSL.Context`` (spec §8)."""
+
+from __future__ import annotations
+
+import re
+
+from OpenSSL import SSL
+
+from ..errors import CipherListError, UnsupportedProtocol
+from .where import Where
+
+TLS13_SUITES = frozenset(
+    {
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS_AES_128_CCM_SHA256",
+        "TLS_AES_128_CCM_8_SHA256",
+    }
+)
+#: sec-protocol value -> (minimum, maximum) protocol version. SSLv23 asks for TLS 1.1, which OpenSSL 3 only allows
+#: at security level 0; gtls never lowers the level, so it yields TLS 1.2+ in practice (spec §8.1).
+VERSION_RANGES: dict[str | None, tuple[int, int]] = {
+    None: (SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION),
+    "SSLv23": (SSL.TLS1_1_VERSION, SSL.TLS1_3_VERSION),
+    "TLSv12": (SSL.TLS1_2_VERSION, SSL.TLS1_2_VERSION),
+    "TLSv13": (SSL.TLS1_3_VERSION, SSL.TLS1_3_VERSION),
+}
+
+
+def apply_versions(ctx: SSL.Context, sec_protocol: str | None, *, where: Where) -> tuple[int, int]:
+    try:
+        low, high = VERSION_RANGES[sec_protocol]
+    except KeyError:
+        raise where.error(
+            UnsupportedProtocol,
+            f"unsupported value {sec_protocol!r}; valid values are empty, SSLv23, TLSv12 and TLSv13",
+            option="sec-protocol",
+        ) from None
+    ctx.set_min_proto_version(low)
+    ctx.set_max_proto_version(high)
+    return low, high
+
+
+def _selects_something(token: str) -> bool:
+    """Whether one cipher-string token selects a TLS ≤ 1.2 cipher by itself (operators never do)."""
+    if token[:1] in "!-+@" or not token:
+        return True  # removals, reorderings and @STRENGTH/@SECLEVEL select nothing by design
+    probe = SSL.Context(SSL.TLS_METHOD)
+    try:
+        probe.set_cipher_list(token.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError):
+        return False
+    return True
+
+
+def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int, int], *, where: Where,
+                  warnings: list[str]) -> None:
+    """Split the list, route TLS 1.3 suite names, and set the TLS ≤ 1.2 cipher string (spec §8.2)."""
+    option = "cipher-list"
+    if not cipher_list or not cipher_list.strip():
+        return
+    tokens = [t for t in re.split(r"[:,\s]+", cipher_list.strip()) if t]
+    tls13 = [t for t in tokens if t in TLS13_SUITES]
+    iana = [t for t in tokens if t.startswith("TLS_") and t not in TLS13_SUITES]
+    if iana:
+        raise where.error(
+            CipherListError,
+            f"{', '.join(iana)} are IANA names; cipher-list takes OpenSSL names (e.g. ECDHE-ECDSA-AES128-GCM-SHA256) "
+            "and the TLS 1.3 suite names only",
+            option=option,
+        )
+    legacy = [t for t in tokens if t not in TLS13_SUITES]
+    low, high = versions
+    if high < SSL.TLS1_3_VERSION and tls13 and not legacy:
+        raise where.error(CipherListError, "only TLS 1.3 suites listed, but sec-protocol=TLSv12 excludes TLS 1.3",
+                          option=option)
+    if low >= SSL.TLS1_3_VERSION and legacy and not tls13:
+        raise where.error(CipherListError, "no TLS 1.3 suite listed, but sec-protocol=TLSv13 allows only TLS 1.3",
+                          option=option)
+    if legacy:
+        dead = [t for t in legacy if not _selects_something(t)]
+        try:
+            ctx.set_cipher_list(":".join(legacy).encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError):
+            raise where.error(
+                CipherListError, f"{':'.join(legacy)!r} selects no cipher (OpenSSL cipher string syntax)",
+                option=option
+            ) from None
+        if dead:
+            warnings.append(f"{option}: {', '.join(dead)} select no cipher")
+    if tls13:  # after the TLS <= 1.2 string: pyOpenSSL's empty-selection check compares against the 1.3 defaults
+        ctx.set_tls13_ciphersuites(":".join(tls13).encode("ascii"))

@@ -1,0 +1,69 @@
+"""OpenSSL verify codes (``X509_V_ERR_…``) to the reason words of spec §10."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .. import errors as e
+
+#: X509_V_ERR_HOSTNAME_MISMATCH: the peer-name check failed.
+HOSTNAME_MISMATCH: Final = 62
+CRL_HAS_EXPIRED: Final = 12
+
+# Codes from OpenSSL 3.0 include/openssl/x509_vfy.h. Anything not listed maps to "untrusted".
+VERIFY_REASONS: Final[dict[int, str]] = {
+    2: e.UNTRUSTED,  # UNABLE_TO_GET_ISSUER_CERT
+    3: e.CRL_UNAVAILABLE,  # UNABLE_TO_GET_CRL
+    4: e.UNTRUSTED,  # UNABLE_TO_DECRYPT_CERT_SIGNATURE
+    5: e.CRL_SIGNATURE,  # UNABLE_TO_DECRYPT_CRL_SIGNATURE
+    6: e.UNTRUSTED,  # UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY
+    7: e.UNTRUSTED,  # CERT_SIGNATURE_FAILURE
+    8: e.CRL_SIGNATURE,  # CRL_SIGNATURE_FAILURE
+    9: e.NOT_YET_VALID,  # CERT_NOT_YET_VALID
+    10: e.EXPIRED,  # CERT_HAS_EXPIRED
+    11: e.CRL_NOT_YET_VALID,  # CRL_NOT_YET_VALID
+    12: e.CRL_EXPIRED,  # CRL_HAS_EXPIRED
+    13: e.UNTRUSTED,  # ERROR_IN_CERT_NOT_BEFORE_FIELD
+    14: e.UNTRUSTED,  # ERROR_IN_CERT_NOT_AFTER_FIELD
+    15: e.CRL_NOT_YET_VALID,  # ERROR_IN_CRL_LAST_UPDATE_FIELD
+    16: e.CRL_EXPIRED,  # ERROR_IN_CRL_NEXT_UPDATE_FIELD
+    18: e.UNTRUSTED,  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: e.UNTRUSTED,  # SELF_SIGNED_CERT_IN_CHAIN
+    20: e.UNTRUSTED,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: e.UNTRUSTED,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    22: e.UNTRUSTED,  # CERT_CHAIN_TOO_LONG
+    23: e.REVOKED,  # CERT_REVOKED
+    24: e.BAD_CA,  # INVALID_CA
+    25: e.BAD_CA,  # PATH_LENGTH_EXCEEDED
+    26: e.BAD_PURPOSE,  # INVALID_PURPOSE
+    27: e.UNTRUSTED,  # CERT_UNTRUSTED
+    28: e.UNTRUSTED,  # CERT_REJECTED
+    32: e.BAD_CA,  # KEYUSAGE_NO_CERTSIGN
+    33: e.CRL_UNAVAILABLE,  # UNABLE_TO_GET_CRL_ISSUER
+    35: e.CRL_SIGNATURE,  # KEYUSAGE_NO_CRL_SIGN
+    37: e.UNTRUSTED,  # INVALID_NON_CA (proxy certificates)
+    38: e.BAD_CA,  # PROXY_PATH_LENGTH_EXCEEDED
+    39: e.BAD_PURPOSE,  # KEYUSAGE_NO_DIGITAL_SIGNATURE
+    41: e.UNTRUSTED,  # INVALID_EXTENSION
+    42: e.UNTRUSTED,  # INVALID_POLICY_EXTENSION
+    43: e.UNTRUSTED,  # NO_EXPLICIT_POLICY
+    44: e.CRL_UNAVAILABLE,  # DIFFERENT_CRL_SCOPE
+    45: e.UNTRUSTED,  # UNSUPPORTED_EXTENSION_FEATURE
+    47: e.UNTRUSTED,  # PERMITTED_VIOLATION (name constraints)
+    48: e.UNTRUSTED,  # EXCLUDED_VIOLATION
+    49: e.UNTRUSTED,  # SUBTREE_MINMAX
+    HOSTNAME_MISMATCH: e.NAME_MISMATCH,
+    64: e.NAME_MISMATCH,  # IP_ADDRESS_MISMATCH (not used by gtls, mapped for completeness)
+}
+# Security-level and key-size rejections: the peer's certificate is unusable under our policy.
+for _code in (66, 67, 68):  # EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK
+    VERIFY_REASONS[_code] = e.UNTRUSTED
+
+
+def reason_for(code: int) -> str:
+    """The reason word for an OpenSSL verify code; unknown codes are ``untrusted``."""
+    return VERIFY_REASONS.get(code, e.UNTRUSTED)
+
+
+def is_known(code: int) -> bool:
+    return code in VERIFY_REASONS

@@ -1,0 +1,94 @@
+"""Thumbprint `certificate` values and the `certificate-store` that resolves them (spec §4.4)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, CredentialLoadError
+from .certs import matches_key, sha1_thumbprint, subject_text
+from .chain import LoadedCert, load_certificates
+from .keys import TLSKey, load_private_key
+from .where import Where
+
+_INVISIBLE = re.compile(r"[\s\u200e\u200f]")
+_HEX40 = re.compile(r"[0-9A-Fa-f]{40}")
+
+
+def thumbprint(value: str) -> str | None:
+    """The upper-case thumbprint when ``value`` is one (no ``/``, ``\\`` or ``.``; 40 hex digits once whitespace and
+    U+200E/U+200F are removed), else ``None``."""
+    if any(ch in value for ch in "/\\."):
+        return None
+    compact = _INVISIBLE.sub("", value)
+    return compact.upper() if _HEX40.fullmatch(compact) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    file: Path
+    key: TLSKey
+    certificates: list[LoadedCert]
+
+
+def store_files(paths: list[Path]) -> tuple[list[Path], bool]:
+    """The files a store consists of, and whether they came from a directory (skip-and-warn) or a list (strict)."""
+    if len(paths) == 1 and paths[0].is_dir():
+        return sorted(p for p in paths[0].glob("*.pem") if p.is_file()), True
+    return paths, False
+
+
+def load_store(
+    files_list: list[Path], from_dir: bool, files: Mapping[Path, bytes], *, where: Where, warnings: list[str]
+) -> dict[str, Identity]:
+    """Index every identity file by the SHA-1 thumbprint of the certificate matching its key."""
+    option = "certificate-store"
+    index: dict[str, Identity] = {}
+    for path in files_list:
+        try:
+            identity = _load_identity(path, files, where=where, warnings=warnings)
+        except ConfigError as exc:
+            if not from_dir:
+                raise
+            warnings.append(f"{option}: skipped {path}: {exc.message}")
+            continue
+        leaf = next(item.cert for item in identity.certificates if matches_key(item.cert, identity.key))
+        fingerprint = sha1_thumbprint(leaf)
+        if fingerprint in index:
+            raise where.error(
+                CredentialLoadError,
+                f"two files hold the identity with thumbprint {fingerprint}: {index[fingerprint].file} and {path}",
+                option=option,
+                file=path,
+            )
+        index[fingerprint] = Identity(path, identity.key, identity.certificates)
+    return index
+
+
+def lookup(index: Mapping[str, Identity], print_: str, *, where: Where) -> Identity:
+    """The identity for ``print_``, else ``CredentialLoadError`` listing what the store holds."""
+    found = index.get(print_)
+    if found is not None:
+        return found
+    known = "; ".join(
+        f"{fp} ({subject_text(next(c.cert for c in ident.certificates if matches_key(c.cert, ident.key)))})"
+        for fp, ident in sorted(index.items())
+    )
+    raise where.error(
+        CredentialLoadError,
+        f"thumbprint {print_} not found in certificate-store; it holds: {known or 'nothing'}",
+        option="certificate",
+    )
+
+
+def _load_identity(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings: list[str]) -> Identity:
+    option = "certificate-store"
+    key = load_private_key(path, files, option=option, where=where, warnings=warnings)
+    ignored: list[str] = []  # the key block is expected here, so the "skipped blocks" warning is not wanted
+    certs = load_certificates([path], files, option=option, where=where, warnings=ignored)
+    if not any(matches_key(item.cert, key) for item in certs):
+        raise where.error(CredentialLoadError, "no certificate in the file matches its private key", option=option,
+                          file=path)
+    return Identity(path, key, certs)

@@ -1,0 +1,47 @@
+"""The `trusted-ca` file: one PEM file with one or more CA certificates (spec §6)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+
+from cryptography import x509
+
+from ..errors import CredentialLoadError
+from .certs import subject_text, validity_problem
+from .pem import blocks_of
+from .where import Where
+
+OPTION = "trusted-ca"
+
+
+def load_trusted_cas(
+    path: Path, files: Mapping[Path, bytes], *, where: Where, warnings: list[str], now: dt.datetime
+) -> list[x509.Certificate]:
+    blocks = blocks_of(path, files, option=OPTION, where=where, error=CredentialLoadError, wanted="CERTIFICATE")
+    cas: list[x509.Certificate] = []
+    seen: set[bytes] = set()
+    for block in blocks:
+        if block.label != "CERTIFICATE" or block.der in seen:
+            continue
+        seen.add(block.der)
+        try:
+            cas.append(x509.load_der_x509_certificate(block.der))
+        except ValueError as exc:
+            raise where.error(CredentialLoadError, f"malformed certificate ({exc})", option=OPTION, file=path) from None
+    if not cas:
+        raise where.error(CredentialLoadError, "no PEM CERTIFICATE block in file", option=OPTION, file=path)
+    others = sorted({b.label for b in blocks if b.label != "CERTIFICATE"})
+    if others:
+        warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
+    for ca in cas:
+        problem = validity_problem(ca, now)
+        if problem:
+            warnings.append(f"{OPTION}: CA {subject_text(ca)} {problem}; paths through it will fail")
+    return cas
+
+
+def missing_file_hint(value: str) -> str:
+    """Extra text for a missing trusted-ca file whose name holds a comma (spec §6)."""
+    return " (trusted-ca takes exactly one file; a comma is part of the file name)" if "," in value else ""
