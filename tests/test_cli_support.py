@@ -205,3 +205,36 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 def write_list(path: Path, items: Sequence[bytes]) -> Path:
     path.write_bytes(b"".join(items))
     return path
+
+
+@dataclass
+class EchoResult:
+    returncode: int
+    stdout: list[str]
+    stderr: list[str]
+    echoed: bool
+
+
+def openssl_echo(port: int, text: str, *args: str, host: str = "127.0.0.1",
+                 timeout: float = STEP_TIMEOUT) -> EchoResult:
+    """Connect ``openssl s_client``, send ``text`` and a newline, wait until the same line comes back, then close
+    stdin (s_client quits). ``echoed`` says whether the line came back before the peer closed or the timeout."""
+    process = subprocess.Popen([OPENSSL, "s_client", "-connect", f"{host}:{port}", *args], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = _LineReader(process.stdout), _LineReader(process.stderr)
+        assert process.stdin is not None
+        echoed = False
+        try:
+            process.stdin.write(text + "\n")
+            process.stdin.flush()
+            out.wait_for(lambda line: line == text, timeout)
+            echoed = True
+        except (AssertionError, OSError):
+            pass
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        returncode = process.wait(timeout)
+        return EchoResult(returncode, out.drain(), err.drain(), echoed)
+    finally:
+        _kill(process)

@@ -12,6 +12,7 @@ import argparse
 import datetime as dt
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     from ..deployment import load_deployment
     from ..errors import ConfigError
 
+    warnings: list[str] = []
     try:
-        deployment = load_deployment(args.config)
+        deployment = load_deployment(args.config, warnings=warnings)
     except ConfigError as exc:
         if args.json:
             json.dump({"config": args.config, "ok": False, "error": _error_json(exc), "endpoints": []}, sys.stdout,
@@ -82,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"gtls: config error: {describe_config_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     reports = [_check_endpoint(endpoint) for endpoint in deployment.endpoints()]
-    warnings = [*getattr(deployment, "warnings", ())]
     errors = sum(1 for report in reports if report.error is not None)
     if args.json:
         document = {
@@ -105,7 +106,7 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
         server_hostname=getattr(endpoint, "server_hostname", None) if endpoint.role == "client" else None,
     )
     try:
-        resolved: Resolved = endpoint.resolved  # resolution may be lazy and raise here
+        resolved: Resolved = endpoint.resolve(warnings=[])  # lazy: raises this endpoint's ConfigError here
         _describe_resolution(report, resolved)
         if resolved.secure:
             from ..context import compile_context
@@ -123,19 +124,13 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
 def _describe_resolution(report: EndpointReport, resolved: Resolved) -> None:
     report.secure = resolved.secure
     report.level = resolved.level.title if resolved.level is not None else None
-    for name, value in resolved.options.present().items():
-        source = resolved.sources.get(name, "default")
-        report.options[name] = {"value": _value_text(value), "source": source,
-                                "level": _LEVEL_TITLES.get(source, source)}
+    from ..resolve import describe
+
+    for name, value, source in describe(resolved):
+        report.options[name] = {"value": value, "source": source, "level": _LEVEL_TITLES.get(source, source)}
     report.shadowed = [{"level": item.level.title, "option": item.option, "value": item.value}
                        for item in resolved.shadowed]
     report.warnings.extend(resolved.warnings)
-
-
-def _value_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
 
 
 def _cert_json(cert: x509.Certificate) -> dict[str, str]:
@@ -145,7 +140,7 @@ def _cert_json(cert: x509.Certificate) -> dict[str, str]:
     }
 
 
-def _expiry_warnings(chain: list[x509.Certificate], now: dt.datetime) -> list[str]:
+def _expiry_warnings(chain: Sequence[x509.Certificate], now: dt.datetime) -> list[str]:
     found = []
     for depth, cert in enumerate(chain):
         left = cert.not_valid_after_utc - now
@@ -158,8 +153,9 @@ def _expiry_warnings(chain: list[x509.Certificate], now: dt.datetime) -> list[st
     return found
 
 
-def _order_warnings(resolved: Resolved, chain: list[x509.Certificate]) -> list[str]:
+def _order_warnings(resolved: Resolved, sent: Sequence[x509.Certificate]) -> list[str]:
     """Say when the configured certificate files list the chain in another order than gtls sends it."""
+    chain = list(sent)
     from ..errors import ConfigError
     from ..pki.chain import load_certificates, split_list
     from ..pki.pem import read_file, resolve_path

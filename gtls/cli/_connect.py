@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
         from ..deployment import load_deployment
         from ..errors import DeploymentError
 
-        endpoint = load_deployment(args.config).connection(args.app, args.connection)
+        deployment = load_deployment(args.config, warnings=warnings)
+        endpoint = deployment.connection(args.app, args.connection, warnings=warnings)
         if not endpoint.resolved.secure:
             raise DeploymentError("the connection is not secure (no tls=1 on it or its target port)",
-                                  object_path=endpoint.object_path, option="tls", file=args.config)
+                                  object_path=endpoint.object_path, option="tls", file=str(deployment.path))
         resolved = endpoint.resolved
-        warnings.extend(resolved.warnings)
         host, port = target or (endpoint.server_hostname or endpoint.address, endpoint.port)
         server_hostname = None if target else endpoint.server_hostname
     else:

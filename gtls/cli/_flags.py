@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from typing import TYPE_CHECKING
 
 from ._common import UsageError
@@ -34,7 +33,6 @@ _CLIENT_FLAGS: dict[str, str] = {
 _PATH_OPTIONS = ("certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store")
 #: Options naming credentials: when none is given, ``serve`` falls back to the demo PKI.
 CREDENTIAL_OPTIONS = ("certificate", "certificate-key", "trusted-ca", "certificate-store")
-_THUMBPRINT = re.compile(r"[0-9A-Fa-f]{40}")
 
 
 def _dest(option: str) -> str:
@@ -68,13 +66,16 @@ def given_options(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _absolute(option: str, value: str) -> str:
-    if option == "trusted-ca" or option in ("certificate-key", "tls-crl", "crl"):
+    from ..options import is_thumbprint
+
+    if option in ("trusted-ca", "certificate-key", "tls-crl", "crl"):
         # One path each (a comma in trusted-ca is part of the file name, spec §6).
         return _absolute_path(value)
     parts = []
     for part in value.split(","):
         element = part.strip()
-        parts.append(element if not element or _looks_like_thumbprint(element) else _absolute_path(element))
+        # A thumbprint is not a path (spec §4.4); gtls.pki decides what the value finally means.
+        parts.append(element if not element or is_thumbprint(element) else _absolute_path(element))
     return ",".join(parts)
 
 
@@ -83,25 +84,13 @@ def _absolute_path(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path)) if path else path
 
 
-def _looks_like_thumbprint(value: str) -> bool:
-    # Only to avoid turning a thumbprint into a path; gtls.pki decides what the value really is (spec §4.4).
-    if any(ch in value for ch in "/\\."):
-        return False
-    compact = "".join(ch for ch in value if not ch.isspace() and ch not in "\u200e\u200f")
-    return bool(_THUMBPRINT.fullmatch(compact))
-
-
 def settings_from_flags(
     mapping: dict[str, str], role: Role, *, profile: str | None, warnings: list[str]
 ) -> Resolved:
     """Validate the flags as one level (P for a server, C for a client) and resolve them (spec §3.2)."""
-    from ..options import TLSOptions
     from ..resolve import direct
 
-    options = TLSOptions.from_mapping(mapping, warnings=warnings)
     chosen = profile or "unix"
     if chosen not in ("unix", "windows"):
         raise UsageError(f"--profile must be unix or windows, got {chosen!r}")
-    resolved = direct(options, role, profile="windows" if chosen == "windows" else "unix", base_dir=None)
-    warnings.extend(resolved.warnings)
-    return resolved
+    return direct(mapping, role, profile=chosen, base_dir=None, warnings=warnings)

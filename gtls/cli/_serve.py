@@ -29,6 +29,7 @@ from ._flags import CREDENTIAL_OPTIONS, add_option_flags, given_options, setting
 if TYPE_CHECKING:
     from ..context import CompiledContext
     from ..demo import DemoFiles
+    from ..deployment import Endpoint
     from ..resolve import Resolved
 
 DEFAULT_HOST = "127.0.0.1"
@@ -100,9 +101,8 @@ def _plan(args: argparse.Namespace, warnings: list[str]) -> ServePlan:
         if flags or args.profile:
             raise UsageError("option flags cannot be combined with --config: the deployment file holds the "
                              f"settings (got --{', --'.join(sorted(flags)) or 'profile'})")
-        endpoint = _deployment_port(args.config, args.app, args.port_id)
+        endpoint = _deployment_port(args.config, args.app, args.port_id, warnings)
         host, port = listen or (endpoint.address or DEFAULT_HOST, endpoint.port)
-        warnings.extend(endpoint.resolved.warnings)
         return ServePlan(endpoint.resolved, host, port, None)
     if args.app or args.port_id:
         raise UsageError("--app and --port-id need --config FILE")
@@ -124,23 +124,22 @@ def _plan(args: argparse.Namespace, warnings: list[str]) -> ServePlan:
     return ServePlan(settings_from_flags(flags, "server", profile=args.profile, warnings=warnings), host, port, demo)
 
 
-def _deployment_port(config: str, app: str, port_id: str | None) -> Any:
+def _deployment_port(config: str, app: str, port_id: str | None, warnings: list[str]) -> Endpoint:
     from ..deployment import load_deployment
     from ..errors import DeploymentError
 
-    deployment = load_deployment(config)
+    deployment = load_deployment(config, warnings=warnings)
     if port_id is None:
-        prefix = f"applications.{app}.ports."
-        ids = [e.object_path[len(prefix):] for e in deployment.endpoints() if e.object_path.startswith(prefix)]
+        ids = list(deployment.application(app).ports)
         if len(ids) != 1:
             listed = ", ".join(ids) if ids else "none"
             raise DeploymentError(f"application {app!r} has {len(ids)} ports ({listed}); choose one with --port-id",
-                                  object_path=f"applications.{app}", file=config)
+                                  object_path=f"applications.{app}", file=str(deployment.path))
         port_id = ids[0]
-    endpoint = deployment.port(app, port_id)
+    endpoint = deployment.port(app, port_id, warnings=warnings)
     if not endpoint.resolved.secure:
         raise DeploymentError("the port is not secure (its transport has no tls=1); gtls serve serves TLS only",
-                              object_path=endpoint.object_path, option="tls", file=config)
+                              object_path=endpoint.object_path, option="tls", file=str(deployment.path))
     return endpoint
 
 

@@ -1,0 +1,145 @@
+"""``gtls connect`` run for real against ``openssl s_server`` and raw TCP peers: success and every failure reason
+that can be provoked from outside, each checked by exit code and its exact ``gtls: REASON: `` stderr line."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from test_cli_support import closed_port, error_line, openssl_server, run_gtls, tcp_server
+
+from gtls.testing import DemoPKI, demo_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
+    return demo_pki(tmp_path_factory.mktemp("connect-pki"), server_names=("localhost",))
+
+
+def server_args(pki: DemoPKI) -> list[str]:
+    return ["-cert", str(pki.server_chain), "-key", str(pki.server_key)]
+
+
+def trusting(pki: DemoPKI) -> list[str]:
+    return ["--trusted-ca", str(pki.root_ca)]
+
+
+def connect(port: int, *args: str, host: str = "localhost") -> tuple[int, str, str]:
+    result = run_gtls("connect", f"{host}:{port}", *args)
+    return result.returncode, result.stdout, result.stderr
+
+
+def assert_fails_with(reason: str, port: int, *args: str, host: str = "localhost") -> str:
+    result = run_gtls("connect", f"{host}:{port}", *args)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    line = error_line(result)
+    assert line.startswith(f"gtls: {reason}: "), line
+    return line
+
+
+def test_connect_prints_version_cipher_sni_and_chain(pki: DemoPKI) -> None:
+    with openssl_server(*server_args(pki), "-rev") as server:
+        code, out, err = connect(server.port, *trusting(pki), "--tls-target-name-check", "host",
+                                 "--send", "hello gtls")
+    assert code == 0, err
+    assert f"connected to localhost:{server.port}" in out
+    assert "version: TLSv1.3" in out and "cipher: TLS_" in out and "sni: localhost" in out
+    assert "peer chain (2 certificates, leaf first):" in out
+    assert "0 subject: CN=localhost" in out and "issuer:  CN=gtls demo intermediate CA" in out
+    assert "1 subject: CN=gtls demo intermediate CA" in out and "valid:" in out
+    assert "received: sltg olleh" in out  # s_server -rev sends each line back reversed
+    assert err == ""
+
+
+def test_connect_tls12_and_ip_address_sends_no_sni(pki: DemoPKI) -> None:
+    with openssl_server(*server_args(pki), "-tls1_2") as server:
+        code, out, err = connect(server.port, *trusting(pki), host="127.0.0.1")
+    assert code == 0, err
+    assert "version: TLSv1.2" in out and "sni: (none sent)" in out
+
+
+def test_untrusted(pki: DemoPKI) -> None:
+    with openssl_server(*server_args(pki)) as server:
+        line = assert_fails_with("untrusted", server.port, "--trusted-ca", str(pki.second_root_ca))
+    assert f"peer localhost:{server.port}" in line or "peer 127.0.0.1" in line
+
+
+def test_expired(pki: DemoPKI, tmp_path: Path) -> None:
+    old = pki.intermediate.leaf("localhost", dns=["localhost"], not_before=dt.timedelta(days=-20),
+                                not_after=dt.timedelta(days=-10))
+    chain = old.write_chain(tmp_path / "old-chain.pem")
+    key = old.write_key(tmp_path / "old-key.pem")
+    with openssl_server("-cert", str(chain), "-key", str(key)) as server:
+        line = assert_fails_with("expired", server.port, *trusting(pki))
+    assert "depth 0" in line
+
+
+def test_name_mismatch(pki: DemoPKI) -> None:
+    with openssl_server(*server_args(pki)) as server:
+        assert_fails_with("name-mismatch", server.port, *trusting(pki), "--tls-target-name-check", "host",
+                          "--tls-target-name", "elsewhere.example.test")
+        # Dialling the IP address: the iPAddress SAN is never consulted (spec §7).
+        assert_fails_with("name-mismatch", server.port, *trusting(pki), "--tls-target-name-check", "host",
+                          host="127.0.0.1")
+
+
+def test_protocol_version(pki: DemoPKI) -> None:
+    with openssl_server(*server_args(pki), "-tls1_2") as server:
+        assert_fails_with("protocol-version", server.port, *trusting(pki), "--sec-protocol", "TLSv13")
+
+
+def test_peer_alert_when_the_server_shares_no_cipher(pki: DemoPKI) -> None:
+    with openssl_server(*server_args(pki), "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384") as server:
+        line = assert_fails_with("peer-alert", server.port, *trusting(pki), "--sec-protocol", "TLSv12",
+                                 "--cipher-list", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert "handshake" in line
+
+
+def test_peer_alert_when_a_tls13_server_wants_a_client_certificate(pki: DemoPKI) -> None:
+    # In TLS 1.3 the client finishes before the server judges it; gtls connect must still report the refusal.
+    with openssl_server(*server_args(pki), "-Verify", "1", "-CAfile", str(pki.root_ca)) as server:
+        assert_fails_with("peer-alert", server.port, *trusting(pki))
+        code, out, err = connect(server.port, *trusting(pki), "--certificate", str(pki.client_chain),
+                                 "--certificate-key", str(pki.client_key), host="127.0.0.1")
+    assert code == 0, err
+
+
+def test_not_tls(pki: DemoPKI) -> None:
+    with tcp_server("http") as port:
+        assert_fails_with("not-tls", port, *trusting(pki), host="127.0.0.1")
+
+
+def test_eof_in_handshake(pki: DemoPKI) -> None:
+    with tcp_server("close") as port:
+        assert_fails_with("eof-in-handshake", port, *trusting(pki), host="127.0.0.1")
+
+
+def test_timeout_against_a_silent_server(pki: DemoPKI) -> None:
+    with tcp_server("silent") as port:
+        line = assert_fails_with("timeout", port, *trusting(pki), "--timeout", "0.5",
+                                 host="127.0.0.1")
+    assert "0.5" in line
+
+
+def test_connect_failed_on_a_closed_port(pki: DemoPKI) -> None:
+    line = assert_fails_with("connect-failed", closed_port(), *trusting(pki), host="127.0.0.1")
+    assert "cannot connect to 127.0.0.1:" in line
+
+
+def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    result = run_gtls("connect", "localhost:1", "--trusted-ca", str(missing))
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ") and "trusted-ca" in line and str(missing) in line
+    assert "Connection" in line
+    result = run_gtls("connect", "localhost:1")  # unix profile: a client needs trusted-ca
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ") and "trusted-ca" in line and "Connection" in line
+    result = run_gtls("connect", "localhost:1", "--trusted-ca", str(pki.root_ca), "--tls-target-name-check", "maybe")
+    assert result.returncode == 2 and "tls-target-name-check" in error_line(result)
+    result = run_gtls("connect", "--trusted-ca", str(pki.root_ca))
+    assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
+

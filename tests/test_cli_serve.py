@@ -1,0 +1,186 @@
+"""``gtls serve`` run for real, with ``openssl s_client`` (and ``gtls connect``) as peers."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from test_cli_support import (
+    FIXTURES,
+    error_line,
+    gtls_env,
+    gtls_serve,
+    openssl_echo,
+    run_gtls,
+)
+
+from gtls.testing import DemoPKI, demo_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
+    return demo_pki(tmp_path_factory.mktemp("serve-pki"), server_names=("localhost",))
+
+
+def flag_args(pki: DemoPKI) -> list[str]:
+    return ["--listen", "127.0.0.1:0", "--certificate", str(pki.server_chain), "--certificate-key",
+            str(pki.server_key), "--trusted-ca", str(pki.root_ca)]
+
+
+def verifying(pki: DemoPKI) -> list[str]:
+    """s_client arguments that make it verify the server like a careful client."""
+    return ["-CAfile", str(pki.root_ca), "-verify_return_error", "-verify_hostname", "localhost",
+            "-servername", "localhost"]
+
+
+def test_serve_with_flags_echoes_logs_and_stops_on_sigterm(pki: DemoPKI) -> None:
+    with gtls_serve(*flag_args(pki)) as server:
+        assert server.host == "127.0.0.1" and server.port > 0
+        result = openssl_echo(server.port, "hello gtls", *verifying(pki))
+        assert result.echoed, result.stdout + result.stderr
+        assert any("Verify return code: 0 (ok)" in line for line in result.stdout), result.stdout
+        line = server.stderr.wait_for(lambda text: text.startswith("connection from 127.0.0.1:"))
+        assert "TLSv1.3" in line and "TLS_" in line
+        assert server.stop(signal.SIGTERM) == 0
+
+
+def test_serve_stops_cleanly_on_sigint_with_a_connection_open(pki: DemoPKI) -> None:
+    with gtls_serve(*flag_args(pki)) as server:
+        with socket.create_connection((server.host, server.port), timeout=5):
+            time.sleep(0.2)  # an idle TCP connection in its handshake
+            started = time.monotonic()
+            assert server.stop(signal.SIGINT) == 0
+            assert time.monotonic() - started < 5
+        assert not any("Traceback" in line for line in server.stderr.drain())
+
+
+def test_serve_mutual_tls_needs_a_client_certificate(pki: DemoPKI) -> None:
+    with gtls_serve(*flag_args(pki), "--tls-mutual") as server:
+        good = openssl_echo(server.port, "mutual hello", *verifying(pki), "-cert", str(pki.client_chain),
+                            "-key", str(pki.client_key))
+        assert good.echoed, good.stdout + good.stderr
+        server.stderr.wait_for(lambda text: text.startswith("connection from") and "TLSv1.3" in text)
+        bad = openssl_echo(server.port, "no cert", *verifying(pki), timeout=5)
+        assert not bad.echoed
+        line = server.stderr.wait_for(lambda text: "failed" in text)
+        assert line.startswith("connection from 127.0.0.1:") and "failed: no-peer-certificate" in line
+        assert server.stop() == 0
+
+
+def test_serve_logs_the_reason_word_of_failed_handshakes(pki: DemoPKI) -> None:
+    with gtls_serve(*flag_args(pki), "--handshake-timeout", "0.5", "--sec-protocol", "TLSv12",
+                    "--cipher-list", "ECDHE-ECDSA-AES128-GCM-SHA256") as server:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert "failed: not-tls" in server.stderr.wait_for(lambda text: "failed" in text)
+        with socket.create_connection((server.host, server.port), timeout=5):
+            assert "failed: timeout" in server.stderr.wait_for(lambda text: "failed" in text, timeout=5)
+        openssl_echo(server.port, "x", "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384", timeout=5)
+        assert "failed: no-shared-cipher" in server.stderr.wait_for(lambda text: "failed" in text)
+        openssl_echo(server.port, "x", "-tls1_3", timeout=5)
+        assert "failed: protocol-version" in server.stderr.wait_for(lambda text: "failed" in text)
+        assert server.stop() == 0
+
+
+def test_serve_quiet_logs_nothing_per_connection(pki: DemoPKI) -> None:
+    with gtls_serve(*flag_args(pki), "--quiet") as server:
+        assert openssl_echo(server.port, "quiet please", *verifying(pki)).echoed
+        assert server.stop() == 0
+        assert not [line for line in server.stderr.drain() if line.startswith("connection from")]
+
+
+def test_serve_without_arguments_uses_the_demo_pki_and_prints_how_to_connect(tmp_path: Path) -> None:
+    env = gtls_env(tmp_path / "data")
+    with gtls_serve("--listen", "127.0.0.1:0", env=env) as server:
+        demo = tmp_path / "data" / "demo"
+        assert (demo / "root-ca.pem").is_file()
+        hint_gtls = server.stderr.wait_for(lambda text: text.strip().startswith("gtls connect "))
+        hint_openssl = server.stderr.wait_for(lambda text: text.strip().startswith("openssl s_client "))
+        assert str(demo / "root-ca.pem") in hint_gtls and str(demo / "root-ca.pem") in hint_openssl
+        assert f"localhost:{server.port}" in hint_gtls
+        # The printed commands work as printed.
+        connect = run_gtls(*shlex.split(hint_gtls.strip())[1:], env=env)
+        assert connect.returncode == 0, connect.stderr
+        assert "received: hello" in connect.stdout and "sni: localhost" in connect.stdout
+        openssl_args = shlex.split(hint_openssl.strip())[2:]
+        echo = openssl_echo(server.port, "demo echo", *openssl_args, "-verify_return_error")
+        assert echo.echoed, echo.stdout + echo.stderr
+        assert server.stop(signal.SIGINT) == 0
+    # A second run reuses the same demo PKI.
+    before = (tmp_path / "data" / "demo" / "server-cert.pem").read_bytes()
+    with gtls_serve("--listen", "127.0.0.1:0", env=env) as server:
+        assert server.stop() == 0
+        assert not any("created the demo PKI" in line for line in server.stderr.drain())
+    assert (tmp_path / "data" / "demo" / "server-cert.pem").read_bytes() == before
+
+
+def test_serve_demo_with_mutual_tls_hints_include_the_client_certificate(tmp_path: Path) -> None:
+    env = gtls_env(tmp_path / "data")
+    with gtls_serve("--listen", "127.0.0.1:0", "--tls-mutual", env=env) as server:
+        hint = server.stderr.wait_for(lambda text: text.strip().startswith("gtls connect "))
+        assert "--certificate" in hint and "client-key.pem" in hint
+        connect = run_gtls(*shlex.split(hint.strip())[1:], env=env)
+        assert connect.returncode == 0, connect.stderr
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("sample", ["simple-tls.toml", "mutual-tls.toml"])
+def test_serve_from_a_deployment_file(sample: str) -> None:
+    config = FIXTURES / sample
+    if not config.is_file():
+        pytest.skip(f"{config} not committed yet")
+    from gtls.deployment import load_deployment
+
+    deployment = load_deployment(config)
+    ports = [e for e in deployment.endpoints() if e.role == "server"]
+    clients = [e for e in deployment.endpoints() if e.role == "client"]
+    app, _, port_id = ports[0].object_path.removeprefix("applications.").partition(".ports.")
+    ca = FIXTURES / "ca" / "certauth.pem"
+    with gtls_serve("--config", str(config), "--app", app, "--port-id", port_id, "--listen", "127.0.0.1:0") as server:
+        args = ["-CAfile", str(ca), "-verify_return_error"]
+        if sample == "mutual-tls.toml":
+            args += ["-cert", str(FIXTURES / "certs" / "clthostcert.pem"), "-key",
+                     str(FIXTURES / "certs" / "cltprivkey.pem")]
+        echo = openssl_echo(server.port, f"hello {sample}", *args)
+        assert echo.echoed, echo.stdout + echo.stderr
+        # gtls connect from the same file, its connection pointed at this port.
+        client = next(e for e in clients if e.resolved.secure)
+        client_app, _, connection_id = client.object_path.removeprefix("applications.").partition(".connections.")
+        connect = run_gtls("connect", f"127.0.0.1:{server.port}", "--config", str(config), "--app", client_app,
+                           "--connection", connection_id, "--send", "from the file")
+        assert connect.returncode == 0, connect.stderr
+        assert "received: from the file" in connect.stdout
+        assert server.stop() == 0
+
+
+def test_serve_configuration_errors_exit_2_naming_option_level_and_file(pki: DemoPKI, tmp_path: Path) -> None:
+    missing = tmp_path / "missing-key.pem"
+    result = run_gtls("serve", "--listen", "127.0.0.1:0", "--certificate", str(pki.server_chain),
+                      "--certificate-key", str(missing), "--trusted-ca", str(pki.root_ca))
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ")
+    assert "certificate-key" in line and str(missing) in line and "Port" in line
+    result = run_gtls("serve", "--listen", "127.0.0.1:0", "--certificate", str(pki.server_chain),
+                      "--certificate-key", str(pki.server_key))
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ") and "trusted-ca" in line and "Port" in line
+    result = run_gtls("serve", *flag_args(pki), "--sec-protocol", "TLSv1")
+    assert result.returncode == 2 and "sec-protocol" in error_line(result)
+    result = run_gtls("serve", "--config", str(tmp_path / "none.toml"))
+    assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
+    result = run_gtls("serve", "--listen", "nonsense")
+    assert result.returncode == 2 and "HOST:PORT" in error_line(result)
+
+
+def test_serve_reports_a_port_in_use(pki: DemoPKI) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_gtls("serve", *flag_args(pki)[2:], "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert error_line(result).startswith(f"gtls: listen-failed: cannot listen on 127.0.0.1:{port}")
