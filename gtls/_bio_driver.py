@@ -1,0 +1,81 @@
+"""Memory-BIO driver: moves ciphertext between the engine's memory buffers and any ``trio.abc.Stream``.
+
+Ordering rules (the same ones trio's SSLStream relies on):
+
+* ciphertext is taken out of the engine and then sent while holding a strictly FIFO lock, with no checkpoint in
+  between, so records reach the transport in the order OpenSSL produced them even when a sender and a receiver
+  both have output;
+* only one task reads the transport at a time; a task that waited for that lock while another one fed fresh bytes
+  retries its step before reading again, so it never blocks on data that is already buffered;
+* if sending ciphertext fails or is cancelled after it left the engine, the record stream has a hole: the driver
+  reports itself broken and the stream refuses further use.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import trio
+
+from .engine import WANT_WRITE, TLSEngine, Want
+
+RECEIVE_SIZE: Final = 65536
+
+
+class BioDriver:
+    __slots__ = ("engine", "transport", "broken", "_send_lock", "_recv_lock", "_recv_count")
+
+    def __init__(self, engine: TLSEngine, transport: trio.abc.Stream) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.broken = False
+        self._send_lock = trio.StrictFIFOLock()
+        self._recv_lock = trio.Lock()
+        self._recv_count = 0
+
+    async def _push(self) -> bool:
+        """Send whatever the engine produced; True when something was sent (which checkpointed)."""
+        data = self.engine.take_output()
+        if not data:
+            return False
+        try:
+            async with self._send_lock:
+                await self.transport.send_all(data)
+        except BaseException:
+            self.broken = True
+            raise
+        return True
+
+    async def wait(self, want: Want) -> None:
+        await self._push()
+        if want is WANT_WRITE:  # memory BIOs always accept writes; nothing to wait for
+            return
+        count = self._recv_count
+        async with self._recv_lock:
+            if count != self._recv_count:
+                return  # another task fed the engine while we queued: retry the step first
+            data = await self.transport.receive_some(RECEIVE_SIZE)
+            self._recv_count += 1
+            if data:
+                self.engine.feed(data)
+            else:
+                self.engine.feed_eof()
+
+    async def settle(self) -> None:
+        if not await self._push():
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def flush_best_effort(self) -> None:
+        """After a failed handshake: deliver our alert if the transport takes it; never raise for it."""
+        try:
+            with trio.move_on_after(1.0):
+                await self._push()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+            pass
+
+    async def wait_send_ready(self) -> None:
+        async with self._send_lock:
+            await self.transport.wait_send_all_might_not_block()
+
+    def wake_all(self) -> None:
+        """Blocked transport calls are woken by closing the transport itself."""

@@ -1,0 +1,82 @@
+"""The client connector: ``open_tls_over_tcp_stream`` and ``connect`` for a deployment connection.
+
+Settings are compiled before any network I/O (configuration errors fail closed). TCP comes from trio's
+``open_tcp_stream`` (happy eyeballs); the TLS stream then binds OpenSSL to the connected socket and completes the
+handshake before returning, so a failure surfaces here as ``HandshakeError`` with its reason word. SNI and the
+peer-name reference follow spec §7: ``tls-target-name`` when set, else ``server_hostname``, else the dialled host.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+
+from .options import TLSOptions
+from .resolve import Resolved
+from .stream import TLSStream, compile_settings
+
+if TYPE_CHECKING:
+    from .context import CompiledContext
+
+
+class ClientEndpoint(Protocol):
+    """What ``connect`` needs from ``gtls.deployment.Endpoint``."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def resolved(self) -> Resolved: ...
+    @property
+    def server_hostname(self) -> str | None: ...
+
+
+async def open_tls_over_tcp_stream(
+    host: str,
+    port: int,
+    settings: Resolved | TLSOptions | CompiledContext,
+    *,
+    server_hostname: str | None = None,
+    happy_eyeballs_delay: float | None = 0.25,
+    handshake_timeout: float | None = 10.0,
+    https_compatible: bool = False,
+) -> TLSStream:
+    """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word)."""
+    context = compile_settings(settings, "client")
+    transport = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
+    try:
+        stream = TLSStream(
+            transport,
+            context,
+            server_hostname=server_hostname if server_hostname is not None else host,
+            https_compatible=https_compatible,
+            handshake_timeout=handshake_timeout,
+        )
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(transport)
+        raise
+    return stream
+
+
+async def connect(
+    endpoint: ClientEndpoint,
+    *,
+    happy_eyeballs_delay: float | None = 0.25,
+    handshake_timeout: float | None = 10.0,
+) -> TLSStream:
+    """Open the deployment connection ``endpoint`` (``Deployment.connection(app, conn_id)``): dial its address and
+    port with its resolved settings; its ``server_hostname`` is the reference name unless tls-target-name is set."""
+    return await open_tls_over_tcp_stream(
+        endpoint.address,
+        endpoint.port,
+        endpoint.resolved,
+        server_hostname=endpoint.server_hostname,
+        happy_eyeballs_delay=happy_eyeballs_delay,
+        handshake_timeout=handshake_timeout,
+    )
+
+
+__all__ = ["connect", "open_tls_over_tcp_stream"]

@@ -1,0 +1,271 @@
+"""The sans-IO TLS engine: one pyOpenSSL connection, its state, and the translation of its outcomes.
+
+The engine never waits and never touches trio. Each step (``handshake``, ``recv``, ``send``, ``close_notify``)
+runs OpenSSL once and returns either a result or ``WANT_READ`` / ``WANT_WRITE``; a driver decides how to wait:
+
+* socket-bound (``gtls._socket_driver``): the connection owns the TCP socket's file descriptor, OpenSSL reads and
+  writes it directly, and the driver only waits for readiness;
+* memory BIO (``gtls._bio_driver``): OpenSSL reads and writes two memory buffers, and the driver moves bytes
+  between them and any ``trio.abc.Stream`` (``feed``, ``feed_eof``, ``take_output``).
+
+Failures leave the engine as exceptions: ``HandshakeError`` (from ``CompiledContext.handshake_failure`` or, for the
+transport's own reasons, built here), ``TransportFailed`` when the peer vanished without ``close_notify``, and
+``TLSError`` for protocol errors after the handshake.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import socket
+from typing import TYPE_CHECKING, Final
+
+from cryptography import x509
+from OpenSSL import SSL
+from OpenSSL.SSL import _lib as _openssl_lib  # type: ignore[attr-defined]  # private: no public SSL_session_reused
+
+from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
+
+if TYPE_CHECKING:
+    from .context import CompiledContext
+
+
+class Want(enum.Enum):
+    """What OpenSSL needs before the step can be retried."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+WANT_READ: Final = Want.READ
+WANT_WRITE: Final = Want.WRITE
+
+#: Errnos meaning "the peer is gone" rather than a local fault.
+_GONE_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN})
+_BIO_CHUNK: Final = 65536
+
+
+class TransportFailed(Exception):
+    """The transport ended or failed under TLS: EOF without ``close_notify`` (``eof=True``) or a reset."""
+
+    def __init__(self, message: str, *, eof: bool) -> None:
+        super().__init__(message)
+        self.eof = eof
+
+
+def format_address(address: object) -> str | None:
+    """``host:port`` (``[v6]:port``) for a socket address tuple; None when unknown."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(address, str) and address:
+        return address
+    return None
+
+
+def _describe_syscall(exc: SSL.SysCallError) -> tuple[str, bool]:
+    code = exc.args[0] if exc.args else -1
+    if code == -1 or code == 0:
+        return "the peer closed the connection without close_notify", True
+    if isinstance(code, int) and code in _GONE_ERRNOS:
+        return f"the connection was reset ({errno.errorcode.get(code, code)})", False
+    return f"transport error: {exc.args[1] if len(exc.args) > 1 else exc}", False
+
+
+class TLSEngine:
+    """One TLS connection's state machine over pyOpenSSL, with no I/O of its own.
+
+    ``sock`` binds OpenSSL to a connected socket (socket-bound mode); ``None`` uses memory BIOs.
+    """
+
+    __slots__ = (
+        "compiled",
+        "conn",
+        "peer",
+        "memory_bio",
+        "handshake_done",
+        "received_close_notify",
+        "sent_close_notify",
+        "write_pending",
+        "warnings",
+        "_awaiting_first_record",
+    )
+
+    def __init__(
+        self,
+        compiled: CompiledContext,
+        sock: socket.socket | None = None,
+        *,
+        server_hostname: str | None = None,
+        peer: str | None = None,
+    ) -> None:
+        self.compiled = compiled
+        self.conn: SSL.Connection = compiled.new_connection(sock, server_hostname=server_hostname)
+        self.peer = peer
+        self.memory_bio = sock is None
+        self.handshake_done = False
+        self.received_close_notify = False
+        self.sent_close_notify = False
+        #: OpenSSL holds a partly written record: the next ``send`` must repeat the same buffer.
+        self.write_pending = False
+        #: Warnings the context reported for this handshake (e.g. an expired CRL accepted under ``warn``).
+        self.warnings: list[str] = []
+        # In TLS 1.3 a client finishes its handshake before the server has judged the client certificate; a
+        # rejection arrives as an alert on the first read and still counts as a handshake failure (spec §9).
+        self._awaiting_first_record = True
+
+    # --- steps -------------------------------------------------------------------------------------------------
+
+    def handshake(self) -> Want | None:
+        """Advance the handshake; None once it is complete."""
+        try:
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            return WANT_READ
+        except SSL.WantWriteError:
+            return WANT_WRITE
+        except (SSL.SysCallError, SSL.ZeroReturnError) as exc:
+            raise self.eof_in_handshake(exc) from exc
+        except SSL.Error as exc:
+            raise self.compiled.handshake_failure(self.conn, exc, peer=self.peer) from exc
+        # The context's post-handshake duty (pure-Python name check when OpenSSL's is unavailable, CRL warnings);
+        # it runs before any application data is returned.
+        self.warnings = self.compiled.established(self.conn, peer=self.peer)
+        self.handshake_done = True
+        return None
+
+    def recv(self, max_bytes: int) -> bytes | Want:
+        """Up to ``max_bytes`` of plaintext; ``b""`` after the peer's ``close_notify``."""
+        try:
+            data: bytes = self.conn.recv(max_bytes)
+        except SSL.WantReadError:
+            return WANT_READ
+        except SSL.WantWriteError:
+            return WANT_WRITE
+        except SSL.ZeroReturnError:
+            self.received_close_notify = True
+            return b""
+        except SSL.SysCallError as exc:
+            message, eof = _describe_syscall(exc)
+            raise TransportFailed(message, eof=eof) from exc
+        except SSL.Error as exc:
+            raise self._read_failure(exc) from exc
+        self._awaiting_first_record = False
+        return data
+
+    def send(self, data: bytes | bytearray | memoryview) -> int | Want:
+        """Encrypt and write some of ``data`` (at least one record); returns how much was consumed."""
+        try:
+            sent: int = self.conn.send(data)
+        except SSL.WantWriteError:
+            self.write_pending = True
+            return WANT_WRITE
+        except SSL.WantReadError:
+            return WANT_READ
+        except (SSL.SysCallError, SSL.ZeroReturnError) as exc:
+            message, eof = (
+                _describe_syscall(exc) if isinstance(exc, SSL.SysCallError) else ("the peer closed TLS", True)
+            )
+            raise TransportFailed(message, eof=eof) from exc
+        except SSL.Error as exc:
+            raise TLSError(f"TLS error while sending: {_openssl_text(exc)}") from exc
+        self.write_pending = False
+        return sent
+
+    def close_notify(self) -> Want | None:
+        """Send our ``close_notify``; does not wait for the peer's."""
+        try:
+            self.conn.shutdown()
+        except SSL.WantWriteError:
+            self.sent_close_notify = True
+            return WANT_WRITE
+        except SSL.WantReadError:  # not expected for the first shutdown call; nothing more to do
+            pass
+        except SSL.Error as exc:
+            self.sent_close_notify = True
+            raise TransportFailed(f"could not send close_notify: {_openssl_text(exc)}", eof=False) from exc
+        self.sent_close_notify = True
+        return None
+
+    # --- memory-BIO plumbing -----------------------------------------------------------------------------------
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Hand bytes received from the transport to OpenSSL."""
+        self.conn.bio_write(data)
+
+    def feed_eof(self) -> None:
+        """The transport reached end of file."""
+        self.conn.bio_shutdown()
+
+    def take_output(self) -> bytes:
+        """Everything OpenSSL has written for the transport (``b""`` when nothing)."""
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunks.append(self.conn.bio_read(_BIO_CHUNK))
+            except SSL.WantReadError:
+                break
+        return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+    # --- failures ----------------------------------------------------------------------------------------------
+
+    def eof_in_handshake(self, exc: BaseException | None = None) -> HandshakeError:
+        """The transport's own reason: closed or reset mid-handshake without an alert (spec §10)."""
+        if isinstance(exc, SSL.SysCallError):
+            message, _ = _describe_syscall(exc)
+        else:
+            message = "the peer closed the connection"
+        return HandshakeError(EOF_IN_HANDSHAKE, f"{message} during the handshake", peer=self.peer)
+
+    def _read_failure(self, exc: SSL.Error) -> Exception:
+        if self._awaiting_first_record:
+            return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
+        return TLSError(f"TLS protocol error: {_openssl_text(exc)}")
+
+    # --- negotiated parameters ---------------------------------------------------------------------------------
+
+    @property
+    def tls_version(self) -> str | None:
+        if not self.handshake_done:
+            return None
+        name: str = self.conn.get_protocol_version_name()
+        return name
+
+    @property
+    def cipher(self) -> str | None:
+        if not self.handshake_done:
+            return None
+        name: str | None = self.conn.get_cipher_name()
+        return name
+
+    @property
+    def session_reused(self) -> bool:
+        return self.handshake_done and bool(_openssl_lib.SSL_session_reused(self.conn._ssl))
+
+    @property
+    def server_name(self) -> str | None:
+        name: bytes | None = self.conn.get_servername()
+        return name.decode("ascii", "replace") if name else None
+
+    @property
+    def peer_certificate(self) -> x509.Certificate | None:
+        cert: x509.Certificate | None = self.conn.get_peer_certificate(as_cryptography=True)
+        return cert
+
+    @property
+    def peer_chain(self) -> list[x509.Certificate]:
+        """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side)."""
+        chain: list[x509.Certificate] = list(self.conn.get_peer_cert_chain(as_cryptography=True) or [])
+        leaf = self.peer_certificate
+        if leaf is not None and (not chain or chain[0] != leaf):
+            chain.insert(0, leaf)
+        return chain
+
+
+def _openssl_text(exc: SSL.Error) -> str:
+    """OpenSSL's error queue as ``reason (lib, func)`` text, or the exception's own words."""
+    parts: list[str] = []
+    for entry in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+        if isinstance(entry, tuple) and len(entry) == 3:
+            parts.append(str(entry[2]))
+    return "; ".join(parts) or str(exc) or type(exc).__name__

@@ -1,0 +1,264 @@
+"""Secure listening ports: ``open_tls_over_tcp_listeners``, ``serve_tls_over_tcp`` and ``TLSListener``.
+
+Same shape as trio's ssl-over-tcp helpers, with resolved settings in place of an ``ssl.SSLContext``. The settings
+are compiled once per call (files read, context built) before any socket is opened, so a configuration error never
+leaves a half-open port. ``accept()`` never performs the handshake; ``serve_tls_over_tcp`` runs each handshake in
+the connection's own task under ``handshake_timeout`` and, optionally, a cap on handshakes in flight. A failed
+handshake is logged once (logger ``gtls.server``) and never reaches the handler; every outcome can also be observed
+through ``on_handshake(HandshakeEvent)``. The accept loop is trio's ``serve_listeners``, which survives
+EMFILE/ENFILE by pausing accepts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
+
+import trio
+
+from .errors import HandshakeError
+from .options import TLSOptions
+from .resolve import Resolved
+from .stream import TLSStream, compile_settings
+
+if TYPE_CHECKING:
+    from .context import CompiledContext
+
+logger = logging.getLogger("gtls.server")
+
+Handler = Callable[[TLSStream], Awaitable[object]]
+HandshakeHook = Callable[["HandshakeEvent"], object]
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeEvent:
+    """The outcome of one server-side handshake (for metrics and per-connection log lines)."""
+
+    peer: str | None
+    ok: bool
+    #: The spec §10 reason word on failure, None on success.
+    reason: str | None
+    tls_version: str | None
+    cipher: str | None
+    #: Subject of the client certificate (mutual TLS) or of the certificate that failed verification.
+    subject: str | None
+    server_name: str | None
+    session_reused: bool
+    #: Seconds from the start of the handshake to its outcome.
+    duration: float
+    error: HandshakeError | None = None
+    warnings: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One log line: ``peer TLSv1.3 TLS_AES_256_GCM_SHA384`` or ``peer failed: reason: message``."""
+        peer = self.peer or "?"
+        if self.ok:
+            extra = " resumed" if self.session_reused else ""
+            who = f" client {self.subject}" if self.subject else ""
+            return f"{peer} {self.tls_version} {self.cipher}{extra}{who}"
+        detail = self.error.message if self.error is not None else ""
+        subject = f" (subject {self.subject})" if self.subject else ""
+        return f"{peer} handshake failed: {self.reason}: {detail}{subject}"
+
+
+def _subject_of(stream: TLSStream) -> str | None:
+    cert = stream.peer_certificate
+    return cert.subject.rfc4514_string() if cert is not None else None
+
+
+class Handshaker:
+    """The handshake policy shared by one set of listeners: deadline, cap on handshakes in flight, reporting."""
+
+    __slots__ = ("timeout", "limiter", "on_handshake")
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = 10.0,
+        max_handshakes: int | None = None,
+        on_handshake: HandshakeHook | None = None,
+    ) -> None:
+        if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError("handshake_timeout must be a positive number of seconds or None")
+        if max_handshakes is not None and max_handshakes < 1:
+            raise ValueError("max_handshakes must be >= 1 or None")
+        self.timeout = timeout
+        self.limiter = trio.CapacityLimiter(max_handshakes) if max_handshakes is not None else None
+        self.on_handshake = on_handshake
+
+    async def run(self, stream: TLSStream) -> bool:
+        """Handshake ``stream``; True on success. Failures are logged once and reported, never raised."""
+        started = trio.current_time()
+        try:
+            if self.limiter is None:
+                await stream.do_handshake()
+            else:
+                # The deadline covers the wait for a slot too: a flood must not park connections forever.
+                with trio.move_on_after(self.timeout if self.timeout is not None else math.inf) as scope:
+                    async with self.limiter:
+                        await stream.do_handshake()
+                if scope.cancelled_caught:
+                    raise stream.handshake_timed_out(self.timeout or 0.0)
+        except HandshakeError as exc:
+            self._failed(stream, exc, trio.current_time() - started)
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            failure = HandshakeError("eof-in-handshake", str(exc) or "the transport failed", peer=stream.peer_address)
+            self._failed(stream, failure, trio.current_time() - started)
+            return False
+        hook = self.on_handshake
+        if hook is not None or logger.isEnabledFor(logging.DEBUG):
+            event = HandshakeEvent(
+                peer=stream.peer_address,
+                ok=True,
+                reason=None,
+                tls_version=stream.tls_version,
+                cipher=stream.cipher,
+                subject=_subject_of(stream),
+                server_name=stream.server_name,
+                session_reused=stream.session_reused,
+                duration=trio.current_time() - started,
+                warnings=tuple(stream.handshake_warnings),
+            )
+            logger.debug("%s", event.describe())
+            if hook is not None:
+                hook(event)
+        for warning in stream.handshake_warnings:
+            logger.warning("%s", warning)
+        return True
+
+    def _failed(self, stream: TLSStream, error: HandshakeError, duration: float) -> None:
+        peer = error.peer or stream.peer_address
+        subject = f" subject={error.subject}" if error.subject else ""
+        logger.warning("handshake failed: %s peer=%s%s: %s", error.reason, peer or "?", subject, error.message)
+        if self.on_handshake is not None:
+            self.on_handshake(
+                HandshakeEvent(
+                    peer=peer,
+                    ok=False,
+                    reason=error.reason,
+                    tls_version=None,
+                    cipher=None,
+                    subject=error.subject,
+                    server_name=stream.server_name,
+                    session_reused=False,
+                    duration=duration,
+                    error=error,
+                )
+            )
+
+
+class TLSListener(trio.abc.Listener[TLSStream]):
+    """Wraps a TCP listener; ``accept()`` returns a ``TLSStream`` whose handshake has not started.
+
+    The stream carries the listener's handshake deadline, so even a handler that lets the first receive do the
+    handshake cannot be held up forever.
+    """
+
+    def __init__(
+        self,
+        transport_listener: trio.SocketListener,
+        settings: Resolved | TLSOptions | CompiledContext,
+        *,
+        handshaker: Handshaker | None = None,
+        https_compatible: bool = False,
+    ) -> None:
+        self.transport_listener = transport_listener
+        self.context = compile_settings(settings, "server")
+        self.handshaker = handshaker if handshaker is not None else Handshaker()
+        self._https_compatible = https_compatible
+
+    async def accept(self) -> TLSStream:
+        transport = await self.transport_listener.accept()
+        try:
+            return TLSStream(
+                transport,
+                self.context,
+                https_compatible=self._https_compatible,
+                handshake_timeout=self.handshaker.timeout,
+            )
+        except BaseException:
+            await trio.aclose_forcefully(transport)
+            raise
+
+    async def aclose(self) -> None:
+        await self.transport_listener.aclose()
+
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        return self.transport_listener.socket
+
+
+async def open_tls_over_tcp_listeners(
+    port: int,
+    settings: Resolved | TLSOptions | CompiledContext,
+    *,
+    host: str | bytes | None = None,
+    backlog: int | None = None,
+    handshake_timeout: float | None = 10.0,
+    max_handshakes: int | None = None,
+    on_handshake: HandshakeHook | None = None,
+    https_compatible: bool = False,
+) -> list[TLSListener]:
+    """Listen on ``port`` (0: a free one) like ``trio.open_ssl_over_tcp_listeners``; settings compiled once."""
+    context = compile_settings(settings, "server")  # before any socket: configuration errors fail closed
+    handshaker = Handshaker(timeout=handshake_timeout, max_handshakes=max_handshakes, on_handshake=on_handshake)
+    tcp_listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    return [
+        TLSListener(listener, context, handshaker=handshaker, https_compatible=https_compatible)
+        for listener in tcp_listeners
+    ]
+
+
+async def serve_tls_over_tcp(
+    handler: Handler,
+    port: int,
+    settings: Resolved | TLSOptions | CompiledContext,
+    *,
+    host: str | bytes | None = None,
+    backlog: int | None = None,
+    handshake_timeout: float | None = 10.0,
+    max_handshakes: int | None = None,
+    on_handshake: HandshakeHook | None = None,
+    https_compatible: bool = False,
+    handler_nursery: trio.Nursery | None = None,
+    task_status: trio.TaskStatus[list[TLSListener]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve TLS on ``port`` forever, like ``trio.serve_ssl_over_tcp``: ``handler(stream)`` runs once per
+    connection after a successful handshake; the stream is closed when it returns. ``task_status.started`` gets the
+    listeners (``listeners[0].socket.getsockname()`` tells the port when 0 was asked)."""
+    listeners = await open_tls_over_tcp_listeners(
+        port,
+        settings,
+        host=host,
+        backlog=backlog,
+        handshake_timeout=handshake_timeout,
+        max_handshakes=max_handshakes,
+        on_handshake=on_handshake,
+        https_compatible=https_compatible,
+    )
+    handshaker = listeners[0].handshaker
+
+    async def handshake_then_handle(stream: TLSStream) -> None:
+        if await handshaker.run(stream):
+            await handler(stream)
+
+    await trio.serve_listeners(
+        handshake_then_handle,
+        listeners,
+        handler_nursery=handler_nursery,
+        task_status=task_status,
+    )
+    raise AssertionError("trio.serve_listeners returned")  # pragma: no cover - it never returns
+
+
+__all__: list[str] = [
+    "HandshakeEvent",
+    "Handshaker",
+    "TLSListener",
+    "open_tls_over_tcp_listeners",
+    "serve_tls_over_tcp",
+]

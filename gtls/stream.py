@@ -1,0 +1,505 @@
+"""``TLSStream``: a ``trio.abc.Stream`` speaking TLS over another stream, on the sans-IO engine.
+
+Over a ``trio.SocketStream`` the stream binds OpenSSL to the socket (socket-bound driver, the fast path); over any
+other stream it uses memory BIOs. Both behave the same: ``do_handshake()`` explicitly or on first use, concurrent
+``send_all``/``receive_some`` per trio's rules, ``close_notify`` on ``aclose`` (bounded wait), ``send_eof`` on
+TLS 1.3, and peer renegotiation refused (the compiled context sets ``OP_NO_RENEGOTIATION``).
+
+Errors: the explicit ``do_handshake()`` raises ``HandshakeError`` (reason word of spec §10). Implicit handshakes and
+all later failures raise ``trio.BrokenResourceError`` chained (``__cause__``) to the ``HandshakeError``,
+``TLSError`` or transport error behind them; a closed stream raises ``trio.ClosedResourceError``.
+"""
+
+from __future__ import annotations
+
+import operator
+import socket
+from typing import TYPE_CHECKING, Final, Literal
+
+import trio
+from cryptography import x509
+
+from ._bio_driver import BioDriver
+from ._socket_driver import SocketDriver
+from .engine import TLSEngine, TransportFailed, Want, format_address
+from .errors import TIMEOUT, ConfigError, HandshakeError, TLSError
+from .options import TLSOptions
+from .resolve import Resolved, Role
+
+if TYPE_CHECKING:
+    from .context import CompiledContext
+
+Settings = "Resolved | TLSOptions | CompiledContext"
+Driver = Literal["auto", "socket", "bio"]
+
+#: receive_some() without max_bytes returns at most this much (one TLS record is at most 16 KiB of plaintext).
+DEFAULT_RECEIVE_SIZE: Final = 65536
+#: How long aclose() may wait to hand our close_notify to the transport before closing it anyway.
+DEFAULT_CLOSE_TIMEOUT: Final = 1.0
+# OpenSSL needs a retried write to be at least as long as the record it holds (at most 16 KiB of plaintext).
+_MAX_RECORD: Final = 16384
+
+_OK: Final = 0
+_BROKEN: Final = 1
+_CLOSED: Final = 2
+
+
+def compile_settings(settings: object, role: Role) -> CompiledContext:
+    """``Resolved`` / ``TLSOptions`` / ``CompiledContext`` → the compiled context for ``role`` (cached there)."""
+    from .context import compile_context
+
+    if isinstance(settings, TLSOptions):
+        from .resolve import direct
+
+        settings = direct(settings, role)
+    if isinstance(settings, Resolved):
+        if settings.role != role:
+            raise ValueError(f"settings were resolved for a {settings.role}, not a {role}")
+        if not settings.secure:
+            raise ConfigError(
+                "these settings are not secure (tls is off); refusing to open a TLS endpoint with them",
+                object_path=settings.object_path,
+                option="tls",
+            )
+        return compile_context(settings)
+    if hasattr(settings, "new_connection") and hasattr(settings, "handshake_failure"):
+        compiled: CompiledContext = settings  # type: ignore[assignment]
+        compiled_role = getattr(compiled, "role", role)
+        if compiled_role != role:
+            raise ValueError(f"this context was compiled for a {compiled_role}, not a {role}")
+        return compiled
+    raise TypeError(f"settings must be Resolved, TLSOptions or CompiledContext, not {type(settings).__name__}")
+
+
+def _socket_of(transport: trio.abc.Stream) -> trio.socket.SocketType | None:
+    if isinstance(transport, trio.SocketStream):
+        sock = transport.socket
+        if sock.type == socket.SOCK_STREAM:
+            return sock
+    return None
+
+
+class TLSStream(trio.abc.HalfCloseableStream):
+    """TLS over ``transport_stream`` with settings compiled once per endpoint.
+
+    ``settings`` is a ``Resolved``, a ``TLSOptions`` (``server_side`` then chooses the role) or a
+    ``CompiledContext``. ``server_hostname`` is the dialled host for a client (SNI and the peer-name reference
+    follow spec §7; ``tls-target-name`` wins). ``handshake_timeout`` bounds the handshake (``HandshakeError``
+    ``timeout``). ``https_compatible=True`` neither sends nor expects
+    ``close_notify``, like trio's ``SSLStream``. ``driver`` forces the socket-bound or memory-BIO path.
+    """
+
+    def __init__(
+        self,
+        transport_stream: trio.abc.Stream,
+        settings: Resolved | TLSOptions | CompiledContext,
+        *,
+        server_side: bool | None = None,
+        server_hostname: str | None = None,
+        https_compatible: bool = False,
+        driver: Driver = "auto",
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        handshake_timeout: float | None = None,
+    ) -> None:
+        role: Role
+        if isinstance(settings, TLSOptions):
+            role = "server" if server_side else "client"
+        else:
+            role = settings.role
+            if server_side is not None and server_side != (role == "server"):
+                raise ValueError(f"settings are for a {role}, but server_side={server_side}")
+        compiled = compile_settings(settings, role)
+        self.transport_stream = transport_stream
+        self._https_compatible = https_compatible
+        self._close_timeout = close_timeout
+        #: Bound on the handshake, explicit or implicit; None waits as long as the peer does.
+        self.handshake_timeout = handshake_timeout
+        sock = None if driver == "bio" else _socket_of(transport_stream)
+        if driver == "socket" and sock is None:
+            raise TypeError("the socket-bound driver needs a trio.SocketStream over TCP")
+        peer = None
+        if isinstance(transport_stream, trio.SocketStream):
+            try:
+                peer = format_address(transport_stream.socket.getpeername())
+            except OSError:
+                peer = None
+        self._peer = peer
+        engine = TLSEngine(compiled, sock, server_hostname=server_hostname, peer=peer)  # type: ignore[arg-type]
+        self._engine = engine
+        self._driver: SocketDriver | BioDriver = (
+            SocketDriver(sock) if sock is not None else BioDriver(engine, transport_stream)
+        )
+        self._state = _OK
+        self._cause: BaseException | None = None
+        self._send_busy = False
+        self._recv_busy = False
+        self._eof = False
+        self._handshaking = False
+        self._handshake_lot: trio.lowlevel.ParkingLot | None = None
+        # A record OpenSSL started writing when a send_all was cancelled; it goes out before anything else.
+        self._unfinished_write: bytes | None = None
+
+    # --- state -------------------------------------------------------------------------------------------------
+
+    def _check_status(self) -> None:
+        if self._state is not _OK:
+            if self._state == _CLOSED:
+                raise trio.ClosedResourceError("this TLS stream was closed")
+            raise self._broken_error()
+        if self._driver.__class__ is BioDriver and self._driver.broken:
+            self._break(TLSError("the transport failed while sending TLS records"))
+            raise self._broken_error()
+
+    def _broken_error(self) -> trio.BrokenResourceError:
+        cause = self._cause
+        error = trio.BrokenResourceError(f"TLS stream is broken: {cause}" if cause else "TLS stream is broken")
+        error.__cause__ = cause
+        return error
+
+    def _break(self, cause: BaseException) -> trio.BrokenResourceError:
+        if self._state == _OK:
+            self._state = _BROKEN
+            self._cause = cause
+        return self._broken_error()
+
+    def _transport_error(self, exc: trio.BrokenResourceError | trio.ClosedResourceError) -> BaseException:
+        """A transport failure seen by the BIO driver, as the right error for our caller."""
+        if self._state == _CLOSED:
+            return trio.ClosedResourceError("this TLS stream was closed")
+        if isinstance(exc, trio.ClosedResourceError):
+            return self._break(TLSError("the transport stream was closed underneath the TLS stream"))
+        return self._break(exc)
+
+    # --- handshake ---------------------------------------------------------------------------------------------
+
+    async def do_handshake(self) -> None:
+        """Complete the handshake now (otherwise the first send or receive does it).
+
+        Raises ``HandshakeError`` (or ``PeerVerificationError``) with the reason word; calling it again after a
+        failure raises the same error; after success it only checkpoints.
+        """
+        if self._state == _BROKEN and isinstance(self._cause, HandshakeError):
+            raise self._cause
+        self._check_status()
+        if self._engine.handshake_done:
+            await trio.lowlevel.checkpoint()
+            return
+        await self._handshake()
+
+    async def _implicit_handshake(self) -> None:
+        try:
+            await self._handshake()
+        except HandshakeError as exc:
+            raise self._broken_error() from exc
+
+    async def _handshake(self) -> None:
+        while self._handshaking:  # another task runs it: wait for its outcome
+            if self._handshake_lot is None:
+                self._handshake_lot = trio.lowlevel.ParkingLot()
+            await self._handshake_lot.park()
+            if self._state == _BROKEN and isinstance(self._cause, HandshakeError):
+                raise self._cause
+            self._check_status()
+            if self._engine.handshake_done:
+                return
+        self._handshaking = True
+        try:
+            timeout = self.handshake_timeout
+            if timeout is None:
+                await self._run_handshake()
+            else:
+                with trio.move_on_after(timeout) as scope:
+                    await self._run_handshake()
+                if scope.cancelled_caught:
+                    raise self.handshake_timed_out(timeout)
+        finally:
+            self._handshaking = False
+            if self._handshake_lot is not None:
+                self._handshake_lot.unpark_all()
+
+    async def _run_handshake(self) -> None:
+        engine = self._engine
+        driver = self._driver
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                want = engine.handshake()
+            except HandshakeError as exc:
+                self._break(exc)
+                await driver.flush_best_effort()
+                raise
+            if want is None:
+                break
+            try:
+                await driver.wait(want)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if self._state == _CLOSED:
+                    raise trio.ClosedResourceError("this TLS stream was closed") from None
+                failure = engine.eof_in_handshake(exc)
+                self._break(failure)
+                raise failure from exc
+            self._check_status()
+        try:
+            await driver.settle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._transport_error(exc) from exc
+
+    def handshake_timed_out(self, seconds: float) -> HandshakeError:
+        """Mark the stream broken by a handshake deadline (used by the listeners and the connector)."""
+        failure = HandshakeError(TIMEOUT, f"the handshake did not complete within {seconds:g} s", peer=self._peer)
+        self._break(failure)
+        return failure
+
+    # --- receiving ---------------------------------------------------------------------------------------------
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._recv_busy:
+            raise trio.BusyResourceError("another task is already receiving on this TLS stream")
+        self._recv_busy = True
+        try:
+            if max_bytes is None:
+                max_bytes = DEFAULT_RECEIVE_SIZE
+            else:
+                max_bytes = operator.index(max_bytes)
+                if max_bytes < 1:
+                    raise ValueError("max_bytes must be >= 1")
+            self._check_status()
+            engine = self._engine
+            if not engine.handshake_done:
+                await self._implicit_handshake()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            if self._eof:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return b""
+            driver = self._driver
+            while True:
+                try:
+                    result = engine.recv(max_bytes)
+                except TransportFailed as exc:
+                    if exc.eof and self._https_compatible:
+                        self._eof = True
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                        return b""
+                    raise self._break(exc) from exc
+                except (HandshakeError, TLSError) as exc:
+                    raise self._break(exc) from exc
+                if result.__class__ is Want:
+                    try:
+                        await driver.wait(result)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        raise self._transport_error(exc) from exc
+                    self._check_status()
+                    continue
+                if not result:
+                    self._eof = True
+                try:
+                    await driver.settle()
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise self._transport_error(exc) from exc
+                return result  # type: ignore[return-value]
+        finally:
+            self._recv_busy = False
+
+    # --- sending -----------------------------------------------------------------------------------------------
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._send_busy:
+            raise trio.BusyResourceError("another task is already sending on this TLS stream")
+        self._send_busy = True
+        try:
+            self._check_status()
+            engine = self._engine
+            if engine.sent_close_notify:
+                raise trio.ClosedResourceError("send_eof() was called: this TLS stream no longer sends")
+            if not engine.handshake_done:
+                await self._implicit_handshake()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            view = memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            if self._unfinished_write is not None:
+                await self._write(memoryview(self._unfinished_write))
+                self._unfinished_write = None
+            if view:
+                await self._write(view)
+            try:
+                await self._driver.settle()
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise self._transport_error(exc) from exc
+        finally:
+            self._send_busy = False
+
+    async def _write(self, view: memoryview) -> None:
+        engine = self._engine
+        driver = self._driver
+        bio = driver.__class__ is BioDriver
+        offset = 0
+        total = len(view)
+        while offset < total:
+            chunk = view[offset:]
+            try:
+                result = engine.send(chunk)
+            except (TransportFailed, TLSError) as exc:
+                raise self._break(exc) from exc
+            if result.__class__ is Want:
+                try:
+                    await driver.wait(result)
+                except trio.Cancelled:
+                    if engine.write_pending:
+                        self._unfinished_write = bytes(chunk[:_MAX_RECORD])
+                    raise
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise self._transport_error(exc) from exc
+                self._check_status()
+                continue
+            offset += result  # type: ignore[operator]
+            if bio and offset < total:
+                try:
+                    await driver.wait(Want.WRITE)  # push this record before encrypting the next one
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    raise self._transport_error(exc) from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._send_busy:
+            raise trio.BusyResourceError("another task is already sending on this TLS stream")
+        self._send_busy = True
+        try:
+            self._check_status()
+            try:
+                await self._driver.wait_send_ready()
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise self._transport_error(exc) from exc
+            self._check_status()
+        finally:
+            self._send_busy = False
+
+    async def send_eof(self) -> None:
+        """Send ``close_notify`` and keep receiving (TLS 1.3 only: TLS 1.2 peers treat it as a full close)."""
+        if self._send_busy:
+            raise trio.BusyResourceError("another task is already sending on this TLS stream")
+        self._send_busy = True
+        try:
+            self._check_status()
+            engine = self._engine
+            if not engine.handshake_done:
+                await self._implicit_handshake()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            if engine.sent_close_notify:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            if engine.tls_version != "TLSv1.3":
+                # gtls decision: in TLS 1.2 close_notify ends the whole connection (RFC 5246 §7.2.1), so a
+                # half-close cannot be promised; say so instead of silently closing both directions.
+                raise TLSError(f"send_eof() needs TLS 1.3; this connection uses {engine.tls_version}")
+            if self._unfinished_write is not None:
+                await self._write(memoryview(self._unfinished_write))
+                self._unfinished_write = None
+            await self._close_notify()
+            try:
+                await self._driver.settle()
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise self._transport_error(exc) from exc
+        finally:
+            self._send_busy = False
+
+    async def _close_notify(self) -> None:
+        engine = self._engine
+        driver = self._driver
+        while True:
+            try:
+                want = engine.close_notify()
+            except TransportFailed as exc:
+                raise self._break(exc) from exc
+            if want is None:
+                return
+            try:
+                await driver.wait(want)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise self._transport_error(exc) from exc
+
+    # --- closing -----------------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Send ``close_notify`` (waiting at most ``close_timeout``), then close the transport."""
+        if self._state == _CLOSED:
+            await trio.lowlevel.checkpoint()
+            return
+        polite = (
+            self._state == _OK
+            and not self._https_compatible
+            and self._engine.handshake_done
+            and not self._engine.sent_close_notify
+            and not self._send_busy  # a send is mid-record: no clean place for the alert
+        )
+        self._state = _CLOSED
+        self._driver.wake_all()
+        try:
+            if polite:
+                with trio.move_on_after(self._close_timeout):
+                    try:
+                        if self._unfinished_write is not None:
+                            await self._write(memoryview(self._unfinished_write))
+                        await self._close_notify()
+                        if self._driver.__class__ is BioDriver:
+                            await self._driver.settle()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, TLSError):
+                        pass
+        finally:
+            await self.transport_stream.aclose()
+
+    # --- what was negotiated -----------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Resolved:
+        """The resolved settings this stream runs with."""
+        resolved: Resolved = self._engine.compiled.resolved
+        return resolved
+
+    @property
+    def context(self) -> CompiledContext:
+        return self._engine.compiled
+
+    @property
+    def handshake_done(self) -> bool:
+        return self._engine.handshake_done
+
+    @property
+    def handshake_warnings(self) -> list[str]:
+        """Warnings the context reported for this handshake (e.g. an expired CRL accepted under ``warn``)."""
+        return self._engine.warnings
+
+    @property
+    def peer_address(self) -> str | None:
+        """``host:port`` of the peer when the transport is a socket."""
+        return self._peer
+
+    @property
+    def tls_version(self) -> str | None:
+        """``"TLSv1.3"`` / ``"TLSv1.2"`` after the handshake, else None."""
+        return self._engine.tls_version
+
+    @property
+    def cipher(self) -> str | None:
+        """OpenSSL's name of the negotiated cipher suite after the handshake, else None."""
+        return self._engine.cipher
+
+    @property
+    def session_reused(self) -> bool:
+        return self._engine.session_reused
+
+    @property
+    def server_name(self) -> str | None:
+        """The SNI name: the one received (server) or sent (client)."""
+        return self._engine.server_name
+
+    @property
+    def peer_certificate(self) -> x509.Certificate | None:
+        return self._engine.peer_certificate if self._engine.handshake_done else None
+
+    @property
+    def peer_chain(self) -> list[x509.Certificate]:
+        """The certificates the peer sent, leaf first (empty before the handshake or when none was sent)."""
+        return self._engine.peer_chain if self._engine.handshake_done else []
