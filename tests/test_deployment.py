@@ -1,0 +1,513 @@
+"""Design §3: the TOML deployment file, its errors, and the committed E1/E2 samples."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gtls import (
+    ConfigError,
+    DeploymentError,
+    Endpoint,
+    IncompleteTlsLevel,
+    InvalidOptionValue,
+    Level,
+    load_deployment,
+)
+from gtls.deployment import Deployment
+
+FIXTURES = Path(__file__).resolve().parent.parent / "certs-fixtures"
+
+BASE = """
+[hosts.server-host.security]
+trusted-ca = "ca/certauth.pem"
+certificate = "certs/hostcert.pem"
+certificate-key = "certs/privkey.pem"
+
+[hosts.client-host.security]
+trusted-ca = "/abs/ca.pem"
+
+[applications.statserver]
+host = "server-host"
+certificate-source = "host"
+[applications.statserver.ports.default]
+address = "127.0.0.1"
+port = 9443
+transport = "tls=1"
+
+[applications.reporter]
+host = "client-host"
+[applications.reporter.connections.stats]
+server = "statserver"
+port-id = "default"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "deploy.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str) -> Deployment:
+    return load_deployment(write(tmp_path, text))
+
+
+def load_error(tmp_path: Path, text: str) -> DeploymentError:
+    with pytest.raises(DeploymentError) as info:
+        load(tmp_path, text)
+    return info.value
+
+
+# --- the committed samples (spec §3.3 E1, E2) ---
+
+
+def test_simple_tls_sample_resolves_as_e1() -> None:
+    deployment = load_deployment(FIXTURES / "simple-tls.toml")
+    server = deployment.port("statserver", "default")
+    assert (server.role, server.address, server.port) == ("server", "127.0.0.1", 9443)
+    assert server.resolved.secure and server.resolved.level is Level.HOST
+    options = server.resolved.options
+    assert options.certificate == str(FIXTURES / "certs" / "hostcert.pem")
+    assert options.certificate_key == str(FIXTURES / "certs" / "privkey.pem")
+    assert options.trusted_ca == str(FIXTURES / "ca" / "certauth.pem")
+    assert options.tls_mutual is False and options.tls_crl is None and options.sec_protocol is None
+    assert server.resolved.sources["tls"] == "P" and server.resolved.sources["certificate"] == "H"
+
+    client = deployment.connection("reporter", "stats")
+    assert (client.role, client.address, client.port) == ("client", "127.0.0.1", 9443)
+    assert client.server_hostname == "127.0.0.1"
+    assert client.resolved.secure and client.resolved.sources["tls"] == "T"
+    assert client.resolved.level is Level.HOST
+    assert client.resolved.options.trusted_ca == str(FIXTURES / "ca" / "certauth.pem")
+    assert client.resolved.options.certificate is None
+    assert client.resolved.options.tls_target_name_check == "no"
+    for path in (options.certificate, options.certificate_key, options.trusted_ca):
+        assert path is not None and Path(path).is_file()
+
+
+def test_mutual_tls_sample_resolves_as_e2() -> None:
+    deployment = load_deployment(FIXTURES / "mutual-tls.toml")
+    server = deployment.port("statserver", "default").resolved
+    assert server.level is Level.HOST
+    assert server.options.tls_mutual is True and server.sources["tls-mutual"] == "P"
+    assert server.options.certificate == str(FIXTURES / "certs" / "servhostcert.pem")
+    assert server.options.tls_crl is None
+
+    client = deployment.connection("reporter", "stats").resolved
+    assert client.level is Level.HOST and client.secure
+    assert client.options.certificate == str(FIXTURES / "certs" / "clthostcert.pem")
+    assert client.options.certificate_key == str(FIXTURES / "certs" / "cltprivkey.pem")
+    assert client.options.tls_crl == str(FIXTURES / "crl" / "crllist.pem")
+    assert client.sources["tls-crl"] == "H"
+    assert client.warnings == () and server.warnings == ()
+    for path in (client.options.certificate, client.options.certificate_key, client.options.tls_crl):
+        assert path is not None and Path(path).is_file()
+
+
+@pytest.mark.parametrize("name", ["simple-tls.toml", "mutual-tls.toml"])
+def test_samples_list_every_endpoint(name: str) -> None:
+    refs = list(load_deployment(FIXTURES / name).endpoints())
+    assert [(ref.object_path, ref.role) for ref in refs] == [
+        ("applications.statserver.ports.default", "server"),
+        ("applications.reporter.connections.stats", "client"),
+    ]
+    assert all(ref.resolved.secure for ref in refs)
+
+
+# --- model and lookups ---
+
+
+def test_relative_paths_resolved_against_the_file_folder(tmp_path: Path) -> None:
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    path = write(
+        sub,
+        """
+        [applications.a.security]
+        certificate = "leaf.pem, ../inter.pem"
+        certificate-key = "/abs/key.pem"
+        trusted-ca = "ca dir/ca.pem"
+        crl = "crl.pem"
+        [applications.a.ports.app-level]
+        port = 1
+        transport = "tls=1;tls-mutual=1;backup-port=2"
+        [applications.a.ports.port-level]
+        port = 2
+        transport = "tls=1;certificate=p/leaf.pem,,/p/inter.pem;certificate-key=p/key.pem;trusted-ca=/p/ca.pem"
+        """,
+    )
+    deployment = load_deployment(path)
+    resolved = deployment.port("a", "app-level").resolved
+    assert resolved.level is Level.APPLICATION and resolved.base_dir == sub
+    assert resolved.options.certificate == f"{sub / 'leaf.pem'},{sub / '../inter.pem'}"
+    assert resolved.options.certificate_key == "/abs/key.pem"
+    assert resolved.options.trusted_ca == str(sub / "ca dir" / "ca.pem")
+    assert resolved.options.tls_crl == str(sub / "crl.pem")  # the alias too
+    resolved = deployment.port("a", "port-level").resolved
+    assert resolved.level is Level.PORT
+    # an empty list element stays empty, so loading the chain reports it (spec §4.1)
+    assert resolved.options.certificate == f"{sub / 'p/leaf.pem'},,/p/inter.pem"
+    assert resolved.options.certificate_key == str(sub / "p" / "key.pem")
+
+
+def test_thumbprint_is_not_a_path(tmp_path: Path) -> None:
+    thumb = "89A0C1D46701935D89A0C1D46701935D89A0C1D4"
+    deployment = load(
+        tmp_path,
+        f"""
+        profile = "Windows"
+        [hosts.h.security]
+        certificate = "{thumb}"
+        certificate-store = "store"
+        [applications.a]
+        host = "h"
+        [applications.a.ports.p]
+        port = 1
+        transport = "tls=1"
+        """,
+    )
+    resolved = deployment.port("a", "p").resolved
+    assert deployment.profile == "windows" and resolved.profile == "windows"
+    assert resolved.options.certificate == thumb
+    assert resolved.options.certificate_store == str(tmp_path / "store")
+
+
+def test_toml_arrays_integers_and_booleans(tmp_path: Path) -> None:
+    deployment = load(
+        tmp_path,
+        """
+        [applications.a.security]
+        certificate = ["/c/leaf.pem", "/c/inter.pem"]
+        certificate-key = "/c/key.pem"
+        trusted-ca = "/c/ca.pem"
+        tls-mutual = 1
+        [applications.a.annex.security]
+        fips140-enabled = false
+        [applications.a.ports.p]
+        port = 0
+        transport = "tls=1"
+        """,
+    )
+    endpoint = deployment.port("a", "p")
+    assert endpoint.port == 0
+    assert endpoint.resolved.options.certificate == "/c/leaf.pem,/c/inter.pem"
+    assert endpoint.resolved.options.tls_mutual is True and endpoint.resolved.sources["tls-mutual"] == "A"
+
+
+def test_annex_and_options_tab(tmp_path: Path) -> None:
+    deployment = load(
+        tmp_path,
+        """
+        [applications.a.security]
+        certificate = "/o/c.pem"
+        certificate-key = "/o/k.pem"
+        [applications.a.annex.security]
+        certificate = "/annex/c.pem"
+        trusted-ca = "/annex/ca.pem"
+        [applications.a.ports.p]
+        port = 1
+        transport = "tls=1"
+        """,
+    )
+    options = deployment.port("a", "p").resolved.options
+    assert (options.certificate, options.trusted_ca) == ("/o/c.pem", "/annex/ca.pem")
+
+
+def test_connection_dial_address_and_server_hostname(tmp_path: Path) -> None:
+    deployment = load(
+        tmp_path,
+        """
+        [hosts.srv]
+        address = "stats.example.test"
+        [hosts.cli.security]
+        trusted-ca = "/ca.pem"
+        tls-target-name-check = "host"
+        [applications.server]
+        host = "srv"
+        [applications.server.ports.main]
+        address = "0.0.0.0"
+        port = 7000
+        transport = "tls=1"
+        [applications.server.ports.other]
+        address = "::"
+        port = 7001
+        [applications.client]
+        host = "cli"
+        [applications.client.connections.by-host]
+        server = "server"
+        port-id = "main"
+        [applications.client.connections.by-address]
+        server = "server"
+        port-id = "main"
+        address = "127.0.0.1"
+        [applications.client.connections.both]
+        server = "server"
+        port-id = "main"
+        address = "127.0.0.1"
+        host = "localhost"
+        [applications.plain]
+        [applications.plain.connections.c]
+        server = "nohost"
+        port-id = "p"
+        [applications.nohost.ports.p]
+        address = "::"
+        port = 7002
+        """,
+    )
+    by_host = deployment.connection("client", "by-host")
+    assert (by_host.address, by_host.server_hostname, by_host.port) == (
+        "stats.example.test",
+        "stats.example.test",
+        7000,
+    )
+    by_address = deployment.connection("client", "by-address")
+    assert (by_address.address, by_address.server_hostname) == ("127.0.0.1", "127.0.0.1")
+    both = deployment.connection("client", "both")
+    assert (both.address, both.server_hostname) == ("127.0.0.1", "localhost")
+    plain = deployment.connection("plain", "c")
+    assert plain.address == "::1"  # a wildcard listen address is dialled on loopback
+    assert plain.resolved.secure is False
+    assert deployment.port("server", "other").resolved.secure is False
+
+
+def test_reference_name_with_star_raises(tmp_path: Path) -> None:
+    deployment = load(
+        tmp_path,
+        """
+        [hosts.cli.security]
+        trusted-ca = "/ca.pem"
+        tls-target-name-check = "host"
+        [applications.server.ports.p]
+        port = 1
+        transport = "tls=1"
+        [applications.client]
+        host = "cli"
+        [applications.client.connections.c]
+        server = "server"
+        host = "*.example.test"
+        """,
+    )
+    with pytest.raises(InvalidOptionValue) as info:
+        deployment.connection("client", "c")
+    assert info.value.object_path == "applications.client.connections.c"
+    assert "*.example.test" in str(info.value)
+
+
+def test_port_id_defaults_to_the_only_port(tmp_path: Path) -> None:
+    deployment = load(
+        tmp_path,
+        """
+        [applications.s.ports.only]
+        port = 5
+        [applications.c.connections.x]
+        server = "s"
+        """,
+    )
+    assert deployment.connection("c", "x").port == 5
+
+
+def test_missing_objects(tmp_path: Path) -> None:
+    deployment = load(tmp_path, BASE)
+    with pytest.raises(DeploymentError, match="no application 'nope'.*reporter, statserver"):
+        deployment.port("nope", "default")
+    with pytest.raises(DeploymentError, match="no port 'x'.*default") as info:
+        deployment.port("statserver", "x")
+    assert info.value.object_path == "applications.statserver.ports.x"
+    with pytest.raises(DeploymentError, match="no connection 'x'.*stats"):
+        deployment.connection("reporter", "x")
+    with pytest.raises(DeploymentError, match="no port 'stats'"):
+        deployment.port("reporter", "stats")
+
+
+def test_resolution_errors_are_per_endpoint_and_carry_the_object_path(tmp_path: Path) -> None:
+    deployment = load(
+        tmp_path,
+        BASE
+        + """
+        [applications.broken]
+        [applications.broken.security]
+        sec-protocol = "TLSv13"
+        [applications.broken.ports.p]
+        port = 1
+        transport = "tls=1"
+        """,
+    )
+    refs = {ref.object_path: ref for ref in deployment.endpoints()}
+    assert set(refs) == {
+        "applications.statserver.ports.default",
+        "applications.reporter.connections.stats",
+        "applications.broken.ports.p",
+    }
+    assert refs["applications.statserver.ports.default"].resolved.secure
+    with pytest.raises(IncompleteTlsLevel) as info:
+        _ = refs["applications.broken.ports.p"].resolved
+    assert info.value.object_path == "applications.broken.ports.p" and info.value.level == "Application"
+    with pytest.raises(IncompleteTlsLevel):
+        deployment.port("broken", "p")
+    endpoint = refs["applications.reporter.connections.stats"].endpoint()
+    assert isinstance(endpoint, Endpoint) and endpoint.server_hostname == "127.0.0.1"
+
+
+def test_wrongly_cased_security_section_warns_and_is_not_applied(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    path = write(
+        tmp_path,
+        """
+        [hosts.h.Security]
+        trusted-ca = "/ca.pem"
+        [applications.a]
+        host = "h"
+        [applications.a.ports.p]
+        port = 1
+        transport = "tls=1"
+        """,
+    )
+    deployment = load_deployment(path, warnings=warnings)
+    assert any("hosts.h.Security" in w and "case-sensitive" in w for w in warnings)
+    assert deployment.warnings == tuple(warnings)
+    with pytest.raises(IncompleteTlsLevel):
+        deployment.port("a", "p")
+
+
+def test_unknown_option_inside_security_warns_at_resolution(tmp_path: Path) -> None:
+    deployment = load(
+        tmp_path, BASE.replace('trusted-ca = "/abs/ca.pem"', 'trusted-ca = "/abs/ca.pem"\nTrusted-CA = "x"')
+    )
+    resolved = deployment.connection("reporter", "stats").resolved
+    assert any(
+        w.startswith("applications.reporter.connections.stats: Host: Trusted-CA") and "case-sensitive" in w
+        for w in resolved.warnings
+    )
+
+
+def test_transport_warnings_are_in_the_endpoint_warnings(tmp_path: Path) -> None:
+    deployment = load(tmp_path, BASE.replace('transport = "tls=1"', 'transport = "tls=1; tls=0"'))
+    warnings: list[str] = []
+    resolved = deployment.port("statserver", "default", warnings=warnings).resolved
+    assert resolved.secure
+    assert any("repeated" in w for w in resolved.warnings)
+    assert list(resolved.warnings) == warnings
+
+
+# --- structural errors: each a DeploymentError naming the place ---
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DeploymentError, match="not found"):
+        load_deployment(tmp_path / "absent.toml")
+
+
+def test_malformed_toml(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[hosts.h\nx = 1\n")
+    assert "not valid TOML" in str(error) and "line 1" in str(error)
+    assert error.file is not None and error.file.endswith("deploy.toml")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_bytes(b'profile = "\xff"\n')
+    with pytest.raises(DeploymentError, match="UTF-8"):
+        load_deployment(path)
+
+
+def test_empty_file_is_an_empty_deployment(tmp_path: Path) -> None:
+    deployment = load(tmp_path, "")
+    assert list(deployment.endpoints()) == [] and deployment.profile == "unix"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        ('hosts = "x"', "hosts", "must be a table"),
+        ("[applications]\na = 1", "applications.a", "must be a table"),
+        ('[applications.a.ports.p]\nport = "9443"', "applications.a.ports.p", "must be an integer"),
+        ("[applications.a.ports.p]\nport = true", "applications.a.ports.p", "must be an integer"),
+        ("[applications.a.ports.p]\nport = 70000", "applications.a.ports.p", "0-65535"),
+        ('[applications.a.ports.p]\naddress = "x"', "applications.a.ports.p", "port is required"),
+        ("[applications.a.ports.p]\nport = 1\ntransport = 5", "applications.a.ports.p", "must be a string"),
+        ("[applications.a]\nhost = 3", "applications.a", "must be a string"),
+        ("[applications.a.security]\ncertificate = 1.5", "applications.a.security", "got a float"),
+        ('[applications.a.security]\ntrusted-ca = ["a", "b"]', "applications.a.security", "got an array"),
+        ("[applications.a.security]\ncertificate = [1]", "applications.a.security", "must hold strings"),
+        ("[hosts.h.security]\nx = { y = 1 }", "hosts.h.security", "got a table"),
+        ('[applications.a]\ncertificate-source = "both"', "applications.a", "Host or Application"),
+        ('profile = "solaris"', "(top level)", "unix or windows"),
+    ],
+)
+def test_wrong_types(tmp_path: Path, text: str, where: str, words: str) -> None:
+    error = load_error(tmp_path, text)
+    assert error.object_path == where
+    assert words in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "key"),
+    [
+        ("colour = 1", "(top level)", "colour"),
+        ('[hosts.h]\nip = "1.2.3.4"', "hosts.h", "ip"),
+        ("[applications.a]\nPorts = {}", "applications.a", "Ports"),
+        ('[applications.a.ports.p]\nport = 1\nmode = "tls"', "applications.a.ports.p", "mode"),
+        (
+            '[applications.s.ports.p]\nport = 1\n[applications.a.connections.c]\nserver = "s"\nport_id = "p"',
+            "applications.a.connections.c",
+            "port_id",
+        ),
+        ("[applications.a.annex]\noptions = {}", "applications.a.annex", "options"),
+    ],
+)
+def test_unknown_structural_keys(tmp_path: Path, text: str, where: str, key: str) -> None:
+    error = load_error(tmp_path, text)
+    assert error.object_path == where and error.option == key
+    assert f"unknown key {key!r}" in str(error)
+
+
+def test_unknown_key_hint_for_wrong_case(tmp_path: Path) -> None:
+    error = load_error(tmp_path, "[applications.a]\nPorts = {}")
+    assert "did you mean 'ports'" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "option", "words"),
+    [
+        ('[applications.a]\nhost = "ghost"', "applications.a", "host", "'ghost' is not defined"),
+        (
+            '[applications.a.connections.c]\nserver = "ghost"',
+            "applications.a.connections.c",
+            "server",
+            "'ghost' is not an application",
+        ),
+        (
+            '[applications.s.ports.p]\nport = 1\n[applications.a.connections.c]\nserver = "s"\nport-id = "q"',
+            "applications.a.connections.c",
+            "port-id",
+            "no port 'q'",
+        ),
+        (
+            '[applications.s]\n[applications.a.connections.c]\nserver = "s"',
+            "applications.a.connections.c",
+            "port-id",
+            "port-id is required",
+        ),
+        (
+            '[applications.a.connections.c]\nport-id = "p"',
+            "applications.a.connections.c",
+            "server",
+            "server is required",
+        ),
+    ],
+)
+def test_dangling_references(tmp_path: Path, text: str, where: str, option: str, words: str) -> None:
+    error = load_error(tmp_path, text)
+    assert (error.object_path, error.option) == (where, option)
+    assert words in str(error)
+    assert where in str(error)
+
+
+def test_every_error_is_a_config_error(tmp_path: Path) -> None:
+    # Garbage never escapes as a traceback from inside gtls.
+    for text in ("[[applications]]\nx=1", "applications = []", "[applications.a.connections]\nc = 3", "a = 1\na = 2"):
+        with pytest.raises(ConfigError):
+            load(tmp_path, text)
