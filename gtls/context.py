@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import socket
 import threading
+import warnings as warnings_module
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -261,7 +262,7 @@ class CompiledContext:
                 )
             self._references[conn] = reference
             if hostcheck.AVAILABLE:
-                hostcheck.set_reference_name(conn, reference)
+                hostcheck.set_reference_name(conn, names.openssl_reference(reference))
             sni = names.sni_name(reference)
         else:
             try:
@@ -386,7 +387,9 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     elif mutual:
         mode = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
         if trusted:  # advertise acceptable issuers in the certificate request (spec §6, MAY)
-            ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in trusted])
+            with warnings_module.catch_warnings():  # X509Name is deprecated, but the only in-memory way here
+                warnings_module.simplefilter("ignore", DeprecationWarning)
+                ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in trusted])
     else:
         mode = SSL.VERIFY_NONE
     # No Python verify callback on the handshake path, except the CRL-expiry waiver (see _allow_expired_crl).

@@ -53,7 +53,8 @@ def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.
         store.set_flags(flags)
     purpose = "ssl_server" if compiled.role == "client" else "ssl_client"
     if hostcheck.AVAILABLE:
-        hostcheck.pin_store(store, purpose=purpose, reference=reference, at=at)
+        openssl_name = names.openssl_reference(reference) if reference is not None else None
+        hostcheck.pin_store(store, purpose=purpose, reference=openssl_name, at=at)
     elif at is not None:
         store.set_time(at)
     return store

@@ -7,16 +7,27 @@ tests/test_names.py), two cases of spec §7 cannot be reproduced inside the hand
 Python callback, and both sides of gtls deliberately agree on OpenSSL's stricter result:
 
 * a presented name with a trailing dot (``host.example.com.``) never matches (spec: the dot is removed);
-* a Unicode (non-ASCII) CN never matches (spec: converted to A-labels first).
+* a Unicode (non-ASCII) CN never matches (spec: converted to A-labels first);
+* an IPv6-literal reference never matches (spec: compared as a plain string). OpenSSL refuses ``:`` in a reference
+  name, so gtls hands it the reserved name ``IPV6_SENTINEL`` instead (RFC 6761 ``.invalid``: no CA issues it), and
+  this module compares against the same sentinel, so every route agrees.
+
+Reference names OpenSSL refuses (labels of letters, digits, ``-`` and ``_``, at most 63 long, no ``-`` at either end)
+are rejected up front as ``BadReferenceName`` (gtls: ``InvalidOptionValue``), rather than failing every handshake.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import unicodedata
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+
+IPV6_SENTINEL = "ipv6-literal-reference.invalid"
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 class BadReferenceName(ValueError):
@@ -65,7 +76,18 @@ def normalise_reference(name: str) -> str:
     alabels = _to_alabels(stripped)
     if not alabels or any(not label for label in alabels.split(".")):
         raise BadReferenceName(f"reference name {name!r} has an empty label")
+    bad = [label for label in alabels.split(".") if not _LABEL.fullmatch(label)]
+    if bad:
+        raise BadReferenceName(
+            f"reference name {name!r} is not a host name (bad label {bad[0]!r}: letters, digits, '-' and '_' only, "
+            "at most 63, no '-' at either end)"
+        )
     return alabels
+
+
+def openssl_reference(reference: str) -> str:
+    """The name OpenSSL is given for a normalised reference: itself, or ``IPV6_SENTINEL`` for an IPv6 literal."""
+    return IPV6_SENTINEL if ":" in reference else reference
 
 
 def sni_name(reference: str | None) -> str | None:
@@ -98,8 +120,10 @@ def name_matches(presented: str, reference: str) -> bool:
 
 
 def matches(cert: x509.Certificate, reference: str) -> bool:
+    """Whether ``cert`` matches the normalised ``reference`` (exactly OpenSSL's in-handshake verdict)."""
     names, _ = presented_names(cert)
-    return any(name_matches(name, reference) for name in names)
+    compared = openssl_reference(reference)
+    return any(name_matches(name, compared) for name in names)
 
 
 def mismatch_message(cert: x509.Certificate, reference: str, *, option_hint: bool = True) -> str:
@@ -113,6 +137,8 @@ def mismatch_message(cert: x509.Certificate, reference: str, *, option_hint: boo
     odd = [n for n in names if "*" not in n and (n.endswith(".") or not n.isascii())]
     if odd:
         parts.append(f"names ending in a dot or not in ASCII do not match (gtls): {', '.join(odd)}")
+    if ":" in reference:
+        parts.append("an IPv6 address never matches a certificate name (gtls)")
     if is_ip_literal(reference) and option_hint:
         parts.append("an IP address is compared as a plain string; dial by host name or set tls-target-name")
     return "; ".join(parts)

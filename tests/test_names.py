@@ -1,0 +1,203 @@
+"""The peer-name rule (spec §7) through three routes that must agree: a real handshake of a gtls-context client
+against ``openssl s_server`` (OpenSSL's check inside the handshake), ``verify_chain``, and the pure-Python rule
+(``names.py``, also exercised as the handshake fallback with the private API switched off).
+
+Expected values are spec §7's, except the two documented deviations (marked ``DEVIATION``) where OpenSSL's
+in-handshake check is stricter and gtls keeps every route on OpenSSL's result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from gtls.context import CompiledContext, compile_context
+from gtls.errors import InvalidOptionValue, PeerVerificationError
+from gtls.pki import hostcheck, names
+from gtls.resolve import direct
+from gtls.testing import CA, Certified, write_pem
+from gtls.verify import verify_chain
+from tests.pki_peers import client_handshake, close, openssl_server
+
+ROOT = CA.root("names root")
+
+#: certificate id -> leaf keyword arguments for gtls.testing
+CERTS: dict[str, dict[str, object]] = {
+    "plain": {"common_name": "cn.example.com", "dns": ["host.example.com"]},
+    "trailing": {"dns": ["dotted.example.com."]},
+    "idn": {"dns": ["xn--bcher-kva.example"]},
+    "wild": {"dns": ["*.example.com", "exact.example.com"]},
+    "iponly": {"common_name": "host.example.com", "ips": ["10.0.0.5", "127.0.0.1"]},
+    "cnonly": {"common_name": "Host.Example.COM"},
+    "multicn": {"common_names": ["a.example", "b.example"]},
+    "cn-and-dns": {"common_name": "b.example", "dns": ["a.example"]},
+    "unicode-cn": {"common_name": "bücher.example"},
+    "ctrl": {"dns": ["bad\x01.example", "good.example"]},
+    "nul": {"dns": ["host.example.com\x00.evil.example"]},
+    "ipdns": {"common_name": "x", "dns": ["10.0.0.5"], "ips": ["10.0.0.5"]},
+    "email": {"common_name": "mail.example", "emails": ["ops@mail.example"]},
+    "nonames": {"common_names": []},
+    "wildcn": {"common_name": "*.example.org"},
+    "ipv6dns": {"dns": ["::1"]},
+}
+
+# (certificate id, reference, how it is given, expected match, note)
+CASES: list[tuple[str, str, str, bool, str]] = [
+    ("plain", "host.example.com", "dialled", True, "exact"),
+    ("plain", "HOST.Example.COM", "dialled", True, "case-insensitive"),
+    ("plain", "host.example.com.", "dialled", True, "reference trailing dot removed"),
+    ("plain", "HOST.EXAMPLE.COM.", "target", True, "case + dot via tls-target-name"),
+    ("plain", "cn.example.com", "dialled", False, "CN ignored when DNS SANs exist"),
+    ("plain", "other.example.com", "dialled", False, "different name"),
+    ("plain", "example.com", "dialled", False, "parent domain"),
+    ("plain", "sub.host.example.com", "dialled", False, "subdomain"),
+    ("plain", "host.example.co", "target", False, "prefix"),
+    ("trailing", "dotted.example.com", "dialled", False, "DEVIATION: presented trailing dot never matches"),
+    ("trailing", "dotted.example.com.", "dialled", False, "DEVIATION: presented trailing dot never matches"),
+    ("idn", "bücher.example", "dialled", True, "U-label reference to A-labels"),
+    ("idn", "BÜCHER.example", "target", True, "U-label reference, upper case"),
+    ("idn", "xn--bcher-kva.example", "dialled", True, "A-label reference"),
+    ("idn", "bucher.example", "dialled", False, "different IDN"),
+    ("wild", "a.example.com", "dialled", False, "wildcard never matches"),
+    ("wild", "exact.example.com", "dialled", True, "exact beside a wildcard"),
+    ("wild", "EXACT.example.com.", "target", True, "exact beside a wildcard, case + dot"),
+    ("wild", "example.com", "dialled", False, "wildcard base"),
+    ("iponly", "host.example.com", "dialled", True, "IP-only SAN falls back to CN"),
+    ("iponly", "10.0.0.5", "dialled", False, "iPAddress SAN never consulted"),
+    ("iponly", "127.0.0.1", "dialled", False, "iPAddress SAN never consulted (loopback)"),
+    ("cnonly", "host.example.com", "dialled", True, "CN, case-insensitive"),
+    ("cnonly", "host.example.com.", "target", True, "CN, reference dot"),
+    ("cnonly", "example.com", "dialled", False, "CN parent"),
+    ("multicn", "a.example", "dialled", True, "first of several CNs"),
+    ("multicn", "b.example", "dialled", True, "second of several CNs"),
+    ("multicn", "c.example", "dialled", False, "none of several CNs"),
+    ("cn-and-dns", "a.example", "dialled", True, "DNS SAN"),
+    ("cn-and-dns", "b.example", "dialled", False, "CN unused beside a DNS SAN"),
+    ("unicode-cn", "bücher.example", "dialled", False, "DEVIATION: Unicode CN never matches"),
+    ("unicode-cn", "xn--bcher-kva.example", "target", False, "DEVIATION: Unicode CN never matches"),
+    ("ctrl", "good.example", "dialled", True, "clean name beside a control-character name"),
+    ("ctrl", "bad.example", "dialled", False, "control-character name"),
+    ("nul", "host.example.com", "dialled", False, "embedded NUL"),
+    ("ipdns", "10.0.0.5", "dialled", True, "IP literal compared as a string with a DNS SAN"),
+    ("ipdns", "10.0.0.6", "dialled", False, "other IP literal"),
+    ("email", "mail.example", "dialled", True, "e-mail-only SAN falls back to CN"),
+    ("email", "MAIL.example.", "target", True, "e-mail-only SAN falls back to CN, via tls-target-name"),
+    ("nonames", "host.example.com", "dialled", False, "no names at all"),
+    ("wildcn", "a.example.org", "dialled", False, "wildcard CN"),
+    ("wildcn", "example.org", "dialled", False, "wildcard CN base"),
+    ("ipv6dns", "::1", "dialled", False, "DEVIATION: an IPv6 literal never matches"),
+    ("ipv6dns", "[::1]", "dialled", False, "DEVIATION: an IPv6 literal never matches (brackets)"),
+    ("ipv6dns", "::2", "dialled", False, "other IPv6 literal"),
+]
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    tmp = tmp_path_factory.mktemp("names")
+    leaves: dict[str, Certified] = {}
+    for cert_id, kwargs in CERTS.items():
+        leaf = ROOT.leaf(**kwargs)  # type: ignore[arg-type]
+        leaf.write_cert(tmp / f"{cert_id}.pem")
+        leaf.write_key(tmp / f"{cert_id}.key")
+        leaves[cert_id] = leaf
+    trusted = write_pem(tmp / "ca.pem", ROOT)
+    return {"dir": tmp, "leaves": leaves, "trusted": trusted}
+
+
+def client(trusted: Path, target: str | None = None) -> CompiledContext:
+    opts = {"trusted-ca": str(trusted), "tls-target-name-check": "host"}
+    if target is not None:
+        opts["tls-target-name"] = target
+    return compile_context(direct(opts, "client"))
+
+
+def _offline(compiled: CompiledContext, leaf: x509.Certificate, dialled: str | None) -> bool:
+    try:
+        verify_chain([leaf], compiled, "client", target_name=dialled)
+    except PeerVerificationError as exc:
+        assert exc.reason == "name-mismatch", exc
+        assert exc.depth == 0
+        return False
+    return True
+
+
+def test_table_is_large_enough() -> None:
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("cert_id", sorted(CERTS))
+def test_name_rule_agrees_everywhere(material: dict[str, object], cert_id: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp = material["dir"]
+    assert isinstance(tmp, Path)
+    leaf = material["leaves"][cert_id]  # type: ignore[index]
+    trusted = material["trusted"]
+    assert isinstance(trusted, Path)
+    cases = [c for c in CASES if c[0] == cert_id]
+    with openssl_server("-cert", tmp / f"{cert_id}.pem", "-key", tmp / f"{cert_id}.key") as server:
+        for _, reference, how, expected, note in cases:
+            compiled = client(trusted, reference if how == "target" else None)
+            dialled = reference if how == "dialled" else "127.0.0.1"
+            verdicts = {}
+            conn, error = client_handshake(compiled, server.port, server_hostname=dialled)
+            close(conn)
+            verdicts["handshake"] = error is None
+            if error is not None:
+                assert error.reason == "name-mismatch", (note, error)
+                assert error.depth == 0 and error.subject is not None
+                assert reference.strip("[].").lower()[:3] in str(error).lower() or "xn--" in str(error)
+            verdicts["verify_chain"] = _offline(compiled, leaf.cert, dialled)
+            verdicts["names.py"] = names.matches(leaf.cert, names.normalise_reference(reference))
+            with monkeypatch.context() as patch:  # the fallback: OpenSSL not told, names.py right after handshake
+                patch.setattr(hostcheck, "AVAILABLE", False)
+                conn, error = client_handshake(compiled, server.port, server_hostname=dialled)
+                close(conn)
+                verdicts["fallback"] = error is None
+                if error is not None:
+                    assert error.reason == "name-mismatch"
+            assert verdicts == dict.fromkeys(verdicts, expected), (cert_id, reference, how, note, verdicts)
+
+
+def test_mismatch_messages() -> None:
+    wild = ROOT.leaf(dns=["*.example.com", "exact.example.com"]).cert
+    text = names.mismatch_message(wild, "a.example.com")
+    assert "'*.example.com', 'exact.example.com'" in text and "'a.example.com'" in text
+    assert "skipped *.example.com" in text
+    ip_text = names.mismatch_message(ROOT.leaf(dns=["host.example.com"], ips=["10.0.0.5"]).cert, "10.0.0.5")
+    assert "dial by host name or set tls-target-name" in ip_text
+
+
+@pytest.mark.parametrize("bad", ["*.example.com", "a b.example", "tab\t.example", "ctl\x07.example", "", ".example",
+                                 "a..example", "host\x00.example",
+                                 "ops@mail.example", "-a.example", "a_b-.example", "x" * 64 + ".example"])
+def test_bad_reference_names_are_refused(material: dict[str, object], bad: str) -> None:
+    trusted = material["trusted"]
+    assert isinstance(trusted, Path)
+    with pytest.raises(names.BadReferenceName):
+        names.normalise_reference(bad)
+    compiled = client(trusted)
+    with pytest.raises(InvalidOptionValue):
+        compiled.new_connection(server_hostname=bad or None)
+
+
+def test_sni_rule(material: dict[str, object]) -> None:
+    """SNI: tls-target-name, else a DNS reference, never an IP literal (observed on the wire by s_server)."""
+    trusted = material["trusted"]
+    assert isinstance(trusted, Path)
+    plain = compile_context(direct({"trusted-ca": str(trusted)}, "client"))
+    named = client(trusted, "Host.Example.COM.")
+    assert plain.new_connection(server_hostname="Svc.Example.").get_servername() == b"svc.example"
+    assert plain.new_connection(server_hostname="10.0.0.5").get_servername() is None
+    assert plain.new_connection(server_hostname="::1").get_servername() is None
+    assert named.new_connection(server_hostname="10.0.0.5").get_servername() == b"host.example.com"
+    tmp = material["dir"]
+    assert isinstance(tmp, Path)
+    with openssl_server("-cert", tmp / "plain.pem", "-key", tmp / "plain.key", "-servername", "host.example.com",
+                        "-cert2", tmp / "cnonly.pem", "-key2", tmp / "cnonly.key") as server:
+        conn, error = client_handshake(named, server.port, server_hostname="10.0.0.5")
+        assert error is None and conn is not None
+        presented = conn.get_peer_certificate(as_cryptography=True)
+        close(conn)
+        # s_server answered the SNI host.example.com with its second certificate: SNI was sent, normalised
+        assert presented == material["leaves"]["cnonly"].cert  # type: ignore[index]

@@ -1,0 +1,183 @@
+"""`certificate` / `certificate-key` loading, leaf selection and chain assembly (spec §4.1–§4.3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from gtls.context import compile_context
+from gtls.errors import CredentialLoadError, KeyMismatch
+from gtls.resolve import direct
+from gtls.testing import CA, Certified, generate_key, write_pem
+from tests.pki_peers import gtls_server, s_client
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, Certified]:
+    root = CA.root("chain root")
+    inter1 = root.intermediate("chain inter 1")
+    inter2 = inter1.intermediate("chain inter 2")
+    leaf = inter2.leaf("server.test", dns=["server.test"])
+    stranger = CA.root("stranger root").leaf("stranger.test")
+    return {"root": root, "inter1": inter1, "inter2": inter2, "leaf": leaf, "stranger": stranger}
+
+
+def subjects(chain: tuple[x509.Certificate, ...] | list[x509.Certificate]) -> list[str]:
+    return [c.subject.rfc4514_string() for c in chain]
+
+
+def server(tmp: Path, certificate: str, key: Path, *, trusted: Path | None = None, base_dir: Path | None = None):
+    trusted = trusted or write_pem(tmp / "trusted.pem", CA.root("unused trust").cert_pem)
+    return compile_context(
+        direct({"certificate": certificate, "certificate-key": str(key), "trusted-ca": str(trusted)}, "server",
+               base_dir=base_dir)
+    )
+
+
+def test_scrambled_within_one_file(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    p = pki
+    write_pem(tmp_path / "all.pem", p["inter1"], p["root"], p["leaf"], p["inter2"])
+    p["leaf"].write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "all.pem"), tmp_path / "key.pem")
+    assert list(compiled.chain) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert, p["root"].cert]
+    assert compiled.warnings == ()
+
+
+def test_scrambled_across_files_with_stranger_and_duplicates(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    p = pki
+    write_pem(tmp_path / "a.pem", p["root"], p["stranger"])
+    write_pem(tmp_path / "b.pem", p["inter1"], p["leaf"], p["root"])  # root twice: exact duplicate dropped
+    write_pem(tmp_path / "c.pem", p["inter2"])
+    p["leaf"].write_key(tmp_path / "key.pem")
+    listing = f" {tmp_path / 'a.pem'} ,{tmp_path / 'b.pem'},{tmp_path / 'c.pem'}"
+    compiled = server(tmp_path, listing, tmp_path / "key.pem")
+    assert list(compiled.chain) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert, p["root"].cert]
+    dropped = [w for w in compiled.warnings if "not in the chain" in w]
+    assert len(dropped) == 1 and "CN=stranger.test" in dropped[0] and "a.pem" in dropped[0]
+
+
+def test_root_absent_warns_but_works(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    p = pki
+    write_pem(tmp_path / "c.pem", p["inter1"], p["leaf"], p["inter2"])
+    p["leaf"].write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    assert list(compiled.chain) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert]
+    assert any("not self-signed" in w and "chain inter 1" in w for w in compiled.warnings)
+
+
+def test_issuer_chosen_by_signature_among_same_named_cas(tmp_path: Path) -> None:
+    root = CA.root("twin root")
+    decoy = root.intermediate("twin inter")  # same subject, other key
+    real = root.intermediate("twin inter")
+    leaf = real.leaf("twin.test", dns=["twin.test"])
+    write_pem(tmp_path / "c.pem", leaf, decoy, real)
+    leaf.write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    assert list(compiled.chain) == [leaf.cert, real.cert]
+    assert any("not in the chain" in w for w in compiled.warnings)
+
+
+def test_leaf_is_non_ca_certificate_matching_key(tmp_path: Path) -> None:
+    root = CA.root("shared-key root")
+    key = generate_key()
+    ca_twin = root.intermediate("ca with leaf key", key=key)
+    leaf = root.leaf("leaf.test", key=key, dns=["leaf.test"])
+    write_pem(tmp_path / "c.pem", ca_twin, leaf)  # the CA comes first in load order
+    leaf.write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    assert compiled.chain[0] == leaf.cert
+
+
+def test_key_mismatch(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    pki["leaf"].write_cert(tmp_path / "c.pem")
+    pki["stranger"].write_key(tmp_path / "key.pem")
+    with pytest.raises(KeyMismatch) as info:
+        server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    assert info.value.option == "certificate" and str(tmp_path / "key.pem") in str(info.value)
+    assert info.value.level == "Port"
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "der", "no-cert-blocks", "empty-element", "encrypted-key", "two-keys", "no-key", "world-readable"],
+)
+def test_credential_load_errors(tmp_path: Path, pki: dict[str, Certified], case: str) -> None:
+    leaf = pki["leaf"]
+    cert = leaf.write_cert(tmp_path / "c.pem")
+    key = leaf.write_key(tmp_path / "key.pem")
+    certificate, option, named = str(cert), "certificate-key", key
+    if case == "missing":
+        certificate, option, named = str(tmp_path / "nope.pem"), "certificate", tmp_path / "nope.pem"
+    elif case == "der":
+        (tmp_path / "c.der").write_bytes(leaf.cert_der)
+        certificate, option, named = str(tmp_path / "c.der"), "certificate", tmp_path / "c.der"
+    elif case == "no-cert-blocks":
+        write_pem(tmp_path / "k2.pem", leaf.key_pem)
+        certificate, option, named = str(tmp_path / "k2.pem"), "certificate", tmp_path / "k2.pem"
+    elif case == "empty-element":
+        certificate, option, named = f"{cert},,{cert}", "certificate", None
+    elif case == "encrypted-key":
+        write_pem(key, leaf.encrypted_key_pem(b"secret"), mode=0o600)
+    elif case == "two-keys":
+        write_pem(key, leaf.key_pem, pki["stranger"].key_pem, mode=0o600)
+    elif case == "no-key":
+        write_pem(key, leaf.cert_pem, mode=0o600)
+    elif case == "world-readable":
+        key.chmod(0o644)
+    with pytest.raises(CredentialLoadError) as info:
+        server(tmp_path, certificate, key)
+    assert info.value.option == option
+    if named is not None:
+        assert info.value.file == str(named) and str(named) in str(info.value)
+    if case == "world-readable":
+        assert "readable by all users" in str(info.value)
+
+
+def test_group_readable_key_warns_and_relative_paths_resolve(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    leaf = pki["leaf"]
+    write_pem(tmp_path / "c.pem", leaf, pki["inter2"], leaf.key_pem)  # a key block in the cert file is skipped
+    key = leaf.write_key(tmp_path / "key.pem")
+    key.chmod(0o640)
+    compiled = server(tmp_path, "c.pem", Path("key.pem"), base_dir=tmp_path)
+    text = "\n".join(compiled.warnings)
+    assert "readable by its group" in text and str(key) in text
+    assert "relative path 'c.pem'" in text and "relative path 'key.pem'" in text
+    assert "skipped PEM blocks PRIVATE KEY" in text
+
+
+def test_leaf_validity_and_purpose_warnings(tmp_path: Path) -> None:
+    root = CA.root("warn root")
+    leaf = root.leaf("old.test", eku=("client",), not_before=dt.timedelta(days=-10), not_after=dt.timedelta(days=-1))
+    write_pem(tmp_path / "c.pem", leaf, root)
+    leaf.write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    text = "\n".join(compiled.warnings)
+    assert "expired on" in text and "without serverAuth" in text
+
+
+def _wire_chain(output: str) -> list[x509.Certificate]:
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", output, re.DOTALL)
+    return [x509.load_pem_x509_certificate(b.encode()) for b in blocks]
+
+
+def test_sent_order_on_the_wire_and_no_completion_from_trusted_ca(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    p = pki
+    write_pem(tmp_path / "c.pem", p["root"], p["inter1"], p["leaf"], p["inter2"])
+    p["leaf"].write_key(tmp_path / "key.pem")
+    full = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    # Only the leaf configured, every CA in trusted-ca: OpenSSL must not complete the chain from the store.
+    p["leaf"].write_cert(tmp_path / "leaf.pem")
+    trusted = write_pem(tmp_path / "cas.pem", p["inter2"], p["inter1"], p["root"])
+    alone = compile_context(direct({"certificate": str(tmp_path / "leaf.pem"), "certificate-key": str(tmp_path / "key.pem"),
+                                    "trusted-ca": str(trusted), "tls-mutual": "1"}, "server"))
+    with gtls_server(full) as srv:
+        result = s_client(srv.port, "-showcerts", "-servername", "server.test")
+    assert _wire_chain(result.stdout) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert, p["root"].cert]
+    p["stranger"].write_cert(tmp_path / "client.pem")
+    with gtls_server(alone) as srv:
+        result = s_client(srv.port, "-showcerts")
+    assert _wire_chain(result.stdout) == [p["leaf"].cert]
