@@ -511,3 +511,44 @@ def test_every_error_is_a_config_error(tmp_path: Path) -> None:
     for text in ("[[applications]]\nx=1", "applications = []", "[applications.a.connections]\nc = 3", "a = 1\na = 2"):
         with pytest.raises(ConfigError):
             load(tmp_path, text)
+
+
+# --- further samples (certs-fixtures/samples/) ---
+
+SAMPLES = sorted((FIXTURES / "samples").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=[p.name for p in SAMPLES])
+def test_every_sample_resolves_and_points_at_existing_files(path: Path) -> None:
+    deployment = load_deployment(path)
+    refs = list(deployment.endpoints())
+    assert refs
+    for ref in refs:
+        resolved = ref.resolved
+        assert resolved.secure and resolved.warnings == ()
+        options = resolved.options
+        files = [options.certificate_key, options.trusted_ca, options.tls_crl]
+        files += (options.certificate or "").split(",")
+        for file in filter(None, files):
+            assert Path(file).is_file(), f"{ref.object_path}: {file}"
+
+
+def test_port_override_sample_is_e4() -> None:
+    deployment = load_deployment(FIXTURES / "samples" / "port-override.toml")
+    default = deployment.port("statserver", "default").resolved
+    override = deployment.port("statserver", "override").resolved
+    assert default.level is Level.HOST and default.shadowed == ()
+    assert override.level is Level.PORT and override.options.sec_protocol == "TLSv13"
+    assert {(s.level, s.option) for s in override.shadowed} == {
+        (Level.HOST, "certificate"),
+        (Level.HOST, "certificate-key"),
+        (Level.HOST, "trusted-ca"),
+    }
+
+
+def test_name_check_sample() -> None:
+    client = load_deployment(FIXTURES / "samples" / "name-check.toml").connection("reporter", "stats")
+    assert (client.address, client.server_hostname, client.port) == ("127.0.0.1", "localhost", 9447)
+    assert client.resolved.level is Level.APPLICATION
+    assert client.resolved.options.tls_target_name_check == "host"
+    assert client.resolved.options.tls_crl_scope == "chain"
