@@ -1,0 +1,184 @@
+"""Summaries (median and min–max over rounds), ratios to gtls, the targets of issue 6, the table and the JSON."""
+
+from __future__ import annotations
+
+import os
+import platform
+import ssl
+import statistics
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .runner import Results, Sample
+
+IMPL_ORDER = ("gtls", "trio", "openssl", "nginx")
+LOWER_IS_BETTER = {"server_cpu_ms_per_handshake", "latency_p50_ms", "latency_p99_ms", "server_cpu_us_per_kib",
+                   "rss_kib_per_idle_connection", "client_cpu_ms_per_handshake", "load_client_cpu_ms_per_handshake",
+                   "failed_handshakes"}
+# The metrics shown in the table, in order; others stay in the JSON.
+SHOWN = ("server_cpu_ms_per_handshake", "handshakes_per_s", "latency_p50_ms", "latency_p99_ms",
+         "load_client_cpu_ms_per_handshake", "resumed_pct", "failed_handshakes", "mb_per_s", "server_cpu_us_per_kib",
+         "rss_kib_per_idle_connection", "client_cpu_ms_per_handshake", "client_handshakes_per_s")
+
+CLIENT_NOTE = (
+    "Handshakes per second are set by the load clients as much as by the server: a load client spends about as "
+    "much CPU per handshake as a C server (see load_client_cpu_ms_per_handshake), so with one load core the "
+    "client saturates first. Compare servers by server CPU per handshake."
+)
+
+
+@dataclass(frozen=True)
+class Summary:
+    scenario: str
+    metric: str
+    impl: str
+    median: float
+    low: float
+    high: float
+    rounds: int
+
+
+@dataclass(frozen=True)
+class Target:
+    scenario: str
+    metric: str
+    other: str
+    limit: float  # gtls / other must be <= limit (lower is better) or >= limit (higher is better)
+    ratio: float | None = None
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric not in LOWER_IS_BETTER
+
+    @property
+    def met(self) -> bool | None:
+        if self.ratio is None:
+            return None
+        return self.ratio >= self.limit if self.higher_is_better else self.ratio <= self.limit
+
+    def describe(self) -> str:
+        sign = "≥" if self.higher_is_better else "≤"
+        wanted = f"{self.scenario} {self.metric}: gtls {sign} {self.limit:g} × {self.other}"
+        if self.ratio is None:
+            return f"n/a   {wanted} (not measured)"
+        return f"{'met ' if self.met else 'MISS'}  {wanted}: {self.ratio:.2f}"
+
+
+TARGETS = (
+    Target("ecdsa-tls13", "server_cpu_ms_per_handshake", "trio", 0.55),
+    Target("ecdsa-tls13", "server_cpu_ms_per_handshake", "nginx", 1.2),
+    Target("ecdsa-tls13-mutual", "server_cpu_ms_per_handshake", "nginx", 0.9),
+    Target("bulk-16k", "mb_per_s", "trio", 2.0),
+    Target("bulk-16k", "mb_per_s", "nginx", 0.75),
+    Target("idle-memory", "rss_kib_per_idle_connection", "trio", 1.0),
+    Target("client-connector", "client_cpu_ms_per_handshake", "trio", 0.7),
+)
+
+
+def summarise(samples: list[Sample]) -> list[Summary]:
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for sample in samples:
+        groups.setdefault((sample.scenario, sample.metric, sample.impl), []).append(sample.value)
+    return [Summary(scenario, metric, impl, statistics.median(values), min(values), max(values), len(values))
+            for (scenario, metric, impl), values in groups.items()]
+
+
+def ratios(summaries: list[Summary]) -> dict[tuple[str, str, str], float]:
+    """gtls median / other median per (scenario, metric, other)."""
+    medians = {(s.scenario, s.metric, s.impl): s.median for s in summaries}
+    result = {}
+    for (scenario, metric, impl), value in medians.items():
+        base = medians.get((scenario, metric, "gtls"))
+        if impl != "gtls" and base is not None and value > 0:
+            result[(scenario, metric, impl)] = base / value
+    return result
+
+
+def check_targets(summaries: list[Summary]) -> list[Target]:
+    found = ratios(summaries)
+    return [Target(t.scenario, t.metric, t.other, t.limit, found.get((t.scenario, t.metric, t.other)))
+            for t in TARGETS]
+
+
+def _number(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if value >= 0.01 else f"{value:.2g}"
+
+
+def table(results: Results, *, markdown: bool = False) -> str:
+    """Implementations as columns (median [min–max]), then gtls's ratio to each other implementation."""
+    summaries = summarise(results.samples)
+    found = ratios(summaries)
+    cell = {(s.scenario, s.metric, s.impl): s for s in summaries}
+    impls = [impl for impl in IMPL_ORDER if any(s.impl == impl for s in summaries)]
+    others = [impl for impl in impls if impl != "gtls"]
+    header = ["scenario", "metric", *impls, *(f"gtls/{impl}" for impl in others)]
+    rows: list[list[str]] = []
+    scenarios = list(dict.fromkeys(s.scenario for s in results.samples))
+    for scenario in scenarios:
+        for metric in SHOWN:
+            if not any((scenario, metric, impl) in cell for impl in impls):
+                continue
+            row = [scenario, metric]
+            for impl in impls:
+                s = cell.get((scenario, metric, impl))
+                row.append(f"{_number(s.median)} [{_number(s.low)}–{_number(s.high)}]" if s else "–")
+            for impl in others:
+                ratio = found.get((scenario, metric, impl))
+                row.append(f"{ratio:.2f}" if ratio is not None else "–")
+            rows.append(row)
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        openssl_cli = subprocess.run(["openssl", "version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        openssl_cli = "missing"
+    try:
+        nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=10).stderr.strip()
+    except OSError:
+        nginx = "missing"
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_ssl": ssl.OPENSSL_VERSION,
+        "openssl_cli": openssl_cli,
+        "nginx": nginx,
+    }
+
+
+def to_json(results: Results, command: str, date: str, config: dict[str, Any]) -> dict[str, Any]:
+    summaries = summarise(results.samples)
+    return {
+        "command": command,
+        "date": date,
+        "machine": machine(),
+        "config": config,
+        "notes": [CLIENT_NOTE, *results.notes],
+        "summary": [asdict(s) for s in summaries],
+        "ratios_to_gtls": [{"scenario": k[0], "metric": k[1], "other": k[2], "gtls_over_other": v}
+                           for k, v in ratios(summaries).items()],
+        "targets": [{**asdict(t), "met": t.met} for t in check_targets(summaries)],
+        "samples": [asdict(s) for s in results.samples],
+    }
