@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gtls import (
     ConfigError,
@@ -552,3 +556,140 @@ def test_name_check_sample() -> None:
     assert client.resolved.level is Level.APPLICATION
     assert client.resolved.options.tls_target_name_check == "host"
     assert client.resolved.options.tls_crl_scope == "chain"
+
+
+# --- robustness: any document gives a Deployment or a ConfigError, never another exception ---
+
+_KEYS = st.sampled_from(
+    [
+        "profile",
+        "hosts",
+        "applications",
+        "security",
+        "annex",
+        "ports",
+        "connections",
+        "host",
+        "address",
+        "port",
+        "transport",
+        "server",
+        "port-id",
+        "certificate-source",
+        "certificate",
+        "certificate-key",
+        "trusted-ca",
+        "tls",
+        "tls-mutual",
+        "tls-crl",
+        "crl",
+        "sec-protocol",
+        "Security",
+        "h",
+        "a",
+        "p",
+        "c",
+    ]
+) | st.text(max_size=6)
+_SCALARS = (
+    st.sampled_from(["tls=1", "tls=1;tls-mutual=1", "h", "a", "p", "host", "Application", "1", "TLSv13", "x.pem", ""])
+    | st.text(max_size=8)
+    | st.integers(-2, 70000)
+    | st.booleans()
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_VALUES = st.recursive(
+    _SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4), max_leaves=20
+)
+
+
+def _toml(value: object) -> str:
+    """A TOML literal (inline tables and arrays), enough to feed the loader arbitrary shapes."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+
+
+def _load_and_resolve_all(document: dict[str, object]) -> int:
+    """Load a document and resolve every endpoint; only ``ConfigError`` may come out. Returns endpoints resolved."""
+    resolved = 0
+    text = "\n".join(f"{json.dumps(key)} = {_toml(value)}" for key, value in document.items())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.toml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            deployment = load_deployment(path, warnings=[])
+        except ConfigError as exc:
+            assert str(exc)
+            return resolved
+        for ref in deployment.endpoints():
+            try:
+                ref.resolve(warnings=[])
+                resolved += 1
+            except ConfigError as exc:
+                assert exc.object_path == ref.object_path
+    return resolved
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_KEYS, _VALUES, max_size=4))
+def test_arbitrary_documents_never_crash(document: dict[str, object]) -> None:
+    _load_and_resolve_all(document)
+
+
+_NAMES = st.sampled_from(["a", "b", "h"])
+_SECURITY = st.dictionaries(
+    st.sampled_from(
+        [
+            "certificate",
+            "certificate-key",
+            "trusted-ca",
+            "tls-mutual",
+            "tls-crl",
+            "crl",
+            "sec-protocol",
+            "tls-target-name-check",
+            "tls-target-name",
+            "provider",
+            "Certificate",
+            "bogus",
+        ]
+    ),
+    _SCALARS,
+    max_size=5,
+)
+_PORT = st.fixed_dictionaries({"port": st.integers(0, 65535)}, optional={"transport": _SCALARS, "address": _SCALARS})
+_CONNECTION = st.fixed_dictionaries(
+    {"server": _NAMES}, optional={"port-id": _NAMES, "transport": _SCALARS, "host": _SCALARS, "address": _SCALARS}
+)
+_APPLICATION = st.fixed_dictionaries(
+    {},
+    optional={
+        "host": _NAMES,
+        "certificate-source": st.sampled_from(["host", "Application", "HOST", "x"]),
+        "security": _SECURITY,
+        "annex": st.fixed_dictionaries({"security": _SECURITY}),
+        "ports": st.dictionaries(_NAMES, _PORT, max_size=2),
+        "connections": st.dictionaries(_NAMES, _CONNECTION, max_size=2),
+    },
+)
+_DOCUMENT = st.fixed_dictionaries(
+    {"applications": st.dictionaries(_NAMES, _APPLICATION, max_size=3)},
+    optional={
+        "hosts": st.dictionaries(_NAMES, st.fixed_dictionaries({"security": _SECURITY}), max_size=2),
+        "profile": st.sampled_from(["unix", "windows", "Windows"]),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_DOCUMENT)
+def test_schema_shaped_documents_resolve_or_fail_cleanly(document: dict[str, object]) -> None:
+    _load_and_resolve_all(document)
