@@ -203,13 +203,22 @@ def _identity(
     return chain, key
 
 
+#: Connections whose handshake accepted an expired CRL (tls-crl-expired=warn); weak, so nothing leaks.
+_WAIVED_CRL_EXPIRY: weakref.WeakSet[SSL.Connection] = weakref.WeakSet()
+
+
 def _allow_expired_crl(conn: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
     """Verify callback installed ONLY with ``tls-crl-expired=warn`` and a CRL in use: let ``CRL_HAS_EXPIRED`` pass,
     change nothing else. OpenSSL has no flag that ignores just CRL expiry (``NO_CHECK_TIME`` or a pinned time would
     relax certificate validity too), so this is the one Python call per certificate gtls accepts, and only here.
     Cost: pyOpenSSL wraps each certificate of the peer's path for the call (measured in benchmarks/context_build.py).
-    The verify result keeps the CRL_HAS_EXPIRED code, so ``CompiledContext.established`` can log the warning."""
-    return bool(ok) or errnum == reasons.CRL_HAS_EXPIRED
+    OpenSSL clears the error once the path verifies, so the waiver is noted for ``CompiledContext.established``."""
+    if ok:
+        return True
+    if errnum == reasons.CRL_HAS_EXPIRED:
+        _WAIVED_CRL_EXPIRY.add(conn)
+        return True
+    return False
 
 
 @dataclass(eq=False)
@@ -289,7 +298,7 @@ class CompiledContext:
                 message = names.mismatch_message(cert, reference) if cert is not None else "no server certificate"
                 raise PeerVerificationError(e.NAME_MISMATCH, message, peer=peer, depth=0,
                                             subject=subject_text(cert) if cert is not None else None)
-        if self.crl_expired_warn and hostcheck.verify_result(conn) == reasons.CRL_HAS_EXPIRED:
+        if self.crl_expired_warn and conn in _WAIVED_CRL_EXPIRY:
             now = dt.datetime.now(dt.UTC)
             for crl in self.crls:
                 if crl.next_update_utc is not None and crl.next_update_utc < now:

@@ -1,0 +1,166 @@
+"""CRLs (spec §5): every outcome through verify_chain, the main ones through real handshakes, loading errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from gtls.context import CompiledContext, compile_context
+from gtls.errors import CrlLoadError, PeerVerificationError
+from gtls.resolve import direct
+from gtls.testing import CA, CRL, Certified, write_pem
+from gtls.verify import verify_chain
+from tests.pki_peers import client_handshake, close, gtls_server, openssl_server, s_client
+
+DAY = dt.timedelta(days=1)
+
+
+class Pki:
+    def __init__(self) -> None:
+        self.root = CA.root("crl root")
+        self.inter = self.root.intermediate("crl inter")
+        self.leaf = self.inter.leaf("crl.test", dns=["crl.test"])
+        self.weak = self.root.intermediate("no crl sign inter", crl_sign=False)
+        self.weak_leaf = self.weak.leaf("weak.test", dns=["weak.test"])
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return Pki()
+
+
+def client(tmp: Path, pki: Pki, *crls: CRL, scope: str = "leaf", expired: str = "reject") -> CompiledContext:
+    trusted = write_pem(tmp / "ca.pem", pki.root)
+    crl_file = write_pem(tmp / f"crl-{scope}-{expired}-{len(list(tmp.iterdir()))}.pem", *(c.pem for c in crls))
+    return compile_context(direct({"trusted-ca": str(trusted), "tls-crl": str(crl_file), "tls-crl-scope": scope,
+                                   "tls-crl-expired": expired}, "client"))
+
+
+def reason(compiled: CompiledContext, chain: list[Certified]) -> tuple[str, int | None] | str:
+    try:
+        verify_chain([c.cert for c in chain], compiled, "client")
+    except PeerVerificationError as exc:
+        return exc.reason, exc.depth
+    return "ok"
+
+
+def cases(p: Pki) -> dict[str, tuple[list[CRL], str, str, object]]:
+    """name -> (CRLs, scope, tls-crl-expired, expected)"""
+    fresh_inter = p.inter.crl()
+    fresh_root = p.root.crl()
+    return {
+        "leaf ok": ([fresh_inter], "leaf", "reject", "ok"),
+        "leaf revoked": ([p.inter.crl(revoked=[p.leaf])], "leaf", "reject", ("revoked", 0)),
+        "leaf unavailable": ([fresh_root], "leaf", "reject", ("crl-unavailable", 0)),
+        "leaf expired reject": ([p.inter.crl(this_update=-3 * DAY, next_update=-DAY)], "leaf", "reject",
+                                ("crl-expired", 0)),
+        "leaf expired warn": ([p.inter.crl(this_update=-3 * DAY, next_update=-DAY)], "leaf", "warn", "ok"),
+        "leaf expired warn still revoked": (
+            [p.inter.crl(revoked=[p.leaf], this_update=-3 * DAY, next_update=-DAY)], "leaf", "warn", ("revoked", 0)),
+        "leaf not yet valid": ([p.inter.crl(this_update=DAY, next_update=3 * DAY)], "leaf", "reject",
+                               ("crl-not-yet-valid", 0)),
+        "leaf bad signature": ([p.inter.crl(signer=p.root)], "leaf", "reject", ("crl-signature", 0)),
+        "chain ok": ([fresh_inter, fresh_root], "chain", "reject", "ok"),
+        "chain revoked intermediate": ([fresh_inter, p.root.crl(revoked=[p.inter])], "chain", "reject",
+                                       ("revoked", 1)),
+        "chain unavailable above leaf": ([fresh_inter], "chain", "reject", ("crl-unavailable", 1)),
+        "chain expired root crl warn": ([fresh_inter, p.root.crl(this_update=-3 * DAY, next_update=-DAY)], "chain",
+                                        "warn", "ok"),
+        "chain expired root crl warn revoked": (
+            [fresh_inter, p.root.crl(revoked=[p.inter], this_update=-3 * DAY, next_update=-DAY)], "chain", "warn",
+            ("revoked", 1)),
+        "chain expired leaf crl warn, root crl missing": (
+            [p.inter.crl(this_update=-3 * DAY, next_update=-DAY)], "chain", "warn", ("crl-unavailable", 1)),
+        "leaf scope ignores revoked intermediate": ([fresh_inter, p.root.crl(revoked=[p.inter])], "leaf", "reject",
+                                                   "ok"),
+    }
+
+
+CASE_IDS = [
+    "leaf ok", "leaf revoked", "leaf unavailable", "leaf expired reject", "leaf expired warn",
+    "leaf expired warn still revoked", "leaf not yet valid", "leaf bad signature", "chain ok",
+    "chain revoked intermediate", "chain unavailable above leaf", "chain expired root crl warn",
+    "chain expired root crl warn revoked", "chain expired leaf crl warn, root crl missing",
+    "leaf scope ignores revoked intermediate",
+]
+
+
+@pytest.mark.parametrize("name", CASE_IDS)
+def test_crl_outcomes_offline(tmp_path: Path, pki: Pki, name: str) -> None:
+    crls, scope, expired, expected = cases(pki)[name]
+    compiled = client(tmp_path, pki, *crls, scope=scope, expired=expired)
+    assert reason(compiled, [pki.leaf, pki.inter]) == expected
+
+
+def test_issuer_without_crl_sign(tmp_path: Path, pki: Pki) -> None:
+    compiled = client(tmp_path, pki, pki.weak.crl())
+    assert reason(compiled, [pki.weak_leaf, pki.weak]) == ("crl-signature", 0)
+
+
+@pytest.mark.parametrize("name", ["leaf revoked", "leaf expired reject", "leaf expired warn", "leaf unavailable",
+                                  "chain revoked intermediate", "leaf expired warn still revoked"])
+def test_crl_outcomes_in_a_handshake(tmp_path: Path, pki: Pki, name: str) -> None:
+    crls, scope, expired, expected = cases(pki)[name]
+    compiled = client(tmp_path, pki, *crls, scope=scope, expired=expired)
+    write_pem(tmp_path / "chain.pem", pki.leaf, pki.inter)
+    pki.leaf.write_key(tmp_path / "key.pem")
+    with openssl_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
+                        tmp_path / "key.pem") as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="crl.test")
+        warnings = compiled.established(conn) if conn is not None else []
+        close(conn)
+    if expected == "ok":
+        assert error is None
+        if expired == "warn":
+            assert any("expired CRL of CN=crl inter" in w for w in warnings), warnings
+    else:
+        assert error is not None and (error.reason, error.depth) == expected, error
+        assert isinstance(error, PeerVerificationError) and error.subject
+
+
+def test_mutual_server_checks_client_crl(tmp_path: Path, pki: Pki) -> None:
+    client_leaf = pki.inter.leaf("client.test", eku=("client",))
+    write_pem(tmp_path / "client.pem", client_leaf, pki.inter)
+    client_leaf.write_key(tmp_path / "client.key")
+    server_leaf = pki.root.leaf("srv.test")
+    write_pem(tmp_path / "srv.pem", server_leaf)
+    server_leaf.write_key(tmp_path / "srv.key")
+    write_pem(tmp_path / "ca.pem", pki.root)
+    write_pem(tmp_path / "crl.pem", pki.inter.crl(revoked=[client_leaf]).pem)
+    base = {"certificate": str(tmp_path / "srv.pem"), "certificate-key": str(tmp_path / "srv.key"),
+            "trusted-ca": str(tmp_path / "ca.pem"), "tls-crl": str(tmp_path / "crl.pem")}
+    mutual = compile_context(direct({**base, "tls-mutual": "1"}, "server"))
+    simple = compile_context(direct(base, "server"))
+    assert any("tls-crl has no effect" in w for w in simple.warnings)
+    client_args = ("-cert", tmp_path / "client.pem", "-cert_chain", tmp_path / "client.pem", "-key",
+                   tmp_path / "client.key")
+    with gtls_server(mutual) as srv:
+        s_client(srv.port, *client_args)
+    with gtls_server(simple) as srv2:
+        s_client(srv2.port, *client_args)
+    assert [(o.ok, o.error and o.error.reason, o.error and o.error.depth) for o in srv.outcomes] == [
+        (False, "revoked", None)]  # a server learns the code only: OpenSSL keeps no rejected client chain
+    assert [o.ok for o in srv2.outcomes] == [True]
+
+
+def test_load_errors_and_freshness_warnings(tmp_path: Path, pki: Pki) -> None:
+    trusted = write_pem(tmp_path / "ca.pem", pki.root)
+
+    def build(path: Path) -> CompiledContext:
+        return compile_context(direct({"trusted-ca": str(trusted), "tls-crl": str(path)}, "client"))
+
+    (tmp_path / "crl.der").write_bytes(pki.inter.crl().der)
+    write_pem(tmp_path / "nocrl.pem", pki.root)
+    for bad in (tmp_path / "missing.pem", tmp_path / "crl.der", tmp_path / "nocrl.pem"):
+        with pytest.raises(CrlLoadError) as info:
+            build(bad)
+        assert info.value.option == "tls-crl" and info.value.file == str(bad)
+    both = write_pem(tmp_path / "two.pem", pki.inter.crl(next_update=dt.timedelta(hours=5)).pem,
+                     pki.root.crl(this_update=-3 * DAY, next_update=-DAY).pem)
+    compiled = build(both)
+    assert len(compiled.crls) == 2
+    text = "\n".join(compiled.warnings)
+    assert "CRL of CN=crl inter" in text and "due for update" in text
+    assert "CRL of CN=crl root" in text and "expired at" in text and "crl-expired" in text
