@@ -189,6 +189,23 @@ def _merge_application(run: _Run, options_tab: LevelInput, annex: LevelInput) ->
     return TLSOptions(**merged)
 
 
+def _plaintext_hints(run: _Run, upper: list[tuple[Level, LevelInput]]) -> None:
+    """On a plaintext endpoint, point out ``tls`` set where it has no effect: the likeliest reason it is plaintext.
+    Only ``tls`` is read; other values of levels a plaintext endpoint never uses are not judged."""
+    for level, value in upper:
+        try:
+            flag = run.flag(value, level, "tls")
+        except ConfigError:
+            continue
+        if flag is not None:
+            where = "Port" if run.role == "server" else "Connection (or target Port)"
+            run.warn(
+                level,
+                f"tls: ignored at this level, so the endpoint is plaintext; set tls=1 in the {where} "
+                "transport parameters",
+            )
+
+
 def _check_upper_levels(run: _Run, upper: list[tuple[Level, TLSOptions]]) -> None:
     for level, options in upper:
         if options.tls is not None:
@@ -502,6 +519,9 @@ def resolve_server(
                 if _present(p, PARAMETER_SET):
                     run.warn(Level.PORT, f"{_names(_present(p, PARAMETER_SET))}: no effect on a plaintext port")
                 mode["tls_mutual"] = (False, "default")
+                _plaintext_hints(
+                    run, [(Level.APPLICATION, application), (Level.APPLICATION, annex), (Level.HOST, host)]
+                )
                 return _plaintext(run, mode, base)
             app = _merge_application(run, application, annex)
             h = run.options(host, Level.HOST, transport=False)
@@ -549,6 +569,9 @@ def resolve_client(
                 group = parameter_set("client")
                 if _present(c, group):
                     run.warn(Level.CONNECTION, f"{_names(_present(c, group))}: no effect on a plaintext connection")
+                _plaintext_hints(
+                    run, [(Level.APPLICATION, application), (Level.APPLICATION, annex), (Level.HOST, host)]
+                )
                 return _plaintext(run, mode, base)
             app = _merge_application(run, application, annex)
             h = run.options(host, Level.HOST, transport=False)

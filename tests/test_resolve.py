@@ -245,6 +245,10 @@ def test_tls_at_application_or_host_is_ignored_with_warning() -> None:
     warnings: list[str] = []
     resolved = resolve_server(port="", host={**E1_HOST, "tls": "1"}, warnings=warnings)
     assert not resolved.secure
+    assert any("Host" in w and "tls: ignored" in w and "plaintext" in w for w in warnings)
+    warnings = []
+    assert not resolve_client(target="tls=0", application={"tls": "yes"}, warnings=warnings).secure
+    assert any("Application" in w and "tls: ignored" in w for w in warnings)
     warnings = []
     resolved = resolve_server(port="tls=1", application={"tls": "1"}, host=E1_HOST, warnings=warnings)
     assert resolved.secure
