@@ -121,9 +121,10 @@ class GtlsServer:
 
 
 @contextlib.contextmanager
-def gtls_server(compiled: CompiledContext, *, max_connections: int = 20, deadline: float = 30.0
-                ) -> Iterator[GtlsServer]:
-    """A thread accepting connections on a gtls server context: handshake, read until the peer closes, close."""
+def gtls_server(compiled: CompiledContext, *, max_connections: int = 20, deadline: float = 30.0,
+                close_after_handshake: bool = False) -> Iterator[GtlsServer]:
+    """A thread accepting connections on a gtls server context: handshake, read until the peer closes (or not, with
+    ``close_after_handshake``), close."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     outcomes: list[Outcome] = []
@@ -148,7 +149,7 @@ def gtls_server(compiled: CompiledContext, *, max_connections: int = 20, deadlin
                 outcome.reused = _reused(conn)
                 outcomes.append(outcome)
                 with contextlib.suppress(SSL.Error, OSError):
-                    for _ in range(100):  # bounded: until the peer closes
+                    for _ in range(0 if close_after_handshake else 100):  # bounded: until the peer closes
                         if not conn.recv(4096):
                             break
             except SSL.Error as exc:
