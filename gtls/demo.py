@@ -45,6 +45,14 @@ class DemoFiles:
         return self.directory / "server-key.pem"
 
     @property
+    def intermediate_ca(self) -> Path:
+        return self.directory / "intermediate-ca.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.directory / "client-cert.pem"
+
+    @property
     def client_chain(self) -> Path:
         return self.directory / "client-chain.pem"
 
@@ -57,8 +65,8 @@ class DemoFiles:
         return self.directory / "crl.pem"
 
     def required(self) -> tuple[Path, ...]:
-        return (self.root_ca, self.server_cert, self.server_chain, self.server_key, self.client_chain,
-                self.client_key)
+        return (self.root_ca, self.intermediate_ca, self.server_cert, self.server_chain, self.server_key,
+                self.client_cert, self.client_chain, self.client_key)
 
 
 def data_dir() -> Path:

@@ -18,7 +18,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
 
 
 def server_args(pki: DemoPKI) -> list[str]:
-    return ["-cert", str(pki.server_chain), "-key", str(pki.server_key)]
+    # s_server's -cert sends only the first certificate; -cert_chain adds the intermediate.
+    return ["-cert", str(pki.server_cert), "-cert_chain", str(pki.intermediate_ca), "-key", str(pki.server_key)]
 
 
 def trusting(pki: DemoPKI) -> list[str]:
@@ -68,9 +69,9 @@ def test_untrusted(pki: DemoPKI) -> None:
 def test_expired(pki: DemoPKI, tmp_path: Path) -> None:
     old = pki.intermediate.leaf("localhost", dns=["localhost"], not_before=dt.timedelta(days=-20),
                                 not_after=dt.timedelta(days=-10))
-    chain = old.write_chain(tmp_path / "old-chain.pem")
+    cert = old.write_cert(tmp_path / "old-cert.pem")
     key = old.write_key(tmp_path / "old-key.pem")
-    with openssl_server("-cert", str(chain), "-key", str(key)) as server:
+    with openssl_server("-cert", str(cert), "-cert_chain", str(pki.intermediate_ca), "-key", str(key)) as server:
         line = assert_fails_with("expired", server.port, *trusting(pki))
     assert "depth 0" in line
 

@@ -218,8 +218,12 @@ class EchoResult:
 def openssl_echo(port: int, text: str, *args: str, host: str = "127.0.0.1",
                  timeout: float = STEP_TIMEOUT) -> EchoResult:
     """Connect ``openssl s_client``, send ``text`` and a newline, wait until the same line comes back, then close
-    stdin (s_client quits). ``echoed`` says whether the line came back before the peer closed or the timeout."""
-    process = subprocess.Popen([OPENSSL, "s_client", "-connect", f"{host}:{port}", *args], stdin=subprocess.PIPE,
+    stdin (s_client quits). ``echoed`` says whether the line came back before the peer closed or the timeout.
+
+    ``-quiet`` because without it s_client 3.0 stops showing data after a TLS 1.3 post-handshake record when it
+    sent a client certificate ("read R BLOCK"); ``-no_ign_eof`` undoes the ``-ign_eof`` that ``-quiet`` implies."""
+    process = subprocess.Popen([OPENSSL, "s_client", "-connect", f"{host}:{port}", "-quiet", "-no_ign_eof", *args],
+                               stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = _LineReader(process.stdout), _LineReader(process.stderr)
@@ -238,3 +242,14 @@ def openssl_echo(port: int, text: str, *args: str, host: str = "127.0.0.1",
         return EchoResult(returncode, out.drain(), err.drain(), echoed)
     finally:
         _kill(process)
+
+
+def copy_fixtures(dest: Path) -> Path:
+    """A copy of ``certs-fixtures/`` with private keys at mode 0600: git does not keep file modes, and gtls refuses
+    key files other users can read, so tests must not depend on the checkout's modes."""
+    import shutil
+
+    copy = Path(shutil.copytree(FIXTURES, dest / "certs-fixtures"))
+    for key in [*copy.glob("certs/*privkey.pem"), *copy.glob("demo/*-key.pem")]:
+        key.chmod(0o600)
+    return copy

@@ -25,10 +25,19 @@ if TYPE_CHECKING:
     from ..errors import ConfigError
     from ..resolve import Resolved
 
-#: Warn about certificates on a sent chain that expire within this window.
+#: Warn about certificates (sent or trusted) that expire within this window.
 EXPIRY_WARNING = dt.timedelta(days=30)
+#: Warn about CRLs whose next update is this close (gtls.pki already warns within a day and when past).
+CRL_DUE_WARNING = dt.timedelta(days=7)
 _LEVEL_TITLES = {"P": "Port", "C": "Connection", "T": "Target port", "A": "Application", "H": "Host",
                  "default": "default"}
+
+
+#: Options that take no part for an endpoint of this role (spec §1.2, §2).
+_OTHER_ROLE_ONLY = {
+    "server": frozenset({"tls-target-name-check", "tls-target-name"}),
+    "client": frozenset({"tls-mutual", "upgrade"}),
+}
 
 
 def register(commands: Subcommands) -> None:
@@ -114,7 +123,10 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
             compiled = compile_context(resolved)
             report.warnings.extend(w for w in compiled.warnings if w not in report.warnings)
             report.chain = [_cert_json(cert) for cert in compiled.chain]
-            report.warnings.extend(_expiry_warnings(compiled.chain, dt.datetime.now(dt.UTC)))
+            now = dt.datetime.now(dt.UTC)
+            report.warnings.extend(_expiry_warnings(compiled.chain, now))
+            report.warnings.extend(_trusted_ca_warnings(compiled.trusted, now))
+            report.warnings.extend(_crl_warnings(compiled.crls, now))
             report.warnings.extend(_order_warnings(resolved, compiled.chain))
     except ConfigError as exc:
         report.error = _error_json(exc)
@@ -127,6 +139,8 @@ def _describe_resolution(report: EndpointReport, resolved: Resolved) -> None:
     from ..resolve import describe
 
     for name, value, source in describe(resolved):
+        if name in _OTHER_ROLE_ONLY[resolved.role]:
+            continue  # a default the endpoint's role never uses; listing it would only confuse
         report.options[name] = {"value": value, "source": source, "level": _LEVEL_TITLES.get(source, source)}
     report.shadowed = [{"level": item.level.title, "option": item.option, "value": item.value}
                        for item in resolved.shadowed]
@@ -150,6 +164,28 @@ def _expiry_warnings(chain: Sequence[x509.Certificate], now: dt.datetime) -> lis
         elif left < dt.timedelta(0):
             found.append(f"certificate {name_of(cert.subject)} (depth {depth}) expired on "
                          f"{cert.not_valid_after_utc:%Y-%m-%d}")
+    return found
+
+
+def _trusted_ca_warnings(trusted: Sequence[x509.Certificate], now: dt.datetime) -> list[str]:
+    found = []
+    for cert in trusted:
+        left = cert.not_valid_after_utc - now
+        if dt.timedelta(0) <= left < EXPIRY_WARNING:
+            found.append(f"trusted-ca: CA {name_of(cert.subject)} expires on {cert.not_valid_after_utc:%Y-%m-%d} "
+                         f"({left.days} days left); peers' paths through it will then fail")
+    return found
+
+
+def _crl_warnings(crls: Sequence[x509.CertificateRevocationList], now: dt.datetime) -> list[str]:
+    from ..pki.crl import DUE_SOON
+
+    found = []
+    for crl in crls:
+        next_update = crl.next_update_utc
+        if next_update is not None and DUE_SOON <= next_update - now < CRL_DUE_WARNING:
+            found.append(f"tls-crl: CRL of {name_of(crl.issuer)} is due for update at {next_update:%Y-%m-%d %H:%M} "
+                         f"UTC ({(next_update - now).days} days left); replace the file before then")
     return found
 
 

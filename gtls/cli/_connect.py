@@ -101,19 +101,31 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
                    args: argparse.Namespace) -> int:
     import trio
 
-    from ..client import open_tls_over_tcp_stream
     from ..errors import HandshakeError
+    from ..stream import TLSStream
 
     where = format_host_port(host, port)
+    # TCP first, under its own deadline, so a slow TCP connect reads "connect-failed" and a slow handshake
+    # "timeout" (the same two steps as gtls.client.open_tls_over_tcp_stream, which has one deadline for both).
     try:
-        stream = await open_tls_over_tcp_stream(host, port, compiled, server_hostname=server_hostname,
-                                                handshake_timeout=args.timeout, connect_timeout=args.timeout)
-    except HandshakeError as exc:
-        return report_failure(exc.reason, _handshake_detail(exc, where))
+        with trio.fail_after(args.timeout):
+            transport = await trio.open_tcp_stream(host, port)
     except OSError as exc:
         return report_failure(CONNECT_FAILED, f"cannot connect to {where}: {_os_error_text(exc)}")
     except trio.TooSlowError:
-        return report_failure(CONNECT_FAILED, f"cannot connect to {where}: no TCP connection within {args.timeout} s")
+        return report_failure(CONNECT_FAILED, f"cannot connect to {where}: no TCP connection within {args.timeout:g} s")
+    stream = TLSStream(transport, compiled, server_hostname=server_hostname if server_hostname is not None else host,
+                       handshake_timeout=args.timeout)
+    try:
+        await stream.do_handshake()
+    except HandshakeError as exc:
+        await trio.aclose_forcefully(stream)
+        return report_failure(exc.reason, _handshake_detail(exc, where))
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        await trio.aclose_forcefully(stream)
+        if isinstance(exc.__cause__, HandshakeError):
+            return report_failure(exc.__cause__.reason, _handshake_detail(exc.__cause__, where))
+        return report_failure("eof-in-handshake", f"connection to {where} closed during the handshake")
 
     try:
         _print_session(stream, where)

@@ -88,9 +88,22 @@ def settings_from_flags(
     mapping: dict[str, str], role: Role, *, profile: str | None, warnings: list[str]
 ) -> Resolved:
     """Validate the flags as one level (P for a server, C for a client) and resolve them (spec §3.2)."""
-    from ..resolve import direct
+    from ..errors import IncompleteTlsLevel
+    from ..resolve import Level, direct
 
     chosen = profile or "unix"
     if chosen not in ("unix", "windows"):
         raise UsageError(f"--profile must be unix or windows, got {chosen!r}")
-    return direct(mapping, role, profile=chosen, base_dir=None, warnings=warnings)
+    try:
+        return direct(mapping, role, profile=chosen, base_dir=None, warnings=warnings)
+    except IncompleteTlsLevel as exc:
+        if not exc.missing:
+            raise
+        # Say it in terms of flags: the resolver's wording is about deployment levels.
+        level = (Level.PORT if role == "server" else Level.CONNECTION).title
+        flags = ", ".join(f"--{name}" for name in exc.missing)
+        raise IncompleteTlsLevel(
+            f"the {role} settings given on the command line lack {flags} (profile {chosen}; "
+            "all TLS settings come from the flags)",
+            missing=exc.missing, level=level, option=exc.missing[0],
+        ) from None

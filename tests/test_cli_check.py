@@ -1,0 +1,194 @@
+"""``gtls check``: every endpoint resolved and compiled, options with their levels, shadowed options, warnings,
+errors that do not stop the report; text and JSON; exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_cli_support import copy_fixtures, error_line, run_gtls
+
+from gtls.testing import DemoPKI, demo_pki, write_pem
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_fixtures(tmp_path_factory.mktemp("check-fixtures"))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
+    return demo_pki(tmp_path_factory.mktemp("check-pki") / "pki")
+
+
+def check_json(config: Path) -> tuple[int, dict[str, Any]]:
+    result = run_gtls("check", "--config", str(config), "--json")
+    return result.returncode, json.loads(result.stdout)
+
+
+def by_path(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {endpoint["object_path"]: endpoint for endpoint in document["endpoints"]}
+
+
+def test_check_simple_tls_sample_text(fixtures: Path) -> None:
+    result = run_gtls("check", "--config", str(fixtures / "simple-tls.toml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "applications.statserver.ports.default  (server on 127.0.0.1:9443)  ok" in out
+    assert "applications.reporter.connections.stats  (client to 127.0.0.1:9443" in out
+    assert "secure: yes, settings from level Host" in out
+    certificate_line = next(line for line in out.splitlines() if line.strip().startswith("certificate "))
+    assert certificate_line.endswith("[Host]") and "hostcert.pem" in certificate_line
+    assert any(line.strip().startswith("tls ") and line.endswith("[Target port]") for line in out.splitlines())
+    assert "chain sent: CN=localhost" in out
+    assert "2 endpoints, 0 errors" in out
+
+
+def test_check_mutual_tls_sample_json(fixtures: Path) -> None:
+    code, document = check_json(fixtures / "mutual-tls.toml")
+    assert code == 0 and document["ok"] is True and document["errors"] == 0
+    endpoints = by_path(document)
+    port = endpoints["applications.statserver.ports.default"]
+    assert port["role"] == "server" and port["secure"] is True and port["level"] == "Host"
+    assert port["options"]["tls-mutual"] == {"value": "1", "source": "P", "level": "Port"}
+    assert port["options"]["certificate"]["source"] == "H"
+    assert [c["subject"] for c in port["chain"]][0] == "CN=localhost"
+    client = endpoints["applications.reporter.connections.stats"]
+    assert client["role"] == "client" and client["error"] is None
+    assert client["options"]["tls-crl"]["level"] == "Host"
+    assert client["chain"], "the client presents its certificate in mutual TLS"
+
+
+def write_deployment(folder: Path, text: str) -> Path:
+    path = folder / "deploy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_check_reports_every_endpoint_and_fails_on_errors(pki: DemoPKI, tmp_path: Path) -> None:
+    missing = tmp_path / "missing-key.pem"
+    config = write_deployment(tmp_path, f"""
+[hosts.h.security]
+trusted-ca = "{pki.root_ca}"
+certificate = "{pki.server_chain}"
+certificate-key = "{pki.server_key}"
+
+[applications.good]
+host = "h"
+[applications.good.ports.main]
+address = "127.0.0.1"
+port = 9001
+transport = "tls=1"
+
+[applications.broken]
+host = "h"
+[applications.broken.ports.main]
+address = "127.0.0.1"
+port = 9002
+transport = "tls=1;certificate={pki.server_chain};certificate-key={missing};trusted-ca={pki.root_ca}"
+
+[applications.split]
+host = "h"
+[applications.split.security]
+sec-protocol = "TLSv13"
+[applications.split.ports.main]
+address = "127.0.0.1"
+port = 9003
+transport = "tls=1"
+""")
+    code, document = check_json(config)
+    assert code == 1 and document["ok"] is False and document["errors"] == 2
+    endpoints = by_path(document)
+    assert endpoints["applications.good.ports.main"]["error"] is None
+    broken = endpoints["applications.broken.ports.main"]["error"]
+    assert broken["type"] == "CredentialLoadError" and broken["option"] == "certificate-key"
+    assert broken["level"] == "Port" and broken["file"] == str(missing)
+    split = endpoints["applications.split.ports.main"]
+    assert split["error"]["type"] == "IncompleteTlsLevel" and split["error"]["level"] == "Application"
+    # The text report says the same, per endpoint, and keeps going after an error.
+    result = run_gtls("check", "--config", str(config))
+    assert result.returncode == 1
+    assert "applications.good.ports.main  (server on 127.0.0.1:9001)  ok" in result.stdout
+    assert "error: CredentialLoadError:" in result.stdout and str(missing) in result.stdout
+    assert "error: IncompleteTlsLevel:" in result.stdout
+    assert "3 endpoints, 2 errors" in result.stdout
+
+
+def test_check_shows_shadowed_options(pki: DemoPKI, tmp_path: Path) -> None:
+    config = write_deployment(tmp_path, f"""
+[hosts.h.security]
+trusted-ca = "/elsewhere/ca.pem"
+sec-protocol = "TLSv12"
+
+[applications.app]
+host = "h"
+[applications.app.security]
+trusted-ca = "{pki.root_ca}"
+certificate = "{pki.server_chain},{pki.root_ca}"
+certificate-key = "{pki.server_key}"
+[applications.app.ports.main]
+address = "127.0.0.1"
+port = 9001
+transport = "tls=1"
+""")
+    code, document = check_json(config)
+    assert code == 0, document
+    port = document["endpoints"][0]
+    assert port["level"] == "Application"
+    shadowed = {(item["level"], item["option"]) for item in port["shadowed"]}
+    assert {("Host", "trusted-ca"), ("Host", "sec-protocol")} <= shadowed
+    text = run_gtls("check", "--config", str(config)).stdout
+    assert "shadowed: sec-protocol = TLSv12  [Host, not used]" in text
+
+
+def test_check_warnings(pki: DemoPKI, tmp_path: Path) -> None:
+    soon = pki.intermediate.leaf("soon.example.test", dns=["soon.example.test"], not_after=dt.timedelta(days=10))
+    soon_key = soon.write_key(tmp_path / "soon-key.pem")
+    # Scrambled across files (root, leaf, then intermediate) plus an unrelated certificate.
+    scrambled = write_pem(tmp_path / "scrambled.pem", pki.root, soon, pki.second_root, pki.intermediate)
+    group_key = pki.server.write_key(tmp_path / "group-key.pem")
+    group_key.chmod(0o640)
+    due_crl = write_pem(tmp_path / "due-crl.pem", pki.root.crl(next_update=dt.timedelta(days=3)),
+                        pki.intermediate.crl(next_update=dt.timedelta(days=3)))
+    config = write_deployment(tmp_path, f"""
+[applications.app.ports.soon]
+address = "127.0.0.1"
+port = 9001
+transport = "tls=1;certificate={scrambled};certificate-key={soon_key};trusted-ca={pki.root_ca}"
+[applications.app.ports.group]
+address = "127.0.0.1"
+port = 9002
+transport = "tls=1;certificate={pki.server_chain};certificate-key={group_key};trusted-ca={pki.root_ca}"
+[applications.app.connections.crl]
+server = "app"
+port-id = "soon"
+transport = "tls=1;trusted-ca={pki.root_ca};tls-crl={due_crl}"
+""")
+    code, document = check_json(config)
+    assert code == 0, document
+    endpoints = by_path(document)
+    soon_warnings = " | ".join(endpoints["applications.app.ports.soon"]["warnings"])
+    assert "CN=soon.example.test (depth 0) expires on" in soon_warnings
+    assert "another order" in soon_warnings and "second root" in soon_warnings
+    assert [c["subject"] for c in endpoints["applications.app.ports.soon"]["chain"]] == [
+        "CN=soon.example.test", "CN=gtls demo intermediate CA", "CN=gtls demo root CA"]
+    assert "readable by its group" in " | ".join(endpoints["applications.app.ports.group"]["warnings"])
+    crl_warnings = " | ".join(endpoints["applications.app.connections.crl"]["warnings"])
+    assert "due for update" in crl_warnings
+    text = run_gtls("check", "--config", str(config)).stdout
+    assert "warning: certificate CN=soon.example.test (depth 0) expires on" in text
+
+
+def test_check_unloadable_file_exits_2(tmp_path: Path) -> None:
+    config = write_deployment(tmp_path, "[applications.app\nbroken = ")
+    result = run_gtls("check", "--config", str(config))
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ") and str(config) in line and "TOML" in line
+    code, document = check_json(config)
+    assert code == 2 and document["ok"] is False and document["error"]["type"] == "DeploymentError"
+    result = run_gtls("check")
+    assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
