@@ -157,7 +157,7 @@ class Runner:
     # --- handshakes ------------------------------------------------------------------------------------------
 
     def handshake_load(
-        self, scenario: Scenario, server: RunningServer, duration: float, procs: int
+        self, scenario: Scenario, server: RunningServer, duration: float, procs: int, check: bool = False
     ) -> dict[str, float]:
         pki, setup = self.pki(scenario.tls), scenario.tls
         start_at = time.time() + START_MARGIN
@@ -165,6 +165,8 @@ class Runner:
                 "--duration", str(duration), "--start-at", f"{start_at:.3f}"]
         if scenario.resumed:
             argv.append("--resume")
+        if check:
+            argv.append("--check")
         pids = server.pids()
         cpu_before = cpu_seconds(pids)
         loaders = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -210,7 +212,7 @@ class Runner:
         try:
             for impl, server in servers.items():  # warm up: imports, first-connection set-up, allocator growth
                 try:
-                    self.handshake_load(scenario, server, 0.3, 1)
+                    self.handshake_load(scenario, server, 0.3, 1, check=True)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     self._failed(scenario, impl, exc)
             for round_ in range(self.config.rounds):
@@ -244,6 +246,7 @@ class Runner:
         return {
             "mb_per_s": moved / float(report["elapsed"]) / 1e6,
             "server_cpu_us_per_kib": 1e6 * server_cpu / (moved / 1024),
+            "load_client_cpu_us_per_kib": 1e6 * float(report["cpu"]) / (moved / 1024),
         }
 
     def bulk_scenario(self, scenario: Scenario) -> None:
@@ -264,7 +267,8 @@ class Runner:
 
     def idle_once(self, scenario: Scenario, server: RunningServer) -> dict[str, float]:
         pki, setup = self.pki(scenario.tls), scenario.tls
-        self.handshake_load(scenario, server, 0.2, 1)  # warm up first: lazy set-up is not per-connection memory
+        # Warm up first: lazy set-up is not per-connection memory.
+        self.handshake_load(scenario, server, 0.2, 1, check=True)
         time.sleep(SETTLE)
         pids = server.pids()
         before = rss_bytes(pids)
