@@ -1,0 +1,126 @@
+"""Thumbprint `certificate` values and `certificate-store` (spec §4.4), and `trusted-ca` (spec §6)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from gtls.context import CompiledContext, compile_context
+from gtls.errors import CredentialLoadError, InvalidOptionValue, PeerVerificationError, UnsupportedFeature
+from gtls.options import TLSOptions
+from gtls.pki.store import thumbprint
+from gtls.resolve import Level, Resolved
+from gtls.testing import CA, Certified, write_pem
+from gtls.verify import verify_chain
+
+
+def by_hand(role: str = "server", **fields: object) -> Resolved:
+    """A Resolved built directly, so this layer's own checks are what is tested."""
+    return Resolved(role=role, secure=True, options=TLSOptions(**fields), level=Level.PORT,  # type: ignore[arg-type]
+                    object_path="applications.app.ports.default")
+
+
+def identity(path: Path, leaf: Certified, *extra: Certified) -> Path:
+    path = write_pem(path, leaf.key_pem, *extra, leaf, mode=0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, Certified]:
+    root = CA.root("store root")
+    inter = root.intermediate("store inter")
+    return {"root": root, "inter": inter, "a": inter.leaf("a.test"), "b": root.leaf("b.test")}
+
+
+def test_thumbprint_detection() -> None:
+    value = "ab cd" + "0" * 36 + "\u200e"
+    assert thumbprint(value) == "ABCD" + "0" * 36
+    assert thumbprint("\u200f" + "F" * 40) == "F" * 40
+    assert thumbprint("f" * 39) is None
+    assert thumbprint("f" * 41) is None
+    assert thumbprint("f" * 36 + ".pem") is None
+    assert thumbprint("/etc/" + "f" * 40) is None
+    assert thumbprint("g" * 40) is None
+
+
+def test_directory_store_lookup(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "a.pem", pki["a"], pki["inter"])
+    identity(store / "b.pem", pki["b"])
+    write_pem(store / "junk.pem", pki["root"])  # no key: skipped with a warning
+    (store / "notes.txt").write_text("ignored: not *.pem")
+    spaced = " ".join(pki["a"].thumbprint.lower()[i:i + 2] for i in range(0, 40, 2))
+    compiled = compile_context(by_hand(certificate=spaced, certificate_store=str(store),
+                                       certificate_key="/ignored.pem", trusted_ca=str(write_pem(
+                                           tmp_path / "ca.pem", pki["root"]))))
+    assert list(compiled.chain) == [pki["a"].cert, pki["inter"].cert]
+    text = "\n".join(compiled.warnings)
+    assert "junk.pem" in text and "certificate-key is ignored" in text
+
+
+def test_store_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    ca = str(write_pem(tmp_path / "ca.pem", pki["root"]))
+    a = identity(tmp_path / "a.pem", pki["a"], pki["inter"])
+    a2 = identity(tmp_path / "a-again.pem", pki["a"])
+    junk = write_pem(tmp_path / "junk.pem", pki["root"])
+    with pytest.raises(CredentialLoadError) as info:  # unknown thumbprint lists the store
+        compile_context(by_hand(certificate="0" * 40, certificate_store=str(a), trusted_ca=ca))
+    assert pki["a"].thumbprint in str(info.value) and "CN=a.test" in str(info.value)
+    with pytest.raises(CredentialLoadError) as info:  # a listed file that is not an identity
+        compile_context(by_hand(certificate=pki["a"].thumbprint, certificate_store=f"{a},{junk}", trusted_ca=ca))
+    assert info.value.file == str(junk)
+    with pytest.raises(CredentialLoadError) as info:  # two files, one fingerprint
+        compile_context(by_hand(certificate=pki["a"].thumbprint, certificate_store=f"{a},{a2}", trusted_ca=ca))
+    assert str(a) in str(info.value) and str(a2) in str(info.value)
+    with pytest.raises(UnsupportedFeature) as unsupported:
+        compile_context(by_hand(certificate=pki["a"].thumbprint, trusted_ca=ca))
+    assert "certificate-store" in str(unsupported.value) and unsupported.value.option == "certificate"
+    assert unsupported.value.object_path == "applications.app.ports.default"
+    with pytest.raises(InvalidOptionValue) as invalid:
+        compile_context(by_hand(role="client", trusted_ca=pki["root"].thumbprint))
+    assert invalid.value.option == "trusted-ca"
+
+
+def test_path_certificate_with_store_warns(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    cert = write_pem(tmp_path / "b.pem", pki["b"])
+    key = pki["b"].write_key(tmp_path / "b.key")
+    compiled = compile_context(by_hand(certificate=str(cert), certificate_key=str(key), certificate_store=str(tmp_path),
+                                       trusted_ca=str(write_pem(tmp_path / "ca.pem", pki["root"]))))
+    assert any("certificate-store is unused" in w for w in compiled.warnings)
+
+
+def client(ca_file: Path) -> CompiledContext:
+    return compile_context(by_hand(role="client", trusted_ca=str(ca_file)))
+
+
+def test_trusted_ca_file(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    other = CA.root("other root")
+    old = CA.root("old root", not_before=dt.timedelta(days=-30), not_after=dt.timedelta(days=-1))
+    ca_file = write_pem(tmp_path / "cas.pem", other, pki["root"].cert_pem, pki["root"].crl().pem, old)
+    compiled = client(ca_file)
+    assert len(compiled.trusted) == 3
+    text = "\n".join(compiled.warnings)
+    assert "skipped PEM blocks X509 CRL" in text and "CA CN=old root expired" in text
+    assert verify_chain([pki["a"].cert, pki["inter"].cert], compiled, "client")[-1] == pki["root"].cert
+    with pytest.raises(PeerVerificationError) as info:  # a path through the expired CA fails as expired
+        verify_chain([old.leaf("x.test").cert], compiled, "client")
+    assert info.value.reason == "expired" and info.value.depth == 1
+
+
+def test_no_partial_chain_trust(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """An intermediate in trusted-ca cannot stand in for its root."""
+    compiled = client(write_pem(tmp_path / "inter.pem", pki["inter"]))
+    with pytest.raises(PeerVerificationError) as info:
+        verify_chain([pki["a"].cert], compiled, "client")
+    assert info.value.reason == "untrusted"
+
+
+def test_trusted_ca_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    with pytest.raises(CredentialLoadError) as info:
+        client(tmp_path / "a.pem,b.pem")
+    assert "exactly one file" in str(info.value) and info.value.option == "trusted-ca"
+    with pytest.raises(CredentialLoadError):
+        client(write_pem(tmp_path / "crl-only.pem", pki["root"].crl().pem))
