@@ -21,3 +21,22 @@ def test_error_text_and_reason_mapping() -> None:
     assert reasons.reason_for(24) == reasons.reason_for(25) == reasons.reason_for(32) == "bad-ca"
     assert reasons.reason_for(26) == "bad-purpose" and reasons.reason_for(35) == "crl-signature"
     assert reasons.reason_for(9999) == "untrusted" and not reasons.is_known(9999)
+
+
+def test_library_failure_wording() -> None:
+    from OpenSSL import SSL
+
+    from gtls.pki.failures import library_failure
+
+    def error(text: str) -> SSL.Error:
+        return SSL.Error([("SSL routines", "", text)])
+
+    assert library_failure(error("sslv3 alert handshake failure"))[::2] == ("peer-alert", "handshake_failure")
+    assert library_failure(error("tls alert unknown ca"))[::2] == ("peer-alert", "unknown_ca")
+    assert library_failure(error("tlsv1 alert protocol version"))[0] == "protocol-version"
+    assert library_failure(error("wrong version number"))[0] == "not-tls"
+    assert library_failure(error("no shared cipher"))[0] == "no-shared-cipher"
+    assert library_failure(error("unexpected eof while reading"))[0] == "eof-in-handshake"
+    assert library_failure(SSL.SysCallError(-1, "Unexpected EOF"))[0] == "eof-in-handshake"
+    reason, message, _ = library_failure(error("decode error"))
+    assert reason == "not-tls" and "decode error" in message

@@ -10,6 +10,9 @@ from .. import errors as e
 _LIBRARY_REASONS: tuple[tuple[str, str], ...] = (
     ("no shared cipher", e.NO_SHARED_CIPHER),
     ("no suitable signature algorithm", e.NO_SHARED_CIPHER),
+    ("no shared signature algorithms", e.NO_SHARED_CIPHER),
+    ("no suitable key share", e.NO_SHARED_CIPHER),
+    ("no shared groups", e.NO_SHARED_CIPHER),
     ("unsupported protocol", e.PROTOCOL_VERSION),
     ("no protocols available", e.PROTOCOL_VERSION),
     ("version too low", e.PROTOCOL_VERSION),
@@ -63,4 +66,6 @@ def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
     for needle, reason in _LIBRARY_REASONS:
         if any(needle in text for text in texts):
             return reason, f"{joined}", None
-    return e.PEER_ALERT if "alert" in joined else e.EOF_IN_HANDSHAKE, joined, None
+    # Anything else (decode errors, unexpected messages, bad record MACs): the peer's bytes did not form a TLS
+    # handshake we could accept. spec §10 has no catch-all word for this; not-tls is the closest (gtls decision).
+    return e.NOT_TLS, f"invalid TLS from the peer: {joined}", None
