@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 from . import _bench, _chain, _check, _connect, _pki, _serve
-from ._common import EXIT_USAGE, CliParser, UsageError, report_config_error, stderr_line
+from ._common import EXIT_USAGE, CliParser, UsageError, report_config_error, route_library_logging, stderr_line
 
 Command = Callable[..., int]
 
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if run is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    route_library_logging()
     try:
         return run(args)
     except UsageError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
@@ -65,6 +66,18 @@ def describe_config_error(exc: ConfigError) -> str:
 def report_config_error(exc: ConfigError) -> int:
     stderr_line(f"gtls: config error: {describe_config_error(exc)}")
     return EXIT_USAGE
+
+
+def route_library_logging() -> None:
+    """Warnings gtls modules log (``gtls.*`` loggers) go to stderr as ``gtls: warning: …`` lines, like the
+    command's own, instead of Python's bare last-resort output."""
+    package = logging.getLogger("gtls")
+    if not package.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("gtls: warning: %(message)s"))
+        package.addHandler(handler)
+        package.setLevel(logging.WARNING)
+        package.propagate = False
 
 
 def report_warnings(warnings: Iterable[str]) -> None:

@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
             raise DeploymentError("the connection is not secure (no tls=1 on it or its target port)",
                                   object_path=endpoint.object_path, option="tls", file=str(deployment.path))
         resolved = endpoint.resolved
-        host, port = target or (endpoint.server_hostname or endpoint.address, endpoint.port)
+        # Dial the endpoint's address; its server_hostname is the reference name (and SNI) unless HOST:PORT
+        # overrides the target, in which case the given host is the dialled name, as for flags.
+        host, port = target or (endpoint.address, endpoint.port)
         server_hostname = None if target else endpoint.server_hostname
     else:
         if args.app or args.connection:
@@ -129,6 +131,7 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
 
     try:
         _print_session(stream, where)
+        report_warnings(stream.handshake_warnings)
         try:
             received = await _exchange(stream, args)
         except HandshakeError as exc:

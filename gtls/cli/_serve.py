@@ -157,7 +157,9 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
     from ..server import serve_tls_over_tcp
 
     log = not args.quiet
-    _route_library_logging()
+    # Per-connection outcomes are printed by _log_handshake (or not at all with --quiet); the server's own
+    # failure log would only double them.
+    logging.getLogger("gtls.server").setLevel(logging.ERROR)
     serve = functools.partial(
         serve_tls_over_tcp, _echo_handler(), plan.port, compiled, host=plan.host,
         handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
@@ -177,18 +179,6 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
                 nursery.cancel_scope.cancel()
                 break
     return EXIT_OK
-
-
-def _route_library_logging() -> None:
-    """Per-connection outcomes are printed by :func:`_log_handshake` (or not at all with --quiet), so the
-    server's own failure log would only double them; other gtls warnings still reach stderr, one line each."""
-    logging.getLogger("gtls.server").setLevel(logging.ERROR)
-    package = logging.getLogger("gtls")
-    if not package.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("gtls: warning: %(message)s"))
-        package.addHandler(handler)
-        package.propagate = False
 
 
 def _echo_handler() -> Callable[[TLSStream], Awaitable[None]]:
