@@ -162,6 +162,8 @@ class TrioPeer(Peer):
 
 
 class OpenSSLPeer(Peer):
+    """``openssl s_server -www``: ``-rev`` would print a connection summary (~75 writes) per handshake to stderr."""
+
     name = "openssl"
     echo = False  # s_server is iterative: one connection at a time
 
@@ -173,7 +175,7 @@ class OpenSSLPeer(Peer):
         argv = [
             "openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(pki.server_cert),
             "-cert_chain", str(pki.intermediate), "-key", str(pki.server_key),
-            "-tls1_3" if setup.version == "1.3" else "-tls1_2", "-rev", "-quiet",
+            "-tls1_3" if setup.version == "1.3" else "-tls1_2", "-www", "-quiet",
         ]
         if setup.mutual:
             argv += ["-Verify", "4", "-verify_return_error", "-CAfile", str(pki.root)]

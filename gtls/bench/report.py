@@ -183,3 +183,32 @@ def to_json(results: Results, command: str, date: str, config: dict[str, Any]) -
         "targets": [{**asdict(t), "met": t.met} for t in check_targets(summaries)],
         "samples": [asdict(s) for s in results.samples],
     }
+
+
+def results_from_json(document: dict[str, Any]) -> Results:
+    results = Results(notes=list(document.get("notes", [])))
+    results.samples = [Sample(**sample) for sample in document["samples"]]
+    return results
+
+
+def markdown_report(document: dict[str, Any]) -> str:
+    """The README's results section for a ``--json`` document: command, date, machine, table, targets, notes."""
+    results = results_from_json(document)
+    info = document["machine"]
+    lines = [
+        f"Command: `{document['command']}`  ",
+        f"Date: {document['date']}  ",
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, Python {info['python']} "
+        f"({info['python_ssl']}), CLI {info['openssl_cli']}, {info.get('nginx', 'nginx missing')}",
+        "",
+        "Each cell: median [min–max] over the interleaved rounds; `gtls/X` = gtls median / X median.",
+        "",
+        table(results, markdown=True),
+        "",
+        "Targets (issue 6), gtls / other in this run:",
+        "",
+    ]
+    for target in check_targets(summarise(results.samples)):
+        lines.append(f"- {target.describe()}")
+    lines += ["", *(f"- {note}" for note in results.notes)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Install what the benchmark needs besides gtls: nginx-light (the C reference server) and matplotlib (plots).
+# Debian/Ubuntu; run as root. nginx is only started by the benchmark itself, on 127.0.0.1, with its own prefix.
+set -eu
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light
+    # The package starts a system nginx on port 80; the benchmark does not use it.
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx 2>/dev/null || true; fi
+fi
+python3 -m pip install -e "$(dirname "$0")/..[bench]"
