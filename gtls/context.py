@@ -188,8 +188,9 @@ def _identity(
         found = lookup(index, inputs.thumbprint, where=where)
         loaded, key, option, key_file = found.certificates, found.key, "certificate", found.file
     elif inputs.certificate_files:
-        if inputs.key_file is None:
-            return None  # completeness (certificate without key) is the resolver's IncompleteTlsLevel
+        if inputs.key_file is None:  # normally caught by resolution; fail closed for hand-made settings too
+            raise where.error(e.IncompleteTlsLevel, "certificate is set without certificate-key",
+                              option="certificate-key")
         loaded = load_certificates(inputs.certificate_files, inputs.files, option="certificate", where=where,
                                    warnings=warnings)
         key = load_private_key(inputs.key_file, inputs.files, option="certificate-key", where=where,
@@ -280,8 +281,6 @@ class CompiledContext:
                 if self.resolved.options.tls_target_name:
                     raise
                 sni = None  # an odd dialled host is fine without the name check; just send no SNI
-        if self.resolved.options.tls_target_name:
-            sni = self.reference_name(None)
         if sni is not None:
             conn.set_tlsext_host_name(sni.encode("ascii"))
         return conn
@@ -351,6 +350,9 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN)
 
     identity = _identity(resolved, inputs, where, warnings)
+    if identity is None and role == "server":  # normally caught by resolution; a server cannot work without one
+        raise where.error(e.IncompleteTlsLevel, "a secure server needs certificate and certificate-key",
+                          option="certificate")
     chain: list[x509.Certificate] = []
     if identity is not None:
         chain, key = identity

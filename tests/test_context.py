@@ -158,6 +158,7 @@ def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
         ({"cipher-list": "NOSUCHCIPHER:ALSONOT"}, "selects no cipher"),
         ({"cipher-list": "TLS_AES_128_GCM_SHA256", "sec-protocol": "TLSv12"}, "only TLS 1.3 suites"),
         ({"cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256", "sec-protocol": "TLSv13"}, "no TLS 1.3 suite"),
+        ({"cipher-list": "DEFAULT:@SECLEVEL=0"}, "security level"),
     ],
 )
 def test_cipher_list_errors(files: dict[str, Path], opts: dict[str, str], message: str) -> None:
@@ -167,7 +168,8 @@ def test_cipher_list_errors(files: dict[str, Path], opts: dict[str, str], messag
 
 
 def test_cipher_list_tokens(files: dict[str, Path]) -> None:
-    compiled = server_ctx(files, **{"cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256, BOGUS !aNULL\tTLS_AES_256_GCM_SHA384"})
+    listed = "ECDHE-ECDSA-AES128-GCM-SHA256, BOGUS !aNULL\tTLS_AES_256_GCM_SHA384"
+    compiled = server_ctx(files, **{"cipher-list": listed})
     assert any("BOGUS select no cipher" in w for w in compiled.warnings)
     assert not any("aNULL" in w for w in compiled.warnings)
     with gtls_server(compiled) as srv:

@@ -54,7 +54,7 @@ def load_private_key(
             CredentialLoadError, f"{len(keys)} private keys in file; exactly one is allowed", option=option, file=path
         )
     block = keys[0]
-    if block.label == "ENCRYPTED PRIVATE KEY" or b"ENCRYPTED" in block.pem.split(b"\n\n", 1)[0]:
+    if block.label == "ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in block.pem:
         raise where.error(
             CredentialLoadError,
             "private key is encrypted; gtls needs an unencrypted key (there is no passphrase option)",

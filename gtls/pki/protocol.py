@@ -70,6 +70,13 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
             "and the TLS 1.3 suite names only",
             option=option,
         )
+    seclevel = [t for t in tokens if t.upper().startswith("@SECLEVEL")]
+    if seclevel:
+        raise where.error(
+            CipherListError,
+            f"{seclevel[0]} is not allowed: gtls never changes OpenSSL's security level (spec §8.1)",
+            option=option,
+        )
     legacy = [t for t in tokens if t not in TLS13_SUITES]
     low, high = versions
     if high < SSL.TLS1_3_VERSION and tls13 and not legacy:
