@@ -181,7 +181,8 @@ def _reused(conn: SSL.Connection) -> bool:
     return bool(lib.SSL_session_reused(conn._ssl))
 
 
-def s_client(port: int, *args: str | Path, timeout: float = 15.0, send: bytes = b"") -> subprocess.CompletedProcess[str]:
+def s_client(port: int, *args: str | Path, timeout: float = 15.0, send: bytes = b""
+             ) -> subprocess.CompletedProcess[str]:
     """``openssl s_client`` to 127.0.0.1:port; returns when it exits (stdin EOF ends it after the handshake)."""
     result = subprocess.run(
         [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", *map(str, args)],

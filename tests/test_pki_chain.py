@@ -172,7 +172,8 @@ def test_sent_order_on_the_wire_and_no_completion_from_trusted_ca(tmp_path: Path
     # Only the leaf configured, every CA in trusted-ca: OpenSSL must not complete the chain from the store.
     p["leaf"].write_cert(tmp_path / "leaf.pem")
     trusted = write_pem(tmp_path / "cas.pem", p["inter2"], p["inter1"], p["root"])
-    alone = compile_context(direct({"certificate": str(tmp_path / "leaf.pem"), "certificate-key": str(tmp_path / "key.pem"),
+    alone = compile_context(direct({"certificate": str(tmp_path / "leaf.pem"),
+                                    "certificate-key": str(tmp_path / "key.pem"),
                                     "trusted-ca": str(trusted), "tls-mutual": "1"}, "server"))
     with gtls_server(full) as srv:
         result = s_client(srv.port, "-showcerts", "-servername", "server.test")

@@ -25,7 +25,6 @@ import unicodedata
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-
 IPV6_SENTINEL = "ipv6-literal-reference.invalid"
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
