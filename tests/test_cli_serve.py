@@ -185,3 +185,44 @@ def test_serve_reports_a_port_in_use(pki: DemoPKI) -> None:
         result = run_gtls("serve", *flag_args(pki)[2:], "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert error_line(result).startswith(f"gtls: listen-failed: cannot listen on 127.0.0.1:{port}")
+
+
+def test_serve_deployment_port_choice_and_plaintext_ports(pki: DemoPKI, tmp_path: Path) -> None:
+    config = tmp_path / "two-ports.toml"
+    config.write_text(f"""
+[applications.app.security]
+certificate = "{pki.server_chain},{pki.root_ca}"
+certificate-key = "{pki.server_key}"
+trusted-ca = "{pki.root_ca}"
+[applications.app.ports.secure]
+port = 0
+transport = "tls=1"
+[applications.app.ports.plain]
+port = 0
+transport = ""
+""")
+    result = run_gtls("serve", "--config", str(config), "--app", "app")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: applications.app: ") and "--port-id" in line
+    assert "secure, plain" in line and str(config) in line
+    result = run_gtls("serve", "--config", str(config), "--app", "app", "--port-id", "plain")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: applications.app.ports.plain: tls: ") and "not secure" in line
+    result = run_gtls("serve", "--config", str(config), "--app", "app", "--port-id", "secure", "--sec-protocol",
+                      "TLSv13")
+    assert result.returncode == 2 and "cannot be combined with --config" in error_line(result)
+    with gtls_serve("--config", str(config), "--app", "app", "--port-id", "secure") as server:
+        assert server.port > 0  # port 0 in the file: a free port, reported on stdout
+        assert openssl_echo(server.port, "from the file", *verifying(pki)).echoed
+        assert server.stop() == 0
+
+
+def test_serve_runtime_flag_checks() -> None:
+    for flags, word in ((["--max-handshakes", "0"], "--max-handshakes"), (["--handshake-timeout", "-1"],
+                                                                          "--handshake-timeout"),
+                        (["--listen", "[::1]x"], "HOST:PORT"), (["--listen", "::1:80"], "brackets")):
+        result = run_gtls("serve", *flags)
+        assert result.returncode == 2, (flags, result.stderr)
+        assert error_line(result).startswith("gtls: usage error: ") and word in result.stderr

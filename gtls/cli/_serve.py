@@ -184,7 +184,9 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
 def _echo_handler() -> Callable[[TLSStream], Awaitable[None]]:
     import trio
 
-    broken = (trio.BrokenResourceError, trio.ClosedResourceError)
+    from ..errors import TLSError
+
+    gone = (trio.BrokenResourceError, trio.ClosedResourceError, TLSError)
 
     async def echo(stream: TLSStream) -> None:
         """Echo until EOF: one large read and one send per chunk, nothing else (the benchmarked path)."""
@@ -192,8 +194,9 @@ def _echo_handler() -> Callable[[TLSStream], Awaitable[None]]:
         try:
             while data := await receive(ECHO_BUFFER):
                 await send(data)
-        except broken:
-            pass  # the peer went away; serve_tls_over_tcp closes the stream
+            await stream.aclose()  # the peer closed: answer with close_notify (bounded by the stream)
+        except gone:
+            pass  # the peer went away; serve_tls_over_tcp closes the stream forcefully
 
     return echo
 
@@ -220,7 +223,9 @@ def _bound_address(listeners: list[TLSListener], fallback_host: str) -> tuple[st
 
 
 def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> None:
-    target = f"localhost:{port}" if host in ("127.0.0.1", "::1", "localhost") else format_host_port(host, port)
+    # The demo certificate is for localhost: point loopback and wildcard listeners there.
+    local = ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::")
+    target = f"localhost:{port}" if host in local else format_host_port(host, port)
     client = f" --certificate {demo.client_chain} --certificate-key {demo.client_key}" if mutual else ""
     # s_client's -cert sends only the first certificate; -cert_chain adds the intermediate.
     openssl_client = (f" -cert {demo.client_cert} -cert_chain {demo.intermediate_ca} -key {demo.client_key}"
