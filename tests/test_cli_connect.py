@@ -36,6 +36,7 @@ def assert_fails_with(reason: str, port: int, *args: str, host: str = "localhost
     assert result.returncode == 1, (result.stdout, result.stderr)
     line = error_line(result)
     assert line.startswith(f"gtls: {reason}: "), line
+    assert result.stdout == "", "the session is printed only on success"
     return line
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._common import (
     CONNECT_FAILED,
@@ -25,6 +25,8 @@ from ._flags import add_option_flags, given_options, settings_from_flags
 
 if TYPE_CHECKING:
     from ..context import CompiledContext
+    from ..errors import HandshakeError
+    from ..stream import TLSStream
 
 #: In TLS 1.3 a server judges the client certificate after the client has finished its handshake, and says so
 #: only in an alert the client reads later. Without --send, wait this long for such an alert so that gtls connect
@@ -130,9 +132,10 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
         return report_failure("eof-in-handshake", f"connection to {where} closed during the handshake")
 
     try:
-        _print_session(stream, where)
         report_warnings(stream.handshake_warnings)
         try:
+            # The session is printed only once the exchange (or the TLS 1.3 settle read) went through: exit 0
+            # and the printed session go together.
             received = await _exchange(stream, args)
         except HandshakeError as exc:
             return report_failure(exc.reason, _handshake_detail(exc, where))
@@ -141,6 +144,7 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
             if isinstance(cause, HandshakeError):
                 return report_failure(cause.reason, _handshake_detail(cause, where))
             return report_failure(CONNECT_FAILED, f"connection to {where} broke: {exc or type(exc).__name__}")
+        _print_session(stream, where)
         if received is not None:
             print(f"received: {received}")
     finally:
@@ -150,7 +154,7 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
     return EXIT_OK
 
 
-async def _exchange(stream: Any, args: argparse.Namespace) -> str | None:
+async def _exchange(stream: TLSStream, args: argparse.Namespace) -> str | None:
     """Send --send's line and read the answer; without --send, wait briefly for a TLS 1.3 rejection alert."""
     import trio
 
@@ -173,20 +177,19 @@ async def _exchange(stream: Any, args: argparse.Namespace) -> str | None:
     return answer.decode("utf-8", "replace").rstrip("\r\n")
 
 
-def _print_session(stream: Any, where: str) -> None:
+def _print_session(stream: TLSStream, where: str) -> None:
     print(f"connected to {where}")
     print(f"version: {stream.tls_version}")
     print(f"cipher: {stream.cipher}")
-    sni = getattr(stream, "server_name", None)
-    print(f"sni: {sni if sni else '(none sent)'}")
-    chain = list(getattr(stream, "peer_chain", None) or [])
+    print(f"sni: {stream.server_name or '(none sent)'}")
+    chain = stream.peer_chain
     print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first):")
     for index, cert in enumerate(chain):
         for line in certificate_lines(cert, index):
             print(line)
 
 
-def _handshake_detail(exc: Any, where: str) -> str:
+def _handshake_detail(exc: HandshakeError, where: str) -> str:
     detail = exc.message
     extras = []
     if exc.depth is not None:
