@@ -144,6 +144,11 @@ def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:
     assert result.returncode == 2 and "tls-target-name-check" in error_line(result)
     result = run_gtls("connect", "--trusted-ca", str(pki.root_ca))
     assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
+    # --crl is the alias of --tls-crl: two different files at one level conflict (spec §3.2 step 7).
+    result = run_gtls("connect", "localhost:1", *trusting(pki), "--tls-crl", str(pki.crl), "--crl", str(missing))
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ") and "crl" in line
 
 
 
