@@ -91,11 +91,13 @@ def run(args: argparse.Namespace) -> int:
 
     import trio
 
-    failure: OSError | None = None
+    failure: BaseException | None = None
     try:
         return trio.run(_serve, compiled, plan, args)
     except* OSError as group:  # opening the port failed (address in use, not permitted, no such address)
-        failure = group.exceptions[0]  # type: ignore[assignment]
+        failure = group
+        while isinstance(failure, BaseExceptionGroup):  # bounded by the nesting depth
+            failure = failure.exceptions[0]
     return report_failure(LISTEN_FAILED, f"cannot listen on {format_host_port(plan.host, plan.port)}: {failure}")
 
 
