@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,11 +26,14 @@ OPENSSL = "openssl"
 STEP_TIMEOUT = 20.0
 
 
+#: Where a command that falls back to the demo PKI by mistake would write it: never the user's data folder.
+_STRAY_DATA_DIR = Path(tempfile.gettempdir()) / "gtls-cli-tests-data"
+
+
 def gtls_env(data_dir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    if data_dir is not None:
-        env["GTLS_DATA_DIR"] = str(data_dir)
+    env["GTLS_DATA_DIR"] = str(data_dir if data_dir is not None else _STRAY_DATA_DIR)
     return env
 
 
