@@ -14,7 +14,7 @@ from pathlib import Path
 from . import scenarios
 from .peers import ALL_PEERS
 from .progress import Progress
-from .report import CLIENT_NOTE, Summary, check_targets, summarise, table, to_json
+from .report import CLIENT_NOTE, Summary, check_targets, library_note, summarise, table, to_json
 from .runner import QUICK, Config, Results, Runner
 
 
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     for target in check_targets(summaries_of(results)):
         print("  " + target.describe())
     print()
-    for note in [CLIENT_NOTE, *results.notes]:
+    for note in [CLIENT_NOTE, *filter(None, [library_note()]), *results.notes]:
         print("note: " + note)
     if args.json:
         command = "gtls bench " + shlex.join(argv)

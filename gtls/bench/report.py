@@ -141,6 +141,26 @@ def table(results: Results, *, markdown: bool = False) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
 
 
+def gtls_openssl() -> str:
+    """The OpenSSL gtls runs on: pyOpenSSL uses the copy inside the ``cryptography`` wheel, not the system's."""
+    from OpenSSL import SSL
+
+    version: bytes = SSL.OpenSSL_version(SSL.OPENSSL_VERSION)
+    return version.decode()
+
+
+def library_note() -> str | None:
+    """Say so when gtls and the peers run on different OpenSSL builds: ratios then compare libraries too."""
+    ours, theirs = gtls_openssl(), ssl.OPENSSL_VERSION
+    if ours.split()[:2] == theirs.split()[:2]:
+        return None
+    return (
+        f"gtls runs on {ours} (bundled with the cryptography wheel); trio (Python's ssl), openssl s_server and nginx "
+        f"run on the system's {theirs}. Ratios compare the libraries as well as the servers: a newer OpenSSL can "
+        "make certificate parsing and verification (mutual TLS, CRLs) markedly cheaper."
+    )
+
+
 def machine() -> dict[str, str]:
     model = "unknown"
     try:
@@ -164,6 +184,7 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "python_ssl": ssl.OPENSSL_VERSION,
+        "gtls_openssl": gtls_openssl(),
         "openssl_cli": openssl_cli,
         "nginx": nginx,
     }
@@ -176,7 +197,7 @@ def to_json(results: Results, command: str, date: str, config: dict[str, Any]) -
         "date": date,
         "machine": machine(),
         "config": config,
-        "notes": [CLIENT_NOTE, *results.notes],
+        "notes": [CLIENT_NOTE, *filter(None, [library_note()]), *results.notes],
         "summary": [asdict(s) for s in summaries],
         "ratios_to_gtls": [{"scenario": k[0], "metric": k[1], "other": k[2], "gtls_over_other": v}
                            for k, v in ratios(summaries).items()],
@@ -199,7 +220,8 @@ def markdown_report(document: dict[str, Any]) -> str:
         f"Command: `{document['command']}`  ",
         f"Date: {document['date']}  ",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, Python {info['python']} "
-        f"({info['python_ssl']}), CLI {info['openssl_cli']}, {info.get('nginx', 'nginx missing')}",
+        f"(ssl: {info['python_ssl']}), gtls/pyOpenSSL: {info.get('gtls_openssl', '?')}, "
+        f"CLI: {info['openssl_cli']}, {info.get('nginx', 'nginx missing')}",
         "",
         "Each cell: median [min–max] over the interleaved rounds; `gtls/X` = gtls median / X median.",
         "",
