@@ -57,7 +57,8 @@ def test_scenario_names_parse(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["ecdsa", "dsa-tls13", "ecdsa-tls11", "ecdsa-tls13-crl", "ecdsa-tls13-resumed-mutual",
-                                  "ecdsa-tls13-mutual-mutual", "bulk-32k"])
+                                  "ecdsa-tls13-mutual-mutual", "bulk-32k", "ecdsa-tls13-mutual-stime",
+                                  "rsa-tls12-resumed-stime"])
 def test_bad_scenario_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="unknown scenario"):
         scenarios.parse(name)
@@ -69,6 +70,7 @@ def test_scenario_settings() -> None:
                                                                                                     True, True)
     assert scenario.resumed and scenario.kind == "handshake"
     assert scenarios.parse("bulk-64k").write_size == 65536
+    assert scenarios.parse("rsa-tls13-stime").s_time and not scenarios.parse("rsa-tls13").s_time
 
 
 def test_rounds_rotate_the_order() -> None:

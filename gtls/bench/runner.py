@@ -9,6 +9,8 @@ completed (or the KiB they moved). Load processes run on the cores the server is
 from __future__ import annotations
 
 import json
+import re
+import resource
 import select
 import subprocess
 import sys
@@ -207,6 +209,44 @@ class Runner:
             metrics["resumed_pct"] = 100 * sum(int(r["reused"]) for r in reports) / handshakes
         return metrics
 
+    def s_time_load(self, scenario: Scenario, server: RunningServer, duration: float, procs: int) -> dict[str, float]:
+        """Load with ``openssl s_time -new`` processes; their CPU is read as this process's reaped children."""
+        pki, setup = self.pki(scenario.tls), scenario.tls
+        argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{server.port}", "-new", "-time",
+                str(max(1, round(duration))), "-CAfile", str(pki.root),
+                "-tls1_3" if setup.version == "1.3" else "-tls1_2"]
+        pids = server.pids()
+        cpu_before = cpu_seconds(pids)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        loaders = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=pinned_to(load_cores())) for _ in range(procs)]
+        handshakes = 0
+        try:
+            for loader in loaders:
+                out, err = loader.communicate(timeout=duration + 60)
+                found = re.search(r"(\d+) connections in \d+ real seconds", out)
+                if loader.returncode != 0 or found is None:
+                    raise RuntimeError(f"openssl s_time failed ({loader.returncode}): {(err or out).strip()[-200:]}")
+                handshakes += int(found.group(1))
+        finally:
+            for loader in loaders:
+                if loader.poll() is None:
+                    loader.kill()
+                    loader.wait(5)
+        elapsed = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        time.sleep(SETTLE)
+        server_cpu = cpu_seconds(pids) - cpu_before
+        if handshakes == 0:
+            raise RuntimeError("no handshake completed")
+        client_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+        return {
+            "server_cpu_ms_per_handshake": 1000 * server_cpu / handshakes,
+            "handshakes_per_s": handshakes / elapsed,
+            "load_client_cpu_ms_per_handshake": 1000 * client_cpu / handshakes,
+        }
+
     def handshake_scenario(self, scenario: Scenario) -> None:
         servers = self.start_servers(scenario, self.peers)
         try:
@@ -219,8 +259,8 @@ class Runner:
                 for impl in rotated(list(servers), round_):
                     self.progress.step(f"{scenario.name} round {round_ + 1}/{self.config.rounds}: {impl}")
                     try:
-                        metrics = self.handshake_load(scenario, servers[impl], self.config.duration,
-                                                      self.config.procs)
+                        load = self.s_time_load if scenario.s_time else self.handshake_load
+                        metrics = load(scenario, servers[impl], self.config.duration, self.config.procs)
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         self._failed(scenario, impl, exc)
                         continue

@@ -1,8 +1,10 @@
 """Scenario names and what each one measures.
 
-Handshake scenarios are named ``KEY-VERSION[-mutual][-crl][-resumed]`` (``ecdsa-tls13-mutual-crl``); the others are
-``bulk-16k``, ``bulk-64k``, ``idle-memory`` and ``client-connector``. A CRL on a server only matters when it checks
-client certificates, so ``crl`` requires ``mutual``.
+Handshake scenarios are named ``KEY-VERSION[-mutual][-crl][-resumed][-stime]`` (``ecdsa-tls13-mutual-crl``); the others
+are ``bulk-16k``, ``bulk-64k``, ``idle-memory`` and ``client-connector``. A CRL on a server only matters when it
+checks client certificates, so ``crl`` requires ``mutual``. ``stime`` loads the servers with ``openssl s_time``
+processes instead of the Python load client (full handshakes without client certificates only: s_time sends no
+client chain and reads no TLS 1.3 ticket).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Scenario:
     kind: Kind
     tls: TLSSetup
     resumed: bool = False
+    s_time: bool = False  # load with openssl s_time
     write_size: int = 0  # bulk only
 
 
@@ -44,6 +47,7 @@ DEFAULT = (
     "ecdsa-tls13-mutual-crl",
     "ecdsa-tls13-resumed",
     "ecdsa-tls12-resumed",
+    "ecdsa-tls13-stime",
     "bulk-16k",
     "bulk-64k",
     "idle-memory",
@@ -55,7 +59,7 @@ SMALLEST = "ecdsa-tls13"
 
 _KEYS: dict[str, KeyType] = {"ecdsa": "ec", "rsa": "rsa"}
 _VERSIONS: dict[str, Version] = {"tls13": "1.3", "tls12": "1.2"}
-_FLAGS = ("mutual", "crl", "resumed")
+_FLAGS = ("mutual", "crl", "resumed", "stime")
 
 
 def parse(name: str) -> Scenario:
@@ -76,11 +80,12 @@ def parse(name: str) -> Scenario:
         and len(set(flags)) == len(flags)
         and flags == sorted(flags, key=_FLAGS.index)
         and ("crl" not in flags or "mutual" in flags)
+        and ("stime" not in flags or flags == ["stime"])
     )
     if not valid:
         raise ValueError(
-            f"unknown scenario {name!r}: use KEY-VERSION[-mutual][-crl][-resumed] with KEY ecdsa|rsa and VERSION "
-            "tls13|tls12 (crl needs mutual), or bulk-16k, bulk-64k, idle-memory, client-connector"
+            f"unknown scenario {name!r}: use KEY-VERSION[-mutual][-crl][-resumed] or KEY-VERSION-stime with KEY "
+            "ecdsa|rsa and VERSION tls13|tls12 (crl needs mutual), or bulk-16k, bulk-64k, idle-memory, client-connector"
         )
     setup = TLSSetup(_KEYS[parts[0]], _VERSIONS[parts[1]], "mutual" in flags, "crl" in flags)
-    return Scenario(name, "handshake", setup, resumed="resumed" in flags)
+    return Scenario(name, "handshake", setup, resumed="resumed" in flags, s_time="stime" in flags)
