@@ -59,6 +59,14 @@ def test_pki_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert forced.returncode == 0 and (tmp_path / "root-ca.pem").read_bytes() != before
 
 
+def test_pki_unwritable_folder_is_one_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_gtls("pki", str(blocker / "sub"))
+    assert result.returncode == 1
+    assert error_line(result).startswith(f"gtls: pki: cannot write {blocker / 'sub'}: ")
+
+
 def test_usage_errors_exit_2_with_one_line() -> None:
     result = run_gtls("pki")
     assert result.returncode == 2

@@ -222,6 +222,7 @@ transport = ""
 def test_serve_runtime_flag_checks() -> None:
     for flags, word in ((["--max-handshakes", "0"], "--max-handshakes"), (["--handshake-timeout", "-1"],
                                                                           "--handshake-timeout"),
+                        (["--handshake-timeout", "nan"], "--handshake-timeout"),
                         (["--listen", "[::1]x"], "HOST:PORT"), (["--listen", "::1:80"], "brackets")):
         result = run_gtls("serve", *flags)
         assert result.returncode == 2, (flags, result.stderr)

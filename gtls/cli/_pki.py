@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import EXIT_OK, Subcommands, UsageError
+from ._common import EXIT_FAILURE, EXIT_OK, Subcommands, UsageError, stderr_line
 
 
 def register(commands: Subcommands) -> None:
@@ -40,14 +40,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--days must be at least 1")
     if any(not name.strip() for name in args.server_names or ()):
         raise UsageError("--server-name must not be empty")
-    directory.mkdir(parents=True, exist_ok=True)
-    demo = demo_pki(
-        directory,
-        key_type=args.key_type,
-        server_names=tuple(args.server_names or ("localhost",)),
-        client_name=args.client_name or "gtls demo client",
-        days=args.days,
-    )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        demo = demo_pki(
+            directory,
+            key_type=args.key_type,
+            server_names=tuple(args.server_names or ("localhost",)),
+            client_name=args.client_name or "gtls demo client",
+            days=args.days,
+        )
+    except OSError as exc:
+        stderr_line(f"gtls: pki: cannot write {directory}: {exc.strerror or exc}")
+        return EXIT_FAILURE
     written = sorted(demo.files.values(), key=lambda path: path.name)
     print(f"wrote {len(written)} files to {directory}:")
     for path in written:

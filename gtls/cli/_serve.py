@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -78,8 +79,8 @@ class ServePlan:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.handshake_timeout <= 0:
-        raise UsageError("--handshake-timeout must be positive")
+    if not (args.handshake_timeout > 0 and math.isfinite(args.handshake_timeout)):
+        raise UsageError("--handshake-timeout must be a positive number of seconds")
     if args.max_handshakes is not None and args.max_handshakes < 1:
         raise UsageError("--max-handshakes must be at least 1")
     warnings: list[str] = []
