@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import signal
 import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -48,10 +49,14 @@ def test_serve_with_flags_echoes_logs_and_stops_on_sigterm(pki: DemoPKI) -> None
         assert server.stop(signal.SIGTERM) == 0
 
 
-def test_serve_stops_cleanly_on_sigint_with_a_connection_open(pki: DemoPKI) -> None:
+def test_serve_stops_cleanly_on_sigint_with_connections_open(pki: DemoPKI) -> None:
+    context = ssl.create_default_context(cafile=str(pki.root_ca))
     with gtls_serve(*flag_args(pki)) as server:
-        with socket.create_connection((server.host, server.port), timeout=5):
-            time.sleep(0.2)  # an idle TCP connection in its handshake
+        with socket.create_connection((server.host, server.port), timeout=5), \
+                context.wrap_socket(socket.create_connection((server.host, server.port), timeout=5),
+                                    server_hostname="localhost") as established:
+            established.sendall(b"ping\n")
+            assert established.recv(100) == b"ping\n"  # one connection in its echo loop, one in its handshake
             started = time.monotonic()
             assert server.stop(signal.SIGINT) == 0
             assert time.monotonic() - started < 5
