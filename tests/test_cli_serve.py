@@ -206,6 +206,9 @@ transport = "tls=1"
 port = 0
 transport = ""
 """)
+    checked = run_gtls("check", "--config", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "applications.app.ports.plain  (server on 127.0.0.1:0)  ok\n  secure: no (plaintext)" in checked.stdout
     result = run_gtls("serve", "--config", str(config), "--app", "app")
     assert result.returncode == 2
     line = error_line(result)
