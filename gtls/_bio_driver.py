@@ -23,7 +23,7 @@ RECEIVE_SIZE: Final = 65536
 
 
 class BioDriver:
-    __slots__ = ("engine", "transport", "broken", "_send_lock", "_recv_lock", "_recv_count")
+    __slots__ = ("engine", "transport", "broken", "_send_lock", "_recv_lock", "_recv_count", "_delayed")
 
     def __init__(self, engine: TLSEngine, transport: trio.abc.Stream) -> None:
         self.engine = engine
@@ -32,12 +32,16 @@ class BioDriver:
         self._send_lock = trio.StrictFIFOLock()
         self._recv_lock = trio.Lock()
         self._recv_count = 0
+        self._delayed = b""
 
     async def _push(self) -> bool:
         """Send whatever the engine produced; True when something was sent (which checkpointed)."""
         data = self.engine.take_output()
         if not data:
             return False
+        if self._delayed:  # held-back session tickets go out with our next real output, never on their own
+            data = self._delayed + data
+            self._delayed = b""
         try:
             async with self._send_lock:
                 await self.transport.send_all(data)
@@ -64,6 +68,16 @@ class BioDriver:
     async def settle(self) -> None:
         if not await self._push():
             await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def settle_handshake(self) -> None:
+        """After the handshake. A TLS 1.3 server's last output is its session tickets, which the client need not
+        read yet: sending them now could block forever on a transport without buffering (trio's lockstep
+        streams), so they ride along with the next send instead, as in trio's SSLStream."""
+        if self.engine.is_server and self.engine.tls_version == "TLSv1.3":
+            self._delayed += self.engine.take_output()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        await self.settle()
 
     async def flush_best_effort(self) -> None:
         """After a failed handshake: deliver our alert if the transport takes it; never raise for it."""

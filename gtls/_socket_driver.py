@@ -65,6 +65,9 @@ class SocketDriver:
         """After a successful step: OpenSSL already wrote to the socket; just let other tasks run."""
         await trio.lowlevel.cancel_shielded_checkpoint()
 
+    async def settle_handshake(self) -> None:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
     async def flush_best_effort(self) -> None:
         """After a failed handshake: OpenSSL already wrote its alert to the socket."""
 

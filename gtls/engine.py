@@ -88,6 +88,7 @@ class TLSEngine:
         "sent_close_notify",
         "write_pending",
         "warnings",
+        "is_server",
         "_awaiting_first_record",
     )
 
@@ -102,6 +103,7 @@ class TLSEngine:
         self.compiled = compiled
         self.conn: SSL.Connection = compiled.new_connection(sock, server_hostname=server_hostname)
         self.peer = peer
+        self.is_server = compiled.role == "server"
         self.memory_bio = sock is None
         self.handshake_done = False
         self.received_close_notify = False

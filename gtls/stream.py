@@ -240,7 +240,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 raise failure from exc
             self._check_status()
         try:
-            await driver.settle()
+            await driver.settle_handshake()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._transport_error(exc) from exc
 

@@ -1,0 +1,337 @@
+"""TLSStream against trio's generic stream checks, on both drivers (socket-bound over TCP, memory BIO over TCP and
+over trio's memory streams), in TLS 1.3 and 1.2."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from gtls import HandshakeError, TLSError
+from gtls.context import CompiledContext
+from gtls.stream import TLSStream, compile_settings
+from tests.peers import PKI, write_pki
+
+Pair = tuple[TLSStream, TLSStream]
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("stream-pki"))
+
+
+def contexts(pki: PKI, version: str) -> tuple[CompiledContext, CompiledContext]:
+    sec = {"1.3": "TLSv13", "1.2": "TLSv12"}[version]
+    server = compile_settings(pki.server_options(sec_protocol=sec), "server")
+    client = compile_settings(pki.client_options(tls_target_name_check="host"), "client")
+    return server, client
+
+
+async def tcp_transport_pair(*, clog_ready: bool = False) -> tuple[trio.SocketStream, trio.SocketStream]:
+    listener = trio.socket.socket()
+    try:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = trio.socket.socket()
+        await client.connect(listener.getsockname())
+        server, _ = await listener.accept()
+    finally:
+        listener.close()
+    if clog_ready:
+        # Writable only when nothing is left unsent: a full pipe then stays unwritable until the peer reads.
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, 1)
+    return trio.SocketStream(client), trio.SocketStream(server)
+
+
+async def handshake_both(client: TLSStream, server: TLSStream) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+
+
+def maker(pki: PKI, version: str, transport: str, driver: str) -> Callable[[], Awaitable[Pair]]:
+    server_ctx, client_ctx = contexts(pki, version)
+
+    async def make() -> Pair:
+        if transport == "tcp":
+            a, b = await tcp_transport_pair()
+        elif transport == "memory":
+            a, b = trio.testing.memory_stream_pair()  # type: ignore[assignment]
+        else:
+            a, b = trio.testing.lockstep_stream_pair()  # type: ignore[assignment]
+        client = TLSStream(a, client_ctx, server_hostname="localhost", driver=driver)  # type: ignore[arg-type]
+        server = TLSStream(b, server_ctx, driver=driver)  # type: ignore[arg-type]
+        await handshake_both(client, server)
+        return client, server
+
+    return make
+
+
+def clogged_tcp_maker(pki: PKI, version: str) -> Callable[[], Awaitable[Pair]]:
+    """A socket-bound pair whose both directions are full: either side's next send blocks."""
+    server_ctx, client_ctx = contexts(pki, version)
+
+    async def make() -> Pair:
+        a, b = await tcp_transport_pair(clog_ready=True)
+        client = TLSStream(a, client_ctx, server_hostname="localhost")
+        server = TLSStream(b, server_ctx)
+        await handshake_both(client, server)
+        await clog(client)
+        await clog(server)
+        await clog(client)  # the second direction's traffic can free a little room in the first
+        return client, server
+
+    return make
+
+
+async def clog(stream: TLSStream) -> None:
+    """Send until the socket stays unwritable (loopback keeps accepting a little after a send first blocks)."""
+    block = b"c" * 16384
+    for _ in range(4000):  # bounded: 64 MiB is far more than loopback buffers hold
+        with trio.move_on_after(0.01) as scope:
+            await stream.send_all(block)
+        if scope.cancelled_caught:
+            with trio.move_on_after(0.03) as still:
+                await stream.wait_send_all_might_not_block()
+            if still.cancelled_caught:
+                return
+    raise AssertionError("could not clog the TCP connection")  # pragma: no cover
+
+
+DRIVERS = [("tcp", "socket"), ("tcp", "bio"), ("memory", "bio")]
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+@pytest.mark.parametrize(("transport", "driver"), DRIVERS)
+async def test_two_way_stream(pki: PKI, version: str, transport: str, driver: str) -> None:
+    clogged = None
+    if transport == "memory":
+        clogged = maker(pki, version, "lockstep", "bio")
+    elif driver == "socket":
+        clogged = clogged_tcp_maker(pki, version)
+    await trio.testing.check_two_way_stream(maker(pki, version, transport, driver), clogged)
+
+
+@pytest.mark.parametrize(("transport", "driver"), DRIVERS)
+async def test_half_closeable_stream_tls13(pki: PKI, transport: str, driver: str) -> None:
+    clogged = None
+    if transport == "memory":
+        clogged = maker(pki, "1.3", "lockstep", "bio")
+    elif driver == "socket":
+        clogged = clogged_tcp_maker(pki, "1.3")
+    await trio.testing.check_half_closeable_stream(maker(pki, "1.3", transport, driver), clogged)
+
+
+async def test_send_eof_refused_on_tls12(pki: PKI) -> None:
+    client, server = await maker(pki, "1.2", "tcp", "socket")()
+    async with client, server:
+        with pytest.raises(TLSError, match="TLS 1.3"):
+            await client.send_eof()
+        await client.send_all(b"still open")
+        assert await server.receive_some() == b"still open"
+
+
+@pytest.mark.parametrize(("transport", "driver"), DRIVERS)
+async def test_negotiated_properties(pki: PKI, transport: str, driver: str) -> None:
+    client, server = await maker(pki, "1.3", transport, driver)()
+    async with client, server:
+        assert client.tls_version == server.tls_version == "TLSv1.3"
+        assert client.cipher == server.cipher and client.cipher.startswith("TLS_")
+        assert client.peer_certificate == pki.server.cert
+        assert client.peer_chain == [pki.server.cert, pki.intermediate.cert]  # leaf first, as sent
+        assert server.peer_certificate is None and server.peer_chain == []  # simple TLS: no client certificate
+        assert server.server_name == client.server_name == "localhost"
+        assert not client.session_reused
+        assert client.settings.role == "client" and server.settings.role == "server"
+        if transport == "tcp":
+            assert client.peer_address == "{}:{}".format(*client.transport_stream.socket.getpeername())
+        else:
+            assert client.peer_address is None
+
+
+async def test_mutual_peer_chain_on_server(pki: PKI) -> None:
+    server_ctx = compile_settings(pki.server_options(tls_mutual="1"), "server")
+    client_ctx = compile_settings(pki.client_options(with_cert=True), "client")
+    a, b = await tcp_transport_pair()
+    client, server = TLSStream(a, client_ctx), TLSStream(b, server_ctx)
+    async with client, server:
+        await handshake_both(client, server)
+        assert server.peer_certificate == pki.client.cert
+        assert server.peer_chain == [pki.client.cert, pki.intermediate.cert]
+
+
+async def test_handshake_on_first_use_and_concurrent_callers(pki: PKI) -> None:
+    client, server = await _unhandshaken(pki, "socket")
+    async with client, server:
+
+        async def exchange() -> None:
+            await client.send_all(b"ping")
+            assert await client.receive_some() == b"pong"
+
+        async def answer() -> None:
+            assert await server.receive_some() == b"ping"
+            await server.send_all(b"pong")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(exchange)
+            nursery.start_soon(answer)
+            nursery.start_soon(client.do_handshake)  # a third caller waits for the same handshake
+        assert client.handshake_done and server.handshake_done
+        await client.do_handshake()  # after success: only a checkpoint
+
+
+async def _unhandshaken(pki: PKI, driver: str, version: str = "1.3") -> Pair:
+    server_ctx, client_ctx = contexts(pki, version)
+    a, b = await tcp_transport_pair()
+    return (
+        TLSStream(a, client_ctx, server_hostname="localhost", driver=driver),  # type: ignore[arg-type]
+        TLSStream(b, server_ctx, driver=driver),  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_failed_handshake_breaks_stream_with_cause(pki: PKI, tmp_path: Path, driver: str) -> None:
+    other = write_pki(tmp_path / "other")
+    server_ctx = compile_settings(other.server_options(), "server")  # a server the client does not trust
+    client_ctx = compile_settings(pki.client_options(), "client")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost", driver=driver)  # type: ignore[arg-type]
+    server = TLSStream(b, server_ctx, driver=driver)  # type: ignore[arg-type]
+    async with client, server:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_swallow, server.do_handshake)
+            with pytest.raises(HandshakeError) as explicit:
+                await client.do_handshake()
+        assert explicit.value.reason == "untrusted"
+        with pytest.raises(HandshakeError) as again:  # the explicit call repeats the verdict
+            await client.do_handshake()
+        assert again.value is explicit.value
+        with pytest.raises(trio.BrokenResourceError) as broken:
+            await client.send_all(b"x")
+        assert broken.value.__cause__ is explicit.value
+        with pytest.raises(trio.BrokenResourceError) as server_broken:
+            await server.receive_some()
+        assert isinstance(server_broken.value.__cause__, HandshakeError)
+        assert server_broken.value.__cause__.reason == "peer-alert"
+        assert server_broken.value.__cause__.alert is not None
+
+
+async def _swallow(fn: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await fn()
+    except HandshakeError:
+        pass
+
+
+async def test_cancelled_send_keeps_stream_usable(pki: PKI) -> None:
+    """A send_all cancelled while OpenSSL holds a half-written record finishes that record on the next send, so
+    the peer sees a clean prefix of the cancelled data followed by the next data; nothing breaks."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair(clog_ready=True)
+    client = TLSStream(a, client_ctx, server_hostname="localhost")
+    server = TLSStream(b, server_ctx)
+    async with client, server:
+        await handshake_both(client, server)
+        await clog(client)  # leaves a cancelled send_all behind
+        tail = b"tail-marker"
+        received = bytearray()
+
+        async def drain() -> None:
+            for _ in range(100_000):
+                chunk = await server.receive_some()
+                assert chunk
+                received.extend(chunk)
+                if received.endswith(tail):
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            await client.send_all(tail)
+        assert received.endswith(tail)
+        assert set(received[: -len(tail)]) == {ord("c")}
+        await server.send_all(b"back")
+        assert await client.receive_some() == b"back"
+
+
+@pytest.mark.parametrize(("transport", "driver"), DRIVERS)
+async def test_data_integrity_64mib_each_way(pki: PKI, transport: str, driver: str) -> None:
+    size = 64 * 1024 * 1024
+    client, server = await maker(pki, "1.3", transport, driver)()
+
+    async def sender(stream: TLSStream, seed: int, digest: list[str]) -> None:
+        rng = random.Random(seed)
+        block = rng.randbytes(1 << 20)
+        view = memoryview(block)
+        hasher = hashlib.sha256()
+        left = size
+        while left:
+            n = min(left, rng.randint(1, 65536))
+            start = rng.randrange(0, len(block) - n + 1)
+            chunk = view[start : start + n]
+            hasher.update(chunk)
+            await stream.send_all(chunk)
+            left -= n
+        digest.append(hasher.hexdigest())
+
+    async def receiver(stream: TLSStream, seed: int, digest: list[str]) -> None:
+        rng = random.Random(seed)
+        hasher = hashlib.sha256()
+        got = 0
+        while got < size:
+            chunk = await stream.receive_some(rng.randint(1, 65536))
+            assert chunk
+            hasher.update(chunk)
+            got += len(chunk)
+        assert got == size
+        digest.append(hasher.hexdigest())
+
+    sent_c: list[str] = []
+    sent_s: list[str] = []
+    got_c: list[str] = []
+    got_s: list[str] = []
+    async with client, server:
+        with trio.fail_after(120):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sender, client, 1, sent_c)
+                nursery.start_soon(sender, server, 2, sent_s)
+                nursery.start_soon(receiver, server, 3, got_s)
+                nursery.start_soon(receiver, client, 4, got_c)
+    assert sent_c == got_s and sent_s == got_c
+
+
+async def test_https_compatible_treats_missing_close_notify_as_eof(pki: PKI) -> None:
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    for compatible in (True, False):
+        a, b = await tcp_transport_pair()
+        client = TLSStream(a, client_ctx, server_hostname="localhost", https_compatible=compatible)
+        server = TLSStream(b, server_ctx)
+        await handshake_both(client, server)
+        await server.send_all(b"body")
+        await server.transport_stream.aclose()  # vanish without close_notify
+        assert await client.receive_some() == b"body"
+        if compatible:
+            assert await client.receive_some() == b""
+        else:
+            with pytest.raises(trio.BrokenResourceError):
+                await client.receive_some()
+        await client.aclose()
+        await server.aclose()
+
+
+async def test_aclose_sends_close_notify_and_is_idempotent(pki: PKI) -> None:
+    client, server = await maker(pki, "1.3", "tcp", "socket")()
+    await client.aclose()
+    assert await server.receive_some() == b""  # close_notify: a clean end of stream, not BrokenResourceError
+    assert await server.receive_some() == b""
+    await client.aclose()
+    await server.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await client.receive_some()
