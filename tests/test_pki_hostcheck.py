@@ -18,7 +18,14 @@ def test_error_text_and_reason_mapping() -> None:
     assert hostcheck.error_text(reasons.HOSTNAME_MISMATCH) == "hostname mismatch"
     assert reasons.reason_for(23) == "revoked" and reasons.reason_for(10) == "expired"
     assert reasons.reason_for(3) == reasons.reason_for(33) == "crl-unavailable"
-    assert reasons.reason_for(24) == reasons.reason_for(25) == reasons.reason_for(32) == "bad-ca"
+    assert reasons.reason_for(79) == reasons.reason_for(25) == reasons.reason_for(32) == "bad-ca"
+    # The numbers in reasons.py are OpenSSL's: check the texts of the codes that carry a specific reason.
+    texts = {23: "certificate revoked", 79: "invalid CA certificate", 25: "path length constraint exceeded",
+             32: "key usage does not include certificate signing", 26: "unsuitable certificate purpose",
+             3: "unable to get certificate CRL", 33: "unable to get CRL issuer certificate", 12: "CRL has expired",
+             11: "CRL is not yet valid", 8: "CRL signature failure", 35: "key usage does not include CRL signing",
+             10: "certificate has expired", 24: "issuer certificate doesn't have a public key"}
+    assert {code: hostcheck.error_text(code) for code in texts} == texts
     assert reasons.reason_for(26) == "bad-purpose" and reasons.reason_for(35) == "crl-signature"
     assert reasons.reason_for(9999) == "untrusted" and not reasons.is_known(9999)
 

@@ -55,9 +55,8 @@ def test_server_role_uses_client_purpose(tmp_path: Path) -> None:
 FAULTS = ["none", "expired", "not-yet-valid", "untrusted-root", "bad-signature", "inter-not-ca", "path-length",
           "client-only-eku", "name", "revoked", "inter-expired", "no-keycertsign"]
 EXPECTED = {"none": None, "expired": "expired", "not-yet-valid": "not-yet-valid", "untrusted-root": "untrusted",
-            # OpenSSL never takes a CA:FALSE certificate as an issuer: the path just ends there (untrusted)
-            "bad-signature": "untrusted", "inter-not-ca": "untrusted", "path-length": "bad-ca",
-            "no-keycertsign": "untrusted",  # likewise for a CA without keyCertSign
+            "bad-signature": "untrusted", "inter-not-ca": "bad-ca", "path-length": "bad-ca",
+            "no-keycertsign": "bad-ca",
             "client-only-eku": "bad-purpose", "name": "name-mismatch", "revoked": "revoked",
             "inter-expired": "expired"}
 

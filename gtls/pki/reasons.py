@@ -10,7 +10,8 @@ from .. import errors as e
 HOSTNAME_MISMATCH: Final = 62
 CRL_HAS_EXPIRED: Final = 12
 
-# Codes from OpenSSL 3.0 include/openssl/x509_vfy.h. Anything not listed maps to "untrusted".
+# Codes from include/openssl/x509_vfy.h (OpenSSL 3.x; the numbers are stable across releases, and
+# tests/test_pki_hostcheck.py checks OpenSSL's own text for the important ones). Anything not listed is "untrusted".
 VERIFY_REASONS: Final[dict[int, str]] = {
     2: e.UNTRUSTED,  # UNABLE_TO_GET_ISSUER_CERT
     3: e.CRL_UNAVAILABLE,  # UNABLE_TO_GET_CRL
@@ -33,7 +34,7 @@ VERIFY_REASONS: Final[dict[int, str]] = {
     21: e.UNTRUSTED,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
     22: e.UNTRUSTED,  # CERT_CHAIN_TOO_LONG
     23: e.REVOKED,  # CERT_REVOKED
-    24: e.BAD_CA,  # INVALID_CA
+    24: e.UNTRUSTED,  # NO_ISSUER_PUBLIC_KEY
     25: e.BAD_CA,  # PATH_LENGTH_EXCEEDED
     26: e.BAD_PURPOSE,  # INVALID_PURPOSE
     27: e.UNTRUSTED,  # CERT_UNTRUSTED
@@ -54,6 +55,9 @@ VERIFY_REASONS: Final[dict[int, str]] = {
     49: e.UNTRUSTED,  # SUBTREE_MINMAX
     HOSTNAME_MISMATCH: e.NAME_MISMATCH,
     64: e.NAME_MISMATCH,  # IP_ADDRESS_MISMATCH (not used by gtls, mapped for completeness)
+    79: e.BAD_CA,  # INVALID_CA: an issuer without CA:TRUE (or keyCertSign)
+    80: e.BAD_CA,  # PATHLEN_INVALID_FOR_NON_CA
+    81: e.BAD_CA,  # PATHLEN_WITHOUT_KU_KEY_CERT_SIGN
 }
 # Security-level and key-size rejections: the peer's certificate is unusable under our policy.
 for _code in (66, 67, 68):  # EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK
