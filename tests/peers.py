@@ -268,7 +268,9 @@ def _echo_once(conn: ssl.SSLSocket, until: bytes) -> None:
 
 
 @contextlib.contextmanager
-def python_ssl_server(context: ssl.SSLContext, *, until: bytes = b"\n", timeout: float = 10.0) -> Iterator[PythonServer]:
+def python_ssl_server(
+    context: ssl.SSLContext, *, until: bytes = b"\n", timeout: float = 10.0
+) -> Iterator[PythonServer]:
     """A threaded Python-ssl server: each connection handshakes, echoes one message ending in ``until``, then
     closes with close_notify. Handshake and other errors are collected in ``server.errors``."""
     listener = socket.create_server((LOCALHOST, 0))
@@ -320,21 +322,23 @@ def python_ssl_client(
 ) -> tuple[bytes, str | None, ssl.SSLSession | None, bool]:
     """Connect with Python's ssl module, send ``message`` and read until the server closes.
     Returns (data, negotiated version, session, session_reused). Raises the ``ssl`` errors as they come."""
-    with socket.create_connection((LOCALHOST, port), timeout=timeout) as raw:
-        with context.wrap_socket(raw, server_hostname=server_hostname, session=session) as conn:
-            conn.sendall(message)
-            data = b""
-            for _ in range(10_000):
-                try:
-                    chunk = conn.recv(65536)
-                except ssl.SSLEOFError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
-                if len(data) >= len(message):
-                    break
-            return data, conn.version(), conn.session, conn.session_reused
+    with (
+        socket.create_connection((LOCALHOST, port), timeout=timeout) as raw,
+        context.wrap_socket(raw, server_hostname=server_hostname, session=session) as conn,
+    ):
+        conn.sendall(message)
+        data = b""
+        for _ in range(10_000):
+            try:
+                chunk = conn.recv(65536)
+            except ssl.SSLEOFError:
+                break
+            if not chunk:
+                break
+            data += chunk
+            if len(data) >= len(message):
+                break
+        return data, conn.version(), conn.session, conn.session_reused
 
 
 # --- scripted plain-TCP peers ------------------------------------------------------------------------------------

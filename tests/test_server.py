@@ -1,0 +1,291 @@
+"""Listeners and serve_tls_over_tcp: concurrency, the handshake deadline and cap, failure logging, events,
+resource hygiene and EMFILE survival, with real clients over 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from gtls import ConfigError, HandshakeEvent, TLSOptions, TLSStream, open_tls_over_tcp_stream
+from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
+from gtls.stream import compile_settings
+from tests.peers import PKI, python_context, write_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("server-pki"))
+
+
+async def echo_line(stream: TLSStream) -> None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some()
+        if not chunk:
+            return
+        data += chunk
+    await stream.send_all(data)
+
+
+@asynccontextmanager
+async def serving(pki: PKI, handler=echo_line, **kwargs: object) -> AsyncIterator[int]:  # type: ignore[no-untyped-def]
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                handler, 0, pki.server_options(), host="127.0.0.1", task_status=task_status, **kwargs
+            )
+        )
+        yield listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()
+
+
+async def round_trip(port: int, client_options: TLSOptions, message: bytes = b"hello\n") -> bytes:
+    stream = await open_tls_over_tcp_stream("localhost", port, client_options)
+    async with stream:
+        await stream.send_all(message)
+        data = b""
+        while len(data) < len(message):
+            chunk = await stream.receive_some()
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+async def test_200_concurrent_handshakes_on_one_listener(pki: PKI) -> None:
+    events: list[HandshakeEvent] = []
+    client_options = pki.client_options(tls_target_name_check="host")
+    client_ctx = compile_settings(client_options, "client")
+    results: list[bytes] = []
+    async with serving(pki, on_handshake=events.append) as port:
+
+        async def one(i: int) -> None:
+            results.append(await round_trip(port, client_ctx, b"%d\n" % i))  # type: ignore[arg-type]
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for i in range(200):
+                    nursery.start_soon(one, i)
+    assert sorted(results) == sorted(b"%d\n" % i for i in range(200))
+    assert len(events) == 200 and all(e.ok and e.tls_version == "TLSv1.3" for e in events)
+
+
+async def test_silent_client_does_not_delay_others_and_is_dropped(pki: PKI) -> None:
+    events: list[HandshakeEvent] = []
+    async with serving(pki, handshake_timeout=0.5, on_handshake=events.append) as port:
+        silent = socket.create_connection(("127.0.0.1", port))
+        silent_port = silent.getsockname()[1]
+        try:
+            started = trio.current_time()
+            for _ in range(5):
+                assert await round_trip(port, pki.client_options()) == b"hello\n"
+            assert trio.current_time() - started < 0.5  # nobody waited for the silent one
+            silent.setblocking(False)
+            with trio.fail_after(5):
+                while True:  # dropped at the deadline: the server closes, we see EOF
+                    await trio.lowlevel.wait_readable(silent)
+                    if silent.recv(100) == b"":
+                        break
+            dropped_after = trio.current_time() - started
+        finally:
+            silent.close()
+    assert 0.45 <= dropped_after < 2.0
+    timeouts = [e for e in events if not e.ok]
+    assert [e.reason for e in timeouts] == ["timeout"]
+    assert timeouts[0].peer == f"127.0.0.1:{silent_port}"
+    assert sum(e.ok for e in events) == 5
+
+
+async def test_failed_handshake_logged_once_and_never_reaches_handler(
+    pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled: list[TLSStream] = []
+
+    async def handler(stream: TLSStream) -> None:
+        handled.append(stream)
+
+    mutual = pki.server_options(tls_mutual="1")
+    caplog.set_level(logging.INFO, logger="gtls.server")
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(handler, 0, mutual, host="127.0.0.1", task_status=task_status)
+        )
+        port = listeners[0].socket.getsockname()[1]
+        # A Python ssl client without a certificate (TLS 1.2, so the client sees the alert in its handshake).
+        context = python_context(server=False, ca=pki.ca_file, version="1.2")
+        with pytest.raises(OSError):
+            await trio.to_thread.run_sync(_python_handshake, port, context)
+        await wait_for(lambda: bool(caplog.records))
+        nursery.cancel_scope.cancel()
+    assert handled == []
+    failures = [r for r in caplog.records if r.name == "gtls.server"]
+    assert len(failures) == 1
+    line = failures[0].getMessage()
+    assert line.startswith("handshake failed: no-peer-certificate peer=127.0.0.1:")
+    assert "\n" not in line
+
+
+def _python_handshake(port: int, context: object) -> None:
+    import ssl
+
+    assert isinstance(context, ssl.SSLContext)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw) as conn:
+        conn.recv(10)
+
+
+async def wait_for(condition: object, timeout: float = 5.0) -> None:
+    assert callable(condition)
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+async def test_success_event_fields(pki: PKI) -> None:
+    events: list[HandshakeEvent] = []
+    mutual = pki.server_options(tls_mutual="1")
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                echo_line, 0, mutual, host="127.0.0.1", on_handshake=events.append, task_status=task_status
+            )
+        )
+        port = listeners[0].socket.getsockname()[1]
+        assert await round_trip(port, pki.client_options(with_cert=True)) == b"hello\n"
+        nursery.cancel_scope.cancel()
+    (event,) = events
+    assert event.ok and event.reason is None and event.error is None
+    assert event.tls_version == "TLSv1.3" and event.cipher and event.cipher.startswith("TLS_")
+    assert event.subject == pki.client.cert.subject.rfc4514_string()
+    assert event.server_name == "localhost"
+    assert event.peer and event.peer.startswith("127.0.0.1:")
+    assert 0 <= event.duration < 5
+    assert event.describe().startswith(f"{event.peer} TLSv1.3 TLS_")
+
+
+async def test_max_handshakes_caps_handshakes_in_flight(pki: PKI) -> None:
+    """With one slot held by a silent client, a real client's handshake waits for the slot (the silent one's
+    deadline), proving the cap; without the cap it would be immediate."""
+    events: list[HandshakeEvent] = []
+    async with serving(pki, handshake_timeout=0.6, max_handshakes=1, on_handshake=events.append) as port:
+        with socket.create_connection(("127.0.0.1", port)):
+            await trio.sleep(0.1)  # let the server start the silent handshake and take the slot
+            started = trio.current_time()
+            assert await round_trip(port, pki.client_options()) == b"hello\n"
+            waited = trio.current_time() - started
+    assert 0.35 <= waited < 3.0
+    assert sorted(str(e.reason) for e in events) == ["None", "timeout"]
+
+
+async def test_no_task_or_descriptor_left_behind(pki: PKI, tmp_path: Path) -> None:
+    other = write_pki(tmp_path / "other")
+    fds_before = len(os.listdir("/proc/self/fd"))
+    tasks_before = trio.lowlevel.current_statistics().tasks_living
+    async with serving(pki, handshake_timeout=0.3) as port:
+        for _ in range(10):
+            assert await round_trip(port, pki.client_options()) == b"hello\n"
+        for _ in range(5):  # failed handshakes: the client does not trust the server
+            with pytest.raises(Exception, match="untrusted"):
+                await round_trip(port, other.client_options())
+        with socket.create_connection(("127.0.0.1", port)) as silent:
+            await trio.sleep(0.5)  # timed out meanwhile
+            silent.setblocking(False)
+        plain = socket.create_connection(("127.0.0.1", port))
+        plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        plain.close()
+        await trio.sleep(0.2)
+    await trio.testing.wait_all_tasks_blocked()
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+async def test_configuration_error_opens_no_socket(tmp_path: Path) -> None:
+    fds_before = len(os.listdir("/proc/self/fd"))
+    broken = TLSOptions.from_mapping(
+        {"certificate": str(tmp_path / "missing.pem"), "certificate-key": str(tmp_path / "k.pem"),
+         "trusted-ca": str(tmp_path / "ca.pem")}
+    )
+    with pytest.raises(ConfigError):
+        await open_tls_over_tcp_listeners(0, broken, host="127.0.0.1")
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+async def test_listener_accept_does_not_handshake(pki: PKI) -> None:
+    (listener,) = await open_tls_over_tcp_listeners(0, pki.server_options(), host="127.0.0.1")
+    assert isinstance(listener, TLSListener)
+    async with listener:
+        port = listener.socket.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):
+            with trio.fail_after(2):
+                stream = await listener.accept()  # returns although the client never says hello
+            assert not stream.handshake_done and stream.handshake_timeout == 10.0
+            await stream.aclose()
+
+
+EMFILE_SCRIPT = textwrap.dedent(
+    """
+    import resource, socket, sys, trio
+    from gtls import TLSOptions, serve_tls_over_tcp, open_tls_over_tcp_stream
+
+    server_opts = TLSOptions.from_mapping({"certificate": sys.argv[1], "certificate-key": sys.argv[2],
+                                           "trusted-ca": sys.argv[3]})
+    client_opts = TLSOptions.from_mapping({"trusted-ca": sys.argv[3]})
+
+    async def echo(stream):
+        data = await stream.receive_some()
+        await stream.send_all(data)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(lambda task_status: serve_tls_over_tcp(
+                echo, 0, server_opts, host="127.0.0.1", task_status=task_status))
+            port = listeners[0].socket.getsockname()[1]
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            import os
+            used = len(os.listdir("/proc/self/fd"))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (used + 6, hard))
+            # Hold client sockets until accept() fails with EMFILE on the server side.
+            held = []
+            for _ in range(20):
+                try:
+                    held.append(socket.create_connection(("127.0.0.1", port)))
+                except OSError:
+                    break
+            await trio.sleep(0.5)  # the accept loop hits EMFILE and must pause, not die
+            for s in held:
+                s.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            with trio.fail_after(10):
+                stream = await open_tls_over_tcp_stream("127.0.0.1", port, client_opts)
+                await stream.send_all(b"alive")
+                assert await stream.receive_some() == b"alive"
+                await stream.aclose()
+            print("survived")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    """
+)
+
+
+def test_accept_loop_survives_emfile(pki: PKI, tmp_path: Path) -> None:
+    script = tmp_path / "emfile.py"
+    script.write_text(EMFILE_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(pki.server_cert), str(pki.server_key), str(pki.ca_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "survived" in done.stdout
+    assert "Too many open files" in done.stderr  # trio's accept loop logged the EMFILE and kept going
