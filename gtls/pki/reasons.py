@@ -42,7 +42,7 @@ VERIFY_REASONS: Final[dict[int, str]] = {
     32: e.BAD_CA,  # KEYUSAGE_NO_CERTSIGN
     33: e.CRL_UNAVAILABLE,  # UNABLE_TO_GET_CRL_ISSUER
     35: e.CRL_SIGNATURE,  # KEYUSAGE_NO_CRL_SIGN
-    37: e.UNTRUSTED,  # INVALID_NON_CA (proxy certificates)
+    37: e.UNTRUSTED,  # INVALID_NON_CA (a non-CA certificate with CA markings)
     38: e.BAD_CA,  # PROXY_PATH_LENGTH_EXCEEDED
     39: e.BAD_PURPOSE,  # KEYUSAGE_NO_DIGITAL_SIGNATURE
     41: e.UNTRUSTED,  # INVALID_EXTENSION
@@ -53,6 +53,7 @@ VERIFY_REASONS: Final[dict[int, str]] = {
     47: e.UNTRUSTED,  # PERMITTED_VIOLATION (name constraints)
     48: e.UNTRUSTED,  # EXCLUDED_VIOLATION
     49: e.UNTRUSTED,  # SUBTREE_MINMAX
+    54: e.CRL_UNAVAILABLE,  # CRL_PATH_VALIDATION_ERROR: the CRL issuer's own path fails
     HOSTNAME_MISMATCH: e.NAME_MISMATCH,
     64: e.NAME_MISMATCH,  # IP_ADDRESS_MISMATCH (not used by gtls, mapped for completeness)
     79: e.BAD_CA,  # INVALID_CA: an issuer without CA:TRUE (or keyCertSign)
