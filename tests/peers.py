@@ -51,6 +51,7 @@ class PKI:
     client_cert: Path
     client_key: Path
     server_chain_files: tuple[Path, ...] = field(default=())
+    intermediate_file: Path | None = None  # for openssl's -cert_chain (its -cert reads one certificate)
 
     def server_options(self, **extra: object) -> TLSOptions:
         mapping: dict[str, object] = {
@@ -98,6 +99,7 @@ def write_pki(directory: Path, *, key_type: KeyType = "ec", server_dns: Sequence
         client_cert=client_cert,
         client_key=client_key,
         server_chain_files=(inter_file, leaf_file),
+        intermediate_file=inter_file,
     )
 
 
@@ -135,16 +137,20 @@ def openssl_server(
     cert: Path,
     key: Path,
     ca: Path | None = None,
+    chain: Path | None = None,
     verify_client: bool = False,
     args: Sequence[str] = (),
     www: bool = True,
     startup_timeout: float = 10.0,
 ) -> Iterator[OpenSSLServer]:
     """``openssl s_server`` on 127.0.0.1 (free port). ``www`` answers ``GET /`` with a status page, so a client
-    can check data flow; ``verify_client`` demands a client certificate (``-Verify 1``)."""
+    can check data flow; ``verify_client`` demands a client certificate (``-Verify 1``); ``chain`` holds the
+    intermediates to send after ``cert``."""
     cmd = [OPENSSL, "s_server", "-accept", f"{LOCALHOST}:0", "-cert", str(cert), "-key", str(key), "-naccept", "1000"]
     if ca is not None:
         cmd += ["-CAfile", str(ca)]
+    if chain is not None:
+        cmd += ["-cert_chain", str(chain)]
     if verify_client:
         cmd += ["-Verify", "1", "-verify_return_error"]
     if www:
@@ -194,6 +200,7 @@ async def openssl_client(
     ca: Path | None = None,
     cert: Path | None = None,
     key: Path | None = None,
+    chain: Path | None = None,
     servername: str | None = None,
     args: Sequence[str] = (),
     send: bytes = b"",
@@ -208,6 +215,8 @@ async def openssl_client(
         cmd += ["-cert", str(cert)]
     if key is not None:
         cmd += ["-key", str(key)]
+    if chain is not None:
+        cmd += ["-cert_chain", str(chain)]
     cmd += ["-servername", servername] if servername else ["-noservername"]
     cmd += list(args)
     with trio.fail_after(timeout):

@@ -1,0 +1,259 @@
+"""gtls in both roles against real peers over 127.0.0.1: ``openssl s_server``/``s_client``, Python's ``ssl`` module
+(blocking, in threads) and trio's ``SSLStream``; TLS 1.2 and 1.3, ECDSA and RSA, simple and mutual TLS. The gtls
+server always sends a chain configured as two scrambled files (intermediate first), which peers can only verify if
+gtls sends it leaf first."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from gtls import HandshakeEvent, TLSStream, open_tls_over_tcp_stream
+from gtls.server import serve_tls_over_tcp
+from tests.peers import (
+    PKI,
+    openssl_client,
+    openssl_server,
+    python_context,
+    python_ssl_client,
+    python_ssl_server,
+    write_pki,
+)
+
+VERSIONS = {"1.2": "TLSv12", "1.3": "TLSv13"}
+OPENSSL_FLAG = {"1.2": "-tls1_2", "1.3": "-tls1_3"}
+MATRIX = [
+    pytest.param(version, key, mutual, id=f"tls{version}-{key}-{'mutual' if mutual else 'simple'}")
+    for version in ("1.3", "1.2")
+    for key in ("ec", "rsa")
+    for mutual in (False, True)
+]
+
+
+@pytest.fixture(scope="module")
+def pkis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PKI]:
+    return {key: write_pki(tmp_path_factory.mktemp(f"interop-{key}"), key_type=key) for key in ("ec", "rsa")}  # type: ignore[arg-type]
+
+
+async def echo_line(stream: TLSStream) -> None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some()
+        if not chunk:
+            return
+        data += chunk
+    await stream.send_all(data)
+
+
+@asynccontextmanager
+async def gtls_server(pki: PKI, version: str, mutual: bool) -> AsyncIterator[tuple[int, list[HandshakeEvent]]]:
+    events: list[HandshakeEvent] = []
+    options = pki.server_options(sec_protocol=VERSIONS[version], tls_mutual="1" if mutual else "0")
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                echo_line, 0, options, host="127.0.0.1", on_handshake=events.append, task_status=task_status
+            )
+        )
+        yield listeners[0].socket.getsockname()[1], events
+        nursery.cancel_scope.cancel()
+
+
+def expect_success(events: list[HandshakeEvent], pki: PKI, version: str, mutual: bool) -> None:
+    assert [e.ok for e in events] == [True], [e.describe() for e in events]
+    assert events[0].tls_version == f"TLSv{version}"
+    assert events[0].subject == (pki.client.cert.subject.rfc4514_string() if mutual else None)
+
+
+# --- gtls as the server ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+async def test_gtls_server_with_openssl_client(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
+    pki = pkis[key]
+    async with gtls_server(pki, version, mutual) as (port, events):
+        extra = {"cert": pki.client_cert, "key": pki.client_key, "chain": pki.intermediate_file} if mutual else {}
+        result = await openssl_client(
+            port, ca=pki.ca_file, servername="localhost", args=[OPENSSL_FLAG[version]], send=b"hello\n", **extra
+        )
+    assert result.ok, result.stderr
+    assert "Verify return code: 0 (ok)" in result.stdout
+    assert "hello\n" in result.stdout
+    expect_success(events, pki, version, mutual)
+
+
+@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+async def test_gtls_server_with_python_ssl_client(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
+    pki = pkis[key]
+    context = python_context(
+        server=False,
+        ca=pki.ca_file,
+        cert=pki.client_cert if mutual else None,
+        key=pki.client_key if mutual else None,
+        version=version,
+        check_hostname=True,
+    )
+    async with gtls_server(pki, version, mutual) as (port, events):
+        data, negotiated, _, _ = await trio.to_thread.run_sync(
+            lambda: python_ssl_client(port, context, server_hostname="localhost")
+        )
+    assert data == b"hello\n" and negotiated == f"TLSv{version}"
+    expect_success(events, pki, version, mutual)
+    assert events[0].server_name == "localhost"
+
+
+@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+async def test_gtls_server_with_trio_sslstream_client(
+    pkis: dict[str, PKI], version: str, key: str, mutual: bool
+) -> None:
+    pki = pkis[key]
+    context = python_context(
+        server=False,
+        ca=pki.ca_file,
+        cert=pki.client_cert if mutual else None,
+        key=pki.client_key if mutual else None,
+        version=version,
+        check_hostname=True,
+    )
+    async with gtls_server(pki, version, mutual) as (port, events):
+        transport = await trio.open_tcp_stream("127.0.0.1", port)
+        async with trio.SSLStream(transport, context, server_hostname="localhost") as stream:
+            await stream.send_all(b"hello\n")
+            assert await stream.receive_some() == b"hello\n"
+            assert stream.version() == f"TLSv{version}"
+    expect_success(events, pki, version, mutual)
+
+
+async def test_gtls_server_resumes_sessions(pkis: dict[str, PKI]) -> None:
+    pki = pkis["ec"]
+    for version in ("1.2", "1.3"):
+        context = python_context(server=False, ca=pki.ca_file, version=version)
+        async with gtls_server(pki, version, False) as (port, events):
+            _, _, session, reused = await trio.to_thread.run_sync(lambda: python_ssl_client(port, context))
+            assert not reused and session is not None
+            _, _, _, reused = await trio.to_thread.run_sync(lambda: python_ssl_client(port, context, session=session))
+        assert reused, version
+        assert [e.session_reused for e in events] == [False, True]
+
+
+# --- gtls as the client ------------------------------------------------------------------------------------------
+
+
+def client_options(pki: PKI, version: str, mutual: bool, **extra: object):  # type: ignore[no-untyped-def]
+    return pki.client_options(
+        with_cert=mutual, sec_protocol=VERSIONS[version], tls_target_name_check="host", **extra
+    )
+
+
+@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+async def test_gtls_client_with_openssl_server(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
+    pki = pkis[key]
+    with openssl_server(
+        cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file, ca=pki.ca_file, verify_client=mutual
+    ) as server:
+        stream = await open_tls_over_tcp_stream(
+            "127.0.0.1", server.port, client_options(pki, version, mutual), server_hostname="localhost"
+        )
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.0\r\n\r\n")
+            page = b""
+            with trio.fail_after(10):
+                while chunk := await stream.receive_some():
+                    page += chunk
+    assert page.startswith(b"HTTP/1.0 200 ok")
+    assert f"Protocol  : TLSv{version}".encode() in page
+    assert stream.tls_version == f"TLSv{version}"
+    assert stream.peer_chain == [pki.server.cert, pki.intermediate.cert]
+
+
+@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+async def test_gtls_client_with_python_ssl_server(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
+    pki = pkis[key]
+    context = python_context(
+        server=True,
+        ca=pki.ca_file,
+        cert=pki.server_cert,
+        key=pki.server_key,
+        require_client_cert=mutual,
+        version=version,
+    )
+    with python_ssl_server(context) as server:
+        stream = await open_tls_over_tcp_stream(
+            "127.0.0.1", server.port, client_options(pki, version, mutual), server_hostname="localhost"
+        )
+        async with stream:
+            await stream.send_all(b"hello\n")
+            assert await stream.receive_some() == b"hello\n"
+            assert await stream.receive_some() == b""  # the server's close_notify
+    assert server.errors == [] and server.versions == [f"TLSv{version}"]
+
+
+@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+async def test_gtls_client_with_trio_sslstream_server(
+    pkis: dict[str, PKI], version: str, key: str, mutual: bool
+) -> None:
+    pki = pkis[key]
+    context = python_context(
+        server=True,
+        ca=pki.ca_file,
+        cert=pki.server_cert,
+        key=pki.server_key,
+        require_client_cert=mutual,
+        version=version,
+    )
+    peer_certs: list[object] = []
+
+    async def echo(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        data = await stream.receive_some()
+        peer_certs.append(stream.getpeercert())
+        await stream.send_all(data)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: trio.serve_ssl_over_tcp(
+                echo, 0, context, host="127.0.0.1", task_status=task_status
+            )
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        stream = await open_tls_over_tcp_stream(
+            "127.0.0.1", port, client_options(pki, version, mutual), server_hostname="localhost"
+        )
+        async with stream:
+            await stream.send_all(b"ping")
+            assert await stream.receive_some() == b"ping"
+            assert stream.tls_version == f"TLSv{version}"
+        nursery.cancel_scope.cancel()
+    assert bool(peer_certs[0]) is mutual
+
+
+async def test_gtls_client_dials_a_host_name(pkis: dict[str, PKI]) -> None:
+    """The dialled host is the reference name and SNI when tls-target-name is unset."""
+    pki = pkis["ec"]
+    async with gtls_server(pki, "1.3", False) as (port, events):
+        stream = await open_tls_over_tcp_stream("localhost", port, pki.client_options(tls_target_name_check="host"))
+        async with stream:
+            assert stream.server_name == "localhost"
+    assert events[0].server_name == "localhost"
+
+
+async def test_gtls_client_with_a_crl_against_openssl(pkis: dict[str, PKI], tmp_path: Path) -> None:
+    pki = pkis["ec"]
+    crl = pki.intermediate.crl(revoked=[pki.client])  # current, from the server certificate's issuer
+    crl_file = crl.write(tmp_path / "crl.pem")
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        stream = await open_tls_over_tcp_stream(
+            "127.0.0.1", server.port, pki.client_options(tls_crl=str(crl_file)), server_hostname="localhost"
+        )
+        await stream.aclose()
+    assert stream.tls_version == "TLSv1.3"
+
+
+def test_peers_module_has_no_ssl_default_surprises() -> None:
+    """The Python peers pin what they say: a client context without a CA does not verify."""
+    context = python_context(server=False)
+    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
