@@ -129,16 +129,16 @@ async def test_gtls_server_with_trio_sslstream_client(
     expect_success(events, pki, version, mutual)
 
 
-async def test_gtls_server_resumes_sessions(pkis: dict[str, PKI]) -> None:
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+async def test_gtls_server_resumes_sessions(pkis: dict[str, PKI], version: str) -> None:
     pki = pkis["ec"]
-    for version in ("1.2", "1.3"):
-        context = python_context(server=False, ca=pki.ca_file, version=version)
-        async with gtls_server(pki, version, False) as (port, events):
-            _, _, session, reused = await trio.to_thread.run_sync(lambda: python_ssl_client(port, context))
-            assert not reused and session is not None
-            _, _, _, reused = await trio.to_thread.run_sync(lambda: python_ssl_client(port, context, session=session))
-        assert reused, version
-        assert [e.session_reused for e in events] == [False, True]
+    context = python_context(server=False, ca=pki.ca_file, version=version)
+    async with gtls_server(pki, version, False) as (port, events):
+        _, _, session, reused = await trio.to_thread.run_sync(lambda: python_ssl_client(port, context))
+        assert not reused and session is not None
+        _, _, _, reused = await trio.to_thread.run_sync(lambda: python_ssl_client(port, context, session=session))
+    assert reused
+    assert [e.session_reused for e in events] == [False, True]
 
 
 # --- gtls as the client ------------------------------------------------------------------------------------------

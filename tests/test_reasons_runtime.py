@@ -1,0 +1,344 @@
+"""Every runtime failure reason of spec §10 provoked for real on the wire, with the reason word asserted.
+
+Client side: the gtls connector against ``openssl s_server``, a gtls server or scripted TCP peers. Server side:
+the gtls server's ``on_handshake`` events and its one log line, with ``openssl s_client``, Python ``ssl`` and raw
+sockets as clients. (The PKI tests cover every CRL variant offline; here they run on the wire too.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, TLSStream
+from gtls.client import open_tls_over_tcp_stream
+from gtls.server import serve_tls_over_tcp
+from gtls.testing import CA, Certified, write_pem
+from tests.peers import (
+    PKI,
+    close_after_hello,
+    openssl_client,
+    openssl_server,
+    plaintext_reply,
+    raw_server,
+    silent,
+    write_pki,
+)
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("reasons-pki"))
+
+
+@pytest.fixture(scope="module")
+def stranger(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("stranger-pki"))
+
+
+def write_identity(directory: Path, name: str, leaf: Certified, *chain: Certified) -> tuple[Path, Path]:
+    cert = write_pem(directory / f"{name}.pem", leaf.cert_pem, *(c.cert_pem for c in chain))
+    return cert, leaf.write_key(directory / f"{name}.key")
+
+
+async def client_failure(port: int, options: TLSOptions, *, timeout: float = 10.0) -> HandshakeError:
+    with pytest.raises(HandshakeError) as caught:
+        stream = await open_tls_over_tcp_stream(
+            "127.0.0.1", port, options, server_hostname="localhost", handshake_timeout=timeout
+        )
+        await stream.aclose()
+    return caught.value
+
+
+async def failure_against_openssl(
+    cert: Path, key: Path, options: TLSOptions, *, args: tuple[str, ...] = (), chain: Path | None = None
+) -> HandshakeError:
+    with openssl_server(cert=cert, key=key, chain=chain, args=args) as server:
+        return await client_failure(server.port, options)
+
+
+# --- certificate reasons, seen by the gtls client ------------------------------------------------------------------
+
+
+async def test_untrusted(pki: PKI, stranger: PKI) -> None:
+    error = await failure_against_openssl(stranger.server_cert, stranger.server_key, pki.client_options(),
+                                          chain=stranger.intermediate_file)
+    assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"
+    assert error.peer is not None and error.peer.startswith("127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("reason", "validity"),
+    [
+        ("expired", {"not_before": -10 * DAY, "not_after": -DAY}),
+        ("not-yet-valid", {"not_before": DAY, "not_after": 10 * DAY}),
+    ],
+)
+async def test_validity(pki: PKI, tmp_path: Path, reason: str, validity: dict[str, dt.timedelta]) -> None:
+    leaf = pki.intermediate.leaf("localhost", dns=("localhost",), **validity)  # type: ignore[arg-type]
+    cert, key = write_identity(tmp_path, "leaf", leaf, pki.intermediate)
+    error = await failure_against_openssl(cert, key, pki.client_options(), chain=pki.intermediate_file)
+    assert error.reason == reason
+    assert error.depth == 0 and error.subject is not None and "localhost" in error.subject
+
+
+def crl_cases(pki: PKI, stranger: PKI) -> dict[str, bytes]:
+    now = dt.timedelta(0)
+    return {
+        "revoked": pki.intermediate.crl(revoked=[pki.server]).pem,
+        "crl-unavailable": stranger.intermediate.crl().pem,  # no CRL from the server certificate's issuer
+        "crl-expired": pki.intermediate.crl(this_update=-10 * DAY, next_update=-DAY).pem,
+        "crl-not-yet-valid": pki.intermediate.crl(this_update=DAY, next_update=10 * DAY).pem,
+        "crl-signature": pki.intermediate.crl(signer=stranger.intermediate.key).pem,
+        "ok": pki.intermediate.crl(revoked=[pki.client], this_update=now - DAY).pem,
+    }
+
+
+@pytest.mark.parametrize(
+    "reason", ["revoked", "crl-unavailable", "crl-expired", "crl-not-yet-valid", "crl-signature", "ok"]
+)
+async def test_crl_reasons_on_the_wire(pki: PKI, stranger: PKI, tmp_path: Path, reason: str) -> None:
+    crl_file = write_pem(tmp_path / "crl.pem", crl_cases(pki, stranger)[reason])
+    options = pki.client_options(tls_crl=str(crl_file))
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        if reason == "ok":
+            stream = await open_tls_over_tcp_stream("127.0.0.1", server.port, options, server_hostname="localhost")
+            await stream.aclose()
+            return
+        error = await client_failure(server.port, options)
+    assert isinstance(error, PeerVerificationError)
+    assert error.reason == reason
+
+
+async def test_bad_ca(pki: PKI, tmp_path: Path) -> None:
+    not_a_ca = pki.root.intermediate("not a CA", ca=False)
+    leaf = not_a_ca.leaf("localhost", dns=("localhost",))
+    cert, key = write_identity(tmp_path, "leaf", leaf, not_a_ca)
+    chain = write_pem(tmp_path / "chain.pem", not_a_ca.cert_pem)
+    error = await failure_against_openssl(cert, key, pki.client_options(), chain=chain)
+    assert error.reason == "bad-ca"
+
+
+async def test_bad_purpose(pki: PKI, tmp_path: Path) -> None:
+    leaf = pki.intermediate.leaf("localhost", dns=("localhost",), eku=("client",))
+    cert, key = write_identity(tmp_path, "leaf", leaf)
+    error = await failure_against_openssl(cert, key, pki.client_options(), chain=pki.intermediate_file)
+    assert error.reason == "bad-purpose" and error.depth == 0
+
+
+async def test_name_mismatch(pki: PKI, tmp_path: Path) -> None:
+    leaf = pki.intermediate.leaf("other.example", dns=("other.example",))
+    cert, key = write_identity(tmp_path, "leaf", leaf)
+    error = await failure_against_openssl(
+        cert, key, pki.client_options(tls_target_name_check="host"), chain=pki.intermediate_file
+    )
+    assert isinstance(error, PeerVerificationError) and error.reason == "name-mismatch"
+    assert "other.example" in error.message
+
+
+# --- protocol reasons, seen by the gtls client ---------------------------------------------------------------------
+
+
+async def test_protocol_version_client(pki: PKI) -> None:
+    error = await failure_against_openssl(
+        pki.server_cert, pki.server_key, pki.client_options(sec_protocol="TLSv13"), args=("-tls1_2",),
+        chain=pki.intermediate_file,
+    )
+    assert error.reason == "protocol-version"
+
+
+async def test_peer_alert_tls12_client_without_certificate(pki: PKI) -> None:
+    with openssl_server(
+        cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file, ca=pki.ca_file,
+        verify_client=True, args=("-tls1_2",),
+    ) as server:
+        error = await client_failure(server.port, pki.client_options())
+    assert error.reason == "peer-alert" and error.alert
+
+
+async def test_peer_alert_tls13_rejection_arrives_on_first_receive(pki: PKI) -> None:
+    """In TLS 1.3 the client finishes first; the server's rejection of its missing certificate must surface on the
+    next receive as peer-alert (naming the alert), not as end of stream."""
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(), server_hostname="localhost")
+        async with stream:
+            with pytest.raises(trio.BrokenResourceError) as caught:
+                await stream.receive_some()
+    cause = caught.value.__cause__
+    assert isinstance(cause, HandshakeError) and cause.reason == "peer-alert"
+    assert cause.alert and "certificate" in cause.alert
+    assert [e.reason for e in events] == ["no-peer-certificate"]
+
+
+async def test_not_tls_client() -> None:
+    with raw_server(plaintext_reply) as port:
+        error = await client_failure(port, TLSOptions.from_mapping({"trusted-ca": str(_any_ca_file())}))
+    assert error.reason == "not-tls"
+
+
+async def test_timeout_client(pki: PKI) -> None:
+    with raw_server(silent(5.0)) as port:
+        started = trio.current_time()
+        error = await client_failure(port, pki.client_options(), timeout=0.3)
+    assert error.reason == "timeout"
+    assert trio.current_time() - started < 3
+
+
+async def test_eof_in_handshake_client(pki: PKI) -> None:
+    with raw_server(close_after_hello) as port:
+        error = await client_failure(port, pki.client_options())
+    assert error.reason == "eof-in-handshake"
+
+
+_CA_FILE: list[Path] = []
+
+
+def _any_ca_file() -> Path:
+    if not _CA_FILE:
+        import tempfile
+
+        directory = Path(tempfile.mkdtemp(prefix="gtls-reasons-"))
+        _CA_FILE.append(CA.root().write_cert(directory / "ca.pem"))
+    return _CA_FILE[0]
+
+
+# --- reasons seen by the gtls server -------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def gtls_server(options: TLSOptions, events: list[HandshakeEvent], **kwargs: object) -> AsyncIterator[int]:
+    async def handler(stream: TLSStream) -> None:
+        await stream.send_all(b"welcome\n")
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                handler, 0, options, host="127.0.0.1", on_handshake=events.append, task_status=task_status,
+                **kwargs,
+            )
+        )
+        yield listeners[0].socket.getsockname()[1]
+        await _settle(events)
+        nursery.cancel_scope.cancel()
+
+
+async def _settle(events: list[HandshakeEvent]) -> None:
+    with trio.move_on_after(2):
+        while not events:
+            await trio.sleep(0.01)
+
+
+async def server_reason(options: TLSOptions, client: object, **kwargs: object) -> HandshakeEvent:
+    events: list[HandshakeEvent] = []
+    async with gtls_server(options, events, **kwargs) as port:
+        assert callable(client)
+        await client(port)
+    failures = [e for e in events if not e.ok]
+    assert len(failures) == 1, [e.describe() for e in events]
+    return failures[0]
+
+
+async def test_no_peer_certificate_server(pki: PKI) -> None:
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2"])
+
+    event = await server_reason(pki.server_options(tls_mutual="1"), client)
+    assert event.reason == "no-peer-certificate"
+    assert isinstance(event.error, PeerVerificationError)
+
+
+async def test_untrusted_client_certificate_server(pki: PKI, stranger: PKI) -> None:
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=stranger.client_cert, key=stranger.client_key,
+                             chain=stranger.intermediate_file)
+
+    event = await server_reason(pki.server_options(tls_mutual="1"), client)
+    assert event.reason == "untrusted"
+
+
+async def test_revoked_client_certificate_server(pki: PKI, tmp_path: Path) -> None:
+    crl_file = pki.intermediate.crl(revoked=[pki.client]).write(tmp_path / "crl.pem")
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=pki.client_cert, key=pki.client_key,
+                             chain=pki.intermediate_file)
+
+    event = await server_reason(pki.server_options(tls_mutual="1", tls_crl=str(crl_file)), client)
+    assert event.reason == "revoked"
+
+
+async def test_protocol_version_server(pki: PKI) -> None:
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2"])
+
+    event = await server_reason(pki.server_options(sec_protocol="TLSv13"), client)
+    assert event.reason == "protocol-version"
+
+
+async def test_no_shared_cipher_server(pki: PKI) -> None:
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"])
+
+    options = pki.server_options(sec_protocol="TLSv12", cipher_list="ECDHE-ECDSA-AES128-GCM-SHA256")
+    event = await server_reason(options, client)
+    assert event.reason == "no-shared-cipher"
+
+
+async def test_peer_alert_server(pki: PKI, stranger: PKI) -> None:
+    async def client(port: int) -> None:  # a client that does not trust us aborts with unknown_ca
+        await openssl_client(port, ca=stranger.ca_file)
+
+    event = await server_reason(pki.server_options(), client)
+    assert event.reason == "peer-alert"
+    assert event.error is not None and event.error.alert == "unknown_ca"
+
+
+async def test_not_tls_server(pki: PKI) -> None:
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            try:
+                sock.recv(100)
+            except ConnectionResetError:  # the server drops us with our bytes unread
+                pass
+
+    event = await trio_thread_client(pki.server_options(), client)
+    assert event.reason == "not-tls"
+
+
+async def test_timeout_server(pki: PKI) -> None:
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.recv(100)  # returns b"" when the server drops us at its deadline
+
+    event = await trio_thread_client(pki.server_options(), client, handshake_timeout=0.3)
+    assert event.reason == "timeout"
+    assert 0.25 <= event.duration < 2
+
+
+async def test_eof_in_handshake_server(pki: PKI) -> None:
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello, then EOF
+
+    event = await trio_thread_client(pki.server_options(), client)
+    assert event.reason == "eof-in-handshake"
+
+
+async def trio_thread_client(options: TLSOptions, client: object, **kwargs: object) -> HandshakeEvent:
+    """``server_reason`` with a blocking-socket client run in a thread."""
+    assert callable(client)
+
+    async def in_thread(port: int) -> None:
+        await trio.to_thread.run_sync(client, port)
+
+    return await server_reason(options, in_thread, **kwargs)
