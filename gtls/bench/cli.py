@@ -23,8 +23,9 @@ def parser() -> argparse.ArgumentParser:
         prog="gtls bench",
         description="Measure gtls serve side by side with trio's SSLStream, openssl s_server and nginx, interleaved "
         "in rounds on this machine. Primary metric: server CPU per handshake.",
-        epilog=f"Scenarios: KEY-VERSION[-mutual][-crl][-resumed] (KEY ecdsa|rsa, VERSION tls13|tls12), bulk-16k, "
-        f"bulk-64k, idle-memory, client-connector. Default: {' '.join(scenarios.DEFAULT)}. "
+        epilog="Scenarios: KEY-VERSION[-mutual][-crl][-resumed] (KEY ecdsa|rsa, VERSION tls13|tls12), "
+        f"KEY-VERSION-stime (load by openssl s_time), bulk-16k, bulk-64k, idle-memory, client-connector. "
+        f"Default: {' '.join(scenarios.DEFAULT)}. "
         f"With --quick: {' '.join(scenarios.QUICK)}.",
     )
     p.add_argument("scenario", nargs="*", help="scenarios to run (default: all, or the quick set with --quick)")
@@ -83,14 +84,14 @@ def main(argv: list[str]) -> int:
     if not results.samples:
         print("gtls bench: nothing was measured", file=sys.stderr)
         return 1
-    print(table(results, markdown=args.markdown))
-    print()
-    print("Targets (gtls / other, medians of this run):")
+    human = sys.stderr if args.json == "-" else sys.stdout  # with --json - stdout carries only the JSON
+    print(table(results, markdown=args.markdown), file=human)
+    print("\nTargets (gtls / other, medians of this run):", file=human)
     for target in check_targets(summaries_of(results)):
-        print("  " + target.describe())
-    print()
+        print("  " + target.describe(), file=human)
+    print(file=human)
     for note in [CLIENT_NOTE, *filter(None, [library_note()]), *results.notes]:
-        print("note: " + note)
+        print("note: " + note, file=human)
     if args.json:
         command = "gtls bench " + shlex.join(argv)
         document = to_json(results, command, started, dataclasses.asdict(config))
