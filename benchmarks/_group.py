@@ -12,8 +12,10 @@ def run_group(default: Sequence[str], quick: Sequence[str]) -> int:
     Every other argument (``--json FILE``, ``--rounds N``, ``--peers …``) goes to ``gtls bench`` unchanged.
     """
     from gtls.bench import main
+    from gtls.bench.cli import parser
 
     argv = sys.argv[1:]
-    named = any(not arg.startswith("-") for arg in argv)  # a scenario given: run exactly what was asked
-    chosen = [] if named else list(quick if "--quick" in argv else default)
+    asked = parser().parse_args(argv)  # exits on a usage error, with gtls bench's help
+    # Scenarios given on the command line: run exactly those.
+    chosen = [] if asked.scenario else list(quick if asked.quick else default)
     return main([*chosen, *argv])
