@@ -78,12 +78,19 @@ class Connection:
         raise ConnectionError("handshake did not finish")
 
     def ping(self) -> None:
-        """Send a short request and wait for any answer; in TLS 1.3 this also reads the session tickets."""
+        """Send a short request and wait for any answer; in TLS 1.3 this also reads the session tickets.
+
+        nginx finishes the handshake even when the client certificate fails verification and answers the request
+        with 400 instead, so a 400 counts as a rejection.
+        """
         self.tls.write(PING)
         self.flush()
         for _ in range(1000):
             try:
-                if self.tls.read(RECV_SIZE):
+                answer = self.tls.read(RECV_SIZE)
+                if answer.startswith(b"HTTP/1.1 400"):
+                    raise ConnectionError(f"server rejected the client: {answer.splitlines()[0]!r}")
+                if answer:
                     return
                 raise ConnectionError("server closed before answering")
             except ssl.SSLWantReadError:
