@@ -8,6 +8,7 @@ connection at a time and is measured for handshakes only.
 
 from __future__ import annotations
 
+import abc
 import os
 import shutil
 import socket
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .pki import ScenarioPKI
@@ -61,13 +62,10 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
-    _pids: list[int] = field(default_factory=list)
 
     def pids(self) -> list[int]:
-        """The server's process tree (nginx: master and worker), looked up once it has settled."""
-        if not self._pids:
-            self._pids = process_tree(self.process.pid)
-        return self._pids
+        """The server's process tree now (nginx: master and worker); a measurement reads it once and keeps it."""
+        return process_tree(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -118,7 +116,7 @@ def _launch(impl: str, argv: Sequence[str], workdir: Path, port: int | None) -> 
         raise
 
 
-class Peer:
+class Peer(abc.ABC):
     name = ""
     echo = True  # holds concurrent connections and echoes data
 
@@ -126,8 +124,9 @@ class Peer:
         """Why this peer cannot run here, or ``None``."""
         return None
 
+    @abc.abstractmethod
     def start(self, pki: ScenarioPKI, setup: TLSSetup, workdir: Path) -> RunningServer:
-        raise NotImplementedError
+        """Start the server for ``setup``; ``PeerUnavailable`` when it does not come up."""
 
 
 class GtlsPeer(Peer):
