@@ -154,12 +154,7 @@ def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "reason",
-    [
-        "not-yet-valid", "revoked", "crl-unavailable", "bad-purpose",
-        # gtls/pki/reasons.py maps verify code 24 as INVALID_CA, which is OpenSSL 1.1's number; in OpenSSL 3.0
-        # INVALID_CA is 79 (24 is NO_ISSUER_PUBLIC_KEY), so this reads "untrusted" until that table is fixed.
-        pytest.param("bad-ca", marks=pytest.mark.xfail(reason="INVALID_CA mapped under its OpenSSL 1.1 code")),
-    ],
+    ["not-yet-valid", "revoked", "crl-unavailable", "bad-purpose", "bad-ca"],
 )
 def test_certificate_reasons(pki: DemoPKI, tmp_path: Path, reason: str) -> None:
     """One fault at a time in the server's certificate (or the client's CRL file), against openssl s_server."""
