@@ -65,19 +65,21 @@ class BioDriver:
             else:
                 self.engine.feed_eof()
 
-    async def settle(self) -> None:
-        if not await self._push():
+    async def settle(self, waited: bool) -> None:
+        """After a successful step: send what it produced; checkpoint if nothing did yet."""
+        if not await self._push() and not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def settle_handshake(self) -> None:
+    async def settle_handshake(self, waited: bool) -> None:
         """After the handshake. A TLS 1.3 server's last output is its session tickets, which the client need not
         read yet: sending them now could block forever on a transport without buffering (trio's lockstep
         streams), so they ride along with the next send instead, as in trio's SSLStream."""
         if self.engine.is_server and self.engine.tls_version == "TLSv1.3":
             self._delayed += self.engine.take_output()
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return
-        await self.settle()
+        await self.settle(waited)
 
     async def flush_best_effort(self) -> None:
         """After a failed handshake: deliver our alert if the transport takes it; never raise for it."""

@@ -61,12 +61,15 @@ class SocketDriver:
             if self._write_lot is not None:
                 self._write_lot.unpark_all()
 
-    async def settle(self) -> None:
-        """After a successful step: OpenSSL already wrote to the socket; just let other tasks run."""
-        await trio.lowlevel.cancel_shielded_checkpoint()
+    async def settle(self, waited: bool) -> None:
+        """After a successful step: OpenSSL already wrote to the socket. If the step never waited, let other tasks
+        run now (every trio operation checkpoints); a wait already was that checkpoint, as in trio's sockets."""
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def settle_handshake(self) -> None:
-        await trio.lowlevel.cancel_shielded_checkpoint()
+    async def settle_handshake(self, waited: bool) -> None:
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def flush_best_effort(self) -> None:
         """After a failed handshake: OpenSSL already wrote its alert to the socket."""

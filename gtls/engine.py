@@ -18,11 +18,29 @@ from __future__ import annotations
 import enum
 import errno
 import socket
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from cryptography import x509
 from OpenSSL import SSL
-from OpenSSL.SSL import _lib as _openssl_lib  # type: ignore[attr-defined]  # private: no public SSL_session_reused
+
+# The hot path calls OpenSSL through pyOpenSSL's own cffi binding: one C call per step and no exception for
+# WANT_READ/WANT_WRITE, where pyOpenSSL's public methods add several Python calls and raise. pyOpenSSL builds the
+# exception only when a step really failed. Private API, so everything degrades to the public methods if it moves
+# (tests/test_stream.py checks which path is live).
+try:
+    from OpenSSL._util import no_zero_allocator as _alloc
+    from OpenSSL.SSL import _ffi, _lib  # type: ignore[attr-defined]
+
+    _SSL_do_handshake = _lib.SSL_do_handshake
+    _SSL_read = _lib.SSL_read
+    _SSL_write = _lib.SSL_write
+    _SSL_get_error = _lib.SSL_get_error
+    _ERR_WANT_READ: int = _lib.SSL_ERROR_WANT_READ
+    _ERR_WANT_WRITE: int = _lib.SSL_ERROR_WANT_WRITE
+    _SSL_session_reused = _lib.SSL_session_reused
+    FAST_PATH = hasattr(SSL.Connection, "_raise_ssl_error")
+except (ImportError, AttributeError):  # pragma: no cover - pyOpenSSL internals changed
+    FAST_PATH = False
 
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
 
@@ -89,6 +107,7 @@ class TLSEngine:
         "write_pending",
         "warnings",
         "is_server",
+        "_ssl",
         "_awaiting_first_record",
     )
 
@@ -102,6 +121,7 @@ class TLSEngine:
     ) -> None:
         self.compiled = compiled
         self.conn: SSL.Connection = compiled.new_connection(sock, server_hostname=server_hostname)
+        self._ssl = self.conn._ssl if FAST_PATH else None
         self.peer = peer
         self.is_server = compiled.role == "server"
         self.memory_bio = sock is None
@@ -120,43 +140,102 @@ class TLSEngine:
 
     def handshake(self) -> Want | None:
         """Advance the handshake; None once it is complete."""
-        try:
-            self.conn.do_handshake()
-        except SSL.WantReadError:
-            return WANT_READ
-        except SSL.WantWriteError:
-            return WANT_WRITE
-        except (SSL.SysCallError, SSL.ZeroReturnError) as exc:
-            raise self.eof_in_handshake(exc) from exc
-        except SSL.Error as exc:
-            raise self.compiled.handshake_failure(self.conn, exc, peer=self.peer) from exc
+        ssl = self._ssl
+        if ssl is not None:
+            result = _SSL_do_handshake(ssl)
+            if result != 1:
+                code = _SSL_get_error(ssl, result)
+                if code == _ERR_WANT_READ:
+                    return WANT_READ
+                if code == _ERR_WANT_WRITE:
+                    return WANT_WRITE
+                self._handshake_failed(result)
+        else:
+            try:
+                self.conn.do_handshake()
+            except SSL.WantReadError:
+                return WANT_READ
+            except SSL.WantWriteError:
+                return WANT_WRITE
+            except SSL.Error as exc:
+                raise self._handshake_error(exc) from exc
         # The context's post-handshake duty (pure-Python name check when OpenSSL's is unavailable, CRL warnings);
         # it runs before any application data is returned.
         self.warnings = self.compiled.established(self.conn, peer=self.peer)
         self.handshake_done = True
         return None
 
+    def _handshake_failed(self, result: int) -> None:
+        try:
+            self.conn._raise_ssl_error(self._ssl, result)
+        except SSL.Error as exc:
+            raise self._handshake_error(exc) from exc
+        raise self.eof_in_handshake()  # pragma: no cover - OpenSSL reported no error for a failed step
+
+    def _handshake_error(self, exc: SSL.Error) -> HandshakeError:
+        if isinstance(exc, SSL.SysCallError | SSL.ZeroReturnError):
+            return self.eof_in_handshake(exc)
+        return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
+
     def recv(self, max_bytes: int) -> bytes | Want:
         """Up to ``max_bytes`` of plaintext; ``b""`` after the peer's ``close_notify``."""
+        ssl = self._ssl
+        if ssl is not None:
+            buf = _alloc("char[]", max_bytes)
+            result = _SSL_read(ssl, buf, max_bytes)
+            if result > 0:
+                self._awaiting_first_record = False
+                return _ffi.buffer(buf, result)[:]  # type: ignore[no-any-return]
+            code = _SSL_get_error(ssl, result)
+            if code == _ERR_WANT_READ:
+                return WANT_READ
+            if code == _ERR_WANT_WRITE:
+                return WANT_WRITE
+            try:
+                self.conn._raise_ssl_error(ssl, result)
+            except SSL.Error as exc:
+                return self._recv_outcome(exc)
+            return self._recv_outcome(SSL.ZeroReturnError())  # pragma: no cover - no error for a failed read
         try:
             data: bytes = self.conn.recv(max_bytes)
         except SSL.WantReadError:
             return WANT_READ
         except SSL.WantWriteError:
             return WANT_WRITE
-        except SSL.ZeroReturnError:
-            self.received_close_notify = True
-            return b""
-        except SSL.SysCallError as exc:
-            message, eof = _describe_syscall(exc)
-            raise TransportFailed(message, eof=eof) from exc
         except SSL.Error as exc:
-            raise self._read_failure(exc) from exc
+            return self._recv_outcome(exc)
         self._awaiting_first_record = False
         return data
 
+    def _recv_outcome(self, exc: SSL.Error) -> bytes:
+        if isinstance(exc, SSL.ZeroReturnError):
+            self.received_close_notify = True
+            return b""
+        if isinstance(exc, SSL.SysCallError):
+            message, eof = _describe_syscall(exc)
+            raise TransportFailed(message, eof=eof) from exc
+        raise self._read_failure(exc) from exc
+
     def send(self, data: bytes | bytearray | memoryview) -> int | Want:
         """Encrypt and write some of ``data`` (at least one record); returns how much was consumed."""
+        ssl = self._ssl
+        if ssl is not None:
+            with _ffi.from_buffer(data) as buf:
+                result = _SSL_write(ssl, buf, len(buf))
+            if result > 0:
+                self.write_pending = False
+                return result  # type: ignore[no-any-return]
+            code = _SSL_get_error(ssl, result)
+            if code == _ERR_WANT_WRITE:
+                self.write_pending = True
+                return WANT_WRITE
+            if code == _ERR_WANT_READ:
+                return WANT_READ
+            try:
+                self.conn._raise_ssl_error(ssl, result)
+            except SSL.Error as exc:
+                self._send_failed(exc)
+            raise TransportFailed("the TLS connection refused the write", eof=False)  # pragma: no cover
         try:
             sent: int = self.conn.send(data)
         except SSL.WantWriteError:
@@ -164,15 +243,18 @@ class TLSEngine:
             return WANT_WRITE
         except SSL.WantReadError:
             return WANT_READ
-        except (SSL.SysCallError, SSL.ZeroReturnError) as exc:
-            message, eof = (
-                _describe_syscall(exc) if isinstance(exc, SSL.SysCallError) else ("the peer closed TLS", True)
-            )
-            raise TransportFailed(message, eof=eof) from exc
         except SSL.Error as exc:
-            raise TLSError(f"TLS error while sending: {_openssl_text(exc)}") from exc
+            self._send_failed(exc)
         self.write_pending = False
         return sent
+
+    def _send_failed(self, exc: SSL.Error) -> NoReturn:
+        if isinstance(exc, SSL.SysCallError):
+            message, eof = _describe_syscall(exc)
+            raise TransportFailed(message, eof=eof) from exc
+        if isinstance(exc, SSL.ZeroReturnError):
+            raise TransportFailed("the peer closed TLS", eof=True) from exc
+        raise TLSError(f"TLS error while sending: {_openssl_text(exc)}") from exc
 
     def close_notify(self) -> Want | None:
         """Send our ``close_notify``; does not wait for the peer's."""
@@ -242,7 +324,11 @@ class TLSEngine:
 
     @property
     def session_reused(self) -> bool:
-        return self.handshake_done and bool(_openssl_lib.SSL_session_reused(self.conn._ssl))
+        if not self.handshake_done:
+            return False
+        if FAST_PATH:
+            return bool(_SSL_session_reused(self.conn._ssl))
+        return False  # pragma: no cover - no public pyOpenSSL API tells
 
     @property
     def server_name(self) -> str | None:

@@ -5,20 +5,23 @@ are compiled once per call (files read, context built) before any socket is open
 leaves a half-open port. ``accept()`` never performs the handshake; ``serve_tls_over_tcp`` runs each handshake in
 the connection's own task under ``handshake_timeout`` and, optionally, a cap on handshakes in flight. A failed
 handshake is logged once (logger ``gtls.server``) and never reaches the handler; every outcome can also be observed
-through ``on_handshake(HandshakeEvent)``. The accept loop is trio's ``serve_listeners``, which survives
-EMFILE/ENFILE by pausing accepts.
+through ``on_handshake(HandshakeEvent)``. The accept loop, like trio's ``serve_listeners``, survives
+EMFILE/ENFILE by pausing accepts (``gtls._serve``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
+from ._serve import serve_listeners, stdlib_socket_of
+from .engine import format_address
 from .errors import HandshakeError
 from .options import TLSOptions
 from .resolve import Resolved
@@ -170,19 +173,23 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         self.context = compile_settings(settings, "server")
         self.handshaker = handshaker if handshaker is not None else Handshaker()
         self._https_compatible = https_compatible
+        #: The listening stdlib socket, for batched accepts in serve_tls_over_tcp (None: use accept()).
+        self.raw_socket = stdlib_socket_of(transport_listener.socket)
 
     async def accept(self) -> TLSStream:
         transport = await self.transport_listener.accept()
         try:
-            return TLSStream(
-                transport,
-                self.context,
-                https_compatible=self._https_compatible,
-                handshake_timeout=self.handshaker.timeout,
+            return TLSStream._accepted(
+                transport, self.context, _peer_of(transport), self._https_compatible, self.handshaker.timeout
             )
         except BaseException:
             await trio.aclose_forcefully(transport)
             raise
+
+    def _wrap(self, conn: socket.socket, peer: str | None, handshake_timeout: float | None) -> TLSStream:
+        """A stream for a connection accepted on ``raw_socket``."""
+        transport = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+        return TLSStream._accepted(transport, self.context, peer, self._https_compatible, handshake_timeout)
 
     async def aclose(self) -> None:
         await self.transport_listener.aclose()
@@ -190,6 +197,13 @@ class TLSListener(trio.abc.Listener[TLSStream]):
     @property
     def socket(self) -> trio.socket.SocketType:
         return self.transport_listener.socket
+
+
+def _peer_of(transport: trio.SocketStream) -> str | None:
+    try:
+        return format_address(transport.socket.getpeername())
+    except OSError:
+        return None
 
 
 async def open_tls_over_tcp_listeners(
@@ -240,19 +254,14 @@ async def serve_tls_over_tcp(
         on_handshake=on_handshake,
         https_compatible=https_compatible,
     )
-    handshaker = listeners[0].handshaker
-
-    async def handshake_then_handle(stream: TLSStream) -> None:
-        if await handshaker.run(stream):
-            await handler(stream)
-
-    await trio.serve_listeners(
-        handshake_then_handle,
+    await serve_listeners(
+        handler,
         listeners,
+        listeners[0].handshaker,
         handler_nursery=handler_nursery,
         task_status=task_status,
     )
-    raise AssertionError("trio.serve_listeners returned")  # pragma: no cover - it never returns
+    raise AssertionError("the serving loop returned")  # pragma: no cover - it never returns
 
 
 __all__: list[str] = [

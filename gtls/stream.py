@@ -89,6 +89,24 @@ class TLSStream(trio.abc.HalfCloseableStream):
     ``close_notify``, like trio's ``SSLStream``. ``driver`` forces the socket-bound or memory-BIO path.
     """
 
+    __slots__ = (
+        "transport_stream",
+        "handshake_timeout",
+        "_https_compatible",
+        "_close_timeout",
+        "_peer",
+        "_engine",
+        "_driver",
+        "_state",
+        "_cause",
+        "_send_busy",
+        "_recv_busy",
+        "_eof",
+        "_handshaking",
+        "_handshake_lot",
+        "_unfinished_write",
+    )
+
     def __init__(
         self,
         transport_stream: trio.abc.Stream,
@@ -109,11 +127,6 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if server_side is not None and server_side != (role == "server"):
                 raise ValueError(f"settings are for a {role}, but server_side={server_side}")
         compiled = compile_settings(settings, role)
-        self.transport_stream = transport_stream
-        self._https_compatible = https_compatible
-        self._close_timeout = close_timeout
-        #: Bound on the handshake, explicit or implicit; None waits as long as the peer does.
-        self.handshake_timeout = handshake_timeout
         sock = None if driver == "bio" else _socket_of(transport_stream)
         if driver == "socket" and sock is None:
             raise TypeError("the socket-bound driver needs a trio.SocketStream over TCP")
@@ -123,6 +136,40 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 peer = format_address(transport_stream.socket.getpeername())
             except OSError:
                 peer = None
+        self._setup(transport_stream, compiled, sock, server_hostname, peer, https_compatible, close_timeout,
+                    handshake_timeout)
+
+    @classmethod
+    def _accepted(
+        cls,
+        transport: trio.SocketStream,
+        compiled: CompiledContext,
+        peer: str | None,
+        https_compatible: bool,
+        handshake_timeout: float | None,
+    ) -> TLSStream:
+        """The listeners' fast constructor: settings already compiled, peer address known from accept()."""
+        self = cls.__new__(cls)
+        self._setup(transport, compiled, transport.socket, None, peer, https_compatible, DEFAULT_CLOSE_TIMEOUT,
+                    handshake_timeout)
+        return self
+
+    def _setup(
+        self,
+        transport_stream: trio.abc.Stream,
+        compiled: CompiledContext,
+        sock: trio.socket.SocketType | None,
+        server_hostname: str | None,
+        peer: str | None,
+        https_compatible: bool,
+        close_timeout: float,
+        handshake_timeout: float | None,
+    ) -> None:
+        self.transport_stream = transport_stream
+        self._https_compatible = https_compatible
+        self._close_timeout = close_timeout
+        #: Bound on the handshake, explicit or implicit; None waits as long as the peer does.
+        self.handshake_timeout = handshake_timeout
         self._peer = peer
         engine = TLSEngine(compiled, sock, server_hostname=server_hostname, peer=peer)  # type: ignore[arg-type]
         self._engine = engine
@@ -221,6 +268,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         engine = self._engine
         driver = self._driver
         await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             try:
                 want = engine.handshake()
@@ -233,22 +281,35 @@ class TLSStream(trio.abc.HalfCloseableStream):
             try:
                 await driver.wait(want)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                if self._state == _CLOSED:
-                    raise trio.ClosedResourceError("this TLS stream was closed") from None
+                self._raise_if_ended()
                 failure = engine.eof_in_handshake(exc)
                 self._break(failure)
                 raise failure from exc
-            self._check_status()
+            waited = True
+            self._raise_if_ended()
         try:
-            await driver.settle_handshake()
+            await driver.settle_handshake(waited)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._transport_error(exc) from exc
 
+    def _raise_if_ended(self) -> None:
+        """During the handshake: closed, or broken by a deadline (the listeners' reaper) or another failure."""
+        if self._state == _CLOSED:
+            raise trio.ClosedResourceError("this TLS stream was closed")
+        if self._state == _BROKEN:
+            if isinstance(self._cause, HandshakeError):
+                raise self._cause
+            raise self._broken_error()
+        self._check_status()
+
     def handshake_timed_out(self, seconds: float) -> HandshakeError:
         """Mark the stream broken by a handshake deadline (used by the listeners and the connector)."""
-        failure = HandshakeError(TIMEOUT, f"the handshake did not complete within {seconds:g} s", peer=self._peer)
+        failure = self._timeout_error(seconds)
         self._break(failure)
         return failure
+
+    def _timeout_error(self, seconds: float) -> HandshakeError:
+        return HandshakeError(TIMEOUT, f"the handshake did not complete within {seconds:g} s", peer=self._peer)
 
     # --- receiving ---------------------------------------------------------------------------------------------
 
@@ -273,6 +334,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return b""
             driver = self._driver
+            waited = False
             while True:
                 try:
                     result = engine.recv(max_bytes)
@@ -289,12 +351,13 @@ class TLSStream(trio.abc.HalfCloseableStream):
                         await driver.wait(result)
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                         raise self._transport_error(exc) from exc
+                    waited = True
                     self._check_status()
                     continue
                 if not result:
                     self._eof = True
                 try:
-                    await driver.settle()
+                    await driver.settle(waited)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise self._transport_error(exc) from exc
                 return result  # type: ignore[return-value]
@@ -319,22 +382,25 @@ class TLSStream(trio.abc.HalfCloseableStream):
             view = memoryview(data)
             if view.ndim != 1 or view.itemsize != 1:
                 view = view.cast("B")
+            waited = False
             if self._unfinished_write is not None:
-                await self._write(memoryview(self._unfinished_write))
+                waited = await self._write(memoryview(self._unfinished_write))
                 self._unfinished_write = None
             if view:
-                await self._write(view)
+                waited = await self._write(view) or waited
             try:
-                await self._driver.settle()
+                await self._driver.settle(waited)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise self._transport_error(exc) from exc
         finally:
             self._send_busy = False
 
-    async def _write(self, view: memoryview) -> None:
+    async def _write(self, view: memoryview) -> bool:
+        """Write all of ``view``; True if it had to wait (which checkpointed)."""
         engine = self._engine
         driver = self._driver
         bio = driver.__class__ is BioDriver
+        waited = False
         offset = 0
         total = len(view)
         while offset < total:
@@ -352,6 +418,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     raise
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise self._transport_error(exc) from exc
+                waited = True
                 self._check_status()
                 continue
             offset += result  # type: ignore[operator]
@@ -360,6 +427,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     await driver.wait(Want.WRITE)  # push this record before encrypting the next one
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise self._transport_error(exc) from exc
+        return waited
 
     async def wait_send_all_might_not_block(self) -> None:
         if self._send_busy:
@@ -399,7 +467,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 self._unfinished_write = None
             await self._close_notify()
             try:
-                await self._driver.settle()
+                await self._driver.settle(False)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise self._transport_error(exc) from exc
         finally:
@@ -444,11 +512,45 @@ class TLSStream(trio.abc.HalfCloseableStream):
                             await self._write(memoryview(self._unfinished_write))
                         await self._close_notify()
                         if self._driver.__class__ is BioDriver:
-                            await self._driver.settle()
+                            await self._driver.settle(True)
                     except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, TLSError):
                         pass
         finally:
             await self.transport_stream.aclose()
+
+    def _close_now(self) -> None:
+        """Close without waiting (the listeners' per-connection task ends here): a socket-bound stream still sends
+        ``close_notify`` when the socket takes it at once. Memory-BIO streams need ``aclose``."""
+        if self._state == _CLOSED:
+            return
+        if (
+            self._state == _OK
+            and not self._https_compatible
+            and self._engine.handshake_done
+            and not self._engine.sent_close_notify
+            and not self._send_busy
+            and self._unfinished_write is None
+        ):
+            try:
+                self._engine.close_notify()
+            except TransportFailed:
+                pass
+        self._state = _CLOSED
+        self._driver.wake_all()
+        sock = getattr(self.transport_stream, "socket", None)
+        if sock is not None:
+            sock.close()
+
+    def _abort_handshake(self, failure: HandshakeError) -> None:
+        """Fail a handshake from outside its task (the listeners' deadline reaper): break the stream with
+        ``failure`` and close the socket, which wakes the handshaking task; it then raises ``failure``."""
+        if self._state != _OK or self._engine.handshake_done:
+            return
+        self._break(failure)
+        self._driver.wake_all()
+        sock = getattr(self.transport_stream, "socket", None)
+        if sock is not None:
+            sock.close()
 
     # --- what was negotiated -----------------------------------------------------------------------------------
 
@@ -461,6 +563,11 @@ class TLSStream(trio.abc.HalfCloseableStream):
     @property
     def context(self) -> CompiledContext:
         return self._engine.compiled
+
+    @property
+    def socket_bound(self) -> bool:
+        """True when OpenSSL reads and writes the TCP socket directly (the fast path), False for memory BIOs."""
+        return self._driver.__class__ is SocketDriver
 
     @property
     def handshake_done(self) -> bool:

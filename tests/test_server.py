@@ -3,6 +3,7 @@ resource hygiene and EMFILE survival, with real clients over 127.0.0.1."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -188,6 +189,7 @@ async def test_max_handshakes_caps_handshakes_in_flight(pki: PKI) -> None:
 
 async def test_no_task_or_descriptor_left_behind(pki: PKI, tmp_path: Path) -> None:
     other = write_pki(tmp_path / "other")
+    gc.collect()  # earlier tests' garbage must not close its descriptors in the middle of the count
     fds_before = len(os.listdir("/proc/self/fd"))
     tasks_before = trio.lowlevel.current_statistics().tasks_living
     async with serving(pki, handshake_timeout=0.3) as port:
@@ -204,6 +206,7 @@ async def test_no_task_or_descriptor_left_behind(pki: PKI, tmp_path: Path) -> No
         plain.close()
         await trio.sleep(0.2)
     await trio.testing.wait_all_tasks_blocked()
+    gc.collect()
     assert trio.lowlevel.current_statistics().tasks_living == tasks_before
     assert len(os.listdir("/proc/self/fd")) == fds_before
 

@@ -1,0 +1,179 @@
+"""The serving loop behind ``serve_tls_over_tcp``: batched accepts, one task per connection, one reaper for every
+handshake deadline.
+
+Per connection the work is: ``accept``, wrap, spawn the connection's task, handshake, handler, close — nothing
+else. Compared with trio's ``serve_listeners`` + ``SSLStream``:
+
+* accepts are taken in batches straight from the listening socket, with one wait per batch instead of one
+  scheduler pass per connection;
+* handshake deadlines are enforced by one reaper task per server (all deadlines of a server are equal, so
+  accept order is deadline order: a deque, no heap, no cancel scope per connection); on expiry it breaks the
+  stream with ``timeout`` and closes its socket, which wakes the handshake;
+* the connection's task closes its stream synchronously at the end (``close_notify`` if the socket takes it at
+  once), with no cancel scope and no extra checkpoint.
+
+Like trio's loop it survives EMFILE/ENFILE/ENOMEM/ENOBUFS: it logs, pauses accepting for 0.1 s and goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from .engine import format_address
+from .stream import TLSStream
+
+if TYPE_CHECKING:
+    from .server import Handshaker, TLSListener
+
+logger = logging.getLogger("gtls.server")
+
+#: accept() failures meaning "out of resources right now": pause and retry (as trio's serve_listeners does).
+CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+#: accept() failures about one connection that died in the backlog: skip it (as trio's SocketListener does).
+SKIPPABLE_ERRNOS: Final = frozenset(
+    getattr(errno, name)
+    for name in ("EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+                 "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH")
+    if hasattr(errno, name)
+)
+CAPACITY_PAUSE: Final = 0.1
+#: Connections accepted per wake-up before the loop yields to the handshakes it started.
+ACCEPT_BATCH: Final = 64
+
+Handler = Callable[[TLSStream], Awaitable[object]]
+Entry = list[TLSStream | None]
+
+
+class HandshakeDeadlines:
+    """Enforces the handshake deadline of every connection of one server from a single task."""
+
+    __slots__ = ("timeout", "_queue")
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._queue: deque[tuple[float, Entry]] = deque()
+
+    def add(self, stream: TLSStream) -> Entry:
+        """Track ``stream``; clear ``entry[0]`` once its handshake is over so the stream is not kept alive."""
+        entry: Entry = [stream]
+        self._queue.append((trio.current_time() + self.timeout, entry))
+        return entry
+
+    async def run(self) -> None:
+        queue = self._queue
+        while True:
+            if queue:
+                await trio.sleep_until(queue[0][0])
+            else:
+                await trio.sleep(self.timeout)  # anything added meanwhile is due no earlier than this wake-up
+            now = trio.current_time()
+            while queue and queue[0][0] <= now:
+                stream = queue.popleft()[1][0]
+                if stream is not None:
+                    stream._abort_handshake(stream._timeout_error(self.timeout))
+
+
+async def serve_listeners(
+    handler: Handler,
+    listeners: list[TLSListener],
+    handshaker: Handshaker,
+    *,
+    handler_nursery: trio.Nursery | None,
+    task_status: trio.TaskStatus[list[TLSListener]],
+) -> None:
+    async with trio.open_nursery() as nursery:
+        tasks = handler_nursery if handler_nursery is not None else nursery
+        # The cap on handshakes in flight needs a per-connection wait for a slot, so that mode keeps a cancel
+        # scope per handshake (Handshaker.run); otherwise one reaper serves every deadline.
+        deadlines = None
+        if handshaker.timeout is not None and handshaker.limiter is None:
+            deadlines = HandshakeDeadlines(handshaker.timeout)
+            nursery.start_soon(deadlines.run)
+
+        async def connection(stream: TLSStream, entry: Entry | None) -> None:
+            try:
+                ok = await handshaker.run(stream)
+                if entry is not None:
+                    entry[0] = None
+                if ok:
+                    await handler(stream)
+            finally:
+                if entry is not None:
+                    entry[0] = None
+                if stream.socket_bound:
+                    stream._close_now()
+                else:  # pragma: no cover - listeners always produce socket-bound streams
+                    await trio.aclose_forcefully(stream)
+
+        def start(stream: TLSStream) -> None:
+            entry = deadlines.add(stream) if deadlines is not None else None
+            tasks.start_soon(connection, stream, entry)
+
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, listener, start)
+        task_status.started(listeners)
+
+
+async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]) -> None:
+    """Accept forever. Streams get no deadline of their own: the reaper or ``Handshaker.run`` enforces it."""
+    raw = listener.raw_socket
+    if raw is None:  # a listener over a socket we cannot reach directly: trio's accept, one at a time
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in CAPACITY_ERRNOS:
+                    raise
+                await _pause(exc)
+                continue
+            stream.handshake_timeout = None
+            start(stream)
+    listening = listener.socket
+    while True:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, address = raw.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in SKIPPABLE_ERRNOS:
+                    continue
+                if exc.errno in CAPACITY_ERRNOS:
+                    await _pause(exc)
+                    break
+                raise
+            try:
+                stream = listener._wrap(conn, format_address(address), None)
+            except BaseException:
+                conn.close()
+                raise
+            start(stream)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            continue
+        await trio.lowlevel.wait_readable(listening)
+
+
+async def _pause(exc: OSError) -> None:
+    logger.error(
+        "accept returned %s (%s); retrying in %s seconds",
+        errno.errorcode.get(exc.errno or 0, exc.errno),
+        os.strerror(exc.errno or 0),
+        CAPACITY_PAUSE,
+    )
+    await trio.sleep(CAPACITY_PAUSE)
+
+
+def stdlib_socket_of(sock: trio.socket.SocketType) -> socket.socket | None:
+    """The stdlib socket inside a trio socket (a long-standing trio attribute, not public API); None if gone."""
+    raw = getattr(sock, "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
