@@ -28,24 +28,22 @@ class SocketDriver:
         self._write_lot: trio.lowlevel.ParkingLot | None = None
 
     async def wait(self, want: Want) -> None:
+        # One frame for both directions: an idle connection sits here, and every frame costs memory.
         if want is WANT_READ:
-            await self._wait_readable()
+            if self._read_waiting:
+                if self._read_lot is None:
+                    self._read_lot = trio.lowlevel.ParkingLot()
+                await self._read_lot.park()
+                return
+            self._read_waiting = True
+            try:
+                await trio.lowlevel.wait_readable(self.sock)
+            finally:
+                self._read_waiting = False
+                if self._read_lot is not None:
+                    self._read_lot.unpark_all()
         else:
             await self._wait_writable()
-
-    async def _wait_readable(self) -> None:
-        if self._read_waiting:
-            if self._read_lot is None:
-                self._read_lot = trio.lowlevel.ParkingLot()
-            await self._read_lot.park()
-            return
-        self._read_waiting = True
-        try:
-            await trio.lowlevel.wait_readable(self.sock)
-        finally:
-            self._read_waiting = False
-            if self._read_lot is not None:
-                self._read_lot.unpark_all()
 
     async def _wait_writable(self) -> None:
         if self._write_waiting:

@@ -8,6 +8,7 @@ peer-name reference follow spec §7: ``tls-target-name`` when set, else ``server
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -45,7 +46,7 @@ async def open_tls_over_tcp_stream(
 ) -> TLSStream:
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word)."""
     context = compile_settings(settings, "client")
-    transport = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
+    transport = await _open_tcp(host, port, happy_eyeballs_delay)
     try:
         stream = TLSStream(
             transport,
@@ -59,6 +60,23 @@ async def open_tls_over_tcp_stream(
         await trio.aclose_forcefully(transport)
         raise
     return stream
+
+
+async def _open_tcp(host: str, port: int, happy_eyeballs_delay: float | None) -> trio.SocketStream:
+    """TCP to ``host:port``: an IP literal is dialled directly (one address: nothing for happy eyeballs to race,
+    and no nursery or resolver round trip); a name goes through trio's ``open_tcp_stream``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
+    family = trio.socket.AF_INET6 if address.version == 6 else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    try:
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
 
 
 async def connect(

@@ -516,7 +516,13 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, TLSError):
                         pass
         finally:
-            await self.transport_stream.aclose()
+            if self._driver.__class__ is SocketDriver:
+                # What SocketStream.aclose does, minus its cancel scope: close, then checkpoint.
+                self.transport_stream.socket.close()  # type: ignore[attr-defined]
+                await trio.lowlevel.checkpoint_if_cancelled()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            else:
+                await self.transport_stream.aclose()
 
     def _close_now(self) -> None:
         """Close without waiting (the listeners' per-connection task ends here): a socket-bound stream still sends
