@@ -1,0 +1,196 @@
+"""The client connector: settings forms, SNI and the reference name (spec §7), deployment connections, and
+configuration errors before any network I/O. Real gtls servers and scripted TCP peers over 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from gtls import (
+    ConfigError,
+    HandshakeEvent,
+    PeerVerificationError,
+    TLSOptions,
+    TLSStream,
+    connect,
+    direct,
+    load_deployment,
+    open_tls_over_tcp_stream,
+)
+from gtls.server import serve_tls_over_tcp
+from gtls.stream import compile_settings
+from tests.peers import PKI, raw_server, write_pki
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("client-pki"))
+
+
+async def hello(stream: TLSStream) -> None:
+    try:
+        await stream.send_all(b"hello")
+    except trio.BrokenResourceError:  # clients here may leave at once; a handler owns its errors, as in trio
+        pass
+
+
+@asynccontextmanager
+async def server(options: object, events: list[HandshakeEvent], port: int = 0) -> AsyncIterator[int]:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                hello, port, options, host="127.0.0.1", on_handshake=events.append, task_status=task_status
+            )
+        )
+        yield listeners[0].socket.getsockname()[1]
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("form", ["options", "resolved", "compiled"])
+async def test_settings_forms(pki: PKI, form: str) -> None:
+    options = pki.client_options(tls_target_name_check="host")
+    settings = {
+        "options": options,
+        "resolved": direct(options, "client"),
+        "compiled": compile_settings(options, "client"),
+    }[form]
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, settings, server_hostname="localhost")
+        async with stream:
+            assert stream.handshake_done  # done before returning
+            assert await stream.receive_some() == b"hello"
+            assert stream.settings.role == "client"
+            assert stream.peer_address == f"127.0.0.1:{port}"
+
+
+async def test_server_settings_are_refused_for_a_client(pki: PKI) -> None:
+    with pytest.raises(ValueError, match="server"):
+        await open_tls_over_tcp_stream("127.0.0.1", 1, direct(pki.server_options(), "server"))
+
+
+async def test_tls_target_name_is_sni_and_reference_when_dialling_an_ip(pki: PKI) -> None:
+    events: list[HandshakeEvent] = []
+    options = pki.client_options(tls_target_name_check="host", tls_target_name="localhost")
+    async with server(pki.server_options(), events) as port:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, options)
+        await stream.aclose()
+    assert events[0].server_name == "localhost"
+    assert stream.server_name == "localhost"
+
+
+async def test_ip_literal_reference_name_mismatches_and_sends_no_sni(pki: PKI) -> None:
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        with pytest.raises(PeerVerificationError) as caught:
+            await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(tls_target_name_check="host"))
+        # Without the name check the same dial succeeds, and no SNI goes out for an IP literal.
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
+        await stream.aclose()
+    assert caught.value.reason == "name-mismatch"
+    assert "tls-target-name" in caught.value.message  # the advice for IP literals
+    assert events[-1].ok and events[-1].server_name is None
+
+
+async def test_configuration_error_before_any_network_io(pki: PKI, tmp_path: Path) -> None:
+    accepted: list[socket.socket] = []
+    broken = TLSOptions.from_mapping({"trusted-ca": str(tmp_path / "missing-ca.pem")})
+    with raw_server(accepted.append) as port:
+        fds_before = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(ConfigError) as caught:
+            await open_tls_over_tcp_stream("127.0.0.1", port, broken)
+        assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert accepted == []
+    assert caught.value.option == "trusted-ca"
+
+
+async def test_plaintext_settings_are_refused(pki: PKI) -> None:
+    plaintext = dataclasses.replace(direct(pki.client_options(), "client"), secure=False)
+    with pytest.raises(ConfigError, match="not secure"):
+        await open_tls_over_tcp_stream("127.0.0.1", 1, plaintext)
+
+
+async def test_connection_refused_is_an_os_error(pki: PKI) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe closes
+    with pytest.raises(OSError):
+        await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
+
+
+async def test_dialled_host_name_goes_through_happy_eyeballs(pki: PKI) -> None:
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        stream = await open_tls_over_tcp_stream(
+            "localhost", port, pki.client_options(tls_target_name_check="host"), happy_eyeballs_delay=0.05
+        )
+        await stream.aclose()
+    assert events[0].server_name == "localhost"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_connect_deployment_connection(pki: PKI, tmp_path: Path) -> None:
+    port = free_port()
+    deploy = tmp_path / "deploy.toml"
+    deploy.write_text(
+        f"""
+[hosts.server-host.security]
+trusted-ca = "{pki.ca_file}"
+certificate = "{pki.server_cert}"
+certificate-key = "{pki.server_key}"
+
+[hosts.client-host.security]
+trusted-ca = "{pki.ca_file}"
+tls-target-name-check = "host"
+
+[applications.statserver]
+host = "server-host"
+certificate-source = "Host"
+[applications.statserver.ports.default]
+address = "127.0.0.1"
+port = {port}
+transport = "tls=1"
+
+[applications.reporter]
+host = "client-host"
+certificate-source = "Host"
+[applications.reporter.connections.stats]
+server = "statserver"
+port-id = "default"
+address = "127.0.0.1"
+host = "localhost"
+"""
+    )
+    deployment = load_deployment(deploy)
+    port_endpoint = deployment.port("statserver", "default")
+    conn_endpoint = deployment.connection("reporter", "stats")
+    events: list[HandshakeEvent] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                hello,
+                port_endpoint.port,
+                port_endpoint.resolved,
+                host=port_endpoint.address,
+                on_handshake=events.append,
+                task_status=task_status,
+            )
+        )
+        stream = await connect(conn_endpoint)
+        async with stream:
+            assert await stream.receive_some() == b"hello"
+            assert stream.peer_certificate == pki.server.cert
+        nursery.cancel_scope.cancel()
+    assert events[0].server_name == "localhost"  # the connection's host: SNI and reference name
