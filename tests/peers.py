@@ -20,7 +20,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,6 +222,47 @@ async def openssl_client(
     with trio.fail_after(timeout):
         done = await trio.run_process(cmd, stdin=send, capture_stdout=True, capture_stderr=True, check=False)
     return ClientResult(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+
+
+class OpenSSLSession:
+    """A running ``openssl s_client`` that reads command letters (``R`` renegotiate, ``K``/``k`` key update)."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.output = b""
+
+    async def send(self, data: bytes) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(data)
+
+    async def expect(self, marker: bytes, timeout: float = 10.0) -> bytes:
+        """Read the client's output until ``marker`` appears (or fail after ``timeout``); returns all output."""
+        assert self.process.stdout is not None
+        with trio.fail_after(timeout):
+            while marker not in self.output:
+                chunk = await self.process.stdout.receive_some(65536)
+                if not chunk:
+                    raise AssertionError(f"s_client ended before {marker!r}: {self.output.decode(errors='replace')}")
+                self.output += chunk
+        return self.output
+
+
+@contextlib.asynccontextmanager
+async def openssl_session(
+    port: int, *, ca: Path | None = None, args: Sequence[str] = ()
+) -> AsyncIterator[OpenSSLSession]:
+    """``openssl s_client`` kept open for an interactive exchange; killed on exit."""
+    cmd = [OPENSSL, "s_client", "-connect", f"{LOCALHOST}:{port}", "-noservername", *args]
+    if ca is not None:
+        cmd += ["-CAfile", str(ca), "-verify_return_error"]
+    process = await trio.lowlevel.open_process(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT)
+    try:
+        yield OpenSSLSession(process)
+    finally:
+        process.kill()
+        with trio.move_on_after(5):
+            await process.wait()
 
 
 # --- Python ssl peers (blocking, in threads) ---------------------------------------------------------------------

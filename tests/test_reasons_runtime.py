@@ -175,7 +175,7 @@ async def test_peer_alert_tls13_rejection_arrives_on_first_receive(pki: PKI) -> 
                 await stream.receive_some()
     cause = caught.value.__cause__
     assert isinstance(cause, HandshakeError) and cause.reason == "peer-alert"
-    assert cause.alert and "certificate" in cause.alert
+    assert cause.alert == "certificate_required"
     assert [e.reason for e in events] == ["no-peer-certificate"]
 
 

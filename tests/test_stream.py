@@ -16,7 +16,7 @@ import trio.testing
 from gtls import HandshakeError, TLSError
 from gtls.context import CompiledContext
 from gtls.stream import TLSStream, compile_settings
-from tests.peers import PKI, write_pki
+from tests.peers import PKI, openssl_session, write_pki
 
 Pair = tuple[TLSStream, TLSStream]
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
@@ -335,3 +335,51 @@ async def test_aclose_sends_close_notify_and_is_idempotent(pki: PKI) -> None:
     await server.aclose()
     with pytest.raises(trio.ClosedResourceError):
         await client.receive_some()
+
+
+async def _echo_server(pki: PKI, version: str, seen: list[TLSStream]):  # type: ignore[no-untyped-def]
+    from gtls.server import serve_tls_over_tcp
+
+    async def echo(stream: TLSStream) -> None:
+        seen.append(stream)
+        try:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+        except trio.BrokenResourceError:
+            pass
+
+    options = pki.server_options(sec_protocol={"1.3": "TLSv13", "1.2": "TLSv12"}[version])
+    return lambda task_status: serve_tls_over_tcp(echo, 0, options, host="127.0.0.1", task_status=task_status)
+
+
+async def test_peer_key_update_is_answered(pki: PKI) -> None:
+    """A TLS 1.3 KeyUpdate asking for ours makes the server write while it reads; data keeps flowing."""
+    seen: list[TLSStream] = []
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(await _echo_server(pki, "1.3", seen))
+        port = listeners[0].socket.getsockname()[1]
+        async with openssl_session(port, ca=pki.ca_file, args=["-tls1_3"]) as client:
+            await client.send(b"before\n")
+            await client.expect(b"before\n")
+            await client.send(b"K\n")  # s_client: send KeyUpdate with update_requested
+            await client.expect(b"KEYUPDATE")
+            await client.send(b"after\n")
+            out = await client.expect(b"after\n")
+        nursery.cancel_scope.cancel()
+    assert out.count(b"before\n") >= 1 and out.count(b"after\n") >= 1
+
+
+async def test_peer_renegotiation_is_refused(pki: PKI) -> None:
+    seen: list[TLSStream] = []
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(await _echo_server(pki, "1.2", seen))
+        port = listeners[0].socket.getsockname()[1]
+        async with openssl_session(port, ca=pki.ca_file, args=["-tls1_2"]) as client:
+            await client.send(b"before\n")
+            await client.expect(b"before\n")
+            await client.send(b"R\n")  # s_client: start a renegotiation
+            await client.expect(b"RENEGOTIATING")
+            await client.expect(b"no renegotiation")  # our no_renegotiation alert ends its attempt
+        nursery.cancel_scope.cancel()
+    (stream,) = seen
+    assert stream._engine.conn.total_renegotiations() == 0
