@@ -383,3 +383,37 @@ async def test_peer_renegotiation_is_refused(pki: PKI) -> None:
         nursery.cancel_scope.cancel()
     (stream,) = seen
     assert stream._engine.conn.total_renegotiations() == 0
+
+
+def test_fast_path_is_live() -> None:
+    """The engine calls OpenSSL through pyOpenSSL's binding directly; if pyOpenSSL's internals move, it silently
+    falls back to the public (slower) methods. This makes that visible."""
+    from gtls import engine
+
+    assert engine.FAST_PATH, "pyOpenSSL internals changed: gtls runs on the slower public-API path"
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+async def test_public_api_path_behaves_the_same(pki: PKI, tmp_path: Path, version: str) -> None:
+    """The fallback engine path (pyOpenSSL's public methods): handshake, data both ways, close, and a failure."""
+    client, server = await _unhandshaken(pki, "socket", version)
+    for stream in (client, server):
+        stream._engine._ssl = None
+    async with client, server:
+        await handshake_both(client, server)
+        await client.send_all(b"x" * 100_000)
+        got = b""
+        while len(got) < 100_000:
+            got += await server.receive_some()
+        await server.send_all(b"back")
+        assert await client.receive_some() == b"back"
+    other = write_pki(tmp_path / "other")
+    a, b = await tcp_transport_pair()
+    bad_client = TLSStream(a, compile_settings(other.client_options(), "client"), server_hostname="localhost")
+    bad_server = TLSStream(b, contexts(pki, version)[0])
+    bad_client._engine._ssl = None
+    async with bad_client, bad_server, trio.open_nursery() as nursery:
+        nursery.start_soon(_swallow, bad_server.do_handshake)
+        with pytest.raises(HandshakeError) as caught:
+            await bad_client.do_handshake()
+    assert caught.value.reason == "untrusted"
