@@ -29,7 +29,6 @@ from .resolve import Resolved, Role
 if TYPE_CHECKING:
     from .context import CompiledContext
 
-Settings = "Resolved | TLSOptions | CompiledContext"
 Driver = Literal["auto", "socket", "bio"]
 
 #: receive_some() without max_bytes returns at most this much (one TLS record is at most 16 KiB of plaintext).
@@ -46,8 +45,12 @@ _CLOSED: Final = 2
 
 def compile_settings(settings: object, role: Role) -> CompiledContext:
     """``Resolved`` / ``TLSOptions`` / ``CompiledContext`` → the compiled context for ``role`` (cached there)."""
-    from .context import compile_context
+    from .context import CompiledContext, compile_context
 
+    if isinstance(settings, CompiledContext):  # the per-connection case: checked first, nothing else to do
+        if settings.role != role:
+            raise ValueError(f"this context was compiled for a {settings.role}, not a {role}")
+        return settings
     if isinstance(settings, TLSOptions):
         from .resolve import direct
 
@@ -62,12 +65,6 @@ def compile_settings(settings: object, role: Role) -> CompiledContext:
                 option="tls",
             )
         return compile_context(settings)
-    if hasattr(settings, "new_connection") and hasattr(settings, "handshake_failure"):
-        compiled: CompiledContext = settings  # type: ignore[assignment]
-        compiled_role = getattr(compiled, "role", role)
-        if compiled_role != role:
-            raise ValueError(f"this context was compiled for a {compiled_role}, not a {role}")
-        return compiled
     raise TypeError(f"settings must be Resolved, TLSOptions or CompiledContext, not {type(settings).__name__}")
 
 
