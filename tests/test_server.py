@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from gtls import ConfigError, HandshakeEvent, TLSOptions, TLSStream, open_tls_over_tcp_stream
+from gtls import ConfigError, HandshakeError, HandshakeEvent, TLSOptions, TLSStream, open_tls_over_tcp_stream
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
 from tests.peers import PKI, python_context, write_pki
@@ -292,3 +292,17 @@ def test_accept_loop_survives_emfile(pki: PKI, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "survived" in done.stdout
     assert "Too many open files" in done.stderr  # trio's accept loop logged the EMFILE and kept going
+
+
+async def test_accepted_stream_carries_the_listener_deadline(pki: PKI) -> None:
+    """A handler using accept() directly and letting the first receive handshake still gets the deadline."""
+    (listener,) = await open_tls_over_tcp_listeners(0, pki.server_options(), host="127.0.0.1", handshake_timeout=0.3)
+    async with listener:
+        with socket.create_connection(("127.0.0.1", listener.socket.getsockname()[1])):
+            stream = await listener.accept()
+            started = trio.current_time()
+            with pytest.raises(trio.BrokenResourceError) as caught:
+                await stream.receive_some()
+            await stream.aclose()
+    assert isinstance(caught.value.__cause__, HandshakeError) and caught.value.__cause__.reason == "timeout"
+    assert 0.25 <= trio.current_time() - started < 2

@@ -168,8 +168,9 @@ async def test_mutual_peer_chain_on_server(pki: PKI) -> None:
         assert server.peer_chain == [pki.client.cert, pki.intermediate.cert]
 
 
-async def test_handshake_on_first_use_and_concurrent_callers(pki: PKI) -> None:
-    client, server = await _unhandshaken(pki, "socket")
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_handshake_on_first_use_and_concurrent_callers(pki: PKI, driver: str) -> None:
+    client, server = await _unhandshaken(pki, driver)
     async with client, server:
 
         async def exchange() -> None:
