@@ -61,6 +61,10 @@ WANT_WRITE: Final = Want.WRITE
 #: Errnos meaning "the peer is gone" rather than a local fault.
 _GONE_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN})
 _BIO_CHUNK: Final = 65536
+#: One SSL_read returns at most one record (16 KiB of plaintext); never allocate more than this per read.
+_READ_CAP: Final = 65536
+#: SSL_write takes an int length and, in partial-write mode, writes one record per call anyway.
+_WRITE_CAP: Final = 1 << 20
 
 
 class TransportFailed(Exception):
@@ -179,6 +183,8 @@ class TLSEngine:
 
     def recv(self, max_bytes: int) -> bytes | Want:
         """Up to ``max_bytes`` of plaintext; ``b""`` after the peer's ``close_notify``."""
+        if max_bytes > _READ_CAP:
+            max_bytes = _READ_CAP
         ssl = self._ssl
         if ssl is not None:
             buf = _alloc("char[]", max_bytes)
@@ -221,7 +227,8 @@ class TLSEngine:
         ssl = self._ssl
         if ssl is not None:
             with _ffi.from_buffer(data) as buf:
-                result = _SSL_write(ssl, buf, len(buf))
+                size = len(buf)
+                result = _SSL_write(ssl, buf, size if size < _WRITE_CAP else _WRITE_CAP)
             if result > 0:
                 self.write_pending = False
                 return result  # type: ignore[no-any-return]
@@ -237,7 +244,7 @@ class TLSEngine:
                 self._send_failed(exc)
             raise TransportFailed("the TLS connection refused the write", eof=False)  # pragma: no cover
         try:
-            sent: int = self.conn.send(data)
+            sent: int = self.conn.send(data[:_WRITE_CAP] if len(data) > _WRITE_CAP else data)
         except SSL.WantWriteError:
             self.write_pending = True
             return WANT_WRITE
