@@ -65,6 +65,8 @@ _BIO_CHUNK: Final = 65536
 _READ_CAP: Final = 65536
 #: SSL_write takes an int length and, in partial-write mode, writes one record per call anyway.
 _WRITE_CAP: Final = 1 << 20
+#: TLS 1.3 client writes, before the first record arrives, that first check for the server's late rejection.
+_PROBED_WRITES: Final = 4
 
 
 class TransportFailed(Exception):
@@ -112,6 +114,7 @@ class TLSEngine:
         "warnings",
         "is_server",
         "_ssl",
+        "_probe_writes",
         "_awaiting_first_record",
     )
 
@@ -139,6 +142,7 @@ class TLSEngine:
         # In TLS 1.3 a client finishes its handshake before the server has judged the client certificate; a
         # rejection arrives as an alert on the first read and still counts as a handshake failure (spec §9).
         self._awaiting_first_record = True
+        self._probe_writes = 0
 
     # --- steps -------------------------------------------------------------------------------------------------
 
@@ -167,6 +171,11 @@ class TLSEngine:
         # it runs before any application data is returned.
         self.warnings = self.compiled.established(self.conn, peer=self.peer)
         self.handshake_done = True
+        if not self.is_server and self.conn.get_protocol_version_name() == "TLSv1.3":
+            # A TLS 1.3 server judges our certificate after we finished; if it rejects us it sends an alert and
+            # closes, and our writes then fail with a bare EPIPE (OpenSSL cannot read after a failed write). So
+            # the first few writes, before anything was read, first look for that alert (one extra recv each).
+            self._probe_writes = _PROBED_WRITES
         return None
 
     def _handshake_failed(self, result: int) -> None:
@@ -224,6 +233,11 @@ class TLSEngine:
 
     def send(self, data: bytes | bytearray | memoryview) -> int | Want:
         """Encrypt and write some of ``data`` (at least one record); returns how much was consumed."""
+        if self._probe_writes and not self.write_pending:
+            self._probe_writes = self._probe_writes - 1 if self._awaiting_first_record else 0
+            rejection = self._peek_rejection()
+            if rejection is not None:
+                raise rejection
         ssl = self._ssl
         if ssl is not None:
             with _ffi.from_buffer(data) as buf:
@@ -307,6 +321,16 @@ class TLSEngine:
         else:
             message = "the peer closed the connection"
         return HandshakeError(EOF_IN_HANDSHAKE, f"{message} during the handshake", peer=self.peer)
+
+    def _peek_rejection(self) -> HandshakeError | None:
+        """The peer's fatal alert if one is waiting, without consuming application data (SSL_peek)."""
+        try:
+            self.conn.recv(1, socket.MSG_PEEK)
+        except (SSL.WantReadError, SSL.WantWriteError, SSL.ZeroReturnError, SSL.SysCallError):
+            return None
+        except SSL.Error as exc:
+            return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
+        return None
 
     def _read_failure(self, exc: SSL.Error) -> Exception:
         if self._awaiting_first_record:

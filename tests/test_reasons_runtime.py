@@ -342,3 +342,19 @@ async def trio_thread_client(options: TLSOptions, client: object, **kwargs: obje
         await trio.to_thread.run_sync(client, port)
 
     return await server_reason(options, in_thread, **kwargs)
+
+
+async def test_peer_alert_tls13_rejection_seen_by_a_client_that_writes_first(pki: PKI) -> None:
+    """Same rejection, but the client writes before it reads: the failed write still names the alert."""
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(), server_hostname="localhost")
+        async with stream:
+            await _settle(events)  # the server has judged us and closed
+            with pytest.raises(trio.BrokenResourceError) as caught:
+                for _ in range(100):
+                    await stream.send_all(b"x" * 1000)
+                    await trio.sleep(0.01)
+    cause = caught.value.__cause__
+    assert isinstance(cause, HandshakeError) and cause.reason == "peer-alert", repr(cause)
+    assert cause.alert == "certificate_required"
