@@ -4,6 +4,7 @@ configuration errors before any network I/O. Real gtls servers and scripted TCP 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from gtls import (
     ConfigError,
+    HandshakeError,
     HandshakeEvent,
     PeerVerificationError,
     TLSOptions,
@@ -194,3 +197,28 @@ host = "localhost"
             assert stream.peer_certificate == pki.server.cert
         nursery.cancel_scope.cancel()
     assert events[0].server_name == "localhost"  # the connection's host: SNI and reference name
+
+
+async def test_no_descriptor_or_task_left_behind(pki: PKI, tmp_path: Path) -> None:
+    other = write_pki(tmp_path / "other")
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()
+        fds_before = len(os.listdir("/proc/self/fd"))
+        tasks_before = trio.lowlevel.current_statistics().tasks_living
+        for _ in range(20):
+            stream = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(), server_hostname="x")
+            await stream.aclose()
+        for _ in range(5):
+            with pytest.raises(PeerVerificationError):
+                await open_tls_over_tcp_stream("127.0.0.1", port, other.client_options())
+        with raw_server(lambda conn: None) as closing_port:  # closes at once: eof-in-handshake
+            for _ in range(3):
+                with pytest.raises(HandshakeError):
+                    await open_tls_over_tcp_stream("127.0.0.1", closing_port, pki.client_options())
+        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
+        gc.collect()
+        assert len(os.listdir("/proc/self/fd")) == fds_before
+        assert trio.lowlevel.current_statistics().tasks_living == tasks_before
