@@ -62,10 +62,18 @@ class HandshakeDeadlines:
         self._queue: deque[tuple[float, Entry]] = deque()
 
     def add(self, stream: TLSStream) -> Entry:
-        """Track ``stream``; clear ``entry[0]`` once its handshake is over so the stream is not kept alive."""
+        """Track ``stream`` until ``done(entry)``."""
         entry: Entry = [stream]
         self._queue.append((trio.current_time() + self.timeout, entry))
         return entry
+
+    def done(self, entry: Entry) -> None:
+        """The handshake is over. Handshakes finish roughly in accept order, so dropping finished entries from the
+        front keeps the queue as short as the handshakes in flight (an idle connection costs nothing here)."""
+        entry[0] = None
+        queue = self._queue
+        while queue and queue[0][1][0] is None:
+            queue.popleft()
 
     async def run(self) -> None:
         queue = self._queue
@@ -101,13 +109,14 @@ async def serve_listeners(
         async def connection(stream: TLSStream, entry: Entry | None) -> None:
             try:
                 ok = await handshaker.run(stream)
-                if entry is not None:
-                    entry[0] = None
+                if entry is not None and deadlines is not None:
+                    deadlines.done(entry)
+                    entry = None
                 if ok:
                     await handler(stream)
             finally:
-                if entry is not None:
-                    entry[0] = None
+                if entry is not None and deadlines is not None:
+                    deadlines.done(entry)
                 if stream.socket_bound:
                     stream._close_now()
                 else:  # pragma: no cover - listeners always produce socket-bound streams
