@@ -66,6 +66,8 @@ async def _open_tcp(host: str, port: int, happy_eyeballs_delay: float | None) ->
     """TCP to ``host:port``: an IP literal is dialled directly (one address: nothing for happy eyeballs to race,
     and no nursery or resolver round trip); a name goes through trio's ``open_tcp_stream``."""
     try:
+        if not isinstance(host, str):  # bytes would be read as a packed address
+            raise ValueError(host)
         address = ipaddress.ip_address(host)
     except ValueError:
         return await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
