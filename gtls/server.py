@@ -22,7 +22,7 @@ import trio
 
 from ._serve import serve_listeners, stdlib_socket_of
 from .engine import format_address
-from .errors import HandshakeError
+from .errors import EOF_IN_HANDSHAKE, HandshakeError
 from .options import TLSOptions
 from .resolve import Resolved
 from .stream import TLSStream, compile_settings
@@ -109,7 +109,7 @@ class Handshaker:
             self._failed(stream, exc, trio.current_time() - started)
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            failure = HandshakeError("eof-in-handshake", str(exc) or "the transport failed", peer=stream.peer_address)
+            failure = HandshakeError(EOF_IN_HANDSHAKE, str(exc) or "the transport failed", peer=stream.peer_address)
             self._failed(stream, failure, trio.current_time() - started)
             return False
         hook = self.on_handshake
