@@ -1,0 +1,22 @@
+"""Fixtures shared by several test modules (helpers live in ``tests/peers.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gtls.testing import DemoPKI, demo_pki
+from tests.peers import copy_fixtures
+
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``certs-fixtures/`` copied with private keys at 0600 (read-only use: tests that change files copy again)."""
+    return copy_fixtures(tmp_path_factory.mktemp("fixtures"))
+
+
+@pytest.fixture(scope="session")
+def localhost_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
+    """The demo PKI with a server certificate for ``localhost`` only."""
+    return demo_pki(tmp_path_factory.mktemp("demo-localhost"), server_names=("localhost",))

@@ -1,13 +1,15 @@
-"""Real TLS peers for the transport tests (and anyone else's): no tests here.
+"""Real peers and helpers for every test module (no tests here). Servers bind 127.0.0.1 only; every subprocess is
+killed in a ``finally``; every loop and wait is bounded in count and time.
 
-* ``write_pki`` — a test PKI on disk (root, intermediate, server and client leaves) from ``gtls.testing``;
-* ``openssl_server`` — ``openssl s_server`` on 127.0.0.1 with a free port (context manager, killed on exit);
-* ``openssl_client`` — ``openssl s_client`` run to completion (async, for trio tests) with a bounded time;
-* ``python_ssl_server`` / ``python_ssl_client`` — Python's blocking ``ssl`` module in threads;
-* ``trio_ssl_context`` — an ``ssl.SSLContext`` for trio's ``SSLStream`` peers;
-* ``raw_server`` — a plain TCP server running a scripted behaviour (silent, close, plaintext) for failure tests.
-
-Every subprocess is killed in a ``finally``; every loop is bounded in count and time; servers bind 127.0.0.1 only.
+* PKIs on disk: ``write_pki`` (root → intermediate → server / client leaves), ``copy_fixtures`` (``certs-fixtures/``
+  with keys at 0600);
+* ``openssl`` processes: ``s_server`` (raw arguments) and ``openssl_server`` (keyword form) on a free port,
+  ``s_client`` (blocking) and ``openssl_client`` (async, for trio tests), ``openssl_session`` (interactive),
+  ``openssl_echo`` (one line through an echo server);
+* Python's ``ssl``: ``python_context`` / ``trio_ssl_context``, ``python_ssl_server``, ``python_ssl_client``;
+* gtls contexts over blocking sockets: ``client_handshake``, ``gtls_server``, ``close``;
+* scripted plain-TCP peers: ``raw_server`` with ``silent``, ``close_after_hello``, ``plaintext_reply``;
+* the ``gtls`` command: ``run_gtls``, ``gtls_serve``, ``gtls_env``, ``error_line``, ``closed_port``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
+import signal
 import socket
 import ssl
+import struct
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -25,12 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+from OpenSSL import SSL
 
+from gtls.context import CompiledContext
+from gtls.errors import HandshakeError
 from gtls.options import TLSOptions
 from gtls.testing import CA, Certified, KeyType
 
 OPENSSL = "/usr/bin/openssl" if os.path.exists("/usr/bin/openssl") else "openssl"
 LOCALHOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "certs-fixtures"
+#: Upper bound for any single command run or wait.
+STEP_TIMEOUT = 20.0
 
 
 # --- PKI ---------------------------------------------------------------------------------------------------------
@@ -103,35 +117,116 @@ def write_pki(directory: Path, *, key_type: KeyType = "ec", server_dns: Sequence
     )
 
 
-# --- openssl processes -------------------------------------------------------------------------------------------
+def copy_fixtures(dest: Path) -> Path:
+    """A copy of ``certs-fixtures/`` with private keys at mode 0600: git does not keep file modes, and gtls refuses
+    key files other users can read, so tests must not depend on the checkout's modes."""
+    copy = Path(shutil.copytree(FIXTURES, dest / "certs-fixtures"))
+    for key in [*copy.glob("certs/*privkey.pem"), *copy.glob("demo/*-key.pem")]:
+        key.chmod(0o600)
+    return copy
+
+
+# --- processes ---------------------------------------------------------------------------------------------------
+
+
+class LineReader:
+    """Collects a text pipe's lines in a thread so waits can be bounded without blocking reads."""
+
+    def __init__(self, pipe: object) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, pipe: object) -> None:
+        for line in iter(pipe.readline, ""):  # type: ignore[attr-defined]
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = STEP_TIMEOUT) -> str:
+        """The first new line for which ``predicate(line)`` holds; AssertionError on EOF or timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting; lines so far: {self.lines}")
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"stream ended; lines: {self.lines}")
+            self.lines.append(line)
+            if predicate(line):
+                return line
+
+    def drain(self, timeout: float = 2.0) -> list[str]:
+        """Everything until EOF (the process has exited) or the timeout."""
+        self._thread.join(timeout)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                return self.lines
+            if line is not None:
+                self.lines.append(line)
 
 
 @dataclass
-class OpenSSLServer:
-    port: int
-    process: subprocess.Popen[bytes]
-    lines: queue.Queue[bytes]
+class Running:
+    """A server process that announced its address."""
 
-    def output(self, timeout: float = 2.0) -> str:
-        """Everything the server printed so far (waits up to ``timeout`` for more to arrive)."""
-        chunks: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunks.append(self.lines.get(timeout=0.05))
-            except queue.Empty:
-                if chunks:
-                    break
-        return b"".join(chunks).decode("utf-8", "replace")
+    process: subprocess.Popen[str]
+    stdout: LineReader
+    stderr: LineReader
+    host: str = LOCALHOST
+    port: int = 0
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``signum`` and wait for the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.process.wait(timeout)
 
 
-def _pump(stream: object, sink: queue.Queue[bytes]) -> None:
-    assert hasattr(stream, "readline")
-    for line in iter(stream.readline, b""):
-        sink.put(line)
+def _kill(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 @contextlib.contextmanager
+def _server_process(cmd: Sequence[str], prefix: str, *, env: dict[str, str] | None = None,
+                    cwd: Path | None = None) -> Iterator[Running]:
+    """Start ``cmd`` and wait until it prints a line starting with ``prefix`` and ending in ``HOST:PORT``."""
+    process = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+                               text=True, env=env, cwd=cwd)
+    try:
+        running = Running(process, LineReader(process.stdout), LineReader(process.stderr))
+        try:
+            line = running.stdout.wait_for(lambda text: text.startswith(prefix))
+        except AssertionError as exc:
+            raise AssertionError(f"{cmd[0]} did not start: {exc}; stderr: {running.stderr.drain()}") from None
+        host, _, port = line.removeprefix(prefix).rpartition(":")
+        running.host, running.port = host.strip(" []") or LOCALHOST, int(port)
+        yield running
+    finally:
+        _kill(process)
+
+
+# --- openssl processes -------------------------------------------------------------------------------------------
+
+
+def s_server(*args: str | Path) -> contextlib.AbstractContextManager[Running]:
+    """``openssl s_server -accept 127.0.0.1:0 ARGS`` until it reports its port; killed on exit."""
+    return _server_process([OPENSSL, "s_server", "-accept", f"{LOCALHOST}:0", *map(str, args)], "ACCEPT")
+
+
 def openssl_server(
     *,
     cert: Path,
@@ -141,46 +236,33 @@ def openssl_server(
     verify_client: bool = False,
     args: Sequence[str] = (),
     www: bool = True,
-    startup_timeout: float = 10.0,
-) -> Iterator[OpenSSLServer]:
-    """``openssl s_server`` on 127.0.0.1 (free port). ``www`` answers ``GET /`` with a status page, so a client
-    can check data flow; ``verify_client`` demands a client certificate (``-Verify 1``); ``chain`` holds the
-    intermediates to send after ``cert``."""
-    cmd = [OPENSSL, "s_server", "-accept", f"{LOCALHOST}:0", "-cert", str(cert), "-key", str(key), "-naccept", "1000"]
+) -> contextlib.AbstractContextManager[Running]:
+    """``s_server`` from keywords. ``www`` answers ``GET /`` with a status page, so a client can check data flow;
+    ``verify_client`` demands a client certificate (``-Verify 1``); ``chain`` holds the intermediates to send after
+    ``cert``."""
+    cmd: list[str | Path] = ["-cert", cert, "-key", key, "-naccept", "1000"]
     if ca is not None:
-        cmd += ["-CAfile", str(ca)]
+        cmd += ["-CAfile", ca]
     if chain is not None:
-        cmd += ["-cert_chain", str(chain)]
+        cmd += ["-cert_chain", chain]
     if verify_client:
         cmd += ["-Verify", "1", "-verify_return_error"]
     if www:
         cmd.append("-www")
-    cmd += list(args)
-    process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines: queue.Queue[bytes] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-    try:
-        port = None
-        deadline = time.monotonic() + startup_timeout
-        seen: list[bytes] = []
-        while port is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.1)
-            except queue.Empty:
-                if process.poll() is not None:
-                    break
-                continue
-            seen.append(line)
-            if line.startswith(b"ACCEPT"):
-                port = int(line.split(b":")[-1])
-        if port is None:
-            raise RuntimeError(f"openssl s_server did not start: {b''.join(seen).decode(errors='replace')}")
-        yield OpenSSLServer(port, process, lines)
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+    return s_server(*cmd, *args)
+
+
+def s_client(port: int, *args: str | Path, timeout: float = 15.0, send: bytes = b""
+             ) -> subprocess.CompletedProcess[str]:
+    """``openssl s_client`` to 127.0.0.1:port; returns when it exits (stdin EOF ends it after the handshake)."""
+    result = subprocess.run(
+        [OPENSSL, "s_client", "-connect", f"{LOCALHOST}:{port}", *map(str, args)],
+        input=send,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"),
+                                       result.stderr.decode(errors="replace"))
 
 
 @dataclass
@@ -265,6 +347,43 @@ async def openssl_session(
             await process.wait()
 
 
+@dataclass
+class EchoResult:
+    returncode: int
+    stdout: list[str]
+    stderr: list[str]
+    echoed: bool
+
+
+def openssl_echo(port: int, text: str, *args: str, host: str = LOCALHOST,
+                 timeout: float = STEP_TIMEOUT) -> EchoResult:
+    """Connect ``openssl s_client``, send ``text`` and a newline, wait until the same line comes back, then close
+    stdin (s_client quits). ``echoed`` says whether the line came back before the peer closed or the timeout.
+
+    ``-quiet`` because without it s_client 3.0 stops showing data after a TLS 1.3 post-handshake record when it
+    sent a client certificate ("read R BLOCK"); ``-no_ign_eof`` undoes the ``-ign_eof`` that ``-quiet`` implies."""
+    process = subprocess.Popen([OPENSSL, "s_client", "-connect", f"{host}:{port}", "-quiet", "-no_ign_eof", *args],
+                               stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = LineReader(process.stdout), LineReader(process.stderr)
+        assert process.stdin is not None
+        echoed = False
+        try:
+            process.stdin.write(text + "\n")
+            process.stdin.flush()
+            out.wait_for(lambda line: line == text, timeout)
+            echoed = True
+        except (AssertionError, OSError):
+            pass
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        returncode = process.wait(timeout)
+        return EchoResult(returncode, out.drain(), err.drain(), echoed)
+    finally:
+        _kill(process)
+
+
 # --- Python ssl peers (blocking, in threads) ---------------------------------------------------------------------
 
 
@@ -323,10 +442,7 @@ def python_ssl_server(
 ) -> Iterator[PythonServer]:
     """A threaded Python-ssl server: each connection handshakes, echoes one message ending in ``until``, then
     closes with close_notify. Handshake and other errors are collected in ``server.errors``."""
-    listener = socket.create_server((LOCALHOST, 0))
-    listener.settimeout(0.1)
-    state = PythonServer(listener.getsockname()[1])
-    stop = threading.Event()
+    state = PythonServer(0)
 
     def serve_one(raw: socket.socket) -> None:
         raw.settimeout(timeout)
@@ -336,29 +452,11 @@ def python_ssl_server(
                 _echo_once(conn, until)
                 with contextlib.suppress(OSError):
                     conn.unwrap()
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             state.errors.append(exc)
-        finally:
-            raw.close()
 
-    def accept_loop() -> None:
-        while not stop.is_set():
-            try:
-                raw, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=serve_one, args=(raw,), daemon=True).start()
-
-    thread = threading.Thread(target=accept_loop, daemon=True)
-    thread.start()
-    try:
+    with _threaded_server(serve_one) as state.port:
         yield state
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        listener.close()
 
 
 def python_ssl_client(
@@ -395,9 +493,9 @@ def python_ssl_client(
 
 
 @contextlib.contextmanager
-def raw_server(behaviour: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A plain TCP server on 127.0.0.1 running ``behaviour(conn)`` for each connection in its own thread; the
-    connection is closed afterwards. Yields the port."""
+def _threaded_server(handle: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 running ``handle(conn)`` for each connection in its own thread; the connection is
+    closed afterwards and OSErrors it raises are dropped. Yields the port."""
     listener = socket.create_server((LOCALHOST, 0))
     listener.settimeout(0.1)
     stop = threading.Event()
@@ -405,8 +503,7 @@ def raw_server(behaviour: Callable[[socket.socket], None]) -> Iterator[int]:
 
     def run(conn: socket.socket) -> None:
         try:
-            conn.settimeout(10)
-            behaviour(conn)
+            handle(conn)
         except OSError:
             pass
         finally:
@@ -436,6 +533,19 @@ def raw_server(behaviour: Callable[[socket.socket], None]) -> Iterator[int]:
             thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def raw_server(behaviour: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A plain TCP server on 127.0.0.1 running ``behaviour(conn)`` for each connection in its own thread; the
+    connection is closed afterwards. Yields the port."""
+
+    def run(conn: socket.socket) -> None:
+        conn.settimeout(10)
+        behaviour(conn)
+
+    with _threaded_server(run) as port:
+        yield port
+
+
 def silent(stop_after: float) -> Callable[[socket.socket], None]:
     """Accept and say nothing for ``stop_after`` seconds (or until the peer leaves)."""
 
@@ -458,3 +568,161 @@ def plaintext_reply(conn: socket.socket) -> None:
     """Answer like an HTTP server that does not speak TLS."""
     conn.recv(65536)
     conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind((LOCALHOST, 0))
+        return int(sock.getsockname()[1])
+
+
+# --- gtls contexts over blocking sockets (SO_RCVTIMEO/SO_SNDTIMEO bound every wait) ---------------------------------
+
+
+IO_TIMEOUT = 5.0
+
+
+def _bound(sock: socket.socket, seconds: float = IO_TIMEOUT) -> None:
+    """Blocking socket whose reads and writes give up after ``seconds`` (OpenSSL's socket BIO honours these)."""
+    sock.settimeout(None)
+    timeval = struct.pack("ll", int(seconds), int((seconds % 1) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def client_handshake(
+    compiled: CompiledContext, port: int, *, server_hostname: str | None = None
+) -> tuple[SSL.Connection | None, HandshakeError | None]:
+    """One gtls-context client handshake against 127.0.0.1:port: (connection, None) or (None, error)."""
+    sock = socket.create_connection((LOCALHOST, port), timeout=IO_TIMEOUT)
+    _bound(sock)
+    conn = compiled.new_connection(sock, server_hostname=server_hostname)
+    try:
+        conn.do_handshake()
+        compiled.established(conn)
+    except SSL.Error as exc:
+        sock.close()
+        return None, compiled.handshake_failure(conn, exc)
+    except HandshakeError as exc:
+        sock.close()
+        return None, exc
+    return conn, None
+
+
+def close(conn: SSL.Connection | None) -> None:
+    if conn is None:
+        return
+    with contextlib.suppress(SSL.Error, OSError):
+        conn.shutdown()
+    conn.close()  # Connection forwards close() to its socket
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    error: HandshakeError | None = None
+    peer_chain: list[bytes] = field(default_factory=list)
+    reused: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GtlsServer:
+    port: int
+    outcomes: list[Outcome]
+
+
+@contextlib.contextmanager
+def gtls_server(compiled: CompiledContext, *, max_connections: int = 20, deadline: float = 30.0,
+                close_after_handshake: bool = False) -> Iterator[GtlsServer]:
+    """A thread accepting connections on a gtls server context: handshake, read until the peer closes (or not, with
+    ``close_after_handshake``), close."""
+    listener = socket.create_server((LOCALHOST, 0))
+    listener.settimeout(0.2)
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        end = time.monotonic() + deadline
+        served = 0
+        while not stop.is_set() and time.monotonic() < end and served < max_connections:
+            try:
+                sock, _ = listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            served += 1
+            _bound(sock, 3.0)
+            conn = compiled.new_connection(sock)
+            try:
+                conn.do_handshake()
+                warnings = compiled.established(conn)
+                chain = conn.get_peer_cert_chain(as_cryptography=True) or []
+                outcome = Outcome(True, peer_chain=[c.fingerprint(_sha256()) for c in chain], warnings=warnings)
+                outcome.reused = _reused(conn)
+                outcomes.append(outcome)
+                with contextlib.suppress(SSL.Error, OSError):
+                    for _ in range(0 if close_after_handshake else 100):  # bounded: until the peer closes
+                        if not conn.recv(4096):
+                            break
+            except SSL.Error as exc:
+                outcomes.append(Outcome(False, compiled.handshake_failure(conn, exc)))
+            finally:
+                with contextlib.suppress(SSL.Error, OSError):
+                    conn.shutdown()
+                sock.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield GtlsServer(listener.getsockname()[1], outcomes)
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+
+
+def _sha256() -> object:
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA256()
+
+
+def _reused(conn: SSL.Connection) -> bool:
+    from OpenSSL._util import lib  # test-only peek: pyOpenSSL has no public session_reused
+
+    return bool(lib.SSL_session_reused(conn._ssl))
+
+
+# --- the gtls command --------------------------------------------------------------------------------------------
+
+
+#: Where a command that falls back to the demo PKI by mistake would write it: never the user's data folder.
+_STRAY_DATA_DIR = Path(tempfile.gettempdir()) / "gtls-cli-tests-data"
+
+
+def gtls_env(data_dir: Path | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["GTLS_DATA_DIR"] = str(data_dir if data_dir is not None else _STRAY_DATA_DIR)
+    return env
+
+
+def run_gtls(*args: str, env: dict[str, str] | None = None, timeout: float = STEP_TIMEOUT,
+             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real command to completion (``subprocess.run`` kills it when the timeout expires)."""
+    return subprocess.run([sys.executable, "-m", "gtls", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or gtls_env(), cwd=cwd or REPO, stdin=subprocess.DEVNULL)
+
+
+def gtls_serve(*args: str, env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[Running]:
+    """``gtls serve ARGS`` until it prints ``listening on HOST:PORT``; killed on exit."""
+    return _server_process([sys.executable, "-m", "gtls", "serve", *args], "listening on ", env=env or gtls_env(),
+                           cwd=REPO)
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a failed command (asserts there is exactly one)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one stderr line, got {lines!r}"
+    return lines[0]

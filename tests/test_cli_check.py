@@ -9,14 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_support import copy_fixtures, error_line, run_gtls
 
 from gtls.testing import DemoPKI, demo_pki, write_pem
-
-
-@pytest.fixture(scope="module")
-def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_fixtures(tmp_path_factory.mktemp("check-fixtures"))
+from tests.peers import error_line, run_gtls
 
 
 @pytest.fixture(scope="module")

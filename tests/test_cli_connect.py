@@ -7,14 +7,23 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from test_cli_support import closed_port, error_line, openssl_server, run_gtls, tcp_server
 
-from gtls.testing import DemoPKI, demo_pki, write_pem
+from gtls.testing import DemoPKI, write_pem
+from tests.peers import (
+    close_after_hello,
+    closed_port,
+    error_line,
+    plaintext_reply,
+    raw_server,
+    run_gtls,
+    s_server,
+    silent,
+)
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
-    return demo_pki(tmp_path_factory.mktemp("connect-pki"), server_names=("localhost",))
+def pki(localhost_demo: DemoPKI) -> DemoPKI:
+    return localhost_demo
 
 
 def server_args(pki: DemoPKI) -> list[str]:
@@ -41,7 +50,7 @@ def assert_fails_with(reason: str, port: int, *args: str, host: str = "localhost
 
 
 def test_connect_prints_version_cipher_sni_and_chain(pki: DemoPKI) -> None:
-    with openssl_server(*server_args(pki), "-rev") as server:
+    with s_server(*server_args(pki), "-rev") as server:
         code, out, err = connect(server.port, *trusting(pki), "--tls-target-name-check", "host",
                                  "--send", "hello gtls")
     assert code == 0, err
@@ -55,14 +64,14 @@ def test_connect_prints_version_cipher_sni_and_chain(pki: DemoPKI) -> None:
 
 
 def test_connect_tls12_and_ip_address_sends_no_sni(pki: DemoPKI) -> None:
-    with openssl_server(*server_args(pki), "-tls1_2") as server:
+    with s_server(*server_args(pki), "-tls1_2") as server:
         code, out, err = connect(server.port, *trusting(pki), host="127.0.0.1")
     assert code == 0, err
     assert "version: TLSv1.2" in out and "sni: (none sent)" in out
 
 
 def test_untrusted(pki: DemoPKI) -> None:
-    with openssl_server(*server_args(pki)) as server:
+    with s_server(*server_args(pki)) as server:
         line = assert_fails_with("untrusted", server.port, "--trusted-ca", str(pki.second_root_ca))
     assert f"peer localhost:{server.port}" in line or "peer 127.0.0.1" in line
 
@@ -72,13 +81,13 @@ def test_expired(pki: DemoPKI, tmp_path: Path) -> None:
                                 not_after=dt.timedelta(days=-10))
     cert = old.write_cert(tmp_path / "old-cert.pem")
     key = old.write_key(tmp_path / "old-key.pem")
-    with openssl_server("-cert", str(cert), "-cert_chain", str(pki.intermediate_ca), "-key", str(key)) as server:
+    with s_server("-cert", str(cert), "-cert_chain", str(pki.intermediate_ca), "-key", str(key)) as server:
         line = assert_fails_with("expired", server.port, *trusting(pki))
     assert "depth 0" in line
 
 
 def test_name_mismatch(pki: DemoPKI) -> None:
-    with openssl_server(*server_args(pki)) as server:
+    with s_server(*server_args(pki)) as server:
         assert_fails_with("name-mismatch", server.port, *trusting(pki), "--tls-target-name-check", "host",
                           "--tls-target-name", "elsewhere.example.test")
         # Dialling the IP address: the iPAddress SAN is never consulted (spec §7).
@@ -87,12 +96,12 @@ def test_name_mismatch(pki: DemoPKI) -> None:
 
 
 def test_protocol_version(pki: DemoPKI) -> None:
-    with openssl_server(*server_args(pki), "-tls1_2") as server:
+    with s_server(*server_args(pki), "-tls1_2") as server:
         assert_fails_with("protocol-version", server.port, *trusting(pki), "--sec-protocol", "TLSv13")
 
 
 def test_peer_alert_when_the_server_shares_no_cipher(pki: DemoPKI) -> None:
-    with openssl_server(*server_args(pki), "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384") as server:
+    with s_server(*server_args(pki), "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384") as server:
         line = assert_fails_with("peer-alert", server.port, *trusting(pki), "--sec-protocol", "TLSv12",
                                  "--cipher-list", "ECDHE-ECDSA-AES128-GCM-SHA256")
     assert "handshake" in line
@@ -100,7 +109,7 @@ def test_peer_alert_when_the_server_shares_no_cipher(pki: DemoPKI) -> None:
 
 def test_peer_alert_when_a_tls13_server_wants_a_client_certificate(pki: DemoPKI) -> None:
     # In TLS 1.3 the client finishes before the server judges it; gtls connect must still report the refusal.
-    with openssl_server(*server_args(pki), "-Verify", "1", "-CAfile", str(pki.root_ca)) as server:
+    with s_server(*server_args(pki), "-Verify", "1", "-CAfile", str(pki.root_ca)) as server:
         assert_fails_with("peer-alert", server.port, *trusting(pki))
         code, out, err = connect(server.port, *trusting(pki), "--certificate", str(pki.client_chain),
                                  "--certificate-key", str(pki.client_key), host="127.0.0.1")
@@ -108,17 +117,17 @@ def test_peer_alert_when_a_tls13_server_wants_a_client_certificate(pki: DemoPKI)
 
 
 def test_not_tls(pki: DemoPKI) -> None:
-    with tcp_server("http") as port:
+    with raw_server(plaintext_reply) as port:
         assert_fails_with("not-tls", port, *trusting(pki), host="127.0.0.1")
 
 
 def test_eof_in_handshake(pki: DemoPKI) -> None:
-    with tcp_server("close") as port:
+    with raw_server(close_after_hello) as port:
         assert_fails_with("eof-in-handshake", port, *trusting(pki), host="127.0.0.1")
 
 
 def test_timeout_against_a_silent_server(pki: DemoPKI) -> None:
-    with tcp_server("silent") as port:
+    with raw_server(silent(10)) as port:
         line = assert_fails_with("timeout", port, *trusting(pki), "--timeout", "0.5",
                                  host="127.0.0.1")
     assert "0.5" in line
@@ -176,6 +185,6 @@ def test_certificate_reasons(pki: DemoPKI, tmp_path: Path, reason: str) -> None:
     if reason == "crl-unavailable":
         crls = write_pem(tmp_path / "crl.pem", pki.root.crl())  # nothing from the leaf's issuer
         client += ["--tls-crl", str(crls)]
-    with openssl_server("-cert", str(cert), "-cert_chain", str(chain), "-key", str(key)) as server:
+    with s_server("-cert", str(cert), "-cert_chain", str(chain), "-key", str(key)) as server:
         line = assert_fails_with(reason, server.port, *client)
     assert "subject CN=" in line

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from test_cli_support import error_line, gtls_env, run_gtls
 
 from gtls.demo import DemoFiles, data_dir, ensure_demo_pki
 from gtls.testing import CA, write_pem
+from tests.peers import error_line, gtls_env, run_gtls
 
 
 def openssl_verify(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli_support import (
-    copy_fixtures,
+
+from gtls.testing import DemoPKI
+from tests.peers import (
     error_line,
     gtls_env,
     gtls_serve,
@@ -19,12 +20,10 @@ from test_cli_support import (
     run_gtls,
 )
 
-from gtls.testing import DemoPKI, demo_pki
-
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
-    return demo_pki(tmp_path_factory.mktemp("serve-pki"), server_names=("localhost",))
+def pki(localhost_demo: DemoPKI) -> DemoPKI:
+    return localhost_demo
 
 
 def flag_args(pki: DemoPKI) -> list[str]:
@@ -134,8 +133,7 @@ def test_serve_demo_with_mutual_tls_hints_include_the_client_certificate(tmp_pat
 
 
 @pytest.mark.parametrize("sample", ["simple-tls.toml", "mutual-tls.toml"])
-def test_serve_from_a_deployment_file(sample: str, tmp_path: Path) -> None:
-    fixtures = copy_fixtures(tmp_path)
+def test_serve_from_a_deployment_file(sample: str, fixtures: Path) -> None:
     config = fixtures / sample
     from gtls.deployment import load_deployment
 

@@ -18,7 +18,7 @@ from gtls.errors import CipherListError, HandshakeError, PeerVerificationError, 
 from gtls.options import TLSOptions
 from gtls.resolve import Level, Resolved, direct
 from gtls.testing import CA, write_pem
-from tests.pki_peers import OPENSSL, client_handshake, close, gtls_server, openssl_server, s_client
+from tests.peers import OPENSSL, client_handshake, close, gtls_server, s_client, s_server
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_verify_modes_options_and_no_callback(files: dict[str, Path]) -> None:
 
 def test_purpose_follows_the_role(files: dict[str, Path]) -> None:
     """OpenSSL sets ssl_server on a client and ssl_client on a server by itself: wrong EKUs fail as bad-purpose."""
-    with openssl_server("-cert", files["client_only"], "-key", files["client_only_key"]) as server:
+    with s_server("-cert", files["client_only"], "-key", files["client_only_key"]) as server:
         conn, error = client_handshake(client_ctx(files), server.port, server_hostname="server.test")
         close(conn)
     assert error is not None and error.reason == "bad-purpose" and error.depth == 0
@@ -134,7 +134,7 @@ def test_server_resumption(tmp_path: Path, files: dict[str, Path]) -> None:
 
 def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
     client = client_ctx(files)
-    with openssl_server("-cert", files["server"], "-key", files["server_key"], "-tls1_2") as server:
+    with s_server("-cert", files["server"], "-key", files["server_key"], "-tls1_2") as server:
         first, error = client_handshake(client, server.port, server_hostname="server.test")
         assert first is not None, error
         session = first.get_session()
@@ -191,7 +191,7 @@ def test_protocol_version_both_ways(files: dict[str, Path]) -> None:
         s_client(srv.port, "-tls1_2")
     assert srv.outcomes[0].error is not None and srv.outcomes[0].error.reason == "protocol-version"
     client = client_ctx(files, **{"sec-protocol": "TLSv12"})
-    with openssl_server("-cert", files["server"], "-key", files["server_key"], "-tls1_3") as server:
+    with s_server("-cert", files["server"], "-key", files["server_key"], "-tls1_3") as server:
         conn, error = client_handshake(client, server.port, server_hostname="server.test")
         close(conn)
     assert error is not None and error.reason == "protocol-version"
@@ -217,11 +217,11 @@ def test_failure_reasons_of_a_server(files: dict[str, Path]) -> None:
 
 def test_failure_reasons_of_a_client(files: dict[str, Path]) -> None:
     client = client_ctx(files)
-    with openssl_server("-cert", files["server"], "-key", files["server_key"], "-Verify", "1", "-tls1_2") as server:
+    with s_server("-cert", files["server"], "-key", files["server_key"], "-Verify", "1", "-tls1_2") as server:
         conn, error = client_handshake(client, server.port, server_hostname="server.test")
         close(conn)
     assert isinstance(error, HandshakeError) and error.reason == "peer-alert" and error.alert
-    with openssl_server("-cert", files["stranger"], "-key", files["stranger_key"]) as server:
+    with s_server("-cert", files["stranger"], "-key", files["stranger_key"]) as server:
         conn, error = client_handshake(client, server.port, server_hostname="server.test")
         close(conn)
     assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"

@@ -21,8 +21,7 @@ from gtls import (
     load_deployment,
 )
 from gtls.deployment import Deployment
-
-FIXTURES = Path(__file__).resolve().parent.parent / "certs-fixtures"
+from tests.peers import FIXTURES
 
 BASE = """
 [hosts.server-host.security]

@@ -18,7 +18,7 @@ from gtls.pki import hostcheck, names
 from gtls.resolve import direct
 from gtls.testing import CA, Certified, write_pem
 from gtls.verify import verify_chain
-from tests.pki_peers import client_handshake, close, openssl_server
+from tests.peers import client_handshake, close, s_server
 
 ROOT = CA.root("names root")
 
@@ -135,7 +135,7 @@ def test_name_rule_agrees_everywhere(material: dict[str, object], cert_id: str,
     trusted = material["trusted"]
     assert isinstance(trusted, Path)
     cases = [c for c in CASES if c[0] == cert_id]
-    with openssl_server("-cert", tmp / f"{cert_id}.pem", "-key", tmp / f"{cert_id}.key") as server:
+    with s_server("-cert", tmp / f"{cert_id}.pem", "-key", tmp / f"{cert_id}.key") as server:
         for _, reference, how, expected, note in cases:
             compiled = client(trusted, reference if how == "target" else None)
             dialled = reference if how == "dialled" else "127.0.0.1"
@@ -194,7 +194,7 @@ def test_sni_rule(material: dict[str, object]) -> None:
     assert named.new_connection(server_hostname="10.0.0.5").get_servername() == b"host.example.com"
     tmp = material["dir"]
     assert isinstance(tmp, Path)
-    with openssl_server("-cert", tmp / "plain.pem", "-key", tmp / "plain.key", "-servername", "host.example.com",
+    with s_server("-cert", tmp / "plain.pem", "-key", tmp / "plain.key", "-servername", "host.example.com",
                         "-cert2", tmp / "cnonly.pem", "-key2", tmp / "cnonly.key") as server:
         conn, error = client_handshake(named, server.port, server_hostname="10.0.0.5")
         assert error is None and conn is not None

@@ -13,7 +13,7 @@ from gtls.context import compile_context
 from gtls.errors import CredentialLoadError, KeyMismatch
 from gtls.resolve import direct
 from gtls.testing import CA, Certified, generate_key, write_pem
-from tests.pki_peers import gtls_server, s_client
+from tests.peers import gtls_server, s_client
 
 
 @pytest.fixture(scope="module")

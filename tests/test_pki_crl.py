@@ -12,7 +12,7 @@ from gtls.errors import CrlLoadError, PeerVerificationError
 from gtls.resolve import direct
 from gtls.testing import CA, CRL, Certified, write_pem
 from gtls.verify import verify_chain
-from tests.pki_peers import client_handshake, close, gtls_server, openssl_server, s_client
+from tests.peers import client_handshake, close, gtls_server, s_client, s_server
 
 DAY = dt.timedelta(days=1)
 
@@ -106,7 +106,7 @@ def test_crl_outcomes_in_a_handshake(tmp_path: Path, pki: Pki, name: str) -> Non
     compiled = client(tmp_path, pki, *crls, scope=scope, expired=expired)
     write_pem(tmp_path / "chain.pem", pki.leaf, pki.inter)
     pki.leaf.write_key(tmp_path / "key.pem")
-    with openssl_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
+    with s_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
                         tmp_path / "key.pem") as server:
         conn, error = client_handshake(compiled, server.port, server_hostname="crl.test")
         warnings = compiled.established(conn) if conn is not None else []

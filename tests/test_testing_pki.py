@@ -22,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gtls.testing import CA, CRL, Certified, demo_pki, write_pem
+from tests.peers import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parent.parent / "certs-fixtures"
 OPENSSL = shutil.which("openssl")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl command not installed")
 

@@ -16,7 +16,7 @@ from gtls.options import TLSOptions
 from gtls.resolve import direct
 from gtls.testing import CA, write_pem
 from gtls.verify import verify_chain
-from tests.pki_peers import client_handshake, close, openssl_server
+from tests.peers import client_handshake, close, s_server
 
 DAY = dt.timedelta(days=1)
 
@@ -107,7 +107,7 @@ def check_agreement(fault: str, depth: int, crl: bool) -> None:
             offline = None
         except PeerVerificationError as exc:
             offline = (exc.reason, exc.depth)
-        with openssl_server("-cert", tmp / "chain.pem", "-cert_chain", tmp / "chain.pem", "-key",
+        with s_server("-cert", tmp / "chain.pem", "-cert_chain", tmp / "chain.pem", "-key",
                             tmp / "key.pem") as server:
             conn, error = client_handshake(compiled, server.port, server_hostname="prop.test")
             close(conn)
