@@ -42,7 +42,7 @@ from typing import Final
 
 from .errors import DeploymentError, InvalidOptionValue
 from .options import classify_name, emit_warning, is_thumbprint, parse_transport
-from .resolve import Level, Profile, Resolved, Role, resolve_client, resolve_server
+from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
 
 #: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
 PATH_OPTIONS: Final = frozenset({"certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store"})
@@ -109,7 +109,7 @@ class EndpointRef:
     """An endpoint not yet resolved: the same attributes as ``Endpoint``, with ``resolved`` computed on first
     access (raising the resolution's ``ConfigError``)."""
 
-    __slots__ = ("object_path", "role", "address", "port", "server_hostname", "_resolver", "_resolved")
+    __slots__ = ("object_path", "role", "address", "port", "server_hostname", "_build", "_resolved")
 
     def __init__(
         self,
@@ -118,14 +118,14 @@ class EndpointRef:
         address: str,
         port: int,
         server_hostname: str | None,
-        resolver: Callable[[list[str] | None], Resolved],
+        build: Callable[[list[str]], Resolved],
     ) -> None:
         self.object_path = object_path
         self.role: Role = role
         self.address = address
         self.port = port
         self.server_hostname = server_hostname
-        self._resolver = resolver
+        self._build = build  # resolves, adding warnings to the list it is given
         self._resolved: Resolved | None = None
 
     def __repr__(self) -> str:
@@ -133,7 +133,7 @@ class EndpointRef:
 
     def resolve(self, *, warnings: list[str] | None = None) -> Resolved:
         if self._resolved is None:
-            self._resolved = self._resolver(warnings)
+            self._resolved = gather_warnings(warnings, self._build)
         elif warnings is not None:
             warnings.extend(w for w in self._resolved.warnings if w not in warnings)
         return self._resolved
@@ -203,27 +203,20 @@ class Deployment:
                 f"application {app!r} has no port {port_id!r} (ports: {known})", object_path=path, file=str(self.path)
             )
 
-        def resolver(warnings: list[str] | None) -> Resolved:
-            local: list[str] = []
-            try:
-                params = self._transport(spec.transport, path, Level.PORT, local)
-                resolved = resolve_server(
-                    port=params,
-                    application=application.security,
-                    annex=application.annex,
-                    host=self._host_security(application),
-                    certificate_source=application.certificate_source,
-                    profile=self.profile,
-                    object_path=path,
-                    base_dir=self.base_dir,
-                    warnings=local,
-                )
-            finally:
-                for message in local:
-                    emit_warning(warnings, message)
-            return replace(resolved, warnings=tuple(local))
+        def build(local: list[str]) -> Resolved:
+            return resolve_server(
+                port=self._transport(spec.transport, path, Level.PORT, local),
+                application=application.security,
+                annex=application.annex,
+                host=self._host_security(application),
+                certificate_source=application.certificate_source,
+                profile=self.profile,
+                object_path=path,
+                base_dir=self.base_dir,
+                warnings=local,
+            )
 
-        return EndpointRef(path, "server", spec.address, spec.port, None, resolver)
+        return EndpointRef(path, "server", spec.address, spec.port, None, build)
 
     def _connection_ref(self, app: str, conn_id: str) -> EndpointRef:
         application = self.application(app)
@@ -246,29 +239,23 @@ class Deployment:
             dial = _WILDCARDS.get(target.address, target.address)
         reference = spec.host or dial
 
-        def resolver(warnings: list[str] | None) -> Resolved:
-            local: list[str] = []
-            try:
-                params = self._transport(spec.transport, path, Level.CONNECTION, local)
-                resolved = resolve_client(
-                    connection=params,
-                    target=target.transport,
-                    application=application.security,
-                    annex=application.annex,
-                    host=self._host_security(application),
-                    certificate_source=application.certificate_source,
-                    profile=self.profile,
-                    object_path=path,
-                    base_dir=self.base_dir,
-                    warnings=local,
-                )
-                _check_reference_name(resolved, reference)
-            finally:
-                for message in local:
-                    emit_warning(warnings, message)
-            return replace(resolved, warnings=tuple(local))
+        def build(local: list[str]) -> Resolved:
+            resolved = resolve_client(
+                connection=self._transport(spec.transport, path, Level.CONNECTION, local),
+                target=target.transport,
+                application=application.security,
+                annex=application.annex,
+                host=self._host_security(application),
+                certificate_source=application.certificate_source,
+                profile=self.profile,
+                object_path=path,
+                base_dir=self.base_dir,
+                warnings=local,
+            )
+            _check_reference_name(resolved, reference)
+            return resolved
 
-        return EndpointRef(path, "client", dial, target.port, reference, resolver)
+        return EndpointRef(path, "client", dial, target.port, reference, build)
 
     def _transport(self, text: str, path: str, level: Level, warnings: list[str]) -> dict[str, str]:
         local: list[str] = []

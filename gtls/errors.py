@@ -35,23 +35,6 @@ NOT_TLS: Final = "not-tls"
 TIMEOUT: Final = "timeout"
 EOF_IN_HANDSHAKE: Final = "eof-in-handshake"
 
-#: Reasons raised as ``PeerVerificationError`` (a certificate was judged and rejected).
-CERTIFICATE_REASONS: Final = frozenset(
-    {
-        UNTRUSTED,
-        EXPIRED,
-        NOT_YET_VALID,
-        REVOKED,
-        CRL_UNAVAILABLE,
-        CRL_EXPIRED,
-        CRL_NOT_YET_VALID,
-        CRL_SIGNATURE,
-        BAD_CA,
-        BAD_PURPOSE,
-        NAME_MISMATCH,
-        NO_PEER_CERTIFICATE,
-    }
-)
 #: Every runtime reason word, in the order of spec §10.
 REASONS: Final = (
     UNTRUSTED,
@@ -73,6 +56,8 @@ REASONS: Final = (
     TIMEOUT,
     EOF_IN_HANDSHAKE,
 )
+#: Reasons raised as ``PeerVerificationError`` (a certificate was judged and rejected): §10 lists them first.
+CERTIFICATE_REASONS: Final = frozenset(REASONS[: REASONS.index(NO_PEER_CERTIFICATE) + 1])
 
 
 class GtlsError(Exception):

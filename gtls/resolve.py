@@ -18,8 +18,9 @@ Python callers) as one level. Warnings are collected in ``Resolved.warnings`` an
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Final, Literal
@@ -469,18 +470,39 @@ def _certificate_source(value: str) -> CertificateSource:
     raise InvalidOptionValue(f"{value!r} is not Host or Application", option="certificate-source")
 
 
-class _Flush:
-    """Context manager handing a run's warnings to the caller's list, or logging them once, even on error."""
+@contextlib.contextmanager
+def _resolving(role: Role, profile: str, object_path: str | None, warnings: list[str] | None) -> Iterator[_Run]:
+    """One resolution run: its ConfigErrors carry ``object_path``; its warnings go to the caller's list (or the log)
+    once, even on error."""
+    run = _Run(role, "unix", object_path)
+    try:
+        run.profile = _profile(profile)
+        yield run
+    except ConfigError as exc:
+        raise exc.located(object_path=object_path) from None
+    finally:
+        for message in run.warnings:
+            emit_warning(warnings, message)
 
-    def __init__(self, run: _Run, target: list[str] | None) -> None:
-        self.run, self.target = run, target
 
-    def __enter__(self) -> _Run:
-        return self.run
-
-    def __exit__(self, *exc: object) -> None:
-        for message in self.run.warnings:
-            emit_warning(self.target, message)
+def _conclude(
+    run: _Run,
+    own: tuple[Level, TLSOptions],
+    mode: dict[str, tuple[bool, str]],
+    *,
+    application: LevelInput,
+    annex: LevelInput,
+    host: LevelInput,
+    certificate_source: CertificateSource,
+    base_dir: Path,
+) -> Resolved:
+    """What both roles do once their own level is read: a plaintext endpoint, or the secure merge with A/A'/H."""
+    if not mode["tls"][0]:
+        _plaintext_hints(run, [(Level.APPLICATION, application), (Level.APPLICATION, annex), (Level.HOST, host)])
+        return _plaintext(run, mode, base_dir)
+    app = _merge_application(run, application, annex)
+    h = run.options(host, Level.HOST, transport=False)
+    return _secure(run, own, app, h, certificate_source=certificate_source, mode=mode, base_dir=base_dir)
 
 
 def resolve_server(
@@ -496,38 +518,28 @@ def resolve_server(
     warnings: list[str] | None = None,
 ) -> Resolved:
     """Resolve a server port's settings (spec §3.2). ``port`` holds the Port's transport parameters."""
-    run = _Run("server", "unix", object_path)
-    with _Flush(run, warnings):
-        try:
-            run.profile = _profile(profile)
-            source = _certificate_source(certificate_source)
-            base = Path(base_dir) if base_dir is not None else Path.cwd()
-            p = run.options(port, Level.PORT, transport=True)
-            client_only = _present(p, CLIENT_ONLY)
-            if client_only:
-                run.warn(Level.PORT, f"{_names(client_only)}: client-only, ignored on a Port")
-                p = _without(p, CLIENT_ONLY)
-            if p.upgrade:
-                raise UnsupportedFeature(
-                    "upgrade=1 (clients switching to TLS inside the application protocol) is not supported; "
-                    "use tls=1 for a port that accepts TLS only",
-                    option="upgrade",
-                    level=Level.PORT.title,
-                )
-            mode = {"tls": (bool(p.tls), "P" if p.tls is not None else "default"), "upgrade": (False, "default")}
-            if not p.tls:
-                if _present(p, PARAMETER_SET):
-                    run.warn(Level.PORT, f"{_names(_present(p, PARAMETER_SET))}: no effect on a plaintext port")
-                mode["tls_mutual"] = (False, "default")
-                _plaintext_hints(
-                    run, [(Level.APPLICATION, application), (Level.APPLICATION, annex), (Level.HOST, host)]
-                )
-                return _plaintext(run, mode, base)
-            app = _merge_application(run, application, annex)
-            h = run.options(host, Level.HOST, transport=False)
-            return _secure(run, (Level.PORT, p), app, h, certificate_source=source, mode=mode, base_dir=base)
-        except ConfigError as exc:
-            raise exc.located(object_path=object_path) from None
+    with _resolving("server", profile, object_path, warnings) as run:
+        source = _certificate_source(certificate_source)
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        p = run.options(port, Level.PORT, transport=True)
+        client_only = _present(p, CLIENT_ONLY)
+        if client_only:
+            run.warn(Level.PORT, f"{_names(client_only)}: client-only, ignored on a Port")
+            p = _without(p, CLIENT_ONLY)
+        if p.upgrade:
+            raise UnsupportedFeature(
+                "upgrade=1 (clients switching to TLS inside the application protocol) is not supported; "
+                "use tls=1 for a port that accepts TLS only",
+                option="upgrade",
+                level=Level.PORT.title,
+            )
+        mode = {"tls": (bool(p.tls), "P" if p.tls is not None else "default"), "upgrade": (False, "default")}
+        if not p.tls:
+            if _present(p, PARAMETER_SET):
+                run.warn(Level.PORT, f"{_names(_present(p, PARAMETER_SET))}: no effect on a plaintext port")
+            mode["tls_mutual"] = (False, "default")
+        return _conclude(run, (Level.PORT, p), mode, application=application, annex=annex, host=host,
+                         certificate_source=source, base_dir=base)
 
 
 def resolve_client(
@@ -545,39 +557,28 @@ def resolve_client(
 ) -> Resolved:
     """Resolve a client connection's settings (spec §3.2). ``connection`` holds the Connection's transport
     parameters, ``target`` those of the port it dials (only its ``tls`` is read)."""
-    run = _Run("client", "unix", object_path)
-    with _Flush(run, warnings):
-        try:
-            run.profile = _profile(profile)
-            source = _certificate_source(certificate_source)
-            base = Path(base_dir) if base_dir is not None else Path.cwd()
-            c = run.options(connection, Level.CONNECTION, transport=True)
-            target_tls = run.flag(target, Level.TARGET, "tls")
-            if c.tls_mutual is not None:
-                run.warn(Level.CONNECTION, "tls-mutual: ignored on a Connection; it is a server Port setting")
-            if c.upgrade is not None:
-                run.warn(Level.CONNECTION, "upgrade: ignored on a Connection")
-            c = c.replace(tls_mutual=None, upgrade=None)
-            # Secure when T or C has tls=1; tls=0 on C cannot downgrade T (spec §1.2).
-            tls_source = "C" if c.tls else "T" if target_tls else "C" if c.tls is not None else "default"
-            mode = {
-                "tls": (bool(c.tls or target_tls), tls_source),
-                "tls_mutual": (False, "default"),
-                "upgrade": (False, "default"),
-            }
-            if not (c.tls or target_tls):
-                group = parameter_set("client")
-                if _present(c, group):
-                    run.warn(Level.CONNECTION, f"{_names(_present(c, group))}: no effect on a plaintext connection")
-                _plaintext_hints(
-                    run, [(Level.APPLICATION, application), (Level.APPLICATION, annex), (Level.HOST, host)]
-                )
-                return _plaintext(run, mode, base)
-            app = _merge_application(run, application, annex)
-            h = run.options(host, Level.HOST, transport=False)
-            return _secure(run, (Level.CONNECTION, c), app, h, certificate_source=source, mode=mode, base_dir=base)
-        except ConfigError as exc:
-            raise exc.located(object_path=object_path) from None
+    with _resolving("client", profile, object_path, warnings) as run:
+        source = _certificate_source(certificate_source)
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        c = run.options(connection, Level.CONNECTION, transport=True)
+        target_tls = run.flag(target, Level.TARGET, "tls")
+        if c.tls_mutual is not None:
+            run.warn(Level.CONNECTION, "tls-mutual: ignored on a Connection; it is a server Port setting")
+        if c.upgrade is not None:
+            run.warn(Level.CONNECTION, "upgrade: ignored on a Connection")
+        c = c.replace(tls_mutual=None, upgrade=None)
+        # Secure when T or C has tls=1; tls=0 on C cannot downgrade T (spec §1.2).
+        tls_source = "C" if c.tls else "T" if target_tls else "C" if c.tls is not None else "default"
+        mode = {
+            "tls": (bool(c.tls or target_tls), tls_source),
+            "tls_mutual": (False, "default"),
+            "upgrade": (False, "default"),
+        }
+        if not mode["tls"][0] and _present(c, parameter_set("client")):
+            run.warn(Level.CONNECTION,
+                     f"{_names(_present(c, parameter_set('client')))}: no effect on a plaintext connection")
+        return _conclude(run, (Level.CONNECTION, c), mode, application=application, annex=annex, host=host,
+                         certificate_source=source, base_dir=base)
 
 
 def direct(
@@ -592,8 +593,7 @@ def direct(
 
     The caller asked for a TLS endpoint, so the result is secure even when ``tls`` is not set; the same checks as
     for a deployment run (completeness, alias, unsupported values)."""
-    local: list[str] = []
-    try:
+    def build(local: list[str]) -> Resolved:
         try:
             opts = options if isinstance(options, TLSOptions) else TLSOptions.from_mapping(options, warnings=local)
         except ConfigError as exc:
@@ -602,26 +602,24 @@ def direct(
             local.append("tls: 0 ignored; settings given directly always make a TLS endpoint")
         opts = opts.replace(tls=True)
         if role == "server":
-            resolved = resolve_server(port=opts, profile=profile, base_dir=base_dir, warnings=local)
-        elif role == "client":
-            resolved = resolve_client(connection=opts, profile=profile, base_dir=base_dir, warnings=local)
-        else:
-            raise InvalidOptionValue(f"role {role!r} is not server or client", option="role")
+            return resolve_server(port=opts, profile=profile, base_dir=base_dir, warnings=local)
+        if role == "client":
+            return resolve_client(connection=opts, profile=profile, base_dir=base_dir, warnings=local)
+        raise InvalidOptionValue(f"role {role!r} is not server or client", option="role")
+
+    return gather_warnings(warnings, build)
+
+
+def gather_warnings(warnings: list[str] | None, build: Callable[[list[str]], Resolved]) -> Resolved:
+    """Run ``build(local)``, whose parsing before resolution may add warnings to ``local`` as the resolution does;
+    hand them all to ``warnings`` (or the log) once, even on error, and return the result carrying them all."""
+    local: list[str] = []
+    try:
+        resolved = build(local)
     finally:
         for message in local:
             emit_warning(warnings, message)
-    return Resolved(
-        role=resolved.role,
-        secure=resolved.secure,
-        options=resolved.options,
-        level=resolved.level,
-        sources=resolved.sources,
-        shadowed=resolved.shadowed,
-        warnings=tuple(local),
-        profile=resolved.profile,
-        object_path=resolved.object_path,
-        base_dir=resolved.base_dir,
-    )
+    return replace(resolved, warnings=tuple(local))
 
 
 def describe(resolved: Resolved) -> Iterator[tuple[str, str, str]]:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ..errors import CredentialLoadError, KeyMismatch
 from .certs import allows_role, is_ca, matches_key, self_issued, self_signed, signed_by, subject_text, validity_problem
-from .pem import blocks_of
+from .pem import load_blocks
 from .where import Where
 
 
@@ -37,24 +37,12 @@ def load_certificates(
     loaded: list[LoadedCert] = []
     seen: set[bytes] = set()
     for path in paths:
-        blocks = blocks_of(path, files, option=option, where=where, error=CredentialLoadError, wanted="CERTIFICATE")
-        certs = [b for b in blocks if b.label == "CERTIFICATE"]
-        if not certs:
-            raise where.error(CredentialLoadError, "no PEM CERTIFICATE block in file", option=option, file=path)
-        others = sorted({b.label for b in blocks if b.label != "CERTIFICATE"})
+        certs, others = load_blocks(path, files, x509.load_der_x509_certificate, label="CERTIFICATE",
+                                    what="certificate", option=option, where=where, error=CredentialLoadError,
+                                    seen=seen)
         if others:
             warnings.append(f"{option}: skipped PEM blocks {', '.join(others)} in {path}")
-        for block in certs:
-            if block.der in seen:
-                continue
-            try:
-                cert = x509.load_der_x509_certificate(block.der)
-            except ValueError as exc:
-                raise where.error(
-                    CredentialLoadError, f"malformed certificate ({exc})", option=option, file=path
-                ) from None
-            seen.add(block.der)
-            loaded.append(LoadedCert(cert, path))
+        loaded.extend(LoadedCert(cert, path) for cert in certs)
     return loaded
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ..errors import CrlLoadError
-from .pem import blocks_of
+from .pem import load_blocks
 from .where import Where
 
 OPTION = "tls-crl"
@@ -18,17 +18,8 @@ DUE_SOON = dt.timedelta(days=1)
 
 
 def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where) -> list[x509.CertificateRevocationList]:
-    blocks = blocks_of(path, files, option=OPTION, where=where, error=CrlLoadError, wanted="X509 CRL")
-    crls = []
-    for block in blocks:
-        if block.label != "X509 CRL":
-            continue
-        try:
-            crls.append(x509.load_der_x509_crl(block.der))
-        except ValueError as exc:
-            raise where.error(CrlLoadError, f"malformed CRL ({exc})", option=OPTION, file=path) from None
-    if not crls:
-        raise where.error(CrlLoadError, "no PEM X509 CRL block in file", option=OPTION, file=path)
+    crls, _ = load_blocks(path, files, x509.load_der_x509_crl, label="X509 CRL", what="CRL", option=OPTION,
+                          where=where, error=CrlLoadError)
     return crls
 
 

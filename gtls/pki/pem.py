@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import ConfigError
 from .where import Where
+
+T = TypeVar("T")
 
 _BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 
@@ -67,3 +70,35 @@ def blocks_of(
         kind = "DER (binary) data; convert it to PEM" if data[:1] == b"\x30" else "no PEM data"
         raise where.error(error, f"{kind}, expected PEM {wanted} blocks", option=option, file=path)
     return blocks
+
+
+def load_blocks(
+    path: Path,
+    files: Mapping[Path, bytes],
+    load: Callable[[bytes], T],
+    *,
+    label: str,
+    what: str,
+    option: str,
+    where: Where,
+    error: type[ConfigError],
+    seen: set[bytes] | None = None,
+) -> tuple[list[T], list[str]]:
+    """``load(der)`` of every ``label`` block of an already-read file, in file order, skipping DER already in
+    ``seen`` (which it extends); and the other block labels found. No such block, or one ``load`` rejects with
+    ``ValueError`` (a malformed ``what``), raises ``error``."""
+    blocks = blocks_of(path, files, option=option, where=where, error=error, wanted=label)
+    wanted = [block for block in blocks if block.label == label]
+    if not wanted:
+        raise where.error(error, f"no PEM {label} block in file", option=option, file=path)
+    seen = set() if seen is None else seen
+    objects: list[T] = []
+    for block in wanted:
+        if block.der in seen:
+            continue
+        try:
+            objects.append(load(block.der))
+        except ValueError as exc:
+            raise where.error(error, f"malformed {what} ({exc})", option=option, file=path) from None
+        seen.add(block.der)
+    return objects, sorted({block.label for block in blocks if block.label != label})

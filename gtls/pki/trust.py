@@ -10,7 +10,7 @@ from cryptography import x509
 
 from ..errors import CredentialLoadError
 from .certs import subject_text, validity_problem
-from .pem import blocks_of
+from .pem import load_blocks
 from .where import Where
 
 OPTION = "trusted-ca"
@@ -19,20 +19,8 @@ OPTION = "trusted-ca"
 def load_trusted_cas(
     path: Path, files: Mapping[Path, bytes], *, where: Where, warnings: list[str], now: dt.datetime
 ) -> list[x509.Certificate]:
-    blocks = blocks_of(path, files, option=OPTION, where=where, error=CredentialLoadError, wanted="CERTIFICATE")
-    cas: list[x509.Certificate] = []
-    seen: set[bytes] = set()
-    for block in blocks:
-        if block.label != "CERTIFICATE" or block.der in seen:
-            continue
-        seen.add(block.der)
-        try:
-            cas.append(x509.load_der_x509_certificate(block.der))
-        except ValueError as exc:
-            raise where.error(CredentialLoadError, f"malformed certificate ({exc})", option=OPTION, file=path) from None
-    if not cas:
-        raise where.error(CredentialLoadError, "no PEM CERTIFICATE block in file", option=OPTION, file=path)
-    others = sorted({b.label for b in blocks if b.label != "CERTIFICATE"})
+    cas, others = load_blocks(path, files, x509.load_der_x509_certificate, label="CERTIFICATE", what="certificate",
+                              option=OPTION, where=where, error=CredentialLoadError)
     if others:
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
     for ca in cas:
