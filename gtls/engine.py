@@ -23,25 +23,13 @@ from typing import TYPE_CHECKING, Final, NoReturn
 from cryptography import x509
 from OpenSSL import SSL
 
-# The hot path calls OpenSSL through pyOpenSSL's own cffi binding: one C call per step and no exception for
-# WANT_READ/WANT_WRITE, where pyOpenSSL's public methods add several Python calls and raise. pyOpenSSL builds the
-# exception only when a step really failed. Private API, so everything degrades to the public methods if it moves
-# (tests/test_stream.py checks which path is live).
-try:
-    from OpenSSL._util import no_zero_allocator as _alloc
-    from OpenSSL.SSL import _ffi, _lib  # type: ignore[attr-defined]
-
-    _SSL_do_handshake = _lib.SSL_do_handshake
-    _SSL_read = _lib.SSL_read
-    _SSL_write = _lib.SSL_write
-    _SSL_get_error = _lib.SSL_get_error
-    _ERR_WANT_READ: int = _lib.SSL_ERROR_WANT_READ
-    _ERR_WANT_WRITE: int = _lib.SSL_ERROR_WANT_WRITE
-    _SSL_session_reused = _lib.SSL_session_reused
-    FAST_PATH = hasattr(SSL.Connection, "_raise_ssl_error")
-except (ImportError, AttributeError):  # pragma: no cover - pyOpenSSL internals changed
-    FAST_PATH = False
-
+from . import _binding
+from ._binding import ERROR_WANT_READ as _ERR_WANT_READ
+from ._binding import ERROR_WANT_WRITE as _ERR_WANT_WRITE
+from ._binding import SSL_do_handshake as _SSL_do_handshake
+from ._binding import SSL_get_error as _SSL_get_error
+from ._binding import SSL_read as _SSL_read
+from ._binding import SSL_write as _SSL_write
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
 
 if TYPE_CHECKING:
@@ -114,6 +102,7 @@ class TLSEngine:
         "warnings",
         "is_server",
         "_ssl",
+        "_reuse",
         "_probe_writes",
         "_awaiting_first_record",
     )
@@ -128,7 +117,9 @@ class TLSEngine:
     ) -> None:
         self.compiled = compiled
         self.conn: SSL.Connection = compiled.new_connection(sock, server_hostname=server_hostname)
-        self._ssl = self.conn._ssl if FAST_PATH else None
+        # The direct C path when pyOpenSSL's binding is there (gtls._binding), else its public methods.
+        self._ssl = _binding.ssl_pointer(self.conn)
+        self._reuse = _binding.ReuseTracker(self.conn) if self._ssl is None else None
         self.peer = peer
         self.is_server = compiled.role == "server"
         self.memory_bio = sock is None
@@ -178,12 +169,11 @@ class TLSEngine:
             self._probe_writes = _PROBED_WRITES
         return None
 
-    def _handshake_failed(self, result: int) -> None:
+    def _handshake_failed(self, result: int) -> NoReturn:
         try:
-            self.conn._raise_ssl_error(self._ssl, result)
+            _binding.raise_ssl_error(self.conn, self._ssl, result)
         except SSL.Error as exc:
             raise self._handshake_error(exc) from exc
-        raise self.eof_in_handshake()  # pragma: no cover - OpenSSL reported no error for a failed step
 
     def _handshake_error(self, exc: SSL.Error) -> HandshakeError:
         if isinstance(exc, SSL.SysCallError | SSL.ZeroReturnError):
@@ -196,21 +186,20 @@ class TLSEngine:
             max_bytes = _READ_CAP
         ssl = self._ssl
         if ssl is not None:
-            buf = _alloc("char[]", max_bytes)
+            buf = _binding.read_buffer(max_bytes)
             result = _SSL_read(ssl, buf, max_bytes)
             if result > 0:
                 self._awaiting_first_record = False
-                return _ffi.buffer(buf, result)[:]  # type: ignore[no-any-return]
+                return _binding.buffer_bytes(buf, result)
             code = _SSL_get_error(ssl, result)
             if code == _ERR_WANT_READ:
                 return WANT_READ
             if code == _ERR_WANT_WRITE:
                 return WANT_WRITE
             try:
-                self.conn._raise_ssl_error(ssl, result)
+                _binding.raise_ssl_error(self.conn, ssl, result)
             except SSL.Error as exc:
                 return self._recv_outcome(exc)
-            return self._recv_outcome(SSL.ZeroReturnError())  # pragma: no cover - no error for a failed read
         try:
             data: bytes = self.conn.recv(max_bytes)
         except SSL.WantReadError:
@@ -240,12 +229,12 @@ class TLSEngine:
                 raise rejection
         ssl = self._ssl
         if ssl is not None:
-            with _ffi.from_buffer(data) as buf:
+            with _binding.write_buffer(data) as buf:
                 size = len(buf)
                 result = _SSL_write(ssl, buf, size if size < _WRITE_CAP else _WRITE_CAP)
             if result > 0:
                 self.write_pending = False
-                return result  # type: ignore[no-any-return]
+                return result
             code = _SSL_get_error(ssl, result)
             if code == _ERR_WANT_WRITE:
                 self.write_pending = True
@@ -253,10 +242,9 @@ class TLSEngine:
             if code == _ERR_WANT_READ:
                 return WANT_READ
             try:
-                self.conn._raise_ssl_error(ssl, result)
+                _binding.raise_ssl_error(self.conn, ssl, result)
             except SSL.Error as exc:
                 self._send_failed(exc)
-            raise TransportFailed("the TLS connection refused the write", eof=False)  # pragma: no cover
         try:
             sent: int = self.conn.send(data[:_WRITE_CAP] if len(data) > _WRITE_CAP else data)
         except SSL.WantWriteError:
@@ -357,9 +345,9 @@ class TLSEngine:
     def session_reused(self) -> bool:
         if not self.handshake_done:
             return False
-        if FAST_PATH:
-            return bool(_SSL_session_reused(self.conn._ssl))
-        return False  # pragma: no cover - no public pyOpenSSL API tells
+        if self._reuse is not None:
+            return not self._reuse.full
+        return _binding.session_reused(self.conn)
 
     @property
     def server_name(self) -> str | None:

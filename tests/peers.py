@@ -689,9 +689,9 @@ def _sha256() -> object:
 
 
 def _reused(conn: SSL.Connection) -> bool:
-    from OpenSSL._util import lib  # test-only peek: pyOpenSSL has no public session_reused
+    from gtls import _binding  # pyOpenSSL has no public session_reused
 
-    return bool(lib.SSL_session_reused(conn._ssl))
+    return _binding.session_reused(conn)
 
 
 # --- the gtls command --------------------------------------------------------------------------------------------

@@ -145,9 +145,9 @@ def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
         assert session is not None
         again.set_session(session)
         again.do_handshake()
-        from OpenSSL._util import lib
+        from gtls import _binding
 
-        assert lib.SSL_session_reused(again._ssl) == 1
+        assert _binding.session_reused(again)
         close(again)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from gtls import HandshakeEvent, TLSStream, open_tls_over_tcp_stream
+from gtls import HandshakeEvent, TLSStream, _binding, open_tls_over_tcp_stream
 from gtls.server import serve_tls_over_tcp
 from tests.peers import (
     PKI,
@@ -129,8 +129,13 @@ async def test_gtls_server_with_trio_sslstream_client(
     expect_success(events, pki, version, mutual)
 
 
+@pytest.mark.parametrize("engine", ["direct", "public-api"])
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
-async def test_gtls_server_resumes_sessions(pkis: dict[str, PKI], version: str) -> None:
+async def test_gtls_server_resumes_sessions(
+    pkis: dict[str, PKI], version: str, engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """session_reused is the same on pyOpenSSL's binding (SSL_session_reused) and on its public-API fallback."""
+    monkeypatch.setattr(_binding, "ENGINE", engine == "direct")
     pki = pkis["ec"]
     context = python_context(server=False, ca=pki.ca_file, version=version)
     async with gtls_server(pki, version, False) as (port, events):

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from gtls import HandshakeError, TLSError
+from gtls import HandshakeError, TLSError, _binding
 from gtls.context import CompiledContext
 from gtls.stream import TLSStream, compile_settings
 from tests.peers import PKI, openssl_session, write_pki
@@ -386,20 +386,15 @@ async def test_peer_renegotiation_is_refused(pki: PKI) -> None:
     assert stream._engine.conn.total_renegotiations() == 0
 
 
-def test_fast_path_is_live() -> None:
-    """The engine calls OpenSSL through pyOpenSSL's binding directly; if pyOpenSSL's internals move, it silently
-    falls back to the public (slower) methods. This makes that visible."""
-    from gtls import engine
-
-    assert engine.FAST_PATH, "pyOpenSSL internals changed: gtls runs on the slower public-API path"
-
-
 @pytest.mark.parametrize("version", ["1.3", "1.2"])
-async def test_public_api_path_behaves_the_same(pki: PKI, tmp_path: Path, version: str) -> None:
-    """The fallback engine path (pyOpenSSL's public methods): handshake, data both ways, close, and a failure."""
+async def test_public_api_path_behaves_the_same(
+    pki: PKI, tmp_path: Path, version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback engine path (pyOpenSSL's public methods, gtls._binding.ENGINE off): handshake, data both ways,
+    close, and a failure."""
+    monkeypatch.setattr(_binding, "ENGINE", False)
     client, server = await _unhandshaken(pki, "socket", version)
-    for stream in (client, server):
-        stream._engine._ssl = None
+    assert client._engine._ssl is None and server._engine._ssl is None
     async with client, server:
         await handshake_both(client, server)
         await client.send_all(b"x" * 100_000)
@@ -412,7 +407,6 @@ async def test_public_api_path_behaves_the_same(pki: PKI, tmp_path: Path, versio
     a, b = await tcp_transport_pair()
     bad_client = TLSStream(a, compile_settings(other.client_options(), "client"), server_hostname="localhost")
     bad_server = TLSStream(b, contexts(pki, version)[0])
-    bad_client._engine._ssl = None
     async with bad_client, bad_server, trio.open_nursery() as nursery:
         nursery.start_soon(_swallow, bad_server.do_handshake)
         with pytest.raises(HandshakeError) as caught:

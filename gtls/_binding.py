@@ -1,0 +1,224 @@
+"""The one module that uses pyOpenSSL's private API; everything else in gtls calls it or pyOpenSSL's public API.
+
+What gtls takes from pyOpenSSL's internals (its cffi binding ``OpenSSL._util.lib``/``ffi``, the ``Connection._ssl``
+and ``X509Store._store`` pointers, ``Connection._raise_ssl_error`` and ``_util.no_zero_allocator``), grouped by use,
+and what happens without it. ``missing_symbols()`` names whatever is gone; tests/test_binding.py fails loudly with
+that list, and also runs the fallbacks to show they give the same results.
+
+ENGINE (``gtls.engine``, the per-record hot path): ``SSL_do_handshake``/``SSL_read``/``SSL_write`` +
+``SSL_get_error`` called directly — one C call per step and no exception for WANT_READ/WANT_WRITE — and
+``_raise_ssl_error`` to build pyOpenSSL's exception when a step really failed; ``SSL_session_reused``.
+Fallback: pyOpenSSL's public ``do_handshake``/``recv``/``send`` (same outcomes, a few Python calls and one exception
+per WANT_*), and ``ReuseTracker`` (an info callback noting whether a certificate crossed the wire) for resumption.
+
+VERIFY (``gtls.pki.hostcheck``): ``X509_VERIFY_PARAM_set1_host`` so OpenSSL checks the peer name during
+verification; ``SSL_get_verify_result`` and ``X509_verify_cert_error_string`` for the reason of a failure;
+``X509_STORE_set_purpose``/``set1_param`` to pin purpose, host and time for the offline verifier.
+Fallback: ``names.py`` checks the name right after the handshake (``context.established``); the verify code comes
+from re-verifying the peer's chain against the context's own store (public ``X509StoreContext``; purpose is not
+pinned there, so a purpose-only failure reads as code 1, ``untrusted``); texts read ``OpenSSL verify error N``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any, Final, NoReturn
+
+from OpenSSL import SSL, crypto
+
+ENGINE_SYMBOLS: Final = (
+    "SSL_do_handshake",
+    "SSL_read",
+    "SSL_write",
+    "SSL_get_error",
+    "SSL_ERROR_WANT_READ",
+    "SSL_ERROR_WANT_WRITE",
+    "SSL_session_reused",
+)
+VERIFY_SYMBOLS: Final = (
+    "SSL_get0_param",
+    "X509_VERIFY_PARAM_new",
+    "X509_VERIFY_PARAM_free",
+    "X509_VERIFY_PARAM_set1_host",
+    "X509_VERIFY_PARAM_set_hostflags",
+    "X509_VERIFY_PARAM_set_time",
+    "X509_CHECK_FLAG_NO_WILDCARDS",
+    "X509_STORE_set1_param",
+    "X509_STORE_set_purpose",
+    "X509_PURPOSE_SSL_SERVER",
+    "X509_PURPOSE_SSL_CLIENT",
+    "SSL_get_verify_result",
+    "X509_verify_cert_error_string",
+)
+
+_lib: Any
+_ffi: Any
+_alloc: Any
+try:
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+    from OpenSSL._util import no_zero_allocator as _alloc
+except ImportError:  # pragma: no cover - depends on the installed pyOpenSSL
+    _lib = _ffi = _alloc = None
+
+
+def _instance_attributes() -> list[str]:
+    """The private instance attributes gtls reads, checked on real objects (they are set in ``__init__``)."""
+    missing = []
+    conn = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    if not hasattr(conn, "_ssl"):
+        missing.append("Connection._ssl")
+    if not callable(getattr(conn, "_raise_ssl_error", None)):
+        missing.append("Connection._raise_ssl_error")
+    if not hasattr(crypto.X509Store(), "_store"):
+        missing.append("X509Store._store")
+    return missing
+
+
+def _missing_in_binding(names: tuple[str, ...]) -> list[str]:
+    if _lib is None or _ffi is None:
+        return ["OpenSSL._util.lib/ffi", *names]
+    return [name for name in names if not hasattr(_lib, name)]
+
+
+def missing_symbols() -> list[str]:
+    """Everything gtls uses that the installed pyOpenSSL lacks, by name (empty when all is there)."""
+    missing = _missing_in_binding(ENGINE_SYMBOLS + VERIFY_SYMBOLS)
+    if _alloc is None:
+        missing.append("OpenSSL._util.no_zero_allocator")
+    return missing + _instance_attributes()
+
+
+#: The engine's direct path is usable (read at connection setup, so a test can switch it off). ``Connection._ssl``
+#: is an instance attribute: ``ssl_pointer`` checks it per connection instead of building one here.
+ENGINE: bool = (
+    not _missing_in_binding(ENGINE_SYMBOLS)
+    and _alloc is not None
+    and callable(getattr(SSL.Connection, "_raise_ssl_error", None))
+)
+#: OpenSSL checks the peer name itself and reports verify codes.
+VERIFY: bool = not _missing_in_binding(VERIFY_SYMBOLS)
+
+# --- ENGINE ------------------------------------------------------------------------------------------------------
+
+#: OpenSSL's SSL_ERROR_WANT_READ / SSL_ERROR_WANT_WRITE (stable ABI values, used when the binding is gone).
+ERROR_WANT_READ: Final[int] = _lib.SSL_ERROR_WANT_READ if ENGINE else 2
+ERROR_WANT_WRITE: Final[int] = _lib.SSL_ERROR_WANT_WRITE if ENGINE else 3
+# The C functions themselves, bound once: each step is one call, no attribute lookups.
+SSL_do_handshake: Callable[[Any], int] = _lib.SSL_do_handshake if ENGINE else None  # type: ignore[assignment]
+SSL_read: Callable[[Any, Any, int], int] = _lib.SSL_read if ENGINE else None  # type: ignore[assignment]
+SSL_write: Callable[[Any, Any, int], int] = _lib.SSL_write if ENGINE else None  # type: ignore[assignment]
+SSL_get_error: Callable[[Any, int], int] = _lib.SSL_get_error if ENGINE else None  # type: ignore[assignment]
+
+
+def ssl_pointer(conn: SSL.Connection) -> Any:
+    """The connection's ``SSL *`` for the direct path, or None to use pyOpenSSL's public methods."""
+    return getattr(conn, "_ssl", None) if ENGINE else None
+
+
+def raise_ssl_error(conn: SSL.Connection, ssl: Any, result: int) -> NoReturn:
+    """Raise the ``SSL.Error`` pyOpenSSL's public method would have raised for this failed step."""
+    conn._raise_ssl_error(ssl, result)  # noqa: SLF001
+    raise SSL.SysCallError(-1, "Unexpected EOF")  # pragma: no cover - OpenSSL reported no error for the step
+
+
+def read_buffer(size: int) -> Any:
+    """An uninitialised ``char[size]`` for ``SSL_read``."""
+    return _alloc("char[]", size)
+
+
+def buffer_bytes(buf: Any, size: int) -> bytes:
+    data: bytes = _ffi.buffer(buf, size)[:]
+    return data
+
+
+def write_buffer(data: bytes | bytearray | memoryview) -> Any:
+    """A context manager giving ``data`` as ``char *`` without a copy (``ffi.from_buffer``)."""
+    return _ffi.from_buffer(data)
+
+
+def session_reused(conn: SSL.Connection) -> bool:
+    """Whether the finished handshake resumed a session (``SSL_session_reused``); needs ``ENGINE``."""
+    return bool(_lib.SSL_session_reused(conn._ssl))  # noqa: SLF001
+
+
+class ReuseTracker:
+    """Public-API stand-in for ``SSL_session_reused``: a full handshake sends or reads a certificate, a resumed one
+    (TLS 1.2 session id/ticket, TLS 1.3 PSK) does not. Costs one Python call per handshake state, so only
+    connections on the fallback path install it."""
+
+    __slots__ = ("full",)
+
+    def __init__(self, conn: SSL.Connection) -> None:
+        self.full = False
+        conn.set_info_callback(self._on_state)
+
+    def _on_state(self, conn: SSL.Connection, where: int, _ret: int) -> None:
+        if not self.full and where & SSL.SSL_CB_LOOP and b"certificate" in conn.get_state_string():
+            self.full = True
+
+
+# --- VERIFY ------------------------------------------------------------------------------------------------------
+
+
+def _set_host(param: Any, reference: str) -> None:
+    raw = reference.encode("ascii")
+    if _lib.X509_VERIFY_PARAM_set1_host(param, raw, len(raw)) != 1:
+        raise ValueError(f"OpenSSL refused the reference name {reference!r}")
+    _lib.X509_VERIFY_PARAM_set_hostflags(param, _lib.X509_CHECK_FLAG_NO_WILDCARDS)
+
+
+def set_reference_name(conn: SSL.Connection, reference: str) -> None:
+    """Make OpenSSL check the server certificate against ``reference`` during the handshake (needs ``VERIFY``);
+    a mismatch becomes ``X509_V_ERR_HOSTNAME_MISMATCH`` and the client aborts with a fatal alert."""
+    _set_host(_lib.SSL_get0_param(conn._ssl), reference)  # noqa: SLF001
+
+
+def verify_result(conn: SSL.Connection) -> int:
+    """The X509_V_ERR code of the peer verification of a failed handshake (0: it passed or did not run)."""
+    if VERIFY:
+        return int(_lib.SSL_get_verify_result(conn._ssl))  # noqa: SLF001
+    return _reverify(conn)
+
+
+def _reverify(conn: SSL.Connection) -> int:
+    """The fallback: verify the chain the peer sent against the context's store, as the handshake did."""
+    # A failed verification leaves the leaf only in the chain (leaf first, whatever the role); the untrusted
+    # list may hold the leaf again, which is harmless.
+    chain = conn.get_peer_cert_chain() or []
+    leaf = conn.get_peer_certificate() or (chain[0] if chain else None)
+    if leaf is None:
+        return 0
+    store = conn.get_context().get_cert_store()
+    if store is None:  # pragma: no cover - every context has a store
+        return 0
+    try:
+        crypto.X509StoreContext(store, leaf, chain).verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        return int(exc.errors[0])
+    return 1  # X509_V_ERR_UNSPECIFIED: the handshake's verification failed on what the store cannot re-check
+
+
+def error_text(code: int) -> str:
+    """OpenSSL's text for a verify code."""
+    if not VERIFY:
+        return f"OpenSSL verify error {code}"
+    return str(_ffi.string(_lib.X509_verify_cert_error_string(code)).decode("ascii", "replace"))
+
+
+def pin_store(store: crypto.X509Store, *, purpose: str, reference: str | None, at: dt.datetime | None) -> None:
+    """Set the purpose (``"ssl_server"``/``"ssl_client"``), reference name and validation time of ``store`` as a
+    handshake of the matching role uses them (needs ``VERIFY``)."""
+    ptr = store._store  # noqa: SLF001
+    code = _lib.X509_PURPOSE_SSL_SERVER if purpose == "ssl_server" else _lib.X509_PURPOSE_SSL_CLIENT
+    _lib.X509_STORE_set_purpose(ptr, code)
+    param = _lib.X509_VERIFY_PARAM_new()
+    try:
+        if reference is not None:
+            _set_host(param, reference)
+        if at is not None:
+            _lib.X509_VERIFY_PARAM_set_time(param, int(at.timestamp()))
+        _lib.X509_STORE_set1_param(ptr, param)
+    finally:
+        _lib.X509_VERIFY_PARAM_free(param)
