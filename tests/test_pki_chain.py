@@ -182,3 +182,37 @@ def test_sent_order_on_the_wire_and_no_completion_from_trusted_ca(tmp_path: Path
     with gtls_server(alone) as srv:
         result = s_client(srv.port, "-showcerts")
     assert _wire_chain(result.stdout) == [p["leaf"].cert]
+
+
+# --- gtls.pki.explain_chain: the tools' view of the same loading and ordering ---
+
+
+def test_explain_chain_matches_the_compiled_chain_and_gives_reasons(pki: dict[str, Certified], tmp_path: Path) -> None:
+    from gtls.pki import explain_chain, listed_certificates
+
+    first = write_pem(tmp_path / "a.pem", pki["root"].cert_pem, pki["inter1"].cert_pem)
+    second = write_pem(tmp_path / "b.pem", pki["leaf"].cert_pem, pki["stranger"].cert_pem, pki["inter2"].cert_pem)
+    key = pki["leaf"].write_key(tmp_path / "leaf.key")
+    listing = "a.pem, b.pem"  # relative: from base_dir
+    explained = explain_chain(listing, "leaf.key", base_dir=tmp_path)
+    compiled = server(tmp_path, f"{first},{second}", key)
+    assert explained.chain == list(compiled.chain)
+    assert subjects(explained.chain) == ["CN=server.test", "CN=chain inter 2", "CN=chain inter 1", "CN=chain root"]
+    assert [(link.source.name, link.position) for link in explained.links] == [
+        ("b.pem", 3), ("b.pem", 5), ("a.pem", 2), ("a.pem", 1)]
+    assert explained.links[0].reason == f"leaf: its public key matches the private key in {key}"
+    assert explained.links[1].reason.startswith("issued certificate 0: subject equals its issuer name")
+    assert explained.loaded == 5 and explained.reordered and explained.top_self_signed
+    assert any("stranger.test" in w and "not in the chain" in w for w in explained.warnings)
+    assert subjects(listed_certificates(listing, base_dir=tmp_path)) == [
+        "CN=chain root", "CN=chain inter 1", "CN=server.test", "CN=stranger.test", "CN=chain inter 2"]
+
+    without_key = explain_chain(f"{second}")  # absolute path; the leaf is the certificate that issued nothing
+    assert subjects(without_key.chain) == ["CN=server.test", "CN=chain inter 2"]
+    assert "1 other candidate" in without_key.links[0].reason  # the stranger issued nothing either
+    assert not without_key.top_self_signed and not without_key.reordered
+
+    with pytest.raises(KeyMismatch):
+        explain_chain(str(first), key)
+    with pytest.raises(CredentialLoadError):
+        listed_certificates("missing.pem", base_dir=tmp_path)

@@ -181,12 +181,12 @@ def _trusted_ca_warnings(trusted: Sequence[x509.Certificate], now: dt.datetime) 
 
 
 def _crl_warnings(crls: Sequence[x509.CertificateRevocationList], now: dt.datetime) -> list[str]:
-    from ..pki.crl import DUE_SOON
+    from ..pki import CRL_DUE_SOON
 
     found = []
     for crl in crls:
         next_update = crl.next_update_utc
-        if next_update is not None and DUE_SOON <= next_update - now < CRL_DUE_WARNING:
+        if next_update is not None and CRL_DUE_SOON <= next_update - now < CRL_DUE_WARNING:
             found.append(f"tls-crl: CRL of {name_of(crl.issuer)} is due for update at {next_update:%Y-%m-%d %H:%M} "
                          f"UTC ({(next_update - now).days} days left); replace the file before then")
     return found
@@ -194,23 +194,15 @@ def _crl_warnings(crls: Sequence[x509.CertificateRevocationList], now: dt.dateti
 
 def _order_warnings(resolved: Resolved, sent: Sequence[x509.Certificate]) -> list[str]:
     """Say when the configured certificate files list the chain in another order than gtls sends it."""
-    chain = list(sent)
     from ..errors import ConfigError
-    from ..pki.chain import load_certificates, split_list
-    from ..pki.pem import read_file, resolve_path
-    from ..pki.where import Where
+    from ..pki import listed_certificates
 
+    chain = list(sent)
     value = resolved.options.certificate
     if not value or len(chain) < 2:
         return []
-    where = Where(resolved.object_path, resolved.level.title if resolved.level else None)
     try:
-        ignored: list[str] = []
-        paths = [resolve_path(item, resolved.base_dir, option="certificate", warnings=ignored)
-                 for item in split_list(value, option="certificate", where=where)]
-        files = {path: read_file(path, option="certificate", where=where, error=ConfigError) for path in paths}
-        loaded = [item.cert for item in load_certificates(paths, files, option="certificate", where=where,
-                                                           warnings=ignored)]
+        loaded = listed_certificates(value, base_dir=resolved.base_dir)
     except ConfigError:
         return []  # a thumbprint, or a file changed since compilation: nothing to compare
     listed = [cert for cert in loaded if cert in chain]
