@@ -34,6 +34,7 @@ ENGINE_SYMBOLS: Final = (
     "SSL_get_error",
     "SSL_ERROR_WANT_READ",
     "SSL_ERROR_WANT_WRITE",
+    "SSL_ERROR_ZERO_RETURN",
     "SSL_session_reused",
 )
 VERIFY_SYMBOLS: Final = (
@@ -105,6 +106,8 @@ VERIFY: bool = not _missing_in_binding(VERIFY_SYMBOLS)
 #: OpenSSL's SSL_ERROR_WANT_READ / SSL_ERROR_WANT_WRITE (stable ABI values, used when the binding is gone).
 ERROR_WANT_READ: Final[int] = _lib.SSL_ERROR_WANT_READ if ENGINE else 2
 ERROR_WANT_WRITE: Final[int] = _lib.SSL_ERROR_WANT_WRITE if ENGINE else 3
+#: SSL_ERROR_ZERO_RETURN: the peer's close_notify arrived (no exception needs building for it).
+ERROR_ZERO_RETURN: Final[int] = _lib.SSL_ERROR_ZERO_RETURN if ENGINE else 6
 # The C functions themselves, bound once: each step is one call, no attribute lookups.
 SSL_do_handshake: Callable[[Any], int] = _lib.SSL_do_handshake if ENGINE else None  # type: ignore[assignment]
 SSL_read: Callable[[Any, Any, int], int] = _lib.SSL_read if ENGINE else None  # type: ignore[assignment]

@@ -17,6 +17,7 @@ Like trio's loop it survives EMFILE/ENFILE/ENOMEM/ENOBUFS: it logs, pauses accep
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -27,7 +28,6 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from .engine import format_address
 from .stream import TLSStream
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
             stream.handshake_timeout = None
             start(stream)
     listening = listener.socket
+    inherited = _set_tcp_options(raw)
     while True:
         for _ in range(ACCEPT_BATCH):
             try:
@@ -160,7 +161,12 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
                     break
                 raise
             try:
-                stream = listener._wrap(conn, format_address(address), None)
+                conn.setblocking(False)
+                if inherited is None:  # first connection: did it inherit the listener's options?
+                    inherited = bool(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                if not inherited:
+                    _set_tcp_options(conn)
+                stream = listener._wrap(conn, address, None)
             except BaseException:
                 conn.close()
                 raise
@@ -170,6 +176,19 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
             await trio.lowlevel.cancel_shielded_checkpoint()
             continue
         await trio.lowlevel.wait_readable(listening)
+
+
+def _set_tcp_options(sock: socket.socket) -> bool | None:
+    """The options trio's SocketStream gives every connection (TCP_NODELAY, TCP_NOTSENT_LOWAT 16 KiB). Set on the
+    listening socket, Linux copies them into each accepted socket: no syscall per connection. None: unknown yet."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not TCP (e.g. a Unix socket): nothing to set, nothing to inherit
+        return True
+    if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14)
+    return None
 
 
 async def _pause(exc: OSError) -> None:

@@ -26,6 +26,7 @@ from OpenSSL import SSL
 from . import _binding
 from ._binding import ERROR_WANT_READ as _ERR_WANT_READ
 from ._binding import ERROR_WANT_WRITE as _ERR_WANT_WRITE
+from ._binding import ERROR_ZERO_RETURN as _ERR_ZERO_RETURN
 from ._binding import SSL_do_handshake as _SSL_do_handshake
 from ._binding import SSL_get_error as _SSL_get_error
 from ._binding import SSL_read as _SSL_read
@@ -93,7 +94,8 @@ class TLSEngine:
     __slots__ = (
         "compiled",
         "conn",
-        "peer",
+        "_address",
+        "_peer_text",
         "memory_bio",
         "handshake_done",
         "received_close_notify",
@@ -113,14 +115,16 @@ class TLSEngine:
         sock: socket.socket | None = None,
         *,
         server_hostname: str | None = None,
-        peer: str | None = None,
+        peer: object = None,
     ) -> None:
         self.compiled = compiled
         self.conn: SSL.Connection = compiled.new_connection(sock, server_hostname=server_hostname)
         # The direct C path when pyOpenSSL's binding is there (gtls._binding), else its public methods.
         self._ssl = _binding.ssl_pointer(self.conn)
         self._reuse = _binding.ReuseTracker(self.conn) if self._ssl is None else None
-        self.peer = peer
+        # The peer's address as accept()/getpeername() gave it; formatted only when a message or event needs it.
+        self._address = peer
+        self._peer_text: str | None = None
         self.is_server = compiled.role == "server"
         self.memory_bio = sock is None
         self.handshake_done = False
@@ -134,6 +138,13 @@ class TLSEngine:
         # rejection arrives as an alert on the first read and still counts as a handshake failure (spec §9).
         self._awaiting_first_record = True
         self._probe_writes = 0
+
+    @property
+    def peer(self) -> str | None:
+        """``host:port`` of the peer, None when unknown."""
+        if self._peer_text is None and self._address is not None:
+            self._peer_text = format_address(self._address)
+        return self._peer_text
 
     # --- steps -------------------------------------------------------------------------------------------------
 
@@ -196,6 +207,9 @@ class TLSEngine:
                 return WANT_READ
             if code == _ERR_WANT_WRITE:
                 return WANT_WRITE
+            if code == _ERR_ZERO_RETURN:
+                self.received_close_notify = True
+                return b""
             try:
                 _binding.raise_ssl_error(self.conn, ssl, result)
             except SSL.Error as exc:

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from ._serve import serve_listeners, stdlib_socket_of
-from .engine import format_address
 from .errors import EOF_IN_HANDSHAKE, HandshakeError
 from .options import TLSOptions
 from .resolve import Resolved
@@ -180,16 +179,16 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         transport = await self.transport_listener.accept()
         try:
             return TLSStream._accepted(
-                transport, self.context, _peer_of(transport), self._https_compatible, self.handshaker.timeout
+                transport, transport.socket, self.context, _peer_of(transport), self._https_compatible,
+                self.handshaker.timeout,
             )
         except BaseException:
             await trio.aclose_forcefully(transport)
             raise
 
-    def _wrap(self, conn: socket.socket, peer: str | None, handshake_timeout: float | None) -> TLSStream:
-        """A stream for a connection accepted on ``raw_socket``."""
-        transport = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
-        return TLSStream._accepted(transport, self.context, peer, self._https_compatible, handshake_timeout)
+    def _wrap(self, conn: socket.socket, address: object, handshake_timeout: float | None) -> TLSStream:
+        """A stream for a connection accepted on ``raw_socket`` (already non-blocking, TCP options set)."""
+        return TLSStream._accepted(None, conn, self.context, address, self._https_compatible, handshake_timeout)
 
     async def aclose(self) -> None:
         await self.transport_listener.aclose()
@@ -199,9 +198,9 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         return self.transport_listener.socket
 
 
-def _peer_of(transport: trio.SocketStream) -> str | None:
+def _peer_of(transport: trio.SocketStream) -> object:
     try:
-        return format_address(transport.socket.getpeername())
+        return transport.socket.getpeername()
     except OSError:
         return None
 

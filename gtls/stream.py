@@ -21,7 +21,7 @@ from cryptography import x509
 
 from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
-from .engine import TLSEngine, TransportFailed, Want, format_address
+from .engine import TLSEngine, TransportFailed, Want
 from .errors import TIMEOUT, ConfigError, HandshakeError, TLSError
 from .options import TLSOptions
 from .resolve import Resolved, Role
@@ -87,11 +87,11 @@ class TLSStream(trio.abc.HalfCloseableStream):
     """
 
     __slots__ = (
-        "transport_stream",
+        "_transport",
+        "_sock",
         "handshake_timeout",
         "_https_compatible",
         "_close_timeout",
-        "_peer",
         "_engine",
         "_driver",
         "_state",
@@ -130,7 +130,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         peer = None
         if isinstance(transport_stream, trio.SocketStream):
             try:
-                peer = format_address(transport_stream.socket.getpeername())
+                peer = transport_stream.socket.getpeername()
             except OSError:
                 peer = None
         self._setup(transport_stream, compiled, sock, server_hostname, peer, https_compatible, close_timeout,
@@ -139,39 +139,42 @@ class TLSStream(trio.abc.HalfCloseableStream):
     @classmethod
     def _accepted(
         cls,
-        transport: trio.SocketStream,
+        transport: trio.SocketStream | None,
+        sock: socket.socket | trio.socket.SocketType,
         compiled: CompiledContext,
-        peer: str | None,
+        address: object,
         https_compatible: bool,
         handshake_timeout: float | None,
     ) -> TLSStream:
-        """The listeners' fast constructor: settings already compiled, peer address known from accept()."""
+        """The listeners' fast constructor: settings already compiled, peer address known from accept().
+        ``transport`` may be None for a bare non-blocking stdlib socket: ``transport_stream`` then makes the
+        ``trio.SocketStream`` on first use (most connections never ask, and it costs objects and syscalls)."""
         self = cls.__new__(cls)
-        self._setup(transport, compiled, transport.socket, None, peer, https_compatible, DEFAULT_CLOSE_TIMEOUT,
+        self._setup(transport, compiled, sock, None, address, https_compatible, DEFAULT_CLOSE_TIMEOUT,
                     handshake_timeout)
         return self
 
     def _setup(
         self,
-        transport_stream: trio.abc.Stream,
+        transport_stream: trio.abc.Stream | None,
         compiled: CompiledContext,
-        sock: trio.socket.SocketType | None,
+        sock: socket.socket | trio.socket.SocketType | None,
         server_hostname: str | None,
-        peer: str | None,
+        peer: object,
         https_compatible: bool,
         close_timeout: float,
         handshake_timeout: float | None,
     ) -> None:
-        self.transport_stream = transport_stream
+        self._transport = transport_stream
+        self._sock = sock
         self._https_compatible = https_compatible
         self._close_timeout = close_timeout
         #: Bound on the handshake, explicit or implicit; None waits as long as the peer does.
         self.handshake_timeout = handshake_timeout
-        self._peer = peer
         engine = TLSEngine(compiled, sock, server_hostname=server_hostname, peer=peer)  # type: ignore[arg-type]
         self._engine = engine
         self._driver: SocketDriver | BioDriver = (
-            SocketDriver(sock) if sock is not None else BioDriver(engine, transport_stream)
+            SocketDriver(sock) if sock is not None else BioDriver(engine, transport_stream)  # type: ignore[arg-type]
         )
         self._state = _OK
         self._cause: BaseException | None = None
@@ -182,6 +185,29 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self._handshake_lot: trio.lowlevel.ParkingLot | None = None
         # A record OpenSSL started writing when a send_all was cancelled; it goes out before anything else.
         self._unfinished_write: bytes | None = None
+
+    @property
+    def transport_stream(self) -> trio.abc.Stream:
+        """The stream under TLS (a ``trio.SocketStream`` for TCP)."""
+        transport = self._transport
+        if transport is None:
+            assert isinstance(self._sock, socket.socket)
+            transport = self._transport = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
+        return transport
+
+    def _close_socket(self) -> None:
+        """Close the TCP socket now, waking any task waiting on it (as trio's socket ``close`` does)."""
+        sock = self._sock
+        if sock is None:  # memory BIO: over a SocketStream, still close its socket
+            sock = getattr(self._transport, "socket", None)
+            if sock is None:
+                return
+        if isinstance(sock, socket.socket):
+            if sock.fileno() != -1:
+                trio.lowlevel.notify_closing(sock)
+                sock.close()
+        else:
+            sock.close()
 
     # --- state -------------------------------------------------------------------------------------------------
 
@@ -306,7 +332,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         return failure
 
     def _timeout_error(self, seconds: float) -> HandshakeError:
-        return HandshakeError(TIMEOUT, f"the handshake did not complete within {seconds:g} s", peer=self._peer)
+        return HandshakeError(TIMEOUT, f"the handshake did not complete within {seconds:g} s", peer=self._engine.peer)
 
     # --- receiving ---------------------------------------------------------------------------------------------
 
@@ -515,7 +541,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         finally:
             if self._driver.__class__ is SocketDriver:
                 # What SocketStream.aclose does, minus its cancel scope: close, then checkpoint.
-                self.transport_stream.socket.close()  # type: ignore[attr-defined]
+                self._close_socket()
                 await trio.lowlevel.checkpoint_if_cancelled()
                 await trio.lowlevel.cancel_shielded_checkpoint()
             else:
@@ -540,9 +566,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 pass
         self._state = _CLOSED
         self._driver.wake_all()
-        sock = getattr(self.transport_stream, "socket", None)
-        if sock is not None:
-            sock.close()
+        self._close_socket()
 
     def _abort_handshake(self, failure: HandshakeError) -> None:
         """Fail a handshake from outside its task (the listeners' deadline reaper): break the stream with
@@ -551,9 +575,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             return
         self._break(failure)
         self._driver.wake_all()
-        sock = getattr(self.transport_stream, "socket", None)
-        if sock is not None:
-            sock.close()
+        self._close_socket()
 
     # --- what was negotiated -----------------------------------------------------------------------------------
 
@@ -584,7 +606,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
     @property
     def peer_address(self) -> str | None:
         """``host:port`` of the peer when the transport is a socket."""
-        return self._peer
+        return self._engine.peer
 
     @property
     def tls_version(self) -> str | None:
