@@ -1,9 +1,15 @@
-"""gtls: a TLS transport runtime for trio, configured like the Genesys Security Pack."""
+"""gtls: a TLS transport runtime for trio, configured like the Genesys Security Pack.
+
+The configuration names (errors, options, resolution, deployment files) need only the standard library and are
+imported here; the names that need trio, pyOpenSSL or cryptography load on first use (module ``__getattr__``), so
+``gtls --help`` and ``gtls check`` on a broken file do not pay for them.
+"""
 
 from __future__ import annotations
 
-from .client import connect, open_tls_over_tcp_stream
-from .context import CompiledContext, compile_context
+import importlib
+from typing import TYPE_CHECKING
+
 from .deployment import Deployment, Endpoint, EndpointRef, load_deployment
 from .errors import (
     CipherListError,
@@ -24,9 +30,41 @@ from .errors import (
 )
 from .options import TLSOptions, parse_transport
 from .resolve import Level, Resolved, Shadowed, direct, resolve_client, resolve_server
-from .server import HandshakeEvent, TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
-from .stream import TLSStream
-from .verify import verify_chain
+
+if TYPE_CHECKING:
+    from .client import connect, open_tls_over_tcp_stream
+    from .context import CompiledContext, compile_context
+    from .server import HandshakeEvent, TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
+    from .stream import TLSStream
+    from .verify import verify_chain
+
+#: Public name -> the submodule defining it, for the names loaded on first use.
+_LAZY = {
+    "connect": "client",
+    "open_tls_over_tcp_stream": "client",
+    "CompiledContext": "context",
+    "compile_context": "context",
+    "HandshakeEvent": "server",
+    "TLSListener": "server",
+    "open_tls_over_tcp_listeners": "server",
+    "serve_tls_over_tcp": "server",
+    "TLSStream": "stream",
+    "verify_chain": "verify",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "CipherListError",
