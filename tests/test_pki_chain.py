@@ -103,7 +103,8 @@ def test_key_mismatch(tmp_path: Path, pki: dict[str, Certified]) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "der", "no-cert-blocks", "empty-element", "encrypted-key", "two-keys", "no-key", "world-readable"],
+    ["missing", "der", "no-cert-blocks", "empty-element", "encrypted-key", "two-keys", "no-key", "world-readable",
+     "unreadable-cert", "unreadable-key"],
 )
 def test_credential_load_errors(tmp_path: Path, pki: dict[str, Certified], case: str) -> None:
     leaf = pki["leaf"]
@@ -128,6 +129,11 @@ def test_credential_load_errors(tmp_path: Path, pki: dict[str, Certified], case:
         write_pem(key, leaf.cert_pem, mode=0o600)
     elif case == "world-readable":
         key.chmod(0o644)
+    elif case == "unreadable-cert":  # a directory: unreadable as a file even for root, unlike a mode-000 file
+        certificate, option, named = str(tmp_path), "certificate", tmp_path
+    elif case == "unreadable-key":
+        key = named = tmp_path / "key-dir"
+        key.mkdir()
     with pytest.raises(CredentialLoadError) as info:
         server(tmp_path, certificate, key)
     assert info.value.option == option
@@ -135,6 +141,8 @@ def test_credential_load_errors(tmp_path: Path, pki: dict[str, Certified], case:
         assert info.value.file == str(named) and str(named) in str(info.value)
     if case == "world-readable":
         assert "readable by all users" in str(info.value)
+    if case.startswith("unreadable"):
+        assert "is a directory" in str(info.value)
 
 
 def test_group_readable_key_warns_and_relative_paths_resolve(tmp_path: Path, pki: dict[str, Certified]) -> None:

@@ -153,10 +153,16 @@ def test_load_errors_and_freshness_warnings(tmp_path: Path, pki: Pki) -> None:
 
     (tmp_path / "crl.der").write_bytes(pki.inter.crl().der)
     write_pem(tmp_path / "nocrl.pem", pki.root)
-    for bad in (tmp_path / "missing.pem", tmp_path / "crl.der", tmp_path / "nocrl.pem"):
+    cases = {
+        tmp_path / "missing.pem": "file not found",
+        tmp_path: "is a directory",  # unreadable as a file, even for root
+        tmp_path / "crl.der": "DER (binary) data",
+        tmp_path / "nocrl.pem": "no PEM X509 CRL block",
+    }
+    for bad, why in cases.items():
         with pytest.raises(CrlLoadError) as info:
             build(bad)
-        assert info.value.option == "tls-crl" and info.value.file == str(bad)
+        assert info.value.option == "tls-crl" and info.value.file == str(bad) and why in str(info.value)
     both = write_pem(tmp_path / "two.pem", pki.inter.crl(next_update=dt.timedelta(hours=5)).pem,
                      pki.root.crl(this_update=-3 * DAY, next_update=-DAY).pem)
     compiled = build(both)

@@ -122,5 +122,10 @@ def test_trusted_ca_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
     with pytest.raises(CredentialLoadError) as info:
         client(tmp_path / "a.pem,b.pem")
     assert "exactly one file" in str(info.value) and info.value.option == "trusted-ca"
-    with pytest.raises(CredentialLoadError):
+    with pytest.raises(CredentialLoadError) as info:
         client(write_pem(tmp_path / "crl-only.pem", pki["root"].crl().pem))
+    assert "no PEM CERTIFICATE block" in str(info.value) and info.value.file == str(tmp_path / "crl-only.pem")
+    for bad, why in ((tmp_path / "missing.pem", "file not found"), (tmp_path, "is a directory")):
+        with pytest.raises(CredentialLoadError) as info:
+            client(bad)
+        assert why in str(info.value) and info.value.option == "trusted-ca" and info.value.file == str(bad)
