@@ -96,7 +96,7 @@ class Handshaker:
         started = trio.current_time()
         try:
             if self.limiter is None:
-                await stream.do_handshake()
+                await stream._accepted_handshake()
             else:
                 # The deadline covers the wait for a slot too: a flood must not park connections forever.
                 with trio.move_on_after(self.timeout if self.timeout is not None else math.inf) as scope:

@@ -287,10 +287,20 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if self._handshake_lot is not None:
                 self._handshake_lot.unpark_all()
 
-    async def _run_handshake(self) -> None:
+    async def _accepted_handshake(self) -> None:
+        """The serving loop's handshake of a stream it just accepted: no other task knows the stream yet and the
+        loop's reaper owns the deadline, so no turn-taking, no cancel scope and no leading checkpoint (the first
+        wait is one; a cancellation is seen there). Anything else takes the general path."""
+        if self._state != _OK or self._handshaking or self._engine.handshake_done or self.handshake_timeout is not None:
+            await self.do_handshake()
+            return
+        await self._run_handshake(checkpoint=False)
+
+    async def _run_handshake(self, *, checkpoint: bool = True) -> None:
         engine = self._engine
         driver = self._driver
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if checkpoint:
+            await trio.lowlevel.checkpoint_if_cancelled()
         waited = False
         while True:
             try:
@@ -310,6 +320,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 raise failure from exc
             waited = True
             self._raise_if_ended()
+        if waited and driver.__class__ is SocketDriver:
+            return  # OpenSSL already wrote to the socket, and the wait was the checkpoint
         try:
             await driver.settle_handshake(waited)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
