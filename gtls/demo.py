@@ -24,7 +24,8 @@ DEMO_CLIENT_NAME = "gtls demo client"
 
 @dataclass(frozen=True, slots=True)
 class DemoFiles:
-    """The demo PKI files a bare ``gtls serve`` uses and the hints it prints refer to."""
+    """The files of the demo PKI (``gtls.testing.demo_pki`` writes them; a bare ``gtls serve`` and the hints it
+    prints use them)."""
 
     directory: Path
 
@@ -64,9 +65,23 @@ class DemoFiles:
     def crl(self) -> Path:
         return self.directory / "crl.pem"
 
+    @property
+    def ca_bundle(self) -> Path:
+        return self.directory / "ca-bundle.pem"
+
+    @property
+    def second_root_ca(self) -> Path:
+        return self.directory / "second-root-ca.pem"
+
     def required(self) -> tuple[Path, ...]:
+        """The files a bare ``gtls serve`` and its hints need."""
         return (self.root_ca, self.intermediate_ca, self.server_cert, self.server_chain, self.server_key,
                 self.client_cert, self.client_chain, self.client_key)
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """File name → path for every file of the set."""
+        return {p.name: p for p in (*self.required(), self.ca_bundle, self.second_root_ca, self.crl)}
 
 
 def data_dir() -> Path:

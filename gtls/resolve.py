@@ -83,7 +83,6 @@ class Resolved:
 
 # --- option groups (spec §3.2) ---
 
-MODE_FLAGS: Final = ("tls", "tls_mutual", "upgrade")
 #: Parameter-set fields shared by both roles, in the order reports list them.
 PARAMETER_SET: Final = (
     "certificate",

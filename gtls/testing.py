@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .demo import DemoFiles
+
 __all__ = [
     "CA",
     "CRL",
@@ -549,21 +551,9 @@ class CRL:
 
 
 @dataclass(frozen=True)
-class DemoPKI:
-    """Paths of the files ``demo_pki`` wrote, and the objects behind them (to issue more in tests)."""
+class DemoPKI(DemoFiles):
+    """The files ``demo_pki`` wrote (paths from ``DemoFiles``), and the objects behind them (to issue more in tests)."""
 
-    directory: Path
-    root_ca: Path
-    intermediate_ca: Path
-    server_cert: Path
-    server_chain: Path
-    server_key: Path
-    client_cert: Path
-    client_chain: Path
-    client_key: Path
-    ca_bundle: Path
-    second_root_ca: Path
-    crl: Path
     root: CA
     intermediate: CA
     second_root: CA
@@ -571,13 +561,6 @@ class DemoPKI:
     client: Certified
     root_crl: CRL
     intermediate_crl: CRL
-
-    @property
-    def files(self) -> dict[str, Path]:
-        """File name → path for every file written."""
-        paths = [self.root_ca, self.intermediate_ca, self.server_cert, self.server_chain, self.server_key,
-                 self.client_cert, self.client_chain, self.client_key, self.ca_bundle, self.second_root_ca, self.crl]
-        return {p.name: p for p in paths}
 
 
 def demo_pki(
@@ -618,28 +601,16 @@ def demo_pki(
     root_crl = root.crl(next_update=crl_valid)
     intermediate_crl = intermediate.crl(count=1, next_update=crl_valid)
 
-    def path(name: str) -> Path:
-        return out / name
-
-    demo = DemoPKI(
-        directory=out,
-        root_ca=root.write_cert(path("root-ca.pem")),
-        intermediate_ca=intermediate.write_cert(path("intermediate-ca.pem")),
-        server_cert=server.write_cert(path("server-cert.pem")),
-        server_chain=server.write_chain(path("server-chain.pem")),
-        server_key=server.write_key(path("server-key.pem")),
-        client_cert=client.write_cert(path("client-cert.pem")),
-        client_chain=client.write_chain(path("client-chain.pem")),
-        client_key=client.write_key(path("client-key.pem")),
-        ca_bundle=write_pem(path("ca-bundle.pem"), root, second_root),
-        second_root_ca=second_root.write_cert(path("second-root-ca.pem")),
-        crl=write_pem(path("crl.pem"), root_crl, intermediate_crl),
-        root=root,
-        intermediate=intermediate,
-        second_root=second_root,
-        server=server,
-        client=client,
-        root_crl=root_crl,
-        intermediate_crl=intermediate_crl,
-    )
+    demo = DemoPKI(out, root, intermediate, second_root, server, client, root_crl, intermediate_crl)
+    root.write_cert(demo.root_ca)
+    intermediate.write_cert(demo.intermediate_ca)
+    server.write_cert(demo.server_cert)
+    server.write_chain(demo.server_chain)
+    server.write_key(demo.server_key)
+    client.write_cert(demo.client_cert)
+    client.write_chain(demo.client_chain)
+    client.write_key(demo.client_key)
+    write_pem(demo.ca_bundle, root, second_root)
+    second_root.write_cert(demo.second_root_ca)
+    write_pem(demo.crl, root_crl, intermediate_crl)
     return demo
