@@ -188,3 +188,26 @@ def test_certificate_reasons(pki: DemoPKI, tmp_path: Path, reason: str) -> None:
     with s_server("-cert", str(cert), "-cert_chain", str(chain), "-key", str(key)) as server:
         line = assert_fails_with(reason, server.port, *client)
     assert "subject CN=" in line
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [
+        ("connect", ["--config", "d.toml"], "--config needs --app NAME and --connection ID"),
+        ("connect", ["--config", "d.toml", "--app", "a"], "--config needs --app NAME and --connection ID"),
+        ("connect", ["h:1", "--connection", "c"], "--app and --connection need --config FILE"),
+        ("connect", ["--config", "d.toml", "--app", "a", "--connection", "c", "--profile", "unix"], "(got --profile)"),
+        ("connect", ["h:1", "--timeout", "0"], "--timeout must be a positive number of seconds"),
+        ("serve", ["--config", "d.toml"], "--config needs --app NAME"),
+        ("serve", ["--port-id", "p"], "--app and --port-id need --config FILE"),
+        ("serve", ["--config", "d.toml", "--app", "a", "--trusted-ca", "ca.pem"], "(got --trusted-ca)"),
+    ],
+)
+def test_settings_source_usage_errors(command: str, args: list[str], expected: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """connect and serve check their settings source the same way, before reading any file (in-process: fast)."""
+    from gtls.cli import main
+
+    assert main([command, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gtls: usage error: ") and expected in err and err.count("\n") == 1

@@ -7,7 +7,6 @@ Exit 0 on success; 1 on a connection or handshake failure with exactly one stder
 from __future__ import annotations
 
 import argparse
-import math
 from typing import TYPE_CHECKING
 
 from ._common import (
@@ -21,7 +20,14 @@ from ._common import (
     report_failure,
     report_warnings,
 )
-from ._flags import add_option_flags, given_options, settings_from_flags
+from ._flags import (
+    add_option_flags,
+    add_settings_source,
+    given_options,
+    require_positive_seconds,
+    settings_from_config,
+    settings_from_flags,
+)
 
 if TYPE_CHECKING:
     from ..context import CompiledContext
@@ -45,10 +51,7 @@ def register(commands: Subcommands) -> None:
     )
     parser.add_argument("target", nargs="?", metavar="HOST:PORT",
                         help="where to connect (with --config: overrides the connection's target)")
-    source = parser.add_argument_group("where the settings come from")
-    source.add_argument("--config", metavar="FILE", help="deployment file (TOML)")
-    source.add_argument("--app", metavar="NAME", help="client application in the deployment file")
-    source.add_argument("--connection", metavar="ID", help="connection of the application")
+    add_settings_source(parser, "client")
     add_option_flags(parser, "client")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--send", metavar="TEXT", help="send TEXT and a newline, then print what comes back")
@@ -58,17 +61,12 @@ def register(commands: Subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.timeout > 0 and math.isfinite(args.timeout)):
-        raise UsageError("--timeout must be a positive number of seconds")
+    require_positive_seconds(args.timeout, "--timeout")
     warnings: list[str] = []
     flags = given_options(args)
     target = parse_host_port(args.target, what="HOST:PORT") if args.target else None
     server_hostname: str | None
-    if args.config:
-        if args.app is None or args.connection is None:
-            raise UsageError("--config needs --app NAME and --connection ID")
-        if flags or args.profile:
-            raise UsageError("option flags cannot be combined with --config: the deployment file holds the settings")
+    if settings_from_config(args, flags, "client"):
         from ..deployment import load_deployment
         from ..errors import DeploymentError
 
@@ -83,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
         host, port = target or (endpoint.address, endpoint.port)
         server_hostname = None if target else endpoint.server_hostname
     else:
-        if args.app or args.connection:
-            raise UsageError("--app and --connection need --config FILE")
         if target is None:
             raise UsageError("give HOST:PORT to connect to, or --config FILE --app NAME --connection ID")
         host, port = target

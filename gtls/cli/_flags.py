@@ -1,8 +1,10 @@
-"""The option flags (``--certificate`` …) shared by ``serve`` and ``connect``, turned into resolved settings."""
+"""The flags ``serve`` and ``connect`` share: where the settings come from (``--config``/``--app``/the endpoint) and the
+option flags (``--certificate`` …), turned into resolved settings."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,41 @@ CREDENTIAL_OPTIONS = ("certificate", "certificate-key", "trusted-ca", "certifica
 
 def _dest(option: str) -> str:
     return "opt_" + option.replace("-", "_")
+
+
+def add_settings_source(parser: argparse.ArgumentParser, role: Role) -> argparse._ArgumentGroup:
+    """``--config FILE --app NAME`` and the endpoint: ``--port-id ID`` for a server, ``--connection ID`` for a
+    client. Returns the group, for command-specific source flags."""
+    source = parser.add_argument_group("where the settings come from")
+    source.add_argument("--config", metavar="FILE", help="deployment file (TOML)")
+    if role == "server":
+        source.add_argument("--app", metavar="NAME", help="application in the deployment file")
+        source.add_argument("--port-id", metavar="ID", help="port of the application (default: its only port)")
+    else:
+        source.add_argument("--app", metavar="NAME", help="client application in the deployment file")
+        source.add_argument("--connection", metavar="ID", help="connection of the application")
+    return source
+
+
+def settings_from_config(args: argparse.Namespace, flags: dict[str, str], role: Role) -> bool:
+    """Whether the settings come from ``--config`` (else from option flags); UsageError when the source flags
+    do not fit together."""
+    endpoint_flag, endpoint = ("--port-id", args.port_id) if role == "server" else ("--connection", args.connection)
+    if not args.config:
+        if args.app or endpoint:
+            raise UsageError(f"--app and {endpoint_flag} need --config FILE")
+        return False
+    if args.app is None or (role == "client" and endpoint is None):  # a server's port defaults to the only one
+        raise UsageError("--config needs --app NAME" + (" and --connection ID" if role == "client" else ""))
+    if flags or args.profile:
+        raise UsageError("option flags cannot be combined with --config: the deployment file holds the settings "
+                         f"(got --{', --'.join(sorted(flags)) or 'profile'})")
+    return True
+
+
+def require_positive_seconds(value: float, flag: str) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{flag} must be a positive number of seconds")
 
 
 def add_option_flags(parser: argparse.ArgumentParser, role: Role) -> None:

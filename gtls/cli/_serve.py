@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,15 @@ from ._common import (
     report_warnings,
     stderr_line,
 )
-from ._flags import CREDENTIAL_OPTIONS, add_option_flags, given_options, settings_from_flags
+from ._flags import (
+    CREDENTIAL_OPTIONS,
+    add_option_flags,
+    add_settings_source,
+    given_options,
+    require_positive_seconds,
+    settings_from_config,
+    settings_from_flags,
+)
 
 if TYPE_CHECKING:
     from ..context import CompiledContext
@@ -53,10 +60,7 @@ def register(commands: Subcommands) -> None:
         "the per-user data folder ($GTLS_DATA_DIR/demo, $XDG_DATA_HOME/gtls/demo or "
         "~/.local/share/gtls/demo). Prints 'listening on HOST:PORT' on stdout once ready.",
     )
-    source = parser.add_argument_group("where the settings come from")
-    source.add_argument("--config", metavar="FILE", help="deployment file (TOML)")
-    source.add_argument("--app", metavar="NAME", help="application in the deployment file")
-    source.add_argument("--port-id", metavar="ID", help="port of the application (default: its only port)")
+    source = add_settings_source(parser, "server")
     source.add_argument("--listen", metavar="HOST:PORT",
                         help=f"address to listen on (default {DEFAULT_HOST}:{DEFAULT_PORT}, or the port's "
                         "address in the deployment file); port 0 picks a free port")
@@ -79,8 +83,7 @@ class ServePlan:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.handshake_timeout > 0 and math.isfinite(args.handshake_timeout)):
-        raise UsageError("--handshake-timeout must be a positive number of seconds")
+    require_positive_seconds(args.handshake_timeout, "--handshake-timeout")
     if args.max_handshakes is not None and args.max_handshakes < 1:
         raise UsageError("--max-handshakes must be at least 1")
     warnings: list[str] = []
@@ -105,17 +108,10 @@ def run(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace, warnings: list[str]) -> ServePlan:
     flags = given_options(args)
     listen = parse_host_port(args.listen, what="--listen") if args.listen else None
-    if args.config:
-        if args.app is None:
-            raise UsageError("--config needs --app NAME")
-        if flags or args.profile:
-            raise UsageError("option flags cannot be combined with --config: the deployment file holds the "
-                             f"settings (got --{', --'.join(sorted(flags)) or 'profile'})")
+    if settings_from_config(args, flags, "server"):
         endpoint = _deployment_port(args.config, args.app, args.port_id, warnings)
         host, port = listen or (endpoint.address or DEFAULT_HOST, endpoint.port)
         return ServePlan(endpoint.resolved, host, port, None)
-    if args.app or args.port_id:
-        raise UsageError("--app and --port-id need --config FILE")
     host, port = listen or (DEFAULT_HOST, DEFAULT_PORT)
     demo = None
     if not any(option in flags for option in CREDENTIAL_OPTIONS):
