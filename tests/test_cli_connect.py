@@ -203,11 +203,9 @@ def test_certificate_reasons(pki: DemoPKI, tmp_path: Path, reason: str) -> None:
         ("serve", ["--config", "d.toml", "--app", "a", "--trusted-ca", "ca.pem"], "(got --trusted-ca)"),
     ],
 )
-def test_settings_source_usage_errors(command: str, args: list[str], expected: str,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """connect and serve check their settings source the same way, before reading any file (in-process: fast)."""
-    from gtls.cli import main
-
-    assert main([command, *args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("gtls: usage error: ") and expected in err and err.count("\n") == 1
+def test_settings_source_usage_errors(command: str, args: list[str], expected: str) -> None:
+    """connect and serve check their settings source the same way, before reading any file."""
+    result = run_gtls(command, *args)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: usage error: ") and expected in line
