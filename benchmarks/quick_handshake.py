@@ -6,6 +6,10 @@ load it for a few seconds; the server's CPU (utime + stime from ``/proc/PID/stat
 the handshakes s_time completed. Servers alternate over several rounds and the medians are compared.
 
     python benchmarks/quick_handshake.py [--rounds 3] [--seconds 4] [--procs 2] [--tls 1.3|1.2] [--server gtls]
+        [--baseline DIR]
+
+``--baseline DIR`` adds a third server: gtls imported from another checkout (e.g. ``git worktree add DIR REV``), so
+a change is judged against its parent in the same interleaved run rather than across runs on a noisy machine.
 """
 
 from __future__ import annotations
@@ -81,9 +85,14 @@ def write_pki(directory: Path) -> tuple[Path, Path, Path]:
     )
 
 
-def measure(kind: str, files: tuple[Path, Path, Path], seconds: int, procs: int, tls: str) -> float:
+def measure(kind: str, files: tuple[Path, Path, Path], seconds: int, procs: int, tls: str,
+            baseline: str | None = None) -> float:
+    env = None
+    if kind == "base":
+        env = {**os.environ, "PYTHONPATH": baseline or ""}
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER_CODE, kind, *map(str, files)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER_CODE, "gtls" if kind == "base" else kind, *map(str, files)],
+        stdout=subprocess.PIPE, text=True, env=env,
     )
     loaders: list[subprocess.Popen[str]] = []
     try:
@@ -125,22 +134,26 @@ def main() -> None:
     parser.add_argument("--tls", choices=["1.3", "1.2"], default="1.3")
     parser.add_argument("-v", action="store_true", help="print each measurement with its user/system split")
     parser.add_argument("--server", choices=["gtls", "trio"], help="measure only this one (for profiling)")
+    parser.add_argument("--baseline", metavar="DIR", help="also measure gtls imported from this checkout")
     args = parser.parse_args()
     kinds = [args.server] if args.server else ["gtls", "trio"]
+    if args.baseline:
+        kinds.append("base")
     results: dict[str, list[float]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         files = write_pki(Path(tmp))
         for round_no in range(args.rounds):
             order = kinds if round_no % 2 == 0 else kinds[::-1]
             for kind in order:
-                results[kind].append(measure(kind, files, args.seconds, args.procs, args.tls))
+                results[kind].append(measure(kind, files, args.seconds, args.procs, args.tls, args.baseline))
                 time.sleep(0.2)
     for kind, values in results.items():
         print(f"{kind:5} server CPU per handshake: {statistics.median(values):.3f} ms  "
               f"(rounds: {', '.join(f'{v:.3f}' for v in values)})")
-    if len(kinds) == 2:
-        ratio = statistics.median(results["gtls"]) / statistics.median(results["trio"])
-        print(f"gtls / trio = {ratio:.2f}")
+    if "gtls" in results and "trio" in results:
+        for kind in [k for k in kinds if k != "trio"]:
+            ratio = statistics.median(results[kind]) / statistics.median(results["trio"])
+            print(f"{kind} / trio = {ratio:.2f}")
 
 
 if __name__ == "__main__":
