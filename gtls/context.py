@@ -344,7 +344,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     role = resolved.role
     now = dt.datetime.now(dt.UTC)
     ctx = SSL.Context(SSL.TLS_METHOD)
-    versions = apply_versions(ctx, opts.sec_protocol, where=where)
+    versions = apply_versions(ctx, opts.sec_protocol)
     apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
     ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN)

@@ -6,7 +6,7 @@ import re
 
 from OpenSSL import SSL
 
-from ..errors import CipherListError, UnsupportedProtocol
+from ..errors import CipherListError
 from .where import Where
 
 TLS13_SUITES = frozenset(
@@ -28,15 +28,8 @@ VERSION_RANGES: dict[str | None, tuple[int, int]] = {
 }
 
 
-def apply_versions(ctx: SSL.Context, sec_protocol: str | None, *, where: Where) -> tuple[int, int]:
-    try:
-        low, high = VERSION_RANGES[sec_protocol]
-    except KeyError:
-        raise where.error(
-            UnsupportedProtocol,
-            f"unsupported value {sec_protocol!r}; valid values are empty, SSLv23, TLSv12 and TLSv13",
-            option="sec-protocol",
-        ) from None
+def apply_versions(ctx: SSL.Context, sec_protocol: str | None) -> tuple[int, int]:
+    low, high = VERSION_RANGES[sec_protocol]  # TLSOptions admits no other value (UnsupportedProtocol there)
     ctx.set_min_proto_version(low)
     ctx.set_max_proto_version(high)
     return low, high
