@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from gtls.testing import DemoPKI, demo_pki, write_pem
+from gtls.testing import DemoPKI, write_pem
 from tests.peers import error_line, run_gtls
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
-    return demo_pki(tmp_path_factory.mktemp("check-pki") / "pki")
+def pki(localhost_demo: DemoPKI) -> DemoPKI:
+    return localhost_demo
 
 
 def check_json(config: Path) -> tuple[int, dict[str, Any]]:
