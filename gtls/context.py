@@ -25,6 +25,7 @@ from OpenSSL import SSL, crypto
 
 from . import errors as e
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
+from .options import TLSOptions
 from .pki import hostcheck, names, reasons
 from .pki.certs import subject_text
 from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
@@ -36,7 +37,7 @@ from .pki.protocol import apply_ciphers, apply_versions
 from .pki.store import load_store, lookup, store_files, thumbprint
 from .pki.trust import load_trusted_cas, missing_file_hint
 from .pki.where import Where
-from .resolve import Resolved, Role
+from .resolve import Resolved, Role, direct
 
 #: OpenSSL's SSL_MODE_NO_AUTO_CHAIN (not exported by the binding): never complete our chain from the trust store.
 SSL_MODE_NO_AUTO_CHAIN = 0x8
@@ -176,6 +177,30 @@ def compile_context(resolved: Resolved) -> CompiledContext:
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     return compiled
+
+
+def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Role) -> CompiledContext:
+    """Any form of settings a public entry point takes → the compiled context for ``role`` (cached as above).
+
+    ``TLSOptions`` are settings given directly (``resolve.direct``); a ``Resolved`` must be for ``role`` and secure
+    (fail closed: never a TLS endpoint from plaintext settings); a ``CompiledContext`` must be for ``role``."""
+    if isinstance(settings, CompiledContext):  # the per-connection case: checked first, nothing else to do
+        if settings.role != role:
+            raise ValueError(f"this context was compiled for a {settings.role}, not a {role}")
+        return settings
+    if isinstance(settings, TLSOptions):
+        settings = direct(settings, role)
+    if isinstance(settings, Resolved):
+        if settings.role != role:
+            raise ValueError(f"settings were resolved for a {settings.role}, not a {role}")
+        if not settings.secure:
+            raise e.ConfigError(
+                "these settings are not secure (tls is off); refusing to open a TLS endpoint with them",
+                object_path=settings.object_path,
+                option="tls",
+            )
+        return compile_context(settings)
+    raise TypeError(f"settings must be Resolved, TLSOptions or CompiledContext, not {type(settings).__name__}")
 
 
 def _identity(

@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from OpenSSL import SSL, crypto
 
 from . import errors as e
-from .context import CompiledContext, compile_context
+from .context import CompiledContext, compile_settings
 from .errors import InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
@@ -162,16 +162,7 @@ def verify_chain(
     ``tls-target-name-check=host``, reference ``tls-target-name`` else ``target_name``); ``"server"`` judges a client
     certificate (ssl_client; CRLs only with ``tls-mutual=1``, as in a handshake). ``at`` pins the validation time.
     Returns the verified path, leaf first, or raises ``PeerVerificationError`` with reason, depth and subject."""
-    if isinstance(settings, CompiledContext):
-        compiled = settings
-    elif isinstance(settings, Resolved):
-        compiled = compile_context(settings)
-    else:
-        from .resolve import direct  # lazily: owned by the resolution layer
-
-        compiled = compile_context(direct(settings, role))
-    if compiled.role != role:
-        raise ValueError(f"settings are for a {compiled.role}, but role={role!r} was asked")
+    compiled = compile_settings(settings, role)
     reference = None
     if compiled.name_check:
         reference = compiled.reference_name(target_name)

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gtls.context import compile_context
-from gtls.errors import PeerVerificationError
+from gtls.errors import ConfigError, PeerVerificationError
 from gtls.options import TLSOptions
-from gtls.resolve import direct
+from gtls.resolve import direct, resolve_client
 from gtls.testing import CA, write_pem
 from gtls.verify import verify_chain
 from tests.peers import client_handshake, close, s_server
@@ -36,6 +36,13 @@ def test_time_pinning_and_settings_forms(tmp_path: Path) -> None:
         assert (info.value.reason, info.value.depth, info.value.subject) == (reason, 0, "CN=v.test")
     with pytest.raises(ValueError, match="for a client"):
         verify_chain([leaf.cert], compiled, "server")
+    with pytest.raises(ValueError, match="resolved for a client"):
+        verify_chain([leaf.cert], direct(options, "client"), "server")
+    plaintext = resolve_client(connection="tls=0", host={"trusted-ca": str(ca)})
+    with pytest.raises(ConfigError, match="not secure"):  # never judged by a policy no endpoint would use
+        verify_chain([leaf.cert], plaintext, "client")
+    with pytest.raises(TypeError, match="dict"):
+        verify_chain([leaf.cert], {"trusted-ca": str(ca)}, "client")  # type: ignore[arg-type]
 
 
 def test_server_role_uses_client_purpose(tmp_path: Path) -> None:
