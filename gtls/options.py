@@ -191,22 +191,26 @@ def _normalised_spelling(option: str, given: str, canonical: str, warnings: list
 def _boolean(option: str, value: object, warnings: list[str] | None) -> bool | None:
     if isinstance(value, bool):
         return value
+    given: object = value
     if isinstance(value, int):  # TOML integers for flags
-        if value in (0, 1):
-            return bool(value)
-        raise InvalidOptionValue(f"{value!r} is not a boolean; use 1/0, true/false, yes/no or on/off", option=option)
-    text = _string(option, value)
-    if text is None:
-        return None
-    meaning = BOOLEAN_WORDS.get(text.lower())
+        meaning = {0: False, 1: True}.get(value)
+    else:
+        text = given = _string(option, value)
+        if text is None:
+            return None
+        meaning = BOOLEAN_WORDS.get(text.lower())
+        if meaning is not None:
+            _normalised_spelling(option, text, text.lower(), warnings)
     if meaning is None:
         # Fail closed (spec §1.1, C17): a typo never reads as "off".
-        raise InvalidOptionValue(f"{text!r} is not a boolean; use 1/0, true/false, yes/no or on/off", option=option)
-    _normalised_spelling(option, text, text.lower(), warnings)
+        raise InvalidOptionValue(f"{given!r} is not a boolean; use 1/0, true/false, yes/no or on/off", option=option)
     return meaning
 
 
-def _choice(option: str, value: object, allowed: tuple[str, ...], warnings: list[str] | None) -> str | None:
+def _choice(option: str, value: object, allowed: tuple[str, ...], warnings: list[str] | None,
+            refuse: Callable[[str], Exception] | None = None) -> str | None:
+    """The canonical spelling of one of ``allowed`` (any case, warned); else ``refuse(text)`` is raised, by default
+    an ``InvalidOptionValue``."""
     text = _string(option, value)
     if text is None:
         return None
@@ -214,22 +218,19 @@ def _choice(option: str, value: object, allowed: tuple[str, ...], warnings: list
         if text.lower() == canonical.lower():
             _normalised_spelling(option, text, canonical, warnings)
             return canonical
+    if refuse is not None:
+        raise refuse(text)
     raise InvalidOptionValue(f"{text!r} is not one of {', '.join(allowed)}", option=option)
 
 
 def _sec_protocol(value: object, warnings: list[str] | None) -> str | None:
-    option = "sec-protocol"
-    text = _string(option, value)
-    if text is None:
-        return None
-    for canonical in SEC_PROTOCOLS:
-        if text.lower() == canonical.lower():
-            _normalised_spelling(option, text, canonical, warnings)
-            return canonical
-    raise UnsupportedProtocol(
-        f"{text!r} is not supported; valid values are empty (TLS 1.2-1.3), {', '.join(SEC_PROTOCOLS)}",
-        option=option,
-    )
+    def refuse(text: str) -> Exception:
+        return UnsupportedProtocol(
+            f"{text!r} is not supported; valid values are empty (TLS 1.2-1.3), {', '.join(SEC_PROTOCOLS)}",
+            option="sec-protocol",
+        )
+
+    return _choice("sec-protocol", value, SEC_PROTOCOLS, warnings, refuse)
 
 
 def _target_name(value: object) -> str | None:
