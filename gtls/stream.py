@@ -21,13 +21,16 @@ from cryptography import x509
 
 from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
+from .context import compile_settings
 from .engine import TLSEngine, TransportFailed, Want
-from .errors import TIMEOUT, ConfigError, HandshakeError, TLSError
+from .errors import TIMEOUT, HandshakeError, TLSError
 from .options import TLSOptions
 from .resolve import Resolved, Role
 
 if TYPE_CHECKING:
     from .context import CompiledContext
+
+__all__ = ["TLSStream", "compile_settings"]  # compile_settings re-exported: transport callers import it from here
 
 Driver = Literal["auto", "socket", "bio"]
 
@@ -41,31 +44,6 @@ _MAX_RECORD: Final = 16384
 _OK: Final = 0
 _BROKEN: Final = 1
 _CLOSED: Final = 2
-
-
-def compile_settings(settings: object, role: Role) -> CompiledContext:
-    """``Resolved`` / ``TLSOptions`` / ``CompiledContext`` → the compiled context for ``role`` (cached there)."""
-    from .context import CompiledContext, compile_context
-
-    if isinstance(settings, CompiledContext):  # the per-connection case: checked first, nothing else to do
-        if settings.role != role:
-            raise ValueError(f"this context was compiled for a {settings.role}, not a {role}")
-        return settings
-    if isinstance(settings, TLSOptions):
-        from .resolve import direct
-
-        settings = direct(settings, role)
-    if isinstance(settings, Resolved):
-        if settings.role != role:
-            raise ValueError(f"settings were resolved for a {settings.role}, not a {role}")
-        if not settings.secure:
-            raise ConfigError(
-                "these settings are not secure (tls is off); refusing to open a TLS endpoint with them",
-                object_path=settings.object_path,
-                option="tls",
-            )
-        return compile_context(settings)
-    raise TypeError(f"settings must be Resolved, TLSOptions or CompiledContext, not {type(settings).__name__}")
 
 
 def _socket_of(transport: trio.abc.Stream) -> trio.socket.SocketType | None:
