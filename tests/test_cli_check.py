@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gtls.testing import DemoPKI, write_pem
+from gtls.testing import CA, DemoPKI, write_pem
 from tests.peers import error_line, run_gtls
 
 
@@ -148,6 +148,10 @@ def test_check_warnings(pki: DemoPKI, tmp_path: Path) -> None:
     group_key.chmod(0o640)
     due_crl = write_pem(tmp_path / "due-crl.pem", pki.root.crl(next_update=dt.timedelta(days=3)),
                         pki.intermediate.crl(next_update=dt.timedelta(days=3)))
+    old = pki.intermediate.leaf("old.example.test", not_before=dt.timedelta(days=-10), not_after=dt.timedelta(days=-1))
+    old_chain = write_pem(tmp_path / "old.pem", old, pki.intermediate)
+    old_key = old.write_key(tmp_path / "old-key.pem")
+    short_ca = write_pem(tmp_path / "short-ca.pem", CA.root("short root", not_after=dt.timedelta(days=5)))
     config = write_deployment(tmp_path, f"""
 [applications.app.ports.soon]
 address = "127.0.0.1"
@@ -157,6 +161,10 @@ transport = "tls=1;certificate={scrambled};certificate-key={soon_key};trusted-ca
 address = "127.0.0.1"
 port = 9002
 transport = "tls=1;certificate={pki.server_chain};certificate-key={group_key};trusted-ca={pki.root_ca}"
+[applications.app.ports.old]
+address = "127.0.0.1"
+port = 9003
+transport = "tls=1;certificate={old_chain};certificate-key={old_key};trusted-ca={short_ca}"
 [applications.app.connections.crl]
 server = "app"
 port-id = "soon"
@@ -171,6 +179,9 @@ transport = "tls=1;trusted-ca={pki.root_ca};tls-crl={due_crl}"
     assert [c["subject"] for c in endpoints["applications.app.ports.soon"]["chain"]] == [
         "CN=soon.example.test", "CN=gtls demo intermediate CA", "CN=gtls demo root CA"]
     assert "readable by its group" in " | ".join(endpoints["applications.app.ports.group"]["warnings"])
+    old_warnings = " | ".join(endpoints["applications.app.ports.old"]["warnings"])
+    assert "certificate CN=old.example.test (depth 0) expired on" in old_warnings
+    assert "trusted-ca: CA CN=short root expires on" in old_warnings and "days left" in old_warnings
     crl_warnings = " | ".join(endpoints["applications.app.connections.crl"]["warnings"])
     assert "due for update" in crl_warnings
     text = run_gtls("check", "--config", str(config)).stdout

@@ -12,7 +12,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,27 +157,33 @@ def _cert_json(cert: x509.Certificate) -> dict[str, str]:
     }
 
 
-def _expiry_warnings(chain: Sequence[x509.Certificate], now: dt.datetime) -> list[str]:
-    found = []
-    for depth, cert in enumerate(chain):
+def _expiring(
+    certs: Sequence[x509.Certificate], now: dt.datetime
+) -> Iterator[tuple[int, x509.Certificate, dt.timedelta]]:
+    """(index, certificate, time left) for those past notAfter or within ``EXPIRY_WARNING`` of it."""
+    for index, cert in enumerate(certs):
         left = cert.not_valid_after_utc - now
-        if dt.timedelta(0) <= left < EXPIRY_WARNING:
-            found.append(f"certificate {name_of(cert.subject)} (depth {depth}) expires on "
-                         f"{cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days left)")
-        elif left < dt.timedelta(0):
-            found.append(f"certificate {name_of(cert.subject)} (depth {depth}) expired on "
-                         f"{cert.not_valid_after_utc:%Y-%m-%d}")
-    return found
+        if left < EXPIRY_WARNING:
+            yield index, cert, left
+
+
+def _expiry_warnings(chain: Sequence[x509.Certificate], now: dt.datetime) -> list[str]:
+    return [
+        f"certificate {name_of(cert.subject)} (depth {depth}) "
+        + (f"expires on {cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days left)" if left >= dt.timedelta(0)
+           else f"expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+        for depth, cert, left in _expiring(chain, now)
+    ]
 
 
 def _trusted_ca_warnings(trusted: Sequence[x509.Certificate], now: dt.datetime) -> list[str]:
-    found = []
-    for cert in trusted:
-        left = cert.not_valid_after_utc - now
-        if dt.timedelta(0) <= left < EXPIRY_WARNING:
-            found.append(f"trusted-ca: CA {name_of(cert.subject)} expires on {cert.not_valid_after_utc:%Y-%m-%d} "
-                         f"({left.days} days left); peers' paths through it will then fail")
-    return found
+    # An expired CA is already a warning of the context compilation.
+    return [
+        f"trusted-ca: CA {name_of(cert.subject)} expires on {cert.not_valid_after_utc:%Y-%m-%d} "
+        f"({left.days} days left); peers' paths through it will then fail"
+        for _, cert, left in _expiring(trusted, now)
+        if left >= dt.timedelta(0)
+    ]
 
 
 def _crl_warnings(crls: Sequence[x509.CertificateRevocationList], now: dt.datetime) -> list[str]:
