@@ -263,10 +263,23 @@ class CompiledContext:
     verifies_peer: bool
     crl_expired_warn: bool
     _references: weakref.WeakKeyDictionary[SSL.Connection, str] = field(default_factory=weakref.WeakKeyDictionary)
+    #: Normalised names by dialled host: ``reference_name`` and ``sni_name`` cost ~7 µs per client connection.
+    _name_cache: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def name_check(self) -> bool:
         return self.role == "client" and self.resolved.options.tls_target_name_check == "host"
+
+    def _names_for(self, server_hostname: str | None) -> tuple[str | None, str | None]:
+        """(reference name, SNI name) for a dialled host, remembered per host (a bounded cache; errors are not)."""
+        found = self._name_cache.get(server_hostname)
+        if found is None:
+            reference = self.reference_name(server_hostname)
+            found = (reference, names.sni_name(reference))
+            if len(self._name_cache) >= 256:
+                self._name_cache.clear()
+            self._name_cache[server_hostname] = found
+        return found
 
     def reference_name(self, server_hostname: str | None) -> str | None:
         """The normalised reference name R: ``tls-target-name``, else the dialled host (spec §7)."""
@@ -288,7 +301,7 @@ class CompiledContext:
             return conn
         conn.set_connect_state()
         if self.name_check:
-            reference = self.reference_name(server_hostname)
+            reference, sni = self._names_for(server_hostname)
             if reference is None:
                 raise _where(self.resolved).error(
                     InvalidOptionValue,
@@ -298,10 +311,9 @@ class CompiledContext:
             self._references[conn] = reference
             if hostcheck.AVAILABLE:
                 hostcheck.set_reference_name(conn, names.openssl_reference(reference))
-            sni = names.sni_name(reference)
         else:
             try:
-                sni = names.sni_name(self.reference_name(server_hostname))
+                sni = self._names_for(server_hostname)[1]
             except e.ConfigError:
                 if self.resolved.options.tls_target_name:
                     raise
