@@ -169,8 +169,15 @@ class TLSStream(trio.abc.HalfCloseableStream):
         """The stream under TLS (a ``trio.SocketStream`` for TCP)."""
         transport = self._transport
         if transport is None:
-            assert isinstance(self._sock, socket.socket)
-            transport = self._transport = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
+            sock = self._sock
+            assert isinstance(sock, socket.socket)
+            if sock.fileno() == -1:  # closed before anyone asked: a closed stand-in answers every call the same way
+                raw = socket.socket(sock.family, sock.type)
+                stand_in = trio.socket.from_stdlib_socket(raw)
+                raw.close()  # nothing can be waiting on it yet: no notify_closing needed
+                transport = self._transport = trio.SocketStream(stand_in)
+            else:
+                transport = self._transport = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         return transport
 
     def _close_socket(self) -> None:

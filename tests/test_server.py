@@ -22,6 +22,8 @@ from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over
 from gtls.stream import compile_settings
 from tests.peers import PKI, python_context, write_pki
 
+TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
@@ -171,6 +173,36 @@ async def test_success_event_fields(pki: PKI) -> None:
     assert event.peer and event.peer.startswith("127.0.0.1:")
     assert 0 <= event.duration < 5
     assert event.describe().startswith(f"{event.peer} TLSv1.3 TLS_")
+
+
+async def test_served_stream_transport_is_made_on_demand(pki: PKI) -> None:
+    """The serving loop hands OpenSSL the bare socket; transport_stream still gives the connection's SocketStream
+    (TCP options as trio sets them), and after the close a closed one."""
+    seen: list[tuple[TLSStream, tuple[str, int], int, int]] = []
+
+    async def handler(stream: TLSStream) -> None:
+        transport = stream.transport_stream
+        assert isinstance(transport, trio.SocketStream) and transport is stream.transport_stream
+        sock = transport.socket
+        nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        seen.append((stream, sock.getpeername(), nodelay, sock.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT)))
+        await echo_line(stream)
+
+    async def plain_handler(stream: TLSStream) -> None:
+        seen.append((stream, ("", 0), 0, 0))
+        await echo_line(stream)
+
+    async with serving(pki, handler) as port:
+        assert await round_trip(port, pki.client_options()) == b"hello\n"
+    async with serving(pki, plain_handler) as port:
+        assert await round_trip(port, pki.client_options()) == b"hello\n"
+    (asked, peer, nodelay, lowat), (unasked, *_) = seen
+    assert asked.peer_address == f"{peer[0]}:{peer[1]}" and nodelay and lowat == 16384
+    assert asked.transport_stream.socket.fileno() == -1
+    closed = unasked.transport_stream  # first asked after the close
+    assert isinstance(closed, trio.SocketStream) and closed.socket.fileno() == -1
+    with pytest.raises(trio.ClosedResourceError):
+        await closed.send_all(b"x")
 
 
 async def test_max_handshakes_caps_handshakes_in_flight(pki: PKI) -> None:
