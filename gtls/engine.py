@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Final, NoReturn
 from cryptography import x509
 from OpenSSL import SSL
 
+# The hot path calls OpenSSL directly (one C call per step, no exception per WANT_*); gtls._binding holds every
+# private pyOpenSSL use, and connections fall back to pyOpenSSL's public methods when it is unavailable.
 from . import _binding
 from ._binding import ERROR_WANT_READ as _ERR_WANT_READ
 from ._binding import ERROR_WANT_WRITE as _ERR_WANT_WRITE
