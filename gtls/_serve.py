@@ -47,6 +47,8 @@ SKIPPABLE_ERRNOS: Final = frozenset(
 CAPACITY_PAUSE: Final = 0.1
 #: Connections accepted per wake-up before the loop yields to the handshakes it started.
 ACCEPT_BATCH: Final = 64
+#: Full batches in a row before the accept loop tries a larger batch (see _accept_loop).
+ACCEPT_PROBE: Final = 4
 
 Handler = Callable[[TLSStream], Awaitable[object]]
 Entry = list[TLSStream | None]
@@ -147,11 +149,20 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
             start(stream)
     listening = listener.socket
     inherited = _set_tcp_options(raw)
+    # How many accepts to try per wake-up, adapted to the load: under light load a wake-up means one connection,
+    # and probing for a second one costs an accept failing with EAGAIN (a syscall and an exception) every time.
+    # A full batch goes straight back to the wait, which returns at once while the backlog is non-empty;
+    # ACCEPT_PROBE full batches in a row double the limit, and a short batch shrinks it to what was there.
+    limit = 1
+    full_batches = 0
     while True:
-        for _ in range(ACCEPT_BATCH):
+        accepted = 0
+        for _ in range(limit):
             try:
                 conn, address = raw.accept()
             except BlockingIOError:
+                limit = accepted if accepted > 1 else 1
+                full_batches = 0
                 break
             except OSError as exc:
                 if exc.errno in SKIPPABLE_ERRNOS:
@@ -171,10 +182,16 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
                 conn.close()
                 raise
             start(stream)
+            accepted += 1
         else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            continue
+            full_batches += 1
+            if limit < ACCEPT_BATCH:
+                if full_batches >= ACCEPT_PROBE:
+                    limit *= 2
+            else:  # a full batch under sustained load: let the started handshakes run, then go on accepting
+                await trio.lowlevel.checkpoint_if_cancelled()
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                continue
         await trio.lowlevel.wait_readable(listening)
 
 

@@ -75,6 +75,11 @@ class SocketDriver:
     async def wait_send_ready(self) -> None:
         await self._wait_writable()
 
+    @property
+    def waiting(self) -> bool:
+        """True while a task waits on the socket through this driver (or is parked behind one that does)."""
+        return self._read_waiting or self._write_waiting
+
     def wake_all(self) -> None:
         """The stream is closing: parked waiters re-check its state."""
         for lot in (self._read_lot, self._write_lot):

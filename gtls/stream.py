@@ -189,7 +189,16 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 return
         if isinstance(sock, socket.socket):
             if sock.fileno() != -1:
-                trio.lowlevel.notify_closing(sock)
+                # notify_closing wakes waiters and removes the fd from trio's epoll set (one epoll_ctl). With no
+                # waiter and no trio socket made from it, trio holds no state for the fd, and close() alone drops
+                # it from the kernel's epoll set: skip the notification.
+                driver = self._driver
+                if (
+                    self._transport is not None
+                    or driver.__class__ is not SocketDriver
+                    or driver.waiting
+                ):
+                    trio.lowlevel.notify_closing(sock)
                 sock.close()
         else:
             sock.close()
