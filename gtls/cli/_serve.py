@@ -193,7 +193,8 @@ def _echo_handler() -> Callable[[TLSStream], Awaitable[None]]:
         try:
             while data := await receive(ECHO_BUFFER):
                 await send(data)
-            await stream.aclose()  # the peer closed: answer with close_notify (bounded by the stream)
+            # The peer closed: serve_tls_over_tcp answers with close_notify as it closes the stream, at once and
+            # without a wait (the socket has room after the peer's close), so no aclose() here.
         except gone:
             pass  # the peer went away; serve_tls_over_tcp closes the stream forcefully
 
