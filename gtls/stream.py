@@ -534,6 +534,12 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self._state = _CLOSED
         self._driver.wake_all()
         try:
+            if polite and self._driver.__class__ is SocketDriver and self._unfinished_write is None:
+                # Usually the socket takes the alert at once: no cancel scope then, only when it must wait.
+                try:
+                    polite = self._engine.close_notify() is not None
+                except TransportFailed:
+                    polite = False
             if polite:
                 with trio.move_on_after(self._close_timeout):
                     try:
