@@ -27,8 +27,8 @@ _LIBRARY_REASONS: tuple[tuple[str, str], ...] = (
     ("peer did not return a certificate", e.NO_PEER_CERTIFICATE),
     ("unexpected eof while reading", e.EOF_IN_HANDSHAKE),
 )
-# OpenSSL 3.0 says "sslv3 alert …"/"tlsv1 alert …"/"tlsv13 alert …"; newer releases say "tls alert …".
-_ALERT_PREFIXES = ("sslv3 alert ", "tlsv1 alert ", "tlsv13 alert ", "tls alert ")
+# OpenSSL 3.0 says "sslv3 alert …"/"tlsv1 alert …"/"tlsv13 alert …"; 3.5 says "ssl/tls alert …", 4.0 "tls alert …".
+_ALERT_PREFIXES = ("sslv3 alert ", "tlsv1 alert ", "tlsv13 alert ", "tls alert ", "ssl/tls alert ")
 
 
 def error_texts(exc: BaseException) -> list[str]:
