@@ -34,6 +34,7 @@ from .resolve import Level, Resolved, Shadowed, direct, resolve_client, resolve_
 if TYPE_CHECKING:
     from .client import connect, open_tls_over_tcp_stream
     from .context import CompiledContext, compile_context
+    from .ending import Ending, classify_ending
     from .server import HandshakeEvent, TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
     from .stream import TLSStream
     from .verify import verify_chain
@@ -44,6 +45,8 @@ _LAZY = {
     "open_tls_over_tcp_stream": "client",
     "CompiledContext": "context",
     "compile_context": "context",
+    "Ending": "ending",
+    "classify_ending": "ending",
     "HandshakeEvent": "server",
     "TLSListener": "server",
     "open_tls_over_tcp_listeners": "server",
@@ -75,6 +78,7 @@ __all__ = [
     "CrlLoadError",
     "Deployment",
     "DeploymentError",
+    "Ending",
     "Endpoint",
     "EndpointRef",
     "GtlsError",
@@ -93,6 +97,7 @@ __all__ = [
     "TLSStream",
     "UnsupportedFeature",
     "UnsupportedProtocol",
+    "classify_ending",
     "compile_context",
     "connect",
     "direct",

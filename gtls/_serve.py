@@ -13,6 +13,12 @@ else. Compared with trio's ``serve_listeners`` + ``SSLStream``:
   once), with no cancel scope and no extra checkpoint.
 
 Like trio's loop it survives EMFILE/ENFILE/ENOMEM/ENOBUFS: it logs, pauses accepting for 0.1 s and goes on.
+
+Handler exceptions (gtls decision): a ``trio.BrokenResourceError`` or ``trio.ClosedResourceError`` raised by *this
+connection's own stream* (a peer that reset, truncated, sent garbage) is one peer's problem, not the server's: it
+is logged once on ``gtls.server`` with its connection-end word (``gtls.ending``) and the server goes on. Any other
+exception, including those errors from another stream the handler uses, still propagates as in trio. The
+``try`` costs nothing while no exception is raised.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from .ending import classify_ending
 from .stream import TLSStream
 
 if TYPE_CHECKING:
@@ -115,7 +122,18 @@ async def serve_listeners(
                     deadlines.done(entry)
                     entry = None
                 if ok:
-                    await handler(stream)
+                    try:
+                        await handler(stream)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        if not raised_by(stream, exc):
+                            raise
+                        log_ending(stream, exc)
+                    except BaseExceptionGroup as group:
+                        # A handler with its own nursery: only when every error in the group is this
+                        # connection's stream failing does the server go on; otherwise the group propagates.
+                        if not _only_stream_failures(stream, group):
+                            raise
+                        log_ending(stream, group.exceptions[0])
             finally:
                 if entry is not None and deadlines is not None:
                     deadlines.done(entry)
@@ -216,6 +234,45 @@ async def _pause(exc: OSError) -> None:
         CAPACITY_PAUSE,
     )
     await trio.sleep(CAPACITY_PAUSE)
+
+
+#: How far to follow an exception's causes looking for the stream's frames (real chains are a few links long).
+_MAX_CHAIN: Final = 8
+
+
+def raised_by(stream: TLSStream, exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) came out of ``stream``'s own methods, so a handler's
+    other streams (a backend connection, a pipe) never pass for this peer's failure. Failure path only."""
+    current: BaseException | None = exc
+    for _ in range(_MAX_CHAIN):
+        if current is None:
+            return False
+        if current.__class__ is trio.BrokenResourceError and current.__cause__ is not None and (
+            current.__cause__ is stream._cause
+        ):
+            return True  # the stream's own broken error carries its recorded cause
+        traceback = current.__traceback__
+        while traceback is not None:
+            if traceback.tb_frame.f_locals.get("self") is stream:
+                return True
+            traceback = traceback.tb_next
+        # Only explicit causes: an error the handler raised while handling this stream's failure (its __context__)
+        # belongs to the handler, not to this peer.
+        current = current.__cause__
+    return False
+
+
+def _only_stream_failures(stream: TLSStream, group: BaseExceptionGroup[BaseException]) -> bool:
+    _, rest = group.split(
+        lambda exc: isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError) and raised_by(stream, exc)
+    )
+    return rest is None
+
+
+def log_ending(stream: TLSStream, exc: BaseException) -> None:
+    """The one log line for a connection whose handler was ended by its own stream's failure."""
+    ending = classify_ending(exc)
+    logger.warning("connection ended: %s peer=%s: %s", ending.word, stream.peer_address or "?", ending.detail)
 
 
 def stdlib_socket_of(sock: trio.socket.SocketType) -> socket.socket | None:

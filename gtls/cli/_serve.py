@@ -49,6 +49,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9443
 #: Bytes asked for per read: large, so a bulk sender costs few reads (TLS records are at most 16 KiB).
 ECHO_BUFFER = 65536
+#: Like nginx's send/read timeouts: a connection where nothing moves for this long is ended (``idle-timeout``).
+DEFAULT_IDLE_TIMEOUT = 60.0
+#: The idle deadline is pushed forward at most once per this share of the timeout (and at most once a second),
+#: so a busy connection costs a clock read per chunk, not a deadline update; the end comes within that slack.
+IDLE_SLACK_SHARE = 0.1
 
 
 def register(commands: Subcommands) -> None:
@@ -70,6 +75,9 @@ def register(commands: Subcommands) -> None:
                          help="time limit for each handshake (default 10)")
     runtime.add_argument("--max-handshakes", type=int, default=None, metavar="N",
                          help="handshakes in flight at most (default: no limit)")
+    runtime.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, metavar="SECONDS",
+                         help="end a connection when no data moved in either direction for this long "
+                         f"(default {DEFAULT_IDLE_TIMEOUT:g}; logged as 'ended: idle-timeout')")
     runtime.add_argument("--quiet", action="store_true", help="no per-connection log lines on stderr")
     parser.set_defaults(run=run)
 
@@ -84,6 +92,7 @@ class ServePlan:
 
 def run(args: argparse.Namespace) -> int:
     require_positive_seconds(args.handshake_timeout, "--handshake-timeout")
+    require_positive_seconds(args.idle_timeout, "--idle-timeout")
     if args.max_handshakes is not None and args.max_handshakes < 1:
         raise UsageError("--max-handshakes must be at least 1")
     warnings: list[str] = []
@@ -160,7 +169,7 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
     # failure log would only double them.
     logging.getLogger("gtls.server").setLevel(logging.ERROR)
     serve = functools.partial(
-        serve_tls_over_tcp, _echo_handler(), plan.port, compiled, host=plan.host,
+        serve_tls_over_tcp, _echo_handler(args.idle_timeout, log), plan.port, compiled, host=plan.host,
         handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
         on_handshake=_log_handshake if log else None,
     )
@@ -180,25 +189,53 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
     return EXIT_OK
 
 
-def _echo_handler() -> Callable[[TLSStream], Awaitable[None]]:
+def _echo_handler(idle_timeout: float, log: bool) -> Callable[[TLSStream], Awaitable[None]]:
     import trio
 
+    from ..ending import IDLE_TIMEOUT, classify_ending
     from ..errors import TLSError
 
     gone = (trio.BrokenResourceError, trio.ClosedResourceError, TLSError)
+    slack = min(1.0, idle_timeout * IDLE_SLACK_SHARE)
+    current_time = trio.current_time
 
     async def echo(stream: TLSStream) -> None:
-        """Echo until EOF: one large read and one send per chunk, nothing else (the benchmarked path)."""
+        """Echo until EOF: one large read and one send per chunk (the benchmarked path), under one cancel scope per
+        connection whose deadline moves forward when data moves. A deadline pushed at ``pushed`` to
+        ``pushed + idle + slack`` ends the connection between ``idle`` and ``idle + slack`` after the last
+        progress, since progress within ``slack`` of a push does not push again."""
         receive, send = stream.receive_some, stream.send_all
-        try:
-            while data := await receive(ECHO_BUFFER):
-                await send(data)
-            # The peer closed: serve_tls_over_tcp answers with close_notify as it closes the stream, at once and
-            # without a wait (the socket has room after the peer's close), so no aclose() here.
-        except gone:
-            pass  # the peer went away; serve_tls_over_tcp closes the stream forcefully
+        pushed = current_time()
+        with trio.CancelScope(deadline=pushed + idle_timeout + slack) as idle:
+            try:
+                while data := await receive(ECHO_BUFFER):
+                    now = current_time()
+                    if now - pushed > slack:
+                        pushed = now
+                        idle.deadline = now + idle_timeout + slack
+                    await send(data)
+                    now = current_time()
+                    if now - pushed > slack:
+                        pushed = now
+                        idle.deadline = now + idle_timeout + slack
+                # The peer closed: serve_tls_over_tcp answers with close_notify as it closes the stream, at once
+                # and without a wait (the socket has room after the peer's close), so no aclose() here.
+                return
+            except gone as exc:
+                # The peer went away or broke the stream; serve_tls_over_tcp closes it forcefully.
+                if log:
+                    ending = classify_ending(exc)
+                    _log_ending(stream, ending.word, ending.detail)
+                return
+        if idle.cancelled_caught and log:
+            _log_ending(stream, IDLE_TIMEOUT, f"no data moved in either direction for {idle_timeout:g} s")
 
     return echo
+
+
+def _log_ending(stream: TLSStream, word: str, detail: str) -> None:
+    """The one line for a connection that ended abnormally after its handshake (a clean close logs nothing)."""
+    stderr_line(f"connection from {stream.peer_address or '?'}: ended: {word}: {' '.join(detail.split())}")
 
 
 def _log_handshake(event: HandshakeEvent) -> None:
