@@ -136,8 +136,8 @@ def accepted(result: ServerScanResult, command: ScanCommand) -> set[str]:
 
 
 @dataclass(frozen=True)
-class LoggedConnection:
-    """One ``connection from PEER: ...`` line of ``gtls serve``."""
+class LoggedHandshake:
+    """A ``connection from PEER: VERSION CIPHER [resumed] [client SUBJECT]`` or ``...: failed: REASON: ...`` line."""
 
     peer: str
     ok: bool
@@ -148,12 +148,30 @@ class LoggedConnection:
     text: str
 
 
+@dataclass(frozen=True)
+class LoggedEnding:
+    """A ``connection from PEER: ended: WORD: ...`` line: a connection that ended abnormally after its handshake."""
+
+    peer: str
+    word: str  # a gtls.ending word
+    text: str
+
+
+@dataclass(frozen=True)
+class ServerLog:
+    handshakes: list[LoggedHandshake]
+    endings: list[LoggedEnding]
+
+    def texts(self) -> list[str]:
+        return [entry.text for entry in self.handshakes] + [entry.text for entry in self.endings]
+
+
 _LINE = re.compile(r"^connection from (?P<peer>\S+): (?P<rest>.*)$")
 
 
-def parse_connections(lines: Iterable[str]) -> list[LoggedConnection]:
+def parse_log(lines: Iterable[str]) -> ServerLog:
     """The per-connection lines of a ``gtls serve`` stderr, parsed (other lines are skipped)."""
-    parsed: list[LoggedConnection] = []
+    log = ServerLog([], [])
     for line in lines:
         match = _LINE.match(line)
         if match is None:
@@ -161,17 +179,19 @@ def parse_connections(lines: Iterable[str]) -> list[LoggedConnection]:
         peer, rest = match["peer"], match["rest"]
         if rest.startswith("failed: "):
             reason = rest.removeprefix("failed: ").split(":", 1)[0]
-            parsed.append(LoggedConnection(peer, False, None, None, reason, None, line))
+            log.handshakes.append(LoggedHandshake(peer, False, None, None, reason, None, line))
+        elif rest.startswith("ended: "):
+            log.endings.append(LoggedEnding(peer, rest.removeprefix("ended: ").split(":", 1)[0], line))
         else:
             words = rest.split()
             _, _, client = rest.partition(" client ")
-            parsed.append(LoggedConnection(peer, True, words[0], words[1], None, client or None, line))
-    return parsed
+            log.handshakes.append(LoggedHandshake(peer, True, words[0], words[1], None, client or None, line))
+    return log
 
 
-def stop_and_read_log(running: Running) -> list[LoggedConnection]:
-    """Stop the server with SIGTERM (it must exit 0) and return every connection it logged."""
+def stop_and_read_log(running: Running) -> ServerLog:
+    """Stop the server with SIGTERM (it must exit 0) and return every connection line it logged."""
     code = running.stop()
     lines = running.stderr.drain()
     assert code == 0, f"gtls serve exited {code}; stderr: {lines}"
-    return parse_connections(lines)
+    return parse_log(lines)

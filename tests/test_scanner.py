@@ -18,13 +18,14 @@ from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum, Sc
 from sslyze.server_connectivity import ClientAuthRequirementEnum
 
 from gtls.context import compile_context
+from gtls.ending import END_WORDS, RENEGOTIATION_REFUSED
 from gtls.errors import REASONS
 from gtls.resolve import direct
 from gtls.testing import CA, Certified
 from tests.peers import PKI, write_pki
 from tests.scanning import (
     VERSION_SCANS,
-    LoggedConnection,
+    ServerLog,
     accepted,
     attempt,
     completed,
@@ -51,9 +52,11 @@ def server_flags(pki: PKI, *extra: str) -> list[str]:
             "--trusted-ca", str(pki.ca_file), *extra]
 
 
-def assert_failures_have_reason_words(logged: list[LoggedConnection]) -> None:
-    """Every failed connection was logged with a failure word of spec §10."""
-    unknown = [entry.text for entry in logged if not entry.ok and entry.reason not in REASONS]
+def assert_failures_have_reason_words(logged: ServerLog) -> None:
+    """Every failed handshake was logged with a failure word of spec §10, every abnormal end with a gtls.ending word
+    (or the handshake reason, for a handshake that failed on first use)."""
+    unknown = [entry.text for entry in logged.handshakes if not entry.ok and entry.reason not in REASONS]
+    unknown += [entry.text for entry in logged.endings if entry.word not in (*END_WORDS, *REASONS)]
     assert not unknown, unknown
 
 
@@ -81,9 +84,35 @@ def test_only_the_versions_sec_protocol_allows(pki: PKI, sec_protocol: str) -> N
     assert {version for version, suites in by_version.items() if suites} == allowed, by_version
     # The server's side of the same story: every completed handshake used an allowed version, and the legacy
     # hellos (SSL 3.0, TLS 1.0/1.1) were refused as protocol-version.
-    assert {entry.version for entry in logged if entry.ok} <= allowed
-    assert any(entry.reason == "protocol-version" for entry in logged), [entry.text for entry in logged]
+    assert {entry.version for entry in logged.handshakes if entry.ok} <= allowed
+    assert any(entry.reason == "protocol-version" for entry in logged.handshakes), logged.texts()
     assert_failures_have_reason_words(logged)
+
+
+# An SSL 2.0 hello is not a TLS record at all; SSL 3.0 and TLS 1.0/1.1 hellos are TLS-shaped but below the range.
+# sslyze also opens connections it then closes without a complete hello (suites its own OpenSSL cannot offer at
+# that version): the server sees the peer leave mid-handshake.
+LEGACY_REASONS = {
+    "SSLv2": ({"not-tls"}, "not-tls"),
+    "SSLv3": ({"protocol-version", "eof-in-handshake"}, "protocol-version"),
+    "TLSv1": ({"protocol-version", "eof-in-handshake"}, "protocol-version"),
+    "TLSv1.1": ({"protocol-version", "eof-in-handshake"}, "protocol-version"),
+}
+
+
+@pytest.mark.parametrize("version", list(LEGACY_REASONS))
+def test_legacy_hellos_are_logged_with_their_reason(pki: PKI, version: str) -> None:
+    allowed_reasons, required_reason = LEGACY_REASONS[version]
+    with serve_scanned(*server_flags(pki)) as running:
+        result = scan(running.port, [VERSION_SCANS[version]])
+        logged = stop_and_read_log(running)
+
+    assert accepted(result, VERSION_SCANS[version]) == set()
+    failures = [entry for entry in logged.handshakes if not entry.ok]
+    assert {entry.reason for entry in failures} <= allowed_reasons, [entry.text for entry in failures]
+    assert any(entry.reason == required_reason for entry in failures), logged.texts()
+    # Only sslyze's connectivity probe (TLS 1.3 first) gets through.
+    assert {entry.version for entry in logged.handshakes if entry.ok} <= {"TLSv1.3"}
 
 
 # --- 2. ciphers --------------------------------------------------------------------------------------------------
@@ -112,7 +141,7 @@ def test_only_the_configured_ciphers(pki: PKI, cipher_list: str, sec_protocol: s
 
     expected: dict[str, set[str]] = {version: set() for version in VERSION_SCANS} | {"TLSv1.2": tls12, "TLSv1.3": tls13}
     assert {version: accepted(result, command) for version, command in VERSION_SCANS.items()} == expected
-    assert {entry.cipher for entry in logged if entry.ok} <= tls12 | tls13
+    assert {entry.cipher for entry in logged.handshakes if entry.ok} <= tls12 | tls13
     assert_failures_have_reason_words(logged)
 
 
@@ -134,7 +163,14 @@ def test_no_compression_and_no_client_renegotiation(pki: PKI) -> None:
     assert renegotiation.supports_secure_renegotiation is True
     # The renegotiation was really tried: sslyze's legacy client completed TLS 1.2 handshakes first (renegotiation
     # does not exist in TLS 1.3, so sslyze downgrades for this test).
-    assert any(entry.ok and entry.version == "TLSv1.2" for entry in logged), [entry.text for entry in logged]
+    assert any(entry.ok and entry.version == "TLSv1.2" for entry in logged.handshakes), logged.texts()
+    # gtls answered the renegotiation hello with a no_renegotiation warning and sslyze's legacy client gave up with
+    # a fatal handshake_failure, which ends that connection. gtls.ending calls this renegotiation-refused; when
+    # OpenSSL reports the alert as ending a handshake (the refused renegotiation) the stream raises a HandshakeError
+    # and the line says peer-alert, naming the alert. Either way the connection is logged as ended by that alert.
+    refused = [entry for entry in logged.endings
+               if entry.word in (RENEGOTIATION_REFUSED, "peer-alert") and "handshake_failure" in entry.text]
+    assert refused, logged.texts()
     assert_failures_have_reason_words(logged)
 
     # What gtls guarantees behind those answers: every compiled context refuses renegotiation and compression.
@@ -195,10 +231,10 @@ def test_mutual_tls_scan_without_client_certificate_is_refused(pki: PKI) -> None
     assert tried.error_reason == ScanCommandErrorReasonEnum.CLIENT_CERTIFICATE_NEEDED
     # No connection got through; a client that finished its side without a certificate is logged as
     # no-peer-certificate, one that hung up on the certificate request as eof-in-handshake.
-    assert logged and not [entry.text for entry in logged if entry.ok]
-    reasons = {entry.reason for entry in logged}
+    assert logged.handshakes and not [entry.text for entry in logged.handshakes if entry.ok]
+    reasons = {entry.reason for entry in logged.handshakes}
     assert "no-peer-certificate" in reasons
-    assert reasons <= {"no-peer-certificate", "eof-in-handshake"}, [entry.text for entry in logged]
+    assert reasons <= {"no-peer-certificate", "eof-in-handshake"}, logged.texts()
 
 
 def test_mutual_tls_scan_with_client_certificate_succeeds(pki: PKI) -> None:
@@ -209,5 +245,5 @@ def test_mutual_tls_scan_with_client_certificate_succeeds(pki: PKI) -> None:
 
     renegotiation: SessionRenegotiationScanResult = completed(result, ScanCommand.SESSION_RENEGOTIATION)
     assert renegotiation.client_renegotiations_success_count == 0
-    assert logged, "the scan made no connection"
-    assert [entry.text for entry in logged if not (entry.ok and entry.client == "CN=client.test")] == []
+    assert logged.handshakes, "the scan made no connection"
+    assert [entry.text for entry in logged.handshakes if not (entry.ok and entry.client == "CN=client.test")] == []
