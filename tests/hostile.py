@@ -1,0 +1,404 @@
+"""Hostile TLS clients for tests (no tests here): hand-built bytes on raw sockets, and a pyOpenSSL memory-BIO client
+whose every byte on the wire the test controls. All blocking, meant for threads; every socket has a timeout and
+every loop a bound. 127.0.0.1 only.
+
+* hand-built records: ``sslv2_client_hello``, ``legacy_client_hello`` (TLS 1.0/1.1), ``oversized_record``,
+  ``truncated_record``, ``http_request``, ``random_bytes``;
+* sockets: ``dial``, ``reset`` (RST via SO_LINGER 0), ``send_slowly`` (one byte per write);
+* ``MemoryClient``: a real TLS client (pyOpenSSL, memory BIOs) driven over a raw socket, for ClientHellos written one
+  byte at a time, renegotiation, corrupted or garbage records after the handshake;
+* ``correct_echo``: the well-behaved client that must keep succeeding meanwhile;
+* ``find_line``: the log line of one peer in a shared server's output (``LineReader``), whatever came before it;
+* ``library_server``: ``serve_tls_over_tcp`` in its own thread and trio loop (shared by many sync tests), recording
+  its ``on_handshake`` events and its ``gtls.server`` log records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from OpenSSL import SSL
+
+from gtls.options import TLSOptions
+from gtls.server import HandshakeEvent, serve_tls_over_tcp
+from gtls.stream import TLSStream
+from tests.peers import LOCALHOST, LineReader
+
+#: Bound on any single socket operation of a hostile client.
+IO_TIMEOUT = 5.0
+#: Largest record length a TLS 1.2 peer may announce (2^14 + 2048 for ciphertext); anything above is oversized.
+MAX_RECORD = 2**14 + 2048
+
+_HANDSHAKE = 0x16
+_APPLICATION_DATA = 0x17
+
+
+# --- hand-built bytes ----------------------------------------------------------------------------------------------
+
+
+def record(content_type: int, body: bytes, version: int = 0x0301) -> bytes:
+    """One TLS record: type, legacy version, 16-bit length, body."""
+    return struct.pack("!BHH", content_type, version, len(body)) + body
+
+
+def legacy_client_hello(version: int) -> bytes:
+    """A ClientHello offering only ``version`` (0x0301 TLS 1.0, 0x0302 TLS 1.1): no supported_versions extension,
+    CBC suites of that era, the P-256 group. What an old client sends."""
+    suites = [0xC009, 0xC013, 0xC00A, 0xC014, 0x002F, 0x0035]
+    extensions = (
+        struct.pack("!HHHH", 0x000A, 4, 2, 0x0017)  # supported_groups: secp256r1
+        + struct.pack("!HHBB", 0x000B, 2, 1, 0)  # ec_point_formats: uncompressed
+    )
+    body = (
+        struct.pack("!H", version)
+        + random.Random(version).randbytes(32)
+        + b"\x00"  # no session id
+        + struct.pack("!H", 2 * len(suites))
+        + b"".join(struct.pack("!H", suite) for suite in suites)
+        + b"\x01\x00"  # compression: null only
+        + struct.pack("!H", len(extensions))
+        + extensions
+    )
+    message = struct.pack("!B", 1) + len(body).to_bytes(3, "big") + body
+    return record(_HANDSHAKE, message, version)
+
+
+def sslv2_client_hello() -> bytes:
+    """An SSLv2-compatible ClientHello (the old two-byte header with the top bit set) from a TLS 1.0 client."""
+    specs = [0x00002F, 0x000035, 0x00000A, 0x010080, 0x0700C0]  # TLS suites and SSLv2 kinds, 3 bytes each
+    challenge = random.Random(2).randbytes(16)
+    body = (
+        struct.pack("!BHHHH", 1, 0x0301, 3 * len(specs), 0, len(challenge))
+        + b"".join(spec.to_bytes(3, "big") for spec in specs)
+        + challenge
+    )
+    return struct.pack("!H", 0x8000 | len(body)) + body
+
+
+def oversized_record(content_type: int = _HANDSHAKE) -> bytes:
+    """A record header announcing more than any TLS peer may send, and the first bytes of its body."""
+    return struct.pack("!BHH", content_type, 0x0303, MAX_RECORD + 1) + b"\x01" * 64
+
+
+def truncated_record() -> bytes:
+    """A handshake record header announcing 512 bytes, followed by 20 of them (the sender then closes)."""
+    return struct.pack("!BHH", _HANDSHAKE, 0x0301, 512) + b"\x01\x00\x01\xfc" + b"\x03\x03" + bytes(14)
+
+
+def http_request() -> bytes:
+    return b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: hostile\r\n\r\n"
+
+
+def random_bytes(seed: int, size: int = 512) -> bytes:
+    """Reproducible noise (a fixed seed, so a failure can be replayed)."""
+    return random.Random(seed).randbytes(size)
+
+
+# --- sockets -------------------------------------------------------------------------------------------------------
+
+
+def dial(port: int, *, timeout: float = IO_TIMEOUT) -> socket.socket:
+    sock = socket.create_connection((LOCALHOST, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def local_port(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with a TCP RST instead of a FIN (SO_LINGER on, zero seconds)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def send_slowly(sock: socket.socket, data: bytes, *, pause: float = 0.0) -> None:
+    """Write ``data`` one byte per ``send`` (TCP_NODELAY on, so each byte is its own segment)."""
+    for index in range(len(data)):
+        sock.sendall(data[index : index + 1])
+        if pause:
+            time.sleep(pause)
+
+
+def read_until_closed(sock: socket.socket, *, limit: int = 1 << 20) -> bytes:
+    """Everything the peer sends until it closes (EOF or reset), at most ``limit`` bytes."""
+    received = b""
+    while len(received) < limit:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+# --- a TLS client with every wire byte under the test's control ----------------------------------------------------
+
+
+class MemoryClient:
+    """A pyOpenSSL client over memory BIOs, moving bytes over ``sock`` itself. It does not verify the server (the
+    tests here are about what the server does with the client's bytes)."""
+
+    def __init__(self, sock: socket.socket, *, max_version: int | None = None) -> None:
+        context = SSL.Context(SSL.TLS_METHOD)
+        if max_version is not None:
+            context.set_max_proto_version(max_version)
+        self.sock = sock
+        self.conn = SSL.Connection(context, None)
+        self.conn.set_connect_state()
+        self.conn.set_tlsext_host_name(b"localhost")
+
+    def pending_output(self) -> bytes:
+        chunks = []
+        for _ in range(64):
+            try:
+                chunks.append(self.conn.bio_read(65536))
+            except SSL.WantReadError:
+                break
+        return b"".join(chunks)
+
+    def flush(self, *, one_byte_writes: bool = False) -> None:
+        data = self.pending_output()
+        if one_byte_writes:
+            send_slowly(self.sock, data)
+        elif data:
+            self.sock.sendall(data)
+
+    def pull(self) -> None:
+        """Feed the next bytes from the server to OpenSSL; EOFError when the server closed."""
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("the server closed the connection")
+        self.conn.bio_write(data)
+
+    def handshake(self, *, one_byte_writes: bool = False) -> None:
+        for _ in range(50):
+            try:
+                self.conn.do_handshake()
+            except SSL.WantReadError:
+                self.flush(one_byte_writes=one_byte_writes)
+                self.pull()
+                continue
+            self.flush(one_byte_writes=one_byte_writes)
+            return
+        raise AssertionError("the handshake did not finish within 50 round trips")
+
+    def send(self, data: bytes) -> None:
+        self.conn.send(data)
+        self.flush()
+
+    def receive(self) -> bytes:
+        for _ in range(50):
+            try:
+                data: bytes = self.conn.recv(65536)
+                return data
+            except SSL.WantReadError:
+                self.flush()
+                self.pull()
+        raise AssertionError("no application data within 50 reads")
+
+    def echo(self, data: bytes) -> bytes:
+        self.send(data)
+        received = b""
+        for _ in range(50):
+            if len(received) >= len(data):
+                break
+            received += self.receive()
+        return received
+
+    def hello(self) -> bytes:
+        """The ClientHello this client sends, without sending it."""
+        try:
+            self.conn.do_handshake()
+        except SSL.WantReadError:
+            pass
+        return self.pending_output()
+
+    def receive_corrupted(self) -> SSL.Error:
+        """Read the next record with one bit of it flipped: OpenSSL rejects it and answers the server with a
+        fatal ``bad_record_mac`` alert (which this sends). Returns the client's own error."""
+        data = bytearray(self.sock.recv(65536))
+        if not data:
+            raise EOFError("the server closed the connection")
+        data[-1] ^= 0x01
+        self.conn.bio_write(bytes(data))
+        try:
+            self.conn.recv(65536)
+        except SSL.Error as exc:
+            self.flush()
+            return exc
+        raise AssertionError("OpenSSL accepted a corrupted record")
+
+    def renegotiate(self) -> SSL.Error | None:
+        """Start a TLS 1.2 renegotiation and drive it until OpenSSL gives up (its error) or finishes (None)."""
+        if not self.conn.renegotiate():
+            raise AssertionError("OpenSSL refused to start a renegotiation (TLS 1.3 or renegotiation disabled)")
+        for _ in range(20):
+            try:
+                self.conn.do_handshake()
+            except SSL.WantReadError:
+                self.flush()
+                try:
+                    self.pull()
+                except EOFError:
+                    return None
+                continue
+            except SSL.Error as exc:
+                self.flush()  # the fatal alert OpenSSL sends when it gives up
+                return exc
+            self.flush()
+            if not self.conn.renegotiate_pending():
+                return None
+        raise AssertionError("the renegotiation neither finished nor failed")
+
+
+def client_hello(*, max_version: int | None = None) -> bytes:
+    """A valid ClientHello from pyOpenSSL (not sent anywhere)."""
+    with socket.socket() as unused:
+        return MemoryClient(unused, max_version=max_version).hello()
+
+
+def correct_echo(port: int, ca: Path, message: bytes = b"ping\n") -> bytes:
+    """A careful client (Python's ssl, verifying ``localhost``): handshake, send ``message``, read the echo, close
+    with close_notify. Returns what came back."""
+    context = ssl.create_default_context(cafile=str(ca))
+    with dial(port) as raw, context.wrap_socket(raw, server_hostname="localhost") as conn:
+        conn.sendall(message)
+        received = b""
+        for _ in range(100):
+            if len(received) >= len(message):
+                break
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        conn.unwrap()
+        return received
+
+
+# --- shared server logs --------------------------------------------------------------------------------------------
+
+
+def find_line(reader: LineReader, predicate: Callable[[str], bool], timeout: float = 10.0) -> str:
+    """The first line, already read or still to come, for which ``predicate`` holds (several tests share one
+    server, so lines of other peers may have been read past already)."""
+    for line in list(reader.lines):
+        if predicate(line):
+            return line
+    return reader.wait_for(predicate, timeout)
+
+
+def peer_line(reader: LineReader, port: int, marker: str, timeout: float = 10.0) -> str:
+    """``connection from 127.0.0.1:PORT: MARKER…`` of the gtls serve log."""
+    prefix = f"connection from {LOCALHOST}:{port}: {marker}"
+    return find_line(reader, lambda line: line.startswith(prefix), timeout)
+
+
+# --- the library listener in a thread ------------------------------------------------------------------------------
+
+
+@dataclass
+class LibraryServer:
+    """What a ``serve_tls_over_tcp`` running in a thread reported. Lists are appended by the server thread."""
+
+    port: int = 0
+    events: list[HandshakeEvent] = field(default_factory=list)
+    records: list[logging.LogRecord] = field(default_factory=list)
+    failure: list[BaseException] = field(default_factory=list)
+
+    def wait_for(self, find: Callable[[], object], timeout: float = 10.0) -> object:
+        """Poll ``find()`` until it returns something truthy (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = find()
+            if found:
+                return found
+            if self.failure:
+                raise AssertionError(f"the server stopped: {self.failure!r}")
+            time.sleep(0.02)
+        raise AssertionError(f"timed out; events {self.events!r}; log {[r.getMessage() for r in self.records]!r}")
+
+    def event(self, port: int, timeout: float = 10.0) -> HandshakeEvent:
+        peer = f"{LOCALHOST}:{port}"
+        found = self.wait_for(lambda: next((e for e in list(self.events) if e.peer == peer), None), timeout)
+        assert isinstance(found, HandshakeEvent)
+        return found
+
+    def log_line(self, text: str, timeout: float = 10.0) -> str:
+        """The first ``gtls.server`` message containing ``text``."""
+        found = self.wait_for(
+            lambda: next((m for m in (r.getMessage() for r in list(self.records)) if text in m), None), timeout)
+        return str(found)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
+
+
+@contextlib.contextmanager
+def library_server(
+    handler: Callable[[TLSStream], Awaitable[object]], settings: TLSOptions, *, handshake_timeout: float
+) -> Iterator[LibraryServer]:
+    """``serve_tls_over_tcp(handler, 0, settings)`` on 127.0.0.1 in a thread with its own trio loop; stopped (and
+    the thread joined) on exit. An exception escaping the server is kept in ``.failure``."""
+    state = LibraryServer()
+    logger = logging.getLogger("gtls.server")
+    collect = _Collect(state.records)
+    old_level = logger.level
+    logger.addHandler(collect)
+    logger.setLevel(logging.INFO)
+    ready = threading.Event()
+    token: list[trio.lowlevel.TrioToken] = []
+    stop: list[trio.CancelScope] = []
+
+    async def main() -> None:
+        with trio.CancelScope() as scope:
+            stop.append(scope)
+            token.append(trio.lowlevel.current_trio_token())
+            async with trio.open_nursery() as nursery:
+                listeners = await nursery.start(lambda task_status: serve_tls_over_tcp(
+                    handler, 0, settings, host=LOCALHOST, handshake_timeout=handshake_timeout,
+                    on_handshake=state.events.append, task_status=task_status))
+                state.port = int(listeners[0].socket.getsockname()[1])
+                ready.set()
+
+    def run() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # kept for the test to see; the thread must not die silently
+            state.failure.append(exc)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(20) or state.failure:
+            raise AssertionError(f"the library server did not start: {state.failure!r}")
+        yield state
+    finally:
+        if token and thread.is_alive():
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(stop[0].cancel, trio_token=token[0])
+        thread.join(10)
+        logger.removeHandler(collect)
+        logger.setLevel(old_level)

@@ -1,0 +1,394 @@
+"""Hostile peers (issue #7, part 1) against ``gtls serve`` (a subprocess; its stderr lines) and the library listener
+(``serve_tls_over_tcp`` in a thread; its ``on_handshake`` events, ``gtls.server`` log and what the handler sees).
+
+Every case is a real connection over 127.0.0.1 (hand-built bytes on raw sockets, pyOpenSSL driven byte by byte,
+Python's ssl). Each is a generator: it opens the hostile connection and yields its local port at the point where
+the attack is in progress (stalled, half-sent, established); a correct client must then complete a handshake and an
+echo; the case then finishes its attack and yields again with its socket still open, while the test waits for the
+word the connection ends with. The two servers are shared by all cases (module scope) and told apart by peer port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+from OpenSSL import SSL
+
+import gtls
+from gtls.ending import END_WORDS, classify_ending
+from gtls.testing import DemoPKI
+from tests import hostile as h
+from tests.peers import LOCALHOST, Running, gtls_serve
+
+HANDSHAKE_TIMEOUT = 1.5
+IDLE_TIMEOUT = 1.0
+#: Enough application data that a peer which never reads fills both socket buffers and the server's send blocks.
+FLOOD_LIMIT = 64 << 20
+
+Case = Callable[[int], Iterator[int | None]]
+
+
+# --- the cases -----------------------------------------------------------------------------------------------------
+
+
+def raw_bytes(data: bytes, *, half_first: bool = True) -> Case:
+    """Send the first half of ``data``, (in progress), the rest, then close."""
+
+    def case(port: int) -> Iterator[int | None]:
+        with h.dial(port) as sock:
+            cut = len(data) // 2 if half_first else len(data)
+            sock.sendall(data[:cut])
+            yield h.local_port(sock)
+            with contextlib.suppress(OSError):  # the server may have given up on the first half already
+                sock.sendall(data[cut:])
+                sock.shutdown(2)
+            yield None
+
+    return case
+
+
+def truncated_record_then_eof(port: int) -> Iterator[int | None]:
+    with h.dial(port) as sock:
+        sock.sendall(h.truncated_record())
+        yield h.local_port(sock)  # the server waits for the rest of the record
+        sock.shutdown(1)  # FIN: the record will never be complete
+        yield None
+
+
+def stall_before_handshake(port: int) -> Iterator[int | None]:
+    with h.dial(port) as sock:
+        yield h.local_port(sock)
+        yield None  # says nothing until the server gives up
+
+
+def stall_mid_handshake(port: int) -> Iterator[int | None]:
+    with h.dial(port) as sock:
+        sock.sendall(h.client_hello()[:40])
+        yield h.local_port(sock)
+        yield None
+
+
+def reset_mid_handshake(port: int) -> Iterator[int | None]:
+    sock = h.dial(port)
+    try:
+        client = h.MemoryClient(sock)
+        sock.sendall(client.hello())
+        sock.recv(65536)  # the server's first flight: it now waits for our Finished
+        yield h.local_port(sock)
+    finally:
+        h.reset(sock)
+    yield None
+
+
+def hello_one_byte_at_a_time(port: int) -> Iterator[int | None]:
+    with h.dial(port) as sock:
+        client = h.MemoryClient(sock)
+        hello = client.hello()
+        h.send_slowly(sock, hello[: len(hello) // 2])
+        yield h.local_port(sock)
+        h.send_slowly(sock, hello[len(hello) // 2 :])
+        client.handshake(one_byte_writes=True)
+        assert client.echo(b"slow but correct") == b"slow but correct"
+        client.conn.shutdown()  # close_notify: a clean end
+        client.flush()
+        h.read_until_closed(sock)  # the server has finished with this connection (and logged whatever it logs)
+        yield None
+
+
+def established(abuse: Callable[[h.MemoryClient], None], *, max_version: int | None = None) -> Case:
+    """Complete a handshake and one echo, (in progress: an established idle connection), then ``abuse``."""
+
+    def case(port: int) -> Iterator[int | None]:
+        sock = h.dial(port)
+        try:
+            client = h.MemoryClient(sock, max_version=max_version)
+            client.handshake()
+            assert client.echo(b"first") == b"first"
+            yield h.local_port(sock)
+            abuse(client)
+            yield None
+        finally:
+            sock.close()
+
+    return case
+
+
+def close_without_close_notify(client: h.MemoryClient) -> None:
+    client.sock.close()
+
+
+def reset_mid_data(client: h.MemoryClient) -> None:
+    client.sock.settimeout(0.5)
+    with contextlib.suppress(OSError):
+        for _ in range(16):  # up to 256 KiB the server is busy echoing back to us
+            client.conn.send(b"d" * 16384)
+            client.sock.sendall(client.pending_output())
+    h.reset(client.sock)
+
+
+def garbage_record(client: h.MemoryClient) -> None:
+    client.sock.sendall(h.record(0x17, h.random_bytes(7, 64), 0x0303))
+
+
+def oversized_record(client: h.MemoryClient) -> None:
+    client.sock.sendall(h.oversized_record(0x17))
+
+
+def truncated_record(client: h.MemoryClient) -> None:
+    client.sock.sendall(h.record(0x17, h.random_bytes(8, 200), 0x0303)[:60])
+    client.sock.shutdown(1)
+
+
+def corrupted_server_record(client: h.MemoryClient) -> None:
+    client.send(b"echo me")
+    error = client.receive_corrupted()  # the client answers with a fatal bad_record_mac alert
+    assert "bad record mac" in str(error)
+
+
+def renegotiate(client: h.MemoryClient) -> None:
+    error = client.renegotiate()
+    assert error is not None and "no renegotiation" in str(error), error  # OpenSSL gave up: gtls refused
+
+
+def say_nothing(client: h.MemoryClient) -> None:
+    """Slowloris after the handshake: the connection stays open and silent."""
+
+
+def never_read(client: h.MemoryClient) -> None:
+    """Send until our send blocks (the server's echo of it fills our receive buffer; we never read)."""
+    client.sock.settimeout(0.3)
+    sent = 0
+    with contextlib.suppress(TimeoutError):
+        while sent < FLOOD_LIMIT:
+            client.conn.send(b"w" * 16384)
+            chunk = client.pending_output()
+            client.sock.sendall(chunk)
+            sent += len(chunk)
+    assert sent < FLOOD_LIMIT, "the server kept reading without being able to write back"
+
+
+#: (id, outcome, word, case): outcome "failed" = the handshake failed with word; "ended" = the established
+#: connection ended with word; "ok" = a clean connection (nothing logged beyond its handshake line).
+CASES: list[tuple[str, str, str, Case]] = [
+    ("random-bytes", "failed", "not-tls", raw_bytes(h.random_bytes(1))),
+    ("plaintext-http", "failed", "not-tls", raw_bytes(h.http_request())),
+    ("sslv2-client-hello", "failed", "protocol-version", raw_bytes(h.sslv2_client_hello())),
+    ("tls1.0-client-hello", "failed", "protocol-version", raw_bytes(h.legacy_client_hello(0x0301))),
+    ("tls1.1-client-hello", "failed", "protocol-version", raw_bytes(h.legacy_client_hello(0x0302))),
+    ("oversized-record", "failed", "not-tls", raw_bytes(h.oversized_record(), half_first=False)),
+    ("truncated-record-then-eof", "failed", "eof-in-handshake", truncated_record_then_eof),
+    ("stall-before-handshake", "failed", "timeout", stall_before_handshake),
+    ("stall-mid-handshake", "failed", "timeout", stall_mid_handshake),
+    ("reset-mid-handshake", "failed", "eof-in-handshake", reset_mid_handshake),
+    ("client-hello-1-byte-writes", "ok", "", hello_one_byte_at_a_time),
+    ("close-without-close-notify", "ended", "truncated", established(close_without_close_notify)),
+    ("reset-mid-data", "ended", "reset", established(reset_mid_data)),
+    ("garbage-record-after-handshake", "ended", "bad-record", established(garbage_record)),
+    ("oversized-record-after-handshake", "ended", "bad-record", established(oversized_record)),
+    ("truncated-record-after-handshake", "ended", "truncated", established(truncated_record)),
+    ("fatal-alert-after-handshake", "ended", "peer-alert", established(corrupted_server_record)),
+    ("tls1.2-renegotiation", "ended", "renegotiation-refused",
+     established(renegotiate, max_version=SSL.TLS1_2_VERSION)),
+    ("silent-after-handshake", "ended", "idle-timeout", established(say_nothing)),
+    ("never-reads-while-server-writes", "ended", "idle-timeout", established(never_read)),
+]
+CASE_IDS = [case[0] for case in CASES]
+
+
+# --- the servers ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(localhost_demo: DemoPKI) -> DemoPKI:
+    return localhost_demo
+
+
+@pytest.fixture(scope="module")
+def cli_server(pki: DemoPKI) -> Iterator[Running]:
+    with gtls_serve("--listen", f"{LOCALHOST}:0", "--certificate", f"{pki.server_chain},{pki.root_ca}",
+                    "--certificate-key", str(pki.server_key), "--trusted-ca", str(pki.root_ca),
+                    "--handshake-timeout", str(HANDSHAKE_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT)) as server:
+        yield server
+
+
+#: What the library handler saw, per peer ("host:port" -> end word, "clean" for a peer that closed properly).
+HANDLER_SAW: dict[str, str] = {}
+
+
+async def library_echo(stream: gtls.TLSStream) -> None:
+    """Echo with the handler's own idle limit; the stream's failures are recorded and then left to the listener
+    (its policy: log them with their word and go on)."""
+    peer = stream.peer_address or "?"
+    try:
+        while True:
+            with trio.fail_after(IDLE_TIMEOUT):
+                data = await stream.receive_some()
+            if not data:
+                HANDLER_SAW[peer] = "clean"
+                return
+            with trio.fail_after(IDLE_TIMEOUT):
+                await stream.send_all(data)
+    except trio.TooSlowError as exc:
+        HANDLER_SAW[peer] = classify_ending(exc).word
+    except Exception as exc:
+        HANDLER_SAW[peer] = classify_ending(exc).word
+        raise
+
+
+@pytest.fixture(scope="module")
+def library(pki: DemoPKI) -> Iterator[h.LibraryServer]:
+    settings = gtls.TLSOptions.from_mapping({"certificate": str(pki.server_chain),
+                                             "certificate-key": str(pki.server_key),
+                                             "trusted-ca": str(pki.root_ca)})
+    with h.library_server(library_echo, settings, handshake_timeout=HANDSHAKE_TIMEOUT) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_case(case: Case, port: int, ca: Path) -> Iterator[int]:
+    """Start ``case``; while its attack is in progress, a correct client must complete a handshake and an echo.
+    Yields the hostile peer's port after the attack, with its socket still open; closes it afterwards."""
+    steps = case(port)
+    try:
+        peer = next(steps)
+        assert peer is not None
+        assert h.correct_echo(port, ca) == b"ping\n"
+        next(steps)
+        yield peer
+    finally:
+        steps.close()
+
+
+# --- the tests -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "outcome", "word", "case"), CASES, ids=CASE_IDS)
+def test_gtls_serve_survives(cli_server: Running, pki: DemoPKI, name: str, outcome: str, word: str,
+                             case: Case) -> None:
+    with run_case(case, cli_server.port, pki.root_ca) as peer:
+        if outcome == "ok":
+            assert "TLSv1.3" in h.peer_line(cli_server.stderr, peer, "TLSv")
+            # A clean close logs nothing more: a later connection's line comes after anything logged for this one.
+            sentinel = h.dial(cli_server.port)
+            with sentinel:
+                sentinel.sendall(h.http_request())
+                h.peer_line(cli_server.stderr, h.local_port(sentinel), "failed: not-tls")
+            assert not [line for line in cli_server.stderr.lines if f":{peer}: ended" in line]
+        else:
+            line = h.peer_line(cli_server.stderr, peer, f"{outcome}: {word}: ")
+            assert line.split(": ", 3)[3].strip(), f"no detail in {line!r}"
+    assert cli_server.process.poll() is None
+    assert not [line for line in cli_server.stderr.lines if "Traceback" in line]
+
+
+@pytest.mark.parametrize(("name", "outcome", "word", "case"), CASES, ids=CASE_IDS)
+def test_library_listener_survives(library: h.LibraryServer, pki: DemoPKI, name: str, outcome: str, word: str,
+                                   case: Case) -> None:
+    with run_case(case, library.port, pki.root_ca) as peer:
+        address = f"{LOCALHOST}:{peer}"
+        event = library.event(peer)
+        if outcome == "failed":
+            assert not event.ok and event.reason == word, event
+            assert event.error is not None and event.error.reason == word
+            library.log_line(f"handshake failed: {word} peer={address}:")
+        else:
+            assert event.ok, event
+            saw = library.wait_for(lambda: HANDLER_SAW.get(address))
+            assert saw == ("clean" if outcome == "ok" else word)
+            if outcome == "ended" and word != "idle-timeout":
+                # The handler re-raised the stream's error: the listener logged it with its word and went on.
+                library.log_line(f"connection ended: {word} peer={address}:")
+    assert not library.failure
+    assert h.correct_echo(library.port, pki.root_ca) == b"ping\n"
+
+
+def test_end_words_are_the_documented_set() -> None:
+    words = {case[2] for case in CASES if case[1] == "ended"}
+    assert words <= set(END_WORDS)
+    assert words == set(END_WORDS) - {"closed", "error"}  # every word a peer can cause, each provoked above
+
+
+# --- the library listener's policy for handler exceptions ----------------------------------------------------------
+
+
+async def _serve_with(handler: Callable[[gtls.TLSStream], object], pki: DemoPKI,
+                      peer: Callable[[int], None]) -> None:
+    """Serve ``handler`` and run the blocking client ``peer(port)`` against it, then a correct client."""
+    settings = gtls.TLSOptions.from_mapping({"certificate": str(pki.server_chain),
+                                             "certificate-key": str(pki.server_key),
+                                             "trusted-ca": str(pki.root_ca)})
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(lambda task_status: gtls.serve_tls_over_tcp(
+            handler, 0, settings, host=LOCALHOST, task_status=task_status))  # type: ignore[arg-type]
+        port = listeners[0].socket.getsockname()[1]
+        with trio.fail_after(20):
+            await trio.to_thread.run_sync(peer, port)
+            assert await trio.to_thread.run_sync(h.correct_echo, port, pki.root_ca) == b"ping\n"
+        nursery.cancel_scope.cancel()
+
+
+def _reset_after_echo(port: int) -> None:
+    sock = h.dial(port)
+    client = h.MemoryClient(sock)
+    client.handshake()
+    assert client.echo(b"x") == b"x"
+    h.reset(sock)
+    time.sleep(0.2)  # the server notices the reset before the correct client arrives
+
+
+async def test_handler_forgetting_broken_resource_error_does_not_stop_the_server(
+        pki: DemoPKI, caplog: pytest.LogCaptureFixture) -> None:
+    async def careless(stream: gtls.TLSStream) -> None:
+        while data := await stream.receive_some():  # no except: a reset escapes the handler
+            await stream.send_all(data)
+
+    caplog.set_level("WARNING", logger="gtls.server")
+    await _serve_with(careless, pki, _reset_after_echo)
+    ended = [r.getMessage() for r in caplog.records if r.getMessage().startswith("connection ended:")]
+    assert len(ended) == 1 and ended[0].startswith("connection ended: reset peer=127.0.0.1:"), ended
+
+
+async def test_handler_nursery_group_of_stream_failures_does_not_stop_the_server(
+        pki: DemoPKI, caplog: pytest.LogCaptureFixture) -> None:
+    async def with_nursery(stream: gtls.TLSStream) -> None:
+        async def pump() -> None:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+
+        async with trio.open_nursery() as nursery:  # strict exception groups: a reset arrives as a group
+            nursery.start_soon(pump)
+
+    caplog.set_level("WARNING", logger="gtls.server")
+    await _serve_with(with_nursery, pki, _reset_after_echo)
+    assert any(r.getMessage().startswith("connection ended: reset ") for r in caplog.records)
+
+
+def _echo_attempt(port: int, *, ca: Path) -> None:
+    """A correct client against a server whose handler is about to crash: whatever happens to it is fine."""
+    with contextlib.suppress(OSError):
+        h.correct_echo(port, ca)
+
+
+async def test_other_handler_exceptions_still_stop_the_server(pki: DemoPKI) -> None:
+    _, other_receive = trio.testing.memory_stream_pair()
+
+    async def uses_another_stream(stream: gtls.TLSStream) -> None:
+        await stream.receive_some()
+        await other_receive.aclose()
+        await other_receive.send_all(b"x")  # ClosedResourceError from a stream that is not this connection's
+
+    with pytest.RaisesGroup(trio.ClosedResourceError, flatten_subgroups=True):
+        await _serve_with(uses_another_stream, pki, functools.partial(_echo_attempt, ca=pki.root_ca))
+
+    async def buggy(stream: gtls.TLSStream) -> None:
+        raise ValueError("a bug in the handler")
+
+    with pytest.RaisesGroup(ValueError, flatten_subgroups=True):
+        await _serve_with(buggy, pki, functools.partial(_echo_attempt, ca=pki.root_ca))
