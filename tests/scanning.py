@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,8 +189,12 @@ def parse_log(lines: Iterable[str]) -> ServerLog:
     return log
 
 
-def stop_and_read_log(running: Running) -> ServerLog:
-    """Stop the server with SIGTERM (it must exit 0) and return every connection line it logged."""
+def stop_and_read_log(running: Running, *, after: Callable[[str], bool] | None = None) -> ServerLog:
+    """Stop the server with SIGTERM (it must exit 0) and return every connection line it logged. With ``after``,
+    first wait (bounded) for a line it accepts: the server logs a connection's end when it reads the peer's last
+    bytes, which may be just after the scan returned, and stopping it earlier would lose the line."""
+    if after is not None:
+        running.stderr.wait_for(after)
     code = running.stop()
     lines = running.stderr.drain()
     assert code == 0, f"gtls serve exited {code}; stderr: {lines}"

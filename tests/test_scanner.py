@@ -151,7 +151,7 @@ def test_only_the_configured_ciphers(pki: PKI, cipher_list: str, sec_protocol: s
 def test_no_compression_and_no_client_renegotiation(pki: PKI) -> None:
     with serve_scanned(*server_flags(pki)) as running:
         result = scan(running.port, [ScanCommand.TLS_COMPRESSION, ScanCommand.SESSION_RENEGOTIATION])
-        logged = stop_and_read_log(running)
+        logged = stop_and_read_log(running, after=lambda line: "ended:" in line and "handshake_failure" in line)
 
     compression: CompressionScanResult = completed(result, ScanCommand.TLS_COMPRESSION)
     assert compression.supports_compression is False
