@@ -25,7 +25,7 @@ import gtls
 from gtls.ending import END_WORDS, classify_ending
 from gtls.testing import DemoPKI
 from tests import hostile as h
-from tests.peers import LOCALHOST, Running, gtls_serve
+from tests.peers import LOCALHOST, Running, error_line, gtls_serve, run_gtls
 
 HANDSHAKE_TIMEOUT = 1.5
 IDLE_TIMEOUT = 1.0
@@ -392,3 +392,28 @@ async def test_other_handler_exceptions_still_stop_the_server(pki: DemoPKI) -> N
 
     with pytest.RaisesGroup(ValueError, flatten_subgroups=True):
         await _serve_with(buggy, pki, functools.partial(_echo_attempt, ca=pki.root_ca))
+
+
+async def test_stream_used_after_close_ends_with_closed(pki: DemoPKI, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    async def closes_then_reads(stream: gtls.TLSStream) -> None:
+        await stream.send_all(await stream.receive_some())
+        await stream.aclose()
+        try:
+            await stream.receive_some()
+        except trio.ClosedResourceError as exc:
+            seen.append(classify_ending(exc).word)
+            raise  # this connection's own stream: the listener logs it and goes on
+
+    caplog.set_level("WARNING", logger="gtls.server")
+    await _serve_with(closes_then_reads, pki, functools.partial(_echo_attempt, ca=pki.root_ca))
+    assert seen == ["closed", "closed"]  # the echo attempt and the correct client
+    assert any(r.getMessage().startswith("connection ended: closed peer=") for r in caplog.records)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_idle_timeout_must_be_positive(value: str) -> None:
+    result = run_gtls("serve", "--listen", f"{LOCALHOST}:0", "--idle-timeout", value)
+    assert result.returncode == 2
+    assert "--idle-timeout" in error_line(result)
