@@ -102,15 +102,18 @@ def hello_one_byte_at_a_time(port: int) -> Iterator[int | None]:
         yield None
 
 
-def established(abuse: Callable[[h.MemoryClient], None], *, max_version: int | None = None) -> Case:
-    """Complete a handshake and one echo, (in progress: an established idle connection), then ``abuse``."""
+def established(abuse: Callable[[h.MemoryClient], None], *, max_version: int | None = None,
+                first_echo: bool = True) -> Case:
+    """Complete a handshake and one echo (or none), (in progress: an established idle connection), then ``abuse``.
+    Without the echo the abuse hits the server's first record after the handshake."""
 
     def case(port: int) -> Iterator[int | None]:
         sock = h.dial(port)
         try:
             client = h.MemoryClient(sock, max_version=max_version)
             client.handshake()
-            assert client.echo(b"first") == b"first"
+            if first_echo:
+                assert client.echo(b"first") == b"first"
             yield h.local_port(sock)
             abuse(client)
             yield None
@@ -196,6 +199,9 @@ CASES: list[tuple[str, str, str, Case]] = [
     ("fatal-alert-after-handshake", "ended", "peer-alert", established(corrupted_server_record)),
     ("tls1.2-renegotiation", "ended", "renegotiation-refused",
      established(renegotiate, max_version=SSL.TLS1_2_VERSION)),
+    ("garbage-as-first-record", "ended", "bad-record", established(garbage_record, first_echo=False)),
+    ("tls1.2-renegotiation-before-any-data", "ended", "renegotiation-refused",
+     established(renegotiate, max_version=SSL.TLS1_2_VERSION, first_echo=False)),
     ("silent-after-handshake", "ended", "idle-timeout", established(say_nothing)),
     ("never-reads-while-server-writes", "ended", "idle-timeout", established(never_read)),
 ]
@@ -238,7 +244,7 @@ async def library_echo(stream: gtls.TLSStream) -> None:
     except trio.TooSlowError as exc:
         HANDLER_SAW[peer] = classify_ending(exc).word
     except Exception as exc:
-        HANDLER_SAW[peer] = classify_ending(exc).word
+        HANDLER_SAW[peer] = classify_ending(exc, stream).word
         raise
 
 
