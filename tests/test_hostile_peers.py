@@ -160,6 +160,14 @@ def renegotiate(client: h.MemoryClient) -> None:
     assert error is not None and "no renegotiation" in str(error), error  # OpenSSL gave up: gtls refused
 
 
+def trickle_record(client: h.MemoryClient) -> None:
+    """Slowloris inside a record: one byte of a record every 0.2 s, never a whole record, past the idle limit."""
+    client.conn.send(b"never complete")
+    data = client.pending_output()
+    with contextlib.suppress(OSError):  # the server hangs up while we trickle
+        h.send_slowly(client.sock, data[: int((IDLE_TIMEOUT + 0.6) / 0.2)], pause=0.2)
+
+
 def say_nothing(client: h.MemoryClient) -> None:
     """Slowloris after the handshake: the connection stays open and silent."""
 
@@ -203,6 +211,7 @@ CASES: list[tuple[str, str, str, Case]] = [
     ("tls1.2-renegotiation-before-any-data", "ended", "renegotiation-refused",
      established(renegotiate, max_version=SSL.TLS1_2_VERSION, first_echo=False)),
     ("silent-after-handshake", "ended", "idle-timeout", established(say_nothing)),
+    ("record-trickled-after-handshake", "ended", "idle-timeout", established(trickle_record)),
     ("never-reads-while-server-writes", "ended", "idle-timeout", established(never_read)),
 ]
 CASE_IDS = [case[0] for case in CASES]
