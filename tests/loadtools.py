@@ -188,17 +188,24 @@ class Samples:
     points: list[tuple[int, int, int]] = field(default_factory=list)
     reused: int = 0
 
-    def take(self, done: int, pid: int) -> None:
-        self.points.append((done, fd_count(pid), rss_kib(pid)))
+    def take(self, done: int, pid: int, fd_target: int | None = None) -> None:
+        """One reading; with ``fd_target``, first give the server up to 2 s to close what the client closed."""
+        fds = settle(lambda: fd_count(pid), fd_target, timeout=2.0) if fd_target is not None else fd_count(pid)
+        self.points.append((done, fds, rss_kib(pid)))
+
+    def rss_growth(self, start: int = 0) -> int:
+        """KiB of RSS gained from sample ``start`` to the last one."""
+        return self.points[-1][2] - self.points[start][2]
 
     def describe(self) -> str:
         return ", ".join(f"{done}: {fds} fds {rss} KiB" for done, fds, rss in self.points)
 
 
 def sequential_handshakes(port: int, context: ssl.SSLContext, count: int, *, pid: int, sample_every: int,
-                          resume: bool = False, samples: Samples | None = None) -> Samples:
+                          fd_target: int | None = None, resume: bool = False,
+                          samples: Samples | None = None) -> Samples:
     """``count`` connections one after the other (each handshakes and echoes once), sampling the server's fds and
-    RSS every ``sample_every`` connections (after the server has closed its side, so fds are comparable). With
+    RSS every ``sample_every`` connections (once its fds are back to ``fd_target``, so they compare). With
     ``resume``, every connection offers the session of the one before (``Samples.reused`` counts the hits)."""
     samples = samples if samples is not None else Samples()
     session: ssl.SSLSession | None = None
@@ -208,7 +215,7 @@ def sequential_handshakes(port: int, context: ssl.SSLContext, count: int, *, pid
         if resume and new_session is not None:
             session = new_session
         if done % sample_every == 0:
-            samples.take(done, pid)
+            samples.take(done, pid, fd_target)
     return samples
 
 
@@ -298,3 +305,20 @@ def partial_client_hello(pki: PKI) -> bytes:
 def reason_lines(lines: Sequence[str], reason: str) -> list[str]:
     """``gtls serve`` log lines reporting a failed handshake with ``reason``."""
     return [line for line in lines if f": failed: {reason}:" in line]
+
+
+def wait_for_reasons(reader: LineReader, reason: str, count: int, timeout: float = 10.0) -> int:
+    """Poll a ``gtls serve`` stderr reader until ``count`` lines report ``reason`` (or ``timeout`` passes); returns
+    the count reached."""
+    deadline = time.monotonic() + timeout
+    while (seen := len(reason_lines(reader.drain(0), reason))) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return seen
+
+
+def wait_at_least(gauge: Callable[[], int], target: int, timeout: float = 10.0) -> int:
+    """Poll ``gauge()`` until it reaches ``target`` or ``timeout`` passes; returns the last reading."""
+    deadline = time.monotonic() + timeout
+    while (value := gauge()) < target and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
