@@ -100,6 +100,11 @@ class Handshaker:
             else:
                 # The deadline covers the wait for a slot too: a flood must not park connections forever.
                 with trio.move_on_after(self.timeout if self.timeout is not None else math.inf) as scope:
+                    sock = stream._sock
+                    if sock is not None:
+                        # A slot is taken only once the client has sent something: a flood of connections that
+                        # say nothing then cannot hold every slot and starve the clients behind it.
+                        await trio.lowlevel.wait_readable(sock)
                     async with self.limiter:
                         await stream.do_handshake()
                 if scope.cancelled_caught:

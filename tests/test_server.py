@@ -206,17 +206,35 @@ async def test_served_stream_transport_is_made_on_demand(pki: PKI) -> None:
 
 
 async def test_max_handshakes_caps_handshakes_in_flight(pki: PKI) -> None:
-    """With one slot held by a silent client, a real client's handshake waits for the slot (the silent one's
-    deadline), proving the cap; without the cap it would be immediate."""
+    """With one slot held by a client that sent half a ClientHello and stalled, a real client's handshake waits for
+    the slot (the staller's deadline), proving the cap; without the cap it would be immediate."""
     events: list[HandshakeEvent] = []
     async with serving(pki, handshake_timeout=0.6, max_handshakes=1, on_handshake=events.append) as port:
-        with socket.create_connection(("127.0.0.1", port)):
-            await trio.sleep(0.1)  # let the server start the silent handshake and take the slot
+        with socket.create_connection(("127.0.0.1", port)) as staller:
+            staller.sendall(b"\x16\x03\x01\x02\x00\x01")  # a handshake record header and one byte of its body
+            await trio.sleep(0.1)  # let the server start the stalled handshake and take the slot
             started = trio.current_time()
             assert await round_trip(port, pki.client_options()) == b"hello\n"
             waited = trio.current_time() - started
     assert 0.35 <= waited < 3.0
     assert sorted(str(e.reason) for e in events) == ["None", "timeout"]
+
+
+async def test_max_handshakes_slot_is_not_taken_by_a_silent_client(pki: PKI) -> None:
+    """A client that connects and says nothing holds no slot: a flood of them cannot starve the clients behind it.
+    It is still dropped at the deadline."""
+    events: list[HandshakeEvent] = []
+    async with serving(pki, handshake_timeout=1.5, max_handshakes=1, on_handshake=events.append) as port:
+        with socket.create_connection(("127.0.0.1", port)), socket.create_connection(("127.0.0.1", port)):
+            await trio.sleep(0.1)
+            started = trio.current_time()
+            assert await round_trip(port, pki.client_options()) == b"hello\n"
+            waited = trio.current_time() - started
+            assert waited < 1.0  # not held until the silent clients' deadline
+            with trio.fail_after(5):
+                while len(events) < 3:  # bounded by fail_after
+                    await trio.sleep(0.05)
+    assert sorted(str(e.reason) for e in events) == ["None", "timeout", "timeout"]
 
 
 async def test_no_task_or_descriptor_left_behind(pki: PKI, tmp_path: Path) -> None:
