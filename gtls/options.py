@@ -170,9 +170,21 @@ _LOWER_NAMES: Final = {name.lower(): name for name in FIELD_NAMES}
 # --- value normalisation ---
 
 
+#: Marks PEM content pasted where a path or word belongs. Such a value is refused without being echoed: it may be a
+#: private key, and option values appear in messages, ``gtls check`` output and logs (decided; spec §1.1 is silent).
+_PEM_MARK = "-----BEGIN"
+
+
 def _string(option: str, value: object) -> str | None:
     if not isinstance(value, str):
-        raise InvalidOptionValue(f"expected a string, got {type(value).__name__} {value!r}", option=option)
+        shown = "(not shown: it holds PEM content)" if _PEM_MARK in repr(value) else repr(value)
+        raise InvalidOptionValue(f"expected a string, got {type(value).__name__} {shown}", option=option)
+    if _PEM_MARK in value:
+        raise InvalidOptionValue(
+            "the value holds PEM content ('-----BEGIN ...'), not a file path or word; put the PEM in a file and "
+            "give its path (the value is not shown: it may hold a private key)",
+            option=option,
+        )
     text = value.strip()
     if not text:
         return None  # an empty value counts as absent (spec §1.1)

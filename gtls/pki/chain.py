@@ -15,6 +15,10 @@ from .certs import allows_role, is_ca, matches_key, self_issued, self_signed, si
 from .pem import load_blocks
 from .where import Where
 
+#: Dropped certificates named one warning each; the rest are counted in one more (a bundle of thousands must not
+#: flood ``gtls check`` or the log; decided, the spec only says each is named).
+MAX_NAMED_DROPPED = 20
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedCert:
@@ -77,10 +81,14 @@ def assemble(
         unused.remove(winner)
         chain.append(winner.cert)
         cur = winner.cert
-    for item in unused:
+    for item in unused[:MAX_NAMED_DROPPED]:
         warnings.append(
             f"{option}: certificate {subject_text(item.cert)} from {item.source} is not in the chain; dropped"
         )
+    if len(unused) > MAX_NAMED_DROPPED:
+        files = sorted({str(item.source) for item in unused[MAX_NAMED_DROPPED:]})
+        warnings.append(f"{option}: {len(unused) - MAX_NAMED_DROPPED} more certificates are not in the chain; "
+                        f"dropped (from {', '.join(files[:5])}{', ...' if len(files) > 5 else ''})")
     if not self_signed(chain[-1]):
         warnings.append(
             f"{option}: chain ends at {subject_text(chain[-1])}, which is not self-signed; "

@@ -45,7 +45,8 @@ def load_private_key(
     path: Path, files: Mapping[Path, bytes], *, option: str, where: Where, warnings: list[str]
 ) -> TLSKey:
     """The one unencrypted private key in ``path``, else ``CredentialLoadError`` naming the option and file."""
-    blocks = blocks_of(path, files, option=option, where=where, error=CredentialLoadError, wanted="PRIVATE KEY")
+    blocks = blocks_of(path, files, option=option, where=where, error=CredentialLoadError, wanted="PRIVATE KEY",
+                       labels=KEY_LABELS)
     keys = [b for b in blocks if b.label in KEY_LABELS]
     if not keys:
         raise where.error(CredentialLoadError, "no PEM private key in file", option=option, file=path)

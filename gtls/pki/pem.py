@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,16 @@ from .where import Where
 
 T = TypeVar("T")
 
-_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+#: A PEM boundary line's marker. Found with one linear scan: a regex spanning BEGIN..END would rescan the rest of the
+#: file for every BEGIN without its END (quadratic on hostile input such as thousands of lone BEGIN lines).
+_BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
+_HEADER = re.compile(rb"^[A-Za-z-]+:.*$", re.MULTILINE)  # RFC 1421 headers (Proc-Type, DEK-Info)
+#: Largest file gtls reads for any option (decided; the spec is silent). Far above any real certificate, key or CA
+#: bundle and above the largest public CRLs (tens of MB as PEM); it bounds memory and time for a wrong path such as
+#: a disk image or a log file. Only regular files are read: a FIFO or device (``/dev/zero``) could block or never end.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+#: Damaged blocks remembered per file: the first one is reported, the rest only need to be bounded.
+_MAX_DAMAGED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,17 +36,58 @@ class PemBlock:
     pem: bytes  # the block's text, BEGIN to END line
 
 
-def parse_blocks(data: bytes) -> list[PemBlock]:
-    """Every well-formed PEM block of ``data``, in file order. Blocks whose base64 is corrupt are skipped."""
-    blocks = []
-    for match in _BLOCK.finditer(data):
-        body = re.sub(rb"^[A-Za-z-]+:.*$", b"", match.group(2), flags=re.MULTILINE)  # RFC 1421 headers
+@dataclass(frozen=True, slots=True)
+class DamagedBlock:
+    """A block that cannot be decoded: ``problem`` says why, never quoting the content (it may be a key)."""
+
+    label: str
+    position: int  # 1-based among the file's BEGIN lines
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class PemScan:
+    blocks: list[PemBlock]
+    damaged: list[DamagedBlock]
+
+
+def scan_pem(data: bytes) -> PemScan:
+    """Every PEM block of ``data`` in file order, and the damaged ones: a BEGIN without its END (truncated, or
+    followed by another BEGIN) or a body that is not valid base64. Linear in the size of ``data``."""
+    blocks: list[PemBlock] = []
+    damaged: list[DamagedBlock] = []
+    opened: tuple[str, int, int, int] | None = None  # label, BEGIN offset, body offset, position
+    position = 0
+    for match in _BOUNDARY.finditer(data):
+        kind, label = match.group(1), match.group(2).decode("ascii")
+        if kind == b"BEGIN":
+            if opened is not None and len(damaged) < _MAX_DAMAGED:
+                damaged.append(DamagedBlock(opened[0], opened[3], f"BEGIN {opened[0]} without END before the next "
+                                                                  "BEGIN line"))
+            position += 1
+            opened = (label, match.start(), match.end(), position)
+            continue
+        if opened is None or label != opened[0]:
+            continue  # a stray END line: nothing to decode
+        body = _HEADER.sub(b"", data[opened[2]:match.start()])
         try:
             der = base64.b64decode(b"".join(body.split()), validate=True)
         except (binascii.Error, ValueError):
-            continue
-        blocks.append(PemBlock(match.group(1).decode("ascii"), der, match.group(0) + b"\n"))
-    return blocks
+            der = None
+        if der:
+            blocks.append(PemBlock(label, der, data[opened[1]:match.end()] + b"\n"))
+        elif len(damaged) < _MAX_DAMAGED:
+            problem = "its body is empty" if der is not None else "its body is not valid base64"
+            damaged.append(DamagedBlock(label, opened[3], problem))
+        opened = None
+    if opened is not None:
+        damaged.append(DamagedBlock(opened[0], opened[3], f"truncated: BEGIN {opened[0]} without END"))
+    return PemScan(blocks, damaged)
+
+
+def parse_blocks(data: bytes) -> list[PemBlock]:
+    """Every well-formed PEM block of ``data``, in file order. Damaged blocks are left out (see ``scan_pem``)."""
+    return scan_pem(data).blocks
 
 
 def resolve_path(text: str, base_dir: Path, *, option: str, warnings: list[str]) -> Path:
@@ -49,27 +101,70 @@ def resolve_path(text: str, base_dir: Path, *, option: str, warnings: list[str])
 
 
 def read_file(path: Path, *, option: str, where: Where, error: type[ConfigError]) -> bytes:
-    """The bytes of ``path``; a missing or unreadable file raises ``error`` naming the option and file."""
+    """The bytes of ``path``: a regular file of at most ``MAX_FILE_BYTES``; anything else raises ``error`` naming the
+    option and file. Opened without blocking, so a FIFO never hangs the caller."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise where.error(error, "file not found", option=option, file=path) from None
     except IsADirectoryError:
         raise where.error(error, "is a directory, not a PEM file", option=option, file=path) from None
     except OSError as exc:
         raise where.error(error, f"cannot read file ({exc.strerror})", option=option, file=path) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise where.error(error, "is a directory, not a PEM file", option=option, file=path)
+        if not stat.S_ISREG(info.st_mode):
+            raise where.error(error, "is not a regular file (a FIFO, device or socket); give a PEM file",
+                              option=option, file=path)
+        if info.st_size > MAX_FILE_BYTES:
+            raise where.error(error, f"file is {info.st_size} bytes, over gtls's limit of {_mib(MAX_FILE_BYTES)}",
+                              option=option, file=path)
+        chunks: list[bytes] = []
+        left = MAX_FILE_BYTES + 1  # bounded even if the file grows while we read it
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise where.error(error, f"cannot read file ({exc.strerror})", option=option, file=path) from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise where.error(error, f"file is over gtls's limit of {_mib(MAX_FILE_BYTES)}", option=option, file=path)
+    return data
+
+
+def _mib(size: int) -> str:
+    return f"{size // (1024 * 1024)} MiB"
 
 
 def blocks_of(
-    path: Path, files: Mapping[Path, bytes], *, option: str, where: Where, error: type[ConfigError], wanted: str
+    path: Path,
+    files: Mapping[Path, bytes],
+    *,
+    option: str,
+    where: Where,
+    error: type[ConfigError],
+    wanted: str,
+    labels: frozenset[str] | None = None,
 ) -> list[PemBlock]:
-    """The PEM blocks of an already-read file; DER or non-PEM content raises ``error``."""
+    """The PEM blocks of an already-read file. DER or non-PEM content, or a damaged block with one of ``labels``
+    (default: ``wanted``), raises ``error``: fail closed rather than silently lose a certificate, CA or CRL.
+    Damaged blocks of other labels are returned as blocks without DER, for the caller's "skipped" warning."""
     data = files[path]
-    blocks = parse_blocks(data)
-    if not blocks:
+    scan = scan_pem(data)
+    labels = frozenset({wanted}) if labels is None else labels
+    fatal = [d for d in scan.damaged if d.label in labels or not scan.blocks]
+    if fatal:
+        first = fatal[0]
+        raise where.error(error, f"PEM {first.label} block {first.position} is damaged ({first.problem}); "
+                          "fix or remove it", option=option, file=path)
+    if not scan.blocks:
         kind = "DER (binary) data; convert it to PEM" if data[:1] == b"\x30" else "no PEM data"
         raise where.error(error, f"{kind}, expected PEM {wanted} blocks", option=option, file=path)
-    return blocks
+    return scan.blocks + [PemBlock(f"{d.label} (damaged, {d.problem})", b"", b"") for d in scan.damaged]
 
 
 def load_blocks(
