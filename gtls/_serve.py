@@ -271,7 +271,7 @@ def _only_stream_failures(stream: TLSStream, group: BaseExceptionGroup[BaseExcep
 
 def log_ending(stream: TLSStream, exc: BaseException) -> None:
     """The one log line for a connection whose handler was ended by its own stream's failure."""
-    ending = classify_ending(exc, stream)
+    ending = classify_ending(exc)
     logger.warning("connection ended: %s peer=%s: %s", ending.word, stream.peer_address or "?", ending.detail)
 
 

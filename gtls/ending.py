@@ -18,22 +18,19 @@ never raises. The words, from what OpenSSL 3.5 reports (each provoked for real i
 * ``error`` — anything else (the detail says what).
 
 A ``HandshakeError`` keeps its spec §10 reason (``timeout``, ``peer-alert``, ``untrusted``, …): an implicit
-handshake, or a TLS 1.3 rejection that arrives with the first record, is still a handshake failure (spec §9) —
-except on a server whose handshake had completed, when the stream is passed (see ``classify_ending``).
+handshake, or a TLS 1.3 server's rejection of our client certificate that arrives with the first record, is still a
+handshake failure (spec §9). A server's record errors after its handshake are never handshake errors.
 """
 
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import trio
 
 from .errors import HandshakeError
-
-if TYPE_CHECKING:
-    from .stream import TLSStream
 
 TRUNCATED: Final = "truncated"
 RESET: Final = "reset"
@@ -72,26 +69,18 @@ class Ending:
         return f"{self.word}: {self.detail}" if self.detail else self.word
 
 
-def classify_ending(exc: BaseException, stream: TLSStream | None = None) -> Ending:
+def classify_ending(exc: BaseException) -> Ending:
     """The ending word for an exception from a ``TLSStream`` (``BrokenResourceError`` and its causes,
-    ``ClosedResourceError``, ``HandshakeError``, ``TLSError``, ``TooSlowError``, an ``OSError``…).
-
-    Pass the server-side ``stream`` it came from when you have it: the engine reports a failure on the first
-    record after the handshake as a ``HandshakeError`` (right for a TLS 1.3 client, whose handshake the server may
-    still reject then), but a server's handshake is over by then, so with the stream the record-level word is
-    given (``bad-record``, ``renegotiation-refused``, …) instead of a handshake reason."""
+    ``ClosedResourceError``, ``HandshakeError``, ``TLSError``, ``TooSlowError``, an ``OSError``…)."""
     from OpenSSL import SSL  # the engine has loaded it already; kept local so importing gtls stays light
 
     from .engine import TransportFailed
 
-    server_after_handshake = stream is not None and stream.handshake_done and stream.context.role == "server"
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < _MAX_CHAIN:
         seen += 1
         if isinstance(current, HandshakeError):
-            if server_after_handshake and isinstance(current.__cause__, SSL.Error):
-                return _library_ending(current.__cause__)
             return Ending(current.reason, current.message, current.alert)
         if isinstance(current, TransportFailed):
             return Ending(TRUNCATED if current.eof else RESET, str(current))

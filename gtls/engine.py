@@ -138,7 +138,8 @@ class TLSEngine:
         self.warnings: list[str] = []
         # In TLS 1.3 a client finishes its handshake before the server has judged the client certificate; a
         # rejection arrives as an alert on the first read and still counts as a handshake failure (spec §9).
-        self._awaiting_first_record = True
+        # A server has judged everything when its handshake completes: its first read failure is a record error.
+        self._awaiting_first_record = not self.is_server
         self._probe_writes = 0
 
     @property

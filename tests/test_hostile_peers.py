@@ -253,7 +253,7 @@ async def library_echo(stream: gtls.TLSStream) -> None:
     except trio.TooSlowError as exc:
         HANDLER_SAW[peer] = classify_ending(exc).word
     except Exception as exc:
-        HANDLER_SAW[peer] = classify_ending(exc, stream).word
+        HANDLER_SAW[peer] = classify_ending(exc).word
         raise
 
 

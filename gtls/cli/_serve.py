@@ -224,7 +224,7 @@ def _echo_handler(idle_timeout: float, log: bool) -> Callable[[TLSStream], Await
             except gone as exc:
                 # The peer went away or broke the stream; serve_tls_over_tcp closes it forcefully.
                 if log:
-                    ending = classify_ending(exc, stream)
+                    ending = classify_ending(exc)
                     _log_ending(stream, ending.word, ending.detail)
                 return
         if idle.cancelled_caught and log:
