@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 import socket
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, NoReturn
 
 import trio
 from cryptography import x509
@@ -226,12 +226,19 @@ class TLSStream(trio.abc.HalfCloseableStream):
             self._cause = cause
         return self._broken_error()
 
+    def _raise_transport_error(self, exc: trio.BrokenResourceError | trio.ClosedResourceError) -> NoReturn:
+        error = self._transport_error(exc)
+        raise error from error.__cause__
+
     def _transport_error(self, exc: trio.BrokenResourceError | trio.ClosedResourceError) -> BaseException:
-        """A transport failure seen by the BIO driver, as the right error for our caller."""
+        """A transport failure seen while waiting, as the right error for our caller. Its ``__cause__`` is the
+        stream's cause: ``exc``, or what broke the stream first (e.g. a reaper's ``_abort`` closed the socket)."""
         if self._state == _CLOSED:
             return trio.ClosedResourceError("this TLS stream was closed")
         if isinstance(exc, trio.ClosedResourceError):
-            return self._break(TLSError("the transport stream was closed underneath the TLS stream"))
+            closed = TLSError("the transport stream was closed underneath the TLS stream")
+            closed.__cause__ = exc
+            return self._break(closed)
         return self._break(exc)
 
     # --- handshake ---------------------------------------------------------------------------------------------
@@ -319,7 +326,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         try:
             await driver.settle_handshake(waited)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise self._transport_error(exc) from exc
+            self._raise_transport_error(exc)
 
     def _raise_if_ended(self) -> None:
         """During the handshake: closed, or broken by a deadline (the listeners' reaper) or another failure."""
@@ -379,7 +386,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     try:
                         await driver.wait(result)
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                        raise self._transport_error(exc) from exc
+                        self._raise_transport_error(exc)
                     waited = True
                     self._check_status()
                     continue
@@ -388,7 +395,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 try:
                     await driver.settle(waited)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise self._transport_error(exc) from exc
+                    self._raise_transport_error(exc)
                 return result  # type: ignore[return-value]
         finally:
             self._recv_busy = False
@@ -420,7 +427,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             try:
                 await self._driver.settle(waited)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise self._transport_error(exc) from exc
+                self._raise_transport_error(exc)
         finally:
             self._send_busy = False
 
@@ -446,7 +453,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                         self._unfinished_write = bytes(chunk[:_MAX_RECORD])
                     raise
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise self._transport_error(exc) from exc
+                    self._raise_transport_error(exc)
                 waited = True
                 self._check_status()
                 continue
@@ -455,7 +462,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 try:
                     await driver.wait(Want.WRITE)  # push this record before encrypting the next one
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise self._transport_error(exc) from exc
+                    self._raise_transport_error(exc)
         return waited
 
     async def wait_send_all_might_not_block(self) -> None:
@@ -467,7 +474,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             try:
                 await self._driver.wait_send_ready()
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise self._transport_error(exc) from exc
+                self._raise_transport_error(exc)
             self._check_status()
         finally:
             self._send_busy = False
@@ -498,7 +505,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             try:
                 await self._driver.settle(False)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise self._transport_error(exc) from exc
+                self._raise_transport_error(exc)
         finally:
             self._send_busy = False
 
@@ -515,7 +522,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             try:
                 await driver.wait(want)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise self._transport_error(exc) from exc
+                self._raise_transport_error(exc)
 
     # --- closing -----------------------------------------------------------------------------------------------
 
@@ -583,9 +590,15 @@ class TLSStream(trio.abc.HalfCloseableStream):
     def _abort_handshake(self, failure: HandshakeError) -> None:
         """Fail a handshake from outside its task (the listeners' deadline reaper): break the stream with
         ``failure`` and close the socket, which wakes the handshaking task; it then raises ``failure``."""
-        if self._state != _OK or self._engine.handshake_done:
+        if not self._engine.handshake_done:
+            self._abort(failure)
+
+    def _abort(self, cause: BaseException) -> None:
+        """Break the stream with ``cause`` from outside its tasks (a reaper) and close the socket, which wakes any
+        task waiting on it: that task then raises ``BrokenResourceError`` caused by ``cause``."""
+        if self._state != _OK:
             return
-        self._break(failure)
+        self._break(cause)
         self._driver.wake_all()
         self._close_socket()
 

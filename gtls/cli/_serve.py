@@ -38,6 +38,7 @@ from ._flags import (
 )
 
 if TYPE_CHECKING:
+    from .._idle import IdleReaper
     from ..context import CompiledContext
     from ..demo import DemoFiles
     from ..deployment import Endpoint
@@ -51,9 +52,6 @@ DEFAULT_PORT = 9443
 ECHO_BUFFER = 65536
 #: Like nginx's send/read timeouts: a connection where nothing moves for this long is ended (``idle-timeout``).
 DEFAULT_IDLE_TIMEOUT = 60.0
-#: The idle deadline is pushed forward at most once per this share of the timeout (and at most once a second),
-#: so a busy connection costs a clock read per chunk, not a deadline update; the end comes within that slack.
-IDLE_SLACK_SHARE = 0.1
 
 
 def register(commands: Subcommands) -> None:
@@ -162,14 +160,16 @@ def _deployment_port(config: str, app: str, port_id: str | None, warnings: list[
 async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Namespace) -> int:
     import trio
 
+    from .._idle import IdleReaper
     from ..server import serve_tls_over_tcp
 
     log = not args.quiet
     # Per-connection outcomes are printed by _log_handshake (or not at all with --quiet); the server's own
     # failure log would only double them.
     logging.getLogger("gtls.server").setLevel(logging.ERROR)
+    reaper = IdleReaper(args.idle_timeout)
     serve = functools.partial(
-        serve_tls_over_tcp, _echo_handler(args.idle_timeout, log), plan.port, compiled, host=plan.host,
+        serve_tls_over_tcp, _echo_handler(reaper, log), plan.port, compiled, host=plan.host,
         handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
         on_handshake=_log_handshake if log else None,
     )
@@ -177,6 +177,7 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(serve)
+            nursery.start_soon(reaper.run)
             host, port = _bound_address(listeners, plan.host)
             print(f"listening on {format_host_port(host, port)}", flush=True)
             if plan.demo is not None:
@@ -189,46 +190,35 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
     return EXIT_OK
 
 
-def _echo_handler(idle_timeout: float, log: bool) -> Callable[[TLSStream], Awaitable[None]]:
+def _echo_handler(reaper: IdleReaper, log: bool) -> Callable[[TLSStream], Awaitable[None]]:
     import trio
 
-    from ..ending import IDLE_TIMEOUT, classify_ending
+    from ..ending import classify_ending
     from ..errors import TLSError
 
     gone = (trio.BrokenResourceError, trio.ClosedResourceError, TLSError)
-    slack = min(1.0, idle_timeout * IDLE_SLACK_SHARE)
     current_time = trio.current_time
+    last = reaper.last
 
     async def echo(stream: TLSStream) -> None:
-        """Echo until EOF: one large read and one send per chunk (the benchmarked path), under one cancel scope per
-        connection whose deadline moves forward when data moves. A deadline pushed at ``pushed`` to
-        ``pushed + idle + slack`` ends the connection between ``idle`` and ``idle + slack`` after the last
-        progress, since progress within ``slack`` of a push does not push again."""
+        """Echo until EOF: one large read and one send per chunk (the benchmarked path). Progress is stamped in the
+        idle reaper's table (a clock read and a dict store); the reaper ends the connection when it goes stale."""
         receive, send = stream.receive_some, stream.send_all
-        pushed = current_time()
-        with trio.CancelScope(deadline=pushed + idle_timeout + slack) as idle:
-            try:
-                while data := await receive(ECHO_BUFFER):
-                    now = current_time()
-                    if now - pushed > slack:
-                        pushed = now
-                        idle.deadline = now + idle_timeout + slack
-                    await send(data)
-                    now = current_time()
-                    if now - pushed > slack:
-                        pushed = now
-                        idle.deadline = now + idle_timeout + slack
-                # The peer closed: serve_tls_over_tcp answers with close_notify as it closes the stream, at once
-                # and without a wait (the socket has room after the peer's close), so no aclose() here.
-                return
-            except gone as exc:
-                # The peer went away or broke the stream; serve_tls_over_tcp closes it forcefully.
-                if log:
-                    ending = classify_ending(exc)
-                    _log_ending(stream, ending.word, ending.detail)
-                return
-        if idle.cancelled_caught and log:
-            _log_ending(stream, IDLE_TIMEOUT, f"no data moved in either direction for {idle_timeout:g} s")
+        last[stream] = current_time()
+        try:
+            while data := await receive(ECHO_BUFFER):
+                last[stream] = current_time()
+                await send(data)
+                last[stream] = current_time()
+            # The peer closed: serve_tls_over_tcp answers with close_notify as it closes the stream, at once and
+            # without a wait (the socket has room after the peer's close), so no aclose() here.
+        except gone as exc:
+            # The peer went away, broke the stream or stayed idle (the reaper broke it); serve_tls_over_tcp closes it.
+            if log:
+                ending = classify_ending(exc)
+                _log_ending(stream, ending.word, ending.detail)
+        finally:
+            last.pop(stream, None)
 
     return echo
 
