@@ -1,0 +1,233 @@
+"""Secrets (issue #7 part 6): a private key's PEM body, its base64 lines and its raw numbers never appear in log
+lines, exception messages or reprs, ``gtls check`` text or JSON, ``gtls serve`` stderr or handshake errors, also
+when the key is wrong (mismatched, corrupt, encrypted, put into another option's file, pasted as a value); and a
+key file other users can read is refused (all users) or warned about (group), naming the file."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from gtls.client import open_tls_over_tcp_stream
+from gtls.context import compile_context
+from gtls.errors import ConfigError, CredentialLoadError, HandshakeError
+from gtls.resolve import direct
+from gtls.testing import CA, Certified, write_pem
+from tests.config_abuse_helpers import GoodFiles, deployment_toml, good_files, run_cli, toml_string
+from tests.peers import error_line, gtls_serve, run_gtls
+
+
+def secret_fragments(holder: Certified) -> list[str]:
+    """Text that would reveal the key: each base64 line of its PEM body, its DER in base64 and hex, and its private
+    numbers in decimal and hex (any case is checked by the caller)."""
+    pem_lines = [line for line in holder.key_pem.decode().splitlines() if line and not line.startswith("-----")]
+    der = base64.b64decode("".join(pem_lines))
+    fragments = [*pem_lines, base64.b64encode(der).decode()[:48], der.hex()[:48]]
+    key = holder.key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        numbers = [key.private_numbers().private_value]
+    else:
+        assert isinstance(key, rsa.RSAPrivateKey)
+        private = key.private_numbers()
+        numbers = [private.d, private.p, private.q, private.dmp1, private.dmq1, private.iqmp]
+    for number in numbers:
+        fragments += [str(number)[:40], f"{number:x}"[:40]]
+    return [fragment for fragment in fragments if len(fragment) >= 16]
+
+
+def assert_no_secret(text: str, holder: Certified) -> None:
+    lowered = text.lower()
+    for fragment in secret_fragments(holder):
+        assert fragment.lower() not in lowered, f"key material {fragment[:12]}... leaked into: {text[:300]}"
+
+
+@pytest.fixture(scope="module", params=["ec", "rsa"])
+def good(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> GoodFiles:
+    files = good_files(tmp_path_factory.mktemp(f"secrets-{request.param}"))
+    if request.param == "ec":
+        return files
+    leaf = files.inter.leaf("localhost", dns=["localhost"], ips=["127.0.0.1"], key_type="rsa")
+    return GoodFiles(files.dir, files.root, files.inter, leaf, leaf.write_chain(files.dir / "rsa-chain.pem"),
+                     leaf.write_key(files.dir / "rsa-key.pem"), files.ca, files.crl,
+                     write_pem(files.dir / "rsa-identity.pem", leaf.key_pem, leaf, files.inter, mode=0o600))
+
+
+def corrupt_key_pem(holder: Certified) -> bytes:
+    """The key's PEM with valid base64 but a damaged DER (most of the key text still there, as in a bad copy)."""
+    lines = holder.key_pem.decode().splitlines()
+    der = bytearray(base64.b64decode("".join(lines[1:-1])))
+    der[2:6] = b"\xff\xff\xff\xff"
+    body = base64.encodebytes(bytes(der)).decode()
+    return f"{lines[0]}\n{body}{lines[-1]}\n".encode()
+
+
+def wrong_key_cases(good: GoodFiles, directory: Path) -> dict[str, dict[str, str]]:
+    """Server settings where the key is wrong in one way each; every one still involves ``good.leaf``'s key."""
+    key_pem = good.leaf.key_pem
+    other = good.inter.leaf("other.test", key_type="ec")
+    mismatch_chain = write_pem(directory / "other-chain.pem", other, good.inter)
+    corrupt = write_pem(directory / "corrupt-key.pem", corrupt_key_pem(good.leaf), mode=0o600)
+    encrypted = write_pem(directory / "encrypted-key.pem", good.leaf.encrypted_key_pem(b"pass"), mode=0o600)
+    key_only = write_pem(directory / "key-as-file.pem", key_pem, mode=0o600)
+    key_and_cert = write_pem(directory / "key-and-cert.pem", key_pem, good.leaf, mode=0o600)
+    two_keys = write_pem(directory / "two-keys.pem", key_pem, other.key_pem, mode=0o600)
+    base = good.server_options()
+    return {
+        "mismatch": {**base, "certificate": str(mismatch_chain)},
+        "corrupt": {**base, "certificate-key": str(corrupt)},
+        "encrypted": {**base, "certificate-key": str(encrypted)},
+        "two-keys": {**base, "certificate-key": str(two_keys)},
+        "key-in-certificate": {**base, "certificate": str(key_only)},
+        "key-in-trusted-ca": {**base, "trusted-ca": str(key_only)},
+        "key-in-tls-crl": {**base, "tls-crl": str(key_and_cert)},
+        "key-pasted-as-value": {**base, "certificate-key": key_pem.decode()},
+        "key-pasted-into-certificate": {**base, "certificate": key_pem.decode()},
+    }
+
+
+def test_wrong_keys_never_echo_key_material(good: GoodFiles, tmp_path: Path) -> None:
+    cases = wrong_key_cases(good, tmp_path)
+    for name, options in cases.items():
+        with pytest.raises(ConfigError) as info:
+            compile_context(direct(options, "server"))
+        error = info.value
+        assert_no_secret(f"{error}\n{error!r}\n{error.message}\n{error.args}", good.leaf)
+        if name.startswith("key-pasted"):
+            assert "PEM content" in str(error) and error.file is None
+        else:
+            assert error.file is not None and error.file in str(error), name  # the file named, not its content
+        flags = [item for option, value in options.items() for item in (f"--{option}", value)]
+        served = run_cli("serve", "--listen", "127.0.0.1:0", *flags)
+        assert served.code == 2 and len(served.err_lines) == 1, (name, served.err)
+        assert_no_secret(served.out + served.err, good.leaf)
+    # The same settings in one deployment file: gtls check, text and JSON.
+    config = tmp_path / "deployment.toml"
+    config.write_text(deployment_toml([(f"app-{name}", options) for name, options in cases.items()]))
+    for args in ((), ("--json",)):
+        checked = run_cli("check", "--config", str(config), *args)
+        assert checked.code == 1
+        assert_no_secret(checked.out + checked.err, good.leaf)
+    document = json.loads(run_cli("check", "--config", str(config), "--json").out)
+    assert document["errors"] == len(cases)
+
+
+def test_a_working_server_and_its_handshakes_never_show_the_key(good: GoodFiles, tmp_path: Path) -> None:
+    """``gtls check`` of a good deployment, ``gtls serve`` stderr across good and failed handshakes, and the
+    handshake errors clients get, in the command's output and from the library."""
+    options = good.server_options()
+    del options["tls-mutual"], options["tls-crl"]
+    config = tmp_path / "deployment.toml"
+    config.write_text(deployment_toml([("app", options)]))
+    for args in ((), ("--json",)):
+        checked = run_cli("check", "--config", str(config), *args)
+        assert checked.code == 0, checked.out
+        assert str(good.key) in checked.out  # the key file's path is shown ...
+        assert_no_secret(checked.out + checked.err, good.leaf)  # ... never its content
+    compiled = compile_context(direct(options, "server"))
+    assert_no_secret(repr(compiled) + repr(compiled.resolved) + "\n".join(compiled.warnings), good.leaf)
+
+    stranger = CA.root("stranger root")
+    wrong_ca = stranger.write_cert(tmp_path / "wrong-ca.pem")
+    flags = [item for option, value in options.items() for item in (f"--{option}", value)]
+    with gtls_serve("--listen", "127.0.0.1:0", *flags) as server:
+        ok = run_gtls("connect", f"localhost:{server.port}", "--trusted-ca", str(good.ca), "--send", "hi")
+        assert ok.returncode == 0, ok.stderr
+        refused = run_gtls("connect", f"localhost:{server.port}", "--trusted-ca", str(wrong_ca))
+        assert refused.returncode == 1 and error_line(refused).startswith("gtls: untrusted: ")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as plain:
+            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            with contextlib.suppress(OSError):  # the server may answer with an alert or a reset
+                plain.recv(100)
+        server.stderr.wait_for(lambda line: "not-tls" in line)
+
+        async def library_client() -> HandshakeError:
+            client = direct({"trusted-ca": str(wrong_ca)}, "client")
+            with pytest.raises(HandshakeError) as info:
+                await open_tls_over_tcp_stream("127.0.0.1", server.port, client, server_hostname="localhost")
+            return info.value
+
+        error = trio.run(library_client)
+        assert error.reason == "untrusted"
+        assert server.stop() == 0
+        stderr = "\n".join(server.stderr.drain())
+    for text in (ok.stdout + ok.stderr, refused.stdout + refused.stderr, stderr, f"{error}\n{error!r}"):
+        assert_no_secret(text, good.leaf)
+    assert "connection from 127.0.0.1" in stderr and "not-tls" in stderr
+
+
+def test_key_readable_by_all_users_is_refused_naming_the_file(good: GoodFiles, tmp_path: Path) -> None:
+    key = good.leaf.write_key(tmp_path / "open-key.pem")
+    key.chmod(0o644)
+    options = {**good.server_options(), "certificate-key": str(key)}
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(direct(options, "server"))
+    assert (info.value.option, info.value.file) == ("certificate-key", str(key))
+    assert "readable by all users" in str(info.value) and "chmod 600" in str(info.value)
+    flags = [item for option, value in options.items() for item in (f"--{option}", value)]
+    served = run_cli("serve", "--listen", "127.0.0.1:0", *flags)
+    assert served.code == 2 and len(served.err_lines) == 1
+    assert "readable by all users" in served.err and str(key) in served.err
+    config = tmp_path / "deployment.toml"
+    config.write_text(deployment_toml([("app", options)]))
+    error = json.loads(run_cli("check", "--config", str(config), "--json").out)["endpoints"][0]["error"]
+    assert (error["type"], error["option"], error["level"], error["file"]) == (
+        "CredentialLoadError", "certificate-key", "Host", str(key))
+    assert_no_secret(served.err + json.dumps(error), good.leaf)
+
+
+def test_key_readable_by_the_group_is_warned_about_naming_the_file(good: GoodFiles, tmp_path: Path) -> None:
+    key = good.leaf.write_key(tmp_path / "group-key.pem")
+    key.chmod(0o640)
+    options = {**good.server_options(), "certificate-key": str(key)}
+    compiled = compile_context(direct(options, "server"))
+    warning = next(w for w in compiled.warnings if "readable by its group" in w)
+    assert str(key) in warning and "chmod 600" in warning
+    flags = [item for option, value in options.items() for item in (f"--{option}", value)]
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # the warning is printed before listening; this stops it
+        served = run_cli("serve", "--listen", f"127.0.0.1:{taken.getsockname()[1]}", *flags)
+    assert served.code == 1 and "listen-failed" in served.err_lines[-1]
+    assert any(line.startswith("gtls: warning: certificate-key: private key file " + str(key))
+               and "readable by its group" in line for line in served.err_lines)
+    config = tmp_path / "deployment.toml"
+    config.write_text(deployment_toml([("app", options)]))
+    checked = run_cli("check", "--config", str(config))
+    assert checked.code == 0 and f"warning: certificate-key: private key file {key} is readable by its group" in (
+        checked.out)
+    assert_no_secret(served.err + checked.out, good.leaf)
+
+
+def test_a_pasted_key_in_a_toml_array_or_transport_is_not_echoed(good: GoodFiles, tmp_path: Path) -> None:
+    """Other places a pasted key could travel: a TOML array value and a transport-parameter string."""
+    pasted = toml_string(good.leaf.key_pem.decode())
+    transport = toml_string("tls=1;" + good.leaf.key_pem.decode())
+    config = tmp_path / "deployment.toml"
+    config.write_text(
+        "[hosts.h.security]\n"
+        f"certificate = [{pasted}]\n"
+        f"certificate-key = {toml_string(str(good.key))}\ntrusted-ca = {toml_string(str(good.ca))}\n"
+        '[applications.app]\nhost = "h"\ncertificate-source = "Host"\n'
+        f"[applications.app.ports.default]\nport = 0\ntransport = {transport}\n"
+    )
+    for args in ((), ("--json",)):
+        checked = run_cli("check", "--config", str(config), *args)
+        assert checked.code in (1, 2) and "Traceback" not in checked.err
+        assert_no_secret(checked.out + checked.err, good.leaf)
+
+
+def test_the_leak_detector_finds_every_form_of_the_key(good: GoodFiles) -> None:
+    """The checks above are only as good as this detector: it must catch the PEM, one base64 line of it, and the
+    private numbers in decimal or hex, inside other text."""
+    pem = good.leaf.key_pem.decode()
+    key = good.leaf.key
+    number = key.private_numbers().private_value if isinstance(key, ec.EllipticCurvePrivateKey) else (
+        key.private_numbers().d)
+    for leaked in (pem, pem.splitlines()[2], str(number), f"{number:X}", f"file not found: /etc/{pem}"):
+        with pytest.raises(AssertionError, match="leaked"):
+            assert_no_secret(f"gtls: config error: {leaked} (mode 644)", good.leaf)
