@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import trio
 
 from gtls import TLSOptions, TLSStream, open_tls_over_tcp_stream
-from tests.peers import LOCALHOST, PKI, REPO, LineReader, Running, gtls_env
+from tests.peers import LOCALHOST, PKI, REPO, LineReader, Running, gtls_env, kill_process
 
 # --- process gauges ----------------------------------------------------------------------------------------------
 
@@ -97,14 +97,7 @@ def server_process(cmd: Sequence[str], *, nofile: int | None = None, timeout: fl
         running.port = int(line.rpartition(":")[2])
         yield running
     finally:
-        if process.poll() is None:
-            process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(5)
-        for pipe in (process.stdin, process.stdout, process.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        kill_process(process)
 
 
 def limited_serve(*args: str, nofile: int) -> contextlib.AbstractContextManager[Running]:

@@ -189,7 +189,7 @@ class Running:
         return self.process.wait(timeout)
 
 
-def _kill(process: subprocess.Popen[str]) -> None:
+def kill_process(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -216,7 +216,7 @@ def _server_process(cmd: Sequence[str], prefix: str, *, env: dict[str, str] | No
         running.host, running.port = host.strip(" []") or LOCALHOST, int(port)
         yield running
     finally:
-        _kill(process)
+        kill_process(process)
 
 
 # --- openssl processes -------------------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def openssl_echo(port: int, text: str, *args: str, host: str = LOCALHOST,
         returncode = process.wait(timeout)
         return EchoResult(returncode, out.drain(), err.drain(), echoed)
     finally:
-        _kill(process)
+        kill_process(process)
 
 
 # --- Python ssl peers (blocking, in threads) ---------------------------------------------------------------------
