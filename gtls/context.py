@@ -43,6 +43,9 @@ from .resolve import Resolved, Role, direct
 SSL_MODE_NO_AUTO_CHAIN = 0x8
 #: Compiled contexts kept for reuse (least recently used dropped first).
 CACHE_SIZE = 64
+#: The CA names of a certificate request travel in one list of at most 2**16 - 1 bytes (RFC 8446 §4.2.4, RFC 5246
+#: §7.4.4), beside the request's other fields; past this, OpenSSL fails every mutual handshake with internal_error.
+MAX_CA_NAMES_BYTES = 65_000
 
 
 @dataclass
@@ -435,9 +438,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     elif mutual:
         mode = SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
         if trusted:  # advertise acceptable issuers in the certificate request (spec §6, MAY)
-            with warnings_module.catch_warnings():  # X509Name is deprecated, but the only in-memory way here
-                warnings_module.simplefilter("ignore", DeprecationWarning)
-                ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in trusted])
+            _advertise_client_cas(ctx, trusted, warnings)
     else:
         mode = SSL.VERIFY_NONE
     # No Python verify callback on the handshake path, except the CRL-expiry waiver (see _allow_expired_crl).
@@ -463,6 +464,23 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         verifies_peer=verifies_peer,
         crl_expired_warn=crl_expired_warn,
     )
+
+
+def _advertise_client_cas(ctx: SSL.Context, trusted: list[x509.Certificate], warnings: list[str]) -> None:
+    """List the trusted CAs' subjects in the certificate request, unless they do not fit in one: then the request
+    carries no names (clients choose their certificate without the hint) rather than every handshake failing."""
+    unique = list(dict.fromkeys(ca.subject for ca in trusted))
+    size = sum(2 + len(name.public_bytes()) for name in unique)
+    if size > MAX_CA_NAMES_BYTES:
+        warnings.append(
+            f"trusted-ca holds {len(unique)} CA names ({size} bytes), more than a TLS certificate request can carry "
+            f"({MAX_CA_NAMES_BYTES} bytes): the server sends no CA names, so clients choose their certificate "
+            "without that hint"
+        )
+        return
+    with warnings_module.catch_warnings():  # X509Name is deprecated, but the only in-memory way here
+        warnings_module.simplefilter("ignore", DeprecationWarning)
+        ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in trusted])
 
 
 __all__ = ["STATS", "BuildStats", "CompiledContext", "clear_cache", "compile_context"]

@@ -20,7 +20,7 @@ import trio
 from gtls import ConfigError, HandshakeError, HandshakeEvent, TLSOptions, TLSStream, open_tls_over_tcp_stream
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, python_context, write_pki
+from tests.peers import PKI, openssl_client, python_context, write_pki
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
 
@@ -356,3 +356,34 @@ async def test_accepted_stream_carries_the_listener_deadline(pki: PKI) -> None:
             await stream.aclose()
     assert isinstance(caught.value.__cause__, HandshakeError) and caught.value.__cause__.reason == "timeout"
     assert 0.25 <= trio.current_time() - started < 2
+
+
+@pytest.mark.parametrize("fillers", [3, 1100])
+async def test_mutual_server_advertises_ca_names_only_when_they_fit(pki: PKI, tmp_path: Path, fillers: int) -> None:
+    """A certificate request carries at most 64 KiB of CA names. Within that the server lists its trusted CAs; past
+    it (a large trusted-ca bundle) it lists none, with a warning, instead of failing every mutual handshake with
+    internal_error."""
+    from gtls import compile_context, direct
+    from gtls.testing import CA, write_pem
+
+    extra = [CA.root(f"filler CA {i} with a name long enough to count") for i in range(fillers)]
+    bundle = write_pem(tmp_path / "bundle.pem", pki.root.cert_pem, *(ca.cert_pem for ca in extra))
+    compiled = compile_context(direct(pki.server_options(trusted_ca=str(bundle), tls_mutual=True), "server"))
+    too_many = [w for w in compiled.warnings if "more than a TLS certificate request can carry" in w]
+    assert bool(too_many) == (fillers > 3), compiled.warnings
+    events: list[HandshakeEvent] = []
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(lambda task_status: serve_tls_over_tcp(
+            echo_line, 0, compiled, host="127.0.0.1", on_handshake=events.append, task_status=task_status))
+        port = listeners[0].socket.getsockname()[1]
+        assert await round_trip(port, pki.client_options(with_cert=True)) == b"hello\n"
+        result = await openssl_client(port, ca=pki.ca_file, cert=pki.client_cert, key=pki.client_key,
+                                      chain=pki.intermediate_file, servername="localhost", send=b"hi\n")
+        nursery.cancel_scope.cancel()
+    assert result.ok, result.stderr
+    if fillers > 3:
+        assert "No client certificate CA names sent" in result.stdout
+    else:
+        assert "Acceptable client certificate CA names" in result.stdout
+        assert "filler CA 2 with a name long enough to count" in result.stdout
+    assert [e.ok for e in events] == [True, True], [e.describe() for e in events]
