@@ -94,8 +94,15 @@ def _load(value: str, base_dir: Path, where: Where, warnings: list[str]) -> list
 def _guess_leaf(loaded: list[LoadedCert]) -> tuple[LoadedCert, str]:
     """Without a key: the certificates that issued no other loaded one; a non-CA first, then load order."""
 
+    # Only certificates naming item's subject as their issuer can have been issued by it (signed_by checks the
+    # names first): grouping by issuer keeps this linear for large bundles instead of every pair.
+    by_issuer: dict[bytes, list[LoadedCert]] = {}
+    for item in loaded:
+        by_issuer.setdefault(item.cert.issuer.public_bytes(), []).append(item)
+
     def issued_another(item: LoadedCert) -> bool:
-        return any(other is not item and signed_by(other.cert, item.cert) for other in loaded)
+        named = by_issuer.get(item.cert.subject.public_bytes(), ())
+        return any(other is not item and signed_by(other.cert, item.cert) for other in named)
 
     candidates = [item for item in loaded if not issued_another(item)] or list(loaded)
     chosen = next((item for item in candidates if not is_ca(item.cert)), candidates[0])
