@@ -64,6 +64,25 @@ def test_bad_scenario_names_are_refused(name: str) -> None:
         scenarios.parse(name)
 
 
+
+@pytest.mark.parametrize("client", ["c", "python"])
+def test_bulk_with_each_load_client(tmp_path: Path, client: str) -> None:
+    """The bulk scenario runs with the C load client (built with cc; the Python one with a note where it cannot be
+    built) and with the Python one, and both move every byte through both servers."""
+    from gtls.bench.cclient import build_bulk_client
+
+    out_file = tmp_path / "bulk.json"
+    argv = [sys.executable, "-m", "gtls", "bench", "bulk-16k", "--quick", "--rounds", "1", "--bulk-mib", "8",
+            "--peers", "gtls,trio", "--bulk-client", client, "--json", str(out_file)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(out_file.read_text())
+    rates = {s["impl"]: s["median"] for s in document["summary"] if s["metric"] == "mb_per_s"}
+    assert set(rates) == {"gtls", "trio"} and all(rate > 0 for rate in rates.values()), document["notes"]
+    built, why = build_bulk_client(tmp_path) if client == "c" else (None, "")
+    expected = "bulk: C load client" if built is not None else "bulk: Python load client"
+    assert any(note.startswith(expected) for note in document["notes"]), (why, document["notes"])
+
 def test_scenario_settings() -> None:
     scenario = scenarios.parse("rsa-tls12-mutual-crl-resumed")
     assert (scenario.tls.key_type, scenario.tls.version, scenario.tls.mutual, scenario.tls.crl) == ("rsa", "1.2",

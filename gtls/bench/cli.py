@@ -37,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, help="load processes (handshake concurrency)")
     p.add_argument("--idle-count", type=int, help="connections held open for idle-memory")
     p.add_argument("--bulk-mib", type=int, help="MiB echoed per bulk measurement")
+    p.add_argument("--bulk-client", choices=("c", "python"),
+                   help="bulk load client: c (default; built with cc against the system OpenSSL, else python) or "
+                   "python")
     p.add_argument("--peers", help="comma-separated subset of " + ",".join(peer.name for peer in ALL_PEERS))
     return p
 
@@ -50,6 +53,7 @@ def configure(args: argparse.Namespace) -> Config:
         "procs": args.procs,
         "idle_count": args.idle_count,
         "bulk_total": args.bulk_mib << 20 if args.bulk_mib else None,
+        "bulk_client": args.bulk_client,
     }
     config = dataclasses.replace(config, **{k: v for k, v in changes.items() if v is not None})
     if config.rounds < 1 or config.duration <= 0 or config.procs < 1 or config.idle_count < 1:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cclient import build_bulk_client
 from .peers import ALL_PEERS, Peer, PeerUnavailable, RunningServer, load_cores, pinned_to
 from .pki import ScenarioPKI, make_pki
 from .procstat import cpu_seconds, rss_bytes
@@ -38,6 +39,7 @@ class Config:
     bulk_total: int = 256 << 20  # bytes echoed per bulk measurement (CPU is read in 10 ms ticks)
     idle_count: int = 1000
     connector_duration: float = 3.0
+    bulk_client: str = "c"  # "c": the C load client when it can be built (see cclient.py); "python": loadgen
 
 
 QUICK = Config(rounds=2, duration=1.0, procs=2, bulk_total=64 << 20, idle_count=300, connector_duration=1.0)
@@ -103,6 +105,7 @@ class Runner:
         self.results = Results()
         self.peers = [peer for peer in peers if self._usable(peer)]
         self._pkis: dict[str, ScenarioPKI] = {}
+        self._bulk_client: Path | None | bool = False  # False: not built yet; None: use the Python client
 
     def _usable(self, peer: Peer) -> bool:
         reason = peer.unavailable()
@@ -271,12 +274,36 @@ class Runner:
 
     # --- bulk ------------------------------------------------------------------------------------------------
 
+    def bulk_client(self) -> Path | None:
+        """The C load client, built on first use; None means the Python load client (with a note saying why)."""
+        if self._bulk_client is False:
+            client, why = (None, "the Python load client was asked for (--bulk-client python)")
+            if self.config.bulk_client == "c":
+                client, why = build_bulk_client(self.workdir)
+            self._bulk_client = client
+            if client is None:
+                self._note(f"bulk: Python load client ({why}); it can saturate before a fast server does")
+            else:
+                self._note("bulk: C load client (gtls/bench/bulk_client.c on the system OpenSSL), the same for "
+                           "every server")
+        return self._bulk_client if isinstance(self._bulk_client, Path) else None
+
     def bulk_once(self, scenario: Scenario, server: RunningServer) -> dict[str, float]:
         pki, setup = self.pki(scenario.tls), scenario.tls
-        argv = [sys.executable, "-m", "gtls.bench.loadgen", "bulk", *_client_args(pki, setup, server.port),
-                "--write-size", str(scenario.write_size), "--total", str(self.config.bulk_total), "--timeout", "120"]
-        if server.impl == "nginx":
-            argv.append("--http")
+        client = self.bulk_client()
+        if client is not None:
+            argv = [str(client), str(server.port), str(pki.root), setup.version, str(scenario.write_size),
+                    str(self.config.bulk_total), "120"]
+            if server.impl == "nginx":
+                argv += ["--http", str(8 << 20)]
+            if setup.mutual:
+                argv += ["--cert", str(pki.client_chain), "--key", str(pki.client_key)]
+        else:
+            argv = [sys.executable, "-m", "gtls.bench.loadgen", "bulk", *_client_args(pki, setup, server.port),
+                    "--write-size", str(scenario.write_size), "--total", str(self.config.bulk_total),
+                    "--timeout", "120"]
+            if server.impl == "nginx":
+                argv.append("--http")
         pids = server.pids()
         cpu_before = cpu_seconds(pids)
         report = _run_json(argv, 180, load_cores())
