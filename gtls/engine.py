@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import errno
 import socket
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from cryptography import x509
 from OpenSSL import SSL
@@ -52,8 +52,10 @@ WANT_WRITE: Final = Want.WRITE
 #: Errnos meaning "the peer is gone" rather than a local fault.
 _GONE_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN})
 _BIO_CHUNK: Final = 65536
-#: One SSL_read returns at most one record (16 KiB of plaintext); never allocate more than this per read.
+#: The most one recv reads: one SSL_read returns at most one record (16 KiB of plaintext), _gather reads more.
 _READ_CAP: Final = 65536
+#: Plaintext of a full TLS record (2**14). A read that returns a full record means the peer is streaming.
+_FULL_RECORD: Final = 16384
 #: SSL_write takes an int length and, in partial-write mode, writes one record per call anyway.
 _WRITE_CAP: Final = 1 << 20
 #: TLS 1.3 client writes, before the first record arrives, that first check for the server's late rejection.
@@ -109,6 +111,7 @@ class TLSEngine:
         "_reuse",
         "_probe_writes",
         "_awaiting_first_record",
+        "_deferred_read_error",
     )
 
     def __init__(
@@ -141,6 +144,8 @@ class TLSEngine:
         # A server has judged everything when its handshake completes: its first read failure is a record error.
         self._awaiting_first_record = not self.is_server
         self._probe_writes = 0
+        #: A read failure met while gathering records after good data: reported by the next ``recv``.
+        self._deferred_read_error: SSL.Error | None = None
 
     @property
     def peer(self) -> str | None:
@@ -200,10 +205,15 @@ class TLSEngine:
             max_bytes = _READ_CAP
         ssl = self._ssl
         if ssl is not None:
+            if self._deferred_read_error is not None:
+                deferred, self._deferred_read_error = self._deferred_read_error, None
+                return self._recv_outcome(deferred)
             buf = _binding.read_buffer(max_bytes)
             result = _SSL_read(ssl, buf, max_bytes)
             if result > 0:
                 self._awaiting_first_record = False
+                if result == _FULL_RECORD and max_bytes >= 2 * _FULL_RECORD:
+                    result = self._gather(ssl, buf, result, max_bytes)
                 return _binding.buffer_bytes(buf, result)
             code = _SSL_get_error(ssl, result)
             if code == _ERR_WANT_READ:
@@ -227,6 +237,28 @@ class TLSEngine:
             return self._recv_outcome(exc)
         self._awaiting_first_record = False
         return data
+
+    def _gather(self, ssl: Any, buf: Any, have: int, max_bytes: int) -> int:
+        """A full record came in, so the peer is streaming: read the records already waiting into the same buffer.
+        A bulk receiver then pays one round of Python calls per ``max_bytes`` instead of one per record; a short
+        record, or nothing more to read (WANT_READ costs one ``read`` returning EAGAIN), ends it. Any other outcome
+        is left for the next ``recv``, after the data already read (a failure is captured now, with its errno and
+        OpenSSL's error queue, and reported then)."""
+        while have + _FULL_RECORD <= max_bytes:
+            result = _SSL_read(ssl, buf + have, max_bytes - have)
+            if result > 0:
+                have += result
+                if result < _FULL_RECORD:
+                    break
+                continue
+            code = _SSL_get_error(ssl, result)
+            if code not in (_ERR_WANT_READ, _ERR_WANT_WRITE, _ERR_ZERO_RETURN):  # ZERO_RETURN repeats by itself
+                try:
+                    _binding.raise_ssl_error(self.conn, ssl, result)
+                except SSL.Error as exc:
+                    self._deferred_read_error = exc
+            break
+        return have
 
     def _recv_outcome(self, exc: SSL.Error) -> bytes:
         if isinstance(exc, SSL.ZeroReturnError):

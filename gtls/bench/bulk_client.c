@@ -77,7 +77,7 @@ static size_t pump(SSL *ssl, int fd, const unsigned char *data, size_t data_len,
             fprintf(stderr, "bulk_client: timed out after %zu bytes read\n", received);
             exit(1);
         }
-        int want_write = 0;
+        int want_write = 0, progress = 0;
         /* A write that could not finish is retried with the same arguments, as OpenSSL requires: `written` did not
          * move, so offset and length are recomputed identically. */
         while (written < total && written - received < window) {
@@ -88,6 +88,7 @@ static size_t pump(SSL *ssl, int fd, const unsigned char *data, size_t data_len,
             int n = SSL_write(ssl, data + offset, (int)chunk);
             if (n > 0) {
                 written += (size_t)n;
+                progress = 1;
                 continue;
             }
             int error = SSL_get_error(ssl, n);
@@ -99,6 +100,7 @@ static size_t pump(SSL *ssl, int fd, const unsigned char *data, size_t data_len,
             int n = SSL_read(ssl, buffer, sizeof buffer);
             if (n > 0) {
                 received += (size_t)n;
+                progress = 1;
                 if (expect != 0 && received >= expect) return received;
                 continue;
             }
@@ -114,6 +116,9 @@ static size_t pump(SSL *ssl, int fd, const unsigned char *data, size_t data_len,
             }
             die("SSL_read");
         }
+        /* Reading may have reopened the window: write again before sleeping (a poll now could wait for an echo
+         * of data never sent). Sleep only when a whole round moved nothing. */
+        if (progress) continue;
         struct pollfd pfd = {.fd = fd, .events = (short)(POLLIN | (want_write ? POLLOUT : 0))};
         if (poll(&pfd, 1, 1000) < 0 && errno != EINTR) die("poll");
     }
