@@ -337,16 +337,22 @@ def test_end_words_are_the_documented_set() -> None:
 # --- the library listener's policy for handler exceptions ----------------------------------------------------------
 
 
-async def _serve_with(handler: Callable[[gtls.TLSStream], object], pki: DemoPKI,
-                      peer: Callable[[int], None]) -> None:
-    """Serve ``handler`` and run the blocking client ``peer(port)`` against it, then a correct client."""
+async def _start_library_server(nursery: trio.Nursery, handler: Callable[[gtls.TLSStream], object],
+                                pki: DemoPKI) -> int:
+    """Start ``serve_tls_over_tcp(handler)`` with the demo server credentials in ``nursery``; returns its port."""
     settings = gtls.TLSOptions.from_mapping({"certificate": str(pki.server_chain),
                                              "certificate-key": str(pki.server_key),
                                              "trusted-ca": str(pki.root_ca)})
+    listeners = await nursery.start(lambda task_status: gtls.serve_tls_over_tcp(
+        handler, 0, settings, host=LOCALHOST, task_status=task_status))  # type: ignore[arg-type]
+    return int(listeners[0].socket.getsockname()[1])
+
+
+async def _serve_with(handler: Callable[[gtls.TLSStream], object], pki: DemoPKI,
+                      peer: Callable[[int], None]) -> None:
+    """Serve ``handler`` and run the blocking client ``peer(port)`` against it, then a correct client."""
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(lambda task_status: gtls.serve_tls_over_tcp(
-            handler, 0, settings, host=LOCALHOST, task_status=task_status))  # type: ignore[arg-type]
-        port = listeners[0].socket.getsockname()[1]
+        port = await _start_library_server(nursery, handler, pki)
         with trio.fail_after(20):
             await trio.to_thread.run_sync(peer, port)
             assert await trio.to_thread.run_sync(h.correct_echo, port, pki.root_ca) == b"ping\n"
@@ -399,13 +405,8 @@ async def _crash_with(handler: Callable[[gtls.TLSStream], object], pki: DemoPKI)
     """Serve ``handler`` and send one client at it; returns only by the server's own exception (the client's
     outcome is irrelevant). No second client: it could start before the crash stops the listener and then time
     out against it, adding its own error to the group."""
-    settings = gtls.TLSOptions.from_mapping({"certificate": str(pki.server_chain),
-                                             "certificate-key": str(pki.server_key),
-                                             "trusted-ca": str(pki.root_ca)})
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(lambda task_status: gtls.serve_tls_over_tcp(
-            handler, 0, settings, host=LOCALHOST, task_status=task_status))  # type: ignore[arg-type]
-        port = listeners[0].socket.getsockname()[1]
+        port = await _start_library_server(nursery, handler, pki)
         with trio.fail_after(20):
             await trio.to_thread.run_sync(functools.partial(_echo_attempt, port, ca=pki.root_ca))
             await trio.sleep_forever()  # the handler's exception cancels this; fail_after if it never comes
