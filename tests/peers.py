@@ -37,6 +37,7 @@ from OpenSSL import SSL
 from gtls.context import CompiledContext
 from gtls.errors import HandshakeError
 from gtls.options import TLSOptions
+from gtls.stream import TLSStream
 from gtls.testing import CA, Certified, KeyType
 
 OPENSSL = "/usr/bin/openssl" if os.path.exists("/usr/bin/openssl") else "openssl"
@@ -726,3 +727,14 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one stderr line, got {lines!r}"
     return lines[0]
+
+
+async def echo_line(stream: TLSStream) -> None:
+    """A gtls server handler: read up to a newline, echo it back, return (the listener closes the stream)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some()
+        if not chunk:
+            return
+        data += chunk
+    await stream.send_all(data)

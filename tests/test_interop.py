@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from gtls import HandshakeEvent, TLSStream, _binding, open_tls_over_tcp_stream
+from gtls import HandshakeEvent, _binding, open_tls_over_tcp_stream
 from gtls.server import serve_tls_over_tcp
 from tests.peers import (
     PKI,
+    echo_line,
     openssl_client,
     openssl_server,
     python_context,
@@ -40,14 +41,17 @@ def pkis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PKI]:
     return {key: write_pki(tmp_path_factory.mktemp(f"interop-{key}"), key_type=key) for key in ("ec", "rsa")}  # type: ignore[arg-type]
 
 
-async def echo_line(stream: TLSStream) -> None:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some()
-        if not chunk:
-            return
-        data += chunk
-    await stream.send_all(data)
+def python_client_context(pki: PKI, version: str, mutual: bool) -> ssl.SSLContext:
+    """Python's ``ssl`` client context for ``pki``: verifies the server and its name, sends the client chain when
+    ``mutual``."""
+    return python_context(server=False, ca=pki.ca_file, cert=pki.client_cert if mutual else None,
+                          key=pki.client_key if mutual else None, version=version, check_hostname=True)
+
+
+def python_server_context(pki: PKI, version: str, mutual: bool) -> ssl.SSLContext:
+    """Python's ``ssl`` server context for ``pki``: the server chain, a client certificate required when ``mutual``."""
+    return python_context(server=True, ca=pki.ca_file, cert=pki.server_cert, key=pki.server_key,
+                          require_client_cert=mutual, version=version)
 
 
 @asynccontextmanager
@@ -90,14 +94,7 @@ async def test_gtls_server_with_openssl_client(pkis: dict[str, PKI], version: st
 @pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
 async def test_gtls_server_with_python_ssl_client(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
     pki = pkis[key]
-    context = python_context(
-        server=False,
-        ca=pki.ca_file,
-        cert=pki.client_cert if mutual else None,
-        key=pki.client_key if mutual else None,
-        version=version,
-        check_hostname=True,
-    )
+    context = python_client_context(pki, version, mutual)
     async with gtls_server(pki, version, mutual) as (port, events):
         data, negotiated, _, _ = await trio.to_thread.run_sync(
             lambda: python_ssl_client(port, context, server_hostname="localhost")
@@ -112,14 +109,7 @@ async def test_gtls_server_with_trio_sslstream_client(
     pkis: dict[str, PKI], version: str, key: str, mutual: bool
 ) -> None:
     pki = pkis[key]
-    context = python_context(
-        server=False,
-        ca=pki.ca_file,
-        cert=pki.client_cert if mutual else None,
-        key=pki.client_key if mutual else None,
-        version=version,
-        check_hostname=True,
-    )
+    context = python_client_context(pki, version, mutual)
     async with gtls_server(pki, version, mutual) as (port, events):
         transport = await trio.open_tcp_stream("127.0.0.1", port)
         async with trio.SSLStream(transport, context, server_hostname="localhost") as stream:
@@ -179,14 +169,7 @@ async def test_gtls_client_with_openssl_server(pkis: dict[str, PKI], version: st
 @pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
 async def test_gtls_client_with_python_ssl_server(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
     pki = pkis[key]
-    context = python_context(
-        server=True,
-        ca=pki.ca_file,
-        cert=pki.server_cert,
-        key=pki.server_key,
-        require_client_cert=mutual,
-        version=version,
-    )
+    context = python_server_context(pki, version, mutual)
     with python_ssl_server(context) as server:
         stream = await open_tls_over_tcp_stream(
             "127.0.0.1", server.port, client_options(pki, version, mutual), server_hostname="localhost"
@@ -203,14 +186,7 @@ async def test_gtls_client_with_trio_sslstream_server(
     pkis: dict[str, PKI], version: str, key: str, mutual: bool
 ) -> None:
     pki = pkis[key]
-    context = python_context(
-        server=True,
-        ca=pki.ca_file,
-        cert=pki.server_cert,
-        key=pki.server_key,
-        require_client_cert=mutual,
-        version=version,
-    )
+    context = python_server_context(pki, version, mutual)
     peer_certs: list[object] = []
 
     async def echo(stream: trio.SSLStream[trio.SocketStream]) -> None:

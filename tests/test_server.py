@@ -20,7 +20,7 @@ import trio
 from gtls import ConfigError, HandshakeError, HandshakeEvent, TLSOptions, TLSStream, open_tls_over_tcp_stream
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, openssl_client, python_context, write_pki
+from tests.peers import PKI, echo_line, openssl_client, python_context, write_pki
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
 
@@ -28,16 +28,6 @@ TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return write_pki(tmp_path_factory.mktemp("server-pki"))
-
-
-async def echo_line(stream: TLSStream) -> None:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = await stream.receive_some()
-        if not chunk:
-            return
-        data += chunk
-    await stream.send_all(data)
 
 
 @asynccontextmanager
