@@ -469,11 +469,10 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
 def _advertise_client_cas(ctx: SSL.Context, trusted: list[x509.Certificate], warnings: list[str]) -> None:
     """List the trusted CAs' subjects in the certificate request, unless they do not fit in one: then the request
     carries no names (clients choose their certificate without the hint) rather than every handshake failing."""
-    unique = list(dict.fromkeys(ca.subject for ca in trusted))
-    size = sum(2 + len(name.public_bytes()) for name in unique)
+    size = sum(2 + len(ca.subject.public_bytes()) for ca in trusted)  # each name as sent: length + DER
     if size > MAX_CA_NAMES_BYTES:
         warnings.append(
-            f"trusted-ca holds {len(unique)} CA names ({size} bytes), more than a TLS certificate request can carry "
+            f"trusted-ca holds {len(trusted)} CA names ({size} bytes), more than a TLS certificate request can carry "
             f"({MAX_CA_NAMES_BYTES} bytes): the server sends no CA names, so clients choose their certificate "
             "without that hint"
         )

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import trio
+from OpenSSL import SSL
 
+from .engine import GONE_ERRNOS, TransportFailed
 from .errors import HandshakeError
 
 TRUNCATED: Final = "truncated"
@@ -44,11 +46,8 @@ ERROR: Final = "error"
 #: Every connection-end word, in the order above (handshake reasons of spec §10 come on top of these).
 END_WORDS: Final = (TRUNCATED, RESET, PEER_ALERT, RENEGOTIATION_REFUSED, BAD_RECORD, IDLE_TIMEOUT, CLOSED, ERROR)
 
-#: Errnos meaning the peer or the path went away (the engine's own list, plus what a memory-BIO transport sees).
-_RESET_ERRNOS: Final = frozenset(
-    {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN, errno.EHOSTUNREACH,
-     errno.ENETUNREACH, errno.ENETRESET}
-)
+#: Errnos meaning the peer or the path went away: the engine's own list, plus what a memory-BIO transport sees.
+_RESET_ERRNOS: Final = GONE_ERRNOS | {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETRESET}
 #: Alerts a peer sends when its renegotiation was refused: gtls's warning echoed back, or OpenSSL's give-up alert.
 #: After the handshake no other handshake runs in TLS 1.2, and gtls starts no TLS 1.3 post-handshake auth.
 _RENEGOTIATION_ALERTS: Final = frozenset({"no_renegotiation", "handshake_failure"})
@@ -72,10 +71,6 @@ class Ending:
 def classify_ending(exc: BaseException) -> Ending:
     """The ending word for an exception from a ``TLSStream`` (``BrokenResourceError`` and its causes,
     ``ClosedResourceError``, ``HandshakeError``, ``TLSError``, ``TooSlowError``, an ``OSError``…)."""
-    from OpenSSL import SSL  # the engine has loaded it already; kept local so importing gtls stays light
-
-    from .engine import TransportFailed
-
     seen = 0
     current: BaseException | None = exc
     while current is not None and seen < _MAX_CHAIN:

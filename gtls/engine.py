@@ -50,7 +50,7 @@ WANT_READ: Final = Want.READ
 WANT_WRITE: Final = Want.WRITE
 
 #: Errnos meaning "the peer is gone" rather than a local fault.
-_GONE_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN})
+GONE_ERRNOS: Final = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN})
 _BIO_CHUNK: Final = 65536
 #: The most one recv reads: one SSL_read returns at most one record (16 KiB of plaintext), _gather reads more.
 _READ_CAP: Final = 65536
@@ -84,7 +84,7 @@ def _describe_syscall(exc: SSL.SysCallError) -> tuple[str, bool]:
     code = exc.args[0] if exc.args else -1
     if code == -1 or code == 0:
         return "the peer closed the connection without close_notify", True
-    if isinstance(code, int) and code in _GONE_ERRNOS:
+    if isinstance(code, int) and code in GONE_ERRNOS:
         return f"the connection was reset ({errno.errorcode.get(code, code)})", False
     return f"transport error: {exc.args[1] if len(exc.args) > 1 else exc}", False
 
