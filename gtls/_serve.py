@@ -167,6 +167,7 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
             start(stream)
     listening = listener.socket
     inherited = _set_tcp_options(raw)
+    accept = _plain_accept(raw)
     # How many accepts to try per wake-up, adapted to the load: under light load a wake-up means one connection,
     # and probing for a second one costs an accept failing with EAGAIN (a syscall and an exception) every time.
     # A full batch goes straight back to the wait, which returns at once while the backlog is non-empty;
@@ -177,7 +178,7 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
         accepted = 0
         for _ in range(limit):
             try:
-                conn, address = raw.accept()
+                conn, address = accept()
             except BlockingIOError:
                 limit = accepted if accepted > 1 else 1
                 full_batches = 0
@@ -211,6 +212,24 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 continue
         await trio.lowlevel.wait_readable(listening)
+
+
+def _plain_accept(listening: socket.socket) -> Callable[[], tuple[socket.socket, object]]:
+    """``listening.accept`` without its per-call overhead: ``socket.accept`` converts the listener's family and
+    type to enums and checks the default timeout for every connection; here they are read once. The C-level
+    ``_accept`` (what ``socket.accept`` calls; accept4 with SOCK_CLOEXEC) is a long-standing CPython detail, so
+    its absence falls back to ``accept``."""
+    raw_accept = getattr(listening, "_accept", None)
+    if raw_accept is None:  # pragma: no cover - CPython has it
+        return listening.accept
+    family, kind, proto = int(listening.family), int(listening.type), listening.proto
+    new_socket = socket.socket
+
+    def accept() -> tuple[socket.socket, object]:
+        fd, address = raw_accept()
+        return new_socket(family, kind, proto, fd), address
+
+    return accept
 
 
 def _set_tcp_options(sock: socket.socket) -> bool | None:

@@ -16,6 +16,8 @@ import trio
 
 from .engine import WANT_READ, Want
 
+wait_readable = trio.lowlevel.wait_readable
+
 
 class SocketDriver:
     __slots__ = ("sock", "_read_waiting", "_write_waiting", "_read_lot", "_write_lot")
@@ -27,8 +29,22 @@ class SocketDriver:
         self._read_lot: trio.lowlevel.ParkingLot | None = None
         self._write_lot: trio.lowlevel.ParkingLot | None = None
 
+    def claim_read(self) -> bool:
+        """Take the socket's read wait if no task holds it. The caller then awaits ``wait_readable(driver.sock)``
+        in its own frame and calls ``release_read()`` after it, however it ends: an idle connection sits in that
+        wait, and a coroutine frame of ours around it would cost ~200 bytes per connection and a call per wait.
+        False: another task waits for readability; use ``wait`` (which parks behind it)."""
+        if self._read_waiting:
+            return False
+        self._read_waiting = True
+        return True
+
+    def release_read(self) -> None:
+        self._read_waiting = False
+        if self._read_lot is not None:
+            self._read_lot.unpark_all()
+
     async def wait(self, want: Want) -> None:
-        # One frame for both directions: an idle connection sits here, and every frame costs memory.
         if want is WANT_READ:
             if self._read_waiting:
                 if self._read_lot is None:
@@ -37,11 +53,9 @@ class SocketDriver:
                 return
             self._read_waiting = True
             try:
-                await trio.lowlevel.wait_readable(self.sock)
+                await wait_readable(self.sock)
             finally:
-                self._read_waiting = False
-                if self._read_lot is not None:
-                    self._read_lot.unpark_all()
+                self.release_read()
         else:
             await self._wait_writable()
 

@@ -325,6 +325,12 @@ class CompiledContext:
             conn.set_tlsext_host_name(sni.encode("ascii"))
         return conn
 
+    @property
+    def checks_after_handshake(self) -> bool:
+        """Whether ``established`` has anything to do: a client name check OpenSSL could not run, or the warnings
+        of ``tls-crl-expired=warn``. Read per handshake, so the common case skips the call (and the peer text)."""
+        return self.crl_expired_warn or (self.role == "client" and not hostcheck.AVAILABLE)
+
     def established(self, conn: SSL.Connection, *, peer: str | None = None) -> list[str]:
         """Call right after a successful handshake, before any data is returned. Runs the pure-Python name check
         when the private API is missing (raising ``PeerVerificationError``) and returns warnings to log for this

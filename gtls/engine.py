@@ -179,7 +179,8 @@ class TLSEngine:
                 raise self._handshake_error(exc) from exc
         # The context's post-handshake duty (pure-Python name check when OpenSSL's is unavailable, CRL warnings);
         # it runs before any application data is returned.
-        self.warnings = self.compiled.established(self.conn, peer=self.peer)
+        if self.compiled.checks_after_handshake:
+            self.warnings = self.compiled.established(self.conn, peer=self.peer)
         self.handshake_done = True
         if not self.is_server and self.conn.get_protocol_version_name() == "TLSv1.3":
             # A TLS 1.3 server judges our certificate after we finished; if it rejects us it sends an alert and

@@ -93,7 +93,8 @@ class Handshaker:
 
     async def run(self, stream: TLSStream) -> bool:
         """Handshake ``stream``; True on success. Failures are logged once and reported, never raised."""
-        started = trio.current_time()
+        hook = self.on_handshake
+        started = trio.current_time() if hook is not None else 0.0  # durations only go into events
         try:
             if self.limiter is None:
                 await stream._accepted_handshake()
@@ -116,7 +117,6 @@ class Handshaker:
             failure = HandshakeError(EOF_IN_HANDSHAKE, str(exc) or "the transport failed", peer=stream.peer_address)
             self._failed(stream, failure, trio.current_time() - started)
             return False
-        hook = self.on_handshake
         if hook is not None or logger.isEnabledFor(logging.DEBUG):
             event = HandshakeEvent(
                 peer=stream.peer_address,
@@ -127,7 +127,7 @@ class Handshaker:
                 subject=_subject_of(stream),
                 server_name=stream.server_name,
                 session_reused=stream.session_reused,
-                duration=trio.current_time() - started,
+                duration=trio.current_time() - started if hook is not None else 0.0,
                 warnings=tuple(stream.handshake_warnings),
             )
             logger.debug("%s", event.describe())

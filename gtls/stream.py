@@ -20,9 +20,9 @@ import trio
 from cryptography import x509
 
 from ._bio_driver import BioDriver
-from ._socket_driver import SocketDriver
+from ._socket_driver import SocketDriver, wait_readable
 from .context import compile_settings
-from .engine import TLSEngine, TransportFailed, Want
+from .engine import WANT_READ, TLSEngine, TransportFailed, Want
 from .errors import TIMEOUT, HandshakeError, TLSError
 from .options import TLSOptions
 from .resolve import Resolved, Role
@@ -384,7 +384,14 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     raise self._break(exc) from exc
                 if result.__class__ is Want:
                     try:
-                        await driver.wait(result)
+                        # Inline for the socket driver (see SocketDriver.claim_read): idle connections wait here.
+                        if result is WANT_READ and driver.__class__ is SocketDriver and driver.claim_read():
+                            try:
+                                await wait_readable(driver.sock)
+                            finally:
+                                driver.release_read()
+                        else:
+                            await driver.wait(result)  # type: ignore[arg-type]
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                         self._raise_transport_error(exc)
                     waited = True
