@@ -391,7 +391,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                             finally:
                                 driver.release_read()
                         else:
-                            await driver.wait(result)  # type: ignore[arg-type]
+                            await driver.wait(result)
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                         self._raise_transport_error(exc)
                     waited = True
