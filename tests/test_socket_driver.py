@@ -1,0 +1,105 @@
+"""The socket-bound driver's rule for two tasks waiting on one socket in the same direction.
+
+trio lets one task per direction wait on a socket; the second one parks behind the first and both retry their TLS
+step when the first wakes. ``TLSStream.receive_some`` takes the read wait in its own frame (``claim_read`` /
+``release_read``), so a task using ``wait`` must still park behind it. Real sockets (a connected socketpair)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from gtls._socket_driver import SocketDriver, wait_readable
+from gtls.engine import WANT_READ, WANT_WRITE
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    yield left, right
+    left.close()
+    right.close()
+
+
+async def test_wait_parks_behind_a_claimed_read_and_wakes_with_it(pair: tuple[socket.socket, socket.socket]) -> None:
+    sock, peer = pair
+    driver = SocketDriver(sock)
+    order: list[str] = []
+
+    async def claimed_reader() -> None:
+        assert driver.claim_read()
+        try:
+            await wait_readable(sock)
+        finally:
+            driver.release_read()
+        order.append("claimed")
+
+    async def second_reader() -> None:
+        await driver.wait(WANT_READ)
+        order.append("parked")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(claimed_reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert driver.waiting and not driver.claim_read()  # the claim is held: a second claim is refused
+            nursery.start_soon(second_reader)
+            await trio.testing.wait_all_tasks_blocked()
+            assert order == []  # both wait: neither trio's BusyResourceError nor a spin
+            peer.send(b"x")
+    assert order == ["claimed", "parked"]
+    assert not driver.waiting and driver.claim_read()  # released: the next reader takes it
+    driver.release_read()
+
+
+async def test_release_after_cancellation_frees_the_claim(pair: tuple[socket.socket, socket.socket]) -> None:
+    sock, _ = pair
+    driver = SocketDriver(sock)
+    with trio.move_on_after(0.05):
+        assert driver.claim_read()
+        try:
+            await wait_readable(sock)
+        finally:
+            driver.release_read()
+    assert not driver.waiting
+    with trio.move_on_after(0.05) as scope:
+        await driver.wait(WANT_READ)  # would park forever if the cancelled claim were still held
+    assert scope.cancelled_caught and not driver.waiting
+
+
+async def test_two_writers_both_resume_when_the_socket_drains(pair: tuple[socket.socket, socket.socket]) -> None:
+    sock, peer = pair
+    driver = SocketDriver(sock)
+    filled = 0
+    while True:  # fill the send buffer so the socket stops being writable (bounded by the kernel's buffer sizes)
+        try:
+            filled += sock.send(b"\0" * 65536)
+        except BlockingIOError:
+            break
+        assert filled < 64 << 20
+    resumed: list[int] = []
+
+    async def writer(number: int) -> None:
+        await driver.wait(WANT_WRITE)
+        resumed.append(number)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer, 1)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(writer, 2)
+            await trio.testing.wait_all_tasks_blocked()
+            assert resumed == []
+            drained = 0
+            while drained < filled:
+                try:
+                    drained += len(peer.recv(1 << 20))
+                except BlockingIOError:
+                    await trio.sleep(0.01)
+    assert sorted(resumed) == [1, 2]
+    assert not driver.waiting
