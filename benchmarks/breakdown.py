@@ -16,6 +16,11 @@ library shows what each side could still save: OpenSSL's own share is the floor 
 ``--baseline DIR`` adds gtls imported from another checkout (``git worktree add DIR REV``), as in
 ``quick_handshake.py``.
 
+``--trio-libdir DIR`` runs trio's server with ``LD_LIBRARY_PATH=DIR``: a directory holding another OpenSSL 3's
+``libssl.so.3`` and ``libcrypto.so.3`` (Python's ``ssl`` loads them instead of the system's), so that both servers
+run the same OpenSSL series and the ratio is the runtimes' alone. ``cryptography``'s wheel links its OpenSSL
+statically, so the other way round is not possible without building it.
+
 ``memory`` opens N connections that finish their handshakes and stay idle, then asks the server (SIGUSR1) for its
 resident set size and its malloc heap in use (glibc ``mallinfo2``). Growth per connection of the malloc heap is
 native state (OpenSSL's connection, plus Python objects over 512 bytes); the rest of the RSS growth is Python's
@@ -92,6 +97,28 @@ def start_server(argv: list[str], stderr: int | None = subprocess.DEVNULL, env: 
     return server, int(line)
 
 
+#: Set by --trio-libdir: where trio's server finds its libssl.so.3 / libcrypto.so.3.
+TRIO_LIBDIR: str | None = None
+
+
+def server_env(kind: str, baseline: str | None = None) -> dict[str, str] | None:
+    if kind == "base":
+        return {**os.environ, "PYTHONPATH": baseline or ""}
+    if kind == "trio" and TRIO_LIBDIR:
+        return {**os.environ, "LD_LIBRARY_PATH": TRIO_LIBDIR}
+    return None
+
+
+def openssl_versions() -> str:
+    """Which OpenSSL each server runs."""
+    gtls_version = subprocess.run(
+        [sys.executable, "-c", "from OpenSSL import SSL; print(SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode())"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    trio_version = subprocess.run([sys.executable, "-c", "import ssl; print(ssl.OPENSSL_VERSION)"],
+                                  env=server_env("trio"), capture_output=True, text=True, check=True).stdout.strip()
+    return f"gtls: {gtls_version}; trio: {trio_version}"
+
+
 # --- cpu -------------------------------------------------------------------------------------------------------
 
 
@@ -99,8 +126,7 @@ def callgrind_once(kind: str, files: tuple[Path, Path, Path], script: Path, coun
                    baseline: str | None) -> None:
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
             sys.executable, str(script), "gtls" if kind == "base" else kind, *map(str, files)]
-    env = {**os.environ, "PYTHONPATH": baseline or ""} if kind == "base" else None
-    server, port = start_server(argv, env=env)
+    server, port = start_server(argv, env=server_env(kind, baseline))
     try:
         context = client_context(files[2])
         handshakes(port, context, 20)  # warm-up: lazy set-up is not per-handshake work
@@ -146,7 +172,8 @@ def run_cpu(count: int, baseline: str | None) -> None:
             callgrind_once(kind, files, script, count, out, baseline)
             per[kind] = {group: value / count / 1000 for group, value in instructions_by_group(out).items()}
     names = ["total", *(name for name, _ in GROUPS), "other"]
-    print(f"thousands of instructions per handshake ({count} TLS 1.3 ECDSA P-256 handshakes, server process)")
+    print(f"thousands of instructions per handshake ({count} TLS 1.3 ECDSA P-256 handshakes, server process; "
+          f"{openssl_versions()})")
     print(f"{'':10}" + "".join(f"{kind:>10}" for kind in kinds) + f"{'gtls/trio':>11}")
     for name in names:
         gtls_value, trio_value = per["gtls"].get(name, 0.0), per["trio"].get(name, 0.0)
@@ -171,7 +198,8 @@ def probe(server: subprocess.Popen[str]) -> dict[str, int]:
 
 
 def memory_once(kind: str, files: tuple[Path, Path, Path], script: Path, count: int) -> dict[str, float]:
-    server, port = start_server([sys.executable, str(script), kind, *map(str, files)], stderr=subprocess.PIPE)
+    server, port = start_server([sys.executable, str(script), kind, *map(str, files)], stderr=subprocess.PIPE,
+                                env=server_env(kind))
     held: list[ssl.SSLSocket] = []
     try:
         context = client_context(files[2])
@@ -203,7 +231,8 @@ def run_memory(count: int, rounds: int) -> None:
         for round_no in range(rounds):
             for kind in KINDS if round_no % 2 == 0 else KINDS[::-1]:
                 results[kind].append(memory_once(kind, files, script, count))
-    print(f"bytes per idle connection ({count} connections, median of {rounds} rounds, server process)")
+    print(f"bytes per idle connection ({count} connections, median of {rounds} rounds, server process; "
+          f"{openssl_versions()})")
     print(f"{'':34}" + "".join(f"{kind:>10}" for kind in KINDS) + f"{'gtls/trio':>11}")
     rows = (("RSS growth", "rss"), ("malloc heap (native + big objects)", "malloc"),
             ("rest: Python small-object arenas", "python_arenas"))
@@ -222,7 +251,12 @@ def main() -> None:
     memory = sub.add_parser("memory", help="bytes per idle connection: RSS, malloc heap, Python arenas")
     memory.add_argument("--connections", type=int, default=1000)
     memory.add_argument("--rounds", type=int, default=3)
+    for command in (cpu, memory):
+        command.add_argument("--trio-libdir", metavar="DIR",
+                             help="LD_LIBRARY_PATH for trio's server: another OpenSSL 3 for Python's ssl")
     args = parser.parse_args()
+    global TRIO_LIBDIR
+    TRIO_LIBDIR = args.trio_libdir
     if args.what == "cpu":
         run_cpu(args.handshakes, args.baseline)
     else:

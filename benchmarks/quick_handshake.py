@@ -6,10 +6,12 @@ load it for a few seconds; the server's CPU (utime + stime from ``/proc/PID/stat
 the handshakes s_time completed. Servers alternate over several rounds and the medians are compared.
 
     python benchmarks/quick_handshake.py [--rounds 3] [--seconds 4] [--procs 2] [--tls 1.3|1.2] [--server gtls]
-        [--baseline DIR]
+        [--baseline DIR] [--trio-libdir DIR]
 
 ``--baseline DIR`` adds a third server: gtls imported from another checkout (e.g. ``git worktree add DIR REV``), so
 a change is judged against its parent in the same interleaved run rather than across runs on a noisy machine.
+``--trio-libdir DIR`` runs trio's server with ``LD_LIBRARY_PATH=DIR`` (another OpenSSL 3 for Python's ``ssl``; see
+``breakdown.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: Set by --trio-libdir: where trio's server finds its libssl.so.3 / libcrypto.so.3.
+TRIO_LIBDIR: str | None = None
 VERBOSE = "-v" in sys.argv
 
 SERVER_CODE = r"""
@@ -87,7 +91,7 @@ def write_pki(directory: Path) -> tuple[Path, Path, Path]:
 
 def measure(kind: str, files: tuple[Path, Path, Path], seconds: int, procs: int, tls: str,
             baseline: str | None = None) -> float:
-    env = None
+    env = {**os.environ, "LD_LIBRARY_PATH": TRIO_LIBDIR} if kind == "trio" and TRIO_LIBDIR else None
     if kind == "base":
         env = {**os.environ, "PYTHONPATH": baseline or ""}
     server = subprocess.Popen(
@@ -135,7 +139,10 @@ def main() -> None:
     parser.add_argument("-v", action="store_true", help="print each measurement with its user/system split")
     parser.add_argument("--server", choices=["gtls", "trio"], help="measure only this one (for profiling)")
     parser.add_argument("--baseline", metavar="DIR", help="also measure gtls imported from this checkout")
+    parser.add_argument("--trio-libdir", metavar="DIR", help="LD_LIBRARY_PATH for trio's server (another OpenSSL 3)")
     args = parser.parse_args()
+    global TRIO_LIBDIR
+    TRIO_LIBDIR = args.trio_libdir
     kinds = [args.server] if args.server else ["gtls", "trio"]
     if args.baseline:
         kinds.append("base")
