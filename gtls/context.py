@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import socket
 import threading
 import warnings as warnings_module
@@ -18,11 +19,13 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from OpenSSL import SSL, crypto
 
+from . import _stat_memo
 from . import errors as e
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
@@ -43,6 +46,7 @@ from .resolve import Resolved, Role, direct
 SSL_MODE_NO_AUTO_CHAIN = 0x8
 #: Compiled contexts kept for reuse (least recently used dropped first).
 CACHE_SIZE = 64
+_T = TypeVar("_T")
 #: The CA names of a certificate request travel in one list of at most 2**16 - 1 bytes (RFC 8446 §4.2.4, RFC 5246
 #: §7.4.4), beside the request's other fields; past this, OpenSSL fails every mutual handshake with internal_error.
 MAX_CA_NAMES_BYTES = 65_000
@@ -59,12 +63,26 @@ class BuildStats:
 
 STATS = BuildStats()
 _CACHE: OrderedDict[Hashable, CompiledContext] = OrderedDict()
+#: Settings whose files were last seen unchanged → their stamps and context (see gtls._stat_memo).
+_STAMPED: OrderedDict[Hashable, tuple[_stat_memo.Stamps, CompiledContext]] = OrderedDict()
+#: ``TLSOptions`` given directly, by role and working directory → their resolution (it reads no files).
+_DIRECT: OrderedDict[Hashable, Resolved] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
+        _STAMPED.clear()
+        _DIRECT.clear()
+
+
+def _remember(cache: OrderedDict[Hashable, _T], key: Hashable, value: _T) -> None:
+    with _CACHE_LOCK:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,27 +176,47 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
 
 def _cache_key(resolved: Resolved, inputs: _Inputs) -> Hashable:
     digests = tuple(sorted((str(p), hashlib.sha256(data).hexdigest()) for p, data in inputs.files.items()))
-    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), digests)
+    # Who may read the key file is part of the settings' state: a key made readable by others must be refused (or
+    # warned about) by the next compile, not served from the cache because its bytes are the same.
+    key_access = _group_other_bits(inputs.key_file) if inputs.key_file is not None else None
+    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), digests,
+            key_access)
+
+
+def _group_other_bits(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_mode & 0o077
+    except OSError:
+        return None
 
 
 def compile_context(resolved: Resolved) -> CompiledContext:
-    """The compiled context for ``resolved``: files read and checked now, the result cached and shared."""
+    """The compiled context for ``resolved``: files read and checked now, the result cached and shared.
+
+    While the files of settings compiled before are unchanged on disk (their stamps, ``gtls._stat_memo``), their
+    context is returned after one ``stat`` per file instead of reading and hashing them again."""
+    settings_key = (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir))
+    stamped = _STAMPED.get(settings_key)
+    if stamped is not None and _stat_memo.unchanged(stamped[0]):
+        STATS.cache_hits += 1
+        return stamped[1]
     where = _where(resolved)
     warnings: list[str] = []
     inputs = _read_inputs(resolved, where, warnings)
     key = _cache_key(resolved, inputs)
     with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
+        compiled = _CACHE.get(key)
+        if compiled is not None:
             _CACHE.move_to_end(key)
             STATS.cache_hits += 1
-            return cached
-    compiled = _build(resolved, inputs, where, warnings)
-    with _CACHE_LOCK:
+    if compiled is None:
+        compiled = _build(resolved, inputs, where, warnings)
         STATS.builds += 1
-        _CACHE[key] = compiled
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        _remember(_CACHE, key, compiled)
+    # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
+    stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
+    if stamps is not None:
+        _remember(_STAMPED, settings_key, (stamps, compiled))
     return compiled
 
 
@@ -192,7 +230,14 @@ def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Ro
             raise ValueError(f"this context was compiled for a {settings.role}, not a {role}")
         return settings
     if isinstance(settings, TLSOptions):
-        settings = direct(settings, role)
+        # Callers that pass the same options for every connection resolve them once (~90 µs each time otherwise);
+        # relative paths depend on the working directory, so it is part of the key.
+        direct_key = (settings, role, os.getcwd())
+        resolved = _DIRECT.get(direct_key)
+        if resolved is None:
+            resolved = direct(settings, role)
+            _remember(_DIRECT, direct_key, resolved)
+        settings = resolved
     if isinstance(settings, Resolved):
         if settings.role != role:
             raise ValueError(f"settings were resolved for a {settings.role}, not a {role}")

@@ -4,17 +4,21 @@ of real handshake failures to reason words (spec §8–§10)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from OpenSSL import SSL
 
+from gtls import _stat_memo
 from gtls import context as context_module
-from gtls.context import SSL_MODE_NO_AUTO_CHAIN, CompiledContext, compile_context
-from gtls.errors import CipherListError, HandshakeError, PeerVerificationError, UnsupportedProtocol
+from gtls.context import SSL_MODE_NO_AUTO_CHAIN, CompiledContext, compile_context, compile_settings
+from gtls.errors import CipherListError, ConfigError, HandshakeError, PeerVerificationError, UnsupportedProtocol
+from gtls.options import TLSOptions
 from gtls.resolve import direct
 from gtls.testing import CA, write_pem
 from tests.peers import client_handshake, close, gtls_server, s_client, s_server
@@ -87,15 +91,18 @@ def test_cache_shares_equal_settings_and_rebuilds_on_change(tmp_path: Path, file
     assert changed is not first and len(changed.trusted) == 2
 
 
-def test_many_handshakes_read_no_files_and_build_one_context(files: dict[str, Path]) -> None:
+def test_many_handshakes_read_no_files_and_build_one_context(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     context_module.clear_cache()
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)  # trust stamps at once (the racy-file guard has its own test)
     before = (context_module.STATS.builds, context_module.STATS.file_reads)
     server = server_ctx(files, **{"tls-mutual": "1"})
     client = client_ctx(files, "client", **{"tls-target-name-check": "host"})
     assert client_ctx(files, "client", **{"tls-target-name-check": "host"}) is client
     built = (context_module.STATS.builds - before[0], context_module.STATS.file_reads - before[1])
-    # Each compile_context call reads its files once (to compare digests): 3 + 3 + 3; the repeat built nothing.
-    assert built == (2, 9)
+    # The first compile of each reads its 3 files; the repeat finds them unchanged by their stamps: no read, no build.
+    assert built == (2, 6)
     opened: list[str] = []
     watching = threading.Event()
 
@@ -227,3 +234,124 @@ def test_failure_reasons_of_a_client(files: dict[str, Path]) -> None:
         close(conn)
     assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"
     assert error.depth == 0 and error.subject == "CN=server.test"
+
+
+# --- unchanged files are not read again (gtls._stat_memo) -------------------------------------------------------
+
+
+def _reads() -> int:
+    return context_module.STATS.file_reads
+
+
+def _two_roots_of_equal_pem_size(name: str) -> tuple[CA, CA]:
+    """Two roots whose certificates' PEM have the same length (ECDSA signatures vary by a few bytes)."""
+    first = CA.root(f"{name} one")
+    for _ in range(100):
+        second = CA.root(f"{name} two")
+        if len(second.cert_pem) == len(first.cert_pem):
+            return first, second
+    raise AssertionError("no two roots of equal PEM size in 100 tries")
+
+
+def test_settled_files_are_not_read_again_until_they_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    ca = write_pem(tmp_path / "ca.pem", CA.root("first"))
+    options = TLSOptions(trusted_ca=str(ca))
+    first = compile_settings(options, "client")
+    reads = _reads()
+    for _ in range(3):
+        assert compile_settings(options, "client") is first
+    assert _reads() == reads  # one stat per file, no read
+    write_pem(ca, CA.root("first"), CA.root("second"))  # rewritten (longer)
+    changed = compile_settings(options, "client")
+    assert changed is not first and len(changed.trusted) == 2 and _reads() == reads + 1
+
+
+def test_a_file_replaced_by_rename_with_equal_size_and_times_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    one, two = _two_roots_of_equal_pem_size("rename")
+    ca = write_pem(tmp_path / "ca.pem", one)
+    first = compile_settings(TLSOptions(trusted_ca=str(ca)), "client")
+    replacement = write_pem(tmp_path / "new.pem", two)
+    assert replacement.stat().st_size == ca.stat().st_size  # same key type and name length: same PEM size
+    stat = ca.stat()
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, ca)  # a new inode, as deployment tools rotate files
+    changed = compile_settings(TLSOptions(trusted_ca=str(ca)), "client")
+    assert changed is not first
+    assert [c.subject.rfc4514_string() for c in changed.trusted] == ["CN=rename two"]
+
+
+def test_a_key_made_world_readable_is_refused_on_the_next_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    root = CA.root("mode root")
+    leaf = root.leaf("mode.test", dns=["mode.test"])
+    options = TLSOptions(certificate=str(leaf.write_cert(tmp_path / "leaf.pem")),
+                         certificate_key=str(leaf.write_key(tmp_path / "leaf.key")),
+                         trusted_ca=str(root.write_cert(tmp_path / "ca.pem")))
+    compile_settings(options, "server")
+    (tmp_path / "leaf.key").chmod(0o644)
+    with pytest.raises(ConfigError, match="certificate-key"):
+        compile_settings(options, "server")
+
+
+def test_a_rewrite_keeping_size_and_modification_time_is_still_seen(tmp_path: Path) -> None:
+    """Same size and the modification time put back (``touch -d``, or a rewrite within one file-system tick): the
+    change time or the freshness guard still gives it away."""
+    context_module.clear_cache()
+    one, two = _two_roots_of_equal_pem_size("tick")
+    ca = write_pem(tmp_path / "ca.pem", one)
+    first = compile_settings(TLSOptions(trusted_ca=str(ca)), "client")
+    stat = ca.stat()
+    ca.write_bytes(two.cert_pem)
+    assert ca.stat().st_size == stat.st_size
+    os.utime(ca, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = compile_settings(TLSOptions(trusted_ca=str(ca)), "client")
+    assert [c.subject.rfc4514_string() for c in changed.trusted] == ["CN=tick two"] and changed is not first
+
+
+def test_files_changed_moments_ago_are_not_trusted_by_their_stamps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """File times move in ticks of milliseconds, so a rewrite in the tick its stamp was taken in could keep the
+    whole stamp: a file younger than SETTLE gets no stamp, and its settings are read in full every time."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.3)
+    fresh = tmp_path / "fresh.pem"
+    fresh.write_bytes(b"x")
+    assert _stat_memo.take([fresh]) is None
+    context_module.clear_cache()
+    ca = write_pem(tmp_path / "ca.pem", CA.root("young"))
+    options = TLSOptions(trusted_ca=str(ca))
+    compile_settings(options, "client")
+    reads = _reads()
+    compile_settings(options, "client")
+    assert _reads() == reads + 1  # young: read again
+    time.sleep(0.4)
+    assert _stat_memo.take([fresh]) is not None
+    compile_settings(options, "client")  # read once more, now stamped
+    reads = _reads()
+    compile_settings(options, "client")
+    assert _reads() == reads  # settled: the stamp stands in for the contents
+
+
+def test_relative_paths_in_options_follow_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context_module.clear_cache()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_pem(tmp_path / name / "ca.pem", CA.root(f"cwd {name}"))
+    options = TLSOptions(trusted_ca="ca.pem")
+    subjects = []
+    for name in ("a", "b", "a"):
+        monkeypatch.chdir(tmp_path / name)
+        compiled = compile_settings(options, "client")
+        subjects.append(compiled.trusted[0].subject.rfc4514_string())
+    assert subjects == ["CN=cwd a", "CN=cwd b", "CN=cwd a"]
