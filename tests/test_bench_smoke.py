@@ -51,6 +51,62 @@ def test_quick_smallest_scenario_end_to_end(tmp_path: Path) -> None:
     assert "server CPU per handshake" in done.stdout
 
 
+def _system_libssl_dir(tmp_path: Path) -> Path:
+    """A folder with ``libssl.so.3``/``libcrypto.so.3`` linked to the ones Python's ``ssl`` loads now."""
+    import ssl  # noqa: F401  (loaded, so its libraries show in /proc/self/maps)
+
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    found = {Path(line.split()[-1]).name: line.split()[-1] for line in maps
+             if line.split()[-1].startswith("/") and ("libssl.so.3" in line or "libcrypto.so.3" in line)}
+    if {"libssl.so.3", "libcrypto.so.3"} - set(found):
+        pytest.skip("Python's ssl does not load a libssl.so.3 here")
+    folder = tmp_path / "openssl"
+    folder.mkdir()
+    for name, target in found.items():
+        (folder / name).symlink_to(target)
+    return folder
+
+
+def test_trio_libdir_moves_trio_and_says_so(tmp_path: Path) -> None:
+    """--trio-libdir reaches trio's server (it serves) and is named in the notes and the machine record."""
+    libdir = _system_libssl_dir(tmp_path)
+    out_file = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "gtls", "bench", scenarios.SMALLEST, "--quick", "--rounds", "1", "--duration",
+            "0.5", "--procs", "1", "--peers", "gtls,trio", "--trio-libdir", str(libdir), "--json", str(out_file)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(out_file.read_text())
+    measured = {s["impl"] for s in document["summary"] if s["metric"] == "server_cpu_ms_per_handshake"}
+    assert measured == {"gtls", "trio"}, document["notes"]
+    assert document["machine"]["trio_openssl"].startswith("OpenSSL 3")
+    assert any("--trio-libdir" in note for note in document["notes"])
+
+
+def test_trio_libdir_without_libssl_leaves_trio_out(tmp_path: Path) -> None:
+    from gtls.bench.peers import TrioPeer
+
+    assert "no libssl.so.3" in (TrioPeer(str(tmp_path)).unavailable() or "")
+    assert TrioPeer().unavailable() is None and TrioPeer().env() is None
+
+
+def test_a_broken_trio_libdir_breaks_only_trio(tmp_path: Path) -> None:
+    """The folder really is what trio's processes load: unusable libraries there stop trio, not the run."""
+    libdir = tmp_path / "broken"
+    libdir.mkdir()
+    for name in ("libssl.so.3", "libcrypto.so.3"):
+        (libdir / name).write_bytes(b"not a library")
+    out_file = tmp_path / "bench.json"
+    argv = [sys.executable, "-m", "gtls", "bench", scenarios.SMALLEST, "--quick", "--rounds", "1", "--duration",
+            "0.5", "--procs", "1", "--peers", "gtls,trio", "--trio-libdir", str(libdir), "--json", str(out_file)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(out_file.read_text())
+    measured = {s["impl"] for s in document["summary"] if s["metric"] == "server_cpu_ms_per_handshake"}
+    assert measured == {"gtls"}
+    assert any(note.startswith(f"{scenarios.SMALLEST}: trio not measured: trio exited") and "libssl.so.3" in note
+               for note in document["notes"]), document["notes"]
+
+
 @pytest.mark.parametrize("name", [*scenarios.DEFAULT, "rsa-tls12-mutual-crl-resumed"])
 def test_scenario_names_parse(name: str) -> None:
     assert scenarios.parse(name).name == name

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from . import scenarios
-from .peers import ALL_PEERS
+from .peers import ALL_PEERS, TrioPeer
 from .progress import Progress
 from .report import CLIENT_NOTE, Summary, check_targets, library_note, summarise, table, to_json
 from .runner import QUICK, Config, Results, Runner
@@ -41,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
                    help="bulk load client: c (default; built with cc against the system OpenSSL, else python) or "
                    "python")
     p.add_argument("--peers", help="comma-separated subset of " + ",".join(peer.name for peer in ALL_PEERS))
+    p.add_argument("--trio-libdir", metavar="DIR",
+                   help="run trio's server and connector client with LD_LIBRARY_PATH=DIR, a folder holding another "
+                   "OpenSSL 3's libssl.so.3 and libcrypto.so.3, to compare gtls and trio on the same OpenSSL")
     return p
 
 
@@ -70,7 +73,9 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         print(f"gtls bench: {exc}", file=sys.stderr)
         return 2
-    peers = list(ALL_PEERS)
+    peers = [TrioPeer(args.trio_libdir) if peer.name == "trio" else peer for peer in ALL_PEERS]
+    trio_openssl = next((peer.openssl_version() for peer in peers
+                         if isinstance(peer, TrioPeer) and peer.libdir and peer.unavailable() is None), None)
     if args.peers:
         wanted = set(args.peers.split(","))
         unknown = wanted - {peer.name for peer in peers}
@@ -94,11 +99,11 @@ def main(argv: list[str]) -> int:
     for target in check_targets(summaries_of(results)):
         print("  " + target.describe(), file=human)
     print(file=human)
-    for note in [CLIENT_NOTE, *filter(None, [library_note()]), *results.notes]:
+    for note in [CLIENT_NOTE, *filter(None, [library_note(trio_openssl)]), *results.notes]:
         print("note: " + note, file=human)
     if args.json:
         command = "gtls bench " + shlex.join(argv)
-        document = to_json(results, command, started, dataclasses.asdict(config))
+        document = to_json(results, command, started, dataclasses.asdict(config), trio_openssl)
         text = json.dumps(document, indent=1, ensure_ascii=False)
         if args.json == "-":
             print(text)

@@ -12,10 +12,11 @@ import abc
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,14 +85,15 @@ def _log_tail(log: Path) -> str:
         return ""
 
 
-def _launch(impl: str, argv: Sequence[str], workdir: Path, port: int | None) -> RunningServer:
+def _launch(impl: str, argv: Sequence[str], workdir: Path, port: int | None,
+            env: Mapping[str, str] | None = None) -> RunningServer:
     """Start ``argv``; wait for ``listening on HOST:PORT`` in its stdout, or for ``port`` to accept."""
     log = workdir / f"{impl}.log"
     out = workdir / f"{impl}.out"
     with open(log, "wb") as err_file, open(out, "wb") as out_file:
         process = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out_file, stderr=err_file, cwd=workdir,
-            preexec_fn=pinned_to({SERVER_CORE}),
+            preexec_fn=pinned_to({SERVER_CORE}), env=env,
         )
     deadline = time.monotonic() + START_TIMEOUT
     try:
@@ -146,7 +148,32 @@ class GtlsPeer(Peer):
 
 
 class TrioPeer(Peer):
+    """trio's ``SSLStream`` server on Python's ``ssl``. ``libdir``: a folder with another OpenSSL 3's
+    ``libssl.so.3`` and ``libcrypto.so.3``, put first on ``LD_LIBRARY_PATH`` so that trio runs on the same OpenSSL
+    series as gtls (``gtls bench --trio-libdir``); the trio connector client uses it too."""
+
     name = "trio"
+
+    def __init__(self, libdir: str | None = None) -> None:
+        self.libdir = libdir
+
+    def env(self) -> dict[str, str] | None:
+        if not self.libdir:
+            return None
+        return {**os.environ, "LD_LIBRARY_PATH": self.libdir}
+
+    def openssl_version(self) -> str:
+        """The OpenSSL Python's ``ssl`` loads in this peer's processes."""
+        if not self.libdir:
+            return ssl.OPENSSL_VERSION
+        found = subprocess.run([sys.executable, "-c", "import ssl; print(ssl.OPENSSL_VERSION)"], env=self.env(),
+                               capture_output=True, text=True, timeout=60)
+        return found.stdout.strip() or f"unknown (import ssl failed with {self.libdir})"
+
+    def unavailable(self) -> str | None:
+        if self.libdir and not Path(self.libdir, "libssl.so.3").exists():
+            return f"--trio-libdir {self.libdir} has no libssl.so.3"
+        return None
 
     def start(self, pki: ScenarioPKI, setup: TLSSetup, workdir: Path) -> RunningServer:
         argv = [
@@ -157,7 +184,7 @@ class TrioPeer(Peer):
             argv.append("--mutual")
         if setup.crl:
             argv += ["--crl", str(pki.crl)]
-        return _launch(self.name, argv, workdir, None)
+        return _launch(self.name, argv, workdir, None, self.env())
 
 
 class OpenSSLPeer(Peer):

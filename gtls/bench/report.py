@@ -149,9 +149,17 @@ def gtls_openssl() -> str:
     return version.decode()
 
 
-def library_note() -> str | None:
-    """Say so when gtls and the peers run on different OpenSSL builds: ratios then compare libraries too."""
+def library_note(trio_openssl: str | None = None) -> str | None:
+    """Say so when gtls and the peers run on different OpenSSL builds: ratios then compare libraries too.
+    ``trio_openssl``: the OpenSSL trio was moved to with ``--trio-libdir`` (None: the system's, like the others)."""
     ours, theirs = gtls_openssl(), ssl.OPENSSL_VERSION
+    if trio_openssl is not None:
+        return (
+            f"gtls runs on {ours} (bundled with the cryptography wheel); trio (Python's ssl, --trio-libdir) on "
+            f"{trio_openssl}; openssl s_server and nginx on the system's {theirs}. gtls / trio compares the "
+            "runtimes on the same OpenSSL series where the first two words agree; the other ratios compare "
+            "libraries too."
+        )
     if ours.split()[:2] == theirs.split()[:2]:
         return None
     return (
@@ -190,14 +198,18 @@ def machine() -> dict[str, str]:
     }
 
 
-def to_json(results: Results, command: str, date: str, config: dict[str, Any]) -> dict[str, Any]:
+def to_json(results: Results, command: str, date: str, config: dict[str, Any],
+            trio_openssl: str | None = None) -> dict[str, Any]:
     summaries = summarise(results.samples)
+    info = machine()
+    if trio_openssl is not None:
+        info["trio_openssl"] = trio_openssl
     return {
         "command": command,
         "date": date,
-        "machine": machine(),
+        "machine": info,
         "config": config,
-        "notes": [CLIENT_NOTE, *filter(None, [library_note()]), *results.notes],
+        "notes": [CLIENT_NOTE, *filter(None, [library_note(trio_openssl)]), *results.notes],
         "summary": [asdict(s) for s in summaries],
         "ratios_to_gtls": [{"scenario": k[0], "metric": k[1], "other": k[2], "gtls_over_other": v}
                            for k, v in ratios(summaries).items()],
@@ -221,7 +233,8 @@ def markdown_report(document: dict[str, Any]) -> str:
         f"Date: {document['date']}  ",
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), Linux {info['kernel']}, Python {info['python']} "
         f"(ssl: {info['python_ssl']}), gtls/pyOpenSSL: {info.get('gtls_openssl', '?')}, "
-        f"CLI: {info['openssl_cli']}, {info.get('nginx', 'nginx missing')}",
+        + (f"trio (--trio-libdir): {info['trio_openssl']}, " if "trio_openssl" in info else "")
+        + f"CLI: {info['openssl_cli']}, {info.get('nginx', 'nginx missing')}",
         "",
         "Each cell: median [min–max] over the interleaved rounds; `gtls/X` = gtls median / X median.",
         "",

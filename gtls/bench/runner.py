@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .cclient import build_bulk_client
-from .peers import ALL_PEERS, Peer, PeerUnavailable, RunningServer, load_cores, pinned_to
+from .peers import ALL_PEERS, Peer, PeerUnavailable, RunningServer, TrioPeer, load_cores, pinned_to
 from .pki import ScenarioPKI, make_pki
 from .procstat import cpu_seconds, rss_bytes
 from .progress import Progress
@@ -69,9 +69,10 @@ def rotated(items: Sequence[str], by: int) -> list[str]:
     return list(items[by:]) + list(items[:by])
 
 
-def _run_json(argv: list[str], timeout: float, cores: set[int] | None = None) -> dict[str, Any]:
+def _run_json(argv: list[str], timeout: float, cores: set[int] | None = None,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=pinned_to(cores) if cores else None)
+                               preexec_fn=pinned_to(cores) if cores else None, env=env)
     try:
         out, err = process.communicate(timeout=timeout)
     finally:
@@ -395,8 +396,10 @@ class Runner:
                     self.progress.step(f"{scenario.name} round {round_ + 1}/{self.config.rounds}: {impl} client")
                     argv = [sys.executable, "-m", "gtls.bench.connector", "--impl", impl, "--port", str(server.port),
                             "--ca", str(self.pki(scenario.tls).root), "--duration", str(self.config.connector_duration)]
+                    trio_peer = by_name.get("trio")
+                    env = trio_peer.env() if impl == "trio" and isinstance(trio_peer, TrioPeer) else None
                     try:
-                        report = _run_json(argv, self.config.connector_duration + 60, load_cores())
+                        report = _run_json(argv, self.config.connector_duration + 60, load_cores(), env)
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         self._failed(scenario, f"{impl} client", exc)
                         continue
