@@ -140,8 +140,11 @@ class LineReader:
         self._thread.start()
 
     def _pump(self, pipe: object) -> None:
-        for line in iter(pipe.readline, ""):  # type: ignore[attr-defined]
-            self._queue.put(line.rstrip("\n"))
+        try:
+            for line in iter(pipe.readline, ""):  # type: ignore[attr-defined]
+                self._queue.put(line.rstrip("\n"))
+        except (ValueError, OSError):  # the pipe was closed under us while the process was being stopped: its end
+            pass
         self._queue.put(None)
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float = STEP_TIMEOUT) -> str:

@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,16 +68,21 @@ def _system_libssl_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def test_trio_libdir_moves_trio_and_says_so(tmp_path: Path) -> None:
-    """--trio-libdir reaches trio's server (it serves) and is named in the notes and the machine record."""
-    libdir = _system_libssl_dir(tmp_path)
+def _gtls_and_trio_with_libdir(tmp_path: Path, libdir: Path) -> tuple[dict[str, Any], set[str]]:
+    """One quick round of the smallest scenario with gtls and trio, trio on ``libdir``: the JSON document and the
+    servers that were measured."""
     out_file = tmp_path / "bench.json"
     argv = [sys.executable, "-m", "gtls", "bench", scenarios.SMALLEST, "--quick", "--rounds", "1", "--duration",
             "0.5", "--procs", "1", "--peers", "gtls,trio", "--trio-libdir", str(libdir), "--json", str(out_file)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
-    document = json.loads(out_file.read_text())
-    measured = {s["impl"] for s in document["summary"] if s["metric"] == "server_cpu_ms_per_handshake"}
+    document: dict[str, Any] = json.loads(out_file.read_text())
+    return document, {s["impl"] for s in document["summary"] if s["metric"] == "server_cpu_ms_per_handshake"}
+
+
+def test_trio_libdir_moves_trio_and_says_so(tmp_path: Path) -> None:
+    """--trio-libdir reaches trio's server (it serves) and is named in the notes and the machine record."""
+    document, measured = _gtls_and_trio_with_libdir(tmp_path, _system_libssl_dir(tmp_path))
     assert measured == {"gtls", "trio"}, document["notes"]
     assert document["machine"]["trio_openssl"].startswith("OpenSSL 3")
     assert any("--trio-libdir" in note for note in document["notes"])
@@ -95,13 +101,7 @@ def test_a_broken_trio_libdir_breaks_only_trio(tmp_path: Path) -> None:
     libdir.mkdir()
     for name in ("libssl.so.3", "libcrypto.so.3"):
         (libdir / name).write_bytes(b"not a library")
-    out_file = tmp_path / "bench.json"
-    argv = [sys.executable, "-m", "gtls", "bench", scenarios.SMALLEST, "--quick", "--rounds", "1", "--duration",
-            "0.5", "--procs", "1", "--peers", "gtls,trio", "--trio-libdir", str(libdir), "--json", str(out_file)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    document = json.loads(out_file.read_text())
-    measured = {s["impl"] for s in document["summary"] if s["metric"] == "server_cpu_ms_per_handshake"}
+    document, measured = _gtls_and_trio_with_libdir(tmp_path, libdir)
     assert measured == {"gtls"}
     assert any(note.startswith(f"{scenarios.SMALLEST}: trio not measured: trio exited") and "libssl.so.3" in note
                for note in document["notes"]), document["notes"]
