@@ -46,12 +46,11 @@ class SocketDriver:
 
     async def wait(self, want: Want) -> None:
         if want is WANT_READ:
-            if self._read_waiting:
+            if not self.claim_read():
                 if self._read_lot is None:
                     self._read_lot = trio.lowlevel.ParkingLot()
                 await self._read_lot.park()
                 return
-            self._read_waiting = True
             try:
                 await wait_readable(self.sock)
             finally:

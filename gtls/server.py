@@ -111,11 +111,11 @@ class Handshaker:
                 if scope.cancelled_caught:
                     raise stream.handshake_timed_out(self.timeout or 0.0)
         except HandshakeError as exc:
-            self._failed(stream, exc, trio.current_time() - started)
+            self._failed(stream, exc, started)
             return False
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             failure = HandshakeError(EOF_IN_HANDSHAKE, str(exc) or "the transport failed", peer=stream.peer_address)
-            self._failed(stream, failure, trio.current_time() - started)
+            self._failed(stream, failure, started)
             return False
         if hook is not None or logger.isEnabledFor(logging.DEBUG):
             event = HandshakeEvent(
@@ -137,7 +137,8 @@ class Handshaker:
             logger.warning("%s", warning)
         return True
 
-    def _failed(self, stream: TLSStream, error: HandshakeError, duration: float) -> None:
+    def _failed(self, stream: TLSStream, error: HandshakeError, started: float) -> None:
+        """Log the failure once; report it to ``on_handshake`` (which is when ``started`` was taken)."""
         peer = error.peer or stream.peer_address
         subject = f" subject={error.subject}" if error.subject else ""
         logger.warning("handshake failed: %s peer=%s%s: %s", error.reason, peer or "?", subject, error.message)
@@ -152,7 +153,7 @@ class Handshaker:
                     subject=error.subject,
                     server_name=stream.server_name,
                     session_reused=False,
-                    duration=duration,
+                    duration=trio.current_time() - started,
                     error=error,
                 )
             )
