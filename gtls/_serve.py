@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from ._poller import AVAILABLE as POLLER_AVAILABLE
+from ._poller import Poller
 from .ending import classify_ending
 from .stream import TLSStream
 
@@ -56,6 +58,9 @@ CAPACITY_PAUSE: Final = 0.1
 ACCEPT_BATCH: Final = 64
 #: Full batches in a row before the accept loop tries a larger batch (see _accept_loop).
 ACCEPT_PROBE: Final = 4
+
+#: Every connection task's name. Given explicitly, trio does not format one per task (a string per connection).
+CONNECTION_TASK_NAME: Final = "gtls.serve_tls_over_tcp.connection"
 
 Handler = Callable[[TLSStream], Awaitable[object]]
 Entry = list[TLSStream | None]
@@ -144,14 +149,19 @@ async def serve_listeners(
 
         def start(stream: TLSStream) -> None:
             entry = deadlines.add(stream) if deadlines is not None else None
-            tasks.start_soon(connection, stream, entry)
+            tasks.start_soon(connection, stream, entry, name=CONNECTION_TASK_NAME)
 
+        # The loop closes every stream it starts, so their read waits can go through a poller of its own.
+        poller = None
+        if POLLER_AVAILABLE and any(listener.raw_socket is not None for listener in listeners):
+            poller = Poller()
+            nursery.start_soon(poller.run)
         for listener in listeners:
-            nursery.start_soon(_accept_loop, listener, start)
+            nursery.start_soon(_accept_loop, listener, start, poller)
         task_status.started(listeners)
 
 
-async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]) -> None:
+async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None], poller: Poller | None) -> None:
     """Accept forever. Streams get no deadline of their own: the reaper or ``Handshaker.run`` enforces it."""
     raw = listener.raw_socket
     if raw is None:  # a listener over a socket we cannot reach directly: trio's accept, one at a time
@@ -196,7 +206,7 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
                     inherited = bool(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
                 if not inherited:
                     _set_tcp_options(conn)
-                stream = listener._wrap(conn, address, None)
+                stream = listener._wrap(conn, address, None, poller)
             except BaseException:
                 conn.close()
                 raise

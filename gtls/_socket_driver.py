@@ -3,6 +3,10 @@
 This is the fast path for TCP: no memory-BIO copies, no extra Python calls per record, and an event-loop switch
 only when OpenSSL actually reports ``WANT_READ``/``WANT_WRITE``.
 
+Read waits go through the server's edge-triggered poller (``gtls._poller``) for the serving loop's connections
+(until someone asks for ``transport_stream``), else through ``trio.lowlevel.wait_readable``; write waits always go
+through trio.
+
 trio allows one task per direction to wait on a socket. The receive side can need the socket *writable* (a TLS 1.3
 KeyUpdate reply) while a sender already waits for that, so a second waiter for the same direction parks on a
 ParkingLot and is woken when the first waiter wakes; both then retry their step, which is always safe.
@@ -11,28 +15,46 @@ ParkingLot and is woken when the first waiter wakes; both then retry their step,
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable
 
+import outcome
 import trio
 
+from ._poller import Poller, Readiness
 from .engine import WANT_READ, Want
 
 wait_readable = trio.lowlevel.wait_readable
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_current_task = trio.lowlevel.current_task
+_SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
+_UNREGISTERED = Readiness.UNREGISTERED
+_WAITING_FOR_EDGE = Readiness.WAITING_FOR_EDGE
+_SEEN = Readiness.SEEN
 
 
 class SocketDriver:
-    __slots__ = ("sock", "_read_waiting", "_write_waiting", "_read_lot", "_write_lot")
+    __slots__ = (
+        "sock", "_read_waiting", "_write_waiting", "_read_lot", "_write_lot",
+        "_poller", "_fd", "_readiness", "_reader",
+    )
 
-    def __init__(self, sock: socket.socket | trio.socket.SocketType) -> None:
+    def __init__(self, sock: socket.socket | trio.socket.SocketType, poller: Poller | None = None) -> None:
         self.sock = sock
         self._read_waiting = False
         self._write_waiting = False
         self._read_lot: trio.lowlevel.ParkingLot | None = None
         self._write_lot: trio.lowlevel.ParkingLot | None = None
+        #: The server's poller for read waits; None: trio's wait_readable.
+        self._poller = poller
+        self._fd = -1
+        self._readiness = _UNREGISTERED
+        #: The task parked in the poller for readability.
+        self._reader: trio.lowlevel.Task | None = None
 
     def claim_read(self) -> bool:
-        """Take the socket's read wait if no task holds it. The caller then awaits ``wait_readable(driver.sock)``
-        in its own frame and calls ``release_read()`` after it, however it ends: an idle connection sits in that
-        wait, and a coroutine frame of ours around it would cost ~200 bytes per connection and a call per wait.
+        """Take the socket's read wait if no task holds it. The caller then awaits ``readable()`` in its own frame
+        and calls ``release_read()`` after it, however it ends: an idle connection sits in that wait, and a
+        coroutine frame of ours around it would cost ~200 bytes per connection and a call per wait.
         False: another task waits for readability; use ``wait`` (which parks behind it)."""
         if self._read_waiting:
             return False
@@ -41,8 +63,82 @@ class SocketDriver:
 
     def release_read(self) -> None:
         self._read_waiting = False
+        self._reader = None
         if self._read_lot is not None:
             self._read_lot.unpark_all()
+
+    def readable(self) -> Awaitable[object]:
+        """What to await, holding the read claim, until the socket may be readable (a plain function returning the
+        awaitable: no frame of its own stays alive during the wait)."""
+        poller = self._poller
+        if poller is None:
+            return wait_readable(self.sock)
+        readiness = self._readiness
+        if readiness is _SEEN:  # an edge came while nobody waited: retry now, after a checkpoint
+            self._readiness = _WAITING_FOR_EDGE
+            return trio.lowlevel.checkpoint()
+        if readiness is _UNREGISTERED:
+            fd = self.sock.fileno()
+            try:
+                added = poller.add(fd, self)
+            except OSError:  # closed under us, or not pollable: trio reports it
+                added = False
+            if not added:
+                self._poller = None
+                return wait_readable(self.sock)
+            self._fd = fd
+            self._readiness = _WAITING_FOR_EDGE
+        self._reader = _current_task()
+        return _wait_task_rescheduled(self._abort_read)
+
+    def _abort_read(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self._reader = None
+        return _SUCCEEDED
+
+    def on_readable(self) -> None:
+        """The poller saw an edge: wake the reader, or remember it for the next wait."""
+        task = self._reader
+        if task is None:
+            self._readiness = _SEEN
+        else:
+            self._reader = None
+            trio.lowlevel.reschedule(task)
+
+    def leave_poller(self) -> None:
+        """Others may now wait on the socket through trio (``transport_stream`` was handed out): from here on every
+        wait goes through trio. A reader parked in the poller wakes and retries its step, then waits through trio."""
+        poller = self._poller
+        if poller is None:
+            return
+        self._poller = None
+        if self._readiness is not _UNREGISTERED:
+            poller.remove(self._fd)
+            self._readiness = _UNREGISTERED
+        self._wake_reader(None)
+
+    def poller_stopped(self) -> None:
+        """The server stopped, and its poller with it: a reader parked there retries, then waits through trio."""
+        self._poller = None
+        self._readiness = _UNREGISTERED
+        self._wake_reader(None)
+
+    def closing(self) -> None:
+        """The socket is about to be closed: stop watching it; a reader parked in the poller gets
+        ``ClosedResourceError``, as trio's ``notify_closing`` gives its waiters."""
+        poller = self._poller
+        if poller is None:
+            return
+        if self._readiness is not _UNREGISTERED:
+            poller.forget(self._fd)
+            self._readiness = _UNREGISTERED
+        self._poller = None
+        self._wake_reader(trio.ClosedResourceError("another task closed this socket"))
+
+    def _wake_reader(self, error: BaseException | None) -> None:
+        task = self._reader
+        if task is not None:
+            self._reader = None
+            trio.lowlevel.reschedule(task, outcome.Value(None) if error is None else outcome.Error(error))
 
     async def wait(self, want: Want) -> None:
         if want is WANT_READ:
@@ -52,7 +148,7 @@ class SocketDriver:
                 await self._read_lot.park()
                 return
             try:
-                await wait_readable(self.sock)
+                await self.readable()
             finally:
                 self.release_read()
         else:
@@ -90,8 +186,9 @@ class SocketDriver:
 
     @property
     def waiting(self) -> bool:
-        """True while a task waits on the socket through this driver (or is parked behind one that does)."""
-        return self._read_waiting or self._write_waiting
+        """True while a task waits on the socket through trio (or is parked behind one that does): closing the
+        socket must then tell trio (``notify_closing``). Poller waits are woken by ``closing``."""
+        return (self._read_waiting and self._poller is None) or self._write_waiting
 
     def wake_all(self) -> None:
         """The stream is closing: parked waiters re-check its state."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import errno
 import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from cryptography import x509
@@ -138,7 +139,7 @@ class TLSEngine:
         #: OpenSSL holds a partly written record: the next ``send`` must repeat the same buffer.
         self.write_pending = False
         #: Warnings the context reported for this handshake (e.g. an expired CRL accepted under ``warn``).
-        self.warnings: list[str] = []
+        self.warnings: Sequence[str] = ()  # a list only when there are some: most handshakes have none
         # In TLS 1.3 a client finishes its handshake before the server has judged the client certificate; a
         # rejection arrives as an alert on the first read and still counts as a handshake failure (spec §9).
         # A server has judged everything when its handshake completes: its first read failure is a record error.

@@ -27,6 +27,7 @@ from .resolve import Resolved
 from .stream import TLSStream, compile_settings
 
 if TYPE_CHECKING:
+    from ._poller import Poller
     from .context import CompiledContext
 
 logger = logging.getLogger("gtls.server")
@@ -192,9 +193,12 @@ class TLSListener(trio.abc.Listener[TLSStream]):
             await trio.aclose_forcefully(transport)
             raise
 
-    def _wrap(self, conn: socket.socket, address: object, handshake_timeout: float | None) -> TLSStream:
+    def _wrap(
+        self, conn: socket.socket, address: object, handshake_timeout: float | None, poller: Poller | None = None
+    ) -> TLSStream:
         """A stream for a connection accepted on ``raw_socket`` (already non-blocking, TCP options set)."""
-        return TLSStream._accepted(None, conn, self.context, address, self._https_compatible, handshake_timeout)
+        return TLSStream._accepted(None, conn, self.context, address, self._https_compatible, handshake_timeout,
+                                   poller)
 
     async def aclose(self) -> None:
         await self.transport_listener.aclose()

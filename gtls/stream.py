@@ -20,7 +20,7 @@ import trio
 from cryptography import x509
 
 from ._bio_driver import BioDriver
-from ._socket_driver import SocketDriver, wait_readable
+from ._socket_driver import SocketDriver
 from .context import compile_settings
 from .engine import WANT_READ, TLSEngine, TransportFailed, Want
 from .errors import TIMEOUT, HandshakeError, TLSError
@@ -28,6 +28,7 @@ from .options import TLSOptions
 from .resolve import Resolved, Role
 
 if TYPE_CHECKING:
+    from ._poller import Poller
     from .context import CompiledContext
 
 __all__ = ["TLSStream", "compile_settings"]  # compile_settings re-exported: transport callers import it from here
@@ -123,13 +124,16 @@ class TLSStream(trio.abc.HalfCloseableStream):
         address: object,
         https_compatible: bool,
         handshake_timeout: float | None,
+        poller: Poller | None = None,
     ) -> TLSStream:
         """The listeners' fast constructor: settings already compiled, peer address known from accept().
         ``transport`` may be None for a bare non-blocking stdlib socket: ``transport_stream`` then makes the
-        ``trio.SocketStream`` on first use (most connections never ask, and it costs objects and syscalls)."""
+        ``trio.SocketStream`` on first use (most connections never ask, and it costs objects and syscalls).
+        ``poller``: read waits go through it (``gtls._poller``) for a connection whose closing is guaranteed (the
+        serving loop's), since it holds the stream until then."""
         self = cls.__new__(cls)
         self._setup(transport, compiled, sock, None, address, https_compatible, DEFAULT_CLOSE_TIMEOUT,
-                    handshake_timeout)
+                    handshake_timeout, poller)
         return self
 
     def _setup(
@@ -142,6 +146,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         https_compatible: bool,
         close_timeout: float,
         handshake_timeout: float | None,
+        poller: Poller | None = None,
     ) -> None:
         self._transport = transport_stream
         self._sock = sock
@@ -152,7 +157,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         engine = TLSEngine(compiled, sock, server_hostname=server_hostname, peer=peer)  # type: ignore[arg-type]
         self._engine = engine
         self._driver: SocketDriver | BioDriver = (
-            SocketDriver(sock) if sock is not None else BioDriver(engine, transport_stream)  # type: ignore[arg-type]
+            SocketDriver(sock, poller) if sock is not None else BioDriver(engine, transport_stream)  # type: ignore[arg-type]
         )
         self._state = _OK
         self._cause: BaseException | None = None
@@ -177,6 +182,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 raw.close()  # nothing can be waiting on it yet: no notify_closing needed
                 transport = self._transport = trio.SocketStream(stand_in)
             else:
+                driver = self._driver
+                if driver.__class__ is SocketDriver:
+                    driver.leave_poller()  # the caller may now wait on the socket through trio
                 transport = self._transport = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         return transport
 
@@ -199,7 +207,11 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     or driver.waiting
                 ):
                     trio.lowlevel.notify_closing(sock)
+                if driver.__class__ is SocketDriver:
+                    driver.closing()  # wakes a reader parked in the poller, as notify_closing wakes trio's
                 sock.close()
+            elif self._driver.__class__ is SocketDriver:
+                self._driver.closing()
         else:
             sock.close()
 
@@ -387,7 +399,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                         # Inline for the socket driver (see SocketDriver.claim_read): idle connections wait here.
                         if result is WANT_READ and driver.__class__ is SocketDriver and driver.claim_read():
                             try:
-                                await wait_readable(driver.sock)
+                                await driver.readable()
                             finally:
                                 driver.release_read()
                         else:
@@ -633,7 +645,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
     @property
     def handshake_warnings(self) -> list[str]:
         """Warnings the context reported for this handshake (e.g. an expired CRL accepted under ``warn``)."""
-        return self._engine.warnings
+        return list(self._engine.warnings)
 
     @property
     def peer_address(self) -> str | None:

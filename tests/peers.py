@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+import trio.testing
 from OpenSSL import SSL
 
 from gtls.context import CompiledContext
@@ -84,6 +85,13 @@ class PKI:
             mapping["certificate-key"] = str(self.client_key)
         mapping.update({k.replace("_", "-"): v for k, v in extra.items()})
         return TLSOptions.from_mapping(mapping)
+
+
+async def settled(timeout: float = 5.0) -> None:
+    """Until every task of this run waits and nothing is left to read: a server has then handled all that its
+    clients sent (each handshake's event recorded) and can be cancelled without cutting one short."""
+    with trio.fail_after(timeout):
+        await trio.testing.wait_all_tasks_blocked()
 
 
 def write_pki(directory: Path, *, key_type: KeyType = "ec", server_dns: Sequence[str] = ("localhost",)) -> PKI:

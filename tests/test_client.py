@@ -29,7 +29,7 @@ from gtls import (
 )
 from gtls.server import serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, raw_server, write_pki
+from tests.peers import PKI, raw_server, settled, write_pki
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +53,7 @@ async def server(options: object, events: list[HandshakeEvent], port: int = 0) -
             )
         )
         yield listeners[0].socket.getsockname()[1]
+        await settled()  # a TLS 1.3 client is done before the server has read its Finished: let it record the event
         nursery.cancel_scope.cancel()
 
 
@@ -195,6 +196,7 @@ host = "localhost"
         async with stream:
             assert await stream.receive_some() == b"hello"
             assert stream.peer_certificate == pki.server.cert
+        await settled()
         nursery.cancel_scope.cancel()
     assert events[0].server_name == "localhost"  # the connection's host: SNI and reference name
 

@@ -2,18 +2,23 @@
 
 trio lets one task per direction wait on a socket; the second one parks behind the first and both retry their TLS
 step when the first wakes. ``TLSStream.receive_some`` takes the read wait in its own frame (``claim_read`` /
-``release_read``), so a task using ``wait`` must still park behind it. Real sockets (a connected socketpair)."""
+``release_read``), so a task using ``wait`` must still park behind it. Each test runs with read waits through trio
+and through a poller (``gtls._poller``). Real sockets (a connected socketpair)."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 
-from gtls._socket_driver import SocketDriver, wait_readable
+from gtls._poller import Poller
+from gtls._socket_driver import SocketDriver
 from gtls.engine import WANT_READ, WANT_WRITE
+
+MakeDriver = Callable[[socket.socket], SocketDriver]
 
 
 @pytest.fixture
@@ -26,15 +31,39 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     right.close()
 
 
-async def test_wait_parks_behind_a_claimed_read_and_wakes_with_it(pair: tuple[socket.socket, socket.socket]) -> None:
+@asynccontextmanager
+async def drivers(mode: str) -> AsyncIterator[MakeDriver]:
+    """Makes drivers whose read waits go through trio, or through a running poller."""
+    if mode == "trio":
+        yield SocketDriver
+        return
+    async with trio.open_nursery() as nursery:
+        poller = Poller()
+        nursery.start_soon(poller.run)
+        yield lambda sock: SocketDriver(sock, poller)
+        nursery.cancel_scope.cancel()
+
+
+modes = pytest.mark.parametrize("mode", ["trio", "poller"])
+
+
+@modes
+async def test_wait_parks_behind_a_claimed_read_and_wakes_with_it(
+    pair: tuple[socket.socket, socket.socket], mode: str
+) -> None:
+    async with drivers(mode) as make:
+        await _parks_behind_a_claimed_read(pair, make)
+
+
+async def _parks_behind_a_claimed_read(pair: tuple[socket.socket, socket.socket], make: MakeDriver) -> None:
     sock, peer = pair
-    driver = SocketDriver(sock)
+    driver = make(sock)
     order: list[str] = []
 
     async def claimed_reader() -> None:
         assert driver.claim_read()
         try:
-            await wait_readable(sock)
+            await driver.readable()
         finally:
             driver.release_read()
         order.append("claimed")
@@ -47,25 +76,30 @@ async def test_wait_parks_behind_a_claimed_read_and_wakes_with_it(pair: tuple[so
         async with trio.open_nursery() as nursery:
             nursery.start_soon(claimed_reader)
             await trio.testing.wait_all_tasks_blocked()
-            assert driver.waiting and not driver.claim_read()  # the claim is held: a second claim is refused
+            assert not driver.claim_read()  # the claim is held: a second claim is refused
             nursery.start_soon(second_reader)
             await trio.testing.wait_all_tasks_blocked()
             assert order == []  # both wait: neither trio's BusyResourceError nor a spin
             peer.send(b"x")
     assert order == ["claimed", "parked"]
-    assert not driver.waiting and driver.claim_read()  # released: the next reader takes it
+    assert driver.claim_read()  # released: the next reader takes it
     driver.release_read()
 
 
-async def test_release_after_cancellation_frees_the_claim(pair: tuple[socket.socket, socket.socket]) -> None:
-    sock, _ = pair
-    driver = SocketDriver(sock)
-    with trio.move_on_after(0.05) as first:
-        await driver.wait(WANT_READ)  # takes the claim itself, and must give it back when cancelled
-    assert first.cancelled_caught and not driver.waiting
-    with trio.move_on_after(0.05) as scope:
-        await driver.wait(WANT_READ)  # would park forever if the cancelled claim were still held
-    assert scope.cancelled_caught and not driver.waiting
+@modes
+async def test_release_after_cancellation_frees_the_claim(pair: tuple[socket.socket, socket.socket], mode: str) -> None:
+    sock, peer = pair
+    async with drivers(mode) as make:
+        driver = make(sock)
+        with trio.move_on_after(0.05) as first:
+            await driver.wait(WANT_READ)  # takes the claim itself, and must give it back when cancelled
+        assert first.cancelled_caught and not driver.waiting
+        with trio.move_on_after(0.05) as scope:
+            await driver.wait(WANT_READ)  # would park forever if the cancelled claim were still held
+        assert scope.cancelled_caught and not driver.waiting
+        peer.send(b"x")
+        with trio.fail_after(5):  # and a wait after the cancellations still wakes
+            await driver.wait(WANT_READ)
 
 
 async def test_two_writers_both_resume_when_the_socket_drains(pair: tuple[socket.socket, socket.socket]) -> None:

@@ -1,0 +1,246 @@
+"""The serving loop's edge-triggered poller (``gtls._poller``): no wake-up lost, none needed twice, closed sockets
+and a stopped server handled, and idle connections that hold no trio wait. Real sockets: socketpairs for the
+driver, a gtls server and Python ``ssl`` clients over 127.0.0.1 end to end."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from gtls import TLSStream, serve_tls_over_tcp
+from gtls._poller import AVAILABLE, Poller
+from gtls._socket_driver import SocketDriver
+from gtls.engine import WANT_READ
+from tests.peers import PKI, write_pki
+
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason="the poller needs epoll (Linux)")
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    yield left, right
+    left.close()
+    right.close()
+
+
+@asynccontextmanager
+async def running() -> AsyncIterator[tuple[Poller, trio.Nursery]]:
+    async with trio.open_nursery() as nursery:
+        poller = Poller()
+        nursery.start_soon(poller.run)
+        yield poller, nursery
+        nursery.cancel_scope.cancel()
+
+
+def drain(sock: socket.socket) -> None:
+    while True:
+        try:
+            if not sock.recv(65536):
+                return
+        except BlockingIOError:
+            return
+
+
+async def test_data_that_came_while_nobody_waited_is_not_waited_for(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Edge-triggered: the kernel reports new data once. Data arriving between two waits must not leave the next
+    wait parked forever; after that retry, a wait parks again until more data comes."""
+    sock, peer = pair
+    async with running() as (poller, _):
+        driver = SocketDriver(sock, poller)
+        with trio.fail_after(5):
+            peer.send(b"first")
+            await driver.wait(WANT_READ)  # joins the set; data already there is reported at once
+            drain(sock)
+            peer.send(b"second")  # nobody waits now
+            await trio.testing.wait_all_tasks_blocked()  # the poller has seen the edge
+            await driver.wait(WANT_READ)  # remembered: returns without new data
+            drain(sock)
+        with trio.move_on_after(0.1) as idle:
+            await driver.wait(WANT_READ)  # nothing new: parks
+        assert idle.cancelled_caught
+        peer.send(b"third")
+        with trio.fail_after(5):
+            await driver.wait(WANT_READ)
+
+
+async def test_closing_wakes_a_parked_reader_with_closed_resource_error(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    sock, _ = pair
+    async with running() as (poller, nursery):
+        driver = SocketDriver(sock, poller)
+        outcome: list[BaseException] = []
+
+        async def reader() -> None:
+            try:
+                await driver.wait(WANT_READ)
+            except trio.ClosedResourceError as exc:
+                outcome.append(exc)
+
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        driver.closing()
+        with trio.fail_after(5):
+            while not outcome:
+                await trio.sleep(0.001)
+        assert not driver.waiting
+
+
+async def test_a_stopped_poller_hands_its_readers_to_trio(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A connection can outlive its server (``handler_nursery``): its reader wakes when the poller stops, retries,
+    and from then on waits through trio."""
+    sock, peer = pair
+    woke = trio.Event()
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as server:
+            poller = Poller()
+            server.start_soon(poller.run)
+            driver = SocketDriver(sock, poller)
+
+            async def reader() -> None:
+                await driver.wait(WANT_READ)  # woken by the stop: the caller would retry OpenSSL here
+                await driver.wait(WANT_READ)  # now through trio
+                woke.set()
+
+            outer.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            server.cancel_scope.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not woke.is_set()
+        peer.send(b"x")
+        with trio.fail_after(5):
+            await woke.wait()
+
+
+async def test_leaving_the_poller_keeps_reads_working(pair: tuple[socket.socket, socket.socket]) -> None:
+    """``transport_stream`` hands the socket to trio: a parked reader is woken and later waits go through trio."""
+    sock, peer = pair
+    async with running() as (poller, nursery):
+        driver = SocketDriver(sock, poller)
+        woke = trio.Event()
+
+        async def reader() -> None:
+            await driver.wait(WANT_READ)
+            await driver.wait(WANT_READ)
+            woke.set()
+
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        driver.leave_poller()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not woke.is_set() and driver.waiting  # now waiting through trio
+        peer.send(b"x")
+        with trio.fail_after(5):
+            await woke.wait()
+
+
+# --- end to end --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("poller"))
+
+
+async def echo(stream: TLSStream) -> None:
+    while data := await stream.receive_some():
+        await stream.send_all(data)
+
+
+def client_context(pki: PKI) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    return context
+
+
+def idle_clients(port: int, pki: PKI, count: int, ready: trio.Event, release: trio.Event,
+                 token: trio.lowlevel.TrioToken) -> list[bytes]:
+    """In a thread: ``count`` handshaken connections that say nothing until ``release``, then echo one line each."""
+    context = client_context(pki)
+    held: list[ssl.SSLSocket] = []
+    try:
+        for _ in range(count):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            held.append(context.wrap_socket(raw, server_hostname="localhost"))
+        trio.from_thread.run_sync(ready.set, trio_token=token)
+        trio.from_thread.run(release.wait, trio_token=token)
+        replies = []
+        for number, conn in enumerate(held):
+            conn.sendall(b"line %d" % number)
+            replies.append(conn.recv(100))
+        return replies
+    finally:
+        for conn in held:
+            conn.close()
+
+
+@asynccontextmanager
+async def server(pki: PKI, handler_nursery: trio.Nursery | None = None) -> AsyncIterator[tuple[int, trio.Nursery]]:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(echo, 0, pki.server_options(), host="127.0.0.1",
+                                                   handler_nursery=handler_nursery, task_status=task_status)
+        )
+        yield listeners[0].socket.getsockname()[1], nursery
+        nursery.cancel_scope.cancel()
+
+
+async def test_idle_connections_wait_in_the_poller_and_still_answer(pki: PKI) -> None:
+    """Idle served connections hold no trio wait each (the memory an idle connection costs); each still answers."""
+    count = 40
+    ready, release = trio.Event(), trio.Event()
+    fds_before = len(os.listdir("/proc/self/fd"))
+    async with server(pki) as (port, _):
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                result: list[list[bytes]] = []
+
+                async def clients() -> None:
+                    result.append(await trio.to_thread.run_sync(
+                        idle_clients, port, pki, count, ready, release, trio.lowlevel.current_trio_token()))
+
+                nursery.start_soon(clients)
+                try:
+                    await ready.wait()
+                    await trio.testing.wait_all_tasks_blocked()
+                    waiting = trio.lowlevel.current_statistics().io_statistics.tasks_waiting_read
+                finally:
+                    release.set()  # the clients' thread ends in any case
+                # The accept loop, the poller and the clients' thread wake-up: not one per connection.
+                assert waiting < 5, waiting
+        assert result == [[b"line %d" % n for n in range(count)]]
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(os.listdir("/proc/self/fd")) == fds_before  # the poller's epoll descriptor too
+
+
+async def test_connections_outliving_their_server_keep_working(pki: PKI) -> None:
+    """With a ``handler_nursery``, handlers outlive the server; their reads move from its poller to trio."""
+    ready, release = trio.Event(), trio.Event()
+    async with trio.open_nursery() as handlers:
+        async with server(pki, handler_nursery=handlers) as (port, _):
+            result: list[list[bytes]] = []
+
+            async def clients() -> None:
+                result.append(await trio.to_thread.run_sync(
+                    idle_clients, port, pki, 3, ready, release, trio.lowlevel.current_trio_token()))
+
+            handlers.start_soon(clients)
+            with trio.fail_after(10):
+                await ready.wait()
+                await trio.testing.wait_all_tasks_blocked()
+        release.set()  # the server (and its poller) stopped: the handlers still answer
+        with trio.fail_after(10):
+            while not result:
+                await trio.sleep(0.01)
+        assert result == [[b"line %d" % n for n in range(3)]]
+        handlers.cancel_scope.cancel()
