@@ -9,6 +9,8 @@ else. Compared with trio's ``serve_listeners`` + ``SSLStream``:
 * handshake deadlines are enforced by one reaper task per server (all deadlines of a server are equal, so
   accept order is deadline order: a deque, no heap, no cancel scope per connection); on expiry it breaks the
   stream with ``timeout`` and closes its socket, which wakes the handshake;
+* connections wait for readability in the server's edge-triggered poller (``gtls._poller``): no trio wait record
+  per idle connection and no ``epoll_ctl`` per wait;
 * the connection's task closes its stream synchronously at the end (``close_notify`` if the socket takes it at
   once), with no cancel scope and no extra checkpoint.
 

@@ -135,10 +135,14 @@ class SocketDriver:
         self._wake_reader(trio.ClosedResourceError("another task closed this socket"))
 
     def _wake_reader(self, error: BaseException | None) -> None:
+        """Wake the reader parked in the poller, if any: to retry its step (``None``), or with ``error``."""
         task = self._reader
         if task is not None:
             self._reader = None
-            trio.lowlevel.reschedule(task, outcome.Value(None) if error is None else outcome.Error(error))
+            if error is None:
+                trio.lowlevel.reschedule(task)
+            else:
+                trio.lowlevel.reschedule(task, outcome.Error(error))
 
     async def wait(self, want: Want) -> None:
         if want is WANT_READ:
