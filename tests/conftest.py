@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,14 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def localhost_demo(tmp_path_factory: pytest.TempPathFactory) -> DemoPKI:
     """The demo PKI with a server certificate for ``localhost`` only."""
     return demo_pki(tmp_path_factory.mktemp("demo-localhost"), server_names=("localhost",))
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair of non-blocking Unix stream sockets."""
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.setblocking(False)
+    yield left, right
+    left.close()
+    right.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -21,16 +21,6 @@ from gtls.engine import WANT_READ
 from tests.peers import PKI, write_pki
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="the poller needs epoll (Linux)")
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    left, right = socket.socketpair()
-    left.setblocking(False)
-    right.setblocking(False)
-    yield left, right
-    left.close()
-    right.close()
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ and through a poller (``gtls._poller``). Real sockets (a connected socketpair)."
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -19,16 +19,6 @@ from gtls._socket_driver import SocketDriver
 from gtls.engine import WANT_READ, WANT_WRITE
 
 MakeDriver = Callable[[socket.socket], SocketDriver]
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    left, right = socket.socketpair()
-    left.setblocking(False)
-    right.setblocking(False)
-    yield left, right
-    left.close()
-    right.close()
 
 
 @asynccontextmanager
