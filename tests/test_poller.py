@@ -234,3 +234,47 @@ async def test_connections_outliving_their_server_keep_working(pki: PKI) -> None
                 await trio.sleep(0.01)
         assert result == [[b"line %d" % n for n in range(3)]]
         handlers.cancel_scope.cancel()
+
+
+async def test_a_handler_that_takes_the_transport_stream_keeps_working(pki: PKI) -> None:
+    """``transport_stream`` lets a handler wait on the socket through trio itself: the connection leaves the poller
+    (mid-life, after its handshake waited there), and its reads still work, and closing the transport through trio
+    from another task wakes a reader."""
+    seen: list[bool] = []
+
+    async def handler(stream: TLSStream) -> None:
+        transport = stream.transport_stream
+        assert isinstance(transport, trio.SocketStream)
+        line = await stream.receive_some()
+        await stream.send_all(line)
+        async with trio.open_nursery() as nursery:
+
+            async def reader() -> None:
+                try:
+                    await stream.receive_some()  # parks through trio now
+                except trio.BrokenResourceError:  # the transport was closed underneath the TLS stream
+                    seen.append(True)
+
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            await transport.aclose()  # trio's close wakes trio's waiters only: the reader must be one of them
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                client_context(pki).wrap_socket(raw, server_hostname="localhost") as conn:
+            conn.sendall(b"ping")
+            reply = conn.recv(100)
+            conn.recv(100)  # until the server closes
+            return reply
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(handler, 0, pki.server_options(), host="127.0.0.1",
+                                                   task_status=task_status)
+        )
+        port = listeners[0].socket.getsockname()[1]
+        with trio.fail_after(10):
+            assert await trio.to_thread.run_sync(client, port) == b"ping"
+            while not seen:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
