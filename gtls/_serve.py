@@ -69,13 +69,18 @@ Entry = list[TLSStream | None]
 
 
 class HandshakeDeadlines:
-    """Enforces the handshake deadline of every connection of one server from a single task."""
+    """Enforces the handshake deadline of every connection of one server from a single task.
 
-    __slots__ = ("timeout", "_queue")
+    The task runs in the server's nursery. Handshakes running in a ``handler_nursery`` may outlive the server: then
+    ``run`` is started again there, keeps their deadlines and ends once the last of them is over."""
+
+    __slots__ = ("timeout", "_queue", "_serving", "_scope")
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._queue: deque[tuple[float, Entry]] = deque()
+        self._serving = True
+        self._scope: trio.CancelScope | None = None
 
     def add(self, stream: TLSStream) -> Entry:
         """Track ``stream`` until ``done(entry)``."""
@@ -90,19 +95,37 @@ class HandshakeDeadlines:
         queue = self._queue
         while queue and queue[0][1][0] is None:
             queue.popleft()
+        if not queue and not self._serving:
+            self._finish()
+
+    def server_stopped(self) -> bool:
+        """No more connections will come: ``run`` ends as soon as no handshake is left in flight. True while some
+        are."""
+        self._serving = False
+        queue = self._queue
+        while queue and queue[0][1][0] is None:
+            queue.popleft()
+        if not queue:
+            self._finish()
+        return bool(queue)
+
+    def _finish(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
 
     async def run(self) -> None:
         queue = self._queue
-        while True:
-            if queue:
-                await trio.sleep_until(queue[0][0])
-            else:
-                await trio.sleep(self.timeout)  # anything added meanwhile is due no earlier than this wake-up
-            now = trio.current_time()
-            while queue and queue[0][0] <= now:
-                stream = queue.popleft()[1][0]
-                if stream is not None:
-                    stream._abort_handshake(stream._timeout_error(self.timeout))
+        with trio.CancelScope() as self._scope:
+            while self._serving or queue:
+                if queue:
+                    await trio.sleep_until(queue[0][0])
+                else:
+                    await trio.sleep(self.timeout)  # anything added meanwhile is due no earlier than this wake-up
+                now = trio.current_time()
+                while queue and queue[0][0] <= now:
+                    stream = queue.popleft()[1][0]
+                    if stream is not None:
+                        stream._abort_handshake(stream._timeout_error(self.timeout))
 
 
 async def serve_listeners(
@@ -113,13 +136,32 @@ async def serve_listeners(
     handler_nursery: trio.Nursery | None,
     task_status: trio.TaskStatus[list[TLSListener]],
 ) -> None:
+    # The cap on handshakes in flight needs a per-connection wait for a slot, so that mode keeps a cancel scope per
+    # handshake (Handshaker.run); otherwise one reaper serves every deadline.
+    deadlines = None
+    if handshaker.timeout is not None and handshaker.limiter is None:
+        deadlines = HandshakeDeadlines(handshaker.timeout)
+    try:
+        await _serve(handler, listeners, handshaker, deadlines, handler_nursery=handler_nursery,
+                     task_status=task_status)
+    finally:
+        if deadlines is not None and deadlines.server_stopped() and handler_nursery is not None:
+            # Handshakes the server started run on among the handlers: their deadlines must hold there too.
+            handler_nursery.start_soon(deadlines.run)
+
+
+async def _serve(
+    handler: Handler,
+    listeners: list[TLSListener],
+    handshaker: Handshaker,
+    deadlines: HandshakeDeadlines | None,
+    *,
+    handler_nursery: trio.Nursery | None,
+    task_status: trio.TaskStatus[list[TLSListener]],
+) -> None:
     async with trio.open_nursery() as nursery:
         tasks = handler_nursery if handler_nursery is not None else nursery
-        # The cap on handshakes in flight needs a per-connection wait for a slot, so that mode keeps a cancel
-        # scope per handshake (Handshaker.run); otherwise one reaper serves every deadline.
-        deadlines = None
-        if handshaker.timeout is not None and handshaker.limiter is None:
-            deadlines = HandshakeDeadlines(handshaker.timeout)
+        if deadlines is not None:
             nursery.start_soon(deadlines.run)
 
         async def connection(stream: TLSStream, entry: Entry | None) -> None:

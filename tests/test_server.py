@@ -73,6 +73,36 @@ async def test_200_concurrent_handshakes_on_one_listener(pki: PKI) -> None:
     assert len(events) == 200 and all(e.ok and e.tls_version == "TLSv1.3" for e in events)
 
 
+async def test_handshakes_outliving_their_server_keep_their_deadline(pki: PKI) -> None:
+    """With a ``handler_nursery``, a handshake in flight when the server stops still ends at its deadline, and the
+    deadline task then ends too: the handler nursery finishes by itself, with nothing left running."""
+    events: list[HandshakeEvent] = []
+    silent: socket.socket | None = None
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as handlers:
+                async with trio.open_nursery() as server:
+                    listeners = await server.start(
+                        lambda task_status: serve_tls_over_tcp(
+                            echo_line, 0, pki.server_options(), host="127.0.0.1", handshake_timeout=0.5,
+                            on_handshake=events.append, handler_nursery=handlers, task_status=task_status,
+                        )
+                    )
+                    silent = socket.create_connection(("127.0.0.1", listeners[0].socket.getsockname()[1]))
+                    await trio.testing.wait_all_tasks_blocked()  # accepted: its handshake waits among the handlers
+                    server.cancel_scope.cancel()
+                started = trio.current_time()
+            # The handler nursery ended on its own: the silent client was dropped at its deadline.
+            ended_after = trio.current_time() - started
+        silent.setblocking(False)
+        assert silent.recv(100) == b""  # the server closed it
+    finally:
+        if silent is not None:
+            silent.close()
+    assert 0.3 <= ended_after < 2.0
+    assert [e.reason for e in events] == ["timeout"]
+
+
 async def test_silent_client_does_not_delay_others_and_is_dropped(pki: PKI) -> None:
     events: list[HandshakeEvent] = []
     async with serving(pki, handshake_timeout=0.5, on_handshake=events.append) as port:
