@@ -92,21 +92,23 @@ class HandshakeDeadlines:
         """The handshake is over. Handshakes finish roughly in accept order, so dropping finished entries from the
         front keeps the queue as short as the handshakes in flight (an idle connection costs nothing here)."""
         entry[0] = None
-        queue = self._queue
-        while queue and queue[0][1][0] is None:
-            queue.popleft()
-        if not queue and not self._serving:
+        if not self._drop_finished() and not self._serving:
             self._finish()
 
     def server_stopped(self) -> bool:
         """No more connections will come: ``run`` ends as soon as no handshake is left in flight. True while some
         are."""
         self._serving = False
+        in_flight = self._drop_finished()
+        if not in_flight:
+            self._finish()
+        return in_flight
+
+    def _drop_finished(self) -> bool:
+        """Drop the finished entries at the front; True while any entry is left."""
         queue = self._queue
         while queue and queue[0][1][0] is None:
             queue.popleft()
-        if not queue:
-            self._finish()
         return bool(queue)
 
     def _finish(self) -> None:
