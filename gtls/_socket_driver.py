@@ -107,32 +107,31 @@ class SocketDriver:
     def leave_poller(self) -> None:
         """Others may now wait on the socket through trio (``transport_stream`` was handed out): from here on every
         wait goes through trio. A reader parked in the poller wakes and retries its step, then waits through trio."""
-        poller = self._poller
-        if poller is None:
-            return
-        self._poller = None
-        if self._readiness is not _UNREGISTERED:
-            poller.remove(self._fd)
-            self._readiness = _UNREGISTERED
-        self._wake_reader(None)
+        self._detach(unregister=True, error=None)
 
     def poller_stopped(self) -> None:
         """The server stopped, and its poller with it: a reader parked there retries, then waits through trio."""
-        self._poller = None
-        self._readiness = _UNREGISTERED
-        self._wake_reader(None)
+        self._detach(unregister=False, error=None)
 
     def closing(self) -> None:
         """The socket is about to be closed: stop watching it; a reader parked in the poller gets
         ``ClosedResourceError``, as trio's ``notify_closing`` gives its waiters."""
+        self._detach(unregister=False, error=trio.ClosedResourceError("another task closed this socket"))
+
+    def _detach(self, *, unregister: bool, error: BaseException | None) -> None:
+        """Stop using the poller; ``unregister`` takes the still-open socket out of its set (a closing socket leaves
+        it by itself). A reader parked there is woken to retry (``error`` None) or with ``error``."""
         poller = self._poller
         if poller is None:
             return
-        if self._readiness is not _UNREGISTERED:
-            poller.forget(self._fd)
-            self._readiness = _UNREGISTERED
         self._poller = None
-        self._wake_reader(trio.ClosedResourceError("another task closed this socket"))
+        if self._readiness is not _UNREGISTERED:
+            if unregister:
+                poller.remove(self._fd)
+            else:
+                poller.forget(self._fd)
+            self._readiness = _UNREGISTERED
+        self._wake_reader(error)
 
     def _wake_reader(self, error: BaseException | None) -> None:
         """Wake the reader parked in the poller, if any: to retry its step (``None``), or with ``error``."""

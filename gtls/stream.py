@@ -196,22 +196,19 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if sock is None:
                 return
         if isinstance(sock, socket.socket):
-            if sock.fileno() != -1:
-                # notify_closing wakes waiters and removes the fd from trio's epoll set (one epoll_ctl). With no
-                # waiter and no trio socket made from it, trio holds no state for the fd, and close() alone drops
-                # it from the kernel's epoll set: skip the notification.
-                driver = self._driver
-                if (
-                    self._transport is not None
-                    or driver.__class__ is not SocketDriver
-                    or driver.waiting
-                ):
-                    trio.lowlevel.notify_closing(sock)
-                if driver.__class__ is SocketDriver:
-                    driver.closing()  # wakes a reader parked in the poller, as notify_closing wakes trio's
+            driver = self._driver
+            still_open = sock.fileno() != -1
+            # notify_closing wakes waiters and removes the fd from trio's epoll set (one epoll_ctl). With no waiter
+            # and no trio socket made from it, trio holds no state for the fd, and close() alone drops it from the
+            # kernel's epoll set: skip the notification. (Asked before closing(), which ends the poller's share.)
+            if still_open and (
+                self._transport is not None or driver.__class__ is not SocketDriver or driver.waiting
+            ):
+                trio.lowlevel.notify_closing(sock)
+            if driver.__class__ is SocketDriver:
+                driver.closing()  # wakes a reader parked in the poller, as notify_closing wakes trio's
+            if still_open:
                 sock.close()
-            elif self._driver.__class__ is SocketDriver:
-                self._driver.closing()
         else:
             sock.close()
 
