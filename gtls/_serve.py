@@ -39,6 +39,7 @@ import trio
 from ._poller import AVAILABLE as POLLER_AVAILABLE
 from ._poller import Poller
 from .ending import classify_ending
+from .errors import MAX_CAUSE_CHAIN
 from .stream import TLSStream
 
 if TYPE_CHECKING:
@@ -311,15 +312,11 @@ async def _pause(exc: OSError) -> None:
     await trio.sleep(CAPACITY_PAUSE)
 
 
-#: How far to follow an exception's causes looking for the stream's frames (real chains are a few links long).
-_MAX_CHAIN: Final = 8
-
-
 def raised_by(stream: TLSStream, exc: BaseException) -> bool:
     """True when ``exc`` (or an exception it was raised from) came out of ``stream``'s own methods, so a handler's
     other streams (a backend connection, a pipe) never pass for this peer's failure. Failure path only."""
     current: BaseException | None = exc
-    for _ in range(_MAX_CHAIN):
+    for _ in range(MAX_CAUSE_CHAIN):
         if current is None:
             return False
         if current.__class__ is trio.BrokenResourceError and current.__cause__ is not None and (

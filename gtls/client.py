@@ -47,6 +47,7 @@ async def open_tls_over_tcp_stream(
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word)."""
     context = compile_settings(settings, "client")
     transport = await _open_tcp(host, port, happy_eyeballs_delay)
+    stream: TLSStream | None = None
     try:
         stream = TLSStream(
             transport,
@@ -57,7 +58,9 @@ async def open_tls_over_tcp_stream(
         )
         await stream.do_handshake()
     except BaseException:
-        await trio.aclose_forcefully(transport)
+        # Closing the stream (not only its transport) also lets it forget the error it broke with, whose
+        # traceback leads back to it: the caller gets the error, and the connection is freed with it.
+        await trio.aclose_forcefully(stream if stream is not None else transport)
         raise
     return stream
 

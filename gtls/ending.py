@@ -32,7 +32,7 @@ import trio
 from OpenSSL import SSL
 
 from .engine import GONE_ERRNOS, TransportFailed
-from .errors import HandshakeError
+from .errors import MAX_CAUSE_CHAIN, HandshakeError
 
 TRUNCATED: Final = "truncated"
 RESET: Final = "reset"
@@ -51,8 +51,6 @@ _RESET_ERRNOS: Final = GONE_ERRNOS | {errno.EHOSTUNREACH, errno.ENETUNREACH, err
 #: Alerts a peer sends when its renegotiation was refused: gtls's warning echoed back, or OpenSSL's give-up alert.
 #: After the handshake no other handshake runs in TLS 1.2, and gtls starts no TLS 1.3 post-handshake auth.
 _RENEGOTIATION_ALERTS: Final = frozenset({"no_renegotiation", "handshake_failure"})
-#: How many causes to follow: real chains are 2-4 long; the bound only guards against cycles.
-_MAX_CHAIN: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +71,7 @@ def classify_ending(exc: BaseException) -> Ending:
     ``ClosedResourceError``, ``HandshakeError``, ``TLSError``, ``TooSlowError``, an ``OSError``…)."""
     seen = 0
     current: BaseException | None = exc
-    while current is not None and seen < _MAX_CHAIN:
+    while current is not None and seen < MAX_CAUSE_CHAIN:
         seen += 1
         if isinstance(current, HandshakeError):
             return Ending(current.reason, current.message, current.alert)

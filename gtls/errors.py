@@ -58,6 +58,8 @@ REASONS: Final = (
 )
 #: Reasons raised as ``PeerVerificationError`` (a certificate was judged and rejected): §10 lists them first.
 CERTIFICATE_REASONS: Final = frozenset(REASONS[: REASONS.index(NO_PEER_CERTIFICATE) + 1])
+#: How far to follow an exception's causes: real chains are 2-4 links long; the bound only guards against cycles.
+MAX_CAUSE_CHAIN: Final = 8
 
 
 class GtlsError(Exception):

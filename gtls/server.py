@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from ._serve import serve_listeners, stdlib_socket_of
-from .errors import EOF_IN_HANDSHAKE, HandshakeError
+from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError
 from .options import TLSOptions
 from .resolve import Resolved
 from .stream import TLSStream, compile_settings
@@ -144,6 +144,7 @@ class Handshaker:
         subject = f" subject={error.subject}" if error.subject else ""
         logger.warning("handshake failed: %s peer=%s%s: %s", error.reason, peer or "?", subject, error.message)
         if self.on_handshake is not None:
+            _drop_frames(error)
             self.on_handshake(
                 HandshakeEvent(
                     peer=peer,
@@ -158,6 +159,19 @@ class Handshaker:
                     error=error,
                 )
             )
+
+
+def _drop_frames(error: BaseException) -> None:
+    """Forget the frames ``error`` and its causes were raised through. An event is a record: one that a metrics hook
+    keeps must not keep those frames alive, and with them the stream, its OpenSSL state and, through the serving
+    task's frame, the hook itself (a cycle only the garbage collector could free). Handshake failures never reach a
+    handler, so no caller loses a traceback it was given; the reason word and message say what happened."""
+    current: BaseException | None = error
+    for _ in range(MAX_CAUSE_CHAIN):
+        if current is None:
+            return
+        current.__traceback__ = None
+        current = current.__cause__ if current.__cause__ is not None else current.__context__
 
 
 class TLSListener(trio.abc.Listener[TLSStream]):

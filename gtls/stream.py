@@ -229,6 +229,13 @@ class TLSStream(trio.abc.HalfCloseableStream):
         error.__cause__ = cause
         return error
 
+    def _set_closed(self) -> None:
+        # Once closed only ClosedResourceError is raised, so the recorded cause can go, and it must: its traceback
+        # holds the frame that recorded it, whose ``self`` is this stream. That cycle kept every connection that
+        # ended in a failure (its OpenSSL state included) alive until the garbage collector's next pass.
+        self._state = _CLOSED
+        self._cause = None
+
     def _break(self, cause: BaseException) -> trio.BrokenResourceError:
         if self._state == _OK:
             self._state = _BROKEN
@@ -554,7 +561,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             and not self._engine.sent_close_notify
             and not self._send_busy  # a send is mid-record: no clean place for the alert
         )
-        self._state = _CLOSED
+        self._set_closed()
         self._driver.wake_all()
         try:
             if polite and self._driver.__class__ is SocketDriver and self._unfinished_write is None:
@@ -599,7 +606,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 self._engine.close_notify()
             except TransportFailed:
                 pass
-        self._state = _CLOSED
+        self._set_closed()
         self._driver.wake_all()
         self._close_socket()
 

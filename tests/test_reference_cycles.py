@@ -1,0 +1,200 @@
+"""Connections are freed when they end, by reference counting, however they end.
+
+A stream that keeps the exception it failed with must not also be reachable from that exception's traceback: the
+cycle would keep the connection, OpenSSL's ~20 KB of state included, until the garbage collector's next pass, and
+make the server pay for that pass. Here the collector is off while real peers end connections every way they can;
+then no stream, engine or OpenSSL connection may be left, not even one held by the handshake events a metrics
+hook keeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import socket
+import ssl
+import struct
+from collections.abc import Callable, Iterator
+
+import pytest
+import trio
+from OpenSSL import SSL
+
+from gtls import HandshakeError, HandshakeEvent, TLSStream, open_tls_over_tcp_stream
+from gtls.engine import TLSEngine, TransportFailed
+from gtls.server import serve_tls_over_tcp
+from tests.peers import PKI, python_context, raw_server, settled, write_pki
+
+GTLS_TYPES = (TLSStream, TLSEngine, SSL.Connection)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("cycles-pki"))
+
+
+@pytest.fixture
+def collector_off() -> Iterator[Callable[[], list[str]]]:
+    """Turn the garbage collector off for the test; yields a function naming the gtls objects that still exist.
+    With the collector off, that includes any that only the collector could have freed."""
+    gc.collect()  # what earlier tests left is not this test's
+    enabled = gc.isenabled()
+    gc.disable()
+
+    def still_alive() -> list[str]:
+        return sorted(type(obj).__qualname__ for obj in gc.get_objects() if isinstance(obj, GTLS_TYPES))
+
+    try:
+        yield still_alive
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def _trusting(pki: PKI) -> ssl.SSLContext:
+    return python_context(server=False, ca=pki.ca_file)
+
+
+def close_notify(port: int, pki: PKI) -> None:
+    with _connect(port) as raw, _trusting(pki).wrap_socket(raw) as conn:
+        conn.sendall(b"hi\n")
+        assert conn.recv(10) == b"hi\n"
+        conn.unwrap()
+
+
+def eof_without_close_notify(port: int, pki: PKI) -> None:
+    with _connect(port) as raw, _trusting(pki).wrap_socket(raw) as conn:
+        conn.sendall(b"hi\n")
+        assert conn.recv(10) == b"hi\n"
+    # SSLSocket.close() sends no close_notify, as `openssl s_time` does not
+
+
+def reset(port: int, pki: PKI) -> None:
+    with _connect(port) as raw, _trusting(pki).wrap_socket(raw) as conn:
+        conn.sendall(b"hi\n")
+        assert conn.recv(10) == b"hi\n"
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+def not_tls(port: int, pki: PKI) -> None:
+    with _connect(port) as raw:
+        raw.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):  # the server may close with our bytes unread
+            raw.recv(100)
+
+
+def eof_in_handshake(port: int, pki: PKI) -> None:
+    with _connect(port):
+        pass
+
+
+def untrusted_by_the_client(port: int, pki: PKI) -> None:
+    stranger = python_context(server=False, ca=pki.client_cert)  # not the root: the server's chain fails
+    with _connect(port) as raw, pytest.raises(ssl.SSLCertVerificationError):
+        stranger.wrap_socket(raw)
+
+
+def silent_past_the_deadline(port: int, pki: PKI) -> None:
+    with _connect(port) as raw:
+        raw.settimeout(5)
+        assert raw.recv(100) == b""  # the server gives up and closes
+
+
+ENDINGS = [
+    (close_notify, True),
+    (eof_without_close_notify, True),
+    (reset, True),
+    (not_tls, False),
+    (eof_in_handshake, False),
+    (untrusted_by_the_client, False),
+    (silent_past_the_deadline, False),
+]
+
+
+@pytest.mark.parametrize(("ending", "handshakes"), ENDINGS, ids=[ending.__name__ for ending, _ in ENDINGS])
+async def test_served_connections_are_freed_without_the_collector(
+    pki: PKI, collector_off: Callable[[], list[str]], ending: Callable[[int, PKI], None], handshakes: bool
+) -> None:
+    events: list[HandshakeEvent] = []
+    handlers_done = 0
+
+    async def handler(stream: TLSStream) -> None:
+        """Echo until the peer leaves, as a service does: its way of leaving is what the stream fails with."""
+        nonlocal handlers_done
+        try:
+            for _ in range(100):
+                data = await stream.receive_some()
+                if not data:
+                    return
+                await stream.send_all(data)
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            handlers_done += 1
+
+    rounds = 3
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                handler,
+                0,
+                pki.server_options(),
+                host="127.0.0.1",
+                handshake_timeout=0.3,
+                on_handshake=events.append,
+                task_status=task_status,
+            )
+        )
+        port = listeners[0].socket.getsockname()[1]
+        for _ in range(rounds):
+            await trio.to_thread.run_sync(ending, port, pki)
+        with trio.fail_after(5):
+            while len(events) < rounds or handlers_done < (rounds if handshakes else 0):
+                await trio.sleep(0.01)
+        await settled()
+        nursery.cancel_scope.cancel()
+    del listeners
+    # The events are kept, as a metrics hook keeps them: a failure's event must not keep its connection alive.
+    assert [event.ok for event in events] == [handshakes] * rounds
+    assert collector_off() == []
+
+
+async def test_client_streams_are_freed_without_the_collector(pki: PKI, collector_off: Callable[[], list[str]]) -> None:
+    server_context = python_context(server=True, cert=pki.server_cert, key=pki.server_key)
+
+    def echo_then_vanish(raw: socket.socket) -> None:
+        with contextlib.suppress(OSError), server_context.wrap_socket(raw, server_side=True) as conn:
+            conn.sendall(conn.recv(10))
+        # closed without close_notify
+
+    # try/except rather than pytest.raises, whose record of the error would keep the stream alive through its frames
+    with raw_server(echo_then_vanish) as port:
+        # The server vanishes: the client's read fails, then the client closes its stream.
+        stream = await open_tls_over_tcp_stream("localhost", port, pki.client_options())
+        async with stream:
+            await stream.send_all(b"hi\n")
+            assert await stream.receive_some() == b"hi\n"
+            try:
+                await stream.receive_some()
+            except trio.BrokenResourceError as exc:
+                assert isinstance(exc.__cause__, TransportFailed)
+            else:
+                pytest.fail("an EOF without close_notify must break the stream")
+        del stream
+
+        # The handshake fails: the connector closes what it opened.
+        stranger = pki.client_options(trusted_ca=str(pki.client_cert))
+        try:
+            await open_tls_over_tcp_stream("localhost", port, stranger)
+        except HandshakeError as exc:
+            assert exc.reason == "untrusted"
+        else:
+            pytest.fail("the handshake must fail")
+    # trio's run loop holds the last outcome it delivered to this task (the connector's cancelled close, whose
+    # context is the handshake error) until it delivers the next.
+    await trio.lowlevel.checkpoint()
+    assert collector_off() == []
