@@ -52,6 +52,7 @@ class HandshakeEvent:
     session_reused: bool
     #: Seconds from the start of the handshake to its outcome.
     duration: float
+    #: The failure, without the frames it was raised through (keeping an event keeps no connection alive).
     error: HandshakeError | None = None
     warnings: tuple[str, ...] = ()
 
