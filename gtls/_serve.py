@@ -148,6 +148,10 @@ async def serve_listeners(
         await _serve(handler, listeners, handshaker, deadlines, handler_nursery=handler_nursery,
                      task_status=task_status)
     finally:
+        # As trio's serve_listeners: the port closes when serving ends. Left to the garbage collector, the socket
+        # would go on listening, and the kernel on completing connections that nobody will ever accept.
+        for listener in listeners:
+            listener.socket.close()
         if deadlines is not None and deadlines.server_stopped() and handler_nursery is not None:
             # Handshakes the server started run on among the handlers: their deadlines must hold there too.
             handler_nursery.start_soon(deadlines.run)

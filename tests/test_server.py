@@ -277,9 +277,26 @@ async def test_no_task_or_descriptor_left_behind(pki: PKI, tmp_path: Path) -> No
         plain.close()
         await trio.sleep(0.2)
     await trio.testing.wait_all_tasks_blocked()
-    gc.collect()
+    # No gc.collect() here: descriptors must be closed when serving ends, not when the collector finds them.
     assert trio.lowlevel.current_statistics().tasks_living == tasks_before
     assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+async def test_stopped_server_closes_its_port(pki: PKI) -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                echo_line, 0, pki.server_options(), host="127.0.0.1", task_status=task_status
+            )
+        )
+        port = listeners[0].socket.getsockname()[1]
+        assert await round_trip(port, pki.client_options()) == b"hello\n"
+        nursery.cancel_scope.cancel()
+    # The caller still holds the listeners (as trio's do, they close when serving ends, not when dropped): nothing
+    # listens on the port any more, so the kernel completes no connection that nobody would accept.
+    assert [listener.socket.fileno() for listener in listeners] == [-1]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 async def test_configuration_error_opens_no_socket(tmp_path: Path) -> None:
