@@ -115,9 +115,14 @@ ENDINGS = [
 ]
 
 
+@pytest.mark.parametrize("handler_catches", [True, False], ids=["handler-catches", "error-escapes-the-handler"])
 @pytest.mark.parametrize(("ending", "handshakes"), ENDINGS, ids=[ending.__name__ for ending, _ in ENDINGS])
 async def test_served_connections_are_freed_without_the_collector(
-    pki: PKI, collector_off: Callable[[], list[str]], ending: Callable[[int, PKI], None], handshakes: bool
+    pki: PKI,
+    collector_off: Callable[[], list[str]],
+    ending: Callable[[int, PKI], None],
+    handshakes: bool,
+    handler_catches: bool,
 ) -> None:
     events: list[HandshakeEvent] = []
     handlers_done = 0
@@ -132,7 +137,8 @@ async def test_served_connections_are_freed_without_the_collector(
                     return
                 await stream.send_all(data)
         except trio.BrokenResourceError:
-            pass
+            if not handler_catches:
+                raise  # the serving loop logs the ending and goes on
         finally:
             handlers_done += 1
 
