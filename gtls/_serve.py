@@ -25,7 +25,6 @@ exception, including those errors from another stream the handler uses, still pr
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -38,6 +37,7 @@ import trio
 
 from ._poller import AVAILABLE as POLLER_AVAILABLE
 from ._poller import Poller
+from ._tcp import set_tcp_options
 from .ending import classify_ending
 from .errors import MAX_CAUSE_CHAIN
 from .stream import TLSStream
@@ -227,7 +227,7 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
             stream.handshake_timeout = None
             start(stream)
     listening = listener.socket
-    inherited = _set_tcp_options(raw)
+    inherited = set_tcp_options(raw)
     accept = _plain_accept(raw)
     # How many accepts to try per wake-up, adapted to the load: under light load a wake-up means one connection,
     # and probing for a second one costs an accept failing with EAGAIN (a syscall and an exception) every time.
@@ -256,7 +256,7 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
                 if inherited is None:  # first connection: did it inherit the listener's options?
                     inherited = bool(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
                 if not inherited:
-                    _set_tcp_options(conn)
+                    set_tcp_options(conn)
                 stream = listener._wrap(conn, address, None, poller)
             except BaseException:
                 conn.close()
@@ -291,19 +291,6 @@ def _plain_accept(listening: socket.socket) -> Callable[[], tuple[socket.socket,
         return new_socket(family, kind, proto, fd), address
 
     return accept
-
-
-def _set_tcp_options(sock: socket.socket) -> bool | None:
-    """The options trio's SocketStream gives every connection (TCP_NODELAY, TCP_NOTSENT_LOWAT 16 KiB). Set on the
-    listening socket, Linux copies them into each accepted socket: no syscall per connection. None: unknown yet."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:  # not TCP (e.g. a Unix socket): nothing to set, nothing to inherit
-        return True
-    if hasattr(socket, "TCP_NOTSENT_LOWAT"):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 2**14)
-    return None
 
 
 async def _pause(exc: OSError) -> None:

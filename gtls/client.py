@@ -1,18 +1,19 @@
 """The client connector: ``open_tls_over_tcp_stream`` and ``connect`` for a deployment connection.
 
-Settings are compiled before any network I/O (configuration errors fail closed). TCP comes from trio's
-``open_tcp_stream`` (happy eyeballs); the TLS stream then binds OpenSSL to the connected socket and completes the
-handshake before returning, so a failure surfaces here as ``HandshakeError`` with its reason word. SNI and the
-peer-name reference follow spec §7: ``tls-target-name`` when set, else ``server_hostname``, else the dialled host.
+Settings are compiled before any network I/O (configuration errors fail closed). TCP to a host name comes from
+trio's ``open_tcp_stream`` (happy eyeballs); an IP literal is dialled directly on a bare socket. The TLS stream then
+binds OpenSSL to the connected socket and completes the handshake before returning, so a failure surfaces here as
+``HandshakeError`` with its reason word. SNI and the peer-name reference follow spec §7: ``tls-target-name`` when
+set, else ``server_hostname``, else the dialled host.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from ._tcp import connect_literal, ip_literal_family
 from .options import TLSOptions
 from .resolve import Resolved
 from .stream import TLSStream, compile_settings
@@ -46,42 +47,33 @@ async def open_tls_over_tcp_stream(
 ) -> TLSStream:
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word)."""
     context = compile_settings(settings, "client")
-    transport = await _open_tcp(host, port, happy_eyeballs_delay)
-    stream: TLSStream | None = None
+    name = server_hostname if server_hostname is not None else host
+    family = ip_literal_family(host)
+    if family is None:  # a name: happy eyeballs
+        transport = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
+        try:
+            stream = TLSStream(
+                transport, context, server_hostname=name, https_compatible=https_compatible,
+                handshake_timeout=handshake_timeout,
+            )
+        except BaseException:
+            await trio.aclose_forcefully(transport)
+            raise
+    else:  # an IP literal: one address, nothing to race; a bare socket, the trio wrappers only if asked for
+        sock = await connect_literal(family, host, port)
+        try:
+            stream = TLSStream._connected(sock, context, name, (host, port), https_compatible, handshake_timeout)
+        except BaseException:
+            sock.close()
+            raise
     try:
-        stream = TLSStream(
-            transport,
-            context,
-            server_hostname=server_hostname if server_hostname is not None else host,
-            https_compatible=https_compatible,
-            handshake_timeout=handshake_timeout,
-        )
         await stream.do_handshake()
     except BaseException:
         # Closing the stream (not only its transport) also lets it forget the error it broke with, whose
         # traceback leads back to it: the caller gets the error, and the connection is freed with it.
-        await trio.aclose_forcefully(stream if stream is not None else transport)
+        await trio.aclose_forcefully(stream)
         raise
     return stream
-
-
-async def _open_tcp(host: str, port: int, happy_eyeballs_delay: float | None) -> trio.SocketStream:
-    """TCP to ``host:port``: an IP literal is dialled directly (one address: nothing for happy eyeballs to race,
-    and no nursery or resolver round trip); a name goes through trio's ``open_tcp_stream``."""
-    try:
-        if not isinstance(host, str):  # bytes would be read as a packed address
-            raise ValueError(host)
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
-    family = trio.socket.AF_INET6 if address.version == 6 else trio.socket.AF_INET
-    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
-    try:
-        await sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketStream(sock)
 
 
 async def connect(

@@ -136,6 +136,23 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     handshake_timeout, poller)
         return self
 
+    @classmethod
+    def _connected(
+        cls,
+        sock: socket.socket,
+        compiled: CompiledContext,
+        server_hostname: str,
+        address: tuple[str, int],
+        https_compatible: bool,
+        handshake_timeout: float | None,
+    ) -> TLSStream:
+        """The connector's fast constructor, for a bare non-blocking stdlib socket it connected to ``address``:
+        as ``_accepted``, ``transport_stream`` makes the ``trio.SocketStream`` on first use."""
+        self = cls.__new__(cls)
+        self._setup(None, compiled, sock, server_hostname, address, https_compatible, DEFAULT_CLOSE_TIMEOUT,
+                    handshake_timeout)
+        return self
+
     def _setup(
         self,
         transport_stream: trio.abc.Stream | None,

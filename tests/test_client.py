@@ -129,6 +129,61 @@ async def test_connection_refused_is_an_os_error(pki: PKI) -> None:
         await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
 
 
+async def test_ip_literal_is_dialled_on_a_bare_socket(pki: PKI) -> None:
+    """An IP literal skips trio's socket wrappers; the stream still answers for its transport (made when asked for,
+    with trio's TCP options) and works on after that."""
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
+        async with stream:
+            assert stream.socket_bound
+            assert stream.peer_address == f"127.0.0.1:{port}"
+            transport = stream.transport_stream
+            assert isinstance(transport, trio.SocketStream)
+            assert transport.socket.getpeername() == ("127.0.0.1", port)
+            assert transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert await stream.receive_some() == b"hello"
+        with pytest.raises(trio.ClosedResourceError):
+            await stream.receive_some()
+    assert events[0].ok
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_literal_is_dialled_directly(pki: PKI) -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(hello, 0, pki.server_options(), host="::1", task_status=task_status)
+        )
+        port = listeners[0].socket.getsockname()[1]
+        stream = await open_tls_over_tcp_stream("::1", port, pki.client_options())
+        async with stream:
+            assert stream.peer_address == f"[::1]:{port}"
+            assert await stream.receive_some() == b"hello"
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancelled_while_connecting_leaves_no_descriptor(pki: PKI) -> None:
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)  # never accepts: one connection fills the queue, the next one's SYN goes unanswered
+        port = full.getsockname()[1]
+        with socket.socket() as first:
+            first.connect(("127.0.0.1", port))
+            fds_before = len(os.listdir("/proc/self/fd"))
+            with trio.move_on_after(0.3) as scope:
+                await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
+            assert scope.cancelled_caught
+            assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
 async def test_dialled_host_name_goes_through_happy_eyeballs(pki: PKI) -> None:
     events: list[HandshakeEvent] = []
     async with server(pki.server_options(), events) as port:
