@@ -32,10 +32,9 @@ if TYPE_CHECKING:
 
 #: The most events taken per pass (a larger backlog stays in the kernel's ready list for the next pass).
 MAX_EVENTS: Final = 256
-#: Readable, or the peer shut down its side, edge-triggered. Errors and hang-ups are always reported.
-_INTEREST: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET if hasattr(select, "epoll") else 0
-
 AVAILABLE: Final = hasattr(select, "epoll")
+#: Readable, or the peer shut down its side, edge-triggered. Errors and hang-ups are always reported.
+_INTEREST: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET if AVAILABLE else 0
 
 
 class Readiness(enum.IntEnum):

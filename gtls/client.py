@@ -62,7 +62,8 @@ async def open_tls_over_tcp_stream(
     else:  # an IP literal: one address, nothing to race; a bare socket, the trio wrappers only if asked for
         sock = await connect_literal(family, host, port)
         try:
-            stream = TLSStream._connected(sock, context, name, (host, port), https_compatible, handshake_timeout)
+            stream = TLSStream._over_socket(None, sock, context, (host, port), https_compatible, handshake_timeout,
+                                            server_hostname=name)
         except BaseException:
             sock.close()
             raise

@@ -174,13 +174,17 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
     return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file, files)
 
 
-def _cache_key(resolved: Resolved, inputs: _Inputs) -> Hashable:
+def _settings_key(resolved: Resolved) -> tuple[Hashable, ...]:
+    """What identifies settings apart from the contents of their files."""
+    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir))
+
+
+def _cache_key(settings_key: tuple[Hashable, ...], inputs: _Inputs) -> Hashable:
     digests = tuple(sorted((str(p), hashlib.sha256(data).hexdigest()) for p, data in inputs.files.items()))
     # Who may read the key file is part of the settings' state: a key made readable by others must be refused (or
     # warned about) by the next compile, not served from the cache because its bytes are the same.
     key_access = _group_other_bits(inputs.key_file) if inputs.key_file is not None else None
-    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), digests,
-            key_access)
+    return (*settings_key, digests, key_access)
 
 
 def _group_other_bits(path: Path) -> int | None:
@@ -195,7 +199,7 @@ def compile_context(resolved: Resolved) -> CompiledContext:
 
     While the files of settings compiled before are unchanged on disk (their stamps, ``gtls._stat_memo``), their
     context is returned after one ``stat`` per file instead of reading and hashing them again."""
-    settings_key = (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir))
+    settings_key = _settings_key(resolved)
     stamped = _STAMPED.get(settings_key)
     if stamped is not None and _stat_memo.unchanged(stamped[0]):
         STATS.cache_hits += 1
@@ -203,7 +207,7 @@ def compile_context(resolved: Resolved) -> CompiledContext:
     where = _where(resolved)
     warnings: list[str] = []
     inputs = _read_inputs(resolved, where, warnings)
-    key = _cache_key(resolved, inputs)
+    key = _cache_key(settings_key, inputs)
     with _CACHE_LOCK:
         compiled = _CACHE.get(key)
         if compiled is not None:

@@ -200,7 +200,7 @@ class TLSListener(trio.abc.Listener[TLSStream]):
     async def accept(self) -> TLSStream:
         transport = await self.transport_listener.accept()
         try:
-            return TLSStream._accepted(
+            return TLSStream._over_socket(
                 transport, transport.socket, self.context, _peer_of(transport), self._https_compatible,
                 self.handshaker.timeout,
             )
@@ -212,8 +212,8 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         self, conn: socket.socket, address: object, handshake_timeout: float | None, poller: Poller | None = None
     ) -> TLSStream:
         """A stream for a connection accepted on ``raw_socket`` (already non-blocking, TCP options set)."""
-        return TLSStream._accepted(None, conn, self.context, address, self._https_compatible, handshake_timeout,
-                                   poller)
+        return TLSStream._over_socket(None, conn, self.context, address, self._https_compatible, handshake_timeout,
+                                      poller=poller)
 
     async def aclose(self) -> None:
         await self.transport_listener.aclose()

@@ -116,7 +116,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     handshake_timeout)
 
     @classmethod
-    def _accepted(
+    def _over_socket(
         cls,
         transport: trio.SocketStream | None,
         sock: socket.socket | trio.socket.SocketType,
@@ -124,33 +124,19 @@ class TLSStream(trio.abc.HalfCloseableStream):
         address: object,
         https_compatible: bool,
         handshake_timeout: float | None,
+        *,
+        server_hostname: str | None = None,
         poller: Poller | None = None,
     ) -> TLSStream:
-        """The listeners' fast constructor: settings already compiled, peer address known from accept().
-        ``transport`` may be None for a bare non-blocking stdlib socket: ``transport_stream`` then makes the
-        ``trio.SocketStream`` on first use (most connections never ask, and it costs objects and syscalls).
-        ``poller``: read waits go through it (``gtls._poller``) for a connection whose closing is guaranteed (the
-        serving loop's), since it holds the stream until then."""
+        """The fast constructor of the listeners and the connector: settings already compiled, peer address known
+        (from accept(), or the address dialled). ``transport`` may be None for a bare non-blocking stdlib socket:
+        ``transport_stream`` then makes the ``trio.SocketStream`` on first use (most connections never ask, and it
+        costs objects and syscalls). ``server_hostname``: a client's, as for the constructor. ``poller``: read waits
+        go through it (``gtls._poller``) for a connection whose closing is guaranteed (the serving loop's), since it
+        holds the stream until then."""
         self = cls.__new__(cls)
-        self._setup(transport, compiled, sock, None, address, https_compatible, DEFAULT_CLOSE_TIMEOUT,
+        self._setup(transport, compiled, sock, server_hostname, address, https_compatible, DEFAULT_CLOSE_TIMEOUT,
                     handshake_timeout, poller)
-        return self
-
-    @classmethod
-    def _connected(
-        cls,
-        sock: socket.socket,
-        compiled: CompiledContext,
-        server_hostname: str,
-        address: tuple[str, int],
-        https_compatible: bool,
-        handshake_timeout: float | None,
-    ) -> TLSStream:
-        """The connector's fast constructor, for a bare non-blocking stdlib socket it connected to ``address``:
-        as ``_accepted``, ``transport_stream`` makes the ``trio.SocketStream`` on first use."""
-        self = cls.__new__(cls)
-        self._setup(None, compiled, sock, server_hostname, address, https_compatible, DEFAULT_CLOSE_TIMEOUT,
-                    handshake_timeout)
         return self
 
     def _setup(
