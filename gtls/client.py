@@ -48,6 +48,7 @@ async def open_tls_over_tcp_stream(
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word)."""
     context = compile_settings(settings, "client")
     name = server_hostname if server_hostname is not None else host
+    context.client_names(name)  # a name that cannot be checked fails here, before any connection is made
     family = ip_literal_family(host)
     if family is None:  # a name: happy eyeballs
         transport = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)

@@ -17,7 +17,7 @@ import warnings as warnings_module
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -203,8 +203,15 @@ def compile_context(resolved: Resolved) -> CompiledContext:
     stamped = _STAMPED.get(settings_key)
     if stamped is not None and _stat_memo.unchanged(stamped[0]):
         STATS.cache_hits += 1
-        return stamped[1]
+        return _seen_by(stamped[1], resolved)
     where = _where(resolved)
+    target_name = resolved.options.tls_target_name
+    if resolved.role == "client" and target_name is not None:
+        # Refused here, with the configuration errors, rather than by every connection after its TCP connect.
+        try:
+            names.normalise_reference(target_name)
+        except names.BadReferenceName as exc:
+            raise where.error(InvalidOptionValue, str(exc), option="tls-target-name") from None
     warnings: list[str] = []
     inputs = _read_inputs(resolved, where, warnings)
     key = _cache_key(settings_key, inputs)
@@ -221,7 +228,16 @@ def compile_context(resolved: Resolved) -> CompiledContext:
     stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
     if stamps is not None:
         _remember(_STAMPED, settings_key, (stamps, compiled))
-    return compiled
+    return _seen_by(compiled, resolved)
+
+
+def _seen_by(compiled: CompiledContext, resolved: Resolved) -> CompiledContext:
+    """``compiled`` for the endpoint ``resolved`` describes. Endpoints with equal settings share one SSL context,
+    but each must see its own object path, level and provenance (``TLSStream.settings``, error messages): a
+    connection's error must not name another connection that happened to be compiled first."""
+    if compiled.resolved is resolved or compiled.resolved == resolved:
+        return compiled
+    return replace(compiled, resolved=resolved)
 
 
 def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Role) -> CompiledContext:
@@ -352,6 +368,19 @@ class CompiledContext:
             conn.set_accept_state()
             return conn
         conn.set_connect_state()
+        reference, sni = self.client_names(server_hostname)
+        if reference is not None:
+            self._references[conn] = reference
+            if hostcheck.AVAILABLE:
+                hostcheck.set_reference_name(conn, names.openssl_reference(reference))
+        if sni is not None:
+            conn.set_tlsext_host_name(sni.encode("ascii"))
+        return conn
+
+    def client_names(self, server_hostname: str | None) -> tuple[str | None, str | None]:
+        """(reference name to check, or None without the name check; SNI name, or None) for a connection dialled
+        as ``server_hostname``. Raises ``InvalidOptionValue`` for a name that cannot be checked: the connector calls
+        this before it dials, so such a name costs no TCP connection."""
         if self.name_check:
             reference, sni = self._names_for(server_hostname)
             if reference is None:
@@ -360,19 +389,13 @@ class CompiledContext:
                     "tls-target-name-check=host needs a reference name: set tls-target-name or dial a host name",
                     option="tls-target-name-check",
                 )
-            self._references[conn] = reference
-            if hostcheck.AVAILABLE:
-                hostcheck.set_reference_name(conn, names.openssl_reference(reference))
-        else:
-            try:
-                sni = self._names_for(server_hostname)[1]
-            except e.ConfigError:
-                if self.resolved.options.tls_target_name:
-                    raise
-                sni = None  # an odd dialled host is fine without the name check; just send no SNI
-        if sni is not None:
-            conn.set_tlsext_host_name(sni.encode("ascii"))
-        return conn
+            return reference, sni
+        try:
+            return None, self._names_for(server_hostname)[1]
+        except e.ConfigError:
+            if self.resolved.options.tls_target_name:
+                raise
+            return None, None  # an odd dialled host is fine without the name check; just send no SNI
 
     @property
     def checks_after_handshake(self) -> bool:

@@ -274,16 +274,18 @@ def _check_reference_name(resolved: Resolved, reference: str) -> None:
             "set tls-target-name",
             option="tls-target-name-check",
             object_path=resolved.object_path,
+            level=resolved.level.title if resolved.level is not None else None,
         )
 
 
 def absolutise(option: str, value: str, base_dir: Path) -> str:
     """A path option's value with relative paths made absolute against ``base_dir``; other values unchanged.
 
-    List elements are trimmed and empty ones kept (so ``gtls.pki`` reports them); thumbprints are not paths."""
+    List elements are trimmed and empty ones kept (so ``gtls.pki`` reports them); thumbprints are not paths, and in
+    ``trusted-ca`` one must stay a thumbprint so that it is refused as one (spec §4.4), not as a missing file."""
     if option not in PATH_OPTIONS or not value.strip():
         return value
-    if option == "certificate" and is_thumbprint(value):
+    if option in ("certificate", "trusted-ca") and is_thumbprint(value):
         return value
     items = value.split(",") if option in LIST_OPTIONS else [value]
     resolved = []

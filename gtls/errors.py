@@ -97,7 +97,7 @@ class ConfigError(GtlsError):
         prefix = []
         if self.object_path:
             prefix.append(self.object_path)
-        if self.level and (not self.object_path or self.level.lower() not in self.object_path.lower()):
+        if self.level and self.level != _level_of_object(self.object_path):
             prefix.append(f"level {self.level}")
         if self.option:
             prefix.append(self.option)
@@ -111,6 +111,23 @@ class ConfigError(GtlsError):
         if self.level is None:
             self.level = level
         return self
+
+
+#: The level an object's own settings form, by the collection its deployment path ends in.
+_LEVEL_OF_COLLECTION: Final = {"ports": "Port", "connections": "Connection", "hosts": "Host"}
+
+
+def _level_of_object(object_path: str | None) -> str | None:
+    """The level ``object_path`` itself stands for, which its message need not repeat: ``Port`` for
+    ``applications.A.ports.P``, ``Host`` for ``hosts.H``, ``Application`` for ``applications.A``. Any other level
+    (a port's error coming from its Application or Host settings) is always named: the user must edit that level,
+    not the object."""
+    if not object_path:
+        return None
+    parts = object_path.split(".")
+    if len(parts) == 2 and parts[0] == "applications":
+        return "Application"
+    return _LEVEL_OF_COLLECTION.get(parts[-2]) if len(parts) >= 2 else None
 
 
 class DeploymentError(ConfigError):

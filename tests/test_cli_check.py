@@ -93,9 +93,16 @@ sec-protocol = "TLSv13"
 address = "127.0.0.1"
 port = 9003
 transport = "tls=1"
+
+[applications.misnamed.security]
+trusted-ca = "{pki.root_ca}"
+tls-target-name-check = "host"
+tls-target-name = "-bad.example"
+[applications.misnamed.connections.c]
+server = "good"
 """)
     code, document = check_json(config)
-    assert code == 1 and document["ok"] is False and document["errors"] == 2
+    assert code == 1 and document["ok"] is False and document["errors"] == 3
     endpoints = by_path(document)
     assert endpoints["applications.good.ports.main"]["error"] is None
     broken = endpoints["applications.broken.ports.main"]["error"]
@@ -103,13 +110,17 @@ transport = "tls=1"
     assert broken["level"] == "Port" and broken["file"] == str(missing)
     split = endpoints["applications.split.ports.main"]
     assert split["error"]["type"] == "IncompleteTlsLevel" and split["error"]["level"] == "Application"
+    # A reference name OpenSSL could not check is a configuration error here, not at the first connection.
+    misnamed = endpoints["applications.misnamed.connections.c"]["error"]
+    assert misnamed["type"] == "InvalidOptionValue" and misnamed["option"] == "tls-target-name"
+    assert misnamed["level"] == "Application"
     # The text report says the same, per endpoint, and keeps going after an error.
     result = run_gtls("check", "--config", str(config))
     assert result.returncode == 1
     assert "applications.good.ports.main  (server on 127.0.0.1:9001)  ok" in result.stdout
     assert "error: CredentialLoadError:" in result.stdout and str(missing) in result.stdout
     assert "error: IncompleteTlsLevel:" in result.stdout
-    assert "3 endpoints, 2 errors" in result.stdout
+    assert "4 endpoints, 3 errors" in result.stdout
 
 
 def test_check_shows_shadowed_options(pki: DemoPKI, tmp_path: Path) -> None:

@@ -153,6 +153,12 @@ def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:
     assert result.returncode == 2 and "tls-target-name-check" in error_line(result)
     result = run_gtls("connect", "--trusted-ca", str(pki.root_ca))
     assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
+    # A thumbprint in --trusted-ca is refused as one (spec §4.4), not made into a missing file of the folder.
+    thumbprint = "89A0C1D46701935D89A0C1D46701935D89A0C1D4"
+    result = run_gtls("connect", "localhost:1", "--trusted-ca", thumbprint)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: ") and "looks like a thumbprint" in line and "not found" not in line
     # --crl is the alias of --tls-crl: two different files at one level conflict (spec §3.2 step 7).
     result = run_gtls("connect", "localhost:1", *trusting(pki), "--tls-crl", str(pki.crl), "--crl", str(missing))
     assert result.returncode == 2

@@ -19,6 +19,7 @@ from gtls import (
     ConfigError,
     HandshakeError,
     HandshakeEvent,
+    InvalidOptionValue,
     PeerVerificationError,
     TLSOptions,
     TLSStream,
@@ -113,6 +114,34 @@ async def test_configuration_error_before_any_network_io(pki: PKI, tmp_path: Pat
         assert len(os.listdir("/proc/self/fd")) == fds_before
     assert accepted == []
     assert caught.value.option == "trusted-ca"
+
+
+@pytest.mark.parametrize(
+    ("extra", "server_hostname", "option"),
+    [
+        ({"tls-target-name": "-bad.example"}, None, "tls-target-name"),
+        ({"tls-target-name": "bad..example"}, None, "tls-target-name"),
+        ({"tls-target-name": "a@b.example"}, None, "tls-target-name"),
+        ({}, "*.example.com", "server_hostname"),
+        ({}, "bad..example", "server_hostname"),
+    ],
+)
+async def test_a_name_that_cannot_be_checked_fails_before_any_connection(
+    pki: PKI, extra: dict[str, str], server_hostname: str | None, option: str
+) -> None:
+    """Spec §1.1 (configuration errors come before any network I/O) for the names of spec §7: a tls-target-name
+    OpenSSL cannot check is refused when the settings are compiled, and so is a dialled name under the name check,
+    before the connector dials."""
+    accepted: list[socket.socket] = []
+    options = pki.client_options(tls_target_name_check="host", **{k.replace("-", "_"): v for k, v in extra.items()})
+    with raw_server(accepted.append) as port:
+        with pytest.raises(InvalidOptionValue) as caught:
+            await open_tls_over_tcp_stream("127.0.0.1", port, options, server_hostname=server_hostname)
+    assert accepted == []
+    assert caught.value.option == option
+    if extra:
+        with pytest.raises(InvalidOptionValue):
+            compile_settings(options, "client")
 
 
 async def test_plaintext_settings_are_refused(pki: PKI) -> None:

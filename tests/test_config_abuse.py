@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gtls.context import clear_cache, compile_context
@@ -325,6 +325,8 @@ def test_random_deployments_through_gtls_check_never_raise(document: str, tmp_pa
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(values=st.dictionaries(st.sampled_from(SERVER_FLAGS), text_values, max_size=4))
+@example(values={"certificate": "~0"})  # no such user: a file name (pathlib's expanduser raised RuntimeError)
+@example(values={"certificate": "~\x00"})  # the command line expanded it before the NUL check (ValueError)
 def test_random_option_flags_through_gtls_serve_fail_closed(values: dict[str, str], good: GoodFiles) -> None:
     """Random values on top of a good configuration, given to the library and as ``gtls serve`` flags: both refuse
     (exit 2, one config or usage error line) or both accept. The port handed to ``serve`` is already taken, so an

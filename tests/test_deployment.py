@@ -20,6 +20,7 @@ from gtls import (
     Level,
     load_deployment,
 )
+from gtls.context import compile_settings
 from gtls.deployment import Deployment
 from tests.peers import FIXTURES
 
@@ -297,6 +298,66 @@ def test_reference_name_with_star_raises(tmp_path: Path) -> None:
         deployment.connection("client", "c")
     assert info.value.object_path == "applications.client.connections.c"
     assert "*.example.test" in str(info.value)
+
+
+def test_thumbprint_in_trusted_ca_is_refused_as_a_thumbprint(tmp_path: Path) -> None:
+    """Spec §4.4: in trusted-ca a thumbprint is InvalidOptionValue, also from a file, where relative paths are made
+    absolute (it must not turn into a missing file ``<folder>/<thumbprint>``)."""
+    thumb = "89A0C1D46701935D89A0C1D46701935D89A0C1D4"
+    deployment = load(tmp_path, BASE.replace('trusted-ca = "/abs/ca.pem"', f'trusted-ca = "{thumb}"'))
+    with pytest.raises(InvalidOptionValue) as info:
+        deployment.connection("reporter", "stats")
+    error = info.value
+    assert (error.option, error.level) == ("trusted-ca", "Host")
+    assert "thumbprint" in str(error) and str(tmp_path) not in str(error)
+
+
+def test_errors_name_the_level_to_edit_when_it_is_not_the_object_itself(tmp_path: Path) -> None:
+    """An error from an Application's (or a Host's) settings names that level, even though every object path
+    starts with ``applications.`` (and this application's name contains "host")."""
+    text = BASE.replace("[applications.statserver]", "[applications.ghost]").replace(
+        "applications.statserver.", "applications.ghost."
+    ).replace('server = "statserver"', 'server = "ghost"')
+    deployment = load(tmp_path, text.replace('trusted-ca = "ca/certauth.pem"', 'trusted-ca = "ca/certauth.pem"\n'
+                                             'sec-protocol = "TLSv1"'))
+    with pytest.raises(ConfigError) as host_info:
+        deployment.port("ghost", "default")
+    assert str(host_info.value).startswith("applications.ghost.ports.default: level Host: sec-protocol: ")
+    deployment = load(tmp_path, text.replace('certificate-source = "host"', "") + """
+        [applications.ghost.security]
+        sec-protocol = "TLSv1"
+        """)
+    with pytest.raises(ConfigError) as app_info:
+        deployment.port("ghost", "default")
+    assert str(app_info.value).startswith("applications.ghost.ports.default: level Application: sec-protocol: ")
+    # The object's own level is not repeated: the path already says it is the port.
+    deployment = load(tmp_path, text.replace('transport = "tls=1"', 'transport = "tls=1;sec-protocol=TLSv1"'))
+    with pytest.raises(ConfigError) as port_info:
+        deployment.port("ghost", "default")
+    assert port_info.value.level == "Port"
+    assert str(port_info.value).startswith("applications.ghost.ports.default: sec-protocol: ")
+
+
+def test_connections_with_equal_settings_keep_their_own_provenance(tmp_path: Path) -> None:
+    """Two connections with the same settings share one compiled SSL context, but each one's context (and so its
+    streams' ``settings`` and its errors) names its own object."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes((FIXTURES / "ca" / "certauth.pem").read_bytes())
+    client_security = 'trusted-ca = "ca.pem"\ntls-target-name-check = "host"'
+    deployment = load(tmp_path, BASE.replace('trusted-ca = "/abs/ca.pem"', client_security) + """
+        [applications.reporter.connections.second]
+        server = "statserver"
+        host = "-bad.example"
+        """)
+    first = compile_settings(deployment.connection("reporter", "stats").resolved, "client")
+    second_endpoint = deployment.connection("reporter", "second")
+    second = compile_settings(second_endpoint.resolved, "client")
+    assert first.ssl_context is second.ssl_context  # compiled once
+    assert first.resolved.object_path == "applications.reporter.connections.stats"
+    assert second.resolved.object_path == "applications.reporter.connections.second"
+    with pytest.raises(InvalidOptionValue) as info:
+        second.client_names(second_endpoint.server_hostname)
+    assert info.value.object_path == "applications.reporter.connections.second"
 
 
 def test_port_id_defaults_to_the_only_port(tmp_path: Path) -> None:

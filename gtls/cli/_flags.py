@@ -8,6 +8,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
+from ..pki.pem import expand_home
 from ._common import UsageError
 
 if TYPE_CHECKING:
@@ -105,6 +106,8 @@ def given_options(args: argparse.Namespace) -> dict[str, str]:
 def _absolute(option: str, value: str) -> str:
     from ..options import is_thumbprint
 
+    if option == "trusted-ca" and is_thumbprint(value):
+        return value  # refused as a thumbprint (spec §4.4), not reported as a missing file
     if option in ("trusted-ca", "certificate-key", "tls-crl", "crl"):
         # One path each (a comma in trusted-ca is part of the file name, spec §6).
         return _absolute_path(value)
@@ -118,7 +121,7 @@ def _absolute(option: str, value: str) -> str:
 
 def _absolute_path(path: str) -> str:
     path = path.strip()
-    return os.path.abspath(os.path.expanduser(path)) if path else path
+    return os.path.abspath(expand_home(path)) if path else path
 
 
 def settings_from_flags(

@@ -15,7 +15,7 @@ from ..errors import CredentialLoadError
 from .certs import is_ca, self_signed, signed_by
 from .chain import LoadedCert, assemble, load_certificates, select_leaf, split_list
 from .keys import load_private_key
-from .pem import read_file
+from .pem import expand_home, read_file
 from .where import Where
 
 _OPTION = "certificate"
@@ -57,7 +57,7 @@ def explain_chain(certificate: str, key: str | Path | None = None, *, base_dir: 
     base = base_dir if base_dir is not None else Path.cwd()
     loaded = _load(certificate, base, where, warnings)
     if key is not None:
-        key_path = base / Path(key).expanduser()
+        key_path = base / Path(expand_home(str(key)))
         key_files = {key_path: read_file(key_path, option="certificate-key", where=where, error=CredentialLoadError)}
         private_key = load_private_key(key_path, key_files, option="certificate-key", where=where, warnings=warnings)
         leaf = select_leaf(loaded, private_key, option=_OPTION, key_file=key_path, where=where)
@@ -86,7 +86,7 @@ def listed_certificates(certificate: str, *, base_dir: Path) -> list[x509.Certif
 
 
 def _load(value: str, base_dir: Path, where: Where, warnings: list[str]) -> list[LoadedCert]:
-    paths = [base_dir / Path(item).expanduser() for item in split_list(value, option=_OPTION, where=where)]
+    paths = [base_dir / Path(expand_home(item)) for item in split_list(value, option=_OPTION, where=where)]
     files = {path: read_file(path, option=_OPTION, where=where, error=CredentialLoadError) for path in paths}
     return load_certificates(paths, files, option=_OPTION, where=where, warnings=warnings)
 

@@ -90,9 +90,18 @@ def parse_blocks(data: bytes) -> list[PemBlock]:
     return scan_pem(data).blocks
 
 
+def expand_home(text: str) -> str:
+    """``~`` and ``~user`` expanded as a shell would. A name no user has (``~0``) stays as written, a file name like
+    any other (``Path.expanduser`` would raise); so does a value with a NUL, which option checks refuse by name."""
+    try:
+        return os.path.expanduser(text)
+    except ValueError:
+        return text
+
+
 def resolve_path(text: str, base_dir: Path, *, option: str, warnings: list[str]) -> Path:
     """An absolute path for ``text``; a relative one is taken from ``base_dir`` with a warning (spec §4.1 step 2)."""
-    path = Path(text).expanduser()
+    path = Path(expand_home(text))
     if not path.is_absolute():
         resolved = (base_dir / path).resolve()
         warnings.append(f"{option}: relative path {text!r} resolved against {base_dir} as {resolved}; use absolute")
