@@ -282,7 +282,9 @@ def absolutise(option: str, value: str, base_dir: Path) -> str:
     """A path option's value with relative paths made absolute against ``base_dir``; other values unchanged.
 
     List elements are trimmed and empty ones kept (so ``gtls.pki`` reports them); thumbprints are not paths, and in
-    ``trusted-ca`` one must stay a thumbprint so that it is refused as one (spec §4.4), not as a missing file."""
+    ``trusted-ca`` one must stay a thumbprint so that it is refused as one (spec §4.4), not as a missing file.
+    No warning (gtls decision): spec §4.1 warns of relative paths because they depend on the working directory;
+    these are relative to the file, which is the point of writing them so."""
     if option not in PATH_OPTIONS or not value.strip():
         return value
     if option in ("certificate", "trusted-ca") and is_thumbprint(value):

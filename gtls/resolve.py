@@ -148,7 +148,8 @@ class _Run:
         return (f"{self.object_path}: " if self.object_path else "") + f"{level.title}: "
 
     def options(self, value: LevelInput, level: Level, *, transport: bool) -> TLSOptions:
-        """Parse one level (spec §3.2 step 1); errors carry the level."""
+        """Parse one level (spec §3.2 step 1); errors carry the level. Every level is validated, used or not (gtls
+        decision): a typo at a shadowed level is reported now, not when that level one day becomes the one used."""
         try:
             if value is None:
                 return TLSOptions()

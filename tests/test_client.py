@@ -134,9 +134,8 @@ async def test_a_name_that_cannot_be_checked_fails_before_any_connection(
     before the connector dials."""
     accepted: list[socket.socket] = []
     options = pki.client_options(tls_target_name_check="host", **{k.replace("-", "_"): v for k, v in extra.items()})
-    with raw_server(accepted.append) as port:
-        with pytest.raises(InvalidOptionValue) as caught:
-            await open_tls_over_tcp_stream("127.0.0.1", port, options, server_hostname=server_hostname)
+    with raw_server(accepted.append) as port, pytest.raises(InvalidOptionValue) as caught:
+        await open_tls_over_tcp_stream("127.0.0.1", port, options, server_hostname=server_hostname)
     assert accepted == []
     assert caught.value.option == option
     if extra:
