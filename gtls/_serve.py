@@ -225,6 +225,7 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
                 await _pause(exc)
                 continue
             stream.handshake_timeout = None
+            stream._handshaker = None  # the loop runs the handshake policy itself (Handshaker.run)
             start(stream)
     listening = listener.socket
     inherited = set_tcp_options(raw)

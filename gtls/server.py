@@ -11,6 +11,7 @@ EMFILE/ENFILE by pausing accepts (``gtls._serve``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import socket
@@ -46,7 +47,8 @@ class HandshakeEvent:
     reason: str | None
     tls_version: str | None
     cipher: str | None
-    #: Subject of the client certificate (mutual TLS) or of the certificate that failed verification.
+    #: Subject of the client certificate (mutual TLS). None on failure: OpenSSL keeps no client chain it rejected,
+    #: and naming it would take a Python call per certificate of every handshake.
     subject: str | None
     server_name: str | None
     session_reused: bool
@@ -95,21 +97,14 @@ class Handshaker:
 
     async def run(self, stream: TLSStream) -> bool:
         """Handshake ``stream``; True on success. Failures are logged once and reported, never raised."""
-        hook = self.on_handshake
-        started = trio.current_time() if hook is not None else 0.0  # durations only go into events
+        started = trio.current_time() if self.on_handshake is not None else 0.0  # durations only go into events
         try:
             if self.limiter is None:
                 await stream._accepted_handshake()
             else:
                 # The deadline covers the wait for a slot too: a flood must not park connections forever.
                 with trio.move_on_after(self.timeout if self.timeout is not None else math.inf) as scope:
-                    sock = stream._sock
-                    if sock is not None:
-                        # A slot is taken only once the client has sent something: a flood of connections that
-                        # say nothing then cannot hold every slot and starve the clients behind it.
-                        await trio.lowlevel.wait_readable(sock)
-                    async with self.limiter:
-                        await stream.do_handshake()
+                    await self._admitted(stream, stream.do_handshake)
                 if scope.cancelled_caught:
                     raise stream.handshake_timed_out(self.timeout or 0.0)
         except HandshakeError as exc:
@@ -119,6 +114,38 @@ class Handshaker:
             failure = HandshakeError(EOF_IN_HANDSHAKE, str(exc) or "the transport failed", peer=stream.peer_address)
             self._failed(stream, failure, started)
             return False
+        self._succeeded(stream, started)
+        return True
+
+    async def first_use(self, stream: TLSStream) -> None:
+        """The handshake of a stream from ``TLSListener.accept()``, run by whoever uses it first: under the
+        listener's cap and deadline, logged and reported like the serving loop's, its error still raised to the
+        caller (the event gets a copy without frames). Cancelled, it reports nothing and runs again on next use."""
+        started = trio.current_time()
+        limiter = self.limiter
+        run = stream._run_handshake if limiter is None else functools.partial(self._admitted, stream,
+                                                                              stream._run_handshake)
+        try:
+            await stream._handshake_within_deadline(run)
+        except HandshakeError as exc:
+            stream._handshaker = None
+            self._failed(stream, exc, started, raised=True)
+            raise
+        stream._handshaker = None
+        self._succeeded(stream, started)
+
+    async def _admitted(self, stream: TLSStream, handshake: Callable[[], Awaitable[None]]) -> None:
+        """``handshake()`` holding one of the cap's slots, taken once the client has sent something: a flood of
+        connections that say nothing then cannot hold every slot and starve the clients behind it."""
+        assert self.limiter is not None
+        sock = stream._sock
+        if sock is not None:
+            await trio.lowlevel.wait_readable(sock)
+        async with self.limiter:
+            await handshake()
+
+    def _succeeded(self, stream: TLSStream, started: float) -> None:
+        hook = self.on_handshake
         if hook is not None or logger.isEnabledFor(logging.DEBUG):
             event = HandshakeEvent(
                 peer=stream.peer_address,
@@ -137,15 +164,18 @@ class Handshaker:
                 hook(event)
         for warning in stream.handshake_warnings:
             logger.warning("%s", warning)
-        return True
 
-    def _failed(self, stream: TLSStream, error: HandshakeError, started: float) -> None:
-        """Log the failure once; report it to ``on_handshake`` (which is when ``started`` was taken)."""
+    def _failed(self, stream: TLSStream, error: HandshakeError, started: float, *, raised: bool = False) -> None:
+        """Log the failure once; report it to ``on_handshake`` (which is when ``started`` was taken). ``raised``:
+        the error goes on to a caller, who keeps its traceback; the event gets a copy without one."""
         peer = error.peer or stream.peer_address
         subject = f" subject={error.subject}" if error.subject else ""
         logger.warning("handshake failed: %s peer=%s%s: %s", error.reason, peer or "?", subject, error.message)
         if self.on_handshake is not None:
-            _drop_frames(error)
+            if raised:
+                error = _record_of(error)
+            else:
+                _drop_frames(error)
             self.on_handshake(
                 HandshakeEvent(
                     peer=peer,
@@ -160,6 +190,14 @@ class Handshaker:
                     error=error,
                 )
             )
+
+
+def _record_of(error: HandshakeError) -> HandshakeError:
+    """A copy of ``error`` for an event: same class and attributes, no traceback and no causes."""
+    record = BaseException.__new__(type(error))
+    record.__dict__.update(error.__dict__)
+    record.args = error.args
+    return record
 
 
 def _drop_frames(error: BaseException) -> None:
@@ -200,13 +238,15 @@ class TLSListener(trio.abc.Listener[TLSStream]):
     async def accept(self) -> TLSStream:
         transport = await self.transport_listener.accept()
         try:
-            return TLSStream._over_socket(
+            stream = TLSStream._over_socket(
                 transport, transport.socket, self.context, _peer_of(transport), self._https_compatible,
                 self.handshaker.timeout,
             )
         except BaseException:
             await trio.aclose_forcefully(transport)
             raise
+        stream._handshaker = self.handshaker  # the cap and the hook hold whoever runs the handshake
+        return stream
 
     def _wrap(
         self, conn: socket.socket, address: object, handshake_timeout: float | None, poller: Poller | None = None

@@ -28,8 +28,11 @@ from .options import TLSOptions
 from .resolve import Resolved, Role
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from ._poller import Poller
     from .context import CompiledContext
+    from .server import Handshaker
 
 __all__ = ["TLSStream", "compile_settings"]  # compile_settings re-exported: transport callers import it from here
 
@@ -81,6 +84,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         "_handshaking",
         "_handshake_lot",
         "_unfinished_write",
+        "_handshaker",
     )
 
     def __init__(
@@ -171,6 +175,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self._handshake_lot: trio.lowlevel.ParkingLot | None = None
         # A record OpenSSL started writing when a send_all was cancelled; it goes out before anything else.
         self._unfinished_write: bytes | None = None
+        #: The policy of the listener that accepted this stream (``TLSListener.accept``): its cap and hook apply to
+        #: the handshake whoever runs it. None for clients and for the serving loop's streams (the loop applies it).
+        self._handshaker: Handshaker | None = None
 
     @property
     def transport_stream(self) -> trio.abc.Stream:
@@ -294,18 +301,26 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 return
         self._handshaking = True
         try:
-            timeout = self.handshake_timeout
-            if timeout is None:
-                await self._run_handshake()
+            handshaker = self._handshaker
+            if handshaker is None:
+                await self._handshake_within_deadline(self._run_handshake)
             else:
-                with trio.move_on_after(timeout) as scope:
-                    await self._run_handshake()
-                if scope.cancelled_caught:
-                    raise self.handshake_timed_out(timeout)
+                await handshaker.first_use(self)
         finally:
             self._handshaking = False
             if self._handshake_lot is not None:
                 self._handshake_lot.unpark_all()
+
+    async def _handshake_within_deadline(self, run: Callable[[], Awaitable[None]]) -> None:
+        """``run()`` (the handshake, possibly behind a wait for a slot) bounded by ``handshake_timeout``."""
+        timeout = self.handshake_timeout
+        if timeout is None:
+            await run()
+            return
+        with trio.move_on_after(timeout) as scope:
+            await run()
+        if scope.cancelled_caught:
+            raise self.handshake_timed_out(timeout)
 
     async def _accepted_handshake(self) -> None:
         """The serving loop's handshake of a stream it just accepted: no other task knows the stream yet and the

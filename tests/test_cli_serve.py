@@ -6,6 +6,8 @@ import shlex
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from gtls.testing import DemoPKI
 from tests.peers import (
+    STEP_TIMEOUT,
     error_line,
     gtls_env,
     gtls_serve,
@@ -188,6 +191,26 @@ def test_serve_reports_a_port_in_use(pki: DemoPKI) -> None:
         result = run_gtls("serve", *flag_args(pki)[2:], "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert error_line(result).startswith(f"gtls: listen-failed: cannot listen on 127.0.0.1:{port}")
+
+
+def test_serve_with_its_standard_output_closed_says_so(pki: DemoPKI) -> None:
+    """Only a port that cannot be opened is listen-failed: a reader of stdout that left before the port was printed
+    (``gtls serve | true``) gets its own word, and the port is not reported as unavailable."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gtls", "serve", *flag_args(pki)[2:], "--listen", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gtls_env(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the interpreter has even started: the first print meets a closed pipe
+    try:
+        code = process.wait(timeout=STEP_TIMEOUT)
+    finally:
+        process.kill()
+    lines = process.stderr.read().splitlines()
+    process.stderr.close()
+    assert code == 1
+    assert lines[-1].startswith("gtls: stdout-closed: ") and "Traceback" not in "\n".join(lines)
+    assert not any("listen-failed" in line for line in lines)
 
 
 def test_serve_deployment_port_choice_and_plaintext_ports(pki: DemoPKI, tmp_path: Path) -> None:

@@ -396,6 +396,71 @@ async def test_accepted_stream_carries_the_listener_deadline(pki: PKI) -> None:
     assert 0.25 <= trio.current_time() - started < 2
 
 
+async def test_listeners_served_by_trio_report_every_handshake(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
+    """Listeners from open_tls_over_tcp_listeners served by trio's own serve_listeners: the listeners'
+    on_handshake sees every handshake, whoever runs it (here the handler's first receive); a failure is logged once
+    and still reaches the handler, with its traceback, while the event holds a frameless copy."""
+    events: list[HandshakeEvent] = []
+    seen: list[BaseException | bytes] = []
+
+    async def handler(stream: TLSStream) -> None:
+        try:
+            seen.append(await stream.receive_some())
+        except trio.BrokenResourceError as exc:
+            seen.append(exc)
+        await stream.aclose()
+
+    caplog.set_level(logging.INFO, logger="gtls.server")
+    mutual = pki.server_options(tls_mutual="1")
+    listeners = await open_tls_over_tcp_listeners(0, mutual, host="127.0.0.1", on_handshake=events.append)
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handler, listeners)
+        assert await round_trip(port, pki.client_options(with_cert=True), b"") == b""  # sends nothing, closes
+        context = python_context(server=False, ca=pki.ca_file, version="1.2")  # no certificate: refused
+        with pytest.raises(OSError):
+            await trio.to_thread.run_sync(_python_handshake, port, context)
+        await wait_for(lambda: len(seen) == 2 and len(events) == 2)
+        nursery.cancel_scope.cancel()
+    ok, failed = events
+    assert ok.ok and ok.subject == pki.client.cert.subject.rfc4514_string() and ok.tls_version == "TLSv1.3"
+    assert not failed.ok and failed.reason == "no-peer-certificate"
+    broken = seen[1]
+    assert isinstance(broken, trio.BrokenResourceError) and isinstance(broken.__cause__, HandshakeError)
+    assert broken.__cause__.reason == "no-peer-certificate" and broken.__cause__.__traceback__ is not None
+    assert failed.error is not broken.__cause__ and failed.error is not None
+    assert failed.error.__traceback__ is None and str(failed.error) == str(broken.__cause__)
+    logged = [r.getMessage() for r in caplog.records if r.name == "gtls.server"]
+    assert len(logged) == 1 and logged[0].startswith("handshake failed: no-peer-certificate peer=127.0.0.1:")
+
+
+async def test_accepted_streams_keep_the_listeners_cap(pki: PKI) -> None:
+    """max_handshakes holds for streams from accept() too: two clients stalled inside their ClientHello, one
+    handshake in flight and the other waiting for the slot; both dropped at the deadline that covers the wait."""
+    (listener,) = await open_tls_over_tcp_listeners(0, pki.server_options(), host="127.0.0.1", max_handshakes=1,
+                                                    handshake_timeout=1.0)
+    limiter = listener.handshaker.limiter
+    assert limiter is not None
+    causes: list[BaseException | None] = []
+
+    async def first_use(stream: TLSStream) -> None:
+        with pytest.raises(trio.BrokenResourceError) as caught:
+            await stream.receive_some()
+        causes.append(caught.value.__cause__)
+        await stream.aclose()
+
+    async with listener, trio.open_nursery() as nursery:
+        port = listener.socket.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as one, socket.create_connection(("127.0.0.1", port)) as two:
+            for staller in (one, two):
+                staller.sendall(b"\x16\x03\x01\x02\x00\x01")  # a handshake record header and one byte of body
+                nursery.start_soon(first_use, await listener.accept())
+            await wait_for(lambda: limiter.statistics().tasks_waiting == 1)
+            assert limiter.borrowed_tokens == 1
+            await wait_for(lambda: len(causes) == 2)
+    assert [getattr(cause, "reason", None) for cause in causes] == ["timeout", "timeout"]
+
+
 @pytest.mark.parametrize("fillers", [3, 1100])
 async def test_mutual_server_advertises_ca_names_only_when_they_fit(pki: PKI, tmp_path: Path, fillers: int) -> None:
     """A certificate request carries at most 64 KiB of CA names. Within that the server lists its trusted CAs; past

@@ -24,6 +24,8 @@ EXIT_USAGE = 2
 CONNECT_FAILED = "connect-failed"
 #: Reason word of a listening port that could not be opened (address in use, not permitted).
 LISTEN_FAILED = "listen-failed"
+#: Reason word of ``gtls serve`` whose standard output closed before it could print the port it listens on.
+STDOUT_CLOSED = "stdout-closed"
 
 
 class UsageError(Exception):

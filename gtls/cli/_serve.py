@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ._common import (
     EXIT_OK,
     LISTEN_FAILED,
+    STDOUT_CLOSED,
     Subcommands,
     UsageError,
     format_host_port,
@@ -102,14 +103,31 @@ def run(args: argparse.Namespace) -> int:
 
     import trio
 
-    failure: BaseException | None = None
+    listen_failure: BaseException | None = None
+    stdout_closed = False
     try:
         return trio.run(_serve, compiled, plan, args)
-    except* OSError as group:  # opening the port failed (address in use, not permitted, no such address)
-        failure = group
-        while isinstance(failure, BaseExceptionGroup):  # bounded by the nesting depth
-            failure = failure.exceptions[0]
-    return report_failure(LISTEN_FAILED, f"cannot listen on {format_host_port(plan.host, plan.port)}: {failure}")
+    except* _ListenFailed as group:  # address in use, not permitted, no such address
+        listen_failure = _first(group).__cause__
+    except* BrokenPipeError:  # whoever read our standard output left before "listening on" could be printed
+        stdout_closed = True
+    if listen_failure is not None:
+        where = format_host_port(plan.host, plan.port)
+        return report_failure(LISTEN_FAILED, f"cannot listen on {where}: {listen_failure}")
+    assert stdout_closed
+    return report_failure(STDOUT_CLOSED, "standard output was closed before the port could be printed; stopping")
+
+
+class _ListenFailed(Exception):
+    """Opening the port failed (its ``__cause__`` says why): only this is ``listen-failed``, not any ``OSError``
+    that happens while serving."""
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    failure: BaseException = group
+    while isinstance(failure, BaseExceptionGroup):  # bounded by the nesting depth
+        failure = failure.exceptions[0]
+    return failure
 
 
 def _plan(args: argparse.Namespace, warnings: list[str]) -> ServePlan:
@@ -176,7 +194,10 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
     # Signals are caught before the port opens, so a signal right after "listening on" still exits cleanly.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(serve)
+            try:
+                listeners = await nursery.start(serve)
+            except OSError as exc:
+                raise _ListenFailed from exc
             nursery.start_soon(reaper.run)
             host, port = _bound_address(listeners, plan.host)
             print(f"listening on {format_host_port(host, port)}", flush=True)
