@@ -161,7 +161,7 @@ class Handshaker:
             )
             logger.debug("%s", event.describe())
             if hook is not None:
-                hook(event)
+                self._report(event)
         for warning in stream.handshake_warnings:
             logger.warning("%s", warning)
 
@@ -176,7 +176,7 @@ class Handshaker:
                 error = _record_of(error)
             else:
                 _drop_frames(error)
-            self.on_handshake(
+            self._report(
                 HandshakeEvent(
                     peer=peer,
                     ok=False,
@@ -190,6 +190,16 @@ class Handshaker:
                     error=error,
                 )
             )
+
+    def _report(self, event: HandshakeEvent) -> None:
+        """Give ``event`` to the hook. A hook that raises is a bug in metrics code: it is logged with its traceback
+        and the connection and the server go on (gtls decision), rather than a counter taking the port down."""
+        assert self.on_handshake is not None
+        try:
+            self.on_handshake(event)
+        except Exception:
+            logger.exception("on_handshake raised on the event %s; the connection and the server go on",
+                             event.describe())
 
 
 def _record_of(error: HandshakeError) -> HandshakeError:

@@ -195,6 +195,22 @@ async def test_success_event_fields(pki: PKI) -> None:
     assert event.describe().startswith(f"{event.peer} TLSv1.3 TLS_")
 
 
+async def test_a_raising_hook_is_logged_and_the_server_goes_on(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[HandshakeEvent] = []
+
+    def broken_metrics(event: HandshakeEvent) -> None:
+        calls.append(event)
+        raise ValueError("counter overflow")
+
+    caplog.set_level(logging.INFO, logger="gtls.server")
+    async with serving(pki, on_handshake=broken_metrics) as port:
+        for _ in range(2):  # the connection whose event raised is served, and so is the next one
+            assert await round_trip(port, pki.client_options()) == b"hello\n"
+    assert len(calls) == 2
+    errors = [r for r in caplog.records if r.name == "gtls.server" and r.levelno == logging.ERROR]
+    assert len(errors) == 2 and errors[0].exc_info is not None and "on_handshake raised" in errors[0].getMessage()
+
+
 async def test_served_stream_transport_is_made_on_demand(pki: PKI) -> None:
     """The serving loop hands OpenSSL the bare socket; transport_stream still gives the connection's SocketStream
     (TCP options as trio sets them), and after the close a closed one."""
