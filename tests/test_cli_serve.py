@@ -125,6 +125,23 @@ def test_serve_without_arguments_uses_the_demo_pki_and_prints_how_to_connect(tmp
     assert (tmp_path / "data" / "demo" / "server-cert.pem").read_bytes() == before
 
 
+def test_serve_demo_on_ipv6_loopback_prints_commands_that_work(tmp_path: Path) -> None:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    env = gtls_env(tmp_path / "data")
+    with gtls_serve("--listen", "[::1]:0", env=env) as server:
+        hint = server.stderr.wait_for(lambda text: text.strip().startswith("gtls connect "))
+        assert f"[::1]:{server.port}" in hint and "--tls-target-name localhost" in hint
+        connect = run_gtls(*shlex.split(hint.strip())[1:], env=env)
+        assert connect.returncode == 0, connect.stderr
+        assert "received: hello" in connect.stdout and "sni: localhost" in connect.stdout
+        hint_openssl = server.stderr.wait_for(lambda text: text.strip().startswith("openssl s_client "))
+        assert f"-connect [::1]:{server.port}" in hint_openssl and "-servername localhost" in hint_openssl
+        assert server.stop() == 0
+
+
 def test_serve_demo_with_mutual_tls_hints_include_the_client_certificate(tmp_path: Path) -> None:
     env = gtls_env(tmp_path / "data")
     with gtls_serve("--listen", "127.0.0.1:0", "--tls-mutual", env=env) as server:

@@ -270,10 +270,13 @@ def _bound_address(listeners: list[TLSListener], fallback_host: str) -> tuple[st
 
 
 def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> None:
-    # The demo certificate is for localhost: point loopback and wildcard listeners there.
-    local = ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::")
+    # The demo certificate is for localhost: point loopback and wildcard listeners there. IPv6 loopback is dialled
+    # as such (localhost may resolve to 127.0.0.1 only), naming localhost for SNI and the name check.
+    local = ("127.0.0.1", "localhost", "0.0.0.0", "::")
     target = f"localhost:{port}" if host in local else format_host_port(host, port)
-    client = f" --certificate {demo.client_chain} --certificate-key {demo.client_key}" if mutual else ""
+    gtls_naming, openssl_naming = (" --tls-target-name localhost", " -servername localhost") if host == "::1" else (
+        "", "")
+    client = gtls_naming + (f" --certificate {demo.client_chain} --certificate-key {demo.client_key}" if mutual else "")
     # s_client's -cert sends only the first certificate; -cert_chain adds the intermediate.
     openssl_client = (f" -cert {demo.client_cert} -cert_chain {demo.intermediate_ca} -key {demo.client_key}"
                       if mutual else "")
@@ -281,7 +284,8 @@ def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> No
         f"gtls: serving the demo PKI from {demo.directory} (demo keys: never trust this CA elsewhere)",
         "gtls: connect with:",
         f"  gtls connect {target} --trusted-ca {demo.root_ca} --tls-target-name-check host{client} --send hello",
-        f"  openssl s_client -connect {target} -CAfile {demo.root_ca} -verify_hostname localhost{openssl_client}",
+        f"  openssl s_client -connect {target} -CAfile {demo.root_ca} -verify_hostname localhost{openssl_naming}"
+        f"{openssl_client}",
     ]
     for line in lines:
         print(line, file=sys.stderr)
