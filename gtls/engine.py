@@ -412,8 +412,8 @@ class TLSEngine:
 
     @property
     def peer_chain(self) -> list[x509.Certificate]:
-        """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side). A resumed
-        session keeps only the leaf, so that is all there is then."""
+        """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side). A server that
+        resumed a session has only the client's leaf: a session ticket keeps no chain."""
         chain: list[x509.Certificate] = list(self.conn.get_peer_cert_chain(as_cryptography=True) or [])
         leaf = self.peer_certificate
         if leaf is not None and (not chain or chain[0] != leaf):
