@@ -38,6 +38,7 @@ from .pki.keys import TLSKey, load_private_key
 from .pki.pem import read_file, resolve_path
 from .pki.protocol import apply_ciphers, apply_versions
 from .pki.store import load_store, lookup, store_files, thumbprint
+from .pki.strength import describe, weaknesses
 from .pki.trust import load_trusted_cas, missing_file_hint
 from .pki.where import Where
 from .resolve import Resolved, Role, direct
@@ -457,6 +458,14 @@ class CompiledContext:
         return PeerVerificationError(reason, message, peer=peer)
 
 
+def _refuse_weak_chain(chain: list[x509.Certificate], where: Where) -> None:
+    """Our own chain under OpenSSL's security level, now: it would refuse a weak leaf here with a bare library error,
+    and a weak intermediate only when sending it, failing every handshake with ``internal_error``."""
+    for cert, found in zip(chain, weaknesses(chain), strict=True):
+        if found is not None:
+            raise where.error(CredentialLoadError, describe(cert, found), option="certificate")
+
+
 def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str]) -> CompiledContext:
     opts = resolved.options
     role = resolved.role
@@ -474,6 +483,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     chain: list[x509.Certificate] = []
     if identity is not None:
         chain, key = identity
+        _refuse_weak_chain(chain, where)
         ctx.use_certificate(chain[0])
         for extra in chain[1:]:
             ctx.add_extra_chain_cert(extra)
@@ -485,8 +495,10 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     trusted: list[x509.Certificate] = []
     if inputs.trusted_ca is not None:
         trusted = load_trusted_cas(inputs.trusted_ca, inputs.files, where=where, warnings=warnings, now=now)
-        for ca in trusted:
+        for ca, found in zip(trusted, weaknesses(trusted), strict=True):
             store.add_cert(crypto.X509.from_cryptography(ca))
+            if found is not None:  # a self-signed CA's own signature is never judged, as in OpenSSL
+                warnings.append(f"trusted-ca: {describe(ca, found)}; paths through it fail (untrusted)")
     elif resolved.profile == "windows":
         ctx.set_default_verify_paths()  # profile windows without trusted-ca: the system trust store (spec §1.6)
 

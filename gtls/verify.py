@@ -20,6 +20,7 @@ from .errors import InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
 from .pki.certs import self_signed, subject_text
+from .pki.strength import Weakness, weakness, weaknesses
 from .resolve import Resolved, Role
 
 CertLike = x509.Certificate | crypto.X509
@@ -93,16 +94,49 @@ def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, ref
     certs = [_as_crypto(c) for c in chain]
     if not certs:
         raise PeerVerificationError(e.NO_PEER_CERTIFICATE, "no certificate to verify")
+    if weakness(certs[0]) is Weakness.KEY:  # OpenSSL checks the leaf's key before anything else
+        raise _failure(reasons.EE_KEY_TOO_SMALL, 0, certs[0], reference, certs)
     outcome = _run(compiled, certs, compiled.verify_flags, reference, at)
     if isinstance(outcome, tuple):
         code, depth, cert = outcome
+        if code in reasons.AFTER_AUTH_LEVEL:
+            _check_auth_level(_presumed_path(compiled, certs), reference, certs)
         if not (code == reasons.CRL_HAS_EXPIRED and compiled.crl_expired_warn):
             raise _failure(code, depth, cert, reference, certs)
         return _past_expired_crl(compiled, certs, reference, at, depth)
     path = outcome
+    _check_auth_level(path, reference, certs)
     if reference is not None and not hostcheck.AVAILABLE and not names.matches(path[0], reference):
         raise PeerVerificationError(e.NAME_MISMATCH, names.mismatch_message(path[0], reference), depth=0,
                                     subject=subject_text(path[0]))
+    return path
+
+
+def _check_auth_level(path: Sequence[x509.Certificate], reference: str | None, certs: Sequence[x509.Certificate]
+                      ) -> None:
+    """What a handshake adds to a bare X509_STORE: OpenSSL's security level on the path (``check_auth_level``), in
+    its order: each issuer's key, and each signature but the trust anchor's (``gtls.pki.strength``)."""
+    last = len(path) - 1
+    for depth, found in enumerate(weaknesses(path)):
+        if found is Weakness.KEY and depth > 0:
+            raise _failure(reasons.CA_KEY_TOO_SMALL, depth, path[depth], reference, certs)
+        if found is Weakness.SIGNATURE and depth < last:
+            raise _failure(reasons.CA_MD_TOO_WEAK, depth, path[depth], reference, certs)
+
+
+def _presumed_path(compiled: CompiledContext, certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The path of a chain OpenSSL built but then failed (it reports only the failing certificate): from the leaf,
+    each issuer by name, a trusted CA first (OpenSSL's default), else one the peer sent (peers repeat certificates
+    and send them in any order)."""
+    path = [certs[0]]
+    while not self_signed(path[-1]) and len(path) <= len(certs):  # bounded: each step adds a certificate
+        wanted = path[-1].issuer
+        issuer = next((ca for ca in compiled.trusted if ca.subject == wanted), None)
+        if issuer is None:
+            issuer = next((c for c in certs if c.subject == wanted and c not in path), None)
+        if issuer is None:
+            break
+        path.append(issuer)
     return path
 
 
@@ -117,6 +151,7 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
         code, depth, cert = outcome
         raise _failure(code, depth, cert, reference, certs)
     path = outcome
+    _check_auth_level(path, reference, certs)
     when = at or dt.datetime.now(dt.UTC)
     last = len(path) - 1 if compiled.verify_flags & crypto.X509StoreFlags.CRL_CHECK_ALL else 0
     for depth in range(expired_depth, last + 1):
@@ -132,21 +167,50 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
 
 def _crl_verdict(crls: Sequence[x509.CertificateRevocationList], cert: x509.Certificate, issuer: x509.Certificate,
                  when: dt.datetime) -> int:
-    """The X509_V_ERR code OpenSSL gives one certificate's revocation check (0: fine), expiry waived."""
+    """The X509_V_ERR code OpenSSL gives one certificate's revocation check (0: fine), expiry waived.
+
+    The CRL is the one OpenSSL picks among those naming the certificate's issuer: a current one before an expired
+    one, then one whose authority key identifier is the issuer's key, then the newest (``get_crl_sk``); the first in
+    the file among equals. It is then checked in OpenSSL's order (``check_crl``, ``cert_crl``)."""
     candidates = [c for c in crls if c.issuer.public_bytes() == cert.issuer.public_bytes()]
     if not candidates:
         return 3  # UNABLE_TO_GET_CRL
-    crl = candidates[0]
+
+    def rank(crl: x509.CertificateRevocationList) -> tuple[bool, bool, dt.datetime]:
+        next_update = crl.next_update_utc
+        current = crl.last_update_utc <= when and (next_update is None or when < next_update)
+        return current, _issued_by(crl, issuer), crl.last_update_utc
+
+    crl = max(candidates, key=rank)  # max keeps the first of equals, as OpenSSL keeps its first best
+    if not _issued_by(crl, issuer):
+        return 33  # UNABLE_TO_GET_CRL_ISSUER
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.crl_sign:
+        return 35  # KEYUSAGE_NO_CRL_SIGN
+    if crl.last_update_utc > when:
+        return 11  # CRL_NOT_YET_VALID
     try:
         if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
             return 8  # CRL_SIGNATURE_FAILURE
     except (InvalidSignature, TypeError, ValueError):
         return 8
-    if crl.last_update_utc > when:
-        return 11  # CRL_NOT_YET_VALID
     if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
         return 23  # CERT_REVOKED
     return 0
+
+
+def _issued_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """Whether the CRL's authority key identifier (when it and the issuer's subject key identifier are both present)
+    names the issuer's key, as OpenSSL's ``X509_check_akid`` decides."""
+    try:
+        akid = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        skid = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return True
+    return akid is None or akid == skid
 
 
 def verify_chain(

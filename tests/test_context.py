@@ -12,16 +12,24 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
 from gtls import _stat_memo
 from gtls import context as context_module
 from gtls.context import SSL_MODE_NO_AUTO_CHAIN, CompiledContext, compile_context, compile_settings
-from gtls.errors import CipherListError, ConfigError, HandshakeError, PeerVerificationError, UnsupportedProtocol
+from gtls.errors import (
+    CipherListError,
+    ConfigError,
+    CredentialLoadError,
+    HandshakeError,
+    PeerVerificationError,
+    UnsupportedProtocol,
+)
 from gtls.options import TLSOptions
 from gtls.resolve import direct
 from gtls.testing import CA, write_pem
-from tests.peers import client_handshake, close, gtls_server, s_client, s_server
+from tests.peers import client_handshake, close, gtls_server, run_gtls, s_client, s_server
 
 
 @pytest.fixture(scope="module")
@@ -355,3 +363,36 @@ def test_relative_paths_in_options_follow_the_working_directory(
         compiled = compile_settings(options, "client")
         subjects.append(compiled.trusted[0].subject.rfc4514_string())
     assert subjects == ["CN=cwd a", "CN=cwd b", "CN=cwd a"]
+
+
+@pytest.mark.parametrize("weak", ["leaf", "intermediate"])
+def test_a_weak_key_in_our_own_chain_is_a_configuration_error(tmp_path: Path, weak: str) -> None:
+    """OpenSSL's security level refuses an RSA-1024 key: for our own leaf it did so with a bare library error, and
+    for an intermediate only when sending it, so every handshake failed with internal_error (read by the server
+    as the peer's fault). Both are a CredentialLoadError naming the certificate now, and gtls serve exits 2."""
+    weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    root = CA.root("strength root")
+    inter = root.intermediate("strength inter", key=weak_key if weak == "intermediate" else None)
+    leaf = inter.leaf("localhost", dns=["localhost"], key=weak_key if weak == "leaf" else None)
+    options = {"certificate": str(write_pem(tmp_path / "chain.pem", leaf, inter)),
+               "certificate-key": str(leaf.write_key(tmp_path / "key.pem")),
+               "trusted-ca": str(write_pem(tmp_path / "ca.pem", root))}
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(direct(options, "server"))
+    assert info.value.option == "certificate"
+    named = "CN=strength inter" if weak == "intermediate" else "CN=localhost"
+    assert named in str(info.value) and "1024-bit RSA" in str(info.value)
+    flags = [item for name, value in options.items() for item in (f"--{name}", value)]
+    result = run_gtls("serve", "--listen", "127.0.0.1:0", "--quiet", *flags)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("gtls: config error: ") and named in result.stderr
+
+
+def test_a_weak_trusted_ca_is_named_in_a_warning(tmp_path: Path) -> None:
+    legacy = CA.root("legacy root", key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    current = CA.root("current root")
+    compiled = compile_context(direct({"trusted-ca": str(write_pem(tmp_path / "ca.pem", legacy, current))},
+                                      "client"))
+    (warning,) = [w for w in compiled.warnings if "legacy root" in w]
+    assert warning.startswith("trusted-ca: CN=legacy root has a 1024-bit RSA key") and "untrusted" in warning
+    assert not [w for w in compiled.warnings if "current root" in w]

@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ from gtls.context import compile_context
 from gtls.errors import ConfigError, PeerVerificationError
 from gtls.options import TLSOptions
 from gtls.resolve import direct, resolve_client
-from gtls.testing import CA, write_pem
+from gtls.testing import CA, CRL, Certified, write_pem
 from gtls.verify import verify_chain
 from tests.peers import client_handshake, close, s_server
 
@@ -60,12 +61,22 @@ def test_server_role_uses_client_purpose(tmp_path: Path) -> None:
 
 
 FAULTS = ["none", "expired", "not-yet-valid", "untrusted-root", "bad-signature", "inter-not-ca", "path-length",
-          "client-only-eku", "name", "revoked", "inter-expired", "no-keycertsign"]
+          "client-only-eku", "name", "revoked", "inter-expired", "no-keycertsign", "weak-inter", "weak-leaf",
+          "weak-inter-and-expired"]
 EXPECTED = {"none": None, "expired": "expired", "not-yet-valid": "not-yet-valid", "untrusted-root": "untrusted",
             "bad-signature": "untrusted", "inter-not-ca": "bad-ca", "path-length": "bad-ca",
             "no-keycertsign": "bad-ca",
             "client-only-eku": "bad-purpose", "name": "name-mismatch", "revoked": "revoked",
-            "inter-expired": "expired"}
+            "inter-expired": "expired",
+            # OpenSSL's security level (2 in 3.2 and later) refuses an RSA-1024 key before any other fault.
+            "weak-inter": "untrusted", "weak-leaf": "untrusted", "weak-inter-and-expired": "untrusted"}
+
+
+EXPIRED_LEAF = ("expired", "weak-inter-and-expired")
+
+
+def _weak_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=1024)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -90,6 +101,7 @@ def check_agreement(fault: str, depth: int, crl: bool) -> None:
         for level in range(depth):
             issuer = issuer.intermediate(
                 f"prop inter {level}", ca=not (fault == "inter-not-ca" and level == 0),
+                key=_weak_key() if fault.startswith("weak-inter") and level == 0 else None,
                 key_cert_sign=not (fault == "no-keycertsign" and level == 0),
                 not_after=-DAY if fault == "inter-expired" and level == depth - 1 else None,
                 not_before=-3 * DAY if fault == "inter-expired" and level == depth - 1 else None)
@@ -97,8 +109,9 @@ def check_agreement(fault: str, depth: int, crl: bool) -> None:
         leaf = issuer.leaf(
             "prop.test", dns=["other.test" if fault == "name" else "prop.test"],
             eku=("client",) if fault == "client-only-eku" else ("server",),
-            not_before=-3 * DAY if fault == "expired" else (DAY if fault == "not-yet-valid" else None),
-            not_after=-DAY if fault == "expired" else (3 * DAY if fault == "not-yet-valid" else None),
+            key=_weak_key() if fault == "weak-leaf" else None,
+            not_before=-3 * DAY if fault in EXPIRED_LEAF else (DAY if fault == "not-yet-valid" else None),
+            not_after=-DAY if fault in EXPIRED_LEAF else (3 * DAY if fault == "not-yet-valid" else None),
             bad_signature=fault == "bad-signature")
         sent = [leaf, *reversed(issuers)]
         write_pem(tmp / "chain.pem", *sent)
@@ -114,10 +127,62 @@ def check_agreement(fault: str, depth: int, crl: bool) -> None:
             offline = None
         except PeerVerificationError as exc:
             offline = (exc.reason, exc.depth)
+        # A server that still sends an RSA-1024 chain (security level 0); the client's level judges it.
+        lenient = ["-cipher", "DEFAULT:@SECLEVEL=0"] if fault.startswith("weak") else []
         with s_server("-cert", tmp / "chain.pem", "-cert_chain", tmp / "chain.pem", "-key",
-                            tmp / "key.pem") as server:
+                      tmp / "key.pem", *lenient) as server:
             conn, error = client_handshake(compiled, server.port, server_hostname="prop.test")
             close(conn)
         online = (error.reason, error.depth) if error is not None else None
         assert offline == online, (fault, depth, crl, offline, online)
         assert (offline[0] if offline else None) == EXPECTED[fault], (fault, offline)
+
+
+def _crl_case(name: str) -> tuple[list[Certified], list[CRL], dict[str, str], str | None]:
+    """(chain sent, CRLs in file order, extra client options, expected reason) for tls-crl-expired=warn, where
+    verify_chain must pick among several CRLs of one issuer the CRL OpenSSL picks."""
+    root = CA.root("crl choice root")
+    inter = root.intermediate("crl choice inter")
+    leaf = inter.leaf("crl.test", dns=["crl.test"])
+    warn = {"tls-crl-expired": "warn"}
+    old = {"this_update": -10 * DAY, "next_update": -5 * DAY}
+    if name == "newer-expired-revokes":  # two expired CRLs: the newer one counts, whatever the file order
+        return [leaf, inter], [inter.crl(**old), inter.crl(revoked=[leaf], this_update=-4 * DAY,
+                                                           next_update=-DAY)], warn, "revoked"
+    if name == "current-beats-expired":  # scope chain: the root's current CRL lists the intermediate
+        return [leaf, inter], [inter.crl(**old), root.crl(**old), root.crl(revoked=[inter])], {
+            **warn, "tls-crl-scope": "chain"}, "revoked"
+    if name == "rekeyed-issuer":  # an expired CRL of an older key of the same name does not count
+        rekeyed = root.intermediate("crl choice inter")
+        return [leaf, inter], [rekeyed.crl(**old), inter.crl(**old)], warn, None
+    assert name == "root-without-crl-sign"
+    signless = CA.root("crl choice signless root", crl_sign=False)
+    inter = signless.intermediate("crl choice inter 2")
+    leaf = inter.leaf("crl.test", dns=["crl.test"])
+    return [leaf, inter], [inter.crl(**old), signless.crl(**old)], {**warn, "tls-crl-scope": "chain"}, "crl-signature"
+
+
+@pytest.mark.parametrize("name", ["newer-expired-revokes", "current-beats-expired", "rekeyed-issuer",
+                                  "root-without-crl-sign"])
+def test_expired_crl_waiver_judges_the_crl_openssl_picks(name: str, tmp_path: Path) -> None:
+    sent, crls, extra, expected = _crl_case(name)
+    top = sent[-1]
+    anchor = top.issuer if isinstance(top.issuer, CA) else None
+    assert anchor is not None
+    write_pem(tmp_path / "chain.pem", *sent)
+    sent[0].write_key(tmp_path / "key.pem")
+    opts = {"trusted-ca": str(write_pem(tmp_path / "ca.pem", anchor)),
+            "tls-crl": str(write_pem(tmp_path / "crl.pem", *(crl.pem for crl in crls))), **extra}
+    compiled = compile_context(direct(opts, "client"))
+    try:
+        verify_chain([c.cert for c in sent], compiled, "client")
+        offline = None
+    except PeerVerificationError as exc:
+        offline = (exc.reason, exc.depth)
+    with s_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
+                  tmp_path / "key.pem") as server:
+        conn, error = client_handshake(compiled, server.port)
+        close(conn)
+    online = (error.reason, error.depth) if error is not None else None
+    assert offline == online
+    assert (online[0] if online else None) == expected

@@ -9,6 +9,14 @@ from .. import errors as e
 #: X509_V_ERR_HOSTNAME_MISMATCH: the peer-name check failed.
 HOSTNAME_MISMATCH: Final = 62
 CRL_HAS_EXPIRED: Final = 12
+EE_KEY_TOO_SMALL: Final = 66
+CA_KEY_TOO_SMALL: Final = 67
+CA_MD_TOO_WEAK: Final = 68
+#: Codes OpenSSL finds only after its security-level check of the path (``check_auth_level``): the host check, the
+#: revocation checks, then signatures, validity times, name constraints and policies. A path with a weak key or
+#: signature fails on that first, whatever else is wrong with it.
+AFTER_AUTH_LEVEL: Final = frozenset({62, 64, 3, 5, 8, 11, 12, 15, 16, 23, 33, 35, 44, 54, 4, 7, 9, 10, 13, 14, 47, 48,
+                                     49, 42, 43})
 
 # Codes from include/openssl/x509_vfy.h (OpenSSL 3.x; the numbers are stable across releases, and
 # tests/test_pki_hostcheck.py checks OpenSSL's own text for the important ones). Anything not listed is "untrusted".
@@ -61,7 +69,7 @@ VERIFY_REASONS: Final[dict[int, str]] = {
     81: e.BAD_CA,  # PATHLEN_WITHOUT_KU_KEY_CERT_SIGN
 }
 # Security-level and key-size rejections: the peer's certificate is unusable under our policy.
-for _code in (66, 67, 68):  # EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK
+for _code in (EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK):
     VERIFY_REASONS[_code] = e.UNTRUSTED
 
 

@@ -1,0 +1,74 @@
+"""Certificate keys and signatures against OpenSSL's security level, judged by OpenSSL itself.
+
+OpenSSL refuses a certificate whose key, or whose signature's hash, is weaker than its security level allows (level 2
+since OpenSSL 3.2: RSA keys of at least 2048 bits, no SHA-1 signatures). It applies this to a server's own leaf when
+the context is built, to the rest of its chain only when sending it (every handshake then ends in ``internal_error``),
+and to the peer's path during verification; a bare ``X509_STORE`` (the offline verifier) applies none of it.
+
+The binding exposes neither the level nor ``X509_VERIFY_PARAM_set_auth_level``, so gtls asks OpenSSL the question it
+already answers for a server's own certificate: ``SSL_CTX_use_certificate`` on a scratch context of the same library,
+with the same thresholds. No table of key sizes is kept here, so a new OpenSSL or a new key type cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from OpenSSL import SSL
+
+from .certs import subject_text
+
+
+class Weakness(Enum):
+    KEY = "key"
+    SIGNATURE = "signature"
+
+
+def weakness(cert: x509.Certificate, scratch: SSL.Context | None = None) -> Weakness | None:
+    """What OpenSSL's security level refuses in ``cert``: its key, else its signature (never checked for a
+    self-signed certificate, as OpenSSL does), else None. ``scratch``: a context to reuse across calls."""
+    context = scratch if scratch is not None else SSL.Context(SSL.TLS_METHOD)
+    try:
+        context.use_certificate(cert)
+    except SSL.Error as exc:
+        text = str(exc)
+        if "key too small" in text:  # SSL_R_EE_KEY_TOO_SMALL / SSL_R_CA_KEY_TOO_SMALL
+            return Weakness.KEY
+        if "md too weak" in text:  # SSL_R_EE_MD_TOO_WEAK / SSL_R_CA_MD_TOO_WEAK
+            return Weakness.SIGNATURE
+        raise
+    return None
+
+
+def weaknesses(certs: Sequence[x509.Certificate]) -> list[Weakness | None]:
+    """``weakness`` of each certificate, one scratch context for all."""
+    scratch = SSL.Context(SSL.TLS_METHOD)
+    return [weakness(cert, scratch) for cert in certs]
+
+
+def describe(cert: x509.Certificate, found: Weakness) -> str:
+    """Why OpenSSL refuses ``cert``, and what to do about it."""
+    if found is Weakness.KEY:
+        return (f"{subject_text(cert)} has a {key_text(cert)} key, weaker than OpenSSL's security level allows "
+                "(level 2: RSA of 2048 bits or more, or an EC key); reissue it with a stronger key")
+    algorithm = cert.signature_hash_algorithm
+    digest = algorithm.name.upper() if algorithm is not None else "its algorithm"
+    return (f"{subject_text(cert)} is signed with {digest}, weaker than OpenSSL's security level allows; have its "
+            "issuer sign it with SHA-256 or stronger")
+
+
+def key_text(cert: x509.Certificate) -> str:
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"{key.key_size}-bit RSA"
+    if isinstance(key, dsa.DSAPublicKey):
+        return f"{key.key_size}-bit DSA"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"{key.curve.name} EC"
+    return type(key).__name__
+
+
+__all__ = ["Weakness", "describe", "key_text", "weakness", "weaknesses"]
