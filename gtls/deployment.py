@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Final
 
 from .errors import DeploymentError, InvalidOptionValue
-from .options import classify_name, emit_warning, is_thumbprint, parse_transport
+from .options import classify_name, emit_warning, expand_home, is_thumbprint, parse_transport
 from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
 
 #: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
@@ -293,6 +293,8 @@ def absolutise(option: str, value: str, base_dir: Path) -> str:
     resolved = []
     for item in items:
         text = item.strip()
+        if text:
+            text = expand_home(text)  # ~ and ~user, as on the command line and in settings given directly
         resolved.append(str(base_dir / text) if text and not Path(text).is_absolute() else text)
     return ",".join(resolved)
 
@@ -362,7 +364,8 @@ class _Loader:
         object_path = f"hosts.{name}"
         table = self.table(raw, object_path)
         self.keys(table, ("address", "security", *_miscased_security(table)), object_path)
-        return HostSpec(name, self.string(table, "address", object_path), self.security(table, object_path))
+        address = _optional_str(self.string(table, "address", object_path))  # empty counts as absent
+        return HostSpec(name, address, self.security(table, object_path))
 
     def port(self, app: str, port_id: str, raw: object) -> PortSpec:
         object_path = f"applications.{app}.ports.{port_id}"
@@ -375,7 +378,7 @@ class _Loader:
             raise self.error(f"must be an integer, got {_type_name(number)}", object_path, option="port")
         if not 0 <= number <= 65535:
             raise self.error(f"{number} is not a TCP port number (0-65535)", object_path, option="port")
-        address = self.string(table, "address", object_path) or DEFAULT_LISTEN_ADDRESS
+        address = _optional_str(self.string(table, "address", object_path)) or DEFAULT_LISTEN_ADDRESS
         return PortSpec(port_id, address, number, self.string(table, "transport", object_path) or "")
 
     def connection(self, app: str, conn_id: str, raw: object) -> tuple[dict[str, object], str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -88,6 +89,16 @@ def is_thumbprint(value: str) -> bool:
     if any(c in value for c in "/\\."):
         return False
     return _HEX40.fullmatch(_THUMBPRINT_NOISE.sub("", value)) is not None
+
+
+def expand_home(text: str) -> str:
+    """``~`` and ``~user`` in a path expanded as a shell would. A name no user has (``~0``) stays as written, a file
+    name like any other (``Path.expanduser`` would raise); so does a value with a NUL, which option checks refuse by
+    name."""
+    try:
+        return os.path.expanduser(text)
+    except ValueError:
+        return text
 
 
 def is_ip_literal(name: str) -> bool:

@@ -209,3 +209,12 @@ def test_check_unloadable_file_exits_2(tmp_path: Path) -> None:
     assert code == 2 and document["ok"] is False and document["error"]["type"] == "DeploymentError"
     result = run_gtls("check")
     assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
+
+
+def test_check_json_on_a_file_that_cannot_be_loaded_keeps_the_document_shape(tmp_path: Path) -> None:
+    config = tmp_path / "broken.toml"
+    config.write_text("[x")
+    code, document = check_json(config)
+    assert code == 2
+    assert document["ok"] is False and document["errors"] == 1 and document["warnings"] == []
+    assert document["endpoints"] == [] and document["error"]["type"] == "DeploymentError"

@@ -4,6 +4,7 @@ that can be provoked from outside, each checked by exit code and its exact ``gtl
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tests.peers import (
     close_after_hello,
     closed_port,
     error_line,
+    gtls_serve,
     plaintext_reply,
     raw_server,
     run_gtls,
@@ -215,3 +217,43 @@ def test_settings_source_usage_errors(command: str, args: list[str], expected: s
     assert result.returncode == 2
     line = error_line(result)
     assert line.startswith("gtls: usage error: ") and expected in line
+
+
+def test_config_connection_keeps_its_reference_name_when_the_target_is_overridden(fixtures: Path) -> None:
+    """``HOST:PORT`` beside ``--config`` changes only where to dial: the connection's ``host`` (localhost in the
+    sample) stays the reference name and SNI, so dialling 127.0.0.1 on another port still passes the name check."""
+    config = fixtures / "samples" / "name-check.toml"
+    with gtls_serve("--config", str(config), "--app", "statserver", "--listen", "127.0.0.1:0") as server:
+        result = run_gtls("connect", "--config", str(config), "--app", "reporter", "--connection", "stats",
+                          f"127.0.0.1:{server.port}", "--send", "hi")
+        assert server.stop() == 0
+    assert result.returncode == 0, result.stderr
+    assert "sni: localhost" in result.stdout and "received: hi" in result.stdout
+
+
+def test_warnings_behind_a_configuration_error_are_printed(fixtures: Path, tmp_path: Path) -> None:
+    """A miscased option name is not applied (spec §1.1), which then makes the level incomplete: the warning that
+    says why comes before the error line, from connect and serve alike, and in gtls check's report."""
+    config = tmp_path / "miscased.toml"
+    config.write_text(f"""
+[applications.app.security]
+Trusted-ca = "{fixtures / 'ca' / 'certauth.pem'}"
+certificate = "{fixtures / 'demo' / 'server-chain.pem'}"
+certificate-key = "{fixtures / 'demo' / 'server-key.pem'}"
+[applications.app.ports.p]
+port = 1
+transport = "tls=1"
+[applications.app.connections.c]
+server = "app"
+""")
+    for args in (("connect", "--config", str(config), "--app", "app", "--connection", "c"),
+                 ("serve", "--config", str(config), "--app", "app")):
+        result = run_gtls(*args)
+        lines = result.stderr.splitlines()
+        assert result.returncode == 2, result.stderr
+        assert "case-sensitive" in lines[0] and lines[0].startswith("gtls: warning: ")
+        assert lines[-1].startswith("gtls: config error: ") and "trusted-ca" in lines[-1]
+    result = run_gtls("check", "--config", str(config), "--json")
+    document = json.loads(result.stdout)
+    (endpoint,) = [e for e in document["endpoints"] if e["object_path"].endswith("ports.p")]
+    assert endpoint["error"] is not None and any("case-sensitive" in w for w in endpoint["warnings"])

@@ -360,6 +360,37 @@ def test_connections_with_equal_settings_keep_their_own_provenance(tmp_path: Pat
     assert info.value.object_path == "applications.reporter.connections.second"
 
 
+def test_empty_addresses_count_as_absent(tmp_path: Path) -> None:
+    """Spec §1.1: an empty value is absent. An empty Host address falls back to the port's listen address, and an
+    empty (or blank) port address listens on the default one."""
+    deployment = load(
+        tmp_path,
+        """
+        [hosts.h]
+        address = ""
+        [applications.s]
+        host = "h"
+        [applications.s.ports.p]
+        address = "  "
+        port = 5
+        [applications.c.connections.x]
+        server = "s"
+        """,
+    )
+    assert deployment.port("s", "p").address == "127.0.0.1"
+    connection = deployment.connection("c", "x")
+    assert (connection.address, connection.port, connection.server_hostname) == ("127.0.0.1", 5, "127.0.0.1")
+
+
+def test_home_folder_in_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``~`` means the home folder in a deployment file too, as on the command line and in settings given directly
+    (it was joined to the file's folder)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    deployment = load(tmp_path, BASE.replace('trusted-ca = "/abs/ca.pem"', 'trusted-ca = "~/pki/ca.pem"'))
+    resolved = deployment.connection("reporter", "stats").resolved
+    assert resolved.options.trusted_ca == str(tmp_path / "home" / "pki" / "ca.pem")
+
+
 def test_port_id_defaults_to_the_only_port(tmp_path: Path) -> None:
     deployment = load(
         tmp_path,

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Subcommands, describe_config_error, format_host_port, name_of
+from ._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subcommands,
+    describe_config_error,
+    format_host_port,
+    name_of,
+    report_warnings,
+)
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -86,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         deployment = load_deployment(args.config, warnings=warnings)
     except ConfigError as exc:
-        if args.json:
-            json.dump({"config": args.config, "ok": False, "error": _error_json(exc), "endpoints": []}, sys.stdout,
-                      indent=2)
+        if args.json:  # the documented document, with the error that stopped the load beside it
+            json.dump({"config": args.config, "ok": False, "errors": 1, "warnings": warnings,
+                       "error": _error_json(exc), "endpoints": []}, sys.stdout, indent=2)
             print()
+        else:
+            report_warnings(warnings)
         print(f"gtls: config error: {describe_config_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     reports = [_check_endpoint(endpoint) for endpoint in deployment.endpoints()]
@@ -114,8 +125,11 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
         address=getattr(endpoint, "address", None), port=getattr(endpoint, "port", None),
         server_hostname=getattr(endpoint, "server_hostname", None) if endpoint.role == "client" else None,
     )
+    resolution_warnings: list[str] = []
     try:
-        resolved: Resolved = endpoint.resolve(warnings=[])  # lazy: raises this endpoint's ConfigError here
+        # Lazy: raises this endpoint's ConfigError here; the warnings gathered on the way (often its cause, such as
+        # a miscased option name) are reported with it.
+        resolved: Resolved = endpoint.resolve(warnings=resolution_warnings)
         _describe_resolution(report, resolved)
         if resolved.secure:
             from ..context import compile_context
@@ -130,6 +144,7 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
             report.warnings.extend(_order_warnings(resolved, compiled.chain))
     except ConfigError as exc:
         report.error = _error_json(exc)
+        report.warnings.extend(w for w in resolution_warnings if w not in report.warnings)
     except Exception as exc:  # noqa: BLE001 - a bug below must not hide the other endpoints' reports
         report.error = {"type": type(exc).__name__, "message": f"unexpected error (a gtls bug): {exc}",
                         "object_path": report.object_path, "level": None, "option": None, "file": None}

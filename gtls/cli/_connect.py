@@ -61,8 +61,18 @@ def register(commands: Subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+
     require_positive_seconds(args.timeout, "--timeout")
     warnings: list[str] = []
+    try:
+        return _run(args, warnings)
+    except ConfigError:
+        report_warnings(warnings)  # often the cause: a miscased option name, a transport piece without '='
+        raise
+
+
+def _run(args: argparse.Namespace, warnings: list[str]) -> int:
     flags = given_options(args)
     target = parse_host_port(args.target, what="HOST:PORT") if args.target else None
     server_hostname: str | None
@@ -76,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
             raise DeploymentError("the connection is not secure (no tls=1 on it or its target port)",
                                   object_path=endpoint.object_path, option="tls", file=str(deployment.path))
         resolved = endpoint.resolved
-        # Dial the endpoint's address; its server_hostname is the reference name (and SNI) unless HOST:PORT
-        # overrides the target, in which case the given host is the dialled name, as for flags.
+        # Dial the endpoint's address; its server_hostname is the reference name (and SNI). HOST:PORT overrides
+        # only where to dial: a reference name the connection sets (its host) still holds, else the given host is
+        # the dialled name, as for flags.
         host, port = target or (endpoint.address, endpoint.port)
-        server_hostname = None if target else endpoint.server_hostname
+        configured_name = deployment.application(args.app).connections[args.connection].host
+        server_hostname = endpoint.server_hostname if target is None else configured_name
     else:
         if target is None:
             raise UsageError("give HOST:PORT to connect to, or --config FILE --app NAME --connection ID")
@@ -91,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
     compiled = compile_context(resolved)  # ConfigError -> exit 2, before any network I/O
     report_warnings([*warnings, *compiled.warnings])
+    warnings.clear()  # reported: a later error must not repeat them
 
     import trio
 

@@ -8,7 +8,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from ..pki.pem import expand_home
+from ..options import expand_home
 from ._common import UsageError
 
 if TYPE_CHECKING:

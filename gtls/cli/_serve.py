@@ -94,11 +94,16 @@ def run(args: argparse.Namespace) -> int:
     require_positive_seconds(args.idle_timeout, "--idle-timeout")
     if args.max_handshakes is not None and args.max_handshakes < 1:
         raise UsageError("--max-handshakes must be at least 1")
-    warnings: list[str] = []
-    plan = _plan(args, warnings)
     from ..context import compile_context
+    from ..errors import ConfigError
 
-    compiled = compile_context(plan.resolved)  # ConfigError -> exit 2, before any socket is opened
+    warnings: list[str] = []
+    try:
+        plan = _plan(args, warnings)
+        compiled = compile_context(plan.resolved)  # ConfigError -> exit 2, before any socket is opened
+    except ConfigError:
+        report_warnings(warnings)  # often the cause: a miscased option name, a transport piece without '='
+        raise
     report_warnings([*warnings, *compiled.warnings])
 
     import trio
@@ -163,10 +168,12 @@ def _deployment_port(config: str, app: str, port_id: str | None, warnings: list[
     deployment = load_deployment(config, warnings=warnings)
     if port_id is None:
         ids = list(deployment.application(app).ports)
-        if len(ids) != 1:
-            listed = ", ".join(ids) if ids else "none"
-            raise DeploymentError(f"application {app!r} has {len(ids)} ports ({listed}); choose one with --port-id",
+        if not ids:
+            raise DeploymentError(f"application {app!r} has no ports: nothing to serve",
                                   object_path=f"applications.{app}", file=str(deployment.path))
+        if len(ids) > 1:
+            raise DeploymentError(f"application {app!r} has {len(ids)} ports ({', '.join(ids)}); choose one with "
+                                  "--port-id", object_path=f"applications.{app}", file=str(deployment.path))
         port_id = ids[0]
     endpoint = deployment.port(app, port_id, warnings=warnings)
     if not endpoint.resolved.secure:

@@ -12,10 +12,11 @@ from pathlib import Path
 from cryptography import x509
 
 from ..errors import CredentialLoadError
+from ..options import expand_home
 from .certs import is_ca, self_signed, signed_by
 from .chain import LoadedCert, assemble, load_certificates, select_leaf, split_list
 from .keys import load_private_key
-from .pem import expand_home, read_file
+from .pem import read_file
 from .where import Where
 
 _OPTION = "certificate"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import ConfigError
+from ..options import expand_home
 from .where import Where
 
 T = TypeVar("T")
@@ -88,15 +89,6 @@ def scan_pem(data: bytes) -> PemScan:
 def parse_blocks(data: bytes) -> list[PemBlock]:
     """Every well-formed PEM block of ``data``, in file order. Damaged blocks are left out (see ``scan_pem``)."""
     return scan_pem(data).blocks
-
-
-def expand_home(text: str) -> str:
-    """``~`` and ``~user`` expanded as a shell would. A name no user has (``~0``) stays as written, a file name like
-    any other (``Path.expanduser`` would raise); so does a value with a NUL, which option checks refuse by name."""
-    try:
-        return os.path.expanduser(text)
-    except ValueError:
-        return text
 
 
 def resolve_path(text: str, base_dir: Path, *, option: str, warnings: list[str]) -> Path:
