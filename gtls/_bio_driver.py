@@ -23,12 +23,14 @@ RECEIVE_SIZE: Final = 65536
 
 
 class BioDriver:
-    __slots__ = ("engine", "transport", "broken", "_send_lock", "_recv_lock", "_recv_count", "_delayed")
+    __slots__ = ("engine", "transport", "broken", "failure", "_send_lock", "_recv_lock", "_recv_count", "_delayed")
 
     def __init__(self, engine: TLSEngine, transport: trio.abc.Stream) -> None:
         self.engine = engine
         self.transport = transport
         self.broken = False
+        #: What broke it: the transport's error, or the cancellation that cut a record short.
+        self.failure: BaseException | None = None
         self._send_lock = trio.StrictFIFOLock()
         self._recv_lock = trio.Lock()
         self._recv_count = 0
@@ -45,8 +47,9 @@ class BioDriver:
         try:
             async with self._send_lock:
                 await self.transport.send_all(data)
-        except BaseException:
+        except BaseException as exc:
             self.broken = True
+            self.failure = exc
             raise
         return True
 

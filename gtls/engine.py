@@ -271,9 +271,13 @@ class TLSEngine:
             raise TransportFailed(message, eof=eof) from exc
         raise self._read_failure(exc) from exc
 
-    def send(self, data: bytes | bytearray | memoryview) -> int | Want:
-        """Encrypt and write some of ``data`` (at least one record); returns how much was consumed."""
-        if self._probe_writes and not self.write_pending:
+    def send(self, data: bytes | bytearray | memoryview, reader_waiting: bool = False) -> int | Want:
+        """Encrypt and write some of ``data`` (at least one record); returns how much was consumed.
+
+        ``reader_waiting``: another task waits to read. Then the early writes do not look for a late rejection: the
+        look reads the socket, and a record it took into OpenSSL's buffer would leave the socket unreadable, so the
+        waiting reader would never wake for it. That reader's own read reports the rejection instead."""
+        if self._probe_writes and not self.write_pending and not reader_waiting:
             self._probe_writes = self._probe_writes - 1 if self._awaiting_first_record else 0
             rejection = self._peek_rejection()
             if rejection is not None:
@@ -357,6 +361,9 @@ class TLSEngine:
         """The transport's own reason: closed or reset mid-handshake without an alert (spec §10)."""
         if isinstance(exc, SSL.SysCallError):
             message, _ = _describe_syscall(exc)
+        elif exc is not None and isinstance(exc.__cause__, OSError) and exc.__cause__.errno in GONE_ERRNOS:
+            # a transport stream's failure caused by a reset (memory-BIO driver over a socket)
+            message = f"the connection was reset ({errno.errorcode.get(exc.__cause__.errno or 0, '?')})"
         else:
             message = "the peer closed the connection"
         return HandshakeError(EOF_IN_HANDSHAKE, f"{message} during the handshake", peer=self.peer)

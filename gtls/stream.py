@@ -230,7 +230,13 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 raise trio.ClosedResourceError("this TLS stream was closed")
             raise self._broken_error()
         if self._driver.__class__ is BioDriver and self._driver.broken:
-            self._break(TLSError("the transport failed while sending TLS records"))
+            failure = self._driver.failure
+            if isinstance(failure, trio.Cancelled):
+                cause = TLSError("a send was cancelled part-way through a TLS record, so the stream cannot go on")
+            else:
+                cause = TLSError("the transport failed while sending TLS records")
+                cause.__cause__ = failure
+            self._break(cause)
             raise self._broken_error()
 
     def _broken_error(self) -> trio.BrokenResourceError:
@@ -245,6 +251,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
         # ended in a failure (its OpenSSL state included) alive until the garbage collector's next pass.
         self._state = _CLOSED
         self._cause = None
+        driver = self._driver
+        if driver.__class__ is BioDriver:
+            driver.failure = None  # the same cycle, through the memory-BIO driver's record of a failed send
 
     def _break(self, cause: BaseException) -> trio.BrokenResourceError:
         if self._state == _OK:
@@ -349,8 +358,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
             try:
                 await driver.wait(want)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                self._raise_if_ended()
-                failure = engine.eof_in_handshake(exc)
+                if self._state != _OK:  # closed, or broken by the deadline or another failure: that is the story
+                    self._raise_if_ended()
+                failure = engine.eof_in_handshake(exc)  # the transport failed (either way): chained to its error
                 self._break(failure)
                 raise failure from exc
             waited = True
@@ -483,7 +493,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         while offset < total:
             chunk = view[offset:]
             try:
-                result = engine.send(chunk)
+                result = engine.send(chunk, self._recv_busy)
             except (TransportFailed, TLSError) as exc:
                 raise self._break(exc) from exc
             if result.__class__ is Want:

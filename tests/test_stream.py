@@ -6,14 +6,19 @@ from __future__ import annotations
 import hashlib
 import random
 import socket
+import ssl
+import struct
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from OpenSSL import SSL
 
-from gtls import HandshakeError, TLSError, _binding
+from gtls import HandshakeError, TLSError, _binding, classify_ending
 from gtls.context import CompiledContext
 from gtls.stream import TLSStream, compile_settings
 from tests.peers import PKI, openssl_session, write_pki
@@ -412,3 +417,82 @@ async def test_public_api_path_behaves_the_same(
         with pytest.raises(HandshakeError) as caught:
             await bad_client.do_handshake()
     assert caught.value.reason == "untrusted"
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_a_send_never_hides_arrived_data_from_a_waiting_receiver(pki: PKI, version: str, driver: str) -> None:
+    """A TLS 1.3 client's first writes look for a late rejection, which reads the socket. With a receiver already
+    waiting, a record taken into OpenSSL's buffer that way left the socket unreadable and the receiver asleep for
+    good. The peer here is Python's ssl module in a thread: it sends a greeting while our event loop is busy (so the
+    record is there before the send), then waits for our request."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    pinned = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+    context.minimum_version = context.maximum_version = pinned
+    greet, done = threading.Event(), threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def peer() -> None:
+        raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as conn:
+            conn.settimeout(10)
+            if greet.wait(10):
+                conn.sendall(b"greeting\n")
+                conn.recv(100)  # our request; then silence until the test ends (a close would wake the receiver)
+                done.wait(10)
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    _, client_context = contexts(pki, version)
+    got: list[bytes] = []
+    try:
+        transport = await trio.open_tcp_stream("127.0.0.1", listener.getsockname()[1])
+        async with TLSStream(transport, client_context, server_hostname="localhost", driver=driver) as stream:
+            await stream.do_handshake()
+
+            async def receive() -> None:
+                got.append(await stream.receive_some())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receive)
+                await trio.sleep(0.1)  # the receiver is waiting
+                greet.set()
+                time.sleep(0.3)  # no checkpoint: the greeting arrives while the loop is busy
+                await stream.send_all(b"request\n")
+                with trio.fail_after(5):
+                    while not got:  # bounded by fail_after
+                        await trio.sleep(0.01)
+    finally:
+        greet.set()
+        done.set()
+        listener.close()
+        thread.join(10)
+    assert got == [b"greeting\n"]
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_a_reset_while_the_server_answers_the_hello_is_eof_in_handshake(pki: PKI, driver: str) -> None:
+    """The client (pyOpenSSL's own state machine, no gtls) sends its ClientHello and resets the connection. The
+    server's reply then fails to send: on both drivers ``do_handshake`` raises eof-in-handshake naming the reset,
+    chained to the transport's error (the memory-BIO driver used to drop it for a causeless TLSError)."""
+    hello_maker = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+    hello_maker.set_connect_state()
+    with pytest.raises(SSL.WantReadError):
+        hello_maker.do_handshake()
+    client, server_transport = await tcp_transport_pair()
+    server_context, _ = contexts(pki, "1.3")
+    server = TLSStream(server_transport, server_context, driver=driver)
+    await client.send_all(hello_maker.bio_read(65536))
+    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await trio.sleep(0.05)
+    client.socket.close()  # RST
+    await trio.sleep(0.05)
+    with trio.fail_after(5), pytest.raises(HandshakeError) as caught:
+        await server.do_handshake()
+    await server.aclose()
+    error = caught.value
+    assert error.reason == "eof-in-handshake" and "reset" in error.message
+    assert error.__cause__ is not None
+    assert classify_ending(error).word == "eof-in-handshake"
