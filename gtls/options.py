@@ -186,9 +186,15 @@ _LOWER_NAMES: Final = {name.lower(): name for name in FIELD_NAMES}
 _PEM_MARK = "-----BEGIN"
 
 
+def _shown(value: object) -> str:
+    """``value`` quoted for a message, unless it holds PEM content (it may be a private key)."""
+    text = repr(value)
+    return "(not shown: it holds PEM content)" if _PEM_MARK in text else text
+
+
 def _string(option: str, value: object) -> str | None:
     if not isinstance(value, str):
-        shown = "(not shown: it holds PEM content)" if _PEM_MARK in repr(value) else repr(value)
+        shown = _shown(value)
         raise InvalidOptionValue(f"expected a string, got {type(value).__name__} {shown}", option=option)
     if _PEM_MARK in value:
         raise InvalidOptionValue(
@@ -368,25 +374,27 @@ def parse_transport(text: str, *, warnings: list[str] | None = None) -> dict[str
     for piece in text.split(";"):
         if not piece.strip():
             if piece:
-                emit_warning(warnings, f"transport parameters: spaces around ';' trimmed in {text!r}")
+                emit_warning(warnings, f"transport parameters: spaces around ';' trimmed in {_shown(text)}")
             continue
         if "=" not in piece:
-            emit_warning(warnings, f"transport parameters: piece {piece.strip()!r} has no '=' and is ignored")
+            emit_warning(warnings, f"transport parameters: piece {_shown(piece.strip())} has no '=' and is ignored")
             continue
         raw_key, raw_value = piece.split("=", 1)
         key, value = raw_key.strip(), raw_value.strip()
         if key != raw_key or value != raw_value:
             emit_warning(
                 warnings,
-                f"transport parameters: spaces around ';' or '=' are not allowed; {piece!r} read as {key}={value}",
+                f"transport parameters: spaces around ';' or '=' are not allowed; {_shown(piece)} read as "
+                f"{_shown(f'{key}={value}')}",
             )
         if not key:
-            emit_warning(warnings, f"transport parameters: piece {piece.strip()!r} has no name and is ignored")
+            emit_warning(warnings, f"transport parameters: piece {_shown(piece.strip())} has no name and is ignored")
             continue
         if key in params:
             emit_warning(
                 warnings,
-                f"transport parameters: {key} repeated; the first value {params[key]!r} wins over {value!r}",
+                f"transport parameters: {_shown(key)} repeated; the first value {_shown(params[key])} wins over "
+                f"{_shown(value)}",
             )
             continue
         params[key] = value

@@ -221,6 +221,25 @@ def test_a_pasted_key_in_a_toml_array_or_transport_is_not_echoed(good: GoodFiles
         assert_no_secret(checked.out + checked.err, good.leaf)
 
 
+def test_a_key_pasted_into_a_working_ports_transport_is_not_echoed(good: GoodFiles, tmp_path: Path) -> None:
+    """The port still resolves (its settings come from the Host), so the transport's warnings are printed: the
+    pasted piece they name must not be."""
+    transport = toml_string("tls=1;" + good.leaf.key_pem.decode() + ";tls=1")
+    config = tmp_path / "deployment.toml"
+    config.write_text(
+        "[hosts.h.security]\n"
+        f"certificate = {toml_string(str(good.chain))}\n"
+        f"certificate-key = {toml_string(str(good.key))}\ntrusted-ca = {toml_string(str(good.ca))}\n"
+        '[applications.app]\nhost = "h"\ncertificate-source = "Host"\n'
+        f"[applications.app.ports.default]\nport = 0\ntransport = {transport}\n"
+    )
+    for args in ((), ("--json",)):
+        checked = run_cli("check", "--config", str(config), *args)
+        assert checked.code in (0, 1) and "Traceback" not in checked.err
+        assert "not shown: it holds PEM content" in checked.out
+        assert_no_secret(checked.out + checked.err, good.leaf)
+
+
 def test_the_leak_detector_finds_every_form_of_the_key(good: GoodFiles) -> None:
     """The checks above are only as good as this detector: it must catch the PEM, one base64 line of it, and the
     private numbers in decimal or hex, inside other text."""
