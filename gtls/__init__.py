@@ -32,7 +32,7 @@ from .options import TLSOptions, parse_transport
 from .resolve import Level, Resolved, Shadowed, direct, resolve_client, resolve_server
 
 if TYPE_CHECKING:
-    from .client import connect, open_tls_over_tcp_stream
+    from .client import ClientEndpoint, connect, open_tls_over_tcp_stream
     from .context import CompiledContext, compile_context
     from .ending import Ending, classify_ending
     from .server import HandshakeEvent, TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 #: Public name -> the submodule defining it, for the names loaded on first use.
 _LAZY = {
+    "ClientEndpoint": "client",
     "connect": "client",
     "open_tls_over_tcp_stream": "client",
     "CompiledContext": "context",
@@ -56,13 +57,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name as gtls.<typo>
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
 
 
 def __dir__() -> list[str]:
@@ -71,6 +74,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CipherListError",
+    "ClientEndpoint",
     "CompiledContext",
     "ConfigError",
     "ConflictingOptions",

@@ -96,4 +96,4 @@ async def connect(
     )
 
 
-__all__ = ["connect", "open_tls_over_tcp_stream"]
+__all__ = ["ClientEndpoint", "connect", "open_tls_over_tcp_stream"]

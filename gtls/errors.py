@@ -200,7 +200,9 @@ class HandshakeError(TLSError):
         self.depth = depth
         self.subject = subject
         self.alert = alert
-        super().__init__(f"{reason}: {message}")
+        # Both positional arguments in args: pickle and copy rebuild the error from them (a worker process can
+        # raise it to its parent); __str__ below gives the text.
+        super().__init__(reason, message)
 
     def __str__(self) -> str:
         parts = [f"{self.reason}: {self.message}"]

@@ -71,7 +71,7 @@ class Resolved:
     secure: bool
     options: TLSOptions
     level: Level | None
-    sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict, hash=False)  # compared, not hashed: Resolved is hashable
     shadowed: tuple[Shadowed, ...] = ()
     warnings: tuple[str, ...] = ()
     profile: Profile = "unix"

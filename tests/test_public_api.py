@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import gtls
+from gtls.testing import CA, write_pem
+from tests.peers import plaintext_reply, raw_server
 
 
 def test_every_public_name_resolves_to_its_defining_object() -> None:
@@ -30,3 +35,33 @@ def test_import_gtls_leaves_trio_and_openssl_unloaded_until_used() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.splitlines() == ["[]", "['OpenSSL', 'cryptography', 'trio']"]
+
+
+async def test_handshake_errors_and_events_survive_pickle_and_copy(tmp_path: Path) -> None:
+    """Users log, copy and re-raise these, and a worker process hands them to its parent by pickling: each keeps its
+    class, reason, message, peer, depth and subject. The errors come from real failures: an HTTP server answering
+    our ClientHello, and a certificate OpenSSL rejects."""
+    root = CA.root("pickle root")
+    stranger = CA.root("someone else").leaf("p.test", dns=["p.test"])
+    options = gtls.TLSOptions.from_mapping({"trusted-ca": str(write_pem(tmp_path / "ca.pem", root))})
+    with raw_server(plaintext_reply) as port, pytest.raises(gtls.HandshakeError) as wire:
+        await gtls.open_tls_over_tcp_stream("127.0.0.1", port, options)
+    with pytest.raises(gtls.PeerVerificationError) as offline:
+        gtls.verify_chain([stranger.cert], options, "client")
+    event = gtls.HandshakeEvent(peer="127.0.0.1:1", ok=False, reason=wire.value.reason, tls_version=None, cipher=None,
+                                subject=None, server_name=None, session_reused=False, duration=0.1, error=wire.value)
+    for error in (wire.value, offline.value):
+        for again in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
+            assert type(again) is type(error) and str(again) == str(error)
+            assert (again.reason, again.message, again.peer, again.depth, again.subject) == (
+                error.reason, error.message, error.peer, error.depth, error.subject)
+    assert wire.value.reason == "not-tls" and offline.value.reason == "untrusted"
+    assert pickle.loads(pickle.dumps(event)).error.reason == "not-tls"  # type: ignore[union-attr]
+
+
+def test_resolved_settings_and_endpoints_are_hashable(tmp_path: Path) -> None:
+    """Frozen dataclasses that type checkers call hashable must be: a set of endpoints, a dict keyed by settings."""
+    resolved = gtls.direct({"trusted-ca": "/ca.pem"}, "client")
+    assert hash(resolved) == hash(gtls.direct({"trusted-ca": "/ca.pem"}, "client"))
+    endpoint = gtls.Endpoint("applications.a.connections.c", "client", "127.0.0.1", 1, resolved, None)
+    assert endpoint in {endpoint}
