@@ -313,6 +313,12 @@ class TLSEngine:
         return sent
 
     def _send_failed(self, exc: SSL.Error) -> NoReturn:
+        deferred = self._deferred_read_error
+        if deferred is not None:
+            # The read side failed first (a bad record or the peer's alert, read ahead behind the data last
+            # returned), which is why this write failed: report that, as the next read would have.
+            self._deferred_read_error = None
+            self._recv_outcome(deferred)
         if isinstance(exc, SSL.SysCallError):
             message, eof = _describe_syscall(exc)
             raise TransportFailed(message, eof=eof) from exc

@@ -140,6 +140,13 @@ def garbage_record(client: h.MemoryClient) -> None:
     client.sock.sendall(h.record(0x17, h.random_bytes(7, 64), 0x0303))
 
 
+def garbage_behind_a_full_record(client: h.MemoryClient) -> None:
+    """A full 16 KiB record and a garbage one in one go: the server reads the garbage ahead with the good record,
+    and its echo of the good record then fails; the word is still the garbage's, not the failed write's."""
+    client.conn.send(b"f" * 16384)
+    client.sock.sendall(client.pending_output() + h.record(0x17, h.random_bytes(9, 64), 0x0303))
+
+
 def oversized_record(client: h.MemoryClient) -> None:
     client.sock.sendall(h.oversized_record(0x17))
 
@@ -206,6 +213,7 @@ CASES: list[tuple[str, str, str, Case]] = [
     ("close-without-close-notify", "ended", "truncated", established(close_without_close_notify)),
     ("reset-mid-data", "ended", "reset", established(reset_mid_data)),
     ("garbage-record-after-handshake", "ended", "bad-record", established(garbage_record)),
+    ("garbage-behind-a-full-record", "ended", "bad-record", established(garbage_behind_a_full_record)),
     ("oversized-record-after-handshake", "ended", "bad-record", established(oversized_record)),
     ("truncated-record-after-handshake", "ended", "truncated", established(truncated_record)),
     ("fatal-alert-after-handshake", "ended", "peer-alert", established(corrupted_server_record)),
