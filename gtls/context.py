@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -43,6 +43,8 @@ from .pki.trust import load_trusted_cas, missing_file_hint
 from .pki.where import Where
 from .resolve import Resolved, Role, direct
 
+#: Seconds a server's TLS 1.2 session or TLS 1.3 ticket can be resumed.
+SESSION_LIFETIME: Final = 300
 #: OpenSSL's SSL_MODE_NO_AUTO_CHAIN (not exported by the binding): never complete our chain from the trust store.
 SSL_MODE_NO_AUTO_CHAIN = 0x8
 #: Compiled contexts kept for reuse (least recently used dropped first).
@@ -539,6 +541,10 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         digest = hashlib.sha256(repr((resolved.options, [c.fingerprint(hashes.SHA256()) for c in chain])).encode())
         ctx.set_session_id(digest.digest()[:32])
         ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        # A resumed connection is not verified again, so a session outlives a certificate revoked or expired in the
+        # meantime: 5 minutes, nginx's default (gtls decision; OpenSSL's own is 2 hours). Tickets carry it as their
+        # lifetime hint.
+        ctx.set_timeout(SESSION_LIFETIME)
     else:
         ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
 

@@ -144,6 +144,8 @@ def test_server_resumption(tmp_path: Path, files: dict[str, Path]) -> None:
             second = s_client(srv.port, version, "-ign_eof", "-sess_in", session, "-CAfile", files["ca"])
         assert "New, TLS" in first.stdout and "Reused, TLS" in second.stdout, second.stdout[-1500:]
         assert [o.reused for o in srv.outcomes] == [False, True], version
+        # Sessions live 5 minutes (nginx's default), not OpenSSL's 2 hours: the ticket says so.
+        assert "lifetime hint: 300 (seconds)" in first.stdout, first.stdout[-1500:]
 
 
 def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
