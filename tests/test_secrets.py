@@ -203,18 +203,24 @@ def test_key_readable_by_the_group_is_warned_about_naming_the_file(good: GoodFil
     assert_no_secret(served.err + checked.out, good.leaf)
 
 
-def test_a_pasted_key_in_a_toml_array_or_transport_is_not_echoed(good: GoodFiles, tmp_path: Path) -> None:
-    """Other places a pasted key could travel: a TOML array value and a transport-parameter string."""
-    pasted = toml_string(good.leaf.key_pem.decode())
-    transport = toml_string("tls=1;" + good.leaf.key_pem.decode())
+def _host_settings_deployment(tmp_path: Path, good: GoodFiles, certificate: str, transport: str) -> Path:
+    """A deployment whose port takes its settings from its Host, with ``certificate`` (TOML) and the port's
+    ``transport`` as given."""
     config = tmp_path / "deployment.toml"
     config.write_text(
         "[hosts.h.security]\n"
-        f"certificate = [{pasted}]\n"
+        f"certificate = {certificate}\n"
         f"certificate-key = {toml_string(str(good.key))}\ntrusted-ca = {toml_string(str(good.ca))}\n"
         '[applications.app]\nhost = "h"\ncertificate-source = "Host"\n'
-        f"[applications.app.ports.default]\nport = 0\ntransport = {transport}\n"
+        f"[applications.app.ports.default]\nport = 0\ntransport = {toml_string(transport)}\n"
     )
+    return config
+
+
+def test_a_pasted_key_in_a_toml_array_or_transport_is_not_echoed(good: GoodFiles, tmp_path: Path) -> None:
+    """Other places a pasted key could travel: a TOML array value and a transport-parameter string."""
+    pasted = toml_string(good.leaf.key_pem.decode())
+    config = _host_settings_deployment(tmp_path, good, f"[{pasted}]", "tls=1;" + good.leaf.key_pem.decode())
     for args in ((), ("--json",)):
         checked = run_cli("check", "--config", str(config), *args)
         assert checked.code in (1, 2) and "Traceback" not in checked.err
@@ -224,15 +230,8 @@ def test_a_pasted_key_in_a_toml_array_or_transport_is_not_echoed(good: GoodFiles
 def test_a_key_pasted_into_a_working_ports_transport_is_not_echoed(good: GoodFiles, tmp_path: Path) -> None:
     """The port still resolves (its settings come from the Host), so the transport's warnings are printed: the
     pasted piece they name must not be."""
-    transport = toml_string("tls=1;" + good.leaf.key_pem.decode() + ";tls=1")
-    config = tmp_path / "deployment.toml"
-    config.write_text(
-        "[hosts.h.security]\n"
-        f"certificate = {toml_string(str(good.chain))}\n"
-        f"certificate-key = {toml_string(str(good.key))}\ntrusted-ca = {toml_string(str(good.ca))}\n"
-        '[applications.app]\nhost = "h"\ncertificate-source = "Host"\n'
-        f"[applications.app.ports.default]\nport = 0\ntransport = {transport}\n"
-    )
+    transport = "tls=1;" + good.leaf.key_pem.decode() + ";tls=1"
+    config = _host_settings_deployment(tmp_path, good, toml_string(str(good.chain)), transport)
     for args in ((), ("--json",)):
         checked = run_cli("check", "--config", str(config), *args)
         assert checked.code in (0, 1) and "Traceback" not in checked.err
