@@ -65,3 +65,20 @@ def test_resolved_settings_and_endpoints_are_hashable(tmp_path: Path) -> None:
     assert hash(resolved) == hash(gtls.direct({"trusted-ca": "/ca.pem"}, "client"))
     endpoint = gtls.Endpoint("applications.a.connections.c", "client", "127.0.0.1", 1, resolved, None)
     assert endpoint in {endpoint}
+
+
+def test_type_checkers_see_the_lazy_names_and_refuse_misspelt_ones(tmp_path: Path) -> None:
+    """The names loaded on first use are typed for mypy, and a misspelt ``gtls.`` name is a type error there (a
+    module ``__getattr__`` visible to type checkers would have made any name pass as ``object``)."""
+    user = tmp_path / "user_code.py"
+    user.write_text(
+        "import gtls\n"
+        "def peer(stream: gtls.TLSStream) -> str | None:\n"
+        "    return stream.peer_address\n"
+        "ending: gtls.Ending = gtls.classify_ending(ValueError())\n"
+        "oops = gtls.clasify_ending\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(user)],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1 and ":5:" in errors[0] and "clasify_ending" in errors[0], result.stdout
