@@ -7,7 +7,8 @@ that list, and also runs the fallbacks to show they give the same results.
 
 ENGINE (``gtls.engine``, the per-record hot path): ``SSL_do_handshake``/``SSL_read``/``SSL_write`` +
 ``SSL_get_error`` called directly — one C call per step and no exception for WANT_READ/WANT_WRITE — and
-``_raise_ssl_error`` to build pyOpenSSL's exception when a step really failed; ``SSL_session_reused``.
+``_raise_ssl_error`` to build pyOpenSSL's exception when a step really failed; ``SSL_session_reused``;
+``ERR_clear_error`` before each step (the error queue is per thread, and SSL_get_error needs it empty).
 Fallback: pyOpenSSL's public ``do_handshake``/``recv``/``send`` (same outcomes, a few Python calls and one exception
 per WANT_*), and ``ReuseTracker`` (an info callback noting whether a certificate crossed the wire) for resumption.
 
@@ -36,6 +37,7 @@ ENGINE_SYMBOLS: Final = (
     "SSL_ERROR_WANT_WRITE",
     "SSL_ERROR_ZERO_RETURN",
     "SSL_session_reused",
+    "ERR_clear_error",
 )
 VERIFY_SYMBOLS: Final = (
     "SSL_get0_param",
@@ -113,6 +115,17 @@ SSL_do_handshake: Callable[[Any], int] = _lib.SSL_do_handshake if ENGINE else No
 SSL_read: Callable[[Any, Any, int], int] = _lib.SSL_read if ENGINE else None  # type: ignore[assignment]
 SSL_write: Callable[[Any, Any, int], int] = _lib.SSL_write if ENGINE else None  # type: ignore[assignment]
 SSL_get_error: Callable[[Any, int], int] = _lib.SSL_get_error if ENGINE else None  # type: ignore[assignment]
+
+
+def _keep_queue() -> None:  # pragma: no cover - only without the binding
+    """Without the binding, pyOpenSSL's public methods run each step and read their own errors."""
+
+
+#: Empties this thread's OpenSSL error queue (~0.1 µs). OpenSSL's SSL_get_error is only reliable on an empty queue,
+#: and the queue is per thread, not per connection: pyOpenSSL raises SysCallError for EPIPE/ECONNRESET without
+#: taking the entry off, so one peer's reset would otherwise misreport the next step of every other connection in
+#: the thread (as CPython's ssl module does, gtls clears it before each step).
+clear_errors: Callable[[], None] = _lib.ERR_clear_error if ENGINE else _keep_queue
 
 
 def ssl_pointer(conn: SSL.Connection) -> Any:

@@ -34,6 +34,7 @@ from ._binding import SSL_do_handshake as _SSL_do_handshake
 from ._binding import SSL_get_error as _SSL_get_error
 from ._binding import SSL_read as _SSL_read
 from ._binding import SSL_write as _SSL_write
+from ._binding import clear_errors as _clear_errors
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
 
 if TYPE_CHECKING:
@@ -160,6 +161,7 @@ class TLSEngine:
     def handshake(self) -> Want | None:
         """Advance the handshake; None once it is complete."""
         ssl = self._ssl
+        _clear_errors()
         if ssl is not None:
             result = _SSL_do_handshake(ssl)
             if result != 1:
@@ -211,6 +213,7 @@ class TLSEngine:
                 deferred, self._deferred_read_error = self._deferred_read_error, None
                 return self._recv_outcome(deferred)
             buf = _binding.read_buffer(max_bytes)
+            _clear_errors()
             result = _SSL_read(ssl, buf, max_bytes)
             if result > 0:
                 self._awaiting_first_record = False
@@ -229,6 +232,7 @@ class TLSEngine:
                 _binding.raise_ssl_error(self.conn, ssl, result)
             except SSL.Error as exc:
                 return self._recv_outcome(exc)
+        _clear_errors()
         try:
             data: bytes = self.conn.recv(max_bytes)
         except SSL.WantReadError:
@@ -283,6 +287,7 @@ class TLSEngine:
             if rejection is not None:
                 raise rejection
         ssl = self._ssl
+        _clear_errors()
         if ssl is not None:
             with _binding.write_buffer(data) as buf:
                 size = len(buf)
@@ -328,6 +333,7 @@ class TLSEngine:
 
     def close_notify(self) -> Want | None:
         """Send our ``close_notify``; does not wait for the peer's."""
+        _clear_errors()
         try:
             self.conn.shutdown()
         except SSL.WantWriteError:
@@ -376,6 +382,7 @@ class TLSEngine:
 
     def _peek_rejection(self) -> HandshakeError | None:
         """The peer's fatal alert if one is waiting, without consuming application data (SSL_peek)."""
+        _clear_errors()
         try:
             self.conn.recv(1, socket.MSG_PEEK)
         except (SSL.WantReadError, SSL.WantWriteError, SSL.ZeroReturnError, SSL.SysCallError):

@@ -7,9 +7,11 @@ import gc
 import logging
 import os
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -506,3 +508,53 @@ async def test_mutual_server_advertises_ca_names_only_when_they_fit(pki: PKI, tm
         assert "Acceptable client certificate CA names" in result.stdout
         assert "filler CA 2 with a name long enough to count" in result.stdout
     assert [e.ok for e in events] == [True, True], [e.describe() for e in events]
+
+
+async def test_one_peers_reset_does_not_break_the_other_connections(pki: PKI) -> None:
+    """OpenSSL's error queue is per thread: a send that fails with ECONNRESET left its entry there (pyOpenSSL does
+    not take it off), and the next step of every other connection in the thread then misread its own state
+    (``EAGAIN`` as an error, close_notify as a protocol error). Healthy peers (Python's ssl in threads) keep
+    working across another peer's reset in the middle of a large response."""
+    async def handler(stream: TLSStream) -> None:
+        while data := await stream.receive_some():
+            for _ in range(200 if data == b"big" else 1):  # 12.5 MiB for "big": the resetter leaves mid-send
+                await stream.send_all(b"z" * 65536 if data == b"big" else data)
+
+    context = python_context(server=False, ca=pki.ca_file)
+    ready, go = threading.Semaphore(0), threading.Event()
+    answers: dict[int, object] = {}
+
+    def healthy(port: int, index: int) -> None:
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as conn:
+            conn.sendall(b"a")
+            conn.recv(10)
+            ready.release()
+            go.wait(10)
+            try:  # two exchanges: the server's read after the first echo is the step that misread the queue
+                replies = []
+                for message in (b"ping", b"pong"):
+                    conn.sendall(message)
+                    replies.append(conn.recv(10))
+                answers[index] = replies
+            except OSError as exc:
+                answers[index] = exc
+
+    def resetter(port: int) -> None:
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as conn:
+            conn.sendall(b"big")
+            conn.recv(100)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # closed with SO_LINGER 0: a reset while the server is still sending
+
+    async with serving(pki, handler) as port:
+        threads = [threading.Thread(target=healthy, args=(port, i), daemon=True) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for _ in threads:
+            await trio.to_thread.run_sync(ready.acquire)
+        await trio.to_thread.run_sync(resetter, port)
+        await trio.sleep(0.3)  # the server's send to the reset peer has failed by now
+        go.set()
+        for thread in threads:
+            await trio.to_thread.run_sync(thread.join, 10)
+    assert answers == {i: [b"ping", b"pong"] for i in range(3)}
