@@ -56,6 +56,8 @@ SKIPPABLE_ERRNOS: Final = frozenset(
                  "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH")
     if hasattr(errno, name)
 )
+#: accept() failures meaning the listening socket itself was closed.
+CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 CAPACITY_PAUSE: Final = 0.1
 #: Connections accepted per wake-up before the loop yields to the handshakes it started.
 ACCEPT_BATCH: Final = 64
@@ -172,6 +174,7 @@ async def _serve(
             nursery.start_soon(deadlines.run)
 
         async def connection(stream: TLSStream, entry: Entry | None) -> None:
+            completed = False  # the handler returned: only then does the connection end with close_notify
             try:
                 ok = await handshaker.run(stream)
                 if entry is not None and deadlines is not None:
@@ -180,6 +183,7 @@ async def _serve(
                 if ok:
                     try:
                         await handler(stream)
+                        completed = True
                     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                         if not raised_by(stream, exc):
                             raise
@@ -194,7 +198,7 @@ async def _serve(
                 if entry is not None and deadlines is not None:
                     deadlines.done(entry)
                 if stream.socket_bound:
-                    stream._close_now()
+                    stream._close_now(completed)
                 else:  # pragma: no cover - listeners always produce socket-bound streams
                     await trio.aclose_forcefully(stream)
 
@@ -213,7 +217,16 @@ async def _serve(
 
 
 async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None], poller: Poller | None) -> None:
-    """Accept forever. Streams get no deadline of their own: the reaper or ``Handshaker.run`` enforces it."""
+    """Accept forever; the port closes as soon as accepting ends (as trio's serve_listeners), not once the
+    connections still running have ended too."""
+    try:
+        await _accept_forever(listener, start, poller)
+    finally:
+        listener.socket.close()
+
+
+async def _accept_forever(listener: TLSListener, start: Callable[[TLSStream], None], poller: Poller | None) -> None:
+    """Streams get no deadline of their own: the reaper or ``Handshaker.run`` enforces it."""
     raw = listener.raw_socket
     if raw is None:  # a listener over a socket we cannot reach directly: trio's accept, one at a time
         while True:
@@ -246,6 +259,8 @@ async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None]
                 full_batches = 0
                 break
             except OSError as exc:
+                if exc.errno in CLOSED_ERRNOS:  # someone closed the listener under us, as trio reports it
+                    raise trio.ClosedResourceError("the listening socket was closed") from None
                 if exc.errno in SKIPPABLE_ERRNOS:
                     continue
                 if exc.errno in CAPACITY_ERRNOS:

@@ -12,6 +12,7 @@ all later failures raise ``trio.BrokenResourceError`` chained (``__cause__``) to
 
 from __future__ import annotations
 
+import math
 import operator
 import socket
 from typing import TYPE_CHECKING, Final, Literal, NoReturn
@@ -578,12 +579,15 @@ class TLSStream(trio.abc.HalfCloseableStream):
     # --- closing -----------------------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Send ``close_notify`` (waiting at most ``close_timeout``), then close the transport."""
+        """Send ``close_notify`` (waiting at most ``close_timeout``), then close the transport. Called in a cancelled
+        scope (``trio.aclose_forcefully``) it closes at once without ``close_notify``: the peer must not take an
+        abandoned exchange for a complete one."""
         if self._state == _CLOSED:
             await trio.lowlevel.checkpoint()
             return
         polite = (
-            self._state == _OK
+            trio.current_effective_deadline() != -math.inf
+            and self._state == _OK
             and not self._https_compatible
             and self._engine.handshake_done
             and not self._engine.sent_close_notify
@@ -617,13 +621,15 @@ class TLSStream(trio.abc.HalfCloseableStream):
             else:
                 await self.transport_stream.aclose()
 
-    def _close_now(self) -> None:
+    def _close_now(self, polite: bool = True) -> None:
         """Close without waiting (the listeners' per-connection task ends here): a socket-bound stream still sends
-        ``close_notify`` when the socket takes it at once. Memory-BIO streams need ``aclose``."""
+        ``close_notify`` when the socket takes it at once, unless ``polite`` is False (the handler failed or was
+        cancelled: a cut-off exchange must not end like a complete one). Memory-BIO streams need ``aclose``."""
         if self._state == _CLOSED:
             return
         if (
-            self._state == _OK
+            polite
+            and self._state == _OK
             and not self._https_compatible
             and self._engine.handshake_done
             and not self._engine.sent_close_notify

@@ -3,6 +3,7 @@ resource hygiene and EMFILE survival, with real clients over 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -19,7 +20,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from gtls import ConfigError, HandshakeError, HandshakeEvent, TLSOptions, TLSStream, open_tls_over_tcp_stream
+from gtls import (
+    ConfigError,
+    HandshakeError,
+    HandshakeEvent,
+    TLSOptions,
+    TLSStream,
+    classify_ending,
+    open_tls_over_tcp_stream,
+)
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
 from tests.peers import PKI, echo_line, openssl_client, python_context, write_pki
@@ -558,3 +567,104 @@ async def test_one_peers_reset_does_not_break_the_other_connections(pki: PKI) ->
         for thread in threads:
             await trio.to_thread.run_sync(thread.join, 10)
     assert answers == {i: [b"ping", b"pong"] for i in range(3)}
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+async def test_the_port_closes_at_once_while_handlers_wind_down(pki: PKI) -> None:
+    """As trio's serve_listeners: cancelling the server stops accepting immediately, even while a handler still
+    runs its (shielded) cleanup; the kernel must not go on completing connections nobody will serve."""
+
+    async def slow_to_stop(stream: TLSStream) -> None:
+        try:
+            await stream.receive_some()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(1.0)
+
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[list[TLSListener]]) -> None:
+            with scope:
+                await serve_tls_over_tcp(slow_to_stop, 0, pki.server_options(), host="127.0.0.1",
+                                         task_status=task_status)
+
+        listeners = await nursery.start(run)
+        port = listeners[0].socket.getsockname()[1]
+        client = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
+        await trio.sleep(0.1)  # the handler is waiting
+        scope.cancel()
+        await trio.sleep(0.1)
+        assert await trio.to_thread.run_sync(_refused, port)  # the handler is still in its 1 s cleanup
+        await client.aclose()
+
+
+@pytest.mark.parametrize("how", ["cancelled", "raises"])
+async def test_a_handler_that_does_not_finish_ends_without_close_notify(pki: PKI, how: str) -> None:
+    """A clean close_notify says "that was everything". A handler cut off mid-response (the server cancelled, or
+    the handler raising) must not end its connection that way: the client sees a truncation, as with trio."""
+
+    async def partial(stream: TLSStream) -> None:
+        await stream.send_all(b"partial-response")
+        if how == "raises":
+            raise RuntimeError("a bug half-way through the response")
+        await trio.sleep_forever()
+
+    received: list[bytes] = []
+    with pytest.raises(BaseExceptionGroup) if how == "raises" else contextlib.nullcontext():
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def run(task_status: trio.TaskStatus[list[TLSListener]]) -> None:
+                with scope:
+                    await serve_tls_over_tcp(partial, 0, pki.server_options(), host="127.0.0.1",
+                                             task_status=task_status)
+
+            listeners = await nursery.start(run)
+            client = await open_tls_over_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1],
+                                                    pki.client_options())
+            if how == "cancelled":
+                received.append(await client.receive_some())
+                scope.cancel()
+            with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as cut:
+                while data := await client.receive_some():  # bounded by fail_after
+                    received.append(data)
+            await client.aclose()
+    assert b"".join(received) == b"partial-response"
+    assert classify_ending(cut.value).word == "truncated"
+
+
+async def test_aclose_forcefully_sends_no_close_notify(pki: PKI) -> None:
+    """``trio.aclose_forcefully`` (aclose in a cancelled scope) is an abort: the peer sees a truncation."""
+    got: list[BaseException] = []
+
+    async def abandon(stream: TLSStream) -> None:
+        await stream.send_all(b"partial")
+        await trio.aclose_forcefully(stream)
+
+    async with serving(pki, abandon) as port:
+        client = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
+        assert await client.receive_some() == b"partial"
+        with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as cut:
+            await client.receive_some()
+        got.append(cut.value)
+        await client.aclose()
+    assert classify_ending(got[0]).word == "truncated"
+
+
+async def test_a_listener_closed_under_the_server_is_a_closed_resource_error(pki: PKI) -> None:
+    with pytest.raises(BaseExceptionGroup) as group:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                lambda task_status: serve_tls_over_tcp(echo_line, 0, pki.server_options(), host="127.0.0.1",
+                                                       task_status=task_status))
+            listeners[0].socket.close()
+    assert group.value.subgroup(trio.ClosedResourceError) is not None
+    assert group.value.subgroup(OSError) is None
