@@ -137,7 +137,7 @@ def test_timeout_against_a_silent_server(pki: DemoPKI) -> None:
 
 def test_connect_failed_on_a_closed_port(pki: DemoPKI) -> None:
     line = assert_fails_with("connect-failed", closed_port(), *trusting(pki), host="127.0.0.1")
-    assert "cannot connect to 127.0.0.1:" in line
+    assert "cannot connect to 127.0.0.1:" in line and "Connection refused" in line  # the reason, not only "failed"
 
 
 def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from cryptography import x509
 
 from gtls.demo import DemoFiles, data_dir, ensure_demo_pki
 from gtls.testing import CA, write_pem
-from tests.peers import error_line, gtls_env, run_gtls
+from tests.peers import STEP_TIMEOUT, error_line, gtls_env, run_gtls
 
 
 def openssl_verify(*args: str) -> subprocess.CompletedProcess[str]:
@@ -186,3 +188,77 @@ def test_bench_subcommand_hands_over_or_says_it_is_missing() -> None:
         assert result.returncode == 1 and "no main(argv)" in error_line(result)
     else:
         assert "usage" in (result.stdout + result.stderr).lower()
+
+
+@pytest.mark.parametrize("damage", ["empty-key", "foreign-key", "key-readable-by-others", "empty-chain"])
+def test_a_damaged_or_exposed_demo_set_is_made_anew(tmp_path: Path, damage: str) -> None:
+    """Any damage a bare gtls serve could not run with (or a demo key others may have read) makes a new set,
+    instead of a configuration error naming options the user never gave."""
+    files, _ = ensure_demo_pki(tmp_path / "demo")
+    before = files.root_ca.read_bytes()
+    if damage == "empty-key":
+        files.server_key.write_text("")
+    elif damage == "foreign-key":
+        files.client_key.write_bytes(CA.root("other").key_pem)
+        files.client_key.chmod(0o600)
+    elif damage == "key-readable-by-others":
+        files.server_key.chmod(0o644)
+    else:
+        files.server_chain.write_text("")
+    again, created = ensure_demo_pki(tmp_path / "demo")
+    assert created and again.root_ca.read_bytes() != before
+    assert stat.S_IMODE(os.stat(again.server_key).st_mode) & 0o077 == 0
+
+
+def test_two_first_runs_at_once_make_one_demo_set(tmp_path: Path) -> None:
+    """Two gtls serve started together on an empty data folder: one makes the set, the other waits for it and uses
+    it (before, the later one replaced the set under the first, whose printed commands then failed)."""
+    env = gtls_env(tmp_path / "data")
+    servers = [subprocess.Popen([sys.executable, "-m", "gtls", "serve", "--listen", "127.0.0.1:0", "--quiet"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env) for _ in range(2)]
+    try:
+        ports = []
+        for server in servers:
+            assert server.stdout is not None
+            line = server.stdout.readline()  # blocks until listening (or EOF on failure)
+            assert line.startswith("listening on 127.0.0.1:"), line
+            ports.append(line.strip().rsplit(":", 1)[1])
+        root = tmp_path / "data" / "demo" / "root-ca.pem"
+        for port in ports:
+            connect = run_gtls("connect", f"localhost:{port}", "--trusted-ca", str(root), "--send", "hi", env=env)
+            assert connect.returncode == 0 and "received: hi" in connect.stdout, connect.stderr
+    finally:
+        errors = []
+        for server in servers:
+            server.terminate()
+            errors.append(server.communicate(timeout=STEP_TIMEOUT)[1])
+    assert sum("created the demo PKI" in text for text in errors) == 1
+
+
+def test_an_unusable_data_folder_is_one_config_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = run_gtls("serve", "--listen", "127.0.0.1:0", env=gtls_env(blocker))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    line = error_line(result)
+    assert line.startswith("gtls: config error: cannot create the demo PKI in ") and "GTLS_DATA_DIR" in line
+
+
+@pytest.mark.parametrize("args", [
+    ["--server-name", "a-name-longer-than-sixty-four-characters.internal.prod.cluster.example.com"],
+    ["--server-name", "é.example"],
+    ["--days", "3000000"],
+])
+def test_pki_names_and_days_no_certificate_can_carry_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    result = run_gtls("pki", str(tmp_path / "pki"), *args, env=gtls_env())
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert error_line(result).startswith("gtls: usage error: ")
+
+
+def test_printed_commands_survive_a_space_in_the_path(tmp_path: Path) -> None:
+    folder = tmp_path / "my pki"
+    written = run_gtls("pki", str(folder), env=gtls_env())
+    assert written.returncode == 0, written.stderr
+    connect_hint = next(line for line in written.stdout.splitlines() if line.strip().startswith("gtls connect"))
+    assert shlex.split(connect_hint.strip())[4] == str((folder / "root-ca.pem").resolve())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 import socket
@@ -273,3 +274,24 @@ def test_serve_runtime_flag_checks() -> None:
         result = run_gtls("serve", *flags)
         assert result.returncode == 2, (flags, result.stderr)
         assert error_line(result).startswith("gtls: usage error: ") and word in result.stderr
+
+
+def test_a_second_signal_while_stopping_still_exits_0(pki: DemoPKI) -> None:
+    """``timeout(1)`` signals gtls serve and then its whole process group: the second signal, arriving while the
+    first one's stop is under way, must not turn the clean stop into exit 143."""
+    for _ in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gtls", "serve", *flag_args(pki)[2:], "--listen", "127.0.0.1:0", "--quiet"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gtls_env(),
+        )
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("listening on ")
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.01)
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=STEP_TIMEOUT)
+        finally:
+            process.kill()
+        assert process.returncode == 0, err

@@ -210,4 +210,11 @@ def _handshake_detail(exc: HandshakeError, where: str) -> str:
 
 
 def _os_error_text(exc: OSError) -> str:
-    return exc.strerror or str(exc) or type(exc).__name__
+    """The system's words for a failed connect. trio's happy eyeballs raises one summary error whose cause groups
+    the attempts' own errors: their reasons ("Connection refused") are what the user needs."""
+    if exc.strerror:
+        return exc.strerror
+    attempts = exc.__cause__.exceptions if isinstance(exc.__cause__, BaseExceptionGroup) else ()
+    reasons = list(dict.fromkeys(e.strerror for e in attempts if isinstance(e, OSError) and e.strerror))
+    summary = str(exc) or type(exc).__name__
+    return f"{summary} ({'; '.join(reasons)})" if reasons else summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from ._common import EXIT_FAILURE, EXIT_OK, Subcommands, UsageError, stderr_line
@@ -27,6 +28,10 @@ def register(commands: Subcommands) -> None:
     parser.set_defaults(run=run)
 
 
+#: The longest validity --days takes (CAs get twice as long; X.509 dates end in 9999).
+MAX_DAYS = 36500
+
+
 def run(args: argparse.Namespace) -> int:
     from ..testing import demo_pki
 
@@ -36,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.force and directory.is_dir() and any(directory.glob("*.pem")):
         # Refuse to overwrite someone's keys by accident.
         raise UsageError(f"{directory} already holds PEM files; use --force to overwrite them")
-    if args.days < 1:
-        raise UsageError("--days must be at least 1")
+    if not 1 <= args.days <= MAX_DAYS:
+        raise UsageError(f"--days must be from 1 to {MAX_DAYS}")
     if any(not name.strip() for name in args.server_names or ()):
         raise UsageError("--server-name must not be empty")
     try:
@@ -52,12 +57,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         stderr_line(f"gtls: pki: cannot write {directory}: {exc.strerror or exc}")
         return EXIT_FAILURE
+    except ValueError as exc:  # a name no certificate can carry (over 64 characters for the CN, not ASCII, …)
+        raise UsageError(f"cannot make certificates for {', '.join(args.server_names or ())}: {exc}") from None
     written = sorted(demo.files.values(), key=lambda path: path.name)
     print(f"wrote {len(written)} files to {directory}:")
     for path in written:
         print(f"  {path.name}")
     print("try it:")
-    print(f"  gtls serve --listen 127.0.0.1:9443 --certificate {demo.server_chain.resolve()} "
-          f"--certificate-key {demo.server_key.resolve()} --trusted-ca {demo.root_ca.resolve()}")
-    print(f"  gtls connect localhost:9443 --trusted-ca {demo.root_ca.resolve()} --tls-target-name-check host")
+    q = shlex.quote  # paths may hold spaces: the printed commands must run as printed
+    print(f"  gtls serve --listen 127.0.0.1:9443 --certificate {q(str(demo.server_chain.resolve()))} "
+          f"--certificate-key {q(str(demo.server_key.resolve()))} --trusted-ca {q(str(demo.root_ca.resolve()))}")
+    print(f"  gtls connect localhost:9443 --trusted-ca {q(str(demo.root_ca.resolve()))} --tls-target-name-check host")
     return EXIT_OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -215,6 +216,10 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
                     stderr_line(f"gtls: stopping on {signal.Signals(signum).name}")
                 nursery.cancel_scope.cancel()
                 break
+    # Stopping: a second signal (timeout(1) signals the whole process group too) must not turn a clean stop into
+    # exit 130/143 once the receiver has given the default handlers back.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return EXIT_OK
 
 
@@ -283,15 +288,18 @@ def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> No
     target = f"localhost:{port}" if host in local else format_host_port(host, port)
     gtls_naming, openssl_naming = (" --tls-target-name localhost", " -servername localhost") if host == "::1" else (
         "", "")
-    client = gtls_naming + (f" --certificate {demo.client_chain} --certificate-key {demo.client_key}" if mutual else "")
+    q = shlex.quote  # paths may hold spaces: the printed commands must run as printed
+    client = gtls_naming + (f" --certificate {q(str(demo.client_chain))} --certificate-key {q(str(demo.client_key))}"
+                            if mutual else "")
     # s_client's -cert sends only the first certificate; -cert_chain adds the intermediate.
-    openssl_client = (f" -cert {demo.client_cert} -cert_chain {demo.intermediate_ca} -key {demo.client_key}"
-                      if mutual else "")
+    openssl_client = (f" -cert {q(str(demo.client_cert))} -cert_chain {q(str(demo.intermediate_ca))} "
+                      f"-key {q(str(demo.client_key))}" if mutual else "")
+    root = q(str(demo.root_ca))
     lines = [
         f"gtls: serving the demo PKI from {demo.directory} (demo keys: never trust this CA elsewhere)",
         "gtls: connect with:",
-        f"  gtls connect {target} --trusted-ca {demo.root_ca} --tls-target-name-check host{client} --send hello",
-        f"  openssl s_client -connect {target} -CAfile {demo.root_ca} -verify_hostname localhost{openssl_naming}"
+        f"  gtls connect {target} --trusted-ca {root} --tls-target-name-check host{client} --send hello",
+        f"  openssl s_client -connect {target} -CAfile {root} -verify_hostname localhost{openssl_naming}"
         f"{openssl_client}",
     ]
     for line in lines:
