@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -577,6 +577,19 @@ def _refused(port: int) -> bool:
     return False
 
 
+async def _cancellable_server(nursery: trio.Nursery, pki: PKI, handler: Callable[[TLSStream], Awaitable[None]]
+                              ) -> tuple[int, trio.CancelScope]:
+    """serve_tls_over_tcp in ``nursery`` under a cancel scope of its own: (its port, the scope that stops it)."""
+    scope = trio.CancelScope()
+
+    async def run(task_status: trio.TaskStatus[list[TLSListener]]) -> None:
+        with scope:
+            await serve_tls_over_tcp(handler, 0, pki.server_options(), host="127.0.0.1", task_status=task_status)
+
+    listeners = await nursery.start(run)
+    return listeners[0].socket.getsockname()[1], scope
+
+
 async def test_the_port_closes_at_once_while_handlers_wind_down(pki: PKI) -> None:
     """As trio's serve_listeners: cancelling the server stops accepting immediately, even while a handler still
     runs its (shielded) cleanup; the kernel must not go on completing connections nobody will serve."""
@@ -589,15 +602,7 @@ async def test_the_port_closes_at_once_while_handlers_wind_down(pki: PKI) -> Non
                 await trio.sleep(1.0)
 
     async with trio.open_nursery() as nursery:
-        scope = trio.CancelScope()
-
-        async def run(task_status: trio.TaskStatus[list[TLSListener]]) -> None:
-            with scope:
-                await serve_tls_over_tcp(slow_to_stop, 0, pki.server_options(), host="127.0.0.1",
-                                         task_status=task_status)
-
-        listeners = await nursery.start(run)
-        port = listeners[0].socket.getsockname()[1]
+        port, scope = await _cancellable_server(nursery, pki, slow_to_stop)
         client = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
         await trio.sleep(0.1)  # the handler is waiting
         scope.cancel()
@@ -620,16 +625,8 @@ async def test_a_handler_that_does_not_finish_ends_without_close_notify(pki: PKI
     received: list[bytes] = []
     with pytest.raises(BaseExceptionGroup) if how == "raises" else contextlib.nullcontext():
         async with trio.open_nursery() as nursery:
-            scope = trio.CancelScope()
-
-            async def run(task_status: trio.TaskStatus[list[TLSListener]]) -> None:
-                with scope:
-                    await serve_tls_over_tcp(partial, 0, pki.server_options(), host="127.0.0.1",
-                                             task_status=task_status)
-
-            listeners = await nursery.start(run)
-            client = await open_tls_over_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1],
-                                                    pki.client_options())
+            port, scope = await _cancellable_server(nursery, pki, partial)
+            client = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())
             if how == "cancelled":
                 received.append(await client.receive_some())
                 scope.cancel()
