@@ -11,6 +11,7 @@ EMFILE/ENFILE by pausing accepts (``gtls._serve``).
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -203,11 +204,9 @@ class Handshaker:
 
 
 def _record_of(error: HandshakeError) -> HandshakeError:
-    """A copy of ``error`` for an event: same class and attributes, no traceback and no causes."""
-    record = BaseException.__new__(type(error))
-    record.__dict__.update(error.__dict__)
-    record.args = error.args
-    return record
+    """A copy of ``error`` for an event: same class and attributes, no traceback and no causes (an exception's
+    copy is rebuilt from its arguments and attributes)."""
+    return copy.copy(error)
 
 
 def _drop_frames(error: BaseException) -> None:
