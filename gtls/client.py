@@ -9,17 +9,20 @@ set, else ``server_hostname``, else the dialled host.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol
 
 import trio
 
 from ._tcp import connect_literal, ip_literal_family
-from .options import TLSOptions
+from .options import TLSOptions, log_warnings
 from .resolve import Resolved
 from .stream import TLSStream, compile_settings
 
 if TYPE_CHECKING:
     from .context import CompiledContext
+
+logger = logging.getLogger("gtls.client")
 
 
 class ClientEndpoint(Protocol):
@@ -47,6 +50,8 @@ async def open_tls_over_tcp_stream(
 ) -> TLSStream:
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word)."""
     context = compile_settings(settings, "client")
+    if context is not settings:  # compiled here: its load-time warnings are logged (once each); a caller who
+        log_warnings(context.warnings)  # compiled the settings itself holds them already
     name = server_hostname if server_hostname is not None else host
     context.client_names(name)  # a name that cannot be checked fails here, before any connection is made
     family = ip_literal_family(host)
@@ -75,6 +80,8 @@ async def open_tls_over_tcp_stream(
         # traceback leads back to it: the caller gets the error, and the connection is freed with it.
         await trio.aclose_forcefully(stream)
         raise
+    for warning in stream.handshake_warnings:  # spec §5: tls-crl-expired=warn logs on every such handshake
+        logger.warning("%s", warning)
     return stream
 
 

@@ -23,7 +23,8 @@ import ipaddress
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -53,6 +54,12 @@ def emit_warning(warnings: list[str] | None, message: str) -> None:
         _LOGGED.clear()
     _LOGGED.add(message)
     logger.warning("%s", message)
+
+
+def log_warnings(messages: Iterable[str]) -> None:
+    """Log each of ``messages`` once on ``gtls.config`` (settings compiled by a library entry point)."""
+    for message in messages:
+        emit_warning(None, message)
 
 
 # --- value vocabularies (spec §1.2–§1.4) ---
@@ -102,13 +109,25 @@ def expand_home(text: str) -> str:
 
 
 def is_ip_literal(name: str) -> bool:
-    """True for an IPv4 or IPv6 literal (brackets and a zone id allowed)."""
+    """True for an IPv4 or IPv6 literal (brackets and a zone id allowed), including the short and hex IPv4 forms
+    resolvers accept (``127.1``, ``0x7f.0.0.1``): such a name reaches an address, so it is never sent as SNI."""
     candidate = name[1:-1] if name.startswith("[") and name.endswith("]") else name
     try:
         ipaddress.ip_address(candidate)
     except ValueError:
+        pass
+    else:
+        return True
+    if not candidate or not _INET_ATON_CHARS.issuperset(candidate):
+        return False
+    try:
+        socket.inet_aton(candidate)
+    except OSError:
         return False
     return True
+
+
+_INET_ATON_CHARS: Final = frozenset("0123456789abcdefxABCDEFX.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import trio
 
 from ._serve import serve_listeners, stdlib_socket_of
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError
-from .options import TLSOptions
+from .options import TLSOptions, log_warnings
 from .resolve import Resolved
 from .stream import TLSStream, compile_settings
 
@@ -292,6 +292,8 @@ async def open_tls_over_tcp_listeners(
 ) -> list[TLSListener]:
     """Listen on ``port`` (0: a free one) like ``trio.open_ssl_over_tcp_listeners``; settings compiled once."""
     context = compile_settings(settings, "server")  # before any socket: configuration errors fail closed
+    if context is not settings:  # compiled here: its load-time warnings are logged (once each)
+        log_warnings(context.warnings)
     handshaker = Handshaker(timeout=handshake_timeout, max_handshakes=max_handshakes, on_handshake=on_handshake)
     tcp_listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     return [

@@ -4,7 +4,9 @@ configuration errors before any network I/O. Real gtls servers and scripted TCP 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import gc
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -307,3 +309,33 @@ async def test_no_descriptor_or_task_left_behind(pki: PKI, tmp_path: Path) -> No
         gc.collect()
         assert len(os.listdir("/proc/self/fd")) == fds_before
         assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+
+
+async def test_a_short_form_ipv4_address_is_never_sent_as_sni(pki: PKI) -> None:
+    """``127.1`` reaches 127.0.0.1 through the resolver, so it is an address, not a name: no SNI (spec §7)."""
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        stream = await open_tls_over_tcp_stream("127.1", port, pki.client_options())
+        await stream.aclose()
+        await settled()
+    assert events[0].ok and events[0].server_name is None
+
+
+async def test_the_connector_logs_load_and_handshake_warnings(pki: PKI, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Spec §5: with tls-crl-expired=warn an expired CRL is logged when the settings are compiled and on every
+    handshake it lets through; a library user (no gtls command around) sees both in the log."""
+    expired = pki.intermediate.crl(this_update=-10 * dt.timedelta(days=1), next_update=-5 * dt.timedelta(days=1))
+    crl = tmp_path / "expired-crl.pem"
+    crl.write_bytes(expired.pem)
+    options = pki.client_options(tls_crl=str(crl), tls_crl_expired="warn")
+    caplog.set_level(logging.WARNING, logger="gtls")
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        for _ in range(2):
+            stream = await open_tls_over_tcp_stream("127.0.0.1", port, options)
+            await stream.aclose()
+    at_load = [r for r in caplog.records if r.name == "gtls.config" and "expired" in r.getMessage()]
+    per_handshake = [r for r in caplog.records if r.name == "gtls.client"]
+    assert len(at_load) == 1  # once, though compiled for each connection
+    assert len(per_handshake) == 2 and all("expired" in r.getMessage() for r in per_handshake)

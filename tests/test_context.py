@@ -175,6 +175,8 @@ def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
         ({"cipher-list": "TLS_AES_128_GCM_SHA256", "sec-protocol": "TLSv12"}, "only TLS 1.3 suites"),
         ({"cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256", "sec-protocol": "TLSv13"}, "no TLS 1.3 suite"),
         ({"cipher-list": "DEFAULT:@SECLEVEL=0"}, "security level"),
+        ({"cipher-list": "DEFAULT@SECLEVEL=0"}, "security level"),  # glued on: OpenSSL takes that form too
+        ({"cipher-list": "HIGH@seclevel=0"}, "security level"),
     ],
 )
 def test_cipher_list_errors(files: dict[str, Path], opts: dict[str, str], message: str) -> None:

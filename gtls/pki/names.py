@@ -18,12 +18,13 @@ are rejected up front as ``BadReferenceName`` (gtls: ``InvalidOptionValue``), ra
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+from ..options import is_ip_literal
 
 IPV6_SENTINEL = "ipv6-literal-reference.invalid"
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -31,14 +32,6 @@ _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 class BadReferenceName(ValueError):
     """The reference name cannot be checked (``*``, whitespace, control characters, empty labels, …)."""
-
-
-def is_ip_literal(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return False
-    return True
 
 
 def _to_alabels(name: str) -> str:

@@ -63,7 +63,8 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
             "and the TLS 1.3 suite names only",
             option=option,
         )
-    seclevel = [t for t in tokens if t.upper().startswith("@SECLEVEL")]
+    # Anywhere in a token: OpenSSL also takes it glued to another one ("DEFAULT@SECLEVEL=0").
+    seclevel = [t for t in tokens if "@SECLEVEL" in t.upper()]
     if seclevel:
         raise where.error(
             CipherListError,
