@@ -177,6 +177,8 @@ def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
         ({"cipher-list": "DEFAULT:@SECLEVEL=0"}, "security level"),
         ({"cipher-list": "DEFAULT@SECLEVEL=0"}, "security level"),  # glued on: OpenSSL takes that form too
         ({"cipher-list": "HIGH@seclevel=0"}, "security level"),
+        # A TLS 1.3-only port whose one suite OpenSSL never negotiates: every handshake would fail.
+        ({"cipher-list": "TLS_AES_128_CCM_8_SHA256", "sec-protocol": "TLSv13"}, "never negotiates"),
     ],
 )
 def test_cipher_list_errors(files: dict[str, Path], opts: dict[str, str], message: str) -> None:
@@ -196,6 +198,18 @@ def test_cipher_list_tokens(files: dict[str, Path]) -> None:
         s_client(srv.port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384")
     assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [
         (False, "no-shared-cipher"), (True, None), (False, "no-shared-cipher")]
+
+
+def test_a_suite_below_the_security_level_is_named_in_a_warning(files: dict[str, Path]) -> None:
+    """Listed beside a usable suite, TLS_AES_128_CCM_8_SHA256 only warns; the usable suite is negotiated and the
+    listed-but-refused one fails like any suite the server does not offer (s_client offering only it)."""
+    compiled = server_ctx(files, **{"cipher-list": "TLS_AES_128_CCM_8_SHA256:TLS_AES_128_CCM_SHA256",
+                                    "sec-protocol": "TLSv13"})
+    assert any("TLS_AES_128_CCM_8_SHA256 is never negotiated" in w for w in compiled.warnings)
+    with gtls_server(compiled) as srv:
+        s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256")
+        s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_8_SHA256")
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(True, None), (False, "no-shared-cipher")]
 
 
 def test_unsupported_protocol_value(files: dict[str, Path]) -> None:

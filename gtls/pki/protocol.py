@@ -9,6 +9,8 @@ from OpenSSL import SSL
 from ..errors import CipherListError
 from .where import Where
 
+#: TLS 1.3 suites OpenSSL accepts in a list but, from security level 1 up, never negotiates.
+BELOW_SECURITY_LEVEL = frozenset({"TLS_AES_128_CCM_8_SHA256"})
 TLS13_SUITES = frozenset(
     {
         "TLS_AES_128_GCM_SHA256",
@@ -91,4 +93,13 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
         if dead:
             warnings.append(f"{option}: {', '.join(dead)} select no cipher")
     if tls13:  # after the TLS <= 1.2 string: pyOpenSSL's empty-selection check compares against the 1.3 defaults
+        weak = [t for t in tls13 if t in BELOW_SECURITY_LEVEL]
+        if weak and len(weak) == len(tls13):
+            message = (f"{', '.join(weak)} is the only TLS 1.3 suite listed, and OpenSSL's security level never "
+                       "negotiates it (an 8-byte tag: 64-bit security)")
+            if low >= SSL.TLS1_3_VERSION:  # TLS 1.3 only: every handshake would fail with no-shared-cipher
+                raise where.error(CipherListError, f"{message}; list another TLS 1.3 suite", option=option)
+            warnings.append(f"{option}: {message}; TLS 1.3 is then never used")
+        elif weak:
+            warnings.append(f"{option}: {', '.join(weak)} is never negotiated: OpenSSL's security level refuses it")
         ctx.set_tls13_ciphersuites(":".join(tls13).encode("ascii"))
