@@ -231,14 +231,12 @@ async def _accept_forever(listener: TLSListener, start: Callable[[TLSStream], No
     if raw is None:  # a listener over a socket we cannot reach directly: trio's accept, one at a time
         while True:
             try:
-                stream = await listener.accept()
+                stream = await listener._accept_unmanaged()
             except OSError as exc:
                 if exc.errno not in CAPACITY_ERRNOS:
                     raise
                 await _pause(exc)
                 continue
-            stream.handshake_timeout = None
-            stream._handshaker = None  # the loop runs the handshake policy itself (Handshaker.run)
             start(stream)
     listening = listener.socket
     inherited = set_tcp_options(raw)

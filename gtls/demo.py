@@ -177,17 +177,18 @@ def _usable(files: DemoFiles, now: dt.datetime) -> bool:
     from cryptography.hazmat.primitives import serialization
 
     try:
+        leaves = []
         for cert_file, key_file in ((files.server_cert, files.server_key), (files.client_cert, files.client_key)):
             if key_file.stat().st_mode & 0o077:
                 return False
-            cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+            leaves.append(x509.load_pem_x509_certificate(cert_file.read_bytes()))
             key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-            if key.public_key() != cert.public_key():
+            if key.public_key() != leaves[-1].public_key():
                 return False
         for chain_file in (files.root_ca, files.intermediate_ca, files.server_chain, files.client_chain):
             if not x509.load_pem_x509_certificates(chain_file.read_bytes()):
                 return False
-        server = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
     except (OSError, ValueError, TypeError):
         return False
+    server = leaves[0]
     return server.not_valid_before_utc <= now and server.not_valid_after_utc > now + RENEW_WITHIN

@@ -245,17 +245,21 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         self.raw_socket = stdlib_socket_of(transport_listener.socket)
 
     async def accept(self) -> TLSStream:
+        stream = await self._accept_unmanaged()
+        stream.handshake_timeout = self.handshaker.timeout
+        stream._handshaker = self.handshaker  # the cap and the hook hold whoever runs the handshake
+        return stream
+
+    async def _accept_unmanaged(self) -> TLSStream:
+        """A stream whose handshake policy (deadline, cap, hook) the caller applies itself: the serving loop's."""
         transport = await self.transport_listener.accept()
         try:
-            stream = TLSStream._over_socket(
-                transport, transport.socket, self.context, _peer_of(transport), self._https_compatible,
-                self.handshaker.timeout,
+            return TLSStream._over_socket(
+                transport, transport.socket, self.context, _peer_of(transport), self._https_compatible, None
             )
         except BaseException:
             await trio.aclose_forcefully(transport)
             raise
-        stream._handshaker = self.handshaker  # the cap and the hook hold whoever runs the handshake
-        return stream
 
     def _wrap(
         self, conn: socket.socket, address: object, handshake_timeout: float | None, poller: Poller | None = None

@@ -585,14 +585,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         if self._state == _CLOSED:
             await trio.lowlevel.checkpoint()
             return
-        polite = (
-            trio.current_effective_deadline() != -math.inf
-            and self._state == _OK
-            and not self._https_compatible
-            and self._engine.handshake_done
-            and not self._engine.sent_close_notify
-            and not self._send_busy  # a send is mid-record: no clean place for the alert
-        )
+        polite = trio.current_effective_deadline() != -math.inf and self._close_notify_due()
         self._set_closed()
         self._driver.wake_all()
         try:
@@ -621,21 +614,24 @@ class TLSStream(trio.abc.HalfCloseableStream):
             else:
                 await self.transport_stream.aclose()
 
+    def _close_notify_due(self) -> bool:
+        """Whether closing should send ``close_notify``: an established, unbroken stream that has not sent one, is
+        not https-compatible, and has no send mid-record (no clean place for the alert)."""
+        return (
+            self._state == _OK
+            and not self._https_compatible
+            and self._engine.handshake_done
+            and not self._engine.sent_close_notify
+            and not self._send_busy
+        )
+
     def _close_now(self, polite: bool = True) -> None:
         """Close without waiting (the listeners' per-connection task ends here): a socket-bound stream still sends
         ``close_notify`` when the socket takes it at once, unless ``polite`` is False (the handler failed or was
         cancelled: a cut-off exchange must not end like a complete one). Memory-BIO streams need ``aclose``."""
         if self._state == _CLOSED:
             return
-        if (
-            polite
-            and self._state == _OK
-            and not self._https_compatible
-            and self._engine.handshake_done
-            and not self._engine.sent_close_notify
-            and not self._send_busy
-            and self._unfinished_write is None
-        ):
+        if polite and self._close_notify_due() and self._unfinished_write is None:  # no waiting to finish a record
             try:
                 self._engine.close_notify()
             except TransportFailed:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 if TYPE_CHECKING:
@@ -80,6 +81,19 @@ def route_library_logging() -> None:
         package.addHandler(handler)
         package.setLevel(logging.WARNING)
         package.propagate = False
+
+
+@contextlib.contextmanager
+def warnings_before_config_errors(warnings: list[str]) -> Iterator[None]:
+    """Print the warnings gathered so far when a configuration error ends the command: they are often its cause
+    (a miscased option name, a transport piece without '=')."""
+    from ..errors import ConfigError
+
+    try:
+        yield
+    except ConfigError:
+        report_warnings(warnings)
+        raise
 
 
 def report_warnings(warnings: Iterable[str]) -> None:

@@ -19,6 +19,7 @@ from ._common import (
     parse_host_port,
     report_failure,
     report_warnings,
+    warnings_before_config_errors,
 )
 from ._flags import (
     add_option_flags,
@@ -61,15 +62,10 @@ def register(commands: Subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-
     require_positive_seconds(args.timeout, "--timeout")
     warnings: list[str] = []
-    try:
+    with warnings_before_config_errors(warnings):
         return _run(args, warnings)
-    except ConfigError:
-        report_warnings(warnings)  # often the cause: a miscased option name, a transport piece without '='
-        raise
 
 
 def _run(args: argparse.Namespace, warnings: list[str]) -> int:

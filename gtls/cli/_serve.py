@@ -28,6 +28,7 @@ from ._common import (
     report_failure,
     report_warnings,
     stderr_line,
+    warnings_before_config_errors,
 )
 from ._flags import (
     CREDENTIAL_OPTIONS,
@@ -96,15 +97,11 @@ def run(args: argparse.Namespace) -> int:
     if args.max_handshakes is not None and args.max_handshakes < 1:
         raise UsageError("--max-handshakes must be at least 1")
     from ..context import compile_context
-    from ..errors import ConfigError
 
     warnings: list[str] = []
-    try:
+    with warnings_before_config_errors(warnings):
         plan = _plan(args, warnings)
         compiled = compile_context(plan.resolved)  # ConfigError -> exit 2, before any socket is opened
-    except ConfigError:
-        report_warnings(warnings)  # often the cause: a miscased option name, a transport piece without '='
-        raise
     report_warnings([*warnings, *compiled.warnings])
 
     import trio
