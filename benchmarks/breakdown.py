@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a server's handshake CPU and idle-connection memory go, gtls vs trio's SSLStream, side by side.
 
-    python benchmarks/breakdown.py cpu [--handshakes 300] [--baseline DIR]   # instructions per handshake
+    python benchmarks/breakdown.py cpu [--handshakes 300] [--baseline DIR] [--close-notify]   # per handshake
     python benchmarks/breakdown.py memory [--connections 1000]   # bytes per idle connection, native vs Python
 
 Both servers are the ones ``quick_handshake.py`` runs (same echo handler, same ECDSA P-256 PKI, TLS 1.3).
@@ -14,7 +14,9 @@ machine, where CPU-time ratios move by 5 % between runs. Instructions are not ti
 more instructions per cycle than the interpreter), so ``gtls bench`` stays the measurement of record; the split by
 library shows what each side could still save: OpenSSL's own share is the floor for any runtime built on it.
 ``--baseline DIR`` adds gtls imported from another checkout (``git worktree add DIR REV``), as in
-``quick_handshake.py``.
+``quick_handshake.py``. ``--close-notify`` makes the client end each connection as ``gtls bench``'s load client
+does: send close_notify and close at once, without reading the server's tickets or its close_notify (the server
+then reads the alert, answers it, and finds the socket gone).
 
 ``--trio-libdir DIR`` runs trio's server with ``LD_LIBRARY_PATH=DIR``: a directory holding another OpenSSL 3's
 ``libssl.so.3`` and ``libcrypto.so.3`` (Python's ``ssl`` loads them instead of the system's), so that both servers
@@ -79,11 +81,19 @@ def client_context(ca: Path) -> ssl.SSLContext:
     return context
 
 
-def handshakes(port: int, context: ssl.SSLContext, count: int) -> None:
-    """``count`` sequential handshakes, each closed without close_notify (like ``openssl s_time``)."""
+def handshakes(port: int, context: ssl.SSLContext, count: int, close_notify: bool = False) -> None:
+    """``count`` sequential handshakes, each closed without close_notify (like ``openssl s_time``) or, with
+    ``close_notify``, after sending one without waiting for the server's (like ``gtls.bench.loadgen``)."""
     for _ in range(count):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
-            context.wrap_socket(raw, server_hostname="localhost").close()
+            tls = context.wrap_socket(raw, server_hostname="localhost")
+            if close_notify:
+                tls.setblocking(False)
+                try:
+                    tls.unwrap()  # sends close_notify, then would wait for the server's
+                except (ssl.SSLWantReadError, ssl.SSLError, OSError):
+                    pass
+            tls.close()
 
 
 def start_server(argv: list[str], stderr: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None
@@ -123,15 +133,15 @@ def openssl_versions() -> str:
 
 
 def callgrind_once(kind: str, files: tuple[Path, Path, Path], script: Path, count: int, out: Path,
-                   baseline: str | None) -> None:
+                   baseline: str | None, close_notify: bool) -> None:
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
             sys.executable, str(script), "gtls" if kind == "base" else kind, *map(str, files)]
     server, port = start_server(argv, env=server_env(kind, baseline))
     try:
         context = client_context(files[2])
-        handshakes(port, context, 20)  # warm-up: lazy set-up is not per-handshake work
+        handshakes(port, context, 20, close_notify)  # warm-up: lazy set-up is not per-handshake work
         subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True)
-        handshakes(port, context, count)
+        handshakes(port, context, count, close_notify)
         time.sleep(0.5)  # the last connection's end is handled
         subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True, capture_output=True)
     finally:
@@ -156,7 +166,7 @@ def instructions_by_group(out: Path) -> dict[str, int]:
     return dict(groups)
 
 
-def run_cpu(count: int, baseline: str | None) -> None:
+def run_cpu(count: int, baseline: str | None, close_notify: bool) -> None:
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install valgrind")
@@ -169,11 +179,12 @@ def run_cpu(count: int, baseline: str | None) -> None:
         kinds = [*KINDS, "base"] if baseline else list(KINDS)
         for kind in kinds:
             out = directory / f"callgrind.{kind}.out"
-            callgrind_once(kind, files, script, count, out, baseline)
+            callgrind_once(kind, files, script, count, out, baseline, close_notify)
             per[kind] = {group: value / count / 1000 for group, value in instructions_by_group(out).items()}
     names = ["total", *(name for name, _ in GROUPS), "other"]
-    print(f"thousands of instructions per handshake ({count} TLS 1.3 ECDSA P-256 handshakes, server process; "
-          f"{openssl_versions()})")
+    ending = "close_notify sent" if close_notify else "no close_notify"
+    print(f"thousands of instructions per handshake ({count} TLS 1.3 ECDSA P-256 handshakes, {ending}, server "
+          f"process; {openssl_versions()})")
     print(f"{'':10}" + "".join(f"{kind:>10}" for kind in kinds) + f"{'gtls/trio':>11}")
     for name in names:
         gtls_value, trio_value = per["gtls"].get(name, 0.0), per["trio"].get(name, 0.0)
@@ -248,6 +259,8 @@ def main() -> None:
     cpu = sub.add_parser("cpu", help="callgrind instructions per handshake, by library")
     cpu.add_argument("--handshakes", type=int, default=300)
     cpu.add_argument("--baseline", metavar="DIR", help="also count gtls imported from this checkout")
+    cpu.add_argument("--close-notify", action="store_true",
+                     help="the client sends close_notify before closing, as gtls bench's load client does")
     memory = sub.add_parser("memory", help="bytes per idle connection: RSS, malloc heap, Python arenas")
     memory.add_argument("--connections", type=int, default=1000)
     memory.add_argument("--rounds", type=int, default=3)
@@ -258,7 +271,7 @@ def main() -> None:
     global TRIO_LIBDIR
     TRIO_LIBDIR = args.trio_libdir
     if args.what == "cpu":
-        run_cpu(args.handshakes, args.baseline)
+        run_cpu(args.handshakes, args.baseline, args.close_notify)
     else:
         run_memory(args.connections, args.rounds)
 

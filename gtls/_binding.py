@@ -5,12 +5,13 @@ and ``X509Store._store`` pointers, ``Connection._raise_ssl_error`` and ``_util.n
 and what happens without it. ``missing_symbols()`` names whatever is gone; tests/test_binding.py fails loudly with
 that list, and also runs the fallbacks to show they give the same results.
 
-ENGINE (``gtls.engine``, the per-record hot path): ``SSL_do_handshake``/``SSL_read``/``SSL_write`` +
-``SSL_get_error`` called directly — one C call per step and no exception for WANT_READ/WANT_WRITE — and
+ENGINE (``gtls.engine``, the per-record hot path): ``SSL_do_handshake``/``SSL_read``/``SSL_write``/``SSL_shutdown``
++ ``SSL_get_error`` called directly — one C call per step and no exception for WANT_READ/WANT_WRITE — and
 ``_raise_ssl_error`` to build pyOpenSSL's exception when a step really failed; ``SSL_session_reused``;
 ``ERR_clear_error`` before each step (the error queue is per thread, and SSL_get_error needs it empty).
-Fallback: pyOpenSSL's public ``do_handshake``/``recv``/``send`` (same outcomes, a few Python calls and one exception
-per WANT_*), and ``ReuseTracker`` (an info callback noting whether a certificate crossed the wire) for resumption.
+Fallback: pyOpenSSL's public ``do_handshake``/``recv``/``send``/``shutdown`` (same outcomes, a few Python calls and
+one exception per WANT_*), and ``ReuseTracker`` (an info callback noting whether a certificate crossed the wire)
+for resumption.
 
 VERIFY (``gtls.pki.hostcheck``): ``X509_VERIFY_PARAM_set1_host`` so OpenSSL checks the peer name during
 verification; ``SSL_get_verify_result`` and ``X509_verify_cert_error_string`` for the reason of a failure;
@@ -32,6 +33,7 @@ ENGINE_SYMBOLS: Final = (
     "SSL_do_handshake",
     "SSL_read",
     "SSL_write",
+    "SSL_shutdown",
     "SSL_get_error",
     "SSL_ERROR_WANT_READ",
     "SSL_ERROR_WANT_WRITE",
@@ -114,6 +116,7 @@ ERROR_ZERO_RETURN: Final[int] = _lib.SSL_ERROR_ZERO_RETURN if ENGINE else 6
 SSL_do_handshake: Callable[[Any], int] = _lib.SSL_do_handshake if ENGINE else None  # type: ignore[assignment]
 SSL_read: Callable[[Any, Any, int], int] = _lib.SSL_read if ENGINE else None  # type: ignore[assignment]
 SSL_write: Callable[[Any, Any, int], int] = _lib.SSL_write if ENGINE else None  # type: ignore[assignment]
+SSL_shutdown: Callable[[Any], int] = _lib.SSL_shutdown if ENGINE else None  # type: ignore[assignment]
 SSL_get_error: Callable[[Any, int], int] = _lib.SSL_get_error if ENGINE else None  # type: ignore[assignment]
 
 

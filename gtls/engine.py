@@ -33,6 +33,7 @@ from ._binding import ERROR_ZERO_RETURN as _ERR_ZERO_RETURN
 from ._binding import SSL_do_handshake as _SSL_do_handshake
 from ._binding import SSL_get_error as _SSL_get_error
 from ._binding import SSL_read as _SSL_read
+from ._binding import SSL_shutdown as _SSL_shutdown
 from ._binding import SSL_write as _SSL_write
 from ._binding import clear_errors as _clear_errors
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
@@ -331,20 +332,39 @@ class TLSEngine:
             raise TransportFailed("the peer closed TLS", eof=True) from exc
         raise TLSError(f"TLS error while sending: {_openssl_text(exc)}") from exc
 
-    def close_notify(self) -> Want | None:
-        """Send our ``close_notify``; does not wait for the peer's."""
+    def close_notify(self, *, best_effort: bool = False) -> Want | None:
+        """Send our ``close_notify``; does not wait for the peer's. ``WANT_WRITE``: the alert waits in OpenSSL for
+        the socket to take it (the next call sends it).
+
+        A failure raises ``TransportFailed``, or with ``best_effort`` returns None as if there were nothing more to
+        send: a connection being closed anyway (the serving loop's end of every connection) learns nothing from
+        it, and the peer that already went away is the common case (a client that sends its close_notify and
+        closes without waiting for ours), so no exception is built for it."""
+        ssl = self._ssl
+        self.sent_close_notify = True
         _clear_errors()
+        if ssl is not None:
+            result = _SSL_shutdown(ssl)
+            if result >= 0:  # 0: ours is sent and the peer's not read yet; 1: both
+                return None
+            code = _SSL_get_error(ssl, result)
+            if code == _ERR_WANT_WRITE:
+                return WANT_WRITE
+            if code == _ERR_WANT_READ or best_effort:  # WANT_READ is not expected for the first call
+                return None
+            try:
+                _binding.raise_ssl_error(self.conn, ssl, result)
+            except SSL.Error as exc:
+                raise TransportFailed(f"could not send close_notify: {_openssl_text(exc)}", eof=False) from exc
         try:
             self.conn.shutdown()
         except SSL.WantWriteError:
-            self.sent_close_notify = True
             return WANT_WRITE
-        except SSL.WantReadError:  # not expected for the first shutdown call; nothing more to do
+        except SSL.WantReadError:
             pass
         except SSL.Error as exc:
-            self.sent_close_notify = True
-            raise TransportFailed(f"could not send close_notify: {_openssl_text(exc)}", eof=False) from exc
-        self.sent_close_notify = True
+            if not best_effort:
+                raise TransportFailed(f"could not send close_notify: {_openssl_text(exc)}", eof=False) from exc
         return None
 
     # --- memory-BIO plumbing -----------------------------------------------------------------------------------

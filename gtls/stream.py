@@ -591,10 +591,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         try:
             if polite and self._driver.__class__ is SocketDriver and self._unfinished_write is None:
                 # Usually the socket takes the alert at once: no cancel scope then, only when it must wait.
-                try:
-                    polite = self._engine.close_notify() is not None
-                except TransportFailed:
-                    polite = False
+                polite = self._engine.close_notify(best_effort=True) is not None
             if polite:
                 with trio.move_on_after(self._close_timeout):
                     try:
@@ -632,10 +629,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         if self._state == _CLOSED:
             return
         if polite and self._close_notify_due() and self._unfinished_write is None:  # no waiting to finish a record
-            try:
-                self._engine.close_notify()
-            except TransportFailed:
-                pass
+            self._engine.close_notify(best_effort=True)
         self._set_closed()
         self._driver.wake_all()
         self._close_socket()
