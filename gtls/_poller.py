@@ -15,14 +15,16 @@ kernel reports at once a socket that is already readable when added.
 
 The set never sees a closed socket: a stream forgets its socket here before closing it, and the kernel drops a
 closed descriptor from the set by itself (one file description per socket: gtls does not duplicate it). When the
-server stops, connections still open (in a ``handler_nursery`` that outlives it) go back to trio's waits. Write
-waits, which only a full socket buffer causes, always go through trio.
+server stops, connections still open (in a ``handler_nursery`` that outlives it) go back to trio's waits, and so
+does a connection a handler hands to another ``trio.run`` (a worker thread's): the poller can only wake tasks of its
+own run. Write waits, which only a full socket buffer causes, always go through trio.
 """
 
 from __future__ import annotations
 
 import enum
 import select
+import threading
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -48,11 +50,14 @@ class Readiness(enum.IntEnum):
 class Poller:
     """One server's epoll set for socket read waits; ``run`` dispatches its events until cancelled."""
 
-    __slots__ = ("_epoll", "_drivers")
+    __slots__ = ("_epoll", "_drivers", "thread")
 
     def __init__(self) -> None:
         self._epoll: select.epoll | None = select.epoll()
         self._drivers: dict[int, SocketDriver] = {}
+        #: The thread of the run the poller serves: only that run's tasks can be woken from here. (One thread runs
+        #: one trio.run at a time, and a run's end stops its poller, so the thread tells the run.)
+        self.thread = threading.get_ident()
 
     def add(self, fd: int, driver: SocketDriver) -> bool:
         """Watch ``fd`` for ``driver``; False once the poller has stopped. Raises OSError for a closed ``fd``."""

@@ -15,6 +15,7 @@ ParkingLot and is woken when the first waiter wakes; both then retry their step,
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Awaitable
 
 import outcome
@@ -26,6 +27,7 @@ from .engine import WANT_READ, Want
 wait_readable = trio.lowlevel.wait_readable
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _current_task = trio.lowlevel.current_task
+_thread_id = threading.get_ident
 _SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
 _UNREGISTERED = Readiness.UNREGISTERED
 _WAITING_FOR_EDGE = Readiness.WAITING_FOR_EDGE
@@ -72,6 +74,12 @@ class SocketDriver:
         awaitable: no frame of its own stays alive during the wait)."""
         poller = self._poller
         if poller is None:
+            return wait_readable(self.sock)
+        if _thread_id() != poller.thread:
+            # The stream was handed to another trio.run (a worker thread's): the poller's run cannot wake a task of
+            # that one (trio would fail inside the server). From here on, trio's waits; no reader is parked here,
+            # since this task holds the read claim.
+            self.leave_poller()
             return wait_readable(self.sock)
         readiness = self._readiness
         if readiness is _SEEN:  # an edge came while nobody waited: retry now, after a checkpoint

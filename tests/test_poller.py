@@ -278,3 +278,49 @@ async def test_a_handler_that_takes_the_transport_stream_keeps_working(pki: PKI)
             while not seen:
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_handed_to_another_trio_run_keeps_working(pki: PKI) -> None:
+    """A handler may hand its stream to a worker thread's own ``trio.run`` (as with trio's ``SSLStream``). The
+    poller can only wake tasks of its own run: the stream leaves it, and the server and the exchange go on."""
+    worker_results: list[bytes] = []
+
+    async def use_elsewhere(stream: TLSStream) -> bytes:
+        with trio.fail_after(10):
+            data = await stream.receive_some()  # parks in the worker's run: the client writes later
+            await stream.send_all(data.upper())
+            return data
+
+    async def handler(stream: TLSStream) -> None:
+        worker_results.append(await trio.to_thread.run_sync(trio.run, use_elsewhere, stream))
+        await stream.send_all(b"!")  # and back in the server's run
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                client_context(pki).wrap_socket(raw, server_hostname="localhost") as conn:
+            reply = b""
+            conn.settimeout(0.3)
+            try:
+                reply += conn.recv(100)  # nothing yet: the worker's receive parks first
+            except TimeoutError:
+                pass
+            conn.settimeout(10)
+            conn.sendall(b"hello")
+            while len(reply) < 6:
+                chunk = conn.recv(100)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(handler, 0, pki.server_options(), host="127.0.0.1",
+                                                   task_status=task_status)
+        )
+        port = listeners[0].socket.getsockname()[1]
+        with trio.fail_after(20):
+            replies = [await trio.to_thread.run_sync(client, port) for _ in range(2)]
+        nursery.cancel_scope.cancel()
+    assert replies == [b"HELLO!", b"HELLO!"]
+    assert worker_results == [b"hello", b"hello"]
