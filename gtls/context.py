@@ -88,6 +88,18 @@ def _remember(cache: OrderedDict[Hashable, _T], key: Hashable, value: _T) -> Non
             cache.popitem(last=False)
 
 
+def _remember_first(cache: OrderedDict[Hashable, _T], key: Hashable, value: _T) -> _T:
+    """``value`` under ``key``, unless another thread stored one first: then that one (the equal build is dropped)."""
+    with _CACHE_LOCK:
+        first = cache.get(key)
+        if first is not None:
+            cache.move_to_end(key)
+            return first
+        STATS.builds += 1
+    _remember(cache, key, value)
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class _Inputs:
     """What the options name on disk, with every file's bytes read once."""
@@ -224,9 +236,9 @@ def compile_context(resolved: Resolved) -> CompiledContext:
             _CACHE.move_to_end(key)
             STATS.cache_hits += 1
     if compiled is None:
-        compiled = _build(resolved, inputs, where, warnings)
-        STATS.builds += 1
-        _remember(_CACHE, key, compiled)
+        # Built outside the lock (it can take milliseconds); a thread that built the same settings meanwhile won,
+        # and its context is the one every endpoint shares (a session then resumes on any port using it).
+        compiled = _remember_first(_CACHE, key, _build(resolved, inputs, where, warnings))
     # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
     stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
     if stamps is not None:

@@ -99,6 +99,29 @@ def test_cache_shares_equal_settings_and_rebuilds_on_change(tmp_path: Path, file
     assert changed is not first and len(changed.trusted) == 2
 
 
+def test_equal_settings_compiled_at_once_in_threads_share_one_context(files: dict[str, Path]) -> None:
+    """Two ports opened at the same moment from two threads (each with its own trio.run) must share one SSL context,
+    as ports opened one after the other do, so a session from one resumes on the other either way."""
+    threads = 4
+    for trial in range(5):
+        context_module.clear_cache()
+        barrier = threading.Barrier(threads)
+        got: list[SSL.Context] = []
+
+        def compile_one(barrier: threading.Barrier, got: list[SSL.Context]) -> None:
+            barrier.wait(timeout=10)
+            got.append(server_ctx(files).ssl_context)
+
+        workers = [threading.Thread(target=compile_one, args=(barrier, got)) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert len(got) == threads
+        assert len({id(context) for context in got}) == 1, f"trial {trial}: {len(set(map(id, got)))} contexts"
+        assert server_ctx(files).ssl_context is got[0]
+
+
 def test_many_handshakes_read_no_files_and_build_one_context(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
