@@ -17,7 +17,7 @@ import trio
 from ._tcp import connect_literal, ip_literal_family
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
-from .stream import TLSStream, compile_settings
+from .stream import TLSStream, check_handshake_timeout, compile_settings
 
 if TYPE_CHECKING:
     from .context import CompiledContext
@@ -39,7 +39,7 @@ class ClientEndpoint(Protocol):
 
 
 async def open_tls_over_tcp_stream(
-    host: str,
+    host: str | bytes,
     port: int,
     settings: Resolved | TLSOptions | CompiledContext,
     *,
@@ -48,7 +48,14 @@ async def open_tls_over_tcp_stream(
     handshake_timeout: float | None = 10.0,
     https_compatible: bool = False,
 ) -> TLSStream:
-    """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word)."""
+    """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word).
+    ``host`` may be bytes, as trio's ``open_ssl_over_tcp_stream`` allows (ASCII: a name or an address)."""
+    check_handshake_timeout(handshake_timeout)
+    if isinstance(host, bytes | bytearray):
+        try:
+            host = bytes(host).decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"host {host!r} is not ASCII: give the name as a str") from None
     context = compile_settings(settings, "client")
     if context is not settings:  # compiled here: its load-time warnings are logged (once each); a caller who
         log_warnings(context.warnings)  # compiled the settings itself holds them already

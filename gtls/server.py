@@ -26,7 +26,7 @@ from ._serve import serve_listeners, stdlib_socket_of
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
-from .stream import TLSStream, compile_settings
+from .stream import TLSStream, check_handshake_timeout, compile_settings
 
 if TYPE_CHECKING:
     from ._poller import Poller
@@ -88,8 +88,7 @@ class Handshaker:
         max_handshakes: int | None = None,
         on_handshake: HandshakeHook | None = None,
     ) -> None:
-        if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
-            raise ValueError("handshake_timeout must be a positive number of seconds or None")
+        check_handshake_timeout(timeout)
         if max_handshakes is not None and max_handshakes < 1:
             raise ValueError("max_handshakes must be >= 1 or None")
         self.timeout = timeout

@@ -51,6 +51,16 @@ _BROKEN: Final = 1
 _CLOSED: Final = 2
 
 
+def check_handshake_timeout(timeout: float | None) -> float | None:
+    """``timeout`` if it is a handshake bound every entry point accepts: a positive, finite number of seconds, or
+    None for no bound. The listeners, the connector and the constructor apply the same rule, before any connection
+    is made (0 would fail every handshake as ``timeout``; a negative one raised only after the TCP connect)."""
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"handshake_timeout must be a positive number of seconds, or None for no limit "
+                         f"(got {timeout!r})")
+    return timeout
+
+
 def _socket_of(transport: trio.abc.Stream) -> trio.socket.SocketType | None:
     if isinstance(transport, trio.SocketStream):
         sock = transport.socket
@@ -118,7 +128,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             except OSError:
                 peer = None
         self._setup(transport_stream, compiled, sock, server_hostname, peer, https_compatible, close_timeout,
-                    handshake_timeout)
+                    check_handshake_timeout(handshake_timeout))
 
     @classmethod
     def _over_socket(

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import gc
 import logging
+import math
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -143,6 +144,32 @@ async def test_a_name_that_cannot_be_checked_fails_before_any_connection(
     if extra:
         with pytest.raises(InvalidOptionValue):
             compile_settings(options, "client")
+
+
+@pytest.mark.parametrize("host", [b"127.0.0.1", b"localhost", bytearray(b"localhost")])
+async def test_a_bytes_host_is_dialled_as_trio_dials_it(pki: PKI, host: bytes) -> None:
+    """trio's ``open_ssl_over_tcp_stream`` takes the host as bytes too (it failed in the peer-name code here)."""
+    options = pki.client_options(tls_target_name_check="host", tls_target_name="localhost")
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        stream = await open_tls_over_tcp_stream(host, port, options)
+        async with stream:
+            assert await stream.receive_some() == b"hello"
+    with pytest.raises(ValueError, match="not ASCII"):
+        await open_tls_over_tcp_stream("héllo".encode(), 1, options)
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.inf, math.nan])
+async def test_a_handshake_timeout_no_handshake_can_meet_is_refused_before_dialling(pki: PKI, timeout: float) -> None:
+    """The listeners' rule, for the connector and the constructor too: a positive number of seconds or None.
+    Before, 0 failed every handshake as ``timeout``, inf passed, and a negative one raised after the TCP connect."""
+    accepted: list[socket.socket] = []
+    with raw_server(accepted.append) as port, pytest.raises(ValueError, match="handshake_timeout"):
+        await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(), handshake_timeout=timeout)
+    assert accepted == []
+    left, right = trio.testing.memory_stream_pair()
+    with pytest.raises(ValueError, match="handshake_timeout"):
+        TLSStream(left, pki.client_options(), handshake_timeout=timeout)
 
 
 async def test_plaintext_settings_are_refused(pki: PKI) -> None:
