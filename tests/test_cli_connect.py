@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gtls.testing import DemoPKI, write_pem
 from tests.peers import (
+    STEP_TIMEOUT,
     close_after_hello,
     closed_port,
     error_line,
+    gtls_env,
     gtls_serve,
     plaintext_reply,
     raw_server,
@@ -257,3 +261,24 @@ server = "app"
     document = json.loads(result.stdout)
     (endpoint,) = [e for e in document["endpoints"] if e["object_path"].endswith("ports.p")]
     assert endpoint["error"] is not None and any("case-sensitive" in w for w in endpoint["warnings"])
+
+
+def test_connect_whose_output_reader_left_says_so_in_one_line(pki: DemoPKI) -> None:
+    """``gtls connect … | head -1``: the connection went through, but the session cannot all be printed. One
+    ``stdout-closed`` line and exit 1, as ``gtls serve`` does, not a BrokenPipeError traceback."""
+    with s_server(*server_args(pki)) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gtls", "connect", f"localhost:{server.port}", *trusting(pki)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gtls_env(),
+        )
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # the reader leaves before anything is printed
+        try:
+            code = process.wait(timeout=STEP_TIMEOUT)
+        finally:
+            process.kill()
+        err = process.stderr.read()
+        process.stderr.close()
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gtls: stdout-closed: "), lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
@@ -25,7 +26,8 @@ EXIT_USAGE = 2
 CONNECT_FAILED = "connect-failed"
 #: Reason word of a listening port that could not be opened (address in use, not permitted).
 LISTEN_FAILED = "listen-failed"
-#: Reason word of ``gtls serve`` whose standard output closed before it could print the port it listens on.
+#: Reason word of a command whose standard output closed before it printed what it had to (``gtls serve | true``,
+#: ``gtls connect … | head -1``).
 STDOUT_CLOSED = "stdout-closed"
 
 
@@ -53,6 +55,18 @@ def report_failure(reason: str, detail: str) -> int:
     """Print the single ``gtls: REASON: detail`` line and return exit code 1."""
     stderr_line(f"gtls: {reason}: {_one_line(detail)}")
     return EXIT_FAILURE
+
+
+def report_stdout_closed(detail: str) -> int:
+    """The reader of our standard output left: say so in the one failure line (exit 1), and send whatever is still
+    buffered for stdout to /dev/null, so the interpreter's last flush adds no traceback of its own."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    return report_failure(STDOUT_CLOSED, detail)
 
 
 def describe_config_error(exc: ConfigError) -> str:

@@ -7,6 +7,7 @@ Exit 0 on success; 1 on a connection or handshake failure with exactly one stder
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 from ._common import (
@@ -18,6 +19,7 @@ from ._common import (
     format_host_port,
     parse_host_port,
     report_failure,
+    report_stdout_closed,
     report_warnings,
     warnings_before_config_errors,
 )
@@ -64,8 +66,11 @@ def register(commands: Subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     require_positive_seconds(args.timeout, "--timeout")
     warnings: list[str] = []
-    with warnings_before_config_errors(warnings):
-        return _run(args, warnings)
+    try:
+        with warnings_before_config_errors(warnings):
+            return _run(args, warnings)
+    except BrokenPipeError:  # the reader of our output left (``| head -1``); the connection itself went through
+        return report_stdout_closed("standard output was closed before the session could be printed")
 
 
 def _run(args: argparse.Namespace, warnings: list[str]) -> int:
@@ -152,6 +157,7 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
         _print_session(stream, where)
         if received is not None:
             print(f"received: {received}")
+        sys.stdout.flush()  # a reader that left shows here (BrokenPipeError), not in the interpreter's last flush
     finally:
         with trio.move_on_after(1) as cleanup:
             cleanup.shield = True

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 from ._common import (
     EXIT_OK,
     LISTEN_FAILED,
-    STDOUT_CLOSED,
     Subcommands,
     UsageError,
     format_host_port,
     parse_host_port,
     report_failure,
+    report_stdout_closed,
     report_warnings,
     stderr_line,
     warnings_before_config_errors,
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         where = format_host_port(plan.host, plan.port)
         return report_failure(LISTEN_FAILED, f"cannot listen on {where}: {listen_failure}")
     assert stdout_closed
-    return report_failure(STDOUT_CLOSED, "standard output was closed before the port could be printed; stopping")
+    return report_stdout_closed("standard output was closed before the port could be printed; stopping")
 
 
 class _ListenFailed(Exception):
