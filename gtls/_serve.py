@@ -131,6 +131,9 @@ class HandshakeDeadlines:
                     stream = queue.popleft()[1][0]
                     if stream is not None:
                         stream._abort_handshake(stream._timeout_error(self.timeout))
+                    # Not kept while sleeping until the next deadline: the stream (and its OpenSSL connection) is
+                    # freed as soon as its task lets go of it, on an idle server too.
+                    stream = None
 
 
 async def serve_listeners(
@@ -238,6 +241,7 @@ async def _accept_forever(listener: TLSListener, start: Callable[[TLSStream], No
                 await _pause(exc)
                 continue
             start(stream)
+            del stream  # as below: the connection's task owns it
     listening = listener.socket
     inherited = set_tcp_options(raw)
     accept = _plain_accept(raw)
@@ -276,6 +280,9 @@ async def _accept_forever(listener: TLSListener, start: Callable[[TLSStream], No
                 conn.close()
                 raise
             start(stream)
+            # The connection's task owns the stream now: this frame must not keep the last one (and its OpenSSL
+            # connection) alive until the next connection comes, which on an idle server is never.
+            del stream, conn
             accepted += 1
         else:
             full_batches += 1

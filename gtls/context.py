@@ -558,7 +558,10 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         # lifetime hint.
         ctx.set_timeout(SESSION_LIFETIME)
     else:
-        ctx.set_session_cache_mode(SSL.SESS_CACHE_CLIENT)
+        # OpenSSL's client-side cache only stores sessions (a client never looks one up there: a caller resumes with
+        # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed
+        # there until the cache's 20,480-session limit, per context.
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
 
     return CompiledContext(
         ssl_context=ctx,

@@ -3,6 +3,7 @@ configuration errors before any network I/O. Real gtls servers and scripted TCP 
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime as dt
 import gc
@@ -10,6 +11,7 @@ import logging
 import math
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -336,6 +338,44 @@ async def test_no_descriptor_or_task_left_behind(pki: PKI, tmp_path: Path) -> No
         gc.collect()
         assert len(os.listdir("/proc/self/fd")) == fds_before
         assert trio.lowlevel.current_statistics().tasks_living == tasks_before
+
+
+def _malloc_in_use() -> int:
+    """Bytes of glibc's heap in use (``mallinfo2``): OpenSSL's allocations, which RSS shows only coarsely."""
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                         "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallinfo2")
+@pytest.mark.parametrize("version", ["TLSv13", "TLSv12"])
+async def test_a_connector_keeps_no_session_of_the_connections_it_made(pki: PKI, version: str) -> None:
+    """Connections are freed when they end, their sessions too: OpenSSL's client session cache kept each one
+    (~12 KB) until its 20,480-session limit, and nothing read them back."""
+    client = compile_settings(pki.client_options(sec_protocol=version), "client")
+    events: list[HandshakeEvent] = []
+
+    async def one() -> None:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, client, server_hostname="localhost")
+        async with stream:
+            assert await stream.receive_some() == b"hello"  # the TLS 1.3 tickets arrive with it
+
+    async with server(pki.server_options(sec_protocol=version), events) as port:
+        for _ in range(30):
+            await one()
+        gc.collect()
+        before = _malloc_in_use()
+        for _ in range(500):
+            await one()
+        gc.collect()
+        grown = _malloc_in_use() - before
+    assert grown < 1_500_000, f"{grown / 500:.0f} bytes kept per connection"
 
 
 async def test_a_short_form_ipv4_address_is_never_sent_as_sni(pki: PKI) -> None:
