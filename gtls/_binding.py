@@ -19,6 +19,11 @@ verification; ``SSL_get_verify_result`` and ``X509_verify_cert_error_string`` fo
 Fallback: ``names.py`` checks the name right after the handshake (``context.established``); the verify code comes
 from re-verifying the peer's chain against the context's own store (public ``X509StoreContext``; purpose is not
 pinned there, so a purpose-only failure reads as code 1, ``untrusted``); texts read ``OpenSSL verify error N``.
+
+SESSIONS (``gtls._sessions``): ``SSL_CTX_set_session_id_context`` on the ``Context._context`` pointer, to start a new
+session epoch on a context already in use (pyOpenSSL's ``set_session_id`` refuses a context that made a connection).
+Fallback: ports that verify clients resume no sessions at all (no cache, no tickets), so a resumption never skips
+a certificate check for longer than the epochs would allow.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ VERIFY_SYMBOLS: Final = (
     "SSL_get_verify_result",
     "X509_verify_cert_error_string",
 )
+SESSION_SYMBOLS: Final = ("SSL_CTX_set_session_id_context",)
 
 _lib: Any
 _ffi: Any
@@ -78,6 +84,8 @@ def _instance_attributes() -> list[str]:
         missing.append("Connection._raise_ssl_error")
     if not hasattr(crypto.X509Store(), "_store"):
         missing.append("X509Store._store")
+    if not hasattr(SSL.Context(SSL.TLS_METHOD), "_context"):
+        missing.append("Context._context")
     return missing
 
 
@@ -89,7 +97,7 @@ def _missing_in_binding(names: tuple[str, ...]) -> list[str]:
 
 def missing_symbols() -> list[str]:
     """Everything gtls uses that the installed pyOpenSSL lacks, by name (empty when all is there)."""
-    missing = _missing_in_binding(ENGINE_SYMBOLS + VERIFY_SYMBOLS)
+    missing = _missing_in_binding(ENGINE_SYMBOLS + VERIFY_SYMBOLS + SESSION_SYMBOLS)
     if _alloc is None:
         missing.append("OpenSSL._util.no_zero_allocator")
     return missing + _instance_attributes()
@@ -104,6 +112,8 @@ ENGINE: bool = (
 )
 #: OpenSSL checks the peer name itself and reports verify codes.
 VERIFY: bool = not _missing_in_binding(VERIFY_SYMBOLS)
+#: A context in use can start a new session epoch.
+SESSIONS: bool = not _missing_in_binding(SESSION_SYMBOLS) and hasattr(SSL.Context(SSL.TLS_METHOD), "_context")
 
 # --- ENGINE ------------------------------------------------------------------------------------------------------
 
@@ -241,3 +251,14 @@ def pin_store(store: crypto.X509Store, *, purpose: str, reference: str | None, a
         _lib.X509_STORE_set1_param(ptr, param)
     finally:
         _lib.X509_VERIFY_PARAM_free(param)
+
+
+# --- SESSIONS ----------------------------------------------------------------------------------------------------
+
+
+def set_session_id_context(ctx: SSL.Context, sid_ctx: bytes) -> None:
+    """Replace ``ctx``'s session ID context (at most 32 bytes), also once it made connections (needs ``SESSIONS``).
+    New connections copy it; one created by another thread at that very moment may copy a mix of both, which only
+    makes its resumption fail (a full handshake)."""
+    if _lib.SSL_CTX_set_session_id_context(ctx._context, sid_ctx, len(sid_ctx)) != 1:  # noqa: SLF001
+        raise ValueError("OpenSSL refused the session ID context")

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -27,6 +27,7 @@ from OpenSSL import SSL, crypto
 
 from . import _stat_memo
 from . import errors as e
+from ._sessions import SessionEpochs, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
@@ -43,8 +44,6 @@ from .pki.trust import load_trusted_cas, missing_file_hint
 from .pki.where import Where
 from .resolve import Resolved, Role, direct
 
-#: Seconds a server's TLS 1.2 session or TLS 1.3 ticket can be resumed.
-SESSION_LIFETIME: Final = 300
 #: OpenSSL's SSL_MODE_NO_AUTO_CHAIN (not exported by the binding): never complete our chain from the trust store.
 SSL_MODE_NO_AUTO_CHAIN = 0x8
 #: Compiled contexts kept for reuse (least recently used dropped first).
@@ -194,8 +193,13 @@ def _settings_key(resolved: Resolved) -> tuple[Hashable, ...]:
     return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir))
 
 
+def _file_digests(inputs: _Inputs) -> tuple[tuple[str, str], ...]:
+    """(path, SHA-256 of its contents) of every file the settings read, in path order."""
+    return tuple(sorted((str(p), hashlib.sha256(data).hexdigest()) for p, data in inputs.files.items()))
+
+
 def _cache_key(settings_key: tuple[Hashable, ...], inputs: _Inputs) -> Hashable:
-    digests = tuple(sorted((str(p), hashlib.sha256(data).hexdigest()) for p, data in inputs.files.items()))
+    digests = _file_digests(inputs)
     # Who may read the key file is part of the settings' state: a key made readable by others must be refused (or
     # warned about) by the next compile, not served from the cache because its bytes are the same.
     key_access = _group_other_bits(inputs.key_file) if inputs.key_file is not None else None
@@ -348,6 +352,8 @@ class CompiledContext:
     _references: weakref.WeakKeyDictionary[SSL.Connection, str] = field(default_factory=weakref.WeakKeyDictionary)
     #: Normalised names by dialled host: ``reference_name`` and ``sni_name`` cost ~7 µs per client connection.
     _name_cache: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)
+    #: A server that verifies clients: its session epochs (gtls._sessions).
+    _session_epochs: SessionEpochs | None = None
 
     @property
     def name_check(self) -> bool:
@@ -378,6 +384,8 @@ class CompiledContext:
     def new_connection(self, sock: socket.socket | None = None, *, server_hostname: str | None = None
                        ) -> SSL.Connection:
         """An ``SSL.Connection`` in connect (client) or accept (server) state, with SNI and the name check set."""
+        if self._session_epochs is not None:
+            self._session_epochs.check()
         conn = SSL.Connection(self.ssl_context, sock)
         if self.role == "server":
             conn.set_accept_state()
@@ -548,15 +556,13 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     # No Python verify callback on the handshake path, except the CRL-expiry waiver (see _allow_expired_crl).
     ctx.set_verify(mode, _allow_expired_crl if crl_expired_warn else None)
 
+    epochs = None
     if role == "server":
-        # Session id context: resumption works across connections of this context only (TLS 1.2 ids and 1.3 tickets).
-        digest = hashlib.sha256(repr((resolved.options, [c.fingerprint(hashes.SHA256()) for c in chain])).encode())
-        ctx.set_session_id(digest.digest()[:32])
-        ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
-        # A resumed connection is not verified again, so a session outlives a certificate revoked or expired in the
-        # meantime: 5 minutes, nginx's default (gtls decision; OpenSSL's own is 2 hours). Tickets carry it as their
-        # lifetime hint.
-        ctx.set_timeout(SESSION_LIFETIME)
+        # Resumption only among connections of equal settings (TLS 1.2 ids and 1.3 tickets), for SESSION_LIFETIME;
+        # where clients are verified, in epochs that end every chain of resumptions in time (gtls._sessions).
+        settings_identity = repr((resolved.options, [c.fingerprint(hashes.SHA256()) for c in chain],
+                                  _file_digests(inputs))).encode()
+        epochs = enable_resumption(ctx, settings_identity, verifies_clients=mutual)
     else:
         # OpenSSL's client-side cache only stores sessions (a client never looks one up there: a caller resumes with
         # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed
@@ -574,6 +580,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         verify_flags=int(flags),
         verifies_peer=verifies_peer,
         crl_expired_warn=crl_expired_warn,
+        _session_epochs=epochs,
     )
 
 

@@ -453,7 +453,8 @@ class TLSEngine:
     @property
     def peer_chain(self) -> list[x509.Certificate]:
         """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side). A server that
-        resumed a session has only the client's leaf: a session ticket keeps no chain."""
+        resumed a session from a ticket has only the client's leaf (a ticket keeps no chain); one resumed by TLS 1.2
+        session ID, the chain its session cache kept."""
         chain: list[x509.Certificate] = list(self.conn.get_peer_cert_chain(as_cryptography=True) or [])
         leaf = self.peer_certificate
         if leaf is not None and (not chain or chain[0] != leaf):

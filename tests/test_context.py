@@ -171,6 +171,70 @@ def test_server_resumption(tmp_path: Path, files: dict[str, Path]) -> None:
         assert "lifetime hint: 300 (seconds)" in first.stdout, first.stdout[-1500:]
 
 
+def s_client_session(port: int, version: str, args: list[str | Path], saved: Path, *, resume: bool) -> str:
+    """``s_client`` resuming the latest session saved under ``saved.N`` (TLS 1.3 saves each connection's new
+    ticket; TLS 1.2 keeps resuming its one session) and saving its own (none when the server offered no session to
+    resume); returns its output."""
+    previous = sorted(saved.parent.glob(f"{saved.name}.*"))
+    resuming = ["-sess_in", previous[-1]] if resume and previous else []
+    out = saved.with_name(f"{saved.name}.{len(previous)}")
+    return s_client(port, version, *args, *resuming, "-sess_out", out).stdout
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_a_chain_of_resumptions_on_a_mutual_port_ends_within_the_session_lifetime(
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """A resumed connection is not verified again. In TLS 1.3 each resumption hands out new tickets timed from
+    itself, so a client coming back every few minutes was never checked again (an expired or revoked certificate
+    went on being accepted). Where clients are verified, sessions resume only within the epoch of their full
+    handshake: the chain ends at most SESSION_LIFETIME after the last verification. Elsewhere nothing changes."""
+    context_module.clear_cache()  # fresh contexts: their epochs start on the clock set here
+    now = time.monotonic()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    mutual = server_ctx(files, **{"tls-mutual": "1"})
+    plain = server_ctx(files)
+    client: list[str | Path] = ["-cert", files["client"], "-key", files["client_key"], "-CAfile", files["ca"],
+                                "-ign_eof"]
+    for compiled, label in ((mutual, "mutual"), (plain, "plain")):
+        saved = tmp_path / f"{label}{version}"
+        with gtls_server(compiled, max_connections=4, close_after_handshake=True) as srv:
+            s_client_session(srv.port, version, client, saved, resume=False)
+            s_client_session(srv.port, version, client, saved, resume=True)
+            # Four minutes later by the epochs' clock the chain still resumes; a minute after that, a full
+            # handshake checks the certificate again (on the mutual port only).
+            monkeypatch.setattr("gtls._sessions.clock", lambda: now + 240)
+            again = s_client_session(srv.port, version, client, saved, resume=True)
+            monkeypatch.setattr("gtls._sessions.clock", lambda: now + 301)
+            last = s_client_session(srv.port, version, client, saved, resume=True)
+        monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+        assert "Reused, TLS" in again, (label, again[-800:])
+        expected = [False, True, True, label == "plain"]
+        assert [o.reused for o in srv.outcomes] == expected, (label, [o.reused for o in srv.outcomes])
+        assert all(o.ok for o in srv.outcomes)
+        assert ("Reused, TLS" in last) is (label == "plain")
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_without_the_epochs_binding_a_mutual_port_resumes_nothing(
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """The fallback when pyOpenSSL's binding lacks what changes epochs: every client is verified every time."""
+    context_module.clear_cache()
+    monkeypatch.setattr("gtls._binding.SESSIONS", False)
+    client: list[str | Path] = ["-cert", files["client"], "-key", files["client_key"], "-CAfile", files["ca"],
+                                "-ign_eof"]
+    try:
+        with gtls_server(server_ctx(files, **{"tls-mutual": "1"}), max_connections=2,
+                         close_after_handshake=True) as srv:
+            s_client_session(srv.port, version, client, tmp_path / "s", resume=False)
+            again = s_client_session(srv.port, version, client, tmp_path / "s", resume=True)
+    finally:
+        context_module.clear_cache()  # later tests get contexts with resumption
+    assert "New, TLS" in again
+    assert [(o.ok, o.reused) for o in srv.outcomes] == [(True, False), (True, False)]
+
+
 def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
     client = client_ctx(files)
     with s_server("-cert", files["server"], "-key", files["server_key"], "-tls1_2") as server:
