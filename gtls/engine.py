@@ -186,11 +186,16 @@ class TLSEngine:
         if self.compiled.checks_after_handshake:
             self.warnings = self.compiled.established(self.conn, peer=self.peer)
         self.handshake_done = True
-        if not self.is_server and self.conn.get_protocol_version_name() == "TLSv1.3":
-            # A TLS 1.3 server judges our certificate after we finished; if it rejects us it sends an alert and
-            # closes, and our writes then fail with a bare EPIPE (OpenSSL cannot read after a failed write). So
-            # the first few writes, before anything was read, first look for that alert (one extra recv each).
-            self._probe_writes = _PROBED_WRITES
+        if not self.is_server:
+            if self.conn.get_protocol_version_name() == "TLSv1.3":
+                # A TLS 1.3 server judges our certificate after we finished; if it rejects us it sends an alert and
+                # closes, and our writes then fail with a bare EPIPE (OpenSSL cannot read after a failed write). So
+                # the first few writes, before anything was read, first look for that alert (one extra recv each).
+                self._probe_writes = _PROBED_WRITES
+            else:
+                # In TLS 1.2 the server's Finished came after its verdict on us: a failure on the first record is
+                # about that record (a refused renegotiation, say), not a late rejection of the handshake.
+                self._awaiting_first_record = False
         return None
 
     def _handshake_failed(self, result: int) -> NoReturn:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from gtls import HandshakeEvent, _binding, open_tls_over_tcp_stream
+from gtls import HandshakeEvent, _binding, classify_ending, open_tls_over_tcp_stream
 from gtls.server import serve_tls_over_tcp
 from tests.peers import (
     PKI,
@@ -240,3 +240,31 @@ def test_peers_module_has_no_ssl_default_surprises() -> None:
     """The Python peers pin what they say: a client context without a CA does not verify."""
     context = python_context(server=False)
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+
+
+@pytest.mark.parametrize("data_first", [False, True])
+async def test_gtls_client_refuses_a_tls12_servers_renegotiation_with_one_word(
+    pkis: dict[str, PKI], data_first: bool
+) -> None:
+    """``openssl s_server`` asks to renegotiate (typed ``r``): the gtls client refuses, and the ending reads
+    ``renegotiation-refused`` whether or not data came first. (Before, with nothing read yet, TLS 1.2 got TLS 1.3's
+    rule for a late rejection of the handshake and read ``peer-alert``, although the handshake was long done.)"""
+    pki = pkis["ec"]
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file, www=False,
+                        args=["-tls1_2"]) as server:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", server.port, pki.client_options(),
+                                                server_hostname="localhost")
+        assert server.process.stdin is not None
+        with trio.fail_after(10):
+            async with stream:
+                assert stream.tls_version == "TLSv1.2"
+                if data_first:
+                    server.process.stdin.write("first\n")
+                    server.process.stdin.flush()
+                    assert await stream.receive_some() == b"first\n"
+                server.process.stdin.write("r\n")  # s_server: renegotiate
+                server.process.stdin.flush()
+                with pytest.raises(trio.BrokenResourceError) as caught:
+                    for _ in range(10):
+                        await stream.receive_some()
+    assert classify_ending(caught.value).word == "renegotiation-refused", caught.value.__cause__
