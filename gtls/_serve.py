@@ -315,7 +315,8 @@ def _plain_accept(listening: socket.socket) -> Callable[[], tuple[socket.socket,
 
 
 async def _pause(exc: OSError) -> None:
-    logger.error(
+    log_peer(
+        logger.error,
         "accept returned %s (%s); retrying in %s seconds",
         errno.errorcode.get(exc.errno or 0, exc.errno),
         os.strerror(exc.errno or 0),
@@ -353,10 +354,21 @@ def _only_stream_failures(stream: TLSStream, group: BaseExceptionGroup[BaseExcep
     return rest is None
 
 
+def log_peer(log: Callable[..., None], message: str, *args: object) -> None:
+    """Log a line about one connection. A log handler that raises (a bug in the application's logging: the standard
+    handlers report their own failures) loses that line instead of taking the port down, since any peer can make
+    the server log; as with a raising ``on_handshake`` (gtls decision)."""
+    try:
+        log(message, *args)
+    except Exception:  # noqa: S110 - nothing better to do with a line the logging system refused
+        pass
+
+
 def log_ending(stream: TLSStream, exc: BaseException) -> None:
     """The one log line for a connection whose handler was ended by its own stream's failure."""
     ending = classify_ending(exc)
-    logger.warning("connection ended: %s peer=%s: %s", ending.word, stream.peer_address or "?", ending.detail)
+    log_peer(logger.warning, "connection ended: %s peer=%s: %s", ending.word, stream.peer_address or "?",
+             ending.detail)
 
 
 def stdlib_socket_of(sock: trio.socket.SocketType) -> socket.socket | None:

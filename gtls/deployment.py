@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Final
 
 from .errors import DeploymentError, InvalidOptionValue
-from .options import classify_name, emit_warning, expand_home, is_thumbprint, parse_transport
+from .options import classify_name, emit_warning, expand_home, host_problem, is_thumbprint, parse_transport
 from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
 
 #: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
@@ -333,6 +333,16 @@ class _Loader:
             raise self.error(f"must be a string, got {_type_name(value)}", object_path, option=key)
         return value
 
+    def address(self, table: Mapping[str, object], key: str, object_path: str) -> str | None:
+        """An ``address`` (or a connection's ``host``): an IP literal or a host name the resolver can take; None
+        when absent or empty. Refused here, not by the resolver when a port opens (a traceback there)."""
+        value = _optional_str(self.string(table, key, object_path))
+        if value is not None:
+            problem = host_problem(value)
+            if problem is not None:
+                raise self.error(problem, object_path, option=key)
+        return value
+
     def security(self, owner: Mapping[str, object], object_path: str) -> SecurityTable:
         """A ``security`` table: option values as strings (TOML integers/booleans kept for flags), paths made
         absolute. A wrongly cased ``Security`` table is not applied and warns (spec §1.1)."""
@@ -364,7 +374,7 @@ class _Loader:
         object_path = f"hosts.{name}"
         table = self.table(raw, object_path)
         self.keys(table, ("address", "security", *_miscased_security(table)), object_path)
-        address = _optional_str(self.string(table, "address", object_path))  # empty counts as absent
+        address = self.address(table, "address", object_path)  # empty counts as absent
         return HostSpec(name, address, self.security(table, object_path))
 
     def port(self, app: str, port_id: str, raw: object) -> PortSpec:
@@ -378,15 +388,17 @@ class _Loader:
             raise self.error(f"must be an integer, got {_type_name(number)}", object_path, option="port")
         if not 0 <= number <= 65535:
             raise self.error(f"{number} is not a TCP port number (0-65535)", object_path, option="port")
-        address = _optional_str(self.string(table, "address", object_path)) or DEFAULT_LISTEN_ADDRESS
+        address = self.address(table, "address", object_path) or DEFAULT_LISTEN_ADDRESS
         return PortSpec(port_id, address, number, self.string(table, "transport", object_path) or "")
 
     def connection(self, app: str, conn_id: str, raw: object) -> tuple[dict[str, object], str]:
         object_path = f"applications.{app}.connections.{conn_id}"
-        table = self.table(raw, object_path)
+        table = dict(self.table(raw, object_path))  # a copy: address and host are replaced by their checked values
         self.keys(table, ("server", "port-id", "transport", "address", "host"), object_path)
-        for key in ("server", "port-id", "transport", "address", "host"):
+        for key in ("server", "port-id", "transport"):
             self.string(table, key, object_path, required=key == "server")
+        for key in ("address", "host"):
+            table[key] = self.address(table, key, object_path)
         return table, object_path
 
     def application(self, name: str, raw: object, hosts: Mapping[str, HostSpec]) -> ApplicationSpec:

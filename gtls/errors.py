@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from ._redact import redact
+
 # --- Stable reason words (spec §10). Never rename: they appear in logs, metrics and the CLI's error line. ---
 
 UNTRUSTED: Final = "untrusted"
@@ -86,7 +88,8 @@ class ConfigError(GtlsError):
         option: str | None = None,
         file: str | None = None,
     ) -> None:
-        self.message = message
+        # Values users gave appear in messages: a key pasted where a path or name belongs must not (gtls._redact).
+        self.message = message = redact(message)
         self.object_path = object_path
         self.level = level
         self.option = option
@@ -102,7 +105,7 @@ class ConfigError(GtlsError):
         if self.option:
             prefix.append(self.option)
         head = ": ".join(prefix)
-        return f"{head}: {self.message}" if head else self.message
+        return redact(f"{head}: {self.message}") if head else self.message
 
     def located(self, *, object_path: str | None = None, level: str | None = None) -> ConfigError:
         """Fill in where the error happened, keeping what is already known; returns self."""

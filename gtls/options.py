@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from ._redact import PEM_MARK, holds_key_material, redact
 from .errors import InvalidOptionValue, UnsupportedProtocol
 
 TargetNameCheck = Literal["no", "host"]
@@ -44,6 +45,7 @@ _LOGGED_LIMIT: Final = 4096
 
 def emit_warning(warnings: list[str] | None, message: str) -> None:
     """Append ``message`` to ``warnings`` (once), or, without a list, log it once on ``gtls.config``."""
+    message = redact(message)
     if warnings is not None:
         if message not in warnings:
             warnings.append(message)
@@ -130,6 +132,25 @@ def is_ip_literal(name: str) -> bool:
 _INET_ATON_CHARS: Final = frozenset("0123456789abcdefxABCDEFX.")
 
 
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be a network address (a listen or dial address, a host name), or None when it can:
+    an IP literal, or a name the resolver can take (IDNA-encodable: labels of 1 to 63 characters, 253 in all).
+    Without this, such a value failed deep in the resolver with a traceback; a key pasted there was echoed."""
+    if holds_key_material(host):
+        return "it holds what looks like key material (not shown), not an address or host name"
+    if is_ip_literal(host) or (":" in host and "%" in host):  # an IPv6 literal with a zone id
+        return None
+    if any(char.isspace() or char == "\x00" for char in host):
+        return f"{host!r} is not a host name (it contains a space or control character)"
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError as exc:
+        return f"{host!r} is not a host name ({exc.__cause__ or exc})"
+    if len(encoded.rstrip(b".")) > 253:
+        return f"{host!r} is not a host name (longer than 253 characters)"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class TLSOptions:
     # mode flags (never select a level)
@@ -202,13 +223,13 @@ _LOWER_NAMES: Final = {name.lower(): name for name in FIELD_NAMES}
 
 #: Marks PEM content pasted where a path or word belongs. Such a value is refused without being echoed: it may be a
 #: private key, and option values appear in messages, ``gtls check`` output and logs (decided; spec §1.1 is silent).
-_PEM_MARK = "-----BEGIN"
+_PEM_MARK = PEM_MARK
 
 
 def _shown(value: object) -> str:
-    """``value`` quoted for a message, unless it holds PEM content (it may be a private key)."""
+    """``value`` quoted for a message, unless it may hold key material (PEM content, or base64 that looks like it)."""
     text = repr(value)
-    return "(not shown: it holds PEM content)" if _PEM_MARK in text else text
+    return "(not shown: it may hold key material)" if holds_key_material(text) else text
 
 
 def _string(option: str, value: object) -> str | None:

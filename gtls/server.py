@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
-from ._serve import serve_listeners, stdlib_socket_of
+from ._serve import log_peer, serve_listeners, stdlib_socket_of
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
@@ -159,18 +159,19 @@ class Handshaker:
                 duration=trio.current_time() - started if hook is not None else 0.0,
                 warnings=tuple(stream.handshake_warnings),
             )
-            logger.debug("%s", event.describe())
+            log_peer(logger.debug, "%s", event.describe())
             if hook is not None:
                 self._report(event)
         for warning in stream.handshake_warnings:
-            logger.warning("%s", warning)
+            log_peer(logger.warning, "%s", warning)
 
     def _failed(self, stream: TLSStream, error: HandshakeError, started: float, *, raised: bool = False) -> None:
         """Log the failure once; report it to ``on_handshake`` (which is when ``started`` was taken). ``raised``:
         the error goes on to a caller, who keeps its traceback; the event gets a copy without one."""
         peer = error.peer or stream.peer_address
         subject = f" subject={error.subject}" if error.subject else ""
-        logger.warning("handshake failed: %s peer=%s%s: %s", error.reason, peer or "?", subject, error.message)
+        log_peer(logger.warning, "handshake failed: %s peer=%s%s: %s", error.reason, peer or "?", subject,
+                 error.message)
         if self.on_handshake is not None:
             if raised:
                 error = _record_of(error)
@@ -198,8 +199,8 @@ class Handshaker:
         try:
             self.on_handshake(event)
         except Exception:
-            logger.exception("on_handshake raised on the event %s; the connection and the server go on",
-                             event.describe())
+            log_peer(logger.exception, "on_handshake raised on the event %s; the connection and the server go on",
+                     event.describe())
 
 
 def _record_of(error: HandshakeError) -> HandshakeError:

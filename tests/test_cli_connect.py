@@ -282,3 +282,10 @@ def test_connect_whose_output_reader_left_says_so_in_one_line(pki: DemoPKI) -> N
     assert code == 1, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("gtls: stdout-closed: "), lines
+
+
+def test_connect_to_a_name_no_resolver_takes_is_one_usage_line(pki: DemoPKI) -> None:
+    """A label over 63 characters failed in the resolver with a 35-line traceback."""
+    result = run_gtls("connect", "a" * 70 + ":443", *trusting(pki))
+    assert result.returncode == 2, result.stderr
+    assert error_line(result).startswith("gtls: usage error: HOST:PORT: ") and "label too long" in result.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import shlex
 import signal
 import socket
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gtls.cli._common import route_library_logging
 from gtls.testing import DemoPKI
 from tests.peers import (
     STEP_TIMEOUT,
@@ -270,7 +273,8 @@ def test_serve_runtime_flag_checks() -> None:
     for flags, word in ((["--max-handshakes", "0"], "--max-handshakes"), (["--handshake-timeout", "-1"],
                                                                           "--handshake-timeout"),
                         (["--handshake-timeout", "nan"], "--handshake-timeout"),
-                        (["--listen", "[::1]x"], "HOST:PORT"), (["--listen", "::1:80"], "brackets")):
+                        (["--listen", "[::1]x"], "HOST:PORT"), (["--listen", "::1:80"], "brackets"),
+                        (["--listen", "a" * 70 + ":0"], "label too long")):  # was a 50-line traceback
         result = run_gtls("serve", *flags)
         assert result.returncode == 2, (flags, result.stderr)
         assert error_line(result).startswith("gtls: usage error: ") and word in result.stderr
@@ -295,3 +299,62 @@ def test_a_second_signal_while_stopping_still_exits_0(pki: DemoPKI) -> None:
         finally:
             process.kill()
         assert process.returncode == 0, err
+
+
+def test_serve_goes_on_when_its_log_lines_cannot_be_written(pki: DemoPKI) -> None:
+    """stderr on a full disk (or a log reader that left): the per-connection lines are lost, the port is not. The
+    first connection that ended abnormally after its handshake used to stop the server (exit 1)."""
+    with open("/dev/full", "w") as full:  # noqa: PTH123 - a device, not a file
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gtls", "serve", *flag_args(pki)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=full, text=True, env=gtls_env(),
+        )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=str(pki.root_ca))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
+            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")  # failed: not-tls
+            with contextlib.suppress(OSError):
+                plain.recv(100)
+        for _ in range(2):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            with context.wrap_socket(raw, server_hostname="localhost") as conn:
+                conn.sendall(b"hello\n")
+                assert conn.recv(100) == b"hello\n"
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            # closed with a reset: ended: reset
+        time.sleep(0.5)
+        assert process.poll() is None, "the server stopped"
+        assert openssl_echo(port, "still here", *verifying(pki)).echoed
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STEP_TIMEOUT)
+        finally:
+            process.kill()
+            assert process.stdout is not None
+            process.stdout.close()
+    assert process.returncode == 0
+
+
+def test_library_errors_print_as_errors_and_leave_key_material_out() -> None:
+    """The command routes gtls's own log records to stderr: ERROR records (EMFILE on accept, a raising hook) read
+    ``gtls: error:``, not ``gtls: warning:``, and no record prints a key."""
+    package = logging.getLogger("gtls")
+    saved = (list(package.handlers), package.level, package.propagate)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            package.handlers.clear()
+            route_library_logging()
+            logging.getLogger("gtls.server").warning("a warning")
+            logging.getLogger("gtls.server").error("accept returned %s", "EMFILE")
+            logging.getLogger("gtls.config").warning("value %r", "-----BEGIN PRIVATE KEY-----\nMIIE\n")
+    finally:
+        package.handlers[:], package.level, package.propagate = saved
+    assert err.getvalue().splitlines() == [
+        "gtls: warning: a warning",
+        "gtls: error: accept returned EMFILE",
+        "gtls: warning: value '[PEM content not shown]'",
+    ]

@@ -382,6 +382,36 @@ def test_empty_addresses_count_as_absent(tmp_path: Path) -> None:
     assert (connection.address, connection.port, connection.server_hostname) == ("127.0.0.1", 5, "127.0.0.1")
 
 
+@pytest.mark.parametrize(("where", "value", "expected"), [
+    ("hosts.h", "a" * 70, "label too long"),
+    ("applications.s.ports.p", "two words", "space or control character"),
+    ("applications.c.connections.x", "a..b", "label empty or too long"),
+])
+def test_an_address_no_resolver_takes_is_a_configuration_error(
+    tmp_path: Path, where: str, value: str, expected: str
+) -> None:
+    """Such an address loaded, and ``gtls check`` said ok; the port then failed in the resolver with a traceback.
+    Now loading the file names the object and the field to fix."""
+    field = "host" if where.endswith(".x") else "address"
+    extra = {where: f'{field} = "{value}"'}
+    text = f"""
+        [hosts.h]
+        {extra.get("hosts.h", "")}
+        [applications.s]
+        host = "h"
+        [applications.s.ports.p]
+        port = 5
+        {extra.get("applications.s.ports.p", "")}
+        [applications.c.connections.x]
+        server = "s"
+        {extra.get("applications.c.connections.x", "")}
+        """
+    with pytest.raises(DeploymentError) as caught:
+        load(tmp_path, text)
+    assert caught.value.object_path == where and caught.value.option == field
+    assert expected in str(caught.value)
+
+
 def test_home_folder_in_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``~`` means the home folder in a deployment file too, as on the command line and in settings given directly
     (it was joined to the file's folder)."""

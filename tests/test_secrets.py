@@ -235,8 +235,76 @@ def test_a_key_pasted_into_a_working_ports_transport_is_not_echoed(good: GoodFil
     for args in ((), ("--json",)):
         checked = run_cli("check", "--config", str(config), *args)
         assert checked.code in (0, 1) and "Traceback" not in checked.err
-        assert "not shown: it holds PEM content" in checked.out
+        assert "not shown: it may hold key material" in checked.out
         assert_no_secret(checked.out + checked.err, good.leaf)
+
+
+def pasted_forms(holder: Certified) -> dict[str, str]:
+    """A key as users paste it: the whole PEM, its body without the header (what secret stores and base64
+    environment variables hold), and one line of the body."""
+    pem = holder.key_pem.decode()
+    lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    return {"pem": pem, "body": "\n".join(lines), "line": lines[0]}
+
+
+def test_a_key_pasted_into_any_command_argument_is_not_echoed(good: GoodFiles, tmp_path: Path) -> None:
+    """Where a path, address, name or number belongs, every message that quotes the argument (usage errors,
+    missing files, unknown names, bad host names) leaves the key out; always one line, never a traceback."""
+    config = tmp_path / "ok.toml"
+    config.write_text(deployment_toml([("app", good.server_options())]))
+    for form, pasted in pasted_forms(good.leaf).items():
+        runs = [
+            ("chain", pasted), ("chain", str(good.chain), "--key", pasted),
+            ("serve", "--listen", pasted), ("serve", "--listen", f"{pasted}:443"), ("connect", f"{pasted}:443"),
+            ("serve", "--handshake-timeout", pasted), ("serve", "--max-handshakes", pasted),
+            ("serve", "--profile", pasted), ("check", "--config", pasted), ("check", "--config", pasted, "--json"),
+            ("serve", "--config", str(config), "--app", pasted), ("pki", f"/proc/{pasted}"),
+            ("connect", "127.0.0.1:1", "--tls-target-name", pasted), ("serve", "--cipher-list", pasted),
+            ("serve", "--tls-mutual", pasted), ("serve", "--certificate-key", pasted),
+        ]
+        for args in runs:
+            ran = run_cli(*args)
+            assert ran.code in (1, 2) and len(ran.err_lines) >= 1, (form, args[0], ran.err)
+            assert "Traceback" not in ran.err, (form, args[0], ran.err)
+            assert_no_secret(ran.out + ran.err, good.leaf)
+            assert_no_secret((ran.out + ran.err).lower(), good.leaf)  # nor lower-cased (as host names are)
+
+
+def test_a_key_as_a_deployment_address_or_host_is_refused_without_being_shown(good: GoodFiles, tmp_path: Path) -> None:
+    """An address or host holding a key was accepted (``gtls check`` printed it in full, text and JSON) and then
+    failed in the resolver with a traceback; now it is a configuration error naming the field, key left out."""
+    for form, pasted in pasted_forms(good.leaf).items():
+        for field in ("address", "host"):
+            port_extra = f"address = {toml_string(pasted)}\n" if field == "address" else ""
+            conn_extra = f"host = {toml_string(pasted)}\n" if field == "host" else ""
+            config = tmp_path / f"{form}-{field}.toml"
+            config.write_text(
+                f"[applications.app.ports.p]\nport = 0\ntransport = \"tls=1\"\n{port_extra}"
+                f"[applications.app.connections.c]\nserver = \"app\"\n{conn_extra}"
+            )
+            for args in ((), ("--json",)):
+                checked = run_cli("check", "--config", str(config), *args)
+                assert checked.code == 2, (form, field, checked.out, checked.err)
+                assert f": {field}: it holds what looks like key material" in checked.err
+                assert_no_secret(checked.out + checked.err, good.leaf)
+
+
+@pytest.mark.parametrize("option", ["certificate", "certificate-key", "trusted-ca", "tls-crl", "cipher-list",
+                                    "sec-protocol", "tls-mutual", "tls-crl-scope", "tls-target-name"])
+def test_a_key_body_without_its_header_is_not_echoed_by_the_library(good: GoodFiles, option: str) -> None:
+    """Detection looked for ``-----BEGIN`` only: a key's base64 body, pasted as a value, came back whole in the
+    error (``file not found: …``, ``… selects no cipher``, ``… is not a boolean``)."""
+    role = "client" if option == "tls-target-name" else "server"
+    for form, pasted in pasted_forms(good.leaf).items():
+        options = {**good.server_options(), option: pasted} if role == "server" else {
+            "trusted-ca": str(good.ca), "tls-target-name-check": "host", option: pasted}
+        with pytest.raises(ConfigError) as info:
+            compile_context(direct(options, role))
+        error = info.value
+        shown = f"{error}\n{error!r}\n{error.message}\n{error.args}"
+        assert_no_secret(shown, good.leaf)
+        assert_no_secret(shown.lower(), good.leaf)
+        assert "not shown" in str(error), (form, str(error))
 
 
 def test_the_leak_detector_finds_every_form_of_the_key(good: GoodFiles) -> None:

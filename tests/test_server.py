@@ -684,3 +684,27 @@ async def test_a_listener_closed_under_the_server_is_a_closed_resource_error(pki
             listeners[0].socket.close()
     assert group.value.subgroup(trio.ClosedResourceError) is not None
     assert group.value.subgroup(OSError) is None
+
+
+async def test_a_log_handler_that_raises_does_not_take_the_server_down(pki: PKI) -> None:
+    """Any peer makes the server log (a failed handshake, an abnormal end). An application's handler whose emit()
+    raises lost that line; it used to stop the port for everyone (as a raising on_handshake hook does not)."""
+
+    class Raising(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise RuntimeError("log sink down")
+
+    handler = Raising()
+    try:
+        async with serving(pki) as port:
+            logging.getLogger("gtls").addHandler(handler)  # once serving: what a peer makes it log
+            plain = await trio.open_tcp_stream("127.0.0.1", port)
+            async with plain:
+                await plain.send_all(b"GET / HTTP/1.0\r\n\r\n")  # handshake failed: not-tls, logged
+                with contextlib.suppress(trio.BrokenResourceError), trio.fail_after(5):
+                    while await plain.receive_some():
+                        pass
+            with trio.fail_after(10):
+                assert await round_trip(port, pki.client_options()) == b"hello\n"
+    finally:
+        logging.getLogger("gtls").removeHandler(handler)

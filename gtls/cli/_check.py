@@ -9,7 +9,9 @@ cannot be loaded (or on a usage error).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import io
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._redact import redact
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -26,6 +29,7 @@ from ._common import (
     format_host_port,
     name_of,
     report_warnings,
+    stderr_line,
 )
 
 if TYPE_CHECKING:
@@ -88,6 +92,16 @@ class EndpointReport:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The report goes out through one buffer, with key material left out: a key pasted into a deployment file
+    (as an address, a name, an option) must not come back in the report (text or JSON alike)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = _run(args)
+    sys.stdout.write(redact(out.getvalue()))
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..deployment import load_deployment
     from ..errors import ConfigError
 
@@ -101,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             print()
         else:
             report_warnings(warnings)
-        print(f"gtls: config error: {describe_config_error(exc)}", file=sys.stderr)
+        stderr_line(f"gtls: config error: {describe_config_error(exc)}")
         return EXIT_USAGE
     reports = [_check_endpoint(endpoint) for endpoint in deployment.endpoints()]
     errors = sum(1 for report in reports if report.error is not None)

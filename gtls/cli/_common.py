@@ -10,6 +10,9 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
+from .._redact import redact
+from ..options import host_problem
+
 if TYPE_CHECKING:
     from cryptography import x509
 
@@ -39,7 +42,7 @@ class CliParser(argparse.ArgumentParser):
     """argparse with errors in the ``gtls: usage error: …`` one-line form and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"gtls: usage error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        stderr_line(f"gtls: usage error: {message} (see '{self.prog} --help')")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -48,7 +51,8 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[CliParser]"
 
 
 def stderr_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """Every line the command writes to stderr: with key material left out, whatever value it quotes."""
+    print(redact(text), file=sys.stderr, flush=True)
 
 
 def report_failure(reason: str, detail: str) -> int:
@@ -85,13 +89,21 @@ def report_config_error(exc: ConfigError) -> int:
     return EXIT_USAGE
 
 
+class _LineFormatter(logging.Formatter):
+    """``gtls: warning: …`` or ``gtls: error: …`` by the record's level, key material left out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        kind = "error" if record.levelno >= logging.ERROR else "warning"
+        return redact(f"gtls: {kind}: {super().format(record)}")
+
+
 def route_library_logging() -> None:
-    """Warnings gtls modules log (``gtls.*`` loggers) go to stderr as ``gtls: warning: …`` lines, like the
-    command's own, instead of Python's bare last-resort output."""
+    """Warnings and errors gtls modules log (``gtls.*`` loggers) go to stderr as ``gtls: warning: …`` and
+    ``gtls: error: …`` lines, like the command's own, instead of Python's bare last-resort output."""
     package = logging.getLogger("gtls")
     if not package.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("gtls: warning: %(message)s"))
+        handler.setFormatter(_LineFormatter("%(message)s"))
         package.addHandler(handler)
         package.setLevel(logging.WARNING)
         package.propagate = False
@@ -131,6 +143,9 @@ def parse_host_port(text: str, *, what: str) -> tuple[str, int]:
         host = host[1:-1]
     elif ":" in host:
         raise UsageError(f"{what}: write an IPv6 address in brackets, e.g. [::1]:{port_text}")
+    problem = host_problem(host)
+    if problem is not None:
+        raise UsageError(f"{what}: {problem}")
     port = int(port_text)
     if port > 65535:
         raise UsageError(f"{what}: port {port} is out of range")

@@ -8,11 +8,11 @@ so the per-connection path is only: handshake (in ``gtls.server``), one log line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import shlex
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -148,7 +148,7 @@ def _plan(args: argparse.Namespace, warnings: list[str]) -> ServePlan:
 
         demo, created = ensure_demo_pki()
         if created:
-            stderr_line(f"gtls: created the demo PKI in {demo.directory}")
+            _log_line(f"gtls: created the demo PKI in {demo.directory}")
         flags = {
             # The root too, so the chain is complete and a bare `gtls serve` starts without warnings.
             "certificate": f"{demo.server_chain},{demo.root_ca}",
@@ -210,7 +210,7 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
                 _print_demo_hints(plan.demo, host, port, compiled.resolved.options.tls_mutual is True)
             async for signum in signals:
                 if log:
-                    stderr_line(f"gtls: stopping on {signal.Signals(signum).name}")
+                    _log_line(f"gtls: stopping on {signal.Signals(signum).name}")
                 nursery.cancel_scope.cancel()
                 break
     # Stopping: a second signal (timeout(1) signals the whole process group too) must not turn a clean stop into
@@ -252,9 +252,16 @@ def _echo_handler(reaper: IdleReaper, log: bool) -> Callable[[TLSStream], Awaita
     return echo
 
 
+def _log_line(text: str) -> None:
+    """A line of the running server's log (a connection, the demo's hints, the stop). Lost, not fatal, when stderr
+    cannot take it (its reader left, a full disk): one peer's line must not stop the port for everyone."""
+    with contextlib.suppress(OSError, ValueError):
+        stderr_line(text)
+
+
 def _log_ending(stream: TLSStream, word: str, detail: str) -> None:
     """The one line for a connection that ended abnormally after its handshake (a clean close logs nothing)."""
-    stderr_line(f"connection from {stream.peer_address or '?'}: ended: {word}: {' '.join(detail.split())}")
+    _log_line(f"connection from {stream.peer_address or '?'}: ended: {word}: {' '.join(detail.split())}")
 
 
 def _log_handshake(event: HandshakeEvent) -> None:
@@ -262,13 +269,13 @@ def _log_handshake(event: HandshakeEvent) -> None:
     if event.ok:
         extra = " resumed" if event.session_reused else ""
         client = f" client {event.subject}" if event.subject else ""
-        stderr_line(f"connection from {peer}: {event.tls_version} {event.cipher}{extra}{client}")
+        _log_line(f"connection from {peer}: {event.tls_version} {event.cipher}{extra}{client}")
         for warning in event.warnings:
-            stderr_line(f"gtls: warning: {warning}")
+            _log_line(f"gtls: warning: {warning}")
         return
     detail = " ".join((event.error.message if event.error is not None else "").split())
     subject = f" (subject {event.subject})" if event.subject else ""
-    stderr_line(f"connection from {peer}: failed: {event.reason}: {detail}{subject}")
+    _log_line(f"connection from {peer}: failed: {event.reason}: {detail}{subject}")
 
 
 def _bound_address(listeners: list[TLSListener], fallback_host: str) -> tuple[str, int]:
@@ -300,5 +307,4 @@ def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> No
         f"{openssl_client}",
     ]
     for line in lines:
-        print(line, file=sys.stderr)
-    sys.stderr.flush()
+        _log_line(line)

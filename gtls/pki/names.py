@@ -24,6 +24,7 @@ import unicodedata
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from .._redact import holds_key_material
 from ..options import is_ip_literal
 
 IPV6_SENTINEL = "ipv6-literal-reference.invalid"
@@ -58,6 +59,8 @@ def normalise_reference(name: str) -> str:
     characters, a leading dot (OpenSSL would read it as "any subdomain") or empty labels."""
     if not name:
         raise BadReferenceName("the reference name is empty")
+    if holds_key_material(name):  # checked before any message quotes it (lower-cased, it would escape redact)
+        raise BadReferenceName("the reference name holds what looks like key material (not shown), not a host name")
     if "*" in name:
         raise BadReferenceName(f"reference name {name!r} contains '*'; wildcards are not allowed")
     if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in name):

@@ -1,0 +1,65 @@
+"""Keeping key material out of messages: PEM blocks, and base64 that looks like a key pasted without its header.
+
+gtls never prints a private key, but values users give appear in errors, warnings, logs and ``gtls check``: a key
+pasted where a path, name or number belongs would be echoed back. ``redact`` is applied where text leaves gtls
+(``ConfigError`` messages, the warnings it logs or prints, every line of the command line). It replaces
+
+* a PEM block, from ``-----BEGIN`` to its ``-----END …-----`` line (without one, to the end of the line or the
+  quoted string it is in: the body's lines are then caught as base64), and
+* a base64 run that looks like key material: at least 32 characters of the base64 alphabet (a PEM body line has
+  64) that switch between upper case, lower case and digits at least every third character on average, as random
+  bytes encoded do; with the runs of 16 or more characters joined to it by line breaks, spaces or colons (the rest
+  of the body, as a value split into lines or into a cipher list shows it).
+
+File paths and words do not look like that, however long: their letters run in words and their separators come
+every few characters (``/srv/certs/ServerCert2024/``), so a path in a message stays readable. Decided for gtls;
+the spec is silent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+PEM_MARK: Final = "-----BEGIN"
+_PEM_BLOCK: Final = re.compile(r"-----BEGIN[^-]{0,64}-----.*?-----END[^-]{0,64}-----", re.DOTALL)
+_PEM_START: Final = re.compile(r"-----BEGIN[^\n\"']*")
+#: Runs of base64 of 16 characters or more, joined by line breaks (real or escaped, as in a repr) or spaces.
+_BASE64_BLOB: Final = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}(?:(?:\s|\\n|\\r|:)+[A-Za-z0-9+/]{16,}={0,2})*")
+_BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/]{32,}")
+#: A run must change character class (upper, lower, digit, other) at least this often between neighbours.
+_MIN_CHANGE_RATE: Final = 0.35
+PEM_SHOWN: Final = "[PEM content not shown]"
+BASE64_SHOWN: Final = "[base64 not shown: it may be key material]"
+
+
+def _class(char: str) -> int:
+    return 0 if char.isupper() else 1 if char.islower() else 2 if char.isdigit() else 3
+
+
+def _key_like(run: str) -> bool:
+    if not (any(c.isdigit() for c in run) and any(c.isupper() for c in run) and any(c.islower() for c in run)):
+        return False
+    if run.count("/") > len(run) // 16:  # a path's separators, not base64's one '/' in 64
+        return False
+    changes = sum(1 for a, b in zip(run, run[1:], strict=False) if _class(a) != _class(b))
+    return changes >= _MIN_CHANGE_RATE * (len(run) - 1)
+
+
+def _blob(match: re.Match[str]) -> str:
+    blob = match.group()
+    return BASE64_SHOWN if any(_key_like(run.group()) for run in _BASE64_RUN.finditer(blob)) else blob
+
+
+def holds_key_material(text: str) -> bool:
+    """Whether ``redact`` would hide something in ``text``."""
+    return redact(text) != text
+
+
+def redact(text: str) -> str:
+    """``text`` with PEM blocks and key-like base64 replaced by a note saying what was left out."""
+    if PEM_MARK in text:
+        text = _PEM_START.sub(PEM_SHOWN, _PEM_BLOCK.sub(PEM_SHOWN, text))
+    if len(text) < 32:
+        return text
+    return _BASE64_BLOB.sub(_blob, text)
