@@ -171,7 +171,7 @@ def _usable(files: DemoFiles, now: dt.datetime) -> bool:
     """Every file there and sound: certificates that parse, keys that load, are readable by their owner only (a key
     others could read is not a secret any more: the set is made anew) and match their certificates, and a server
     certificate valid for a while yet."""
-    if not all(path.is_file() for path in files.required()):
+    if not all(path.is_file() for path in files.files.values()):  # the README's examples use every one of them
         return False
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -185,9 +185,11 @@ def _usable(files: DemoFiles, now: dt.datetime) -> bool:
             key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
             if key.public_key() != leaves[-1].public_key():
                 return False
-        for chain_file in (files.root_ca, files.intermediate_ca, files.server_chain, files.client_chain):
+        for chain_file in (files.root_ca, files.intermediate_ca, files.server_chain, files.client_chain,
+                           files.ca_bundle, files.second_root_ca):
             if not x509.load_pem_x509_certificates(chain_file.read_bytes()):
                 return False
+        x509.load_pem_x509_crl(files.crl.read_bytes())
     except (OSError, ValueError, TypeError):
         return False
     server = leaves[0]

@@ -153,8 +153,9 @@ class InvalidOptionValue(ConfigError):
     """A value outside its allowed set, a bad target or reference name, or a thumbprint in ``trusted-ca``."""
 
 
-class UnsupportedProtocol(ConfigError):
-    """``sec-protocol`` is not empty, ``SSLv23``, ``TLSv12`` or ``TLSv13``."""
+class UnsupportedProtocol(InvalidOptionValue):
+    """``sec-protocol`` is not empty, ``SSLv23``, ``TLSv12`` or ``TLSv13`` (an invalid value of that option:
+    ``except InvalidOptionValue`` catches it too)."""
 
 
 class UnsupportedFeature(ConfigError):

@@ -190,7 +190,8 @@ def test_bench_subcommand_hands_over_or_says_it_is_missing() -> None:
         assert "usage" in (result.stdout + result.stderr).lower()
 
 
-@pytest.mark.parametrize("damage", ["empty-key", "foreign-key", "key-readable-by-others", "empty-chain"])
+@pytest.mark.parametrize("damage", ["empty-key", "foreign-key", "key-readable-by-others", "empty-chain",
+                                    "no-crl", "junk-crl", "no-ca-bundle", "no-second-root"])
 def test_a_damaged_or_exposed_demo_set_is_made_anew(tmp_path: Path, damage: str) -> None:
     """Any damage a bare gtls serve could not run with (or a demo key others may have read) makes a new set,
     instead of a configuration error naming options the user never gave."""
@@ -203,6 +204,14 @@ def test_a_damaged_or_exposed_demo_set_is_made_anew(tmp_path: Path, damage: str)
         files.client_key.chmod(0o600)
     elif damage == "key-readable-by-others":
         files.server_key.chmod(0o644)
+    elif damage == "no-crl":  # the README's examples use every file of the set, not only what serve needs
+        files.crl.unlink()
+    elif damage == "junk-crl":
+        files.crl.write_text("junk")
+    elif damage == "no-ca-bundle":
+        files.ca_bundle.unlink()
+    elif damage == "no-second-root":
+        files.second_root_ca.unlink()
     else:
         files.server_chain.write_text("")
     again, created = ensure_demo_pki(tmp_path / "demo")

@@ -174,6 +174,12 @@ async def test_a_handshake_timeout_no_handshake_can_meet_is_refused_before_diall
         TLSStream(left, pki.client_options(), handshake_timeout=timeout)
 
 
+@pytest.mark.parametrize("timeout", ["10", True, b"1"])
+async def test_a_handshake_timeout_that_is_not_a_number_is_a_type_error(pki: PKI, timeout: object) -> None:
+    with pytest.raises(TypeError, match="handshake_timeout must be a number"):
+        await open_tls_over_tcp_stream("127.0.0.1", 1, pki.client_options(), handshake_timeout=timeout)  # type: ignore[arg-type]
+
+
 async def test_plaintext_settings_are_refused(pki: PKI) -> None:
     plaintext = dataclasses.replace(direct(pki.client_options(), "client"), secure=False)
     with pytest.raises(ConfigError, match="not secure"):

@@ -94,6 +94,7 @@ def test_sec_protocol_outside_set_lists_valid_values(value: str) -> None:
         TLSOptions.from_mapping({"sec-protocol": value})
     message = str(info.value)
     assert info.value.option == "sec-protocol"
+    assert isinstance(info.value, InvalidOptionValue)  # the README's rule: invalid values are InvalidOptionValue
     for valid in ("SSLv23", "TLSv12", "TLSv13", "empty"):
         assert valid in message
 
