@@ -7,13 +7,16 @@ pasted where a path, name or number belongs would be echoed back. ``redact`` is 
 * a PEM block, from ``-----BEGIN`` to its ``-----END …-----`` line (without one, to the end of the line or the
   quoted string it is in: the body's lines are then caught as base64), and
 * a base64 run that looks like key material: at least 32 characters of the base64 alphabet (a PEM body line has
-  64) that switch between upper case, lower case and digits at least every third character on average, as random
-  bytes encoded do; with the runs of 16 or more characters joined to it by line breaks, spaces or colons (the rest
-  of the body, as a value split into lines or into a cipher list shows it).
+  64) whose letters and digits switch between upper case, lower case and digits about every other character and
+  never stay lower case for long, as random bytes encoded do; with the runs of 16 or more characters joined to it
+  by line breaks, spaces or colons (the rest of the body, as a value split into lines or into a cipher list shows
+  it). A whole body is caught with certainty for practical purposes (any of its lines will do); one line of 64
+  random characters alone, 998 times in 1,000; the first line of a key is mostly its fixed ASN.1 header, which
+  tells nothing and is not caught alone.
 
-File paths and words do not look like that, however long: their letters run in words and their separators come
-every few characters (``/srv/certs/ServerCert2024/``), so a path in a message stays readable. Decided for gtls;
-the spec is silent.
+File paths and words do not look like that, however long, even in CamelCase: their lower-case stretches are words
+(``/Users/JohnDoe/AppData/Roaming/Certs2024``), so a path in a message stays readable. Decided for gtls; the spec
+is silent.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ _PEM_START: Final = re.compile(r"-----BEGIN[^\n\"']*")
 #: Runs of base64 of 16 characters or more, joined by line breaks (real or escaped, as in a repr) or spaces.
 _BASE64_BLOB: Final = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}(?:(?:\s|\\n|\\r|:)+[A-Za-z0-9+/]{16,}={0,2})*")
 _BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/]{32,}")
-#: A run must change character class (upper, lower, digit, other) at least this often between neighbours.
+#: A run must change character class (upper, lower, digit) at least this often between neighbouring letters and
+#: digits (random base64: 0.62), and its stretches of lower-case letters be this short on average (random: 1.7).
 _MIN_CHANGE_RATE: Final = 0.35
+_MAX_MEAN_LOWER_RUN: Final = 2.8
+_LOWER_RUN: Final = re.compile(r"[a-z]+")
 PEM_SHOWN: Final = "[PEM content not shown]"
 BASE64_SHOWN: Final = "[base64 not shown: it may be key material]"
 
@@ -40,10 +46,14 @@ def _class(char: str) -> int:
 def _key_like(run: str) -> bool:
     if not (any(c.isdigit() for c in run) and any(c.isupper() for c in run) and any(c.islower() for c in run)):
         return False
-    if run.count("/") > len(run) // 16:  # a path's separators, not base64's one '/' in 64
+    # Letters and digits only: a path's separators would count as changes, and base64's own '/' and '+' say nothing.
+    chars = [c for c in run if c.isalnum()]
+    changes = sum(1 for a, b in zip(chars, chars[1:], strict=False) if _class(a) != _class(b))
+    if changes < _MIN_CHANGE_RATE * (len(chars) - 1):
         return False
-    changes = sum(1 for a, b in zip(run, run[1:], strict=False) if _class(a) != _class(b))
-    return changes >= _MIN_CHANGE_RATE * (len(run) - 1)
+    # CamelCase words change class often too, but their lower-case stretches are long ("Users", "Data").
+    lower = _LOWER_RUN.findall(run)
+    return sum(map(len, lower)) <= _MAX_MEAN_LOWER_RUN * len(lower)
 
 
 def _blob(match: re.Match[str]) -> str:
