@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -19,6 +19,8 @@ from gtls._poller import AVAILABLE, Poller
 from gtls._socket_driver import SocketDriver
 from gtls.engine import WANT_READ
 from tests.peers import PKI, write_pki
+
+Handler = Callable[[TLSStream], Awaitable[object]]
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="the poller needs epoll (Linux)")
 
@@ -175,10 +177,11 @@ def idle_clients(port: int, pki: PKI, count: int, ready: trio.Event, release: tr
 
 
 @asynccontextmanager
-async def server(pki: PKI, handler_nursery: trio.Nursery | None = None) -> AsyncIterator[tuple[int, trio.Nursery]]:
+async def server(pki: PKI, handler_nursery: trio.Nursery | None = None, handler: Handler = echo
+                 ) -> AsyncIterator[tuple[int, trio.Nursery]]:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
-            lambda task_status: serve_tls_over_tcp(echo, 0, pki.server_options(), host="127.0.0.1",
+            lambda task_status: serve_tls_over_tcp(handler, 0, pki.server_options(), host="127.0.0.1",
                                                    handler_nursery=handler_nursery, task_status=task_status)
         )
         yield listeners[0].socket.getsockname()[1], nursery
@@ -267,17 +270,11 @@ async def test_a_handler_that_takes_the_transport_stream_keeps_working(pki: PKI)
             conn.recv(100)  # until the server closes
             return reply
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            lambda task_status: serve_tls_over_tcp(handler, 0, pki.server_options(), host="127.0.0.1",
-                                                   task_status=task_status)
-        )
-        port = listeners[0].socket.getsockname()[1]
+    async with server(pki, handler=handler) as (port, _):
         with trio.fail_after(10):
             assert await trio.to_thread.run_sync(client, port) == b"ping"
             while not seen:
                 await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_stream_handed_to_another_trio_run_keeps_working(pki: PKI) -> None:
@@ -313,14 +310,8 @@ async def test_a_stream_handed_to_another_trio_run_keeps_working(pki: PKI) -> No
                 reply += chunk
             return reply
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            lambda task_status: serve_tls_over_tcp(handler, 0, pki.server_options(), host="127.0.0.1",
-                                                   task_status=task_status)
-        )
-        port = listeners[0].socket.getsockname()[1]
+    async with server(pki, handler=handler) as (port, _):
         with trio.fail_after(20):
             replies = [await trio.to_thread.run_sync(client, port) for _ in range(2)]
-        nursery.cancel_scope.cancel()
     assert replies == [b"HELLO!", b"HELLO!"]
     assert worker_results == [b"hello", b"hello"]
