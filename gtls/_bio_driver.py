@@ -2,9 +2,9 @@
 
 Ordering rules (the same ones trio's SSLStream relies on):
 
-* ciphertext is taken out of the engine and then sent while holding a strictly FIFO lock, with no checkpoint in
-  between, so records reach the transport in the order OpenSSL produced them even when a sender and a receiver
-  both have output;
+* ciphertext reaches the transport in the order OpenSSL produced it, even when a sender and a receiver both have
+  output: it is sent under a strictly FIFO lock, and output taken while another task holds the lock waits in one
+  buffer that the next holder sends first, so a task cancelled while it waits for the lock loses nothing;
 * only one task reads the transport at a time; a task that waited for that lock while another one fed fresh bytes
   retries its step before reading again, so it never blocks on data that is already buffered;
 * if sending ciphertext fails or is cancelled after it left the engine, the record stream has a hole: the driver
@@ -23,7 +23,9 @@ RECEIVE_SIZE: Final = 65536
 
 
 class BioDriver:
-    __slots__ = ("engine", "transport", "broken", "failure", "_send_lock", "_recv_lock", "_recv_count", "_delayed")
+    __slots__ = (
+        "engine", "transport", "broken", "failure", "_send_lock", "_recv_lock", "_recv_count", "_delayed", "_taken",
+    )
 
     def __init__(self, engine: TLSEngine, transport: trio.abc.Stream) -> None:
         self.engine = engine
@@ -35,18 +37,43 @@ class BioDriver:
         self._recv_lock = trio.Lock()
         self._recv_count = 0
         self._delayed = b""
+        #: Output taken out of the engine by tasks waiting for the send lock, oldest first.
+        self._taken = b""
 
     async def _push(self) -> bool:
-        """Send whatever the engine produced; True when something was sent (which checkpointed)."""
+        """Send whatever the engine produced; True when this task sent something (which checkpointed).
+
+        With the send lock free, the output is taken and sent under it at once (no checkpoint before the send).
+        With the lock held by a task stuck sending, output taken now waits in ``_taken`` for the lock: a task
+        cancelled while it waits loses nothing (whoever holds the lock next sends it first, as trio's SSLStream
+        leaves output in OpenSSL until it holds its lock); and a task with nothing to send does not wait at all (a
+        receiver must never queue behind a stuck sender)."""
+        lock = self._send_lock
+        if not lock.locked():
+            lock.acquire_nowait()
+            try:
+                return await self._send_output()
+            finally:
+                lock.release()
         data = self.engine.take_output()
+        if not data:
+            return False
+        self._taken += data
+        async with lock:
+            return await self._send_output()
+
+    async def _send_output(self) -> bool:
+        """Holding the send lock: send, oldest first, the held-back tickets, output taken by waiting tasks and what
+        the engine has now."""
+        data = self._taken + self.engine.take_output()
+        self._taken = b""
         if not data:
             return False
         if self._delayed:  # held-back session tickets go out with our next real output, never on their own
             data = self._delayed + data
             self._delayed = b""
         try:
-            async with self._send_lock:
-                await self.transport.send_all(data)
+            await self.transport.send_all(data)
         except BaseException as exc:
             self.broken = True
             self.failure = exc

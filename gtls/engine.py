@@ -59,8 +59,11 @@ _BIO_CHUNK: Final = 65536
 _READ_CAP: Final = 65536
 #: Plaintext of a full TLS record (2**14). A read that returns a full record means the peer is streaming.
 _FULL_RECORD: Final = 16384
-#: SSL_write takes an int length and, in partial-write mode, writes one record per call anyway.
-_WRITE_CAP: Final = 1 << 20
+#: The most one SSL_write is given. A call that must be retried (WANT_WRITE) may already have sent several records
+#: of it, and the retry must give OpenSSL all of those bytes again: a send_all cancelled there keeps them, and they
+#: go out before the next data (or before close_notify, within aclose's bound). Four records: few to keep, and still
+#: one call per 64 KiB.
+WRITE_CAP: Final = 1 << 16
 #: TLS 1.3 client writes, before the first record arrives, that first check for the server's late rejection.
 _PROBED_WRITES: Final = 4
 
@@ -297,7 +300,7 @@ class TLSEngine:
         if ssl is not None:
             with _binding.write_buffer(data) as buf:
                 size = len(buf)
-                result = _SSL_write(ssl, buf, size if size < _WRITE_CAP else _WRITE_CAP)
+                result = _SSL_write(ssl, buf, size if size < WRITE_CAP else WRITE_CAP)
             if result > 0:
                 self.write_pending = False
                 return result
@@ -312,7 +315,7 @@ class TLSEngine:
             except SSL.Error as exc:
                 self._send_failed(exc)
         try:
-            sent: int = self.conn.send(data[:_WRITE_CAP] if len(data) > _WRITE_CAP else data)
+            sent: int = self.conn.send(data[:WRITE_CAP] if len(data) > WRITE_CAP else data)
         except SSL.WantWriteError:
             self.write_pending = True
             return WANT_WRITE

@@ -23,7 +23,7 @@ from cryptography import x509
 from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
 from .context import compile_settings
-from .engine import WANT_READ, TLSEngine, TransportFailed, Want
+from .engine import WANT_READ, WRITE_CAP, TLSEngine, TransportFailed, Want
 from .errors import TIMEOUT, HandshakeError, TLSError
 from .options import TLSOptions
 from .resolve import Resolved, Role
@@ -43,8 +43,6 @@ Driver = Literal["auto", "socket", "bio"]
 DEFAULT_RECEIVE_SIZE: Final = 65536
 #: How long aclose() may wait to hand our close_notify to the transport before closing it anyway.
 DEFAULT_CLOSE_TIMEOUT: Final = 1.0
-# OpenSSL needs a retried write to be at least as long as the record it holds (at most 16 KiB of plaintext).
-_MAX_RECORD: Final = 16384
 
 _OK: Final = 0
 _BROKEN: Final = 1
@@ -188,7 +186,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self._eof = False
         self._handshaking = False
         self._handshake_lot: trio.lowlevel.ParkingLot | None = None
-        # A record OpenSSL started writing when a send_all was cancelled; it goes out before anything else.
+        # What OpenSSL was writing when a send_all was cancelled (the failed SSL_write's bytes, some possibly sent);
+        # it goes out before anything else.
         self._unfinished_write: bytes | None = None
         #: The policy of the listener that accepted this stream (``TLSListener.accept``): its cap and hook apply to
         #: the handshake whoever runs it. None for clients and for the serving loop's streams (the loop applies it).
@@ -497,8 +496,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
         finally:
             self._send_busy = False
 
-    async def _write(self, view: memoryview) -> bool:
-        """Write all of ``view``; True if it had to wait (which checkpointed)."""
+    async def _write(self, view: memoryview, *, closing: bool = False) -> bool:
+        """Write all of ``view``; True if it had to wait (which checkpointed). ``closing``: ``aclose`` finishing a
+        cancelled send's bytes on a stream it already marked closed (other tasks' calls stop, this one goes on)."""
         engine = self._engine
         driver = self._driver
         bio = driver.__class__ is BioDriver
@@ -516,12 +516,16 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     await driver.wait(result)
                 except trio.Cancelled:
                     if engine.write_pending:
-                        self._unfinished_write = bytes(chunk[:_MAX_RECORD])
+                        # OpenSSL's retry needs every byte the failed SSL_write was given, not only the record it
+                        # holds: the same call may already have sent earlier records of it (a retry with less is
+                        # "bad length", fatal).
+                        self._unfinished_write = bytes(chunk[:WRITE_CAP])
                     raise
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self._raise_transport_error(exc)
                 waited = True
-                self._check_status()
+                if not closing:
+                    self._check_status()
                 continue
             offset += result  # type: ignore[operator]
             if bio and offset < total:
@@ -610,7 +614,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 with trio.move_on_after(self._close_timeout):
                     try:
                         if self._unfinished_write is not None:
-                            await self._write(memoryview(self._unfinished_write))
+                            # The bytes OpenSSL holds for a cancelled send go first: close_notify cannot cut a record.
+                            await self._write(memoryview(self._unfinished_write), closing=True)
                         await self._close_notify()
                         if self._driver.__class__ is BioDriver:
                             await self._driver.settle(True)

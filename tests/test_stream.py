@@ -20,6 +20,7 @@ from OpenSSL import SSL
 
 from gtls import HandshakeError, TLSError, _binding, classify_ending
 from gtls.context import CompiledContext
+from gtls.engine import TransportFailed
 from gtls.stream import TLSStream, compile_settings
 from tests.peers import PKI, openssl_session, write_pki
 
@@ -267,6 +268,51 @@ async def test_cancelled_send_keeps_stream_usable(pki: PKI) -> None:
         assert await client.receive_some() == b"back"
 
 
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+async def test_a_send_cancelled_after_a_retry_sent_part_of_it_keeps_the_stream_usable(pki: PKI, version: str) -> None:
+    """Small socket buffers: OpenSSL's retry of one large SSL_write sends some records and blocks again, so it has
+    more than the record it holds in hand. The cancelled send kept only 16 KiB for the retry, and the next send_all
+    broke the stream with OpenSSL's "bad length" (the peer just hung). Now the peer sees a prefix of the cancelled
+    data, then the next data. A Unix socket pair shows it every time; TCP with such buffers too, but slowly."""
+    server_ctx, client_ctx = contexts(pki, version)
+    a, b = trio.socket.socketpair()
+    for sock in (a, b):  # a 16 KiB record takes several writes
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client = TLSStream(trio.SocketStream(a), client_ctx, server_hostname="localhost")
+    server = TLSStream(trio.SocketStream(b), server_ctx)
+    async with client, server:
+        await handshake_both(client, server)
+        received = bytearray()
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                sending = trio.CancelScope()
+
+                async def sender() -> None:
+                    with sending:
+                        await client.send_all(b"a" * 4_000_000)
+
+                nursery.start_soon(sender)
+                await trio.testing.wait_all_tasks_blocked()  # the socket is full: the send waits
+                while len(received) < 100_000:  # the send's retries go through, then block inside one SSL_write
+                    received += await server.receive_some(1000)
+                    await trio.testing.wait_all_tasks_blocked()
+                sending.cancel()
+
+            async def drain() -> None:
+                while not received.endswith(b"END"):
+                    chunk = await server.receive_some()
+                    assert chunk
+                    received.extend(chunk)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(drain)
+                await client.send_all(b"END")
+        assert set(received[:-3]) == {ord("a")} and len(received) - 3 < 4_000_000
+        await server.send_all(b"back")
+        assert await client.receive_some() == b"back"
+
+
 @pytest.mark.parametrize(("transport", "driver"), DRIVERS)
 async def test_data_integrity_64mib_each_way(pki: PKI, transport: str, driver: str) -> None:
     size = 64 * 1024 * 1024
@@ -496,3 +542,62 @@ async def test_a_reset_while_the_server_answers_the_hello_is_eof_in_handshake(pk
     assert error.reason == "eof-in-handshake" and "reset" in error.message
     assert error.__cause__ is not None
     assert classify_ending(error).word == "eof-in-handshake"
+
+
+class Stalling(trio.abc.Stream):
+    """A transport whose sends can be held, as on a congested link."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.flowing = trio.Event()
+        self.flowing.set()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.flowing.wait()
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_receive_cancelled_behind_a_stuck_send_loses_no_output(pki: PKI) -> None:
+    """Memory BIOs: a TLS 1.2 peer asks to renegotiate while our send is stuck in the transport; the receive that
+    reads the request makes the refusal alert and waits to send it behind that send, under a timeout. It had taken
+    the alert out of OpenSSL first, so the timeout lost it and the stream broke ("a send was cancelled part-way
+    through a TLS record"). Now the alert waits in the driver: the stream goes on, as trio's SSLStream does."""
+    server_ctx, _ = contexts(pki, "1.2")
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with openssl_session(port, ca=pki.ca_file, args=["-tls1_2"]) as peer:
+        with trio.fail_after(20):
+            link = Stalling(await listeners[0].accept())
+            stream = TLSStream(link, server_ctx, driver="bio")
+            await stream.do_handshake()
+            await peer.send(b"ping\n")
+            assert await stream.receive_some() == b"ping\n"
+            link.flowing = trio.Event()  # the link stalls
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.send_all, b"held\n")  # stuck in the transport, holding the send lock
+                await trio.testing.wait_all_tasks_blocked()
+                await peer.send(b"R\n")  # s_client: renegotiate
+                await peer.expect(b"RENEGOTIATING")
+                with trio.move_on_after(1) as timed_out:
+                    await stream.receive_some()
+                assert timed_out.cancelled_caught
+                link.flowing.set()
+            # s_client itself then quits on our data arriving mid-renegotiation ("unexpected record"), so the next
+            # send may meet a closed connection; what it must not meet is a stream we broke ourselves.
+            try:
+                await stream.send_all(b"after\n")
+            except trio.BrokenResourceError as exc:
+                assert "cancelled part-way" not in str(exc.__cause__), exc.__cause__
+                assert isinstance(exc.__cause__, OSError | TransportFailed), exc.__cause__
+        await trio.aclose_forcefully(stream)
+    for listener in listeners:
+        await listener.aclose()
