@@ -122,7 +122,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         compiled = compile_settings(settings, role)
         sock = None if driver == "bio" else _socket_of(transport_stream)
         if driver == "socket" and sock is None:
-            raise TypeError("the socket-bound driver needs a trio.SocketStream over TCP")
+            raise TypeError("the socket-bound driver needs a trio.SocketStream over a stream socket (TCP or Unix)")
         peer = None
         if isinstance(transport_stream, trio.SocketStream):
             try:
