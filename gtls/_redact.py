@@ -27,7 +27,7 @@ from typing import Final
 PEM_MARK: Final = "-----BEGIN"
 _PEM_BLOCK: Final = re.compile(r"-----BEGIN[^-]{0,64}-----.*?-----END[^-]{0,64}-----", re.DOTALL)
 _PEM_START: Final = re.compile(r"-----BEGIN[^\n\"']*")
-#: Runs of base64 of 16 characters or more, joined by line breaks (real or escaped, as in a repr) or spaces.
+#: Runs of base64 of 16 characters or more, joined by line breaks (real or escaped, as in a repr), spaces or colons.
 _BASE64_BLOB: Final = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}(?:(?:\s|\\n|\\r|:)+[A-Za-z0-9+/]{16,}={0,2})*")
 _BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/]{32,}")
 #: A run must change character class (upper, lower, digit) at least this often between neighbouring letters and

@@ -81,10 +81,7 @@ def clear_cache() -> None:
 
 def _remember(cache: OrderedDict[Hashable, _T], key: Hashable, value: _T) -> None:
     with _CACHE_LOCK:
-        cache[key] = value
-        cache.move_to_end(key)
-        while len(cache) > CACHE_SIZE:
-            cache.popitem(last=False)
+        _store(cache, key, value)
 
 
 def _remember_first(cache: OrderedDict[Hashable, _T], key: Hashable, value: _T) -> _T:
@@ -95,8 +92,16 @@ def _remember_first(cache: OrderedDict[Hashable, _T], key: Hashable, value: _T) 
             cache.move_to_end(key)
             return first
         STATS.builds += 1
-    _remember(cache, key, value)
+        _store(cache, key, value)
     return value
+
+
+def _store(cache: OrderedDict[Hashable, _T], key: Hashable, value: _T) -> None:
+    """Holding ``_CACHE_LOCK``: the newest entry, and the oldest dropped past ``CACHE_SIZE``."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
