@@ -12,7 +12,7 @@ from gtls.errors import CredentialLoadError, InvalidOptionValue, PeerVerificatio
 from gtls.options import TLSOptions
 from gtls.pki.store import thumbprint
 from gtls.resolve import Level, Resolved
-from gtls.testing import CA, Certified, write_pem
+from gtls.testing import CA, Certified, generate_key, write_pem
 from gtls.verify import verify_chain
 
 
@@ -59,6 +59,22 @@ def test_directory_store_lookup(tmp_path: Path, pki: dict[str, Certified]) -> No
     assert list(compiled.chain) == [pki["a"].cert, pki["inter"].cert]
     text = "\n".join(compiled.warnings)
     assert "junk.pem" in text and "certificate-key is ignored" in text
+
+
+def test_a_thumbprint_names_the_certificate_the_identity_serves(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Spec §4.4 then §4.2: a CA certificate sharing the leaf's key, listed first in the identity file, took the
+    thumbprint; the leaf's own thumbprint was "not found", and the CA's served the leaf (another certificate)."""
+    key = generate_key()
+    same_key_ca = pki["root"].intermediate("same-key CA", key=key)
+    leaf = pki["inter"].leaf("leaf.test", dns=["leaf.test"], key=key)
+    store = tmp_path / "store"
+    store.mkdir()
+    write_pem(store / "id.pem", leaf.key_pem, same_key_ca, leaf, pki["inter"], mode=0o600)
+    ca = str(write_pem(tmp_path / "ca.pem", pki["root"]))
+    compiled = compile_context(by_hand(certificate=leaf.thumbprint, certificate_store=str(store), trusted_ca=ca))
+    assert compiled.chain[0] == leaf.cert
+    with pytest.raises(CredentialLoadError, match=f"holds: {leaf.thumbprint} \\(CN=leaf.test\\)"):
+        compile_context(by_hand(certificate=same_key_ca.thumbprint, certificate_store=str(store), trusted_ca=ca))
 
 
 def test_store_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+
 from ..errors import ConfigError, CredentialLoadError
 from .certs import matches_key, sha1_thumbprint, subject_text
-from .chain import LoadedCert, load_certificates
+from .chain import LoadedCert, load_certificates, select_leaf
 from .keys import TLSKey, load_private_key
 from .where import Where
 
@@ -43,7 +45,7 @@ def store_files(paths: list[Path]) -> tuple[list[Path], bool]:
 def load_store(
     files_list: list[Path], from_dir: bool, files: Mapping[Path, bytes], *, where: Where, warnings: list[str]
 ) -> dict[str, Identity]:
-    """Index every identity file by the SHA-1 thumbprint of the certificate matching its key."""
+    """Index every identity file by the SHA-1 thumbprint of the certificate it serves (matching its key)."""
     option = "certificate-store"
     index: dict[str, Identity] = {}
     for path in files_list:
@@ -54,8 +56,9 @@ def load_store(
                 raise
             warnings.append(f"{option}: skipped {path}: {exc.message}")
             continue
-        leaf = next(item.cert for item in identity.certificates if matches_key(item.cert, identity.key))
-        fingerprint = sha1_thumbprint(leaf)
+        # The certificate the identity serves (spec §4.2: a non-CA one matching the key first), so the thumbprint
+        # names what the handshake sends, even when a CA certificate with the same key comes first in the file.
+        fingerprint = sha1_thumbprint(_served(identity, where))
         if fingerprint in index:
             raise where.error(
                 CredentialLoadError,
@@ -72,15 +75,18 @@ def lookup(index: Mapping[str, Identity], print_: str, *, where: Where) -> Ident
     found = index.get(print_)
     if found is not None:
         return found
-    known = "; ".join(
-        f"{fp} ({subject_text(next(c.cert for c in ident.certificates if matches_key(c.cert, ident.key)))})"
-        for fp, ident in sorted(index.items())
-    )
+    known = "; ".join(f"{fp} ({subject_text(_served(ident, where))})" for fp, ident in sorted(index.items()))
     raise where.error(
         CredentialLoadError,
         f"thumbprint {print_} not found in certificate-store; it holds: {known or 'nothing'}",
         option="certificate",
     )
+
+
+def _served(identity: Identity, where: Where) -> x509.Certificate:
+    """The certificate ``identity`` serves, the one its thumbprint names (spec §4.2; it loaded, so it exists)."""
+    return select_leaf(identity.certificates, identity.key, option="certificate-store", key_file=identity.file,
+                       where=where).cert
 
 
 def _load_identity(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings: list[str]) -> Identity:
