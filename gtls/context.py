@@ -534,7 +534,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     crls: list[x509.CertificateRevocationList] = []
     flags = 0
     if inputs.crl_file is not None:
-        crls = load_crls(inputs.crl_file, inputs.files, where=where)
+        crls = load_crls(inputs.crl_file, inputs.files, where=where, warnings=warnings)
         if verifies_peer:
             for crl in crls:
                 store.add_crl(crl)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 from collections.abc import Sequence
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 from OpenSSL import SSL, crypto
 
 from . import errors as e
@@ -154,11 +156,9 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
     _check_auth_level(path, reference, certs)
     when = at or dt.datetime.now(dt.UTC)
     last = len(path) - 1 if compiled.verify_flags & crypto.X509StoreFlags.CRL_CHECK_ALL else 0
-    for depth in range(expired_depth, last + 1):
+    for depth in range(expired_depth, last + 1):  # the trust anchor too (its own CRL), as check_revocation does
         cert = path[depth]
         issuer = path[depth + 1] if depth + 1 < len(path) else cert
-        if depth == len(path) - 1 and self_signed(cert):
-            continue  # OpenSSL does not check the trust anchor's own revocation
         code = _crl_verdict(compiled.crls, cert, issuer, when)
         if code:
             raise _failure(code, depth, cert, reference, certs)
@@ -197,9 +197,34 @@ def _crl_verdict(crls: Sequence[x509.CertificateRevocationList], cert: x509.Cert
             return 8  # CRL_SIGNATURE_FAILURE
     except (InvalidSignature, TypeError, ValueError):
         return 8
-    if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+    if _unhandled_critical(crl):
+        return 36  # UNHANDLED_CRITICAL_CRL_EXTENSION
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is not None and _reason(entry) is not x509.ReasonFlags.remove_from_crl:  # OpenSSL passes those
         return 23  # CERT_REVOKED
     return 0
+
+
+#: Critical extensions OpenSSL handles: on the CRL, and on its entries (others make it refuse the whole CRL).
+_HANDLED_CRL_EXTENSIONS: Final = frozenset({
+    ExtensionOID.ISSUING_DISTRIBUTION_POINT, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.DELTA_CRL_INDICATOR,
+})
+_HANDLED_ENTRY_EXTENSIONS: Final = frozenset({CRLEntryExtensionOID.CERTIFICATE_ISSUER})
+
+
+def _unhandled_critical(crl: x509.CertificateRevocationList) -> bool:
+    """Whether ``crl`` carries a critical extension OpenSSL does not handle, on itself or an entry (its
+    ``EXFLAG_CRITICAL``): OpenSSL then refuses the CRL (X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION)."""
+    if any(ext.critical and ext.oid not in _HANDLED_CRL_EXTENSIONS for ext in crl.extensions):
+        return True
+    return any(ext.critical and ext.oid not in _HANDLED_ENTRY_EXTENSIONS for entry in crl for ext in entry.extensions)
+
+
+def _reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        return None
 
 
 def _issued_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:

@@ -6,6 +6,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import CrlLoadError, PeerVerificationError
@@ -118,6 +120,35 @@ def test_crl_outcomes_in_a_handshake(tmp_path: Path, pki: Pki, name: str) -> Non
     else:
         assert error is not None and (error.reason, error.depth) == expected, error
         assert isinstance(error, PeerVerificationError) and error.subject
+
+
+def delta_crl(issuer: CA, base_number: int) -> CRL:
+    """An empty delta CRL of ``issuer``, newer than its base."""
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.cert.subject)
+               .last_update(now - dt.timedelta(minutes=1)).next_update(now + DAY)
+               .add_extension(x509.CRLNumber(base_number + 1), critical=False)
+               .add_extension(x509.DeltaCRLIndicator(base_number), critical=True))
+    return CRL(builder.sign(issuer.key, hashes.SHA256()))
+
+
+@pytest.mark.parametrize("with_base", [True, False])
+def test_a_delta_crl_never_hides_a_revocation(tmp_path: Path, pki: Pki, with_base: bool) -> None:
+    """OpenSSL took a newer (empty) delta CRL for the whole list: the base's revocation of the server was ignored and
+    the handshake passed. gtls checks complete CRLs only: the delta is left out with a warning, the base counts,
+    and a delta alone leaves the issuer without a CRL (crl-unavailable), as no CRL would."""
+    crls = [pki.inter.crl(revoked=[pki.leaf], this_update=-DAY, crl_number=7)] if with_base else []
+    compiled = client(tmp_path, pki, *crls, delta_crl(pki.inter, 7))
+    assert any("the delta CRL of CN=crl inter" in w and "is not used" in w for w in compiled.warnings)
+    write_pem(tmp_path / "chain.pem", pki.leaf, pki.inter)
+    pki.leaf.write_key(tmp_path / "key.pem")
+    with s_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
+                  tmp_path / "key.pem") as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="crl.test")
+        close(conn)
+    expected = ("revoked", 0) if with_base else ("crl-unavailable", 0)
+    assert error is not None and (error.reason, error.depth) == expected, error
+    assert reason(compiled, [pki.leaf, pki.inter]) == expected
 
 
 def test_mutual_server_checks_client_crl(tmp_path: Path, pki: Pki) -> None:

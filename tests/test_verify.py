@@ -7,7 +7,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ObjectIdentifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -155,6 +158,17 @@ def _crl_case(name: str) -> tuple[list[Certified], list[CRL], dict[str, str], st
     if name == "rekeyed-issuer":  # an expired CRL of an older key of the same name does not count
         rekeyed = root.intermediate("crl choice inter")
         return [leaf, inter], [rekeyed.crl(**old), inter.crl(**old)], warn, None
+    if name == "anchor-listed-in-its-own-crl":  # scope chain checks the trust anchor too (OpenSSL's check_revocation)
+        return [leaf, inter], [inter.crl(**old), root.crl(revoked=[root])], {**warn, "tls-crl-scope": "chain"}, (
+            "revoked")
+    if name == "remove-from-crl-entry":  # OpenSSL passes an entry whose reason is removeFromCRL
+        return [leaf, inter], [inter.crl(revoked=[leaf], reason=x509.ReasonFlags.remove_from_crl, **old)], warn, None
+    if name == "unhandled-critical-extension":  # OpenSSL refuses a CRL with a critical extension it does not know
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(inter.cert.subject)
+                   .last_update(dt.datetime.now(dt.UTC) - 10 * DAY).next_update(dt.datetime.now(dt.UTC) - 5 * DAY)
+                   .add_extension(x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"),
+                                  critical=True))
+        return [leaf, inter], [CRL(builder.sign(inter.key, hashes.SHA256()))], warn, "untrusted"
     assert name == "root-without-crl-sign"
     signless = CA.root("crl choice signless root", crl_sign=False)
     inter = signless.intermediate("crl choice inter 2")
@@ -163,7 +177,8 @@ def _crl_case(name: str) -> tuple[list[Certified], list[CRL], dict[str, str], st
 
 
 @pytest.mark.parametrize("name", ["newer-expired-revokes", "current-beats-expired", "rekeyed-issuer",
-                                  "root-without-crl-sign"])
+                                  "root-without-crl-sign", "anchor-listed-in-its-own-crl", "remove-from-crl-entry",
+                                  "unhandled-critical-extension"])
 def test_expired_crl_waiver_judges_the_crl_openssl_picks(name: str, tmp_path: Path) -> None:
     sent, crls, extra, expected = _crl_case(name)
     top = sent[-1]

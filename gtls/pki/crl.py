@@ -17,10 +17,23 @@ OPTION = "tls-crl"
 DUE_SOON = dt.timedelta(days=1)
 
 
-def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where) -> list[x509.CertificateRevocationList]:
+def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings: list[str]
+              ) -> list[x509.CertificateRevocationList]:
+    """The complete CRLs of ``path``. A delta CRL is left out with a warning (gtls decision; the spec knows complete
+    CRLs only): OpenSSL would take a newer delta for the whole list, so an empty delta would hide every revocation
+    of its base."""
     crls, _ = load_blocks(path, files, x509.load_der_x509_crl, label="X509 CRL", what="CRL", option=OPTION,
                           where=where, error=CrlLoadError)
-    return crls
+    complete = []
+    for crl in crls:
+        try:
+            crl.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+        except x509.ExtensionNotFound:
+            complete.append(crl)
+            continue
+        warnings.append(f"{OPTION}: the delta CRL of {issuer_text(crl)} in {path} is not used: gtls checks "
+                        "complete CRLs only (a delta read as complete would hide the revocations of its base)")
+    return complete
 
 
 def issuer_text(crl: x509.CertificateRevocationList) -> str:
