@@ -162,9 +162,7 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
                 warnings.append(f"certificate-store: skipped {path}: {exc.message}")
         if opts.certificate_key:
             warnings.append("certificate-key is ignored: a thumbprint certificate takes its key from certificate-store")
-    elif opts.certificate:
-        if opts.certificate_store:
-            warnings.append("certificate-store is unused: certificate is a list of files, not a thumbprint")
+    elif opts.certificate:  # an unused certificate-store is reported by resolution (once, naming its level)
         for item in split_list(opts.certificate, option="certificate", where=where):
             path = resolve_path(item, base, option="certificate", warnings=warnings)
             cert_files.append(path)
@@ -544,10 +542,8 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
             store.set_flags(flags)
             warnings.extend(freshness_warnings(crls, now, path=inputs.crl_file,
                                                expired_policy=opts.tls_crl_expired or "reject"))
-        else:
-            warnings.append("tls-crl has no effect: a server checks client certificates only with tls-mutual=1")
-    elif opts.tls_crl_scope not in (None, "leaf") or opts.tls_crl_expired not in (None, "reject"):
-        warnings.append("tls-crl-scope and tls-crl-expired have no effect without tls-crl")
+    # tls-crl on a server without tls-mutual=1, and tls-crl-scope/-expired without tls-crl, are reported by resolution
+    # (once, naming the level), not again here in other words.
     crl_expired_warn = bool(crls) and verifies_peer and opts.tls_crl_expired == "warn"
 
     if role == "client":

@@ -15,7 +15,7 @@ File layout (keys not listed are errors, except inside ``security`` tables, wher
     [hosts.NAME.security]                   # Host level
     [applications.NAME]
     host = "NAME"                           # optional: the Host it runs on
-    certificate-source = "application"      # or "host" (any case); default "application"
+    certificate-source = "Application"      # or "Host" (other cases are read with a warning); the default
     [applications.NAME.security]            # Application level, Options tab
     [applications.NAME.annex.security]      # Application level, Annex tab (Options tab wins per key)
     [applications.NAME.ports.ID]
@@ -410,9 +410,14 @@ class _Loader:
         if host is not None and host not in hosts:
             known = ", ".join(hosts) or "none"
             raise self.error(f"host {host!r} is not defined under [hosts] (hosts: {known})", object_path, "host")
-        source = self.string(table, "certificate-source", object_path) or "application"
-        if source.lower() not in ("host", "application"):
-            raise self.error(f"{source!r} is not Host or Application", object_path, option="certificate-source")
+        given = (self.string(table, "certificate-source", object_path) or "").strip()  # trimmed like option values
+        source = given.lower() or "application"
+        canonical = {"host": "Host", "application": "Application"}.get(source)
+        if canonical is None:
+            raise self.error(f"{given!r} is not Host or Application", object_path, option="certificate-source")
+        if given and given != canonical:  # spec §1.1: predefined values in any case, normalised with a warning
+            emit_warning(self.warnings, f"{object_path}: certificate-source: value {given!r} read as {canonical!r} "
+                                        f"(predefined values are written {canonical!r})")
         annex: SecurityTable = {}
         if "annex" in table:
             annex_table = self.table(table["annex"], f"{object_path}.annex")

@@ -191,20 +191,25 @@ def _merge_application(run: _Run, options_tab: LevelInput, annex: LevelInput) ->
 
 
 def _plaintext_hints(run: _Run, upper: list[tuple[Level, LevelInput]]) -> None:
-    """On a plaintext endpoint, point out ``tls`` set where it has no effect: the likeliest reason it is plaintext.
-    Only ``tls`` is read; other values of levels a plaintext endpoint never uses are not judged."""
+    """On a plaintext endpoint, point out ``tls`` set where it has no effect (the likeliest reason it is plaintext)
+    and ``upgrade`` anywhere but the Port (spec §1.4). The levels are read as on a secure endpoint, so a typo there
+    is reported too, but as a warning: nothing of them applies to a plaintext endpoint, which goes on working."""
     for level, value in upper:
         try:
-            flag = run.flag(value, level, "tls")
-        except ConfigError:
+            options = run.options(value, level, transport=False)
+        except ConfigError as exc:
+            run.warn(level, f"{exc.message} (not applied: the endpoint is plaintext)" if exc.option is None else
+                     f"{exc.option}: {exc.message} (not applied: the endpoint is plaintext)")
             continue
-        if flag is not None:
+        if options.tls is not None:
             where = "Port" if run.role == "server" else "Connection (or target Port)"
             run.warn(
                 level,
                 f"tls: ignored at this level, so the endpoint is plaintext; set tls=1 in the {where} "
                 "transport parameters",
             )
+        if options.upgrade is not None:
+            run.warn(level, "upgrade: ignored at this level; it is a Port mode flag")
 
 
 def _check_upper_levels(run: _Run, upper: list[tuple[Level, TLSOptions]]) -> None:

@@ -412,6 +412,57 @@ def test_an_address_no_resolver_takes_is_a_configuration_error(
     assert expected in str(caught.value)
 
 
+@pytest.mark.parametrize(("given", "read_as", "warned"), [
+    ("HOST", "host", True), ("host", "host", True), ("hOsT", "host", True), ("Host", "host", False),
+    (" Host ", "host", False), ("APPLICATION", "application", True), ("Application", "application", False),
+])
+def test_certificate_source_in_another_case_is_read_with_a_warning(
+    tmp_path: Path, given: str, read_as: str, warned: bool
+) -> None:
+    """Spec §1.1: predefined values in any letter case, normalised, with a warning when the spelling differs (as
+    for tls-target-name-check); it was lower-cased silently."""
+    warnings: list[str] = []
+    deployment = load_deployment(write(tmp_path, f"""
+        [hosts.h.security]
+        certificate = "/c.pem"
+        [applications.s]
+        host = "h"
+        certificate-source = "{given}"
+        [applications.s.ports.p]
+        port = 5
+        """), warnings=warnings)
+    assert deployment.application("s").certificate_source == read_as
+    canonical = read_as.title()
+    expected = [f"applications.s: certificate-source: value {given.strip()!r} read as {canonical!r} "
+                f"(predefined values are written {canonical!r})"] if warned else []
+    assert [w for w in warnings if "certificate-source" in w] == expected
+
+
+def test_a_plaintext_port_still_reports_what_its_upper_levels_get_wrong(tmp_path: Path) -> None:
+    """Spec §1.4: upgrade anywhere but the Port is ignored with a warning, plaintext port or not; and a typo at the
+    Application or Host is reported (as a warning: nothing there applies to a plaintext port, which still works)."""
+    deployment = load(tmp_path, """
+        [hosts.h.security]
+        upgrade = "1"
+        [applications.s]
+        host = "h"
+        [applications.s.security]
+        sec-protocol = "bogus"
+        [applications.s.annex.security]
+        upgrade = "1"
+        [applications.s.ports.p]
+        port = 5
+        transport = "tls=0"
+        """)
+    warnings: list[str] = []
+    port = deployment.port("s", "p", warnings=warnings)
+    assert not port.resolved.secure
+    text = "\n".join(warnings)
+    assert "Application: upgrade: ignored at this level; it is a Port mode flag" in text
+    assert "Host: upgrade: ignored at this level; it is a Port mode flag" in text
+    assert "sec-protocol" in text and "bogus" in text and "not applied: the endpoint is plaintext" in text
+
+
 def test_home_folder_in_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``~`` means the home folder in a deployment file too, as on the command line and in settings given directly
     (it was joined to the file's folder)."""

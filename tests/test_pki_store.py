@@ -11,7 +11,7 @@ from gtls.context import CompiledContext, compile_context
 from gtls.errors import CredentialLoadError, InvalidOptionValue, PeerVerificationError, UnsupportedFeature
 from gtls.options import TLSOptions
 from gtls.pki.store import thumbprint
-from gtls.resolve import Level, Resolved
+from gtls.resolve import Level, Resolved, direct
 from gtls.testing import CA, Certified, generate_key, write_pem
 from gtls.verify import verify_chain
 
@@ -103,9 +103,14 @@ def test_store_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
 def test_path_certificate_with_store_warns(tmp_path: Path, pki: dict[str, Certified]) -> None:
     cert = write_pem(tmp_path / "b.pem", pki["b"])
     key = pki["b"].write_key(tmp_path / "b.key")
-    compiled = compile_context(by_hand(certificate=str(cert), certificate_key=str(key), certificate_store=str(tmp_path),
-                                       trusted_ca=str(write_pem(tmp_path / "ca.pem", pki["root"]))))
-    assert any("certificate-store is unused" in w for w in compiled.warnings)
+    warnings: list[str] = []
+    compiled = compile_context(direct({"certificate": str(cert), "certificate-key": str(key),
+                                       "certificate-store": str(tmp_path),
+                                       "trusted-ca": str(write_pem(tmp_path / "ca.pem", pki["root"]))}, "server",
+                                      warnings=warnings))
+    # Said once, by resolution (naming the level), not again in other words when the context is built.
+    assert [w for w in (*warnings, *compiled.warnings) if "certificate-store" in w] == [
+        "Port: certificate-store: unused; it is read only when certificate is a thumbprint"]
 
 
 def client(ca_file: Path) -> CompiledContext:
