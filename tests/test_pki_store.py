@@ -6,6 +6,9 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import CredentialLoadError, InvalidOptionValue, PeerVerificationError, UnsupportedFeature
@@ -129,6 +132,30 @@ def test_trusted_ca_file(tmp_path: Path, pki: dict[str, Certified]) -> None:
     with pytest.raises(PeerVerificationError) as info:  # a path through the expired CA fails as expired
         verify_chain([old.leaf("x.test").cert], compiled, "client")
     assert info.value.reason == "expired" and info.value.depth == 1
+
+
+def self_signed_server(name: str) -> x509.Certificate:
+    """A self-signed certificate that is not a CA: a server pinned by trusting exactly it."""
+    key = generate_key()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+
+
+def test_a_trusted_ca_that_can_vouch_for_nothing_is_named_in_a_warning(
+    tmp_path: Path, pki: dict[str, Certified]
+) -> None:
+    """A leaf put into trusted-ca by mistake (neither a CA nor self-signed) makes nothing trusted, silently before;
+    a self-signed server certificate pinned there is a legitimate trust anchor for itself and is not warned about."""
+    pinned = self_signed_server("pinned.test")
+    ca_file = write_pem(tmp_path / "cas.pem", pki["root"], pki["a"], pinned.public_bytes(serialization.Encoding.PEM))
+    warnings = "\n".join(client(ca_file).warnings)
+    assert f"CN=a.test in {ca_file} is neither a CA nor self-signed" in warnings
+    assert "pinned.test" not in warnings and "store root" not in warnings
 
 
 def test_no_partial_chain_trust(tmp_path: Path, pki: dict[str, Certified]) -> None:

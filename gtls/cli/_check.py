@@ -208,7 +208,7 @@ def _expiry_warnings(chain: Sequence[x509.Certificate], now: dt.datetime) -> lis
 def _trusted_ca_warnings(trusted: Sequence[x509.Certificate], now: dt.datetime) -> list[str]:
     # An expired CA is already a warning of the context compilation.
     return [
-        f"trusted-ca: CA {name_of(cert.subject)} expires on {cert.not_valid_after_utc:%Y-%m-%d} "
+        f"trusted-ca: {name_of(cert.subject)} expires on {cert.not_valid_after_utc:%Y-%m-%d} "
         f"({left.days} days left); peers' paths through it will then fail"
         for _, cert, left in _expiring(trusted, now)
         if left >= dt.timedelta(0)

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ..errors import CredentialLoadError
-from .certs import subject_text, validity_problem
+from .certs import is_ca, self_signed, subject_text, validity_problem
 from .pem import load_blocks
 from .where import Where
 
@@ -27,6 +27,11 @@ def load_trusted_cas(
         problem = validity_problem(ca, now)
         if problem:
             warnings.append(f"{OPTION}: CA {subject_text(ca)} {problem}; paths through it will fail")
+        if not is_ca(ca) and not self_signed(ca):
+            # A self-signed non-CA certificate is a peer trusted as itself (a pinned self-signed server); this one
+            # can vouch for nothing: no issuer accepts it, and gtls does not trust a partial chain.
+            warnings.append(f"{OPTION}: {subject_text(ca)} in {path} is neither a CA nor self-signed: it makes no "
+                            "certificate trusted, not even itself")
     return cas
 
 
