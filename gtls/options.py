@@ -315,7 +315,7 @@ def _target_name(value: object) -> str | None:
         raise InvalidOptionValue(
             f"{text!r} contains '*'; wildcards never match (spec §7), give a host name", option=option
         )
-    if is_ip_literal(text):
+    if is_ip_literal(text) or (text.endswith(".") and is_ip_literal(text[:-1])):  # "127.0.0.1." is one too
         raise InvalidOptionValue(f"{text!r} is an IP address; tls-target-name must be a host name", option=option)
     return text
 

@@ -40,6 +40,8 @@ CERTS: dict[str, dict[str, object]] = {
     "nonames": {"common_names": []},
     "wildcn": {"common_name": "*.example.org"},
     "ipv6dns": {"dns": ["::1"]},
+    # The fixed name gtls once handed OpenSSL for every IPv6 reference: a private CA could issue it.
+    "old-ipv6-sentinel": {"common_name": "ipv6-literal-reference.invalid", "dns": ["ipv6-literal-reference.invalid"]},
 }
 
 # (certificate id, reference, how it is given, expected match, note)
@@ -89,6 +91,8 @@ CASES: list[tuple[str, str, str, bool, str]] = [
     ("ipv6dns", "::1", "dialled", False, "DEVIATION: an IPv6 literal never matches"),
     ("ipv6dns", "[::1]", "dialled", False, "DEVIATION: an IPv6 literal never matches (brackets)"),
     ("ipv6dns", "::2", "dialled", False, "other IPv6 literal"),
+    ("old-ipv6-sentinel", "::1", "dialled", False, "no fixed name passes for an IPv6 address"),
+    ("old-ipv6-sentinel", "2001:db8::7", "dialled", False, "nor for another one"),
 ]
 
 

@@ -128,7 +128,8 @@ def test_unsupported_options_are_recognised_and_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["host name.example", "*.example.com", "a*.example", "10.0.0.5", "::1", "[2001:db8::1]", "a\tb", "a\x00b"]
+    "name", ["host name.example", "*.example.com", "a*.example", "10.0.0.5", "::1", "[2001:db8::1]", "a\tb", "a\x00b",
+             "127.0.0.1.", "127.1."]  # with the trailing dot an address too: it was accepted and then sent no SNI
 )
 def test_bad_target_names(name: str) -> None:
     with pytest.raises(InvalidOptionValue) as info:

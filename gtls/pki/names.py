@@ -9,8 +9,9 @@ Python callback, and both sides of gtls deliberately agree on OpenSSL's stricter
 * a presented name with a trailing dot (``host.example.com.``) never matches (spec: the dot is removed);
 * a Unicode (non-ASCII) CN never matches (spec: converted to A-labels first);
 * an IPv6-literal reference never matches (spec: compared as a plain string). OpenSSL refuses ``:`` in a reference
-  name, so gtls hands it the reserved name ``IPV6_SENTINEL`` instead (RFC 6761 ``.invalid``: no CA issues it), and
-  this module compares against the same sentinel, so every route agrees.
+  name, so gtls hands it ``IPV6_SENTINEL`` instead, a name no certificate holds: chosen at random per process (a
+  fixed name, even under RFC 6761 ``.invalid``, is one a private CA may be asked to issue, and its certificate then
+  passed for every IPv6 address), and this module compares against the same sentinel, so every route agrees.
 
 Reference names OpenSSL refuses (labels of letters, digits, ``-`` and ``_``, at most 63 long, no ``-`` at either end)
 are rejected up front as ``BadReferenceName`` (gtls: ``InvalidOptionValue``), rather than failing every handshake.
@@ -19,6 +20,7 @@ are rejected up front as ``BadReferenceName`` (gtls: ``InvalidOptionValue``), ra
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 
 from cryptography import x509
@@ -27,7 +29,8 @@ from cryptography.x509.oid import NameOID
 from .._redact import holds_key_material
 from ..options import is_ip_literal
 
-IPV6_SENTINEL = "ipv6-literal-reference.invalid"
+#: What OpenSSL checks for an IPv6 reference: unknowable in advance, so no certificate matches it (see above).
+IPV6_SENTINEL = f"ipv6-literal-{secrets.token_hex(16)}.invalid"
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
@@ -134,6 +137,8 @@ def mismatch_message(cert: x509.Certificate, reference: str, *, option_hint: boo
         parts.append(f"names ending in a dot or not in ASCII do not match (gtls): {', '.join(odd)}")
     if ":" in reference:
         parts.append("an IPv6 address never matches a certificate name (gtls)")
+    elif is_ip_literal(reference):
+        parts.append("an IP address is compared as a plain string")
     if is_ip_literal(reference) and option_hint:
-        parts.append("an IP address is compared as a plain string; dial by host name or set tls-target-name")
+        parts.append("dial by host name or set tls-target-name")
     return "; ".join(parts)
