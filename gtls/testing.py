@@ -459,11 +459,14 @@ class CA(Certified):
         crl_number: int | None = None,
         key_ids: bool = True,
         issuer_name: str | x509.Name | None = None,
+        extensions: ExtraExtensions = (),
     ) -> CRL:
         """A CRL issued by this CA listing ``revoked`` (certificates or serials) plus ``count`` random serials.
 
         Defaults: this update one hour ago, next update in 7 days. ``signer`` (a ``Certified`` or key) signs
         instead of this CA's key while the issuer name and AKI still name this CA: a CRL whose signature fails.
+        ``extensions`` are added to the CRL's own (an ``x509.Extension`` says whether it is critical; a bare value is
+        not), as for certificates: a delta CRL indicator, or a critical extension nobody handles.
         """
         if count < 0:
             raise ValueError("count must be >= 0")
@@ -480,6 +483,9 @@ class CA(Certified):
         )
         if key_ids:
             builder = builder.add_extension(_authority_key_id(self.key, self.cert), critical=False)
+        for item in extensions:
+            value, critical = (item.value, item.critical) if isinstance(item, x509.Extension) else (item, False)
+            builder = builder.add_extension(value, critical=critical)
         for serial in serials:
             entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(revoked_at)
             if reason is not None:

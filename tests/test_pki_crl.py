@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtensionOID
 
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import CrlLoadError, PeerVerificationError
@@ -124,12 +124,8 @@ def test_crl_outcomes_in_a_handshake(tmp_path: Path, pki: Pki, name: str) -> Non
 
 def delta_crl(issuer: CA, base_number: int) -> CRL:
     """An empty delta CRL of ``issuer``, newer than its base."""
-    now = dt.datetime.now(dt.UTC)
-    builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer.cert.subject)
-               .last_update(now - dt.timedelta(minutes=1)).next_update(now + DAY)
-               .add_extension(x509.CRLNumber(base_number + 1), critical=False)
-               .add_extension(x509.DeltaCRLIndicator(base_number), critical=True))
-    return CRL(builder.sign(issuer.key, hashes.SHA256()))
+    indicator = x509.Extension(ExtensionOID.DELTA_CRL_INDICATOR, True, x509.DeltaCRLIndicator(base_number))
+    return issuer.crl(this_update=-dt.timedelta(minutes=1), crl_number=base_number + 1, extensions=[indicator])
 
 
 @pytest.mark.parametrize("with_base", [True, False])
