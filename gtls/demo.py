@@ -96,8 +96,21 @@ def data_dir() -> Path:
         return Path(override).expanduser().absolute()
     xdg = os.environ.get("XDG_DATA_HOME")
     # The XDG base-directory spec says relative values are invalid and must be ignored.
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else _home() / ".local" / "share"
     return base / "gtls"
+
+
+def _home() -> Path:
+    """The user's home folder. An empty ``HOME`` counts as unset (``Path.home()`` would make it ``/``, and root's
+    demo PKI would land in ``/.local``): the account database decides then."""
+    if os.environ.get("HOME"):
+        return Path.home()
+    try:
+        import pwd
+
+        return Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except (ImportError, KeyError):  # no account database (or no entry for this uid): what Python would do
+        return Path.home()
 
 
 def demo_dir() -> Path:
@@ -127,7 +140,10 @@ def ensure_demo_pki(directory: Path | None = None, *, now: dt.datetime | None = 
                 return files, False
             _create(target)
     except OSError as exc:
-        detail = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+            detail = f"{exc.filename} is not a folder"
+        else:
+            detail = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
         raise DemoUnavailable(
             f"cannot create the demo PKI in {target} ({detail}); set GTLS_DATA_DIR to a writable folder or give "
             "credentials (--certificate, --certificate-key, --trusted-ca)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pwd
 import shlex
 import stat
 import subprocess
@@ -154,6 +155,15 @@ def test_demo_folder_location_honours_overrides(tmp_path: Path, monkeypatch: pyt
     assert data_dir() == tmp_path / "override"
 
 
+def test_an_empty_home_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME="" made the folder /.local/share/gtls (Python reads an empty HOME as /): root's demo keys at the root."""
+    monkeypatch.delenv("GTLS_DATA_DIR", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", "")
+    account_home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    assert data_dir() == account_home / ".local" / "share" / "gtls"
+
+
 def test_demo_pki_is_made_once_then_reused_and_renewed_near_expiry(tmp_path: Path) -> None:
     files, created = ensure_demo_pki(tmp_path / "demo")
     assert created and all(path.is_file() for path in files.required())
@@ -252,6 +262,7 @@ def test_an_unusable_data_folder_is_one_config_error_line(tmp_path: Path) -> Non
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = error_line(result)
     assert line.startswith("gtls: config error: cannot create the demo PKI in ") and "GTLS_DATA_DIR" in line
+    assert f"{blocker} is not a folder" in line  # not "File exists"
 
 
 @pytest.mark.parametrize("args", [
@@ -271,3 +282,19 @@ def test_printed_commands_survive_a_space_in_the_path(tmp_path: Path) -> None:
     assert written.returncode == 0, written.stderr
     connect_hint = next(line for line in written.stdout.splitlines() if line.strip().startswith("gtls connect"))
     assert shlex.split(connect_hint.strip())[4] == str((folder / "root-ca.pem").resolve())
+
+
+def test_version_names_gtls_and_the_libraries_it_runs_on() -> None:
+    import OpenSSL
+    import trio
+
+    import gtls
+
+    result = run_gtls("--version", env=gtls_env())
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert line.startswith(f"gtls {gtls.__version__} (pyOpenSSL {OpenSSL.__version__}, OpenSSL ")
+    assert line.endswith(f"trio {trio.__version__})")
+    from importlib.metadata import version
+
+    assert gtls.__version__ == version("gtls")  # one version, written once (gtls/_version.py)

@@ -8,8 +8,10 @@ and the error paths stay quick.
 
 from __future__ import annotations
 
+import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from . import _bench, _chain, _check, _connect, _pki, _serve
 from ._common import EXIT_USAGE, CliParser, UsageError, report_config_error, route_library_logging, stderr_line
@@ -17,8 +19,27 @@ from ._common import EXIT_USAGE, CliParser, UsageError, report_config_error, rou
 Command = Callable[..., int]
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: gtls's version and the libraries a bug report needs, imported only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the versions of gtls, pyOpenSSL, OpenSSL and trio")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        import OpenSSL
+        import trio
+        from OpenSSL import SSL
+
+        from .._version import __version__
+
+        openssl = SSL.SSLeay_version(SSL.SSLEAY_VERSION).decode("ascii", "replace")
+        print(f"gtls {__version__} (pyOpenSSL {OpenSSL.__version__}, {openssl}, trio {trio.__version__})")
+        parser.exit()
+
+
 def build_parser() -> CliParser:
     parser = CliParser(prog="gtls", description="TLS endpoints configured like the Genesys Security Pack.")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     for module in (_serve, _connect, _check, _chain, _pki, _bench):
         module.register(commands)

@@ -293,7 +293,10 @@ def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> No
     gtls_naming, openssl_naming = (" --tls-target-name localhost", " -servername localhost") if host == "::1" else (
         "", "")
     q = shlex.quote  # paths may hold spaces: the printed commands must run as printed
-    client = gtls_naming + (f" --certificate {q(str(demo.client_chain))} --certificate-key {q(str(demo.client_key))}"
+    # The client's list ends at the root, as the server's does: a chain ending below a self-signed certificate is
+    # warned about (the peer must hold the rest), and a printed demo command should run without warnings.
+    client_list = q(f"{demo.client_chain},{demo.root_ca}")
+    client = gtls_naming + (f" --certificate {client_list} --certificate-key {q(str(demo.client_key))}"
                             if mutual else "")
     # s_client's -cert sends only the first certificate; -cert_chain adds the intermediate.
     openssl_client = (f" -cert {q(str(demo.client_cert))} -cert_chain {q(str(demo.intermediate_ca))} "
