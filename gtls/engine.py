@@ -192,8 +192,10 @@ class TLSEngine:
         if not self.is_server:
             if self.conn.get_protocol_version_name() == "TLSv1.3":
                 # A TLS 1.3 server judges our certificate after we finished; if it rejects us it sends an alert and
-                # closes, and our writes then fail with a bare EPIPE (OpenSSL cannot read after a failed write). So
-                # the first few writes, before anything was read, first look for that alert (one extra recv each).
+                # closes, and our writes then fail with a bare EPIPE or reset. So the first few writes, before
+                # anything was read, first look for that alert (one extra recv each), and a write that fails before
+                # anything was read looks for it too (_send_failed): a client streaming into the closed connection
+                # learns the reason, not "reset".
                 self._probe_writes = _PROBED_WRITES
             else:
                 # In TLS 1.2 the server's Finished came after its verdict on us: a failure on the first record is
@@ -280,6 +282,12 @@ class TLSEngine:
             self.received_close_notify = True
             return b""
         if isinstance(exc, SSL.SysCallError):
+            if self.conn.get_shutdown() & SSL.RECEIVED_SHUTDOWN:
+                # The peer's close_notify did arrive. OpenSSL 3.5 reports ZERO_RETURN only when it was the last
+                # warning alert read: a TLS 1.3 peer that sends user_canceled first (Java's SSLSocket.close() does)
+                # reads as an EOF without close_notify otherwise, and every clean end from it as truncated.
+                self.received_close_notify = True
+                return b""
             message, eof = _describe_syscall(exc)
             raise TransportFailed(message, eof=eof) from exc
         raise self._read_failure(exc) from exc
@@ -334,6 +342,12 @@ class TLSEngine:
             self._deferred_read_error = None
             self._recv_outcome(deferred)
         if isinstance(exc, SSL.SysCallError):
+            if self._awaiting_first_record:
+                # The server's late rejection (TLS 1.3 client, see handshake): its alert, received before the
+                # connection failed under our write, is still there to read, and it is the reason.
+                rejection = self._peek_rejection()
+                if rejection is not None:
+                    raise rejection from exc
             message, eof = _describe_syscall(exc)
             raise TransportFailed(message, eof=eof) from exc
         if isinstance(exc, SSL.ZeroReturnError):

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from OpenSSL import SSL
 
 from gtls.options import TLSOptions
@@ -157,10 +160,17 @@ class MemoryClient:
         context = SSL.Context(SSL.TLS_METHOD)
         if max_version is not None:
             context.set_max_proto_version(max_version)
+        self.secrets: dict[str, bytes] = {}  # TLS 1.3 traffic secrets by keylog label, for hand-made records
+        context.set_keylog_callback(self._keylog)
         self.sock = sock
         self.conn = SSL.Connection(context, None)
         self.conn.set_connect_state()
         self.conn.set_tlsext_host_name(b"localhost")
+        self.records_sent = 0  # application records written since the handshake (each send is one record)
+
+    def _keylog(self, _conn: SSL.Connection, line: bytes) -> None:
+        label, _random, secret = line.decode("ascii").split()
+        self.secrets[label] = bytes.fromhex(secret)
 
     def pending_output(self) -> bytes:
         chunks = []
@@ -198,8 +208,29 @@ class MemoryClient:
         raise AssertionError("the handshake did not finish within 50 round trips")
 
     def send(self, data: bytes) -> None:
+        assert len(data) <= 16384, "one record per send: records_sent counts them"
         self.conn.send(data)
+        self.records_sent += 1
         self.flush()
+
+    def send_tls13_alerts(self, *descriptions: int) -> None:
+        """Send warning-level alerts (TLS 1.3 only) that OpenSSL's client API cannot send, such as user_canceled
+        (90) before close_notify (0), as Java does: records protected by hand with the client's traffic keys
+        (RFC 8446 §7.3, §5.2), numbered after the records this client sent."""
+        cipher = self.conn.get_cipher_name() or ""
+        algorithm: hashes.HashAlgorithm = hashes.SHA384() if cipher.endswith("SHA384") else hashes.SHA256()
+        assert cipher.startswith("TLS_AES_"), f"AES-GCM suites only, not {cipher}"
+        secret = self.secrets["CLIENT_TRAFFIC_SECRET_0"]
+        key = _expand_label(algorithm, secret, b"key", 32 if "256" in cipher else 16)
+        iv = _expand_label(algorithm, secret, b"iv", 12)
+        wire = b""
+        for description in descriptions:
+            inner = bytes([1, description, 21])  # warning level, description; inner content type alert
+            header = bytes([_APPLICATION_DATA, 3, 3]) + struct.pack(">H", len(inner) + 16)
+            nonce = bytes(a ^ b for a, b in zip(iv, self.records_sent.to_bytes(12, "big"), strict=True))
+            wire += header + AESGCM(key).encrypt(nonce, inner, header)
+            self.records_sent += 1
+        self.sock.sendall(wire)
 
     def receive(self) -> bytes:
         for _ in range(50):
@@ -264,6 +295,13 @@ class MemoryClient:
             if not self.conn.renegotiate_pending():
                 return None
         raise AssertionError("the renegotiation neither finished nor failed")
+
+
+def _expand_label(algorithm: hashes.HashAlgorithm, secret: bytes, label: bytes, length: int) -> bytes:
+    """HKDF-Expand-Label of RFC 8446 §7.1, with an empty context."""
+    full = b"tls13 " + label
+    info = struct.pack(">H", length) + bytes([len(full)]) + full + b"\x00"
+    return HKDFExpand(algorithm, length, info).derive(secret)
 
 
 def client_hello(*, max_version: int | None = None) -> bytes:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -289,3 +291,19 @@ def test_connect_to_a_name_no_resolver_takes_is_one_usage_line(pki: DemoPKI) -> 
     result = run_gtls("connect", "a" * 70 + ":443", *trusting(pki))
     assert result.returncode == 2, result.stderr
     assert error_line(result).startswith("gtls: usage error: HOST:PORT: ") and "label too long" in result.stderr
+
+
+def test_a_connection_that_breaks_after_its_handshake_reports_its_ending_word(pki: DemoPKI) -> None:
+    """A Python-ssl server completes the handshake, reads the line, and drops TCP without close_notify: the command
+    says ``truncated`` (the connection-end word), not ``connect-failed``, which means no TCP connection at all."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_chain, pki.server_key)
+
+    def answer_then_drop(raw: socket.socket) -> None:
+        conn = context.wrap_socket(raw, server_side=True)
+        conn.recv(100)
+        socket.socket(fileno=conn.detach()).close()  # no close_notify
+
+    with raw_server(answer_then_drop) as port:
+        line = assert_fails_with("truncated", port, *trusting(pki), "--send", "hello")
+    assert f"connection to localhost:{port} ended after the handshake" in line and "close_notify" in line

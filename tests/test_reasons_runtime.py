@@ -7,9 +7,11 @@ sockets as clients. (The PKI tests cover every CRL variant offline; here they ru
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import socket
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -358,3 +360,56 @@ async def test_peer_alert_tls13_rejection_seen_by_a_client_that_writes_first(pki
     cause = caught.value.__cause__
     assert isinstance(cause, HandshakeError) and cause.reason == "peer-alert", repr(cause)
     assert cause.alert == "certificate_required"
+
+
+def _slow_judge(pki: PKI) -> Callable[[socket.socket], None]:
+    """A Python-ssl TLS 1.3 server (memory BIOs) that requires a client certificate but reads the client's last
+    handshake flight only after 1 MiB of application data came behind it: its rejection then arrives while the
+    client streams, long after the writes that look for it, and the server closes under the client's writes."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    context.load_verify_locations(pki.ca_file)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+
+    def judge(raw: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        incoming.write(raw.recv(65536))  # the ClientHello
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        raw.sendall(outgoing.read())  # our flight: the client finishes its handshake and starts streaming
+        held = b""
+        for _ in range(10_000):
+            if len(held) >= 1 << 20:
+                break
+            chunk = raw.recv(65536)
+            if not chunk:
+                return
+            held += chunk
+        incoming.write(held)
+        with contextlib.suppress(ssl.SSLError):
+            tls.do_handshake()  # fails: no client certificate
+        raw.sendall(outgoing.read())  # the alert; then the connection closes under the client's writes
+
+    return judge
+
+
+async def test_peer_alert_tls13_rejection_seen_by_a_client_streaming_into_it(pki: PKI) -> None:
+    """The rejection comes after the writes that look for it: the write that fails (EPIPE or a reset, the server
+    closed) reads the alert that came first, and names it; it used to report ``reset``."""
+    with raw_server(_slow_judge(pki)) as port:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(), server_hostname="localhost")
+        async with stream:
+            sent = 0
+            with trio.fail_after(10), pytest.raises(trio.BrokenResourceError) as caught:
+                while sent < 64 << 20:  # the server stops reading at 1 MiB and closes
+                    await stream.send_all(b"x" * 65536)
+                    sent += 65536
+            assert sent >= 1 << 20
+            cause = caught.value.__cause__
+            assert isinstance(cause, HandshakeError) and cause.reason == "peer-alert", repr(cause)
+            assert cause.alert == "certificate_required"
+            with pytest.raises(trio.BrokenResourceError) as again:
+                await stream.receive_some()  # and the next receive says the same
+            assert again.value.__cause__ is cause

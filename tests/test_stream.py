@@ -22,6 +22,7 @@ from gtls import HandshakeError, TLSError, _binding, classify_ending
 from gtls.context import CompiledContext
 from gtls.engine import TransportFailed
 from gtls.stream import TLSStream, compile_settings
+from tests.hostile import IO_TIMEOUT, MemoryClient
 from tests.peers import PKI, openssl_session, write_pki
 
 Pair = tuple[TLSStream, TLSStream]
@@ -601,3 +602,34 @@ async def test_a_receive_cancelled_behind_a_stuck_send_loses_no_output(pki: PKI)
         await trio.aclose_forcefully(stream)
     for listener in listeners:
         await listener.aclose()
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_close_notify_after_user_canceled_is_a_clean_end(pki: PKI, driver: str) -> None:
+    """Java's ``SSLSocket.close()`` in TLS 1.3 sends user_canceled, then close_notify. OpenSSL 3.5 reports that end
+    as an EOF without close_notify (its ZERO_RETURN follows only a close_notify that was the last warning alert
+    read), so every clean close of a Java peer read as ``truncated``. Both alerts come from a real TLS client here,
+    protected by hand with its own traffic keys."""
+    server_context, _ = contexts(pki, "1.3")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        raw_client = socket.create_connection(listener.getsockname(), timeout=IO_TIMEOUT)
+        raw_server, _ = listener.accept()
+    client = MemoryClient(raw_client)
+    server = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(raw_server)), server_context, driver=driver)
+
+    def client_side() -> None:
+        client.handshake()
+        client.send(b"ping")
+        client.send_tls13_alerts(90, 0)  # user_canceled, then close_notify
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.to_thread.run_sync, client_side)
+                await server.do_handshake()
+                assert await server.receive_some() == b"ping"
+                assert await server.receive_some() == b""
+                assert await server.receive_some() == b""  # an end stays an end
+    finally:
+        await server.aclose()
+        raw_client.close()

@@ -115,6 +115,7 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
                    args: argparse.Namespace) -> int:
     import trio
 
+    from ..ending import classify_ending
     from ..errors import HandshakeError
     from ..stream import TLSStream
 
@@ -153,7 +154,10 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
             cause = exc.__cause__
             if isinstance(cause, HandshakeError):
                 return report_failure(cause.reason, _handshake_detail(cause, where))
-            return report_failure(CONNECT_FAILED, f"connection to {where} broke: {exc or type(exc).__name__}")
+            # The connection was made: how it ended is a connection-end word (truncated, reset, bad-record, …),
+            # not connect-failed, which means no TCP connection at all.
+            ending = classify_ending(exc)
+            return report_failure(ending.word, f"connection to {where} ended after the handshake: {ending.detail}")
         _print_session(stream, where)
         if received is not None:
             print(f"received: {received}")
