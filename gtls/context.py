@@ -46,6 +46,9 @@ from .resolve import Resolved, Role, direct
 
 #: OpenSSL's SSL_MODE_NO_AUTO_CHAIN (not exported by the binding): never complete our chain from the trust store.
 SSL_MODE_NO_AUTO_CHAIN = 0x8
+#: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a write retried after WANT_WRITE may come from another buffer holding the same
+#: bytes (the stream keeps a copy of a cancelled send's unsent part). pyOpenSSL sets it since 25.2; said here too.
+SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER = 0x2
 #: Compiled contexts kept for reuse (least recently used dropped first).
 CACHE_SIZE = 64
 _T = TypeVar("_T")
@@ -499,7 +502,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     versions = apply_versions(ctx, opts.sec_protocol)
     apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
     ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
-    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN)
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
 
     identity = _identity(resolved, inputs, where, warnings)
     if identity is None and role == "server":  # normally caught by resolution; a server cannot work without one

@@ -142,11 +142,17 @@ def host_problem(host: str) -> str | None:
         return None
     if any(char.isspace() or char == "\x00" for char in host):
         return f"{host!r} is not a host name (it contains a space or control character)"
-    try:
-        encoded = host.encode("idna")
-    except UnicodeError as exc:
-        return f"{host!r} is not a host name ({exc.__cause__ or exc})"
-    if len(encoded.rstrip(b".")) > 253:
+    # Each label is judged here, in our own words: the idna codec's messages differ between Python versions.
+    size = 0
+    for label in (host[:-1] if host.endswith(".") else host).split("."):
+        if not label:
+            return f"{host!r} is not a host name (label empty: a leading dot or two dots in a row)"
+        try:
+            size += len(label.encode("idna")) + 1
+        except UnicodeError:
+            reason = "label too long" if len(label) > 63 else f"label {label!r} cannot be written in IDNA"
+            return f"{host!r} is not a host name ({reason})"
+    if size - 1 > 253:
         return f"{host!r} is not a host name (longer than 253 characters)"
     return None
 

@@ -156,7 +156,9 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
     _check_auth_level(path, reference, certs)
     when = at or dt.datetime.now(dt.UTC)
     last = len(path) - 1 if compiled.verify_flags & crypto.X509StoreFlags.CRL_CHECK_ALL else 0
-    for depth in range(expired_depth, last + 1):  # the trust anchor too (its own CRL), as check_revocation does
+    if not ANCHOR_CRL_CHECKED:
+        last = min(last, len(path) - 2)
+    for depth in range(expired_depth, last + 1):  # with the trust anchor where OpenSSL checks it (check_revocation)
         cert = path[depth]
         issuer = path[depth + 1] if depth + 1 < len(path) else cert
         code = _crl_verdict(compiled.crls, cert, issuer, when)
@@ -206,6 +208,11 @@ def _crl_verdict(crls: Sequence[x509.CertificateRevocationList], cert: x509.Cert
 
 
 #: Critical extensions OpenSSL handles: on the CRL, and on its entries (others make it refuse the whole CRL).
+#: Whether the linked OpenSSL checks the trust anchor itself against the CRLs under ``tls-crl-scope=chain``: 3.x
+#: does (an anchor listed in its own CRL is ``revoked``), 4.0 no longer does. The waiver's re-check follows it, so
+#: that ``verify_chain`` keeps agreeing with the handshake whichever OpenSSL the cryptography wheel carries.
+ANCHOR_CRL_CHECKED: Final = SSL.OPENSSL_VERSION_NUMBER < 0x40000000
+
 _HANDLED_CRL_EXTENSIONS: Final = frozenset({
     ExtensionOID.ISSUING_DISTRIBUTION_POINT, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.DELTA_CRL_INDICATOR,
 })

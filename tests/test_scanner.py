@@ -9,6 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("sslyze", reason="the scanner tests need sslyze: pip install -e '.[scan]' (CI runs them)")
+
 from OpenSSL import SSL
 from sslyze.plugins.certificate_info.implementation import CertificateInfoScanResult
 from sslyze.plugins.compression_plugin import CompressionScanResult
