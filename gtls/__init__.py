@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from ._version import __version__
+from ._version import __version__ as __version__
 from .deployment import Deployment, Endpoint, EndpointRef, load_deployment
 from .errors import (
     CipherListError,
@@ -74,7 +74,6 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "__version__",
     "CipherListError",
     "ClientEndpoint",
     "CompiledContext",
