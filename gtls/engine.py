@@ -346,7 +346,7 @@ class TLSEngine:
                 # The server's late rejection (TLS 1.3 client, see handshake): its alert, received before the
                 # connection failed under our write, is still there to read, and it is the reason.
                 rejection = self._peek_rejection()
-                if rejection is not None:
+                if rejection is not None and rejection.alert is not None:  # OpenSSL 4.0 reads nothing here
                     raise rejection from exc
             message, eof = _describe_syscall(exc)
             raise TransportFailed(message, eof=eof) from exc

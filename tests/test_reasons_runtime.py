@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from OpenSSL import SSL
 
-from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, TLSStream
+from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, TLSStream, classify_ending
 from gtls.client import open_tls_over_tcp_stream
 from gtls.server import serve_tls_over_tcp
 from gtls.testing import CA, Certified, write_pem
@@ -408,6 +409,10 @@ async def test_peer_alert_tls13_rejection_seen_by_a_client_streaming_into_it(pki
                     sent += 65536
             assert sent >= 1 << 20
             cause = caught.value.__cause__
+            if SSL.OPENSSL_VERSION_NUMBER >= 0x40000000:
+                # OpenSSL 4.0 reads nothing more once the connection was reset under a write: the alert is lost.
+                assert classify_ending(caught.value).word == "reset", repr(cause)
+                return
             assert isinstance(cause, HandshakeError) and cause.reason == "peer-alert", repr(cause)
             assert cause.alert == "certificate_required"
             with pytest.raises(trio.BrokenResourceError) as again:
