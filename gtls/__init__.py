@@ -20,11 +20,9 @@ from .errors import (
     CrlLoadError,
     DeploymentError,
     GtlsError,
-    HandshakeError,
     IncompleteTlsLevel,
     InvalidOptionValue,
     KeyMismatch,
-    PeerVerificationError,
     TLSError,
     UnsupportedFeature,
     UnsupportedProtocol,
@@ -33,6 +31,7 @@ from .options import TLSOptions, parse_transport
 from .resolve import Level, Resolved, Shadowed, direct, resolve_client, resolve_server
 
 if TYPE_CHECKING:
+    from ._handshake_errors import HandshakeError, PeerVerificationError
     from .client import ClientEndpoint, connect, open_tls_over_tcp_stream
     from .context import CompiledContext, compile_context
     from .ending import Ending, classify_ending
@@ -42,6 +41,8 @@ if TYPE_CHECKING:
 
 #: Public name -> the submodule defining it, for the names loaded on first use.
 _LAZY = {
+    "HandshakeError": "_handshake_errors",  # also a trio.BrokenResourceError: it needs trio
+    "PeerVerificationError": "_handshake_errors",
     "ClientEndpoint": "client",
     "connect": "client",
     "open_tls_over_tcp_stream": "client",

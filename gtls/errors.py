@@ -12,9 +12,13 @@ Two families:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ._redact import redact
+
+if TYPE_CHECKING:
+    from ._handshake_errors import HandshakeError as HandshakeError
+    from ._handshake_errors import PeerVerificationError as PeerVerificationError
 
 # --- Stable reason words (spec §10). Never rename: they appear in logs, metrics and the CLI's error line. ---
 
@@ -185,39 +189,13 @@ class TLSError(GtlsError):
     """Base of runtime TLS failures."""
 
 
-class HandshakeError(TLSError):
-    """A handshake failed. ``reason`` is one word of spec §10; ``peer`` is ``"host:port"`` when known."""
+if not TYPE_CHECKING:
 
-    def __init__(
-        self,
-        reason: str,
-        message: str,
-        *,
-        peer: str | None = None,
-        depth: int | None = None,
-        subject: str | None = None,
-        alert: str | None = None,
-    ) -> None:
-        self.reason = reason
-        self.message = message
-        self.peer = peer
-        self.depth = depth
-        self.subject = subject
-        self.alert = alert
-        # Both positional arguments in args: pickle and copy rebuild the error from them (a worker process can
-        # raise it to its parent); __str__ below gives the text.
-        super().__init__(reason, message)
+    def __getattr__(name: str) -> object:
+        # HandshakeError is also a trio.BrokenResourceError (gtls._handshake_errors), so it lives where trio is
+        # imported: configuration code, gtls --help and gtls check do not load trio for it.
+        if name in ("HandshakeError", "PeerVerificationError"):
+            from . import _handshake_errors
 
-    def __str__(self) -> str:
-        parts = [f"{self.reason}: {self.message}"]
-        if self.depth is not None:
-            parts.append(f"depth {self.depth}")
-        if self.subject:
-            parts.append(f"subject {self.subject}")
-        if self.peer:
-            parts.append(f"peer {self.peer}")
-        return "; ".join(parts)
-
-
-class PeerVerificationError(HandshakeError):
-    """The peer's certificate was rejected (reasons ``untrusted`` … ``no-peer-certificate``)."""
+            return getattr(_handshake_errors, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -550,7 +550,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
             self._send_busy = False
 
     async def send_eof(self) -> None:
-        """Send ``close_notify`` and keep receiving (TLS 1.3 only: TLS 1.2 peers treat it as a full close)."""
+        """Send ``close_notify`` and keep receiving. In TLS 1.2 too (gtls decision, as Go's ``CloseWrite``): RFC 5246
+        asks the peer to answer with its own ``close_notify`` and drop what it had not sent, but OpenSSL-based peers,
+        gtls included, keep sending until they close; raising here broke generic ``HalfCloseableStream`` code."""
         if self._send_busy:
             raise trio.BusyResourceError("another task is already sending on this TLS stream")
         self._send_busy = True
@@ -564,10 +566,6 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if engine.sent_close_notify:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
-            if engine.tls_version != "TLSv1.3":
-                # gtls decision: in TLS 1.2 close_notify ends the whole connection (RFC 5246 §7.2.1), so a
-                # half-close cannot be promised; say so instead of silently closing both directions.
-                raise TLSError(f"send_eof() needs TLS 1.3; this connection uses {engine.tls_version}")
             if self._unfinished_write is not None:
                 await self._write(memoryview(self._unfinished_write))
                 self._unfinished_write = None

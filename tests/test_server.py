@@ -708,3 +708,35 @@ async def test_a_log_handler_that_raises_does_not_take_the_server_down(pki: PKI)
                 assert await round_trip(port, pki.client_options()) == b"hello\n"
     finally:
         logging.getLogger("gtls").removeHandler(handler)
+
+
+async def test_an_explicit_handshake_failure_is_what_trio_code_catches(pki: PKI) -> None:
+    """trio code written for SSLStream does ``try: await stream.do_handshake() except trio.BrokenResourceError``
+    (hypercorn, trio's examples). A gtls failure there was only a HandshakeError: it escaped such a handler and
+    stopped trio.serve_listeners at the first plaintext client. It is a BrokenResourceError too, reason kept."""
+    caught: list[BaseException] = []
+    served: list[bytes] = []
+
+    async def handler(stream: TLSStream) -> None:
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            caught.append(exc)
+            await trio.aclose_forcefully(stream)
+            return
+        served.append(await stream.receive_some())
+        await stream.aclose()
+
+    listeners = await open_tls_over_tcp_listeners(0, pki.server_options(), host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handler, listeners)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
+            plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await wait_for(lambda: len(caught) == 1)
+        assert await round_trip(port, pki.client_options(), b"after") == b""  # the server goes on
+        await wait_for(lambda: len(served) == 1)
+        nursery.cancel_scope.cancel()
+    error = caught[0]
+    assert isinstance(error, HandshakeError) and error.reason == "not-tls"
+    assert served == [b"after"]
