@@ -10,6 +10,7 @@ set, else ``server_hostname``, else the dialled host.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -47,16 +48,18 @@ async def open_tls_over_tcp_stream(
     happy_eyeballs_delay: float | None = 0.25,
     handshake_timeout: float | None = 10.0,
     https_compatible: bool = False,
+    alpn_protocols: Sequence[str] | None = None,
 ) -> TLSStream:
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word).
-    ``host`` may be bytes, as trio's ``open_ssl_over_tcp_stream`` allows (ASCII: a name or an address)."""
+    ``host`` may be bytes, as trio's ``open_ssl_over_tcp_stream`` allows (ASCII: a name or an address).
+    ``alpn_protocols``: the application protocols to offer by ALPN (``["h2", "http/1.1"]``)."""
     check_handshake_timeout(handshake_timeout)
     if isinstance(host, bytes | bytearray):
         try:
             host = bytes(host).decode("ascii")
         except UnicodeDecodeError:
             raise ValueError(f"host {host!r} is not ASCII: give the name as a str") from None
-    context = compile_settings(settings, "client")
+    context = compile_settings(settings, "client", alpn=alpn_protocols)
     if context is not settings:  # compiled here: its load-time warnings are logged (once each); a caller who
         log_warnings(context.warnings)  # compiled the settings itself holds them already
     name = server_hostname if server_hostname is not None else host
@@ -97,6 +100,7 @@ async def connect(
     *,
     happy_eyeballs_delay: float | None = 0.25,
     handshake_timeout: float | None = 10.0,
+    alpn_protocols: Sequence[str] | None = None,
 ) -> TLSStream:
     """Open the deployment connection ``endpoint`` (``Deployment.connection(app, conn_id)``): dial its address and
     port with its resolved settings; its ``server_hostname`` is the reference name unless tls-target-name is set."""
@@ -107,6 +111,7 @@ async def connect(
         server_hostname=endpoint.server_hostname,
         happy_eyeballs_delay=happy_eyeballs_delay,
         handshake_timeout=handshake_timeout,
+        alpn_protocols=alpn_protocols,
     )
 
 

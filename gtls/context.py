@@ -16,10 +16,10 @@ import threading
 import warnings as warnings_module
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -194,9 +194,29 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
     return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file, files)
 
 
-def _settings_key(resolved: Resolved) -> tuple[Hashable, ...]:
-    """What identifies settings apart from the contents of their files."""
-    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir))
+def _settings_key(resolved: Resolved, alpn: tuple[bytes, ...] = ()) -> tuple[Hashable, ...]:
+    """What identifies settings apart from the contents of their files (and the ALPN protocols of the context)."""
+    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), alpn)
+
+
+def alpn_ids(protocols: Sequence[str] | None) -> tuple[bytes, ...]:
+    """ALPN protocol names (``"h2"``, ``"http/1.1"``) as the wire takes them; ValueError for what it cannot."""
+    if protocols is None:
+        return ()
+    if isinstance(protocols, str | bytes):
+        raise TypeError("alpn_protocols is a list of protocol names, such as ['h2', 'http/1.1']")
+    ids = []
+    for name in protocols:
+        if not isinstance(name, str):
+            raise TypeError(f"ALPN protocol names are str, not {type(name).__name__}: {name!r}")
+        try:
+            raw = name.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError(f"ALPN protocol name {name!r} is not ASCII") from None
+        if not 0 < len(raw) < 256:
+            raise ValueError(f"ALPN protocol name {name!r} must have 1 to 255 characters")
+        ids.append(raw)
+    return tuple(dict.fromkeys(ids))
 
 
 def _file_digests(inputs: _Inputs) -> tuple[tuple[str, str], ...]:
@@ -219,12 +239,16 @@ def _group_other_bits(path: Path) -> int | None:
         return None
 
 
-def compile_context(resolved: Resolved) -> CompiledContext:
+def compile_context(resolved: Resolved, *, alpn: Sequence[str] | None = None) -> CompiledContext:
     """The compiled context for ``resolved``: files read and checked now, the result cached and shared.
+
+    ``alpn``: the ALPN protocols this context offers (client) or accepts, in order of preference (server); a
+    context of its own, since OpenSSL's server selection is set per context.
 
     While the files of settings compiled before are unchanged on disk (their stamps, ``gtls._stat_memo``), their
     context is returned after one ``stat`` per file instead of reading and hashing them again."""
-    settings_key = _settings_key(resolved)
+    protocols = alpn_ids(alpn)
+    settings_key = _settings_key(resolved, protocols)
     stamped = _STAMPED.get(settings_key)
     if stamped is not None and _stat_memo.unchanged(stamped[0]):
         STATS.cache_hits += 1
@@ -248,7 +272,7 @@ def compile_context(resolved: Resolved) -> CompiledContext:
     if compiled is None:
         # Built outside the lock (it can take milliseconds); a thread that built the same settings meanwhile won,
         # and its context is the one every endpoint shares (a session then resumes on any port using it).
-        compiled = _remember_first(_CACHE, key, _build(resolved, inputs, where, warnings))
+        compiled = _remember_first(_CACHE, key, _build(resolved, inputs, where, warnings, protocols))
     # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
     stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
     if stamps is not None:
@@ -265,14 +289,18 @@ def _seen_by(compiled: CompiledContext, resolved: Resolved) -> CompiledContext:
     return replace(compiled, resolved=resolved)
 
 
-def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Role) -> CompiledContext:
+def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Role, *,
+                     alpn: Sequence[str] | None = None) -> CompiledContext:
     """Any form of settings a public entry point takes → the compiled context for ``role`` (cached as above).
 
     ``TLSOptions`` are settings given directly (``resolve.direct``); a ``Resolved`` must be for ``role`` and secure
-    (fail closed: never a TLS endpoint from plaintext settings); a ``CompiledContext`` must be for ``role``."""
+    (fail closed: never a TLS endpoint from plaintext settings); a ``CompiledContext`` must be for ``role``.
+    ``alpn``: the ALPN protocols (None: a ``CompiledContext`` keeps its own, other settings offer none)."""
     if isinstance(settings, CompiledContext):  # the per-connection case: checked first, nothing else to do
         if settings.role != role:
             raise ValueError(f"this context was compiled for a {settings.role}, not a {role}")
+        if alpn is not None and alpn_ids(alpn) != settings.alpn_ids:
+            return compile_context(settings.resolved, alpn=alpn)
         return settings
     if isinstance(settings, TLSOptions):
         # Callers that pass the same options for every connection resolve them once (~90 µs each time otherwise);
@@ -292,7 +320,7 @@ def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Ro
                 object_path=settings.object_path,
                 option="tls",
             )
-        return compile_context(settings)
+        return compile_context(settings, alpn=alpn)
     raise TypeError(f"settings must be Resolved, TLSOptions or CompiledContext, not {type(settings).__name__}")
 
 
@@ -355,11 +383,18 @@ class CompiledContext:
     #: Whether this side verifies the peer's certificate (client; server with tls-mutual=1).
     verifies_peer: bool
     crl_expired_warn: bool
+    #: The ALPN protocols, as on the wire (``compile_context(..., alpn=...)``).
+    alpn_ids: tuple[bytes, ...] = ()
     _references: weakref.WeakKeyDictionary[SSL.Connection, str] = field(default_factory=weakref.WeakKeyDictionary)
     #: Normalised names by dialled host: ``reference_name`` and ``sni_name`` cost ~7 µs per client connection.
     _name_cache: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)
     #: A server that verifies clients: its session epochs (gtls._sessions).
     _session_epochs: SessionEpochs | None = None
+
+    @property
+    def alpn_protocols(self) -> tuple[str, ...]:
+        """The ALPN protocols this context offers (client) or accepts (server), in order of preference."""
+        return tuple(protocol.decode("ascii") for protocol in self.alpn_ids)
 
     @property
     def name_check(self) -> bool:
@@ -494,11 +529,14 @@ def _refuse_weak_chain(chain: list[x509.Certificate], where: Where) -> None:
             raise where.error(CredentialLoadError, describe(cert, found), option="certificate")
 
 
-def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str]) -> CompiledContext:
+def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str],
+           alpn: tuple[bytes, ...] = ()) -> CompiledContext:
     opts = resolved.options
     role = resolved.role
     now = dt.datetime.now(dt.UTC)
     ctx = SSL.Context(SSL.TLS_METHOD)
+    if alpn:
+        _apply_alpn(ctx, role, alpn)
     versions = apply_versions(ctx, opts.sec_protocol)
     apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
     ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
@@ -584,8 +622,27 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         verify_flags=int(flags),
         verifies_peer=verifies_peer,
         crl_expired_warn=crl_expired_warn,
+        alpn_ids=alpn,
         _session_epochs=epochs,
     )
+
+
+def _apply_alpn(ctx: SSL.Context, role: Role, protocols: tuple[bytes, ...]) -> None:
+    """A client offers ``protocols``; a server picks the first of them the client offers (its own preference, as
+    Python's ``ssl`` does), and with none in common goes on without ALPN (``NOACK``, also as Python's ``ssl``) rather
+    than failing the handshake: the application then sees ``alpn_protocol`` None and decides. The server's choice
+    is the one Python call per handshake gtls makes, and only on contexts given ALPN protocols."""
+    if role == "client":
+        ctx.set_alpn_protos(list(protocols))
+        return
+
+    def select(_conn: SSL.Connection, offered: list[bytes]) -> Any:  # bytes, or pyOpenSSL's no-overlap marker
+        for protocol in protocols:
+            if protocol in offered:
+                return protocol
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    ctx.set_alpn_select_callback(select)
 
 
 def _advertise_client_cas(ctx: SSL.Context, trusted: list[x509.Certificate], warnings: list[str]) -> None:

@@ -468,6 +468,13 @@ class TLSEngine:
         return name.decode("ascii", "replace") if name else None
 
     @property
+    def alpn_protocol(self) -> str | None:
+        if not self.compiled.alpn_ids:  # nothing offered or accepted: no C call
+            return None
+        protocol: bytes = self.conn.get_alpn_proto_negotiated()
+        return protocol.decode("ascii", "replace") if protocol else None
+
+    @property
     def peer_certificate(self) -> x509.Certificate | None:
         cert: x509.Certificate | None = self.conn.get_peer_certificate(as_cryptography=True)
         return cert

@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
@@ -236,9 +236,10 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         *,
         handshaker: Handshaker | None = None,
         https_compatible: bool = False,
+        alpn_protocols: Sequence[str] | None = None,
     ) -> None:
         self.transport_listener = transport_listener
-        self.context = compile_settings(settings, "server")
+        self.context = compile_settings(settings, "server", alpn=alpn_protocols)
         self.handshaker = handshaker if handshaker is not None else Handshaker()
         self._https_compatible = https_compatible
         #: The listening stdlib socket, for batched accepts in serve_tls_over_tcp (None: use accept()).
@@ -293,9 +294,11 @@ async def open_tls_over_tcp_listeners(
     max_handshakes: int | None = None,
     on_handshake: HandshakeHook | None = None,
     https_compatible: bool = False,
+    alpn_protocols: Sequence[str] | None = None,
 ) -> list[TLSListener]:
-    """Listen on ``port`` (0: a free one) like ``trio.open_ssl_over_tcp_listeners``; settings compiled once."""
-    context = compile_settings(settings, "server")  # before any socket: configuration errors fail closed
+    """Listen on ``port`` (0: a free one) like ``trio.open_ssl_over_tcp_listeners``; settings compiled once.
+    ``alpn_protocols``: the application protocols accepted by ALPN, in order of preference (``["h2", "http/1.1"]``)."""
+    context = compile_settings(settings, "server", alpn=alpn_protocols)  # before any socket: errors fail closed
     if context is not settings:  # compiled here: its load-time warnings are logged (once each)
         log_warnings(context.warnings)
     handshaker = Handshaker(timeout=handshake_timeout, max_handshakes=max_handshakes, on_handshake=on_handshake)
@@ -317,6 +320,7 @@ async def serve_tls_over_tcp(
     max_handshakes: int | None = None,
     on_handshake: HandshakeHook | None = None,
     https_compatible: bool = False,
+    alpn_protocols: Sequence[str] | None = None,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[list[TLSListener]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
@@ -332,6 +336,7 @@ async def serve_tls_over_tcp(
         max_handshakes=max_handshakes,
         on_handshake=on_handshake,
         https_compatible=https_compatible,
+        alpn_protocols=alpn_protocols,
     )
     await serve_listeners(
         handler,

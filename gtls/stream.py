@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import operator
 import socket
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Literal, NoReturn
 
 import trio
@@ -111,6 +112,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         driver: Driver = "auto",
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         handshake_timeout: float | None = None,
+        alpn_protocols: Sequence[str] | None = None,
     ) -> None:
         role: Role
         if isinstance(settings, TLSOptions):
@@ -119,7 +121,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             role = settings.role
             if server_side is not None and server_side != (role == "server"):
                 raise ValueError(f"settings are for a {role}, but server_side={server_side}")
-        compiled = compile_settings(settings, role)
+        compiled = compile_settings(settings, role, alpn=alpn_protocols)
         sock = None if driver == "bio" else _socket_of(transport_stream)
         if driver == "socket" and sock is None:
             raise TypeError("the socket-bound driver needs a trio.SocketStream over a stream socket (TCP or Unix)")
@@ -715,6 +717,16 @@ class TLSStream(trio.abc.HalfCloseableStream):
     def server_name(self) -> str | None:
         """The SNI name: the one received (server) or sent (client)."""
         return self._engine.server_name
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        """The application protocol agreed by ALPN (``"h2"``), or None: none offered, accepted or in common."""
+        return self._engine.alpn_protocol if self._engine.handshake_done else None
+
+    def selected_alpn_protocol(self) -> str | None:
+        """``alpn_protocol`` under the name trio's ``SSLStream`` (Python's ``ssl``) gives it: code written for
+        trio, such as hypercorn's HTTP/2 detection, calls this."""
+        return self.alpn_protocol
 
     @property
     def peer_certificate(self) -> x509.Certificate | None:
