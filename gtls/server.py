@@ -223,15 +223,16 @@ def _drop_frames(error: BaseException) -> None:
 
 
 class TLSListener(trio.abc.Listener[TLSStream]):
-    """Wraps a TCP listener; ``accept()`` returns a ``TLSStream`` whose handshake has not started.
+    """Wraps a listener; ``accept()`` returns a ``TLSStream`` whose handshake has not started.
 
     The stream carries the listener's handshake deadline, so even a handler that lets the first receive do the
-    handshake cannot be held up forever.
+    handshake cannot be held up forever. Like ``trio.SSLListener`` it takes any ``trio.abc.Listener`` (one that
+    counts connections, reads a PROXY header, …): TCP streams get the socket-bound driver, others memory BIOs.
     """
 
     def __init__(
         self,
-        transport_listener: trio.SocketListener,
+        transport_listener: trio.abc.Listener[trio.abc.Stream],
         settings: Resolved | TLSOptions | CompiledContext,
         *,
         handshaker: Handshaker | None = None,
@@ -243,7 +244,8 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         self.handshaker = handshaker if handshaker is not None else Handshaker()
         self._https_compatible = https_compatible
         #: The listening stdlib socket, for batched accepts in serve_tls_over_tcp (None: use accept()).
-        self.raw_socket = stdlib_socket_of(transport_listener.socket)
+        listening = getattr(transport_listener, "socket", None)
+        self.raw_socket = stdlib_socket_of(listening) if isinstance(listening, trio.socket.SocketType) else None
 
     async def accept(self) -> TLSStream:
         stream = await self._accept_unmanaged()
@@ -255,9 +257,11 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         """A stream whose handshake policy (deadline, cap, hook) the caller applies itself: the serving loop's."""
         transport = await self.transport_listener.accept()
         try:
-            return TLSStream._over_socket(
-                transport, transport.socket, self.context, _peer_of(transport), self._https_compatible, None
-            )
+            if isinstance(transport, trio.SocketStream):
+                return TLSStream._over_socket(
+                    transport, transport.socket, self.context, _peer_of(transport), self._https_compatible, None
+                )
+            return TLSStream(transport, self.context, https_compatible=self._https_compatible)
         except BaseException:
             await trio.aclose_forcefully(transport)
             raise
@@ -274,7 +278,9 @@ class TLSListener(trio.abc.Listener[TLSStream]):
 
     @property
     def socket(self) -> trio.socket.SocketType:
-        return self.transport_listener.socket
+        """The listening socket (``AttributeError`` for a transport listener that has none)."""
+        listening: trio.socket.SocketType = getattr(self.transport_listener, "socket")  # noqa: B009 - any listener
+        return listening
 
 
 def _peer_of(transport: trio.SocketStream) -> object:

@@ -16,10 +16,11 @@ import math
 import operator
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
@@ -736,3 +737,26 @@ class TLSStream(trio.abc.HalfCloseableStream):
     def peer_chain(self) -> list[x509.Certificate]:
         """The certificates the peer sent, leaf first (empty before the handshake or when none was sent)."""
         return self._engine.peer_chain if self._engine.handshake_done else []
+
+    # --- the names of trio's SSLStream (Python's ssl), for code written against it ------------------------------
+    # (``cipher`` cannot be among them: it is gtls's property, the suite's name; ``ssl``'s is a method.)
+
+    @property
+    def server_side(self) -> bool:
+        return self._engine.is_server
+
+    def version(self) -> str | None:
+        """``tls_version``, as ``ssl.SSLObject.version()``."""
+        return self.tls_version
+
+    def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
+        """The peer's certificate as ``ssl.SSLObject.getpeercert`` gives it: DER bytes with ``binary_form``, else a
+        dict (``subject``, ``issuer``, ``notAfter``, ``subjectAltName``, …); None when the peer sent none."""
+        cert = self.peer_certificate
+        if cert is None:
+            return None
+        if binary_form:
+            return cert.public_bytes(serialization.Encoding.DER)
+        from ._ssl_compat import peercert_dict
+
+        return peercert_dict(cert)

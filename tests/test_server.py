@@ -740,3 +740,42 @@ async def test_an_explicit_handshake_failure_is_what_trio_code_catches(pki: PKI)
     error = caught[0]
     assert isinstance(error, HandshakeError) and error.reason == "not-tls"
     assert served == [b"after"]
+
+
+class CountingListener(trio.abc.Listener[trio.abc.Stream]):
+    """A listener wrapper of the kind services write (counting, PROXY headers): not a trio.SocketListener."""
+
+    def __init__(self, inner: trio.SocketListener) -> None:
+        self.inner = inner
+        self.accepted = 0
+
+    async def accept(self) -> trio.abc.Stream:
+        stream = await self.inner.accept()
+        self.accepted += 1
+        return trio.StapledStream(stream, stream)  # any Stream, not a SocketStream: the memory-BIO driver
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_listener_wrapping_any_trio_listener_serves_like_trio_sslistener(pki: PKI) -> None:
+    """TLSListener read ``transport_listener.socket`` at construction, so only a trio.SocketListener could be
+    wrapped; trio.SSLListener takes any Listener. Now any works, through trio.serve_listeners."""
+    tcp = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    counting = CountingListener(tcp)
+    listener = TLSListener(counting, pki.server_options())
+    with pytest.raises(AttributeError):
+        listener.socket  # noqa: B018 - no socket to show
+    port = tcp.socket.getsockname()[1]
+
+    async def echo(stream: TLSStream) -> None:
+        async with stream:
+            await stream.send_all(await stream.receive_some())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, echo, [listener])
+        for message in (b"one", b"two"):
+            assert await round_trip(port, pki.client_options(), message) == message
+        nursery.cancel_scope.cancel()
+    assert counting.accepted == 2
+    await listener.aclose()

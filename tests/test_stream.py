@@ -16,14 +16,17 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
 from gtls import HandshakeError, _binding, classify_ending
 from gtls.context import CompiledContext
 from gtls.engine import TransportFailed
+from gtls.options import TLSOptions
 from gtls.stream import TLSStream, compile_settings
+from gtls.testing import CA, write_pem
 from tests.hostile import IO_TIMEOUT, MemoryClient
-from tests.peers import PKI, openssl_session, write_pki
+from tests.peers import PKI, openssl_session, python_context, write_pki
 
 Pair = tuple[TLSStream, TLSStream]
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
@@ -644,3 +647,50 @@ async def test_close_notify_after_user_canceled_is_a_clean_end(pki: PKI, driver:
     finally:
         await server.aclose()
         raw_client.close()
+
+
+async def test_ssl_module_names_for_code_written_against_trio_sslstream(tmp_path: Path) -> None:
+    """getpeercert() (both forms), version() and server_side, as trio's SSLStream (Python's ssl) has them, so code
+    ported from it keeps reading them. The dict is compared with what Python's ssl gives for the same certificate."""
+    root = CA.root("compat root")
+    leaf = root.leaf("compat.test", dns=["compat.test", "localhost"], ips=["127.0.0.1", "::1"],
+                     emails=["ops@compat.test"])
+    ca_file = write_pem(tmp_path / "ca.pem", root)
+    server_ctx = compile_settings(TLSOptions.from_mapping({
+        "certificate": str(write_pem(tmp_path / "leaf.pem", leaf)),
+        "certificate-key": str(leaf.write_key(tmp_path / "key.pem")),
+        "trusted-ca": str(ca_file)}), "server")
+    client_ctx = compile_settings(TLSOptions.from_mapping({"trusted-ca": str(ca_file)}), "client")
+    python = python_context(server=False, ca=ca_file)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        raw_server = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        python_side, _ = listener.accept()
+        gtls_client = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
+        gtls_server_side, _ = listener.accept()
+    servers = [TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), server_ctx)
+               for sock in (python_side, gtls_server_side)]
+    client = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(gtls_client)), client_ctx,
+                       server_hostname="localhost")
+    expected: list[dict[str, object]] = []
+
+    def python_client() -> None:
+        with python.wrap_socket(raw_server, server_hostname="localhost") as conn:
+            cert = conn.getpeercert()
+            assert cert is not None
+            expected.append(dict(cert))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, python_client)
+        for server in servers:
+            nursery.start_soon(server.do_handshake)
+        await client.do_handshake()
+    try:
+        assert client.getpeercert() == expected[0]
+        assert client.getpeercert(binary_form=True) == leaf.cert.public_bytes(serialization.Encoding.DER)
+        assert client.version() == client.tls_version == "TLSv1.3"
+        assert not client.server_side and servers[1].server_side
+        assert servers[1].getpeercert() is None  # no client certificate
+    finally:
+        for stream in (client, *servers):
+            await trio.aclose_forcefully(stream)
