@@ -307,3 +307,21 @@ def test_a_connection_that_breaks_after_its_handshake_reports_its_ending_word(pk
     with raw_server(answer_then_drop) as port:
         line = assert_fails_with("truncated", port, *trusting(pki), "--send", "hello")
     assert f"connection to localhost:{port} ended after the handshake" in line and "close_notify" in line
+
+
+def test_connect_offers_alpn_and_prints_what_was_agreed(pki: DemoPKI) -> None:
+    with s_server(*server_args(pki), "-alpn", "http/1.1") as server:
+        code, out, err = connect(server.port, *trusting(pki), "--alpn", "h2, http/1.1")
+        assert code == 0, err
+        assert "alpn: http/1.1" in out.splitlines()
+        # s_server refuses a client with nothing in common (gtls's own server goes on without ALPN instead)
+        line = assert_fails_with("peer-alert", server.port, *trusting(pki), "--alpn", "h2")
+        assert "no_application_protocol" in line
+    with s_server(*server_args(pki)) as server:  # no ALPN at all
+        code, out, err = connect(server.port, *trusting(pki), "--alpn", "h2")
+        assert code == 0, err
+        assert "alpn: (none agreed)" in out.splitlines()
+        code, out, _ = connect(server.port, *trusting(pki))
+        assert code == 0 and not [line for line in out.splitlines() if line.startswith("alpn:")]  # none offered
+    result = run_gtls("connect", "localhost:1", *trusting(pki), "--alpn", "h2,,http/1.1")
+    assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: --alpn: ")

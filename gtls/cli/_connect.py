@@ -60,6 +60,8 @@ def register(commands: Subcommands) -> None:
     runtime.add_argument("--send", metavar="TEXT", help="send TEXT and a newline, then print what comes back")
     runtime.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                          help="time limit for TCP connect, the handshake and --send each (default 10)")
+    runtime.add_argument("--alpn", metavar="LIST",
+                         help="offer these ALPN protocols, comma-separated (h2,http/1.1); the agreed one is printed")
     parser.set_defaults(run=run)
 
 
@@ -102,7 +104,11 @@ def _run(args: argparse.Namespace, warnings: list[str]) -> int:
 
     from ..context import compile_context
 
-    compiled = compile_context(resolved)  # ConfigError -> exit 2, before any network I/O
+    alpn = [name.strip() for name in args.alpn.split(",")] if args.alpn is not None else None
+    try:
+        compiled = compile_context(resolved, alpn=alpn)  # ConfigError -> exit 2, before any network I/O
+    except (TypeError, ValueError) as exc:  # an ALPN name no protocol can have
+        raise UsageError(f"--alpn: {exc}") from None
     report_warnings([*warnings, *compiled.warnings])
     warnings.clear()  # reported: a later error must not repeat them
 
@@ -197,6 +203,8 @@ def _print_session(stream: TLSStream, where: str) -> None:
     print(f"version: {stream.tls_version}")
     print(f"cipher: {stream.cipher}")
     print(f"sni: {stream.server_name or '(none sent)'}")
+    if stream.context.alpn_ids:
+        print(f"alpn: {stream.alpn_protocol or '(none agreed)'}")
     chain = stream.peer_chain
     print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first):")
     for index, cert in enumerate(chain):
