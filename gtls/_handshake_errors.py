@@ -49,3 +49,7 @@ class HandshakeError(TLSError, trio.BrokenResourceError):
 
 class PeerVerificationError(HandshakeError):
     """The peer's certificate was rejected (reasons ``untrusted`` … ``no-peer-certificate``)."""
+
+
+# Named where users import them from (tracebacks, pickles): gtls.errors hands them out through its __getattr__.
+HandshakeError.__module__ = PeerVerificationError.__module__ = "gtls.errors"

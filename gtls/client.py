@@ -10,7 +10,7 @@ set, else ``server_hostname``, else the dialled host.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -48,7 +48,7 @@ async def open_tls_over_tcp_stream(
     happy_eyeballs_delay: float | None = 0.25,
     handshake_timeout: float | None = 10.0,
     https_compatible: bool = False,
-    alpn_protocols: Sequence[str] | None = None,
+    alpn_protocols: Iterable[str] | None = None,
 ) -> TLSStream:
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word).
     ``host`` may be bytes, as trio's ``open_ssl_over_tcp_stream`` allows (ASCII: a name or an address).
@@ -100,7 +100,7 @@ async def connect(
     *,
     happy_eyeballs_delay: float | None = 0.25,
     handshake_timeout: float | None = 10.0,
-    alpn_protocols: Sequence[str] | None = None,
+    alpn_protocols: Iterable[str] | None = None,
 ) -> TLSStream:
     """Open the deployment connection ``endpoint`` (``Deployment.connection(app, conn_id)``): dial its address and
     port with its resolved settings; its ``server_hostname`` is the reference name unless tls-target-name is set."""

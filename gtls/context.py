@@ -16,7 +16,7 @@ import threading
 import warnings as warnings_module
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -199,7 +199,7 @@ def _settings_key(resolved: Resolved, alpn: tuple[bytes, ...] = ()) -> tuple[Has
     return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), alpn)
 
 
-def alpn_ids(protocols: Sequence[str] | None) -> tuple[bytes, ...]:
+def alpn_ids(protocols: Iterable[str] | None) -> tuple[bytes, ...]:
     """ALPN protocol names (``"h2"``, ``"http/1.1"``) as the wire takes them; ValueError for what it cannot."""
     if protocols is None:
         return ()
@@ -239,7 +239,7 @@ def _group_other_bits(path: Path) -> int | None:
         return None
 
 
-def compile_context(resolved: Resolved, *, alpn: Sequence[str] | None = None) -> CompiledContext:
+def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) -> CompiledContext:
     """The compiled context for ``resolved``: files read and checked now, the result cached and shared.
 
     ``alpn``: the ALPN protocols this context offers (client) or accepts, in order of preference (server); a
@@ -290,12 +290,14 @@ def _seen_by(compiled: CompiledContext, resolved: Resolved) -> CompiledContext:
 
 
 def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Role, *,
-                     alpn: Sequence[str] | None = None) -> CompiledContext:
+                     alpn: Iterable[str] | None = None) -> CompiledContext:
     """Any form of settings a public entry point takes → the compiled context for ``role`` (cached as above).
 
     ``TLSOptions`` are settings given directly (``resolve.direct``); a ``Resolved`` must be for ``role`` and secure
     (fail closed: never a TLS endpoint from plaintext settings); a ``CompiledContext`` must be for ``role``.
     ``alpn``: the ALPN protocols (None: a ``CompiledContext`` keeps its own, other settings offer none)."""
+    if alpn is not None:  # checked, and read once: any iterable will do, as for ssl.set_alpn_protocols
+        alpn = tuple(name.decode("ascii") for name in alpn_ids(alpn))
     if isinstance(settings, CompiledContext):  # the per-connection case: checked first, nothing else to do
         if settings.role != role:
             raise ValueError(f"this context was compiled for a {settings.role}, not a {role}")

@@ -141,7 +141,7 @@ def ensure_demo_pki(directory: Path | None = None, *, now: dt.datetime | None = 
             _create(target)
     except OSError as exc:
         if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
-            detail = f"{exc.filename} is not a folder"
+            detail = f"{_first_non_folder(Path(exc.filename))} is not a folder"
         else:
             detail = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
         raise DemoUnavailable(
@@ -149,6 +149,14 @@ def ensure_demo_pki(directory: Path | None = None, *, now: dt.datetime | None = 
             "credentials (--certificate, --certificate-key, --trusted-ca)"
         ) from None
     return files, True
+
+
+def _first_non_folder(path: Path) -> Path:
+    """The part of ``path`` in the way: the nearest existing ancestor (or itself) that is not a folder."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate if not candidate.is_dir() else path
+    return path
 
 
 @contextlib.contextmanager

@@ -189,6 +189,21 @@ class TLSError(GtlsError):
     """Base of runtime TLS failures."""
 
 
+#: Everything public, the runtime pair included: ``from gtls.errors import *`` then asks ``__getattr__`` for them.
+__all__ = [
+    "UNTRUSTED", "EXPIRED", "NOT_YET_VALID", "REVOKED", "CRL_UNAVAILABLE", "CRL_EXPIRED", "CRL_NOT_YET_VALID",
+    "CRL_SIGNATURE", "BAD_CA", "BAD_PURPOSE", "NAME_MISMATCH", "NO_PEER_CERTIFICATE", "PROTOCOL_VERSION",
+    "NO_SHARED_CIPHER", "PEER_ALERT", "NOT_TLS", "TIMEOUT", "EOF_IN_HANDSHAKE", "REASONS", "CERTIFICATE_REASONS",
+    "MAX_CAUSE_CHAIN", "GtlsError", "ConfigError", "DeploymentError", "IncompleteTlsLevel", "ConflictingOptions",
+    "InvalidOptionValue", "UnsupportedProtocol", "UnsupportedFeature", "CredentialLoadError", "KeyMismatch",
+    "CrlLoadError", "CipherListError", "TLSError", "HandshakeError", "PeerVerificationError",
+]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> object:

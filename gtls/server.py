@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
@@ -237,7 +237,7 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         *,
         handshaker: Handshaker | None = None,
         https_compatible: bool = False,
-        alpn_protocols: Sequence[str] | None = None,
+        alpn_protocols: Iterable[str] | None = None,
     ) -> None:
         self.transport_listener = transport_listener
         self.context = compile_settings(settings, "server", alpn=alpn_protocols)
@@ -300,7 +300,7 @@ async def open_tls_over_tcp_listeners(
     max_handshakes: int | None = None,
     on_handshake: HandshakeHook | None = None,
     https_compatible: bool = False,
-    alpn_protocols: Sequence[str] | None = None,
+    alpn_protocols: Iterable[str] | None = None,
 ) -> list[TLSListener]:
     """Listen on ``port`` (0: a free one) like ``trio.open_ssl_over_tcp_listeners``; settings compiled once.
     ``alpn_protocols``: the application protocols accepted by ALPN, in order of preference (``["h2", "http/1.1"]``)."""
@@ -326,7 +326,7 @@ async def serve_tls_over_tcp(
     max_handshakes: int | None = None,
     on_handshake: HandshakeHook | None = None,
     https_compatible: bool = False,
-    alpn_protocols: Sequence[str] | None = None,
+    alpn_protocols: Iterable[str] | None = None,
     handler_nursery: trio.Nursery | None = None,
     task_status: trio.TaskStatus[list[TLSListener]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import operator
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
 
 import trio
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from .context import CompiledContext
     from .server import Handshaker
 
-__all__ = ["TLSStream", "compile_settings"]  # compile_settings re-exported: transport callers import it from here
+# compile_settings re-exported: transport callers import it from here
+__all__ = ["HalfCloseUnsupported", "TLSStream", "compile_settings"]
 
 Driver = Literal["auto", "socket", "bio"]
 
@@ -71,6 +72,12 @@ def _socket_of(transport: trio.abc.Stream) -> trio.socket.SocketType | None:
         if sock.type == socket.SOCK_STREAM:
             return sock
     return None
+
+
+class HalfCloseUnsupported(TLSError, trio.BrokenResourceError):
+    """``send_eof()`` on TLS 1.2, where a half-close cannot be promised. A ``trio.BrokenResourceError`` because that
+    is what generic ``HalfCloseableStream`` code catches around ``send_eof`` (h11's example, hypercorn), but the
+    stream is unchanged: it can still send, receive and close."""
 
 
 class TLSStream(trio.abc.HalfCloseableStream):
@@ -113,7 +120,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         driver: Driver = "auto",
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         handshake_timeout: float | None = None,
-        alpn_protocols: Sequence[str] | None = None,
+        alpn_protocols: Iterable[str] | None = None,
     ) -> None:
         role: Role
         if isinstance(settings, TLSOptions):
@@ -553,9 +560,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
             self._send_busy = False
 
     async def send_eof(self) -> None:
-        """Send ``close_notify`` and keep receiving. In TLS 1.2 too (gtls decision, as Go's ``CloseWrite``): RFC 5246
-        asks the peer to answer with its own ``close_notify`` and drop what it had not sent, but OpenSSL-based peers,
-        gtls included, keep sending until they close; raising here broke generic ``HalfCloseableStream`` code."""
+        """Send ``close_notify`` and keep receiving (TLS 1.3). In TLS 1.2 it raises ``HalfCloseUnsupported`` and
+        changes nothing: there a ``close_notify`` may end both directions (RFC 5246 §7.2.1; Java answers with its
+        own and drops its unsent reply, which would then read as a clean, empty end)."""
         if self._send_busy:
             raise trio.BusyResourceError("another task is already sending on this TLS stream")
         self._send_busy = True
@@ -569,6 +576,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if engine.sent_close_notify:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
+            if engine.tls_version != "TLSv1.3":
+                raise HalfCloseUnsupported(
+                    f"send_eof() needs TLS 1.3; this connection uses {engine.tls_version} (the stream is unchanged)")
             if self._unfinished_write is not None:
                 await self._write(memoryview(self._unfinished_write))
                 self._unfinished_write = None

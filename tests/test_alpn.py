@@ -139,3 +139,10 @@ def test_an_ssl_module_alpn_name_is_accepted_as_is(pki: PKI) -> None:
     names = ["h2", "http/1.1", "acme-tls/1"]
     ssl.create_default_context().set_alpn_protocols(names)
     assert compile_settings(pki.client_options(), "client", alpn=names).alpn_protocols == tuple(names)
+
+
+def test_any_iterable_of_names_will_do_as_for_the_ssl_module(pki: PKI) -> None:
+    """A generator was read once to compare and then given on empty: nothing was offered, without an error."""
+    compiled = compile_settings(pki.client_options(), "client")
+    again = compile_settings(compiled, "client", alpn=(name for name in H2_FIRST))
+    assert again.alpn_protocols == ("h2", "http/1.1")

@@ -82,3 +82,11 @@ def test_type_checkers_see_the_lazy_names_and_refuse_misspelt_ones(tmp_path: Pat
                             capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1 and ":5:" in errors[0] and "clasify_ending" in errors[0], result.stdout
+
+
+def test_star_import_of_errors_brings_the_runtime_pair_too() -> None:
+    namespace: dict[str, object] = {}
+    exec("from gtls.errors import *", namespace)  # noqa: S102 - the import statement under test
+    assert namespace["HandshakeError"] is gtls.HandshakeError
+    assert namespace["PeerVerificationError"] is gtls.PeerVerificationError
+    assert "HandshakeError" in dir(gtls.errors)

@@ -15,6 +15,7 @@ import textwrap
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -779,3 +780,36 @@ async def test_a_listener_wrapping_any_trio_listener_serves_like_trio_sslistener
         nursery.cancel_scope.cancel()
     assert counting.accepted == 2
     await listener.aclose()
+
+
+async def test_send_eof_on_a_tls12_connection_does_not_stop_the_server(pki: PKI) -> None:
+    """A handler written for any HalfCloseableStream calls send_eof; on TLS 1.2 that is refused, and the refusal is
+    this connection's own failure (logged), not the server's: the next client is served."""
+    answered: list[str] = []
+
+    async def handler(stream: TLSStream) -> None:
+        await stream.send_all(await stream.receive_some())
+        answered.append(str(stream.tls_version))
+        await stream.send_eof()  # refused on TLS 1.2, escapes the handler
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(serve_tls_over_tcp, handler, 0, pki.server_options(),
+                                                host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        tls12 = python_context(server=False, ca=pki.ca_file, version="1.2")
+        for context in (tls12, tls12, python_context(server=False, ca=pki.ca_file, version="1.3")):
+            echoed = await trio.to_thread.run_sync(_python_echo, port, context)
+            assert echoed == b"ping"
+        await wait_for(lambda: len(answered) == 3)
+        nursery.cancel_scope.cancel()
+    assert answered == ["TLSv1.2", "TLSv1.2", "TLSv1.3"]
+
+
+def _python_echo(port: int, context: object) -> bytes:
+    import ssl
+
+    assert isinstance(context, ssl.SSLContext)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as conn:
+        conn.sendall(b"ping")
+        return conn.recv(10)
