@@ -208,7 +208,7 @@ if not TYPE_CHECKING:
 
     def __getattr__(name: str) -> object:
         # HandshakeError is also a trio.BrokenResourceError (gtls._handshake_errors), so it lives where trio is
-        # imported: configuration code, gtls --help and gtls check do not load trio for it.
+        # imported: `import gtls`, resolution, deployment files and gtls --help do not load trio for it.
         if name in ("HandshakeError", "PeerVerificationError"):
             from . import _handshake_errors
 
