@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .context import CompiledContext, compile_context
     from .ending import Ending, classify_ending
     from .server import HandshakeEvent, TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
-    from .stream import TLSStream
+    from .stream import HalfCloseUnsupported, TLSStream
     from .verify import verify_chain
 
 #: Public name -> the submodule defining it, for the names loaded on first use.
@@ -55,6 +55,7 @@ _LAZY = {
     "open_tls_over_tcp_listeners": "server",
     "serve_tls_over_tcp": "server",
     "TLSStream": "stream",
+    "HalfCloseUnsupported": "stream",
     "verify_chain": "verify",
 }
 
@@ -88,6 +89,7 @@ __all__ = [
     "Endpoint",
     "EndpointRef",
     "GtlsError",
+    "HalfCloseUnsupported",
     "HandshakeError",
     "HandshakeEvent",
     "IncompleteTlsLevel",
