@@ -178,6 +178,7 @@ async def _serve(
 
         async def connection(stream: TLSStream, entry: Entry | None) -> None:
             completed = False  # the handler returned: only then does the connection end with close_notify
+            ok = False
             try:
                 ok = await handshaker.run(stream)
                 if entry is not None and deadlines is not None:
@@ -201,7 +202,13 @@ async def _serve(
                 if entry is not None and deadlines is not None:
                     deadlines.done(entry)
                 if stream.socket_bound:
-                    stream._close_now(completed)
+                    if not ok and stream._rejected_in_handshake():
+                        try:  # failure path only: let the refused peer read our alert first
+                            await stream._linger()
+                        finally:
+                            stream._close_now(False)
+                    else:
+                        stream._close_now(completed)
                 else:  # pragma: no cover - listeners always produce socket-bound streams
                     await trio.aclose_forcefully(stream)
 

@@ -26,7 +26,7 @@ from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
 from .context import compile_settings
 from .engine import WANT_READ, WRITE_CAP, TLSEngine, TransportFailed, Want
-from .errors import TIMEOUT, HandshakeError, TLSError
+from .errors import EOF_IN_HANDSHAKE, NOT_TLS, TIMEOUT, HandshakeError, TLSError
 from .options import TLSOptions
 from .resolve import Resolved, Role
 
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 __all__ = ["HalfCloseUnsupported", "TLSStream", "compile_settings"]
 
 Driver = Literal["auto", "socket", "bio"]
+
+#: Lingering after a refused handshake (TLSStream._linger): at most this long, this much read and dropped.
+LINGER_SECONDS: Final = 1.0
+LINGER_BYTES: Final = 256 * 1024
+LINGER_CHUNK: Final = 65536
 
 #: receive_some() without max_bytes returns at most this much (one TLS record is at most 16 KiB of plaintext).
 DEFAULT_RECEIVE_SIZE: Final = 65536
@@ -663,6 +668,39 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self._set_closed()
         self._driver.wake_all()
         self._close_socket()
+
+    def _rejected_in_handshake(self) -> bool:
+        """The handshake failed with our alert to a peer that may still be writing (a certificate verdict, a
+        protocol refusal), not with its silence or departure (``timeout``, ``eof-in-handshake``)."""
+        cause = self._cause
+        return isinstance(cause, HandshakeError) and cause.reason not in (TIMEOUT, EOF_IN_HANDSHAKE, NOT_TLS)
+
+    async def _linger(self, seconds: float = LINGER_SECONDS, limit: int = LINGER_BYTES) -> None:
+        """Before closing a connection we refused: end our side (FIN after the alert) and read and drop what the
+        peer still sends, for at most ``seconds`` or ``limit`` bytes. Closed at once, a socket with unread data
+        answers the peer with a reset, and a TLS 1.3 client that writes before it reads (every HTTP/2 client) then
+        fails on that reset without ever reading our alert: curl said "connection reset" instead of "certificate
+        required". ``openssl s_server`` and nginx linger the same way. The caller closes afterwards."""
+        sock = self._sock
+        if not isinstance(sock, socket.socket) or sock.fileno() == -1:
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            drained = 0
+            with trio.move_on_after(seconds):
+                while drained < limit:
+                    try:
+                        data = sock.recv(LINGER_CHUNK)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(sock)
+                        continue
+                    if not data:
+                        break
+                    drained += len(data)
+        except OSError:  # the peer is gone already: nothing to wait for
+            pass
+        finally:
+            trio.lowlevel.notify_closing(sock)  # trio registered the fd for the wait
 
     def _abort_handshake(self, failure: HandshakeError) -> None:
         """Fail a handshake from outside its task (the listeners' deadline reaper): break the stream with

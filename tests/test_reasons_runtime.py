@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -418,3 +419,34 @@ async def test_peer_alert_tls13_rejection_seen_by_a_client_streaming_into_it(pki
             with pytest.raises(trio.BrokenResourceError) as again:
                 await stream.receive_some()  # and the next receive says the same
             assert again.value.__cause__ is cause
+
+
+def _writes_first_without_certificate(port: int, ca: Path) -> BaseException | None:
+    """A Python-ssl TLS 1.3 client with no certificate that writes before it reads (as every HTTP/2 client does);
+    returns the error its read gets."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(ca)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as conn:
+        try:
+            for _ in range(4):
+                conn.sendall(b"x" * 16384)
+                time.sleep(0.02)  # the server's verdict arrives while we write
+            conn.recv(100)
+        except OSError as exc:
+            return exc
+    return None
+
+
+async def test_a_refused_client_that_writes_first_still_reads_why(pki: PKI) -> None:
+    """Closed at once after refusing a client certificate, the server's socket held the client's unread bytes, so
+    the kernel answered with a reset and a client that writes first (curl over HTTP/2) failed on it without reading
+    our alert: "connection reset" or "EOF", never "certificate required". The server now lingers (FIN after the
+    alert, drains what comes, at most 1 s), as s_server and nginx do."""
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        errors = [await trio.to_thread.run_sync(_writes_first_without_certificate, port, pki.ca_file)
+                  for _ in range(5)]
+    assert all(isinstance(error, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(error) for error in errors), errors
+    assert [event.reason for event in events] == ["no-peer-certificate"] * 5
