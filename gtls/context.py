@@ -216,7 +216,10 @@ def alpn_ids(protocols: Iterable[str] | None) -> tuple[bytes, ...]:
         if not 0 < len(raw) < 256:
             raise ValueError(f"ALPN protocol name {name!r} must have 1 to 255 characters")
         ids.append(raw)
-    return tuple(dict.fromkeys(ids))
+    unique = tuple(dict.fromkeys(ids))
+    if sum(1 + len(raw) for raw in unique) > 65535:  # the extension's two-byte length
+        raise ValueError("ALPN protocol names take more than the 65,535 bytes the extension can carry")
+    return unique
 
 
 def _file_digests(inputs: _Inputs) -> tuple[tuple[str, str], ...]:

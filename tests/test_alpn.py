@@ -128,6 +128,7 @@ async def test_connector_and_python_ssl_server(pki: PKI) -> None:
     ([""], ValueError),
     (["x" * 256], ValueError),
     (["é"], ValueError),
+    ([f"{n:03d}" + "x" * 252 for n in range(300)], ValueError),  # each fine, together longer than the extension
 ])
 def test_protocol_names_are_checked_before_anything_opens(pki: PKI, protocols: object, error: type) -> None:
     with pytest.raises(error):

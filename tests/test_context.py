@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
@@ -29,7 +32,8 @@ from gtls.errors import (
 from gtls.options import TLSOptions
 from gtls.resolve import direct
 from gtls.testing import CA, write_pem
-from tests.peers import client_handshake, close, gtls_server, run_gtls, s_client, s_server
+from gtls.verify import verify_chain
+from tests.peers import OPENSSL, client_handshake, close, gtls_server, run_gtls, s_client, s_server
 
 
 @pytest.fixture(scope="module")
@@ -501,3 +505,36 @@ def test_a_weak_trusted_ca_is_named_in_a_warning(tmp_path: Path) -> None:
     (warning,) = [w for w in compiled.warnings if "legacy root" in w]
     assert warning.startswith("trusted-ca: CN=legacy root has a 1024-bit RSA key") and "untrusted" in warning
     assert not [w for w in compiled.warnings if "current root" in w]
+
+
+def _sha1_signed_leaf(tmp_path: Path, root: CA) -> Path:
+    """A leaf for localhost signed by ``root`` with SHA-1. cryptography no longer signs with SHA-1, so the openssl
+    command does it, with the root's key."""
+    root_cert, root_key = write_pem(tmp_path / "root.pem", root), root.write_key(tmp_path / "root-key.pem")
+    leaf_key = tmp_path / "sha1-key.pem"
+    leaf = tmp_path / "sha1.pem"
+    csr = tmp_path / "sha1.csr"
+    run = partial(subprocess.run, check=True, capture_output=True, timeout=30)
+    run([OPENSSL, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(leaf_key), "-subj", "/CN=localhost", "-out", str(csr)])
+    run([OPENSSL, "x509", "-req", "-in", str(csr), "-CA", str(root_cert), "-CAkey", str(root_key),
+         "-set_serial", "7", "-days", "30", "-sha1", "-out", str(leaf)])
+    os.chmod(leaf_key, 0o600)
+    return leaf
+
+
+def test_a_sha1_signature_in_our_chain_or_the_peers_is_weak_on_every_openssl(tmp_path: Path) -> None:
+    """OpenSSL 4.0's SSL_CTX_use_certificate stopped judging signature hashes: a SHA-1-signed leaf compiled, gtls
+    check said ok, and every client then refused the server ("CA signature digest algorithm too weak"); verify_chain
+    accepted what the handshake refuses. SHA-1 is refused on every security level gtls can run at."""
+    root = CA.root("sha1 root", key_type="rsa")
+    leaf = _sha1_signed_leaf(tmp_path, root)
+    options = {"certificate": str(leaf), "certificate-key": str(tmp_path / "sha1-key.pem"),
+               "trusted-ca": str(tmp_path / "root.pem")}
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(direct(options, "server"))
+    assert "CN=localhost" in str(info.value) and "signed with SHA1" in str(info.value)
+    peer = x509.load_pem_x509_certificate(leaf.read_bytes())
+    with pytest.raises(PeerVerificationError) as refused:
+        verify_chain([peer], direct({"trusted-ca": str(tmp_path / "root.pem")}, "client"), "client")
+    assert refused.value.reason == "untrusted" and refused.value.depth == 0

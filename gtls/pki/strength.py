@@ -8,8 +8,9 @@ and to the peer's path during verification; a bare ``X509_STORE`` (the offline v
 The binding exposes neither the level nor ``X509_VERIFY_PARAM_set_auth_level``, so gtls asks OpenSSL the question it
 already answers for a server's own certificate: ``SSL_CTX_use_certificate`` on a scratch context of the same library,
 with the same thresholds. No table of key sizes is kept here, so a new OpenSSL or a new key type cannot disagree.
+One exception: from OpenSSL 4.0 that probe no longer judges signature hashes, so the hashes every level refuses
+(SHA-1 and older) are named here (``_BROKEN_HASHES``).
 """
-
 from __future__ import annotations
 
 import threading
@@ -20,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from OpenSSL import SSL
 
-from .certs import subject_text
+from .certs import self_signed, subject_text
 
 
 class Weakness(Enum):
@@ -39,6 +40,13 @@ def _scratch_context() -> SSL.Context:
     return context
 
 
+#: Signature hashes refused at every security level gtls can run at (1 and up: ``@SECLEVEL`` is refused in
+#: cipher lists, so the library's default holds, 2 today). OpenSSL 4.0's ``SSL_CTX_use_certificate`` no longer
+#: judges the signature's hash, while its verification still refuses these ("CA signature digest algorithm too
+#: weak"): without this, a SHA-1-signed chain compiled and then failed every handshake.
+_BROKEN_HASHES = frozenset({"md2", "md4", "md5", "sha1"})
+
+
 def weakness(cert: x509.Certificate) -> Weakness | None:
     """What OpenSSL's security level refuses in ``cert``: its key, else its signature (never checked for a
     self-signed certificate, as OpenSSL does), else None."""
@@ -52,6 +60,12 @@ def weakness(cert: x509.Certificate) -> Weakness | None:
         if "md too weak" in text:  # SSL_R_EE_MD_TOO_WEAK / SSL_R_CA_MD_TOO_WEAK
             return Weakness.SIGNATURE
         raise
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except Exception:  # noqa: BLE001 - an algorithm cryptography does not know: OpenSSL accepted it
+        return None
+    if algorithm is not None and algorithm.name in _BROKEN_HASHES and not self_signed(cert):
+        return Weakness.SIGNATURE
     return None
 
 
