@@ -227,7 +227,8 @@ class TLSListener(trio.abc.Listener[TLSStream]):
 
     The stream carries the listener's handshake deadline, so even a handler that lets the first receive do the
     handshake cannot be held up forever. Like ``trio.SSLListener`` it takes any ``trio.abc.Listener`` (one that
-    counts connections, reads a PROXY header, …): TCP streams get the socket-bound driver, others memory BIOs.
+    counts connections, reads a PROXY header, …): stream sockets (TCP, Unix) get the socket-bound driver, other
+    streams memory BIOs.
     """
 
     def __init__(
