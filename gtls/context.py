@@ -299,12 +299,13 @@ def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Ro
     ``TLSOptions`` are settings given directly (``resolve.direct``); a ``Resolved`` must be for ``role`` and secure
     (fail closed: never a TLS endpoint from plaintext settings); a ``CompiledContext`` must be for ``role``.
     ``alpn``: the ALPN protocols (None: a ``CompiledContext`` keeps its own, other settings offer none)."""
-    if alpn is not None:  # checked, and read once: any iterable will do, as for ssl.set_alpn_protocols
-        alpn = tuple(name.decode("ascii") for name in alpn_ids(alpn))
+    wanted = alpn_ids(alpn) if alpn is not None else None  # read once: any iterable will do, as for ssl's
+    if wanted is not None:
+        alpn = tuple(name.decode("ascii") for name in wanted)
     if isinstance(settings, CompiledContext):  # the per-connection case: checked first, nothing else to do
         if settings.role != role:
             raise ValueError(f"this context was compiled for a {settings.role}, not a {role}")
-        if alpn is not None and alpn_ids(alpn) != settings.alpn_ids:
+        if wanted is not None and wanted != settings.alpn_ids:
             return compile_context(settings.resolved, alpn=alpn)
         return settings
     if isinstance(settings, TLSOptions):

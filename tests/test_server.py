@@ -32,7 +32,7 @@ from gtls import (
 )
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, echo_line, openssl_client, python_context, write_pki
+from tests.peers import PKI, echo_line, openssl_client, python_context, python_ssl_client, write_pki
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
 
@@ -798,18 +798,10 @@ async def test_send_eof_on_a_tls12_connection_does_not_stop_the_server(pki: PKI)
         port = listeners[0].socket.getsockname()[1]
         tls12 = python_context(server=False, ca=pki.ca_file, version="1.2")
         for context in (tls12, tls12, python_context(server=False, ca=pki.ca_file, version="1.3")):
-            echoed = await trio.to_thread.run_sync(_python_echo, port, context)
+            echoed, _, _, _ = await trio.to_thread.run_sync(
+                partial(python_ssl_client, port, context, message=b"ping", server_hostname="localhost"))
             assert echoed == b"ping"
         await wait_for(lambda: len(answered) == 3)
         nursery.cancel_scope.cancel()
     assert answered == ["TLSv1.2", "TLSv1.2", "TLSv1.3"]
 
-
-def _python_echo(port: int, context: object) -> bytes:
-    import ssl
-
-    assert isinstance(context, ssl.SSLContext)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as conn:
-        conn.sendall(b"ping")
-        return conn.recv(10)

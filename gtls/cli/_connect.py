@@ -102,13 +102,14 @@ def _run(args: argparse.Namespace, warnings: list[str]) -> int:
         server_hostname = None
         resolved = settings_from_flags(flags, "client", profile=args.profile, warnings=warnings)
 
-    from ..context import compile_context
+    from ..context import alpn_ids, compile_context
 
     alpn = [name.strip() for name in args.alpn.split(",")] if args.alpn is not None else None
     try:
-        compiled = compile_context(resolved, alpn=alpn)  # ConfigError -> exit 2, before any network I/O
-    except (TypeError, ValueError) as exc:  # an ALPN name no protocol can have
+        alpn_ids(alpn)
+    except ValueError as exc:  # an ALPN name no protocol can have
         raise UsageError(f"--alpn: {exc}") from None
+    compiled = compile_context(resolved, alpn=alpn)  # ConfigError -> exit 2, before any network I/O
     report_warnings([*warnings, *compiled.warnings])
     warnings.clear()  # reported: a later error must not repeat them
 
