@@ -48,8 +48,8 @@ class HandshakeEvent:
     reason: str | None
     tls_version: str | None
     cipher: str | None
-    #: Subject of the client certificate (mutual TLS). None on failure: OpenSSL keeps no client chain it rejected,
-    #: and naming it would take a Python call per certificate of every handshake.
+    #: Subject of the client certificate (mutual TLS); on a verification failure, of the certificate at fault (the
+    #: error's ``subject``, with its ``depth``), read from the chain OpenSSL was building when it refused the client.
     subject: str | None
     server_name: str | None
     session_reused: bool

@@ -33,10 +33,16 @@ def _as_crypto(cert: CertLike) -> x509.Certificate:
 
 
 def peer_chain(conn: SSL.Connection, role: Role) -> list[x509.Certificate]:
-    """The certificates the peer sent, leaf first (a server's OpenSSL list omits the client's leaf)."""
+    """The certificates the peer sent, leaf first (a server's OpenSSL list omits the client's leaf).
+
+    A server that refused the client's chain keeps none of what the client sent, but OpenSSL leaves the chain it
+    was building in ``SSL_get0_verified_chain`` (leaf first, as far as it got, whatever the outcome), which names
+    the certificate at fault just as well. Read on the failure path only."""
     sent = conn.get_peer_cert_chain(as_cryptography=True) or []
     if role == "server":
         leaf = conn.get_peer_certificate(as_cryptography=True)
+        if leaf is None and not sent:
+            return list(conn.get_verified_chain(as_cryptography=True) or [])
         if leaf is not None and (not sent or sent[0] != leaf):
             sent = [leaf, *sent]
     return list(sent)

@@ -30,6 +30,7 @@ from tests.peers import (
     openssl_client,
     openssl_server,
     plaintext_reply,
+    python_ssl_client,
     raw_server,
     silent,
     write_pki,
@@ -278,6 +279,65 @@ async def test_revoked_client_certificate_server(pki: PKI, tmp_path: Path) -> No
 
     event = await server_reason(pki.server_options(tls_mutual="1", tls_crl=str(crl_file)), client)
     assert event.reason == "revoked"
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+@pytest.mark.parametrize("case", ["untrusted", "leaf-only", "expired", "not-yet-valid", "revoked", "bad-purpose"])
+async def test_server_names_the_refused_client_certificate(
+    pki: PKI, stranger: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, version: str
+) -> None:
+    """A refused client certificate is named, by depth and subject, in the server's event and its one log line:
+    OpenSSL drops what the client sent but keeps the chain it was building, and gtls reads that on failure."""
+    crl = None
+    leaf: Certified = pki.client
+    chain = pki.intermediate_file
+    expected: tuple[str, int, Certified]
+    if case == "untrusted":  # a stranger's chain: its intermediate's issuer is unknown here
+        leaf, expected = stranger.client, ("untrusted", 1, stranger.intermediate)
+        chain = stranger.intermediate_file
+    elif case == "leaf-only":  # the client forgot its intermediate
+        chain, expected = None, ("untrusted", 0, leaf)
+    elif case in ("expired", "not-yet-valid"):
+        when = {"not_before": -10 * DAY, "not_after": -DAY} if case == "expired" else {
+            "not_before": DAY, "not_after": 10 * DAY}
+        leaf = pki.intermediate.leaf(f"{case} client", eku=("client",), **when)  # type: ignore[arg-type]
+        expected = (case, 0, leaf)
+    elif case == "revoked":
+        crl = str(pki.intermediate.crl(revoked=[pki.client]).write(tmp_path / "crl.pem"))
+        expected = ("revoked", 0, leaf)
+    else:
+        leaf = pki.intermediate.leaf("server-only client", eku=("server",))
+        expected = ("bad-purpose", 0, leaf)
+    cert, key = write_identity(tmp_path, "client", leaf)
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=key, chain=chain, args=[version])
+
+    caplog.set_level("WARNING", logger="gtls.server")
+    options = pki.server_options(tls_mutual="1", **({"tls_crl": crl} if crl else {}))
+    event = await server_reason(options, client)
+    reason, depth, culprit = expected
+    subject = culprit.cert.subject.rfc4514_string()
+    assert isinstance(event.error, PeerVerificationError)
+    assert (event.reason, event.error.depth, event.error.subject, event.subject) == (reason, depth, subject, subject)
+    lines = [r.getMessage() for r in caplog.records if r.name == "gtls.server"]
+    assert len(lines) == 1 and f"handshake failed: {reason} " in lines[0] and f"subject={subject}" in lines[0], lines
+
+
+async def test_server_names_the_refused_client_certificate_of_python_ssl(pki: PKI, stranger: PKI) -> None:
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.check_hostname = False
+    chain_file = write_pem(stranger.dir / "client-with-chain.pem", stranger.client.cert_pem,
+                           stranger.intermediate.cert_pem)
+    context.load_cert_chain(chain_file, stranger.client_key)
+
+    async def client(port: int) -> None:
+        with contextlib.suppress(ssl.SSLError, OSError):
+            await trio.to_thread.run_sync(python_ssl_client, port, context)
+
+    event = await server_reason(pki.server_options(tls_mutual="1"), client)
+    assert event.reason == "untrusted" and isinstance(event.error, PeerVerificationError)
+    assert (event.error.depth, event.subject) == (1, stranger.intermediate.cert.subject.rfc4514_string())
 
 
 async def test_protocol_version_server(pki: PKI) -> None:
