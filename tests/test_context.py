@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL import SSL
 
 from gtls import _stat_memo
@@ -538,3 +539,33 @@ def test_a_sha1_signature_in_our_chain_or_the_peers_is_weak_on_every_openssl(tmp
     with pytest.raises(PeerVerificationError) as refused:
         verify_chain([peer], direct({"trusted-ca": str(tmp_path / "root.pem")}, "client"), "client")
     assert refused.value.reason == "untrusted" and refused.value.depth == 0
+
+
+def test_a_sha1_self_signed_root_is_a_root(tmp_path: Path) -> None:
+    """OpenSSL never judges a trust anchor's own signature, and many roots of the system bundle (DigiCert Global Root
+    CA, GlobalSign Root CA, …) sign themselves with SHA-1. cryptography will not check a SHA-1 signature, so gtls took
+    such a root for "not self-signed": a full chain ending in one was refused as weak, and as trusted-ca each was
+    named "neither a CA nor self-signed" and "paths through it fail", though handshakes through it pass."""
+    root_key, root_file = tmp_path / "root-key.pem", tmp_path / "root.pem"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(root_key), "-sha1",
+                    "-subj", "/CN=old sha1 root", "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", str(root_file)],
+                   check=True, capture_output=True, timeout=30)
+    root_cert = x509.load_pem_x509_certificate(root_file.read_bytes())
+    assert root_cert.signature_hash_algorithm is not None and root_cert.signature_hash_algorithm.name == "sha1"
+    root = CA(root_cert, load_pem_private_key(root_key.read_bytes(), None), None)  # type: ignore[arg-type]
+    inter = root.intermediate("sha256 inter")
+    leaf = inter.leaf("localhost", dns=("localhost",))
+    full_chain = write_pem(tmp_path / "fullchain.pem", leaf, inter, root_cert.public_bytes(Encoding.PEM))
+    options = {"certificate": str(full_chain), "certificate-key": str(leaf.write_key(tmp_path / "leaf-key.pem")),
+               "trusted-ca": str(root_file)}
+    server = compile_context(direct(options, "server"))
+    assert [c.subject for c in server.chain] == [leaf.subject, inter.subject, root_cert.subject]
+    client = compile_context(direct({"trusted-ca": str(root_file)}, "client"))
+    assert not [w for w in (*server.warnings, *client.warnings) if "sha1 root" in w], (server.warnings,
+                                                                                         client.warnings)
+    verify_chain([leaf.cert, inter.cert], direct({"trusted-ca": str(root_file)}, "client"), "client")
+    with gtls_server(server) as srv:
+        result = s_client(srv.port, "-CAfile", root_file, "-verify_return_error", "-servername", "localhost")
+    assert result.returncode == 0 and "Verify return code: 0 (ok)" in result.stdout, result.stderr
+    assert [o.ok for o in srv.outcomes] == [True]

@@ -164,6 +164,35 @@ def test_no_partial_chain_trust(tmp_path: Path, pki: dict[str, Certified]) -> No
     with pytest.raises(PeerVerificationError) as info:
         verify_chain([pki["a"].cert], compiled, "client")
     assert info.value.reason == "untrusted"
+    # ... so the file is named at load time as making nothing trusted; beside its root the intermediate is fine.
+    assert [w for w in compiled.warnings if "not a root" in w] == [
+        f"trusted-ca: CA {pki['inter'].subject.rfc4514_string()} in {tmp_path / 'inter.pem'} is not a root and its "
+        f"issuer {pki['root'].subject.rfc4514_string()} is not in the file: chains through it fail (untrusted); add "
+        "the root it chains to"]
+    assert not [w for w in client(write_pem(tmp_path / "both.pem", pki["inter"], pki["root"])).warnings
+                if "not a root" in w]
+
+
+@pytest.mark.filterwarnings("ignore:Parsed a serial number")  # cryptography's own, in this process
+def test_serial_zero_roots_are_counted_in_one_warning(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """A few roots of the system bundles have serial 0: OpenSSL takes them, cryptography warns on every load that a
+    future release will not. gtls says so once per file, naming the first (the command line prints nothing else)."""
+    import subprocess
+
+    from tests.peers import OPENSSL, run_gtls
+
+    zero = tmp_path / "zero.pem"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "zero-key.pem"), "-subj", "/CN=serial zero root", "-set_serial", "0",
+                    "-days", "30", "-out", str(zero)], check=True, capture_output=True, timeout=30)
+    bundle = write_pem(tmp_path / "bundle.pem", pki["root"], zero.read_bytes())
+    lines = [w for w in client(bundle).warnings if "serial number" in w]
+    assert lines == [f"trusted-ca: 1 certificate(s) in {bundle} have a serial number of 0 or below, which RFC 5280 "
+                     "forbids (first: CN=serial zero root); OpenSSL accepts them, but a future cryptography release "
+                     "will refuse this file"]
+    result = run_gtls("connect", "127.0.0.1:9", "--trusted-ca", str(bundle), "--timeout", "2")
+    assert "CryptographyDeprecationWarning" not in result.stderr
+    assert "have a serial number of 0 or below" in result.stderr, result.stderr
 
 
 def test_trusted_ca_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:

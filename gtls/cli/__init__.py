@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     route_library_logging()
+    # gtls names such certificates in its own warning lines (trusted-ca: … has serial number 0 …).
+    warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
     try:
         return run(args)
     except UsageError as exc:

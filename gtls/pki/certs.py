@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -50,7 +51,31 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError):
+    except ValueError:
+        # cryptography refuses to check SHA-1 and MD5 signatures ("Unsupported signature algorithm") while
+        # OpenSSL still reads them: whether they are acceptable is the strength check's question, not this one.
+        return _legacy_signature_verifies(cert, issuer.public_key())
+    except (InvalidSignature, TypeError):
+        return False
+    return True
+
+
+def _legacy_signature_verifies(cert: x509.Certificate, key: PublicKeyTypes) -> bool:
+    """The signature of ``cert`` checked with ``key`` directly: the hash primitives still verify what the
+    certificate API will not (a SHA-1-signed root of the system bundle must still be seen as self-signed)."""
+    try:
+        algorithm = cert.signature_hash_algorithm
+        if algorithm is None:
+            return False
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
+        elif isinstance(key, dsa.DSAPublicKey):
+            key.verify(cert.signature, cert.tbs_certificate_bytes, algorithm)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
 

@@ -23,15 +23,30 @@ def load_trusted_cas(
                               option=OPTION, where=where, error=CredentialLoadError)
     if others:
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
+    subjects = {ca.subject.public_bytes() for ca in cas}
     for ca in cas:
         problem = validity_problem(ca, now)
         if problem:
             warnings.append(f"{OPTION}: CA {subject_text(ca)} {problem}; paths through it will fail")
-        if not is_ca(ca) and not self_signed(ca):
+        root = self_signed(ca)
+        if not is_ca(ca) and not root:
             # A self-signed non-CA certificate is a peer trusted as itself (a pinned self-signed server); this one
             # can vouch for nothing: no issuer accepts it, and gtls does not trust a partial chain.
             warnings.append(f"{OPTION}: {subject_text(ca)} in {path} is neither a CA nor self-signed: it makes no "
                             "certificate trusted, not even itself")
+        elif not root and ca.issuer.public_bytes() not in subjects:
+            # Verification must end at a root of this file (no partial chains, spec §6): an intermediate whose
+            # issuer is missing here helps no chain to verify (gtls decision to say so; the spec is silent).
+            warnings.append(f"{OPTION}: CA {subject_text(ca)} in {path} is not a root and its issuer "
+                            f"{ca.issuer.rfc4514_string() or '(empty name)'} is not in the file: chains through it "
+                            "fail (untrusted); add the root it chains to")
+    unnumbered = [ca for ca in cas if ca.serial_number <= 0]
+    if unnumbered:
+        # OpenSSL takes them (a few roots of the system bundles have serial 0); cryptography warns that it will not.
+        # One line per file: the user can do nothing about each of them.
+        warnings.append(f"{OPTION}: {len(unnumbered)} certificate(s) in {path} have a serial number of 0 or below, "
+                        f"which RFC 5280 forbids (first: {subject_text(unnumbered[0])}); OpenSSL accepts them, but "
+                        "a future cryptography release will refuse this file")
     return cas
 
 
