@@ -48,7 +48,29 @@ def peer_chain(conn: SSL.Connection, role: Role) -> list[x509.Certificate]:
     return list(sent)
 
 
+#: Stores kept per compiled context (one per reference name a client verified offline); beyond this, start over.
+_MAX_STORES = 64
+
+
 def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None) -> crypto.X509Store:
+    """The store to verify with: built once per flags and reference name and kept by ``compiled``, since building
+    one converts every trusted CA and CRL (a failed handshake re-verifies offline, and any peer can cause that). A
+    store pinned to a time ``at`` is built for its one call. OpenSSL lets threads verify with one store at once."""
+    if at is not None:
+        return _new_store(compiled, flags, reference, at)
+    stores = compiled._verify_stores
+    key = (flags, reference)
+    store = stores.get(key)
+    if store is None:
+        store = _new_store(compiled, flags, reference, None)
+        if len(stores) >= _MAX_STORES:
+            stores.clear()
+        stores[key] = store
+    return store
+
+
+def _new_store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None
+               ) -> crypto.X509Store:
     store = crypto.X509Store()
     for ca in compiled.trusted:
         store.add_cert(crypto.X509.from_cryptography(ca))

@@ -224,3 +224,55 @@ def test_explain_chain_matches_the_compiled_chain_and_gives_reasons(pki: dict[st
         explain_chain(str(first), key)
     with pytest.raises(CredentialLoadError):
         listed_certificates("missing.pem", base_dir=tmp_path)
+
+
+def test_an_rsa_pss_key_is_refused_in_plain_words(tmp_path: Path) -> None:
+    """A key made with ``openssl genpkey -algorithm RSA-PSS`` crashed gtls serve with a traceback ("no certificate
+    assigned"): cryptography reads it as a plain RSA key, and OpenSSL then pairs that with no certificate."""
+    import subprocess
+
+    from tests.peers import OPENSSL
+
+    key, cert = tmp_path / "pss-key.pem", tmp_path / "pss.pem"
+    run = {"check": True, "capture_output": True, "timeout": 60}
+    subprocess.run([OPENSSL, "genpkey", "-algorithm", "RSA-PSS", "-pkeyopt", "rsa_keygen_bits:2048", "-out",
+                    str(key)], **run)  # type: ignore[call-overload]
+    key.chmod(0o600)
+    subprocess.run([OPENSSL, "req", "-x509", "-key", str(key), "-subj", "/CN=pss.test", "-days", "30", "-out",
+                    str(cert)], **run)  # type: ignore[call-overload]
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(direct({"certificate": str(cert), "certificate-key": str(key), "trusted-ca": str(cert)},
+                               "server"))
+    assert info.value.option == "certificate-key" and info.value.file == str(key)
+    assert "RSA-PSS private keys" in str(info.value) and "genpkey -algorithm RSA" in str(info.value)
+
+
+def test_an_expired_issuer_in_the_chain_is_named_with_its_renewed_copy(tmp_path: Path) -> None:
+    """Spec §4.3 picks among equal issuer candidates by load order, so an expired intermediate listed before its
+    renewed copy (same name and key) is sent, the copy dropped, and every peer refuses the chain: said at load time
+    (before, only the dropped copy was named, by a name both share)."""
+    root = CA.root("renewal root")
+    key = generate_key("ec")
+    day = dt.timedelta(days=1)
+    old = root.intermediate("renewal inter", key=key, not_before=-20 * day, not_after=-day)
+    renewed = root.intermediate("renewal inter", key=key)
+    leaf = renewed.leaf("renewal.test")
+    key_file = leaf.write_key(tmp_path / "key.pem")
+    trusted = write_pem(tmp_path / "root.pem", root)
+
+    def compiled_from(*certs: Certified) -> list[str]:
+        path = write_pem(tmp_path / "chain.pem", *certs)
+        warnings: list[str] = []
+        compiled = compile_context(direct({"certificate": str(path), "certificate-key": str(key_file),
+                                           "trusted-ca": str(trusted)}, "server", warnings=warnings))
+        sent = compiled.chain[1]
+        assert sent == (old.cert if certs[1] is old else renewed.cert)
+        return [w for w in (*warnings, *compiled.warnings) if "depth 1" in w]
+
+    (warning,) = compiled_from(leaf, old, renewed, root)
+    assert warning.startswith("certificate: chain certificate CN=renewal inter (depth 1) expired on ")
+    assert warning.endswith(f"a valid copy from {tmp_path / 'chain.pem'} was dropped: list it before this one, or "
+                            "remove this one")
+    assert compiled_from(leaf, renewed, old, root) == []
+    (alone,) = compiled_from(leaf, old, root)
+    assert alone.endswith("; peers will refuse the chain")

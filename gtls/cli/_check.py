@@ -197,11 +197,12 @@ def _expiring(
 
 
 def _expiry_warnings(chain: Sequence[x509.Certificate], now: dt.datetime) -> list[str]:
+    # An expired certificate of the chain is already a warning of the context compilation.
     return [
-        f"certificate {name_of(cert.subject)} (depth {depth}) "
-        + (f"expires on {cert.not_valid_after_utc:%Y-%m-%d} ({left.days} days left)" if left >= dt.timedelta(0)
-           else f"expired on {cert.not_valid_after_utc:%Y-%m-%d}")
+        f"certificate {name_of(cert.subject)} (depth {depth}) expires on {cert.not_valid_after_utc:%Y-%m-%d} "
+        f"({left.days} days left)"
         for depth, cert, left in _expiring(chain, now)
+        if left >= dt.timedelta(0)
     ]
 
 

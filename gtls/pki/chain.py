@@ -94,7 +94,26 @@ def assemble(
             f"{option}: chain ends at {subject_text(chain[-1])}, which is not self-signed; "
             "the peer must hold the missing CA certificate"
         )
+    _issuer_validity_warnings(chain, unused, option=option, warnings=warnings)
     return chain
+
+
+def _issuer_validity_warnings(chain: Sequence[x509.Certificate], dropped: Sequence[LoadedCert], *, option: str,
+                              warnings: list[str]) -> None:
+    """Name an issuer in the chain that is outside its validity period: peers refuse the chain. Step 1 of §4.3
+    picks among equal candidates by load order, so an expired intermediate listed before its renewed copy (same
+    name and key) is sent and the copy dropped; the warning says which copy to list first (gtls)."""
+    now = dt.datetime.now(dt.UTC)
+    for depth, cert in enumerate(chain[1:], start=1):
+        problem = validity_problem(cert, now)
+        if problem is None:
+            continue
+        key = cert.public_key()
+        renewed = next((item for item in dropped if item.cert.subject == cert.subject
+                        and item.cert.public_key() == key and validity_problem(item.cert, now) is None), None)
+        hint = (f"; a valid copy from {renewed.source} was dropped: list it before this one, or remove this one"
+                if renewed is not None else "; peers will refuse the chain")
+        warnings.append(f"{option}: chain certificate {subject_text(cert)} (depth {depth}) {problem}{hint}")
 
 
 def leaf_warnings(leaf: x509.Certificate, role: str, now: dt.datetime, *, option: str, warnings: list[str]) -> None:

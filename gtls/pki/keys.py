@@ -17,6 +17,8 @@ from .where import Where
 TLSKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey | (
     dsa.DSAPrivateKey
 )
+#: The DER of the RSASSA-PSS algorithm identifier's OID (1.2.840.113549.1.1.10), as a PKCS#8 key names its type.
+_RSASSA_PSS_OID = bytes.fromhex("06092a864886f70d01010a")
 KEY_LABELS = frozenset({"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "DSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"})
 
 
@@ -59,6 +61,16 @@ def load_private_key(
         raise where.error(
             CredentialLoadError,
             "private key is encrypted; gtls needs an unencrypted key (there is no passphrase option)",
+            option=option,
+            file=path,
+        )
+    if block.label == "PRIVATE KEY" and _RSASSA_PSS_OID in block.der[:24]:
+        # cryptography reads it as a plain RSA key and pyOpenSSL hands OpenSSL that, which then pairs it with no
+        # certificate (the certificate's key is RSA-PSS): every handshake would fail. Refused here in plain words.
+        raise where.error(
+            CredentialLoadError,
+            "RSA-PSS private keys (openssl genpkey -algorithm RSA-PSS) are not supported; use an RSA key "
+            "(openssl genpkey -algorithm RSA): its certificate may still be signed with RSA-PSS",
             option=option,
             file=path,
         )
