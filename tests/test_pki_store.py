@@ -201,7 +201,12 @@ def test_trusted_ca_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
     assert "exactly one file" in str(info.value) and info.value.option == "trusted-ca"
     with pytest.raises(CredentialLoadError) as info:
         client(write_pem(tmp_path / "crl-only.pem", pki["root"].crl().pem))
-    assert "no PEM CERTIFICATE block" in str(info.value) and info.value.file == str(tmp_path / "crl-only.pem")
+    assert "no PEM CERTIFICATE block in file (it holds X509 CRL)" in str(info.value)
+    assert info.value.file == str(tmp_path / "crl-only.pem")
+    trusted_form = pki["root"].cert_pem.replace(b" CERTIFICATE-----", b" TRUSTED CERTIFICATE-----")
+    with pytest.raises(CredentialLoadError) as info:
+        client(write_pem(tmp_path / "trusted-form.pem", trusted_form))
+    assert "no PEM CERTIFICATE block in file (it holds TRUSTED CERTIFICATE)" in str(info.value)
     for bad, why in ((tmp_path / "missing.pem", "file not found"), (tmp_path, "is a directory")):
         with pytest.raises(CredentialLoadError) as info:
             client(bad)

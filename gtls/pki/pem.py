@@ -186,7 +186,11 @@ def load_blocks(
     blocks = blocks_of(path, files, option=option, where=where, error=error, wanted=label)
     wanted = [block for block in blocks if block.label == label]
     if not wanted:
-        raise where.error(error, f"no PEM {label} block in file", option=option, file=path)
+        found = sorted({block.label for block in blocks})
+        # Older tools write certificates as "X509 CERTIFICATE" or "TRUSTED CERTIFICATE" (openssl x509 -trustout):
+        # naming what the file holds tells the user which conversion is wanted.
+        raise where.error(error, f"no PEM {label} block in file (it holds {', '.join(found)})", option=option,
+                          file=path)
     seen = set() if seen is None else seen
     objects: list[T] = []
     for block in wanted:
