@@ -276,3 +276,29 @@ def test_an_expired_issuer_in_the_chain_is_named_with_its_renewed_copy(tmp_path:
     assert compiled_from(leaf, renewed, old, root) == []
     (alone,) = compiled_from(leaf, old, root)
     assert alone.endswith("; peers will refuse the chain")
+
+
+@pytest.mark.parametrize("curve", ["secp256k1", "brainpoolP256r1", "secp384r1"])
+def test_a_key_few_peers_accept_is_named_at_load_time(tmp_path: Path, curve: str) -> None:
+    """OpenSSL loads a secp256k1 or brainpool key, and the handshakes it should sign then fail with a word about
+    ciphers or versions (s_client with TLS 1.2 here), which points away from the key: the key is named when the
+    settings are compiled."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    curves: dict[str, ec.EllipticCurve] = {"secp256k1": ec.SECP256K1(), "brainpoolP256r1": ec.BrainpoolP256R1(),
+                                           "secp384r1": ec.SECP384R1()}
+    root = CA.root("curve root")
+    leaf = root.leaf("localhost", dns=("localhost",), key=ec.generate_private_key(curves[curve]))
+    cert, key = leaf.write_cert(tmp_path / "leaf.pem"), leaf.write_key(tmp_path / "key.pem")
+    trusted = write_pem(tmp_path / "root.pem", root)
+    warnings: list[str] = []
+    compiled = compile_context(direct({"certificate": str(cert), "certificate-key": str(key),
+                                       "trusted-ca": str(trusted)}, "server", warnings=warnings))
+    named = [w for w in (*warnings, *compiled.warnings) if f"is on {curve}" in w]
+    with gtls_server(compiled) as server:
+        result = s_client(server.port, "-tls1_2", "-CAfile", trusted, "-verify_return_error")
+    if curve == "secp384r1":
+        assert named == [] and result.returncode == 0
+    else:
+        assert len(named) == 1 and named[0].startswith(f"certificate-key: the key in {key} is on {curve}")
+        assert result.returncode != 0 and [o.ok for o in server.outcomes] == [False]

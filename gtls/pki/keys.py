@@ -87,4 +87,31 @@ def load_private_key(
             CredentialLoadError, f"unsupported private key type {type(key).__name__}", option=option, file=path
         )
     check_key_permissions(path, option=option, where=where, warnings=warnings)
+    limit = signing_limit(key)
+    if limit is not None:
+        warnings.append(f"{option}: the key in {path} {limit}")
     return key
+
+
+#: Curves TLS signs with everywhere (TLS 1.3's ECDSA schemes; what TLS 1.2 peers offer by default).
+_TLS_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+#: RFC 8734's TLS 1.3 schemes; OpenSSL 3.2 and later only.
+_BRAINPOOL = frozenset({"brainpoolP256r1", "brainpoolP384r1", "brainpoolP512r1"})
+
+
+def signing_limit(key: TLSKey) -> str | None:
+    """Why few or no peers accept handshakes this key signs, else None (a warning: OpenSSL loads such keys, and
+    the handshake fails later with a word about ciphers or versions, which points away from the key)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        curve = key.curve.name
+        if curve in _TLS_CURVES:
+            return None
+        if curve in _BRAINPOOL:
+            return (f"is on {curve}: only TLS 1.3 peers on OpenSSL 3.2 or later accept its signatures; others fail "
+                    "the handshake (no-shared-cipher or protocol-version); use P-256, P-384 or P-521")
+        return (f"is on {curve}, a curve TLS peers do not sign with: handshakes fail (no-shared-cipher); use P-256, "
+                "P-384 or P-521")
+    if isinstance(key, dsa.DSAPrivateKey):
+        return ("is a DSA key: it signs only TLS 1.2 handshakes with DHE-DSS cipher suites, which peers no longer "
+                "offer by default; use an EC or RSA key")
+    return None
