@@ -38,8 +38,9 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
+from ._redact import redact
 from .errors import DeploymentError, InvalidOptionValue
 from .options import classify_name, emit_warning, expand_home, host_problem, is_thumbprint, parse_transport
 from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
@@ -51,11 +52,25 @@ _WILDCARDS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 DEFAULT_LISTEN_ADDRESS: Final = "127.0.0.1"
 
 SecurityTable = dict[str, object]
+_Model = TypeVar("_Model", bound=type)
+
+
+def _redacted_repr(cls: _Model) -> _Model:
+    """The dataclass repr, with key material left out: these objects hold option values as the file wrote them,
+    and a key pasted into one (refused when resolved) must not reach a debug log or a traceback's locals."""
+    plain = cls.__repr__
+
+    def __repr__(self: object) -> str:
+        return redact(plain(self))
+
+    cls.__repr__ = __repr__  # type: ignore[assignment]
+    return cls
 
 
 # --- the model ---
 
 
+@_redacted_repr
 @dataclass(frozen=True, slots=True)
 class HostSpec:
     name: str
@@ -63,6 +78,7 @@ class HostSpec:
     security: SecurityTable
 
 
+@_redacted_repr
 @dataclass(frozen=True, slots=True)
 class PortSpec:
     id: str
@@ -71,6 +87,7 @@ class PortSpec:
     transport: str
 
 
+@_redacted_repr
 @dataclass(frozen=True, slots=True)
 class ConnectionSpec:
     id: str
@@ -81,6 +98,7 @@ class ConnectionSpec:
     host: str | None
 
 
+@_redacted_repr
 @dataclass(frozen=True, slots=True)
 class ApplicationSpec:
     name: str
@@ -147,6 +165,7 @@ class EndpointRef:
         return Endpoint(self.object_path, self.role, self.address, self.port, resolved, self.server_hostname)
 
 
+@_redacted_repr
 @dataclass(frozen=True)
 class Deployment:
     path: Path

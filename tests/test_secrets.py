@@ -318,3 +318,26 @@ def test_the_leak_detector_finds_every_form_of_the_key(good: GoodFiles) -> None:
     for leaked in (pem, pem.splitlines()[2], str(number), f"{number:X}", f"file not found: /etc/{pem}"):
         with pytest.raises(AssertionError, match="leaked"):
             assert_no_secret(f"gtls: config error: {leaked} (mode 644)", good.leaf)
+
+
+def test_a_loaded_deployment_never_shows_a_pasted_key_in_its_repr(good: GoodFiles, tmp_path: Path) -> None:
+    """The deployment model holds option values as the file wrote them (a pasted key is refused only when an
+    endpoint is resolved): its reprs, which debug logs and traceback locals show, leave key material out."""
+    from gtls.deployment import load_deployment
+
+    pem = good.leaf.key_pem.decode()
+    config = tmp_path / "pasted.toml"
+    config.write_text(
+        "[hosts.h.security]\n"
+        f"certificate = {toml_string(str(good.chain))}\ncertificate-key = {toml_string(pem)}\n"
+        f"trusted-ca = {toml_string(str(good.ca))}\nCertificate-Key = {toml_string(pem)}\n"
+        '[applications.app]\nhost = "h"\ncertificate-source = "Host"\n'
+        f"[applications.app.security]\nmy-secret = {toml_string(pem)}\n"
+        f"[applications.app.ports.default]\nport = 0\ntransport = {toml_string('tls=1;' + pem)}\n"
+    )
+    deployment = load_deployment(config)
+    application = deployment.application("app")
+    shown = [repr(deployment), repr(deployment.hosts["h"]), repr(application), repr(application.ports["default"])]
+    for text in shown:
+        assert "[PEM content not shown]" in text, text[:200]
+        assert_no_secret(text, good.leaf)
