@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import logging
 import math
 import socket
@@ -36,6 +37,8 @@ logger = logging.getLogger("gtls.server")
 
 Handler = Callable[[TLSStream], Awaitable[object]]
 HandshakeHook = Callable[["HandshakeEvent"], object]
+_ASYNC_HOOK = ("on_handshake must be a plain function: it is called on the handshake path, which does not await it "
+               "(an async hook would never run); hand the event to a task, e.g. with a memory channel's send_nowait")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class Handshaker:
         check_handshake_timeout(timeout)
         if max_handshakes is not None and max_handshakes < 1:
             raise ValueError("max_handshakes must be >= 1 or None")
+        if on_handshake is not None and inspect.iscoroutinefunction(on_handshake):
+            raise TypeError(_ASYNC_HOOK)
         self.timeout = timeout
         self.limiter = trio.CapacityLimiter(max_handshakes) if max_handshakes is not None else None
         self.on_handshake = on_handshake
@@ -197,7 +202,11 @@ class Handshaker:
         and the connection and the server go on (gtls decision), rather than a counter taking the port down."""
         assert self.on_handshake is not None
         try:
-            self.on_handshake(event)
+            returned = self.on_handshake(event)
+            if inspect.isawaitable(returned):  # an async __call__ or a lambda around a coroutine function
+                if inspect.iscoroutine(returned):
+                    returned.close()  # never run: no "never awaited" warning on top of this error
+                raise TypeError(_ASYNC_HOOK)
         except Exception:
             log_peer(logger.exception, "on_handshake raised on the event %s; the connection and the server go on",
                      event.describe())

@@ -223,6 +223,26 @@ async def test_a_raising_hook_is_logged_and_the_server_goes_on(pki: PKI, caplog:
     assert len(errors) == 2 and errors[0].exc_info is not None and "on_handshake raised" in errors[0].getMessage()
 
 
+async def test_an_async_hook_is_refused_not_silently_skipped(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
+    """on_handshake is called on the handshake path and never awaited: an ``async def`` hook was accepted (its type
+    allows any return value) and never ran, with only Python's "never awaited" warning to show for it."""
+    async def metrics(event: HandshakeEvent) -> None:  # pragma: no cover - must never run
+        raise AssertionError("not awaited by design")
+
+    with trio.fail_after(5), pytest.raises(TypeError, match="on_handshake must be a plain function"):
+        await serve_tls_over_tcp(echo_line, 0, pki.server_options(), host="127.0.0.1", on_handshake=metrics)
+
+    class AsyncCall:  # a callable object whose __call__ is async: found when its first event is given
+        async def __call__(self, event: HandshakeEvent) -> None:  # pragma: no cover - must never run
+            raise AssertionError("not awaited by design")
+
+    caplog.set_level(logging.INFO, logger="gtls.server")
+    async with serving(pki, on_handshake=AsyncCall()) as port:
+        assert await round_trip(port, pki.client_options()) == b"hello\n"  # the connection and server go on
+    errors = [r for r in caplog.records if r.name == "gtls.server" and r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "on_handshake must be a plain function" in str(errors[0].exc_info[1])  # type: ignore[index]
+
+
 async def test_served_stream_transport_is_made_on_demand(pki: PKI) -> None:
     """The serving loop hands OpenSSL the bare socket; transport_stream still gives the connection's SocketStream
     (TCP options as trio sets them), and after the close a closed one."""
