@@ -24,6 +24,10 @@ SESSIONS (``gtls._sessions``): ``SSL_CTX_set_session_id_context`` on the ``Conte
 session epoch on a context already in use (pyOpenSSL's ``set_session_id`` refuses a context that made a connection).
 Fallback: ports that verify clients resume no sessions at all (no cache, no tickets), so a resumption never skips
 a certificate check for longer than the epochs would allow.
+
+OBJECT NAMES (``gtls._ssl_compat``, ``TLSStream.getpeercert()``): ``OBJ_txt2nid``/``OBJ_nid2ln``/``OBJ_nid2sn`` name
+an OID as Python's ``ssl`` names it (OpenSSL's long name; this OpenSSL's, which may know an OID the one under ``ssl``
+does not). Fallback: a table of the name attributes OpenSSL knows; other OIDs stay dotted.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ VERIFY_SYMBOLS: Final = (
     "X509_verify_cert_error_string",
 )
 SESSION_SYMBOLS: Final = ("SSL_CTX_set_session_id_context",)
+OBJECT_NAME_SYMBOLS: Final = ("OBJ_txt2nid", "OBJ_nid2ln", "OBJ_nid2sn", "NID_undef")
 
 _lib: Any
 _ffi: Any
@@ -97,7 +102,7 @@ def _missing_in_binding(names: tuple[str, ...]) -> list[str]:
 
 def missing_symbols() -> list[str]:
     """Everything gtls uses that the installed pyOpenSSL lacks, by name (empty when all is there)."""
-    missing = _missing_in_binding(ENGINE_SYMBOLS + VERIFY_SYMBOLS + SESSION_SYMBOLS)
+    missing = _missing_in_binding(ENGINE_SYMBOLS + VERIFY_SYMBOLS + SESSION_SYMBOLS + OBJECT_NAME_SYMBOLS)
     if _alloc is None:
         missing.append("OpenSSL._util.no_zero_allocator")
     return missing + _instance_attributes()
@@ -114,6 +119,8 @@ ENGINE: bool = (
 VERIFY: bool = not _missing_in_binding(VERIFY_SYMBOLS)
 #: A context in use can start a new session epoch.
 SESSIONS: bool = not _missing_in_binding(SESSION_SYMBOLS) and hasattr(SSL.Context(SSL.TLS_METHOD), "_context")
+#: OpenSSL's own names for OIDs.
+OBJECT_NAMES: bool = not _missing_in_binding(OBJECT_NAME_SYMBOLS)
 
 # --- ENGINE ------------------------------------------------------------------------------------------------------
 
@@ -262,3 +269,19 @@ def set_session_id_context(ctx: SSL.Context, sid_ctx: bytes) -> None:
     makes its resumption fail (a full handshake)."""
     if _lib.SSL_CTX_set_session_id_context(ctx._context, sid_ctx, len(sid_ctx)) != 1:  # noqa: SLF001
         raise ValueError("OpenSSL refused the session ID context")
+
+
+# --- OBJECT NAMES ------------------------------------------------------------------------------------------------
+
+
+def object_name(dotted: str) -> str | None:
+    """OpenSSL's long name for the OID ``dotted`` (its short name when it has no long one), as ``OBJ_obj2txt``
+    gives it; None when OpenSSL does not know the OID (needs ``OBJECT_NAMES``)."""
+    nid = _lib.OBJ_txt2nid(dotted.encode("ascii"))
+    if nid == _lib.NID_undef:
+        return None
+    for lookup in (_lib.OBJ_nid2ln, _lib.OBJ_nid2sn):
+        name = lookup(nid)
+        if name != _ffi.NULL:
+            return str(_ffi.string(name).decode("ascii"))
+    return None  # pragma: no cover - every object OpenSSL knows has a name

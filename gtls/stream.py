@@ -16,7 +16,7 @@ import math
 import operator
 import socket
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, overload
 
 import trio
 from cryptography import x509
@@ -797,9 +797,18 @@ class TLSStream(trio.abc.HalfCloseableStream):
         """``tls_version``, as ``ssl.SSLObject.version()``."""
         return self.tls_version
 
+    # The overloads typeshed gives ssl's: ``cert["subject"]`` type-checks without narrowing away bytes.
+    @overload
+    def getpeercert(self, binary_form: Literal[False] = False) -> dict[str, Any] | None: ...
+    @overload
+    def getpeercert(self, binary_form: Literal[True]) -> bytes | None: ...
+    @overload
+    def getpeercert(self, binary_form: bool) -> dict[str, Any] | bytes | None: ...
+
     def getpeercert(self, binary_form: bool = False) -> dict[str, Any] | bytes | None:
-        """The peer's certificate as ``ssl.SSLObject.getpeercert`` gives it: DER bytes with ``binary_form``, else a
-        dict (``subject``, ``issuer``, ``notAfter``, ``subjectAltName``, …); None when the peer sent none."""
+        """The peer's certificate as ``ssl.SSLObject.getpeercert`` gives it: DER bytes with ``binary_form``, else the
+        dict ``ssl`` decodes (``subject``, ``issuer``, ``notAfter``, ``subjectAltName``, ``OCSP``, …); None when the
+        peer sent none."""
         cert = self.peer_certificate
         if cert is None:
             return None

@@ -1,0 +1,282 @@
+"""TLSStream.getpeercert() gives what Python's ssl gives: gtls._ssl_compat.peercert_dict compared with CPython's own
+decoder (``ssl._ssl._test_decode_cert``, the code behind ``SSLSocket.getpeercert()``) on the same certificates, and a
+real gtls stream compared with a real ``ssl.SSLSocket`` over 127.0.0.1."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import trio
+from cryptography import x509
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, ObjectIdentifier
+
+from gtls import _binding, _ssl_compat
+from gtls.options import TLSOptions
+from gtls.stream import TLSStream, compile_settings
+from gtls.testing import CA, Certified, write_pem
+from tests.hostile import IO_TIMEOUT
+from tests.peers import python_context
+
+PRIVATE_OID = ObjectIdentifier("1.3.6.1.4.1.55555.7.1")  # an enterprise arc OpenSSL has no name for
+
+
+def ssl_decodes(tmp_path: Path, certified: Certified) -> dict[str, object]:
+    path = write_pem(tmp_path / f"cert-{certified.serial:x}.pem", certified)
+    decoded: dict[str, object] = ssl._ssl._test_decode_cert(str(path))  # type: ignore[attr-defined]
+    return decoded
+
+
+def assert_same_as_ssl(tmp_path: Path, certified: Certified) -> dict[str, object]:
+    expected = ssl_decodes(tmp_path, certified)
+    assert _ssl_compat.peercert_dict(certified.cert) == expected
+    return expected
+
+
+def der(tag: int, contents: bytes) -> bytes:
+    size = len(contents)
+    if size < 0x80:
+        return bytes((tag, size)) + contents
+    width = (size.bit_length() + 7) // 8
+    return bytes((tag, 0x80 | width)) + size.to_bytes(width, "big") + contents
+
+
+def utf8(text: str) -> bytes:
+    return der(0x0C, text.encode())
+
+
+def ia5(text: str) -> bytes:
+    return der(0x16, text.encode())
+
+
+def attribute(oid: ObjectIdentifier, value: str, kind: _ASN1Type | None = None) -> x509.NameAttribute[str]:
+    return x509.NameAttribute(oid, value, kind) if kind is not None else x509.NameAttribute(oid, value)
+
+
+def many_attributes() -> x509.Name:
+    """Attributes outside the usual ten, a private OID, a multi-valued RDN given out of DER order, string types that
+    convert differently (BMPString, UniversalString, PrintableString) and a BIT STRING x500UniqueIdentifier."""
+    return x509.Name([
+        x509.RelativeDistinguishedName([attribute(NameOID.COUNTRY_NAME, "NZ")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.ORGANIZATION_NAME, "Compat Ltd")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.COMMON_NAME, "compat"), attribute(NameOID.TITLE, "boss")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.GIVEN_NAME, "Zoë", _ASN1Type.BMPString)]),
+        x509.RelativeDistinguishedName([attribute(NameOID.SURNAME, "Ångström", _ASN1Type.UniversalString)]),
+        x509.RelativeDistinguishedName([attribute(NameOID.BUSINESS_CATEGORY, "Private Organization")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.PSEUDONYM, "the compat one")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.INITIALS, "C", _ASN1Type.PrintableString)]),
+        x509.RelativeDistinguishedName([attribute(NameOID.JURISDICTION_COUNTRY_NAME, "NZ")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.ORGANIZATION_IDENTIFIER, "NTRNZ-123")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.DOMAIN_COMPONENT, "test")]),
+        x509.RelativeDistinguishedName([attribute(NameOID.EMAIL_ADDRESS, "ops@compat.test")]),
+        x509.RelativeDistinguishedName([attribute(PRIVATE_OID, "private value")]),
+        x509.RelativeDistinguishedName([
+            x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x03\xab\xcf", _ASN1Type.BitString)]),
+    ])
+
+
+def other_names() -> list[x509.GeneralName]:
+    """Every otherName form OpenSSL spells out, each also with the wrong string type, and one it does not know."""
+    forms = [
+        ("1.3.6.1.5.5.7.8.5", utf8("xmpp@compat.test"), ia5("xmpp@compat.test")),  # XmppAddr
+        ("1.3.6.1.5.5.7.8.7", ia5("_imaps.compat.test"), utf8("_imaps.compat.test")),  # SRVName
+        ("1.3.6.1.4.1.311.20.2.3", utf8("upn@compat.test"), ia5("upn@compat.test")),  # Microsoft UPN
+        ("1.3.6.1.5.5.7.8.9", utf8("smtp@compat.test"), ia5("smtp@compat.test")),  # SmtpUTF8Mailbox
+        ("1.3.6.1.5.5.7.8.8", utf8("compat.test"), ia5("compat.test")),  # NAIRealm
+    ]
+    names: list[x509.GeneralName] = []
+    for oid, right, wrong in forms:
+        names += [x509.OtherName(ObjectIdentifier(oid), right), x509.OtherName(ObjectIdentifier(oid), wrong)]
+    names.append(x509.OtherName(PRIVATE_OID, utf8("unknown form")))
+    xmpp = ObjectIdentifier("1.3.6.1.5.5.7.8.5")
+    names.append(x509.OtherName(xmpp, utf8("cut\0here")))  # printed up to the NUL
+    names.append(x509.OtherName(xmpp, utf8("one line\nthen another")))  # ssl reads back one line
+    return names
+
+
+def every_san() -> list[x509.GeneralName]:
+    return [
+        x509.DNSName("localhost"),
+        x509.DNSName("compat.test"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+        x509.IPAddress(ipaddress.ip_address("2001:db8:0:0:ab:0:0:ff01")),
+        x509.RFC822Name("ops@compat.test"),
+        x509.UniformResourceIdentifier("https://compat.test/path?q=1"),
+        x509.DirectoryName(many_attributes()),
+        x509.RegisteredID(ObjectIdentifier("1.2.3.4.5.6")),  # unknown to OpenSSL: dotted
+        x509.RegisteredID(NameOID.COMMON_NAME),  # known: named
+        *other_names(),
+    ]
+
+
+def access_and_crl_extensions() -> list[x509.ExtensionType]:
+    ocsp, issuers = AuthorityInformationAccessOID.OCSP, AuthorityInformationAccessOID.CA_ISSUERS
+    uri = x509.UniformResourceIdentifier
+    aia = x509.AuthorityInformationAccess([
+        x509.AccessDescription(issuers, uri("http://ca.compat.test/issuer.der")),  # caIssuers first in the extension
+        x509.AccessDescription(ocsp, uri("http://ocsp.compat.test")),
+        x509.AccessDescription(ocsp, x509.DNSName("not-a-uri.compat.test")),  # not a URI: ssl skips it
+        x509.AccessDescription(issuers, uri("http://ca2.compat.test/issuer.p7c")),
+        x509.AccessDescription(ObjectIdentifier("1.3.6.1.5.5.7.48.5"), uri("http://repo.compat.test")),  # caRepository
+        x509.AccessDescription(ocsp, uri("http://ocsp2.compat.test")),
+    ])
+    point = x509.DistributionPoint
+    crl = x509.CRLDistributionPoints([
+        point([uri("http://crl.compat.test/a.crl"), x509.DNSName("skipped.compat.test")], None, None, None),
+        point(None, x509.RelativeDistinguishedName([attribute(NameOID.COMMON_NAME, "relative")]), None, None),
+        point([x509.DirectoryName(x509.Name([attribute(NameOID.COMMON_NAME, "crl dir")]))], None, None, None),
+        point(None, None, None, [x509.DirectoryName(x509.Name([attribute(NameOID.COMMON_NAME, "crl issuer")]))]),
+        point([uri("ldap://crl.compat.test/cn=b"), uri("http://crl.compat.test/b.crl")],
+              None, frozenset({x509.ReasonFlags.key_compromise}), None),
+    ])
+    return [aia, crl]
+
+
+@pytest.fixture(scope="module")
+def root() -> CA:
+    return CA.root("compat root")  # plain: issuer names are test_name_attributes' subject
+
+
+@pytest.mark.parametrize("serial", [0xABC, 0x1, 0xF, 0x7F, 0x80, 0x100, 0xFFFF, 0x1_0000, 2**159 - 1, 2**64 + 5])
+def test_serial_numbers(tmp_path: Path, root: CA, serial: int) -> None:
+    """Whole bytes, upper case: 0xABC is '0ABC'; 0x80 (DER 00 80) is '80'."""
+    decoded = assert_same_as_ssl(tmp_path, root.leaf("serial.test", serial=serial))
+    assert len(str(decoded["serialNumber"])) % 2 == 0
+
+
+def test_name_attributes(tmp_path: Path) -> None:
+    """Subject and issuer attributes named as OpenSSL names them (title, givenName, surname, businessCategory,
+    pseudonym, …), dotted when OpenSSL knows no name, with ssl's RDN grouping and value conversion."""
+    issuer = CA.root(many_attributes())
+    decoded = assert_same_as_ssl(tmp_path, issuer.leaf(subject=many_attributes()))
+    flat = dict(pair for rdn in decoded["subject"] for pair in rdn)  # type: ignore[attr-defined]
+    assert flat["title"] == "boss" and flat["givenName"] == "Zoë" and flat["surname"] == "Ångström"
+    assert flat["businessCategory"] == "Private Organization" and flat["pseudonym"] == "the compat one"
+    assert flat[PRIVATE_OID.dotted_string] == "private value"
+    assert flat["x500UniqueIdentifier"] == b"\xab\xc8"  # 3 unused bits: the count is dropped, the bits cleared
+
+
+def test_subject_alt_names_of_every_type(tmp_path: Path, root: CA) -> None:
+    decoded = assert_same_as_ssl(tmp_path, root.leaf("san.test", other_sans=every_san()))
+    kinds = {kind for kind, _ in decoded["subjectAltName"]}  # type: ignore[attr-defined]
+    assert kinds == {"DNS", "IP Address", "email", "URI", "DirName", "Registered ID", "othername"}
+
+
+def test_x400_and_edi_party_names(tmp_path: Path, root: CA) -> None:
+    """Forms cryptography refuses to parse (every extension of the certificate becomes unreadable to it) and ssl
+    writes as '<unsupported>'."""
+    names = x509.SubjectAlternativeName([x509.DNSName("edi.test"), x509.RegisteredID(PRIVATE_OID)]).public_bytes()
+    x400 = der(0xA3, der(0x30, b""))  # an empty ORAddress
+    edi = der(0xA5, der(0xA1, utf8("party")))  # EDIPartyName with its partyName only
+    raw = der(0x30, x400 + names[2:] + edi)
+    leaf = root.leaf(extensions=[x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, raw),
+                                 *access_and_crl_extensions()])
+    with pytest.raises(x509.UnsupportedGeneralNameType):
+        leaf.cert.extensions  # noqa: B018
+    decoded = assert_same_as_ssl(tmp_path, leaf)
+    assert decoded["subjectAltName"][0] == ("X400Name", "<unsupported>")  # type: ignore[index]
+    assert decoded["subjectAltName"][-1] == ("EdiPartyName", "<unsupported>")  # type: ignore[index]
+
+
+def test_ocsp_ca_issuers_and_crl_distribution_points(tmp_path: Path, root: CA) -> None:
+    decoded = assert_same_as_ssl(tmp_path, root.leaf("aia.test", extensions=access_and_crl_extensions()))
+    assert decoded["OCSP"] == ("http://ocsp.compat.test", "http://ocsp2.compat.test")
+    assert decoded["caIssuers"] == ("http://ca.compat.test/issuer.der", "http://ca2.compat.test/issuer.p7c")
+    assert decoded["crlDistributionPoints"] == (
+        "http://crl.compat.test/a.crl", "ldap://crl.compat.test/cn=b", "http://crl.compat.test/b.crl")
+
+
+def _uri_free() -> Iterator[tuple[str, list[x509.ExtensionType]]]:
+    yield "no extensions of these kinds", []
+    yield "an empty subjectAltName", [x509.SubjectAlternativeName([])]
+    yield "OCSP only", [x509.AuthorityInformationAccess([
+        x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier("http://o.test"))])]
+    yield "access and CRL points without URIs", [
+        x509.AuthorityInformationAccess([x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                                                x509.DNSName("ca.test"))]),
+        x509.CRLDistributionPoints([x509.DistributionPoint(
+            None, x509.RelativeDistinguishedName([attribute(NameOID.COMMON_NAME, "r")]), None, None)]),
+    ]
+
+
+@pytest.mark.parametrize(("case", "extensions"), list(_uri_free()), ids=[case for case, _ in _uri_free()])
+def test_keys_only_where_ssl_has_them(tmp_path: Path, root: CA, case: str,
+                                      extensions: Sequence[x509.ExtensionType]) -> None:
+    """subjectAltName whenever the extension is there (even empty); OCSP, caIssuers, crlDistributionPoints only
+    when they would hold a URI."""
+    assert_same_as_ssl(tmp_path, root.leaf(eku=None, extensions=extensions))
+
+
+def test_fallback_names_are_openssls() -> None:
+    """The table used when the binding lacks OBJ_txt2nid/OBJ_nid2ln names each OID as OpenSSL does."""
+    assert _binding.OBJECT_NAMES
+    for oid, name in _ssl_compat.FALLBACK_NAMES.items():
+        assert _binding.object_name(oid) == name, oid
+    assert _binding.object_name(PRIVATE_OID.dotted_string) is None
+
+
+def test_without_the_binding_names_come_from_the_table(tmp_path: Path, root: CA,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    subject = x509.Name([attribute(oid, value) for oid, value in [
+        (NameOID.COMMON_NAME, "fallback"), (NameOID.TITLE, "t"), (NameOID.GIVEN_NAME, "g"),
+        (NameOID.BUSINESS_CATEGORY, "b"), (NameOID.PSEUDONYM, "p"), (NameOID.USER_ID, "u"), (PRIVATE_OID, "x")]])
+    leaf = root.leaf(subject=subject, other_sans=[x509.DirectoryName(subject)])
+    monkeypatch.setattr(_binding, "OBJECT_NAMES", False)
+    _ssl_compat.object_name.cache_clear()
+    try:
+        assert_same_as_ssl(tmp_path, leaf)
+    finally:
+        _ssl_compat.object_name.cache_clear()
+
+
+async def test_stream_getpeercert_equals_ssl_sslsocket(tmp_path: Path, root: CA) -> None:
+    """Over 127.0.0.1, a gtls client's getpeercert() and Python ssl's SSLSocket.getpeercert() for one server
+    certificate carrying every kind of field ssl decodes."""
+    leaf = root.leaf(subject=many_attributes(), other_sans=every_san(), serial=0xABC,
+                     extensions=access_and_crl_extensions())
+    ca_file = root.write_cert(tmp_path / "ca.pem")
+    server_ctx = compile_settings(TLSOptions.from_mapping({
+        "certificate": str(leaf.write_cert(tmp_path / "leaf.pem")),
+        "certificate-key": str(leaf.write_key(tmp_path / "key.pem")),
+        "trusted-ca": str(ca_file)}), "server")
+    client_ctx = compile_settings(TLSOptions.from_mapping({"trusted-ca": str(ca_file)}), "client")
+    python = python_context(server=False, ca=ca_file)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = listener.getsockname()
+        python_raw = socket.create_connection(address, timeout=IO_TIMEOUT)
+        python_peer, _ = listener.accept()
+        gtls_raw = socket.create_connection(address, timeout=IO_TIMEOUT)
+        gtls_peer, _ = listener.accept()
+    servers = [TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), server_ctx)
+               for sock in (python_peer, gtls_peer)]
+    client = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(gtls_raw)), client_ctx,
+                       server_hostname="localhost")
+    seen: list[dict[str, object]] = []
+
+    def python_client() -> None:
+        with python.wrap_socket(python_raw, server_hostname="localhost") as conn:
+            cert = conn.getpeercert()
+            assert cert
+            seen.append(dict(cert))
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.to_thread.run_sync, python_client)
+                for server in servers:
+                    nursery.start_soon(server.do_handshake)
+                await client.do_handshake()
+        cert = client.getpeercert()
+        assert cert is not None
+        assert cert == seen[0]
+        assert {"OCSP", "caIssuers", "crlDistributionPoints", "subjectAltName"} <= cert.keys()
+        assert cert["serialNumber"] == "0ABC"
+    finally:
+        for stream in (client, *servers):
+            await trio.aclose_forcefully(stream)
