@@ -58,7 +58,7 @@ _Model = TypeVar("_Model", bound=type)
 def _redacted_repr(cls: _Model) -> _Model:
     """The dataclass repr, with key material left out: these objects hold option values as the file wrote them,
     and a key pasted into one (refused when resolved) must not reach a debug log or a traceback's locals."""
-    plain = cls.__repr__
+    plain: Callable[[object], str] = cls.__repr__
 
     def __repr__(self: object) -> str:
         return redact(plain(self))
