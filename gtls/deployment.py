@@ -38,7 +38,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, TypeVar, cast
 
 from ._redact import redact
 from .errors import DeploymentError, InvalidOptionValue
@@ -58,7 +58,7 @@ _Model = TypeVar("_Model", bound=type)
 def _redacted_repr(cls: _Model) -> _Model:
     """The dataclass repr, with key material left out: these objects hold option values as the file wrote them,
     and a key pasted into one (refused when resolved) must not reach a debug log or a traceback's locals."""
-    plain: Callable[[object], str] = cls.__repr__
+    plain = cast(Callable[[object], str], cls.__repr__)  # the class's repr, called with an instance
 
     def __repr__(self: object) -> str:
         return redact(plain(self))
