@@ -325,3 +325,17 @@ def test_connect_offers_alpn_and_prints_what_was_agreed(pki: DemoPKI) -> None:
         assert code == 0 and not [line for line in out.splitlines() if line.startswith("alpn:")]  # none offered
     result = run_gtls("connect", "localhost:1", *trusting(pki), "--alpn", "h2,,http/1.1")
     assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: --alpn: ")
+
+
+def test_connect_whose_stdout_cannot_take_the_session_says_so_in_one_line(pki: DemoPKI) -> None:
+    """A full disk (or a closed stdout) behind gtls connect gave an OSError (or AttributeError) traceback: only a
+    reader that left was handled."""
+    with s_server(*server_args(pki)) as server, open("/dev/full", "w") as full:  # noqa: PTH123 - a device
+        result = subprocess.run(
+            [sys.executable, "-m", "gtls", "connect", f"localhost:{server.port}", *trusting(pki)],
+            stdin=subprocess.DEVNULL, stdout=full, stderr=subprocess.PIPE, text=True, env=gtls_env(),
+            timeout=STEP_TIMEOUT,
+        )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and lines == [
+        "gtls: stdout-closed: standard output could not take the session (No space left on device)"], lines

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shlex
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from gtls.cli._common import route_library_logging
 from gtls.testing import DemoPKI
 from tests.peers import (
     STEP_TIMEOUT,
+    LineReader,
+    _server_process,
     error_line,
     gtls_env,
     gtls_serve,
@@ -283,25 +287,55 @@ def test_serve_runtime_flag_checks() -> None:
         assert error_line(result).startswith("gtls: usage error: ") and word in result.stderr
 
 
-def test_a_second_signal_while_stopping_still_exits_0(pki: DemoPKI) -> None:
-    """``timeout(1)`` signals gtls serve and then its whole process group: the second signal, arriving while the
-    first one's stop is under way, must not turn the clean stop into exit 143."""
-    for _ in range(3):
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_while_stopping_still_exits_0(pki: DemoPKI, second: signal.Signals) -> None:
+    """``timeout(1)`` signals gtls serve and then its whole process group, a supervisor may repeat itself, a user
+    presses Ctrl-C twice: a second signal, arriving while the first one's stop is under way, must not turn the clean
+    stop into exit 143 or 130. Open connections make the stop take long enough for it to land there (it was
+    re-sent under the default action once trio's receiver had given the default handlers back)."""
+    context = ssl.create_default_context(cafile=str(pki.root_ca))
+    for gap in (0.002, 0.01, 0.03, 0.06):  # the stop's length varies with the machine: land in it somewhere
         process = subprocess.Popen(
             [sys.executable, "-m", "gtls", "serve", *flag_args(pki)[2:], "--listen", "127.0.0.1:0", "--quiet"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gtls_env(),
         )
-        try:
-            assert process.stdout is not None
-            assert process.stdout.readline().startswith("listening on ")
-            process.send_signal(signal.SIGTERM)
-            time.sleep(0.01)
-            with contextlib.suppress(ProcessLookupError):
+        stop = threading.Event()
+
+        def churn(port: int, stop: threading.Event) -> None:  # handshakes going on while the server stops
+            for _ in range(500):
+                if stop.is_set():
+                    return
+                try:
+                    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                             server_hostname="localhost") as conn:
+                        conn.sendall(b"x\n")
+                        conn.recv(10)
+                except OSError:
+                    return
+
+        with contextlib.ExitStack() as connections:
+            try:
+                assert process.stdout is not None
+                port = int(process.stdout.readline().rsplit(":", 1)[1])
+                for index in range(40):
+                    raw = connections.enter_context(socket.create_connection(("127.0.0.1", port), timeout=5))
+                    if index % 2:  # half in their echo loop, half waiting in their handshake
+                        connections.enter_context(context.wrap_socket(raw, server_hostname="localhost"))
+                churners = [threading.Thread(target=churn, args=(port, stop)) for _ in range(4)]
+                for thread in churners:
+                    thread.start()
+                time.sleep(0.2)
                 process.send_signal(signal.SIGTERM)
-            _, err = process.communicate(timeout=STEP_TIMEOUT)
-        finally:
-            process.kill()
-        assert process.returncode == 0, err
+                time.sleep(gap)
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(second)
+                _, err = process.communicate(timeout=STEP_TIMEOUT)
+            finally:
+                stop.set()
+                process.kill()
+            for thread in churners:
+                thread.join(timeout=STEP_TIMEOUT)
+        assert process.returncode == 0, (gap, err)
 
 
 def test_serve_goes_on_when_its_log_lines_cannot_be_written(pki: DemoPKI) -> None:
@@ -361,3 +395,89 @@ def test_library_errors_print_as_errors_and_leave_key_material_out() -> None:
         "gtls: error: accept returned EMFILE",
         "gtls: warning: value '[PEM content not shown]'",
     ]
+
+
+def _run_to_full_stdout(*args: str) -> subprocess.CompletedProcess[str]:
+    with open("/dev/full", "w") as full:  # noqa: PTH123 - a device, not a file
+        return subprocess.run([sys.executable, "-m", "gtls", *args], stdin=subprocess.DEVNULL, stdout=full,
+                              stderr=subprocess.PIPE, text=True, env=gtls_env(), timeout=STEP_TIMEOUT)
+
+
+def test_a_stdout_that_cannot_take_the_output_is_one_stdout_closed_line(pki: DemoPKI) -> None:
+    """Only a reader that left (EPIPE) was handled: a full disk, or a closed stdout, gave a traceback (serve,
+    check, --version) and gtls serve exited 1 with an ExceptionGroup printed."""
+    config = str(Path(__file__).resolve().parents[1] / "certs-fixtures" / "simple-tls.toml")
+    cases = {("serve", *flag_args(pki)): "the port", ("check", "--config", config): "the command's output",
+             ("--version",): "the command's output"}
+    for args, what in cases.items():
+        result = _run_to_full_stdout(*args)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1 and lines == [
+            f"gtls: stdout-closed: standard output could not take {what} (No space left on device); stopping"
+        ], (args, result.stderr)
+    closed = subprocess.run([sys.executable, "-m", "gtls", "serve", *flag_args(pki)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=gtls_env(),
+                            timeout=STEP_TIMEOUT, preexec_fn=lambda: os.close(1))  # noqa: PLW1509 - closes fd 1
+    assert closed.returncode == 1 and "stdout-closed" in closed.stderr and "Traceback" not in closed.stderr
+
+
+def test_serve_starts_when_stderr_cannot_take_its_start_up_warnings(pki: DemoPKI) -> None:
+    """A start-up warning (here a chain that does not end at a root) written to a full stderr raised, and the
+    server never listened: warnings are lost there, the port is not."""
+    leaf_only = ["--listen", "127.0.0.1:0", "--certificate", str(pki.server_chain), "--certificate-key",
+                 str(pki.server_key), "--trusted-ca", str(pki.root_ca)]
+    with open("/dev/full", "w") as full:  # noqa: PTH123 - a device, not a file
+        process = subprocess.Popen([sys.executable, "-m", "gtls", "serve", *leaf_only], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=full, text=True, env=gtls_env())
+    try:
+        assert process.stdout is not None
+        line = LineReader(process.stdout).wait_for(lambda text: text.startswith("listening on "))
+        assert openssl_echo(int(line.rsplit(":", 1)[1]), "hi", *verifying(pki)).echoed
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STEP_TIMEOUT)
+        finally:
+            process.kill()
+            assert process.stdout is not None
+            process.stdout.close()
+    assert process.returncode == 0
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:\u00b2", "127.0.0.1:\u0663"])
+def test_a_port_in_other_digits_is_a_usage_error(pki: DemoPKI, listen: str) -> None:
+    """str.isdigit() took '²' (then a ValueError traceback) and the Arabic-Indic '٣', which int() reads as 3: the
+    server listened on port 3."""
+    result = run_gtls("serve", *flag_args(pki)[2:], "--listen", listen)
+    assert result.returncode == 2 and result.stderr.startswith("gtls: usage error: --listen must be HOST:PORT")
+
+
+def test_a_name_with_two_addresses_prints_each_listening_socket(pki: DemoPKI) -> None:
+    """A --listen name with two addresses (localhost: ::1 and 127.0.0.1 on many systems) listens on each, and with
+    port 0 each socket gets its own port: only the first was printed, and a client dialling the other address with
+    that port was refused."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    dual = (
+        "import socket, sys\n"
+        "real = socket.getaddrinfo\n"
+        "def lookup(host, *rest, **named):\n"
+        "    if host in ('dual.test', b'dual.test'):\n"
+        "        return real('::1', *rest, **named) + real('127.0.0.1', *rest, **named)\n"
+        "    return real(host, *rest, **named)\n"
+        "socket.getaddrinfo = lookup\n"
+        "from gtls.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    with _server_process([sys.executable, "-c", dual, "serve", *flag_args(pki)[2:], "--listen", "dual.test:0"],
+                         "listening on ", env=gtls_env()) as server:
+        second = server.stdout.wait_for(lambda text: text.startswith("listening on "))
+        ports = {server.port, int(second.rsplit(":", 1)[1])}
+        hosts = {server.host, second.removeprefix("listening on ").rpartition(":")[0].strip("[]")}
+        assert hosts == {"::1", "127.0.0.1"}, (server.host, second)
+        assert all(port > 0 for port in ports)
+        assert server.stop(signal.SIGTERM) == 0

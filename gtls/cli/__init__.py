@@ -15,7 +15,17 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import _bench, _chain, _check, _connect, _pki, _serve
-from ._common import EXIT_USAGE, CliParser, UsageError, report_config_error, route_library_logging, stderr_line
+from ._common import (
+    EXIT_USAGE,
+    CliParser,
+    GuardedStdout,
+    StdoutUnwritable,
+    UsageError,
+    report_config_error,
+    report_stdout_closed,
+    route_library_logging,
+    stderr_line,
+)
 
 Command = Callable[..., int]
 
@@ -48,6 +58,19 @@ def build_parser() -> CliParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    real = sys.stdout
+    sys.stdout = GuardedStdout(real)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's last flush
+        return code
+    except StdoutUnwritable as exc:
+        return report_stdout_closed(f"standard output could not take the command's output ({exc}); stopping")
+    finally:
+        sys.stdout = real
+
+
+def _main(argv: list[str] | None) -> int:
     from ..errors import ConfigError
 
     arguments = list(sys.argv[1:] if argv is None else argv)

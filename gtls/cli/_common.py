@@ -7,8 +7,8 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NoReturn, TypeAlias
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, NoReturn, TextIO, TypeAlias, TypeVar
 
 from .._redact import redact
 from ..options import host_problem
@@ -33,9 +33,45 @@ LISTEN_FAILED = "listen-failed"
 #: ``gtls connect … | head -1``).
 STDOUT_CLOSED = "stdout-closed"
 
+T = TypeVar("T")
+
 
 class UsageError(Exception):
     """Bad or contradictory command-line arguments (exit 2)."""
+
+
+class StdoutUnwritable(Exception):
+    """Standard output cannot take the command's output: closed (``>&-``), its reader gone (``| head -1``), or its
+    file full (``>/dev/full``). The command ends with one ``stdout-closed`` line (exit 1), not a traceback."""
+
+
+class GuardedStdout:
+    """What the command line prints through (``sys.stdout`` while a command runs): write errors of the real stream
+    become ``StdoutUnwritable``, which ``main`` reports, wherever in a command the print happened."""
+
+    def __init__(self, real: TextIO | None) -> None:
+        self.real = real
+
+    def write(self, text: str) -> int:
+        return self._call(lambda out: out.write(text))
+
+    def flush(self) -> None:
+        if self.real is not None:  # a closed stdout holds nothing to flush: only a write to it fails
+            self._call(lambda out: out.flush())
+
+    def fileno(self) -> int:
+        return self._call(lambda out: out.fileno())
+
+    def isatty(self) -> bool:
+        return self.real is not None and self.real.isatty()
+
+    def _call(self, action: Callable[[TextIO], T]) -> T:
+        if self.real is None:
+            raise StdoutUnwritable("standard output is closed")
+        try:
+            return action(self.real)
+        except (OSError, ValueError) as exc:  # ValueError: the stream object itself was closed
+            raise StdoutUnwritable(getattr(exc, "strerror", None) or str(exc)) from None
 
 
 class CliParser(argparse.ArgumentParser):
@@ -51,8 +87,14 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[CliParser]"
 
 
 def stderr_line(text: str) -> None:
-    """Every line the command writes to stderr: with key material left out, whatever value it quotes."""
-    print(redact(text), file=sys.stderr, flush=True)
+    """Every line the command writes to stderr: with key material left out, whatever value it quotes. A stderr that
+    cannot take it (closed, full, its reader gone) loses the line: the exit code still tells, and a warning must not
+    stop a command (``print`` to a closed stderr, ``None``, would even write to stdout)."""
+    err = sys.stderr
+    if err is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        print(redact(text), file=err, flush=True)
 
 
 def report_failure(reason: str, detail: str) -> int:
@@ -62,14 +104,16 @@ def report_failure(reason: str, detail: str) -> int:
 
 
 def report_stdout_closed(detail: str) -> int:
-    """The reader of our standard output left: say so in the one failure line (exit 1), and send whatever is still
-    buffered for stdout to /dev/null, so the interpreter's last flush adds no traceback of its own."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
+    """Standard output could not take what the command had to print: say so in the one failure line (exit 1), and
+    send whatever is still buffered for stdout to /dev/null, so the interpreter's last flush adds no traceback."""
+    real = sys.__stdout__
+    if real is not None:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, real.fileno())
+            finally:
+                os.close(devnull)
     return report_failure(STDOUT_CLOSED, detail)
 
 
@@ -137,7 +181,8 @@ def _one_line(text: str) -> str:
 def parse_host_port(text: str, *, what: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); raises UsageError."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
+    # ASCII digits only: str.isdigit() takes '²' (then int() fails) and '٣' (which int() reads as 3).
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
         raise UsageError(f"{what} must be HOST:PORT, got {text!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ._common import (
     CONNECT_FAILED,
     EXIT_OK,
+    StdoutUnwritable,
     Subcommands,
     UsageError,
     certificate_lines,
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with warnings_before_config_errors(warnings):
             return _run(args, warnings)
-    except BrokenPipeError:  # the reader of our output left (``| head -1``); the connection itself went through
-        return report_stdout_closed("standard output was closed before the session could be printed")
+    except StdoutUnwritable as exc:  # the reader of our output left (``| head -1``), or its file is full
+        return report_stdout_closed(f"standard output could not take the session ({exc})")
 
 
 def _run(args: argparse.Namespace, warnings: list[str]) -> int:
@@ -168,7 +169,7 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
         _print_session(stream, where)
         if received is not None:
             print(f"received: {received}")
-        sys.stdout.flush()  # a reader that left shows here (BrokenPipeError), not in the interpreter's last flush
+        sys.stdout.flush()  # a reader that left shows here (StdoutUnwritable), not in the interpreter's last flush
     finally:
         with trio.move_on_after(1) as cleanup:
             cleanup.shield = True

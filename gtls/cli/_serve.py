@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ._common import (
     EXIT_OK,
     LISTEN_FAILED,
+    StdoutUnwritable,
     Subcommands,
     UsageError,
     format_host_port,
@@ -107,18 +108,17 @@ def run(args: argparse.Namespace) -> int:
     import trio
 
     listen_failure: BaseException | None = None
-    stdout_closed = False
+    stdout_failure: BaseException | None = None
     try:
         return trio.run(_serve, compiled, plan, args)
     except* _ListenFailed as group:  # address in use, not permitted, no such address
         listen_failure = _first(group).__cause__
-    except* BrokenPipeError:  # whoever read our standard output left before "listening on" could be printed
-        stdout_closed = True
+    except* StdoutUnwritable as group:  # "listening on" could not be printed: its reader left, or its file is full
+        stdout_failure = _first(group)
     if listen_failure is not None:
         where = format_host_port(plan.host, plan.port)
         return report_failure(LISTEN_FAILED, f"cannot listen on {where}: {listen_failure}")
-    assert stdout_closed
-    return report_stdout_closed("standard output was closed before the port could be printed; stopping")
+    return report_stdout_closed(f"standard output could not take the port ({stdout_failure}); stopping")
 
 
 class _ListenFailed(Exception):
@@ -196,7 +196,12 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
         handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
         on_handshake=_log_handshake if log else None,
     )
-    # Signals are caught before the port opens, so a signal right after "listening on" still exits cleanly.
+    # Signals are caught before the port opens, so a signal right after "listening on" still exits cleanly. Once
+    # stopping, a second signal (a double Ctrl-C, a supervisor that repeats itself, timeout(1) signalling the whole
+    # process group) must not turn the clean stop into exit 130/143: the receiver gives back the handlers it found
+    # and then re-sends what is still queued, so what it finds is "ignore".
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
@@ -204,8 +209,10 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
             except OSError as exc:
                 raise _ListenFailed from exc
             nursery.start_soon(reaper.run)
-            host, port = _bound_address(listeners, plan.host)
-            print(f"listening on {format_host_port(host, port)}", flush=True)
+            bound = _bound_addresses(listeners, plan.host)
+            for host, port in bound:
+                print(f"listening on {format_host_port(host, port)}", flush=True)
+            host, port = bound[0]
             if plan.demo is not None:
                 _print_demo_hints(plan.demo, host, port, compiled.resolved.options.tls_mutual is True)
             async for signum in signals:
@@ -213,10 +220,6 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
                     _log_line(f"gtls: stopping on {signal.Signals(signum).name}")
                 nursery.cancel_scope.cancel()
                 break
-    # Stopping: a second signal (timeout(1) signals the whole process group too) must not turn a clean stop into
-    # exit 130/143 once the receiver has given the default handlers back.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return EXIT_OK
 
 
@@ -278,11 +281,14 @@ def _log_handshake(event: HandshakeEvent) -> None:
     _log_line(f"connection from {peer}: failed: {event.reason}: {detail}{subject}")
 
 
-def _bound_address(listeners: list[TLSListener], fallback_host: str) -> tuple[str, int]:
+def _bound_addresses(listeners: list[TLSListener], fallback_host: str) -> list[tuple[str, int]]:
+    """Each listening socket's address. A name with several addresses (localhost: ::1 and 127.0.0.1) listens on
+    each, and with port 0 each gets a port of its own (as trio's open_tcp_listeners binds them): one line each."""
+    bound = []
     for listener in listeners:
         sockname = listener.socket.getsockname()
-        return str(sockname[0]), int(sockname[1])
-    return fallback_host, 0
+        bound.append((str(sockname[0]), int(sockname[1])))
+    return bound or [(fallback_host, 0)]
 
 
 def _print_demo_hints(demo: DemoFiles, host: str, port: int, mutual: bool) -> None:
