@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from .stream import HalfCloseUnsupported, TLSStream
     from .verify import verify_chain
 
+#: Submodules loaded on first attribute access (the rest are imported with the package).
+_SUBMODULES = frozenset({"bench", "cli", "client", "context", "demo", "ending", "pki", "server", "stream", "testing",
+                         "verify"})
 #: Public name -> the submodule defining it, for the names loaded on first use.
 _LAZY = {
     "HandshakeError": "_handshake_errors",  # also a trio.BrokenResourceError: it needs trio
@@ -63,6 +66,8 @@ _LAZY = {
 if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any name as gtls.<typo>
 
     def __getattr__(name: str) -> object:
+        if name in _SUBMODULES:  # gtls.context.STATS after a bare `import gtls`, as type checkers already allow
+            return importlib.import_module(f".{name}", __name__)
         module = _LAZY.get(name)
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

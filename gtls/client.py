@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import trio
 
 from ._tcp import connect_literal, ip_literal_family
+from .context import CompiledContext
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
-
-if TYPE_CHECKING:
-    from .context import CompiledContext
 
 logger = logging.getLogger("gtls.client")
 

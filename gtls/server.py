@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NoReturn
 import trio
 
 from ._serve import log_peer, serve_listeners, stdlib_socket_of
+from .context import CompiledContext
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
@@ -31,7 +32,6 @@ from .stream import TLSStream, check_handshake_timeout, compile_settings
 
 if TYPE_CHECKING:
     from ._poller import Poller
-    from .context import CompiledContext
 
 logger = logging.getLogger("gtls.server")
 
@@ -245,13 +245,21 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         transport_listener: trio.abc.Listener[trio.abc.Stream],
         settings: Resolved | TLSOptions | CompiledContext,
         *,
-        handshaker: Handshaker | None = None,
+        handshake_timeout: float | None = 10.0,
+        max_handshakes: int | None = None,
+        on_handshake: HandshakeHook | None = None,
         https_compatible: bool = False,
         alpn_protocols: Iterable[str] | None = None,
+        handshaker: Handshaker | None = None,
     ) -> None:
+        """``handshake_timeout``, ``max_handshakes`` and ``on_handshake`` as for ``serve_tls_over_tcp``; a
+        ``handshaker`` (what ``open_tls_over_tcp_listeners`` shares between its listeners) replaces all three."""
         self.transport_listener = transport_listener
         self.context = compile_settings(settings, "server", alpn=alpn_protocols)
-        self.handshaker = handshaker if handshaker is not None else Handshaker()
+        if self.context is not settings:  # compiled here: its load-time warnings are logged (once each)
+            log_warnings(self.context.warnings)
+        self.handshaker = handshaker if handshaker is not None else Handshaker(
+            timeout=handshake_timeout, max_handshakes=max_handshakes, on_handshake=on_handshake)
         self._https_compatible = https_compatible
         #: The listening stdlib socket, for batched accepts in serve_tls_over_tcp (None: use accept()).
         listening = getattr(transport_listener, "socket", None)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
-from .context import compile_settings
+from .context import CompiledContext, compile_settings
 from .engine import WANT_READ, WRITE_CAP, TLSEngine, TransportFailed, Want
 from .errors import EOF_IN_HANDSHAKE, NOT_TLS, TIMEOUT, HandshakeError, TLSError
 from .options import TLSOptions
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from ._poller import Poller
-    from .context import CompiledContext
     from .server import Handshaker
 
 # compile_settings re-exported: transport callers import it from here

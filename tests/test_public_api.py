@@ -90,3 +90,29 @@ def test_star_import_of_errors_brings_the_runtime_pair_too() -> None:
     assert namespace["HandshakeError"] is gtls.HandshakeError
     assert namespace["PeerVerificationError"] is gtls.PeerVerificationError
     assert "HandshakeError" in dir(gtls.errors)
+
+
+def test_submodules_read_as_attributes_after_a_bare_import() -> None:
+    """The README's `gtls.context.STATS` after `import gtls` raised AttributeError unless something had loaded the
+    submodule first, while type checkers accepted it; `gtls.pki.explain_chain` the same."""
+    probe = (
+        "import gtls\n"
+        "print(type(gtls.context.STATS).__name__, gtls.pki.explain_chain.__name__, gtls.testing.CA.__name__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1:] == ["explain_chain", "CA"]
+
+
+def test_public_signatures_resolve_at_run_time() -> None:
+    """typing.get_type_hints (typeguard, beartype, pydantic's validate_call, sphinx) raised NameError on the entry
+    points: CompiledContext was imported for type checkers only."""
+    import typing
+
+    from gtls.stream import TLSStream
+
+    for function in (gtls.serve_tls_over_tcp, gtls.open_tls_over_tcp_listeners, gtls.open_tls_over_tcp_stream,
+                     gtls.connect, gtls.compile_context, gtls.verify_chain, gtls.TLSListener.__init__,
+                     TLSStream.__init__, TLSStream.getpeercert):
+        hints = typing.get_type_hints(function)
+        assert "return" in hints, function

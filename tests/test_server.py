@@ -802,6 +802,39 @@ async def test_a_listener_wrapping_any_trio_listener_serves_like_trio_sslistener
     await listener.aclose()
 
 
+async def test_a_listener_wrapping_a_users_listener_takes_the_handshake_policy_and_logs_warnings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TLSListener(listener, settings) is the documented way to wrap a listener of one's own, but its deadline, cap
+    and hook could only be set through an undocumented Handshaker, and the settings' load-time warnings (here: a
+    chain that does not end at a root) were never logged, as open_tls_over_tcp_listeners logs them."""
+    fresh = write_pki(tmp_path / "pki")
+    fresh.server_key.chmod(0o640)  # a warning naming this test's own file: each warning is logged once per process
+    caplog.set_level(logging.WARNING, logger="gtls.config")
+    events: list[HandshakeEvent] = []
+    tcp = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    listener = TLSListener(tcp, fresh.server_options(), handshake_timeout=0.5, on_handshake=events.append)
+    port = tcp.socket.getsockname()[1]
+
+    async def echo(stream: TLSStream) -> None:
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError):  # trio.serve_listeners stops on what escapes
+                await stream.send_all(await stream.receive_some())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, echo, [listener])
+        with trio.socket.socket() as silent:
+            await silent.connect(("127.0.0.1", port))
+            assert await round_trip(port, fresh.client_options()) == b"hello\n"
+            with trio.fail_after(5):
+                while len(events) < 2:
+                    await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    await listener.aclose()
+    assert sorted((e.ok, e.reason) for e in events) == [(False, "timeout"), (True, None)]
+    assert [r for r in caplog.records if f"{fresh.server_key} is readable by its group" in r.getMessage()], caplog.text
+
+
 async def test_send_eof_on_a_tls12_connection_does_not_stop_the_server(pki: PKI) -> None:
     """A handler written for any HalfCloseableStream calls send_eof; on TLS 1.2 that is refused, and the refusal is
     this connection's own failure (logged), not the server's: the next client is served."""
