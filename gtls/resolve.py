@@ -45,6 +45,9 @@ LevelInput = TLSOptions | Mapping[str, object] | str | None
 
 
 class Level(Enum):
+    """The configuration object a setting came from (spec §3): its value is the letter ``Resolved.sources`` and
+    ``gtls check`` show (``P``, ``C``, ``T``, ``A``, ``H``; ``default`` there means no level set it)."""
+
     PORT = "P"
     CONNECTION = "C"
     TARGET = "T"
@@ -53,6 +56,7 @@ class Level(Enum):
 
     @property
     def title(self) -> str:
+        """The level's name as error messages write it (``"Port"``, ``"Target port"``, …)."""
         return {"P": "Port", "C": "Connection", "T": "Target port", "A": "Application", "H": "Host"}[self.value]
 
 
@@ -67,6 +71,12 @@ class Shadowed:
 
 @dataclass(frozen=True, slots=True)
 class Resolved:
+    """The effective settings of one port (``role`` ``"server"``) or connection (``"client"``): ``secure`` (TLS or
+    plaintext), the ``options`` in force, the ``level`` the parameter set came from (None: no level held any),
+    ``sources`` (option -> the letter of its level, or ``default``), ``shadowed`` parameter-set options of levels not
+    used, and the ``warnings`` resolution raised. Build with ``direct``, ``resolve_server``/``resolve_client`` or a
+    deployment."""
+
     role: Role
     secure: bool
     options: TLSOptions

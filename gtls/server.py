@@ -321,7 +321,9 @@ async def open_tls_over_tcp_listeners(
     alpn_protocols: Iterable[str] | None = None,
 ) -> list[TLSListener]:
     """Listen on ``port`` (0: a free one) like ``trio.open_ssl_over_tcp_listeners``; settings compiled once.
-    ``alpn_protocols``: the application protocols accepted by ALPN, in order of preference (``["h2", "http/1.1"]``)."""
+    ``alpn_protocols``: the application protocols accepted by ALPN, in order of preference (``["h2", "http/1.1"]``).
+    ``handshake_timeout``, ``max_handshakes`` and ``on_handshake`` apply to each accepted stream's handshake, which
+    runs on its first use (see ``serve_tls_over_tcp``)."""
     context = compile_settings(settings, "server", alpn=alpn_protocols)  # before any socket: errors fail closed
     if context is not settings:  # compiled here: its load-time warnings are logged (once each)
         log_warnings(context.warnings)
@@ -350,7 +352,14 @@ async def serve_tls_over_tcp(
 ) -> NoReturn:
     """Serve TLS on ``port`` forever, like ``trio.serve_ssl_over_tcp``: ``handler(stream)`` runs once per
     connection after a successful handshake; the stream is closed when it returns. ``task_status.started`` gets the
-    listeners (``listeners[0].socket.getsockname()`` tells the port when 0 was asked)."""
+    listeners (``listeners[0].socket.getsockname()`` tells the port when 0 was asked).
+
+    ``handshake_timeout``: seconds each handshake may take (None: no limit); ``max_handshakes``: a cap on handshakes
+    in flight (a connection takes a slot once it has sent something); ``on_handshake``: a plain function given a
+    ``HandshakeEvent`` for every handshake, failed or not; ``handler_nursery``: where connection tasks run (they may
+    then outlive the server, their handshake deadlines still hold); ``alpn_protocols`` and ``https_compatible`` as
+    for ``open_tls_over_tcp_listeners`` and ``TLSStream``. A failed handshake is logged once on ``gtls.server`` and
+    never reaches ``handler``."""
     listeners = await open_tls_over_tcp_listeners(
         port,
         settings,

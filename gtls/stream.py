@@ -726,6 +726,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     @property
     def context(self) -> CompiledContext:
+        """The compiled settings the stream runs on (shared by every stream of its port or connector)."""
         return self._engine.compiled
 
     @property
@@ -735,6 +736,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     @property
     def handshake_done(self) -> bool:
+        """True once the handshake has completed (never after a failed one)."""
         return self._engine.handshake_done
 
     @property
@@ -759,6 +761,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     @property
     def session_reused(self) -> bool:
+        """True when the handshake resumed an earlier session (no certificate was exchanged or verified)."""
         return self._engine.session_reused
 
     @property
@@ -778,6 +781,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     @property
     def peer_certificate(self) -> x509.Certificate | None:
+        """The peer's leaf certificate after the handshake (a client's only with mutual TLS), else None."""
         return self._engine.peer_certificate if self._engine.handshake_done else None
 
     @property
@@ -790,6 +794,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     @property
     def server_side(self) -> bool:
+        """True for a server's stream, as ``ssl.SSLObject.server_side``."""
         return self._engine.is_server
 
     def version(self) -> str | None:
