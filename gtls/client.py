@@ -98,10 +98,12 @@ async def connect(
     *,
     happy_eyeballs_delay: float | None = 0.25,
     handshake_timeout: float | None = 10.0,
+    https_compatible: bool = False,
     alpn_protocols: Iterable[str] | None = None,
 ) -> TLSStream:
     """Open the deployment connection ``endpoint`` (``Deployment.connection(app, conn_id)``): dial its address and
-    port with its resolved settings; its ``server_hostname`` is the reference name unless tls-target-name is set."""
+    port with its resolved settings; its ``server_hostname`` is the reference name unless tls-target-name is set.
+    The keywords are ``open_tls_over_tcp_stream``'s."""
     return await open_tls_over_tcp_stream(
         endpoint.address,
         endpoint.port,
@@ -109,6 +111,7 @@ async def connect(
         server_hostname=endpoint.server_hostname,
         happy_eyeballs_delay=happy_eyeballs_delay,
         handshake_timeout=handshake_timeout,
+        https_compatible=https_compatible,
         alpn_protocols=alpn_protocols,
     )
 

@@ -34,6 +34,7 @@ Relative paths in path options (also inside ``transport``) are resolved against 
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -527,7 +528,7 @@ def _type_name(value: object) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_deployment(path: str | Path, *, warnings: list[str] | None = None) -> Deployment:
+def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None = None) -> Deployment:
     """Parse a deployment file and check its structure; TLS settings are resolved per endpoint on demand.
 
     Raises ``DeploymentError`` for an unreadable or malformed file, wrong types, unknown keys and dangling

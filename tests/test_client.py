@@ -316,6 +316,10 @@ host = "localhost"
         async with stream:
             assert await stream.receive_some() == b"hello"
             assert stream.peer_certificate == pki.server.cert
+            assert not stream._https_compatible
+        lenient = await connect(conn_endpoint, https_compatible=True)  # the keyword open_tls_over_tcp_stream has
+        async with lenient:
+            assert await lenient.receive_some() == b"hello" and lenient._https_compatible
         await settled()
         nursery.cancel_scope.cancel()
     assert events[0].server_name == "localhost"  # the connection's host: SNI and reference name
