@@ -338,6 +338,17 @@ def test_a_second_signal_while_stopping_still_exits_0(pki: DemoPKI, second: sign
         assert process.returncode == 0, (gap, err)
 
 
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, wait for the exit (killed after STEP_TIMEOUT), close the stdout pipe."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STEP_TIMEOUT)
+    finally:
+        process.kill()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
 def test_serve_goes_on_when_its_log_lines_cannot_be_written(pki: DemoPKI) -> None:
     """stderr on a full disk (or a log reader that left): the per-connection lines are lost, the port is not. The
     first connection that ended abnormally after its handshake used to stop the server (exit 1)."""
@@ -365,13 +376,7 @@ def test_serve_goes_on_when_its_log_lines_cannot_be_written(pki: DemoPKI) -> Non
         assert process.poll() is None, "the server stopped"
         assert openssl_echo(port, "still here", *verifying(pki)).echoed
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STEP_TIMEOUT)
-        finally:
-            process.kill()
-            assert process.stdout is not None
-            process.stdout.close()
+        _stop(process)
     assert process.returncode == 0
 
 
@@ -434,13 +439,7 @@ def test_serve_starts_when_stderr_cannot_take_its_start_up_warnings(pki: DemoPKI
         line = LineReader(process.stdout).wait_for(lambda text: text.startswith("listening on "))
         assert openssl_echo(int(line.rsplit(":", 1)[1]), "hi", *verifying(pki)).echoed
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STEP_TIMEOUT)
-        finally:
-            process.kill()
-            assert process.stdout is not None
-            process.stdout.close()
+        _stop(process)
     assert process.returncode == 0
 
 

@@ -5,23 +5,17 @@ real gtls stream compared with a real ``ssl.SSLSocket`` over 127.0.0.1."""
 from __future__ import annotations
 
 import ipaddress
-import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-import trio
 from cryptography import x509
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, ObjectIdentifier
 
 from gtls import _binding, _ssl_compat
-from gtls.options import TLSOptions
-from gtls.stream import TLSStream, compile_settings
 from gtls.testing import CA, Certified, write_pem
-from tests.hostile import IO_TIMEOUT
-from tests.peers import python_context
 
 PRIVATE_OID = ObjectIdentifier("1.3.6.1.4.1.55555.7.1")  # an enterprise arc OpenSSL has no name for
 
@@ -233,50 +227,3 @@ def test_without_the_binding_names_come_from_the_table(tmp_path: Path, root: CA,
         assert_same_as_ssl(tmp_path, leaf)
     finally:
         _ssl_compat.object_name.cache_clear()
-
-
-async def test_stream_getpeercert_equals_ssl_sslsocket(tmp_path: Path, root: CA) -> None:
-    """Over 127.0.0.1, a gtls client's getpeercert() and Python ssl's SSLSocket.getpeercert() for one server
-    certificate carrying every kind of field ssl decodes."""
-    leaf = root.leaf(subject=many_attributes(), other_sans=every_san(), serial=0xABC,
-                     extensions=access_and_crl_extensions())
-    ca_file = root.write_cert(tmp_path / "ca.pem")
-    server_ctx = compile_settings(TLSOptions.from_mapping({
-        "certificate": str(leaf.write_cert(tmp_path / "leaf.pem")),
-        "certificate-key": str(leaf.write_key(tmp_path / "key.pem")),
-        "trusted-ca": str(ca_file)}), "server")
-    client_ctx = compile_settings(TLSOptions.from_mapping({"trusted-ca": str(ca_file)}), "client")
-    python = python_context(server=False, ca=ca_file)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        address = listener.getsockname()
-        python_raw = socket.create_connection(address, timeout=IO_TIMEOUT)
-        python_peer, _ = listener.accept()
-        gtls_raw = socket.create_connection(address, timeout=IO_TIMEOUT)
-        gtls_peer, _ = listener.accept()
-    servers = [TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), server_ctx)
-               for sock in (python_peer, gtls_peer)]
-    client = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(gtls_raw)), client_ctx,
-                       server_hostname="localhost")
-    seen: list[dict[str, object]] = []
-
-    def python_client() -> None:
-        with python.wrap_socket(python_raw, server_hostname="localhost") as conn:
-            cert = conn.getpeercert()
-            assert cert
-            seen.append(dict(cert))
-
-    try:
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.to_thread.run_sync, python_client)
-                for server in servers:
-                    nursery.start_soon(server.do_handshake)
-                await client.do_handshake()
-        cert = client.getpeercert()
-        assert cert is not None
-        assert cert == seen[0]
-        assert {"OCSP", "caIssuers", "crlDistributionPoints", "subjectAltName"} <= cert.keys()
-        assert cert["serialNumber"] == "0ABC"
-    finally:
-        for stream in (client, *servers):
-            await trio.aclose_forcefully(stream)

@@ -648,9 +648,13 @@ async def test_close_notify_after_user_canceled_is_a_clean_end(pki: PKI, driver:
 async def test_ssl_module_names_for_code_written_against_trio_sslstream(tmp_path: Path) -> None:
     """getpeercert() (both forms), version() and server_side, as trio's SSLStream (Python's ssl) has them, so code
     ported from it keeps reading them. The dict is compared with what Python's ssl gives for the same certificate."""
+    from tests.test_ssl_compat import access_and_crl_extensions, every_san, many_attributes
+
     root = CA.root("compat root")
-    leaf = root.leaf("compat.test", dns=["compat.test", "localhost"], ips=["127.0.0.1", "::1"],
-                     emails=["ops@compat.test"])
+    # every kind of field ssl decodes: many name attributes, every kind of subjectAltName, an odd-length serial,
+    # authorityInfoAccess and CRL distribution points
+    leaf = root.leaf(subject=many_attributes(), other_sans=every_san(), dns=["localhost"], serial=0xABC,
+                     extensions=access_and_crl_extensions())
     ca_file = write_pem(tmp_path / "ca.pem", root)
     server_ctx = compile_settings(TLSOptions.from_mapping({
         "certificate": str(write_pem(tmp_path / "leaf.pem", leaf)),
@@ -682,7 +686,10 @@ async def test_ssl_module_names_for_code_written_against_trio_sslstream(tmp_path
             nursery.start_soon(server.do_handshake)
         await client.do_handshake()
     try:
-        assert client.getpeercert() == expected[0]
+        cert = client.getpeercert()
+        assert cert == expected[0]
+        assert cert is not None and cert["serialNumber"] == "0ABC"
+        assert {"OCSP", "caIssuers", "crlDistributionPoints", "subjectAltName"} <= cert.keys()
         assert client.getpeercert(binary_form=True) == leaf.cert.public_bytes(serialization.Encoding.DER)
         assert client.version() == client.tls_version == "TLSv1.3"
         assert not client.server_side and servers[1].server_side
