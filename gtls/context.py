@@ -396,9 +396,10 @@ class CompiledContext:
     _name_cache: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)
     #: A server that verifies clients: its session epochs (gtls._sessions).
     _session_epochs: SessionEpochs | None = None
-    #: Offline verification stores by (flags, reference name), built once (gtls.verify): a store holds every
-    #: trusted CA and CRL converted for OpenSSL, 40 ms for a CRL of 50,000 entries, on a path peers can trigger.
-    _verify_stores: dict[tuple[int, str | None], crypto.X509Store] = field(default_factory=dict)
+    #: The trusted CAs and CRLs converted for OpenSSL once, shared by the offline verifier's stores (gtls.verify):
+    #: converting them per verification took 40 ms for a CRL of 50,000 entries, on a path peers can trigger.
+    _verify_cas: tuple[crypto.X509, ...] | None = None
+    _verify_crls: tuple[Any, ...] | None = None
 
     @property
     def alpn_protocols(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 from OpenSSL import SSL, crypto
 
+from . import _binding
 from . import errors as e
 from .context import CompiledContext, compile_settings
 from .errors import InvalidOptionValue, PeerVerificationError
@@ -48,39 +49,29 @@ def peer_chain(conn: SSL.Connection, role: Role) -> list[x509.Certificate]:
     return list(sent)
 
 
-#: Stores kept per compiled context (one per reference name a client verified offline); beyond this, start over.
-_MAX_STORES = 64
-
-
 def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None) -> crypto.X509Store:
-    """The store to verify with: built once per flags and reference name and kept by ``compiled``, since building
-    one converts every trusted CA and CRL (a failed handshake re-verifies offline, and any peer can cause that). A
-    store pinned to a time ``at`` is built for its one call. OpenSSL lets threads verify with one store at once."""
-    if at is not None:
-        return _new_store(compiled, flags, reference, at)
-    stores = compiled._verify_stores
-    key = (flags, reference)
-    store = stores.get(key)
-    if store is None:
-        store = _new_store(compiled, flags, reference, None)
-        if len(stores) >= _MAX_STORES:
-            stores.clear()
-        stores[key] = store
-    return store
-
-
-def _new_store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None
-               ) -> crypto.X509Store:
+    """A store for one verification: pinned to its purpose, reference name and time, so never shared. Its CAs and
+    CRLs are converted for OpenSSL once per compiled context and shared (a failed handshake re-verifies offline, and
+    any peer can cause that); OpenSSL takes a reference to each, so no copy is made."""
+    cas = compiled._verify_cas
+    if cas is None:  # two threads may both convert: the same result
+        cas = compiled._verify_cas = tuple(crypto.X509.from_cryptography(ca) for ca in compiled.trusted)
     store = crypto.X509Store()
-    for ca in compiled.trusted:
-        store.add_cert(crypto.X509.from_cryptography(ca))
+    for ca in cas:
+        store.add_cert(ca)
     if not compiled.trusted and compiled.resolved.profile == "windows":
         paths = ssl.get_default_verify_paths()
         if paths.cafile or paths.capath:
             store.load_locations(paths.cafile, paths.capath)
     if flags:
-        for crl in compiled.crls:
-            store.add_crl(crl)
+        if hostcheck.AVAILABLE:
+            crls = compiled._verify_crls
+            if crls is None:
+                crls = compiled._verify_crls = _binding.openssl_crls(compiled.crls)
+            _binding.store_add_crls(store, crls)
+        else:
+            for crl in compiled.crls:
+                store.add_crl(crl)
         store.set_flags(flags)
     purpose = "ssl_server" if compiled.role == "client" else "ssl_client"
     if hostcheck.AVAILABLE:
