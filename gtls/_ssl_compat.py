@@ -83,10 +83,22 @@ def _elements(data: bytes) -> list[tuple[int, bytes]]:
     found: list[tuple[int, bytes]] = []
     at = 0
     while at < len(data):
-        if at + 2 > len(data) or data[at] & 0x1F == 0x1F:
-            raise ValueError("not DER this decoder reads")
-        tag, length = data[at], data[at + 1]
-        at += 2
+        tag = data[at]
+        at += 1
+        if tag & 0x1F == 0x1F:
+            # A high tag number follows in base 128 (valid DER, e.g. an otherName's value); the first byte keeps
+            # class and form, which is all the callers compare, so the number is skipped.
+            for _ in range(4):
+                if at >= len(data) or not data[at] & 0x80:
+                    break
+                at += 1
+            else:
+                raise ValueError("tag number too large")
+            at += 1
+        if at >= len(data):
+            raise ValueError("truncated DER")
+        length = data[at]
+        at += 1
         if length & 0x80:  # long form; 0x80 alone (indefinite) is BER, not DER
             count = length & 0x7F
             if not 0 < count <= 4 or at + count > len(data):

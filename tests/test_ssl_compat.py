@@ -162,6 +162,21 @@ def test_subject_alt_names_of_every_type(tmp_path: Path, root: CA) -> None:
     assert kinds == {"DNS", "IP Address", "email", "URI", "DirName", "Registered ID", "othername"}
 
 
+def test_an_other_name_with_a_high_tag_number_keeps_the_rest(tmp_path: Path, root: CA) -> None:
+    """Valid DER the first reader refused: an otherName whose value has a high tag number (31 and up) made the
+    whole subjectAltName (DNS names included) and authorityInfoAccess disappear; ssl shows them."""
+    high_tag = bytes([0x9F, 0x1F, 0x01, 0x00])  # [31] IMPLICIT, one content byte
+    odd = x509.OtherName(PRIVATE_OID, high_tag)
+    access = x509.AuthorityInformationAccess([
+        x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, odd),
+        x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier("http://o.test")),
+    ])
+    leaf = root.leaf("high", dns=["localhost", "srv.test"], other_sans=[odd], extensions=[access])
+    decoded = assert_same_as_ssl(tmp_path, leaf)
+    assert decoded["subjectAltName"] == (("DNS", "localhost"), ("DNS", "srv.test"), ("othername", "<unsupported>"))
+    assert decoded["OCSP"] == ("http://o.test",)
+
+
 def test_x400_and_edi_party_names(tmp_path: Path, root: CA) -> None:
     """Forms cryptography refuses to parse (every extension of the certificate becomes unreadable to it) and ssl
     writes as '<unsupported>'."""
