@@ -300,3 +300,14 @@ def test_version_names_gtls_and_the_libraries_it_runs_on() -> None:
     from importlib.metadata import version
 
     assert gtls.__version__ == version("gtls")  # one version, written once (gtls/_version.py)
+
+
+def test_names_the_output_encoding_lacks_are_escaped_not_fatal(tmp_path: Path) -> None:
+    """On an ASCII locale a subject like 'zoë' made the command stop as stdout-closed (the encoding error was taken
+    for a closed output); it is printed escaped and the command succeeds."""
+    root = CA.root("Zo\u00eb root")
+    listing = write_pem(tmp_path / "chain.pem", root.leaf("zo\u00eb.test"), root)
+    env = {**gtls_env(), "PYTHONIOENCODING": "ascii"}
+    result = run_gtls("chain", str(listing), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "CN=zo\\xeb.test" in result.stdout and "stdout-closed" not in result.stderr

@@ -480,3 +480,16 @@ def test_a_name_with_two_addresses_prints_each_listening_socket(pki: DemoPKI) ->
         assert hosts == {"::1", "127.0.0.1"}, (server.host, second)
         assert all(port > 0 for port in ports)
         assert server.stop(signal.SIGTERM) == 0
+
+
+def test_a_serve_that_fails_gives_back_the_signal_handlers(pki: DemoPKI) -> None:
+    """gtls serve ignores SIGINT/SIGTERM from before its port opens (a second signal while stopping must not kill
+    it). When it fails instead (here: the port is taken), a process that goes on, like this one running the command
+    in-process, must still stop on Ctrl-C: the handlers it found come back."""
+    from gtls.cli import main
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        code = main(["serve", "--quiet", *flag_args(pki)[2:], "--listen", f"127.0.0.1:{taken.getsockname()[1]}"])
+    assert code == 1
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -53,7 +53,7 @@ class GuardedStdout:
         self.real = real
 
     def write(self, text: str) -> int:
-        return self._call(lambda out: out.write(text))
+        return self._call(lambda out: _write_escaped(out, text))
 
     def flush(self) -> None:
         if self.real is not None:  # a closed stdout holds nothing to flush: only a write to it fails
@@ -70,8 +70,20 @@ class GuardedStdout:
             raise StdoutUnwritable("standard output is closed")
         try:
             return action(self.real)
+        except UnicodeError:
+            raise
         except (OSError, ValueError) as exc:  # ValueError: the stream object itself was closed
             raise StdoutUnwritable(getattr(exc, "strerror", None) or str(exc)) from None
+
+
+def _write_escaped(out: TextIO, text: str) -> int:
+    """``out.write(text)``; characters the output's encoding lacks (a subject in Greek on an ASCII locale) are
+    written as escapes rather than failing the command."""
+    try:
+        return out.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(out, "encoding", None) or "ascii"
+        return out.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 class CliParser(argparse.ArgumentParser):

@@ -181,7 +181,6 @@ def _deployment_port(config: str, app: str, port_id: str | None, warnings: list[
 
 
 async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Namespace) -> int:
-    import trio
 
     from .._idle import IdleReaper
     from ..server import serve_tls_over_tcp
@@ -200,8 +199,22 @@ async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Name
     # stopping, a second signal (a double Ctrl-C, a supervisor that repeats itself, timeout(1) signalling the whole
     # process group) must not turn the clean stop into exit 130/143: the receiver gives back the handlers it found
     # and then re-sends what is still queued, so what it finds is "ignore".
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    found = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return await _serve_until_signalled(serve, reaper, compiled, plan, log)
+    except BaseException:
+        # Not stopped by a signal (the port could not open, stdout is gone): the caller's handlers come back, so
+        # a process that goes on (the tests run the command in-process) still stops on Ctrl-C. After a signal the
+        # process is about to exit, and "ignore" stays until then.
+        for signum, handler in found.items():
+            signal.signal(signum, handler)
+        raise
+
+
+async def _serve_until_signalled(serve: Callable[..., Awaitable[object]], reaper: IdleReaper,
+                                 compiled: CompiledContext, plan: ServePlan, log: bool) -> int:
+    import trio
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
