@@ -16,6 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from . import _binding
+from ._der import elements, oid_text, only
 
 #: A name as ``ssl`` gives it: RDNs of (attribute, value); the value is bytes for a BIT STRING.
 Name = tuple[tuple[tuple[str, str | bytes], ...], ...]
@@ -75,64 +76,6 @@ def object_name(dotted: str) -> str:
     return name if name is not None else dotted
 
 
-# --- DER reading (only what certificates use: low tag numbers, definite lengths) ----------------------------------
-
-
-def _elements(data: bytes) -> list[tuple[int, bytes]]:
-    """The (tag, contents) of each DER element in ``data``, in order; ValueError when it is not DER."""
-    found: list[tuple[int, bytes]] = []
-    at = 0
-    while at < len(data):
-        tag = data[at]
-        at += 1
-        if tag & 0x1F == 0x1F:
-            # A high tag number follows in base 128 (valid DER, e.g. an otherName's value); the first byte keeps
-            # class and form, which is all the callers compare, so the number is skipped.
-            for _ in range(4):
-                if at >= len(data) or not data[at] & 0x80:
-                    break
-                at += 1
-            else:
-                raise ValueError("tag number too large")
-            at += 1
-        if at >= len(data):
-            raise ValueError("truncated DER")
-        length = data[at]
-        at += 1
-        if length & 0x80:  # long form; 0x80 alone (indefinite) is BER, not DER
-            count = length & 0x7F
-            if not 0 < count <= 4 or at + count > len(data):
-                raise ValueError("bad DER length")
-            length = int.from_bytes(data[at:at + count], "big")
-            at += count
-        if at + length > len(data):
-            raise ValueError("truncated DER")
-        found.append((tag, data[at:at + length]))
-        at += length
-    return found
-
-
-def _only(data: bytes) -> tuple[int, bytes]:
-    elements = _elements(data)
-    if len(elements) != 1:
-        raise ValueError("expected one DER element")
-    return elements[0]
-
-
-def _oid(contents: bytes) -> str:
-    arcs: list[int] = []
-    value = 0
-    for byte in contents:
-        value = value << 7 | byte & 0x7F
-        if not byte & 0x80:
-            arcs.append(value)
-            value = 0
-    if not arcs or contents[-1] & 0x80:
-        raise ValueError("bad OBJECT IDENTIFIER")
-    first = min(arcs[0] // 40, 2)  # the first two arcs share a subidentifier (X.690 8.19.4)
-    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
-
-
 def _utf8(data: bytes) -> str:
     # ssl raises on bytes that are not UTF-8; a porting aid should not, so they read as U+FFFD
     return data.decode("utf-8", "replace")
@@ -158,11 +101,11 @@ def _name(rdns: bytes) -> Name:
     """A Name (the contents of its SEQUENCE) as ``ssl`` gives it: attributes in their encoded order, one tuple per
     RDN."""
     name = []
-    for _, rdn in _elements(rdns):
+    for _, rdn in elements(rdns):
         attributes = []
-        for _, pair in _elements(rdn):
-            (_, oid), (tag, value), *_ = _elements(pair)
-            attributes.append((object_name(_oid(oid)), _value(tag, value)))
+        for _, pair in elements(rdn):
+            (_, oid), (tag, value), *_ = elements(pair)
+            attributes.append((object_name(oid_text(oid)), _value(tag, value)))
         if attributes:
             name.append(tuple(attributes))
     return tuple(name)
@@ -184,7 +127,7 @@ def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
     if tag == 0x86:
         return ("URI", _utf8(contents))
     if tag == 0xA4:
-        return ("DirName", _name(_only(contents)[1]))
+        return ("DirName", _name(only(contents)[1]))
     if tag == 0x87:
         if len(contents) == 4:
             return ("IP Address", ".".join(str(byte) for byte in contents))
@@ -192,13 +135,13 @@ def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
             return ("IP Address", ":".join(f"{int.from_bytes(contents[i:i + 2], 'big'):X}" for i in range(0, 16, 2)))
         return ("IP Address", "<invalid>")
     if tag == 0x88:
-        return ("Registered ID", object_name(_oid(contents)))
+        return ("Registered ID", object_name(oid_text(contents)))
     if tag == 0xA0:
-        (_, type_id), (value_tag, value), *_ = _elements(contents)
+        (_, type_id), (value_tag, value), *_ = elements(contents)
         if value_tag != 0xA0:
             raise ValueError("otherName without its [0] value")
-        inner_tag, inner = _only(value)
-        form = _OTHER_NAMES.get(_oid(type_id))
+        inner_tag, inner = only(value)
+        form = _OTHER_NAMES.get(oid_text(type_id))
         if form is None or inner_tag != form[1]:
             return ("othername", "<unsupported>")
         return ("othername", f"{form[0]}:{_printed(_utf8(inner))}")
@@ -210,7 +153,7 @@ def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
 
 
 def _general_names(der: bytes) -> list[tuple[str, Any]]:
-    return [_general_name(tag, contents) for tag, contents in _elements(der)]
+    return [_general_name(tag, contents) for tag, contents in elements(der)]
 
 
 def _uris(names: list[tuple[str, Any]]) -> list[str]:
@@ -221,25 +164,25 @@ def _extensions(extensions: bytes) -> dict[str, bytes | None]:
     """Each extension's value by OID; None for one that appears twice, which OpenSSL's X509_get_ext_d2i gives none
     of."""
     found: dict[str, bytes | None] = {}
-    for _, extension in _elements(_only(extensions)[1]):
-        parts = _elements(extension)
-        oid = _oid(parts[0][1])
+    for _, extension in elements(only(extensions)[1]):
+        parts = elements(extension)
+        oid = oid_text(parts[0][1])
         found[oid] = None if oid in found else parts[-1][1]
     return found
 
 
 def _alt_names(der: bytes) -> dict[str, Any]:
     # the key is there whenever the extension is, even with no names in it
-    return {"subjectAltName": tuple(_general_names(_only(der)[1]))}
+    return {"subjectAltName": tuple(_general_names(only(der)[1]))}
 
 
 def _access(der: bytes) -> dict[str, Any]:
     """OCSP and caIssuers: the URIs of each access method, a key only when it has some."""
     found: dict[str, list[str]] = {}
-    for _, description in _elements(_only(der)[1]):
-        (_, method), location = _elements(description)
+    for _, description in elements(only(der)[1]):
+        (_, method), location = elements(description)
         uris = _uris([_general_name(*location)])
-        key = _AIA_KEYS.get(_oid(method))
+        key = _AIA_KEYS.get(oid_text(method))
         if key is not None and uris:
             found.setdefault(key, []).extend(uris)
     return {key: tuple(found[key]) for key in _AIA_KEYS.values() if key in found}  # ssl's order: OCSP first
@@ -249,10 +192,10 @@ def _crl_points(der: bytes) -> dict[str, Any]:
     """The URIs among the full names of the distribution points, a key only when there are some (ssl skips names
     relative to the CRL issuer)."""
     uris: list[str] = []
-    for _, point in _elements(_only(der)[1]):
-        for tag, contents in _elements(point):
+    for _, point in elements(only(der)[1]):
+        for tag, contents in elements(point):
             if tag == 0xA0:  # distributionPoint
-                name_tag, names = _only(contents)
+                name_tag, names = only(contents)
                 if name_tag == 0xA0:  # fullName
                     uris += _uris(_general_names(names))
     return {"crlDistributionPoints": tuple(uris)} if uris else {}
@@ -274,10 +217,10 @@ def peercert_dict(cert: x509.Certificate) -> dict[str, Any]:
     ``serialNumber``, ``notBefore``, ``notAfter``; ``subjectAltName`` when the certificate has the extension (even
     empty); ``OCSP`` and ``caIssuers`` (URIs from authorityInfoAccess) and ``crlDistributionPoints`` when they
     name some URI. An extension OpenSSL could not parse is left out, as ``ssl`` leaves it out."""
-    fields = _elements(_only(cert.tbs_certificate_bytes)[1])
+    fields = elements(only(cert.tbs_certificate_bytes)[1])
     version = 1
     if fields[0][0] == 0xA0:  # [0] EXPLICIT version, absent for v1
-        version += int.from_bytes(_only(fields[0][1])[1], "big", signed=True)
+        version += int.from_bytes(only(fields[0][1])[1], "big", signed=True)
         fields = fields[1:]
     serial, _signature, issuer, _validity, subject, *rest = fields
     info: dict[str, Any] = {

@@ -569,3 +569,34 @@ def test_a_sha1_self_signed_root_is_a_root(tmp_path: Path) -> None:
         result = s_client(srv.port, "-CAfile", root_file, "-verify_return_error", "-servername", "localhost")
     assert result.returncode == 0 and "Verify return code: 0 (ok)" in result.stdout, result.stderr
     assert [o.ok for o in srv.outcomes] == [True]
+
+
+def test_a_legacy_signature_is_checked_only_as_what_it_claims(tmp_path: Path) -> None:
+    """The SHA-1 fallback above verifies what cryptography will not check, but only for the legacy algorithm the
+    certificate names, with the key type it needs and the same algorithm inside and outside the signed part, as
+    OpenSSL requires: a certificate whose outer algorithm was changed is not self-signed (OpenSSL: signature
+    failure)."""
+    from gtls.pki.certs import self_signed
+
+    root_key, root_file = tmp_path / "root-key.pem", tmp_path / "root.pem"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(root_key), "-sha1",
+                    "-subj", "/CN=legacy root", "-days", "30", "-out", str(root_file)],
+                   check=True, capture_output=True, timeout=30)
+    genuine = x509.load_pem_x509_certificate(root_file.read_bytes())
+    assert self_signed(genuine)
+    sha1_rsa = bytes.fromhex("300d06092a864886f70d0101050500")
+    der = genuine.public_bytes(Encoding.DER)
+    assert der.count(sha1_rsa) == 2  # inside the signed part, and outside it
+    at = der.rindex(sha1_rsa)
+    for outer in ("300d06092a864886f70d01010b0500",  # sha256WithRSAEncryption: inner and outer differ
+                  "300906072a8648ce3d0401"):  # ecdsa-with-SHA1, on an RSA key
+        changed = der[:at] + bytes.fromhex(outer) + der[at + len(sha1_rsa):]
+        changed = _fix_outer_length(changed)
+        assert not self_signed(x509.load_der_x509_certificate(changed)), outer
+
+
+def _fix_outer_length(der: bytes) -> bytes:
+    """Re-encode the outer SEQUENCE's length after its contents changed size (a two-byte long form, 0x82)."""
+    assert der[0] == 0x30 and der[1] == 0x82
+    body = der[4:]
+    return bytes([0x30, 0x82]) + len(body).to_bytes(2, "big") + body

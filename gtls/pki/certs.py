@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from .._der import elements, only
+
 
 def subject_text(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string() or "(empty subject)"
@@ -60,9 +62,25 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+#: Legacy signature algorithms cryptography will not check, with the key type each needs (the hash is read from the
+#: certificate). Only these are checked directly: any other refusal stays a refusal.
+_LEGACY_SIGNATURES: dict[str, type] = {
+    "1.2.840.113549.1.1.4": rsa.RSAPublicKey,  # md5WithRSAEncryption
+    "1.2.840.113549.1.1.5": rsa.RSAPublicKey,  # sha1WithRSAEncryption
+    "1.2.840.10045.4.1": ec.EllipticCurvePublicKey,  # ecdsa-with-SHA1
+    "1.2.840.10040.4.3": dsa.DSAPublicKey,  # dsa-with-sha1
+}
+
+
 def _legacy_signature_verifies(cert: x509.Certificate, key: PublicKeyTypes) -> bool:
-    """The signature of ``cert`` checked with ``key`` directly: the hash primitives still verify what the
-    certificate API will not (a SHA-1-signed root of the system bundle must still be seen as self-signed)."""
+    """The signature of ``cert`` checked with ``key`` directly, for the legacy algorithms above only, with the key
+    type the algorithm names and the same algorithm inside and outside the signed part, as OpenSSL requires: the
+    hash primitives still verify what the certificate API will not (a SHA-1-signed root of the system bundle must
+    still be seen as self-signed)."""
+    oid = cert.signature_algorithm_oid.dotted_string
+    wanted = _LEGACY_SIGNATURES.get(oid)
+    if wanted is None or not isinstance(key, wanted) or not _same_inner_algorithm(cert):
+        return False
     try:
         algorithm = cert.signature_hash_algorithm
         if algorithm is None:
@@ -71,13 +89,23 @@ def _legacy_signature_verifies(cert: x509.Certificate, key: PublicKeyTypes) -> b
             key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))
-        elif isinstance(key, dsa.DSAPublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, algorithm)
         else:
-            return False
+            assert isinstance(key, dsa.DSAPublicKey)
+            key.verify(cert.signature, cert.tbs_certificate_bytes, algorithm)
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
+
+
+def _same_inner_algorithm(cert: x509.Certificate) -> bool:
+    """The signature algorithm inside the signed part equals the one outside it (DER), as OpenSSL checks."""
+    try:
+        signed, outer, _ = elements(only(cert.public_bytes(serialization.Encoding.DER))[1])
+        fields = elements(signed[1])
+        inner = fields[2] if fields[0][0] == 0xA0 else fields[1]  # after the optional [0] version and the serial
+    except (ValueError, IndexError):
+        return False
+    return inner == outer
 
 
 def self_signed(cert: x509.Certificate) -> bool:
