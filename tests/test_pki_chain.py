@@ -276,6 +276,17 @@ def test_an_expired_issuer_in_the_chain_is_named_with_its_renewed_copy(tmp_path:
     assert compiled_from(leaf, renewed, old, root) == []
     (alone,) = compiled_from(leaf, old, root)
     assert alone.endswith("; peers will refuse the chain")
+    # An expired cross-signature on top (Let's Encrypt's long chain): peers trusting the root of that name stop
+    # below it, so the chain is not refused by everyone; the warning says who refuses it.
+    cross = CA.root("older root").intermediate("renewal root", key=root.key, not_before=-20 * day, not_after=-day)
+    path = write_pem(tmp_path / "long.pem", leaf, renewed, cross)
+    warnings: list[str] = []
+    compiled = compile_context(direct({"certificate": str(path), "certificate-key": str(key_file),
+                                       "trusted-ca": str(trusted)}, "server", warnings=warnings))
+    assert compiled.chain[2] == cross.cert
+    (top,) = [w for w in (*warnings, *compiled.warnings) if "(depth 2)" in w]
+    assert top.endswith("it is the top of the chain and not a root: peers trusting a root of its name ignore it, "
+                        "others refuse the chain (remove it unless those need it)")
 
 
 @pytest.mark.parametrize("curve", ["secp256k1", "brainpoolP256r1", "secp384r1"])

@@ -173,6 +173,20 @@ def test_no_partial_chain_trust(tmp_path: Path, pki: dict[str, Certified]) -> No
                 if "not a root" in w]
 
 
+def test_no_root_warning_for_what_verifies(tmp_path: Path) -> None:
+    """The "not a root" warning is for a CA whose path cannot end in the file. A cross-signed copy of a root the
+    file holds (same name and key, issued by an older root) and an intermediate whose issuer is the root's name in
+    another letter case and spacing (OpenSSL matches names canonically) both verify: no warning for them."""
+    new_root = CA.root("New Root")
+    cross = CA.root("Old Root").intermediate("New Root", key=new_root.key)
+    inter = new_root.intermediate("Issuing CA", issuer_name="new  ROOT")
+    leaf = inter.leaf("site.test", dns=("site.test",))
+    compiled = client(write_pem(tmp_path / "cas.pem", new_root, cross, inter))
+    assert not [w for w in compiled.warnings if "not a root" in w], compiled.warnings
+    assert [c.subject for c in verify_chain([leaf.cert], compiled, "client")] == [
+        leaf.subject, inter.subject, new_root.subject]
+
+
 @pytest.mark.filterwarnings("ignore:Parsed a serial number")  # cryptography's own, in this process
 def test_serial_zero_roots_are_counted_in_one_warning(tmp_path: Path, pki: dict[str, Certified]) -> None:
     """A few roots of the system bundles have serial 0: OpenSSL takes them, cryptography warns on every load that a

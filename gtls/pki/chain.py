@@ -111,8 +111,15 @@ def _issuer_validity_warnings(chain: Sequence[x509.Certificate], dropped: Sequen
         key = cert.public_key()
         renewed = next((item for item in dropped if item.cert.subject == cert.subject
                         and item.cert.public_key() == key and validity_problem(item.cert, now) is None), None)
-        hint = (f"; a valid copy from {renewed.source} was dropped: list it before this one, or remove this one"
-                if renewed is not None else "; peers will refuse the chain")
+        if renewed is not None:
+            hint = f"; a valid copy from {renewed.source} was dropped: list it before this one, or remove this one"
+        elif depth == len(chain) - 1 and not self_signed(cert):
+            # An expired cross-signature on top (Let's Encrypt's long chain): a peer trusting a root of the same
+            # name ends its path below it; only peers that need the cross-signature refuse the chain.
+            hint = ("; it is the top of the chain and not a root: peers trusting a root of its name ignore it, "
+                    "others refuse the chain (remove it unless those need it)")
+        else:
+            hint = "; peers will refuse the chain"
         warnings.append(f"{option}: chain certificate {subject_text(cert)} (depth {depth}) {problem}{hint}")
 
 

@@ -23,7 +23,9 @@ def load_trusted_cas(
                               option=OPTION, where=where, error=CredentialLoadError)
     if others:
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
-    subjects = {ca.subject.public_bytes() for ca in cas}
+    subjects = {_canonical(ca.subject) for ca in cas}
+    # A CA whose subject a root of the file also has is a cross-signed copy of that root: paths end at the root.
+    root_subjects = {_canonical(ca.subject) for ca in cas if self_signed(ca)}
     for ca in cas:
         problem = validity_problem(ca, now)
         if problem:
@@ -34,7 +36,7 @@ def load_trusted_cas(
             # can vouch for nothing: no issuer accepts it, and gtls does not trust a partial chain.
             warnings.append(f"{OPTION}: {subject_text(ca)} in {path} is neither a CA nor self-signed: it makes no "
                             "certificate trusted, not even itself")
-        elif not root and ca.issuer.public_bytes() not in subjects:
+        elif not root and _canonical(ca.issuer) not in subjects and _canonical(ca.subject) not in root_subjects:
             # Verification must end at a root of this file (no partial chains, spec §6): an intermediate whose
             # issuer is missing here helps no chain to verify (gtls decision to say so; the spec is silent).
             warnings.append(f"{OPTION}: CA {subject_text(ca)} in {path} is not a root and its issuer "
@@ -48,6 +50,13 @@ def load_trusted_cas(
                         f"which RFC 5280 forbids (first: {subject_text(unnumbered[0])}); OpenSSL accepts them, but "
                         "a future cryptography release will refuse this file")
     return cas
+
+
+def _canonical(name: x509.Name) -> tuple[tuple[str, str], ...]:
+    """A name as OpenSSL matches issuers to subjects (its canonical form, near enough): attribute values compared
+    without regard to case, string type or runs of spaces."""
+    return tuple((attribute.oid.dotted_string, " ".join(str(attribute.value).lower().split()))
+                 for attribute in name)
 
 
 def missing_file_hint(value: str) -> str:
