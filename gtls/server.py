@@ -51,8 +51,8 @@ class HandshakeEvent:
     reason: str | None
     tls_version: str | None
     cipher: str | None
-    #: Subject of the client certificate (mutual TLS); on a verification failure, of the certificate at fault (the
-    #: error's ``subject``, with its ``depth``), read from the chain OpenSSL was building when it refused the client.
+    #: Subject of the client certificate (mutual TLS), also when it was refused (then read from the chain OpenSSL was
+    #: building; the certificate at fault, which may be an issuer, is the error's ``depth``/``subject``).
     subject: str | None
     server_name: str | None
     session_reused: bool
@@ -72,6 +72,18 @@ class HandshakeEvent:
         detail = self.error.message if self.error is not None else ""
         subject = f" (subject {self.subject})" if self.subject else ""
         return f"{peer} handshake failed: {self.reason}: {detail}{subject}"
+
+
+def _refused_client(stream: TLSStream, error: HandshakeError) -> str | None:
+    """The subject of the client certificate a server refused: its leaf, whichever certificate was at fault (the
+    error's ``depth``/``subject``), read from the chain OpenSSL was building. Failure path only."""
+    if error.subject is None or error.depth == 0 or not stream.server_side:
+        return error.subject
+    from .pki.certs import subject_text
+    from .verify import peer_chain
+
+    chain = peer_chain(stream._engine.conn, "server")
+    return subject_text(chain[0]) if chain else error.subject
 
 
 def _subject_of(stream: TLSStream) -> str | None:
@@ -174,9 +186,11 @@ class Handshaker:
         """Log the failure once; report it to ``on_handshake`` (which is when ``started`` was taken). ``raised``:
         the error goes on to a caller, who keeps its traceback; the event gets a copy without one."""
         peer = error.peer or stream.peer_address
-        subject = f" subject={error.subject}" if error.subject else ""
-        log_peer(logger.warning, "handshake failed: %s peer=%s%s: %s", error.reason, peer or "?", subject,
-                 error.message)
+        client = _refused_client(stream, error)
+        subject = f" subject={client}" if client else ""
+        culprit = f" (depth {error.depth}: {error.subject})" if error.subject and error.subject != client else ""
+        log_peer(logger.warning, "handshake failed: %s peer=%s%s: %s%s", error.reason, peer or "?", subject,
+                 error.message, culprit)
         if self.on_handshake is not None:
             if raised:
                 error = _record_of(error)
@@ -189,7 +203,7 @@ class Handshaker:
                     reason=error.reason,
                     tls_version=None,
                     cipher=None,
-                    subject=error.subject,
+                    subject=client,
                     server_name=stream.server_name,
                     session_reused=False,
                     duration=trio.current_time() - started,

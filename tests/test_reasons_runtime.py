@@ -318,10 +318,14 @@ async def test_server_names_the_refused_client_certificate(
     event = await server_reason(options, client)
     reason, depth, culprit = expected
     subject = culprit.cert.subject.rfc4514_string()
+    client_subject = leaf.cert.subject.rfc4514_string()  # the event and the log line name the client's own
     assert isinstance(event.error, PeerVerificationError)
-    assert (event.reason, event.error.depth, event.error.subject, event.subject) == (reason, depth, subject, subject)
+    assert (event.reason, event.error.depth, event.error.subject, event.subject) == (
+        reason, depth, subject, client_subject)
     lines = [r.getMessage() for r in caplog.records if r.name == "gtls.server"]
-    assert len(lines) == 1 and f"handshake failed: {reason} " in lines[0] and f"subject={subject}" in lines[0], lines
+    assert len(lines) == 1 and f"handshake failed: {reason} " in lines[0], lines
+    assert f"subject={client_subject}:" in lines[0], lines
+    assert lines[0].endswith(f"(depth {depth}: {subject})") == (depth != 0), lines
 
 
 async def test_server_names_the_refused_client_certificate_of_python_ssl(pki: PKI, stranger: PKI) -> None:
@@ -337,7 +341,8 @@ async def test_server_names_the_refused_client_certificate_of_python_ssl(pki: PK
 
     event = await server_reason(pki.server_options(tls_mutual="1"), client)
     assert event.reason == "untrusted" and isinstance(event.error, PeerVerificationError)
-    assert (event.error.depth, event.subject) == (1, stranger.intermediate.cert.subject.rfc4514_string())
+    assert (event.error.depth, event.error.subject, event.subject) == (
+        1, stranger.intermediate.cert.subject.rfc4514_string(), stranger.client.cert.subject.rfc4514_string())
 
 
 async def test_protocol_version_server(pki: PKI) -> None:
