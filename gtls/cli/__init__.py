@@ -71,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from ..errors import ConfigError
-
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if arguments and arguments[0] == "bench":
@@ -84,8 +82,15 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     route_library_logging()
-    # gtls names such certificates in its own warning lines (trusted-ca: … has serial number 0 …).
-    warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+    with warnings.catch_warnings():  # the filter holds for this command only (main may run in-process)
+        # gtls names such certificates in its own warning lines (trusted-ca: … has serial number 0 …).
+        warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+        return _run_command(run, args)
+
+
+def _run_command(run: Command, args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+
     try:
         return run(args)
     except UsageError as exc:

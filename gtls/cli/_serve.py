@@ -223,8 +223,9 @@ async def _serve_until_signalled(serve: Callable[..., Awaitable[object]], reaper
                 raise _ListenFailed from exc
             nursery.start_soon(reaper.run)
             bound = _bound_addresses(listeners, plan.host)
-            for host, port in bound:
-                print(f"listening on {format_host_port(host, port)}", flush=True)
+            # One write for all the lines: a reader that takes the first and leaves (| head -1) must not make a later
+            # line fail and stop the server.
+            print("\n".join(f"listening on {format_host_port(host, port)}" for host, port in bound), flush=True)
             host, port = bound[0]
             if plan.demo is not None:
                 _print_demo_hints(plan.demo, host, port, compiled.resolved.options.tls_mutual is True)
