@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -400,6 +400,8 @@ class CompiledContext:
     #: converting them per verification took 40 ms for a CRL of 50,000 entries, on a path peers can trigger.
     _verify_cas: tuple[crypto.X509, ...] | None = None
     _verify_crls: tuple[Any, ...] | None = None
+    #: Per CRL: whether it has a critical extension OpenSSL does not handle (gtls.verify, tls-crl-expired=warn).
+    _crl_unhandled: tuple[bool, ...] | None = None
 
     @property
     def alpn_protocols(self) -> tuple[str, ...]:
@@ -517,7 +519,7 @@ class CompiledContext:
         text = hostcheck.error_text(code)
         chain = peer_chain(conn, self.role)
         reference = self._references.get(conn)
-        if chain:
+        if 0 < len(chain) <= _REVERIFIED_CHAIN:
             try:
                 verify_compiled(self, chain, reference=reference)
             except PeerVerificationError as offline:
@@ -529,6 +531,12 @@ class CompiledContext:
                                          subject=subject_text(chain[0]))
         message = text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
         return PeerVerificationError(reason, message, peer=peer)
+
+
+#: The longest peer chain re-verified offline for the depth and subject of a failure. Real chains hold 2 to 5
+#: certificates; re-verifying a hostile 100-certificate chain doubled what the refusal cost (any peer can send one),
+#: so a longer chain's failure carries its reason without them.
+_REVERIFIED_CHAIN: Final = 10
 
 
 def _refuse_weak_chain(chain: list[x509.Certificate], where: Where) -> None:

@@ -25,7 +25,7 @@ import trio
 
 from ._serve import log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
-from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError
+from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
@@ -77,7 +77,7 @@ class HandshakeEvent:
 def _refused_client(stream: TLSStream, error: HandshakeError) -> str | None:
     """The subject of the client certificate a server refused: its leaf, whichever certificate was at fault (the
     error's ``depth``/``subject``), read from the chain OpenSSL was building. Failure path only."""
-    if error.subject is None or error.depth == 0 or not stream.server_side:
+    if not isinstance(error, PeerVerificationError) or error.depth == 0 or not stream.server_side:
         return error.subject
     from .pki.certs import subject_text
     from .verify import peer_chain

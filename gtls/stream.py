@@ -28,6 +28,7 @@ from .context import CompiledContext, compile_settings
 from .engine import WANT_READ, WRITE_CAP, TLSEngine, TransportFailed, Want
 from .errors import EOF_IN_HANDSHAKE, NOT_TLS, TIMEOUT, HandshakeError, TLSError
 from .options import TLSOptions
+from .pki.failures import INVALID_TLS
 from .resolve import Resolved, Role
 
 if TYPE_CHECKING:
@@ -670,9 +671,12 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     def _rejected_in_handshake(self) -> bool:
         """The handshake failed with our alert to a peer that may still be writing (a certificate verdict, a
-        protocol refusal), not with its silence or departure (``timeout``, ``eof-in-handshake``)."""
+        protocol refusal, a TLS message refused), not with its silence or departure (``timeout``,
+        ``eof-in-handshake``) or with bytes that were not TLS at all (plaintext, HTTP: such a peer reads no alert)."""
         cause = self._cause
-        return isinstance(cause, HandshakeError) and cause.reason not in (TIMEOUT, EOF_IN_HANDSHAKE, NOT_TLS)
+        if not isinstance(cause, HandshakeError) or cause.reason in (TIMEOUT, EOF_IN_HANDSHAKE):
+            return False
+        return cause.reason != NOT_TLS or cause.message.startswith(INVALID_TLS)
 
     async def _linger(self, seconds: float = LINGER_SECONDS, limit: int = LINGER_BYTES) -> None:
         """Before closing a connection we refused: end our side (FIN after the alert) and read and drop what the

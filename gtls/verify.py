@@ -145,18 +145,34 @@ def _check_auth_level(path: Sequence[x509.Certificate], reference: str | None, c
             raise _failure(reasons.CA_MD_TOO_WEAK, depth, path[depth], reference, certs)
 
 
+#: OpenSSL's default verify depth: a path longer than this fails before any check of ours matters.
+_MAX_PATH = 101
+
+
 def _presumed_path(compiled: CompiledContext, certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
     """The path of a chain OpenSSL built but then failed (it reports only the failing certificate): from the leaf,
     each issuer by name, a trusted CA first (OpenSSL's default), else one the peer sent (peers repeat certificates
-    and send them in any order)."""
+    and send them in any order).
+
+    Any peer can make this run (a forged chain fails its signature check), so it is linear in what the peer sent:
+    names are indexed once, and the walk stops at OpenSSL's verify depth (a server may send 100 KiB of certificates:
+    comparing names step by step made that half a second of a client's event loop)."""
+    trusted: dict[bytes, x509.Certificate] = {}
+    for ca in compiled.trusted:
+        trusted.setdefault(ca.subject.public_bytes(), ca)
+    sent: dict[bytes, list[x509.Certificate]] = {}
+    for cert in certs:
+        sent.setdefault(cert.subject.public_bytes(), []).append(cert)
     path = [certs[0]]
-    while not self_signed(path[-1]) and len(path) <= len(certs):  # bounded: each step adds a certificate
-        wanted = path[-1].issuer
-        issuer = next((ca for ca in compiled.trusted if ca.subject == wanted), None)
+    used = {id(certs[0])}
+    while len(path) < _MAX_PATH and not self_signed(path[-1]):
+        wanted = path[-1].issuer.public_bytes()
+        issuer = trusted.get(wanted)
         if issuer is None:
-            issuer = next((c for c in certs if c.subject == wanted and c not in path), None)
-        if issuer is None:
+            issuer = next((c for c in sent.get(wanted, ()) if id(c) not in used), None)
+        if issuer is None or id(issuer) in used:
             break
+        used.add(id(issuer))
         path.append(issuer)
     return path
 
@@ -180,19 +196,20 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
     for depth in range(expired_depth, last + 1):  # with the trust anchor where OpenSSL checks it (check_revocation)
         cert = path[depth]
         issuer = path[depth + 1] if depth + 1 < len(path) else cert
-        code = _crl_verdict(compiled.crls, cert, issuer, when)
+        code = _crl_verdict(compiled, cert, issuer, when)
         if code:
             raise _failure(code, depth, cert, reference, certs)
     return path
 
 
-def _crl_verdict(crls: Sequence[x509.CertificateRevocationList], cert: x509.Certificate, issuer: x509.Certificate,
-                 when: dt.datetime) -> int:
+def _crl_verdict(compiled: CompiledContext, cert: x509.Certificate, issuer: x509.Certificate, when: dt.datetime
+                 ) -> int:
     """The X509_V_ERR code OpenSSL gives one certificate's revocation check (0: fine), expiry waived.
 
     The CRL is the one OpenSSL picks among those naming the certificate's issuer: a current one before an expired
     one, then one whose authority key identifier is the issuer's key, then the newest (``get_crl_sk``); the first in
     the file among equals. It is then checked in OpenSSL's order (``check_crl``, ``cert_crl``)."""
+    crls = compiled.crls
     candidates = [c for c in crls if c.issuer.public_bytes() == cert.issuer.public_bytes()]
     if not candidates:
         return 3  # UNABLE_TO_GET_CRL
@@ -218,7 +235,7 @@ def _crl_verdict(crls: Sequence[x509.CertificateRevocationList], cert: x509.Cert
             return 8  # CRL_SIGNATURE_FAILURE
     except (InvalidSignature, TypeError, ValueError):
         return 8
-    if _unhandled_critical(crl):
+    if _unhandled(compiled, crl):
         return 36  # UNHANDLED_CRITICAL_CRL_EXTENSION
     entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
     if entry is not None and _reason(entry) is not x509.ReasonFlags.remove_from_crl:  # OpenSSL passes those
@@ -236,6 +253,15 @@ _HANDLED_CRL_EXTENSIONS: Final = frozenset({
     ExtensionOID.ISSUING_DISTRIBUTION_POINT, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.DELTA_CRL_INDICATOR,
 })
 _HANDLED_ENTRY_EXTENSIONS: Final = frozenset({CRLEntryExtensionOID.CERTIFICATE_ISSUER})
+
+
+def _unhandled(compiled: CompiledContext, crl: x509.CertificateRevocationList) -> bool:
+    """``_unhandled_critical`` of one of ``compiled``'s CRLs, judged once per compiled context: it reads every entry
+    (50,000 of them took 60 ms, on each refused client of a port that reads such a CRL)."""
+    verdicts = compiled._crl_unhandled
+    if verdicts is None:  # two threads may both judge: the same result
+        verdicts = compiled._crl_unhandled = tuple(_unhandled_critical(c) for c in compiled.crls)
+    return next(verdict for known, verdict in zip(compiled.crls, verdicts, strict=True) if known is crl)
 
 
 def _unhandled_critical(crl: x509.CertificateRevocationList) -> bool:

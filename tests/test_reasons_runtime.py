@@ -345,6 +345,57 @@ async def test_server_names_the_refused_client_certificate_of_python_ssl(pki: PK
         1, stranger.intermediate.cert.subject.rfc4514_string(), stranger.client.cert.subject.rfc4514_string())
 
 
+async def test_a_hostile_long_chain_costs_no_offline_reverification(pki: PKI, tmp_path: Path) -> None:
+    """Re-verifying a refused chain offline (for depth and subject) doubled what a refusal cost with a 100-certificate
+    chain, which any client can send: chains over 10 certificates keep the reason only, and the event still names
+    the client's own certificate."""
+    issuer = pki.intermediate
+    links = []
+    for index in range(12):
+        issuer = issuer.intermediate(f"link {index}")
+        links.append(issuer)
+    leaf = issuer.leaf("long client", eku=("client",), not_before=-10 * DAY, not_after=-DAY)
+    chain = write_pem(tmp_path / "links.pem", *reversed(links), pki.intermediate)
+    cert, key = write_identity(tmp_path, "client", leaf)
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=key, chain=chain)
+
+    event = await server_reason(pki.server_options(tls_mutual="1"), client)
+    assert isinstance(event.error, PeerVerificationError)
+    assert (event.reason, event.error.depth, event.subject) == ("expired", None, "CN=long client")
+
+
+async def test_a_client_chain_over_the_limit_reads_the_alert(pki: PKI, tmp_path: Path) -> None:
+    """A client chain over OpenSSL's 100 KiB limit is refused as a TLS message (not-tls, 'excessive message
+    size'); the refusal lingers as any other, so the client reads the alert instead of a reset (the lingering was
+    for every refusal but not-tls, which also covered TLS that was refused, not only plaintext)."""
+    big = [pki.intermediate.intermediate(f"padding {index} " + "x" * 40) for index in range(420)]
+    leaf = pki.intermediate.leaf("big client", eku=("client",))
+    cert_file = write_pem(tmp_path / "big.pem", leaf.cert_pem, *(c.cert_pem for c in big))
+    assert cert_file.stat().st_size > 100 * 1024 * 1.4  # PEM of more than 100 KiB of DER
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.check_hostname = False
+    context.load_cert_chain(cert_file, leaf.write_key(tmp_path / "big.key"))
+    seen: list[str] = []
+
+    async def client(port: int) -> None:
+        for _ in range(5):
+            try:
+                await trio.to_thread.run_sync(python_ssl_client, port, context)
+                seen.append("accepted")
+            except ssl.SSLError as exc:
+                seen.append(f"alert {exc.reason}")
+            except OSError as exc:
+                seen.append(type(exc).__name__)
+
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        await client(port)
+    assert [e.reason for e in events] == ["not-tls"] * 5, [e.describe() for e in events]
+    assert all(item.startswith("alert ") for item in seen), seen
+
+
 async def test_protocol_version_server(pki: PKI) -> None:
     async def client(port: int) -> None:
         await openssl_client(port, ca=pki.ca_file, args=["-tls1_2"])

@@ -68,4 +68,9 @@ def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
             return reason, f"{joined}", None
     # Anything else (decode errors, unexpected messages, bad record MACs): the peer's bytes did not form a TLS
     # handshake we could accept. spec §10 has no catch-all word for this; not-tls is the closest (gtls decision).
-    return e.NOT_TLS, f"invalid TLS from the peer: {joined}", None
+    return e.NOT_TLS, f"{INVALID_TLS} {joined}", None
+
+
+#: How a ``not-tls`` message begins when the peer did speak TLS and one of its messages was refused (a chain over
+#: OpenSSL's 100 KiB limit, a decode error), as opposed to plaintext or HTTP: such a peer reads our alert.
+INVALID_TLS = "invalid TLS from the peer:"
