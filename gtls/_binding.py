@@ -274,7 +274,10 @@ def openssl_crls(crls: Sequence[x509.CertificateRevocationList]) -> tuple[Any, .
     handles = []
     for crl in crls:
         der = crl.public_bytes(serialization.Encoding.DER)
-        bio = _lib.BIO_new_mem_buf(der, len(der))
+        buffer = _ffi.new("char[]", der)  # the BIO reads it after this call: memory cffi owns, alive until freed
+        bio = _lib.BIO_new_mem_buf(buffer, len(der))
+        if bio == _ffi.NULL:
+            raise MemoryError("OpenSSL could not make a memory BIO")
         try:
             pointer = _lib.d2i_X509_CRL_bio(bio, _ffi.NULL)
         finally:

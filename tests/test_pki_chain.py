@@ -285,8 +285,8 @@ def test_an_expired_issuer_in_the_chain_is_named_with_its_renewed_copy(tmp_path:
                                        "trusted-ca": str(trusted)}, "server", warnings=warnings))
     assert compiled.chain[2] == cross.cert
     (top,) = [w for w in (*warnings, *compiled.warnings) if "(depth 2)" in w]
-    assert top.endswith("it is the top of the chain and not a root: peers trusting a root of its name ignore it, "
-                        "others refuse the chain (remove it unless those need it)")
+    assert top.endswith("it is the top of the chain: peers refuse the chain unless they trust a root of its name and "
+                        "key (then they ignore it)")
 
 
 @pytest.mark.parametrize("curve", ["secp256k1", "brainpoolP256r1", "secp384r1"])

@@ -185,6 +185,12 @@ def test_no_root_warning_for_what_verifies(tmp_path: Path) -> None:
     assert not [w for w in compiled.warnings if "not a root" in w], compiled.warnings
     assert [c.subject for c in verify_chain([leaf.cert], compiled, "client")] == [
         leaf.subject, inter.subject, new_root.subject]
+    # OpenSSL folds case in ASCII only: an issuer name that differs from the root's beyond that does not chain, and
+    # the warning stands (names are compared by OpenSSL's own canonical hash).
+    ecole = CA.root("\u00e9cole root")
+    stray = ecole.intermediate("Stray CA", issuer_name="\u00c9COLE ROOT")
+    warned = client(write_pem(tmp_path / "ecole.pem", ecole, stray)).warnings
+    assert [w for w in warned if "CN=Stray CA" in w and "not a root" in w], warned
 
 
 @pytest.mark.filterwarnings("ignore:Parsed a serial number")  # cryptography's own, in this process

@@ -13,6 +13,7 @@ import functools
 import logging
 import shlex
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -225,7 +226,8 @@ async def _serve_until_signalled(serve: Callable[..., Awaitable[object]], reaper
             bound = _bound_addresses(listeners, plan.host)
             # One write for all the lines: a reader that takes the first and leaves (| head -1) must not make a later
             # line fail and stop the server.
-            print("\n".join(f"listening on {format_host_port(host, port)}" for host, port in bound), flush=True)
+            sys.stdout.write("".join(f"listening on {format_host_port(host, port)}\n" for host, port in bound))
+            sys.stdout.flush()
             host, port = bound[0]
             if plan.demo is not None:
                 _print_demo_hints(plan.demo, host, port, compiled.resolved.options.tls_mutual is True)

@@ -114,10 +114,11 @@ def _issuer_validity_warnings(chain: Sequence[x509.Certificate], dropped: Sequen
         if renewed is not None:
             hint = f"; a valid copy from {renewed.source} was dropped: list it before this one, or remove this one"
         elif depth == len(chain) - 1 and not self_signed(cert):
-            # An expired cross-signature on top (Let's Encrypt's long chain): a peer trusting a root of the same
-            # name ends its path below it; only peers that need the cross-signature refuse the chain.
-            hint = ("; it is the top of the chain and not a root: peers trusting a root of its name ignore it, "
-                    "others refuse the chain (remove it unless those need it)")
+            # The top, not a root: an expired cross-signature (Let's Encrypt's long chain) is ignored by a peer that
+            # trusts a root of the same name and key, and refused by any other; an expired intermediate is refused
+            # by all (none trusts it as a root). Which peers are which, gtls cannot know.
+            hint = ("; it is the top of the chain: peers refuse the chain unless they trust a root of its name and "
+                    "key (then they ignore it)")
         else:
             hint = "; peers will refuse the chain"
         warnings.append(f"{option}: chain certificate {subject_text(cert)} (depth {depth}) {problem}{hint}")

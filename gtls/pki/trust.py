@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography import x509
+from OpenSSL import crypto
 
 from ..errors import CredentialLoadError
-from .certs import is_ca, self_signed, subject_text, validity_problem
+from .certs import is_ca, self_signed, spki, subject_text, validity_problem
 from .pem import load_blocks
 from .where import Where
 
@@ -23,9 +24,9 @@ def load_trusted_cas(
                               option=OPTION, where=where, error=CredentialLoadError)
     if others:
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
-    subjects = {_canonical(ca.subject) for ca in cas}
-    # A CA whose subject a root of the file also has is a cross-signed copy of that root: paths end at the root.
-    root_subjects = {_canonical(ca.subject) for ca in cas if self_signed(ca)}
+    subjects = {_name_hash(ca, subject=True) for ca in cas}
+    # A CA with the name and key of a root of the file is a cross-signed copy of that root: paths end at the root.
+    roots = {(_name_hash(ca, subject=True), spki(ca.public_key())) for ca in cas if self_signed(ca)}
     for ca in cas:
         problem = validity_problem(ca, now)
         if problem:
@@ -36,7 +37,8 @@ def load_trusted_cas(
             # can vouch for nothing: no issuer accepts it, and gtls does not trust a partial chain.
             warnings.append(f"{OPTION}: {subject_text(ca)} in {path} is neither a CA nor self-signed: it makes no "
                             "certificate trusted, not even itself")
-        elif not root and _canonical(ca.issuer) not in subjects and _canonical(ca.subject) not in root_subjects:
+        elif not root and _name_hash(ca, subject=False) not in subjects and (
+                (_name_hash(ca, subject=True), spki(ca.public_key())) not in roots):
             # Verification must end at a root of this file (no partial chains, spec §6): an intermediate whose
             # issuer is missing here helps no chain to verify (gtls decision to say so; the spec is silent).
             warnings.append(f"{OPTION}: CA {subject_text(ca)} in {path} is not a root and its issuer "
@@ -52,11 +54,12 @@ def load_trusted_cas(
     return cas
 
 
-def _canonical(name: x509.Name) -> tuple[tuple[str, str], ...]:
-    """A name as OpenSSL matches issuers to subjects (its canonical form, near enough): attribute values compared
-    without regard to case, string type or runs of spaces."""
-    return tuple((attribute.oid.dotted_string, " ".join(str(attribute.value).lower().split()))
-                 for attribute in name)
+def _name_hash(cert: x509.Certificate, *, subject: bool) -> int:
+    """The subject's (or issuer's) name as OpenSSL matches issuers to subjects: the hash of its canonical form
+    (``X509_NAME_hash``, what ``c_rehash`` names files by), so case, spacing and string types count as OpenSSL
+    counts them."""
+    openssl = crypto.X509.from_cryptography(cert)
+    return (openssl.get_subject() if subject else openssl.get_issuer()).hash()
 
 
 def missing_file_hint(value: str) -> str:
