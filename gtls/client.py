@@ -9,8 +9,10 @@ set, else ``server_hostname``, else the dialled host.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 import trio
@@ -45,13 +47,24 @@ async def open_tls_over_tcp_stream(
     server_hostname: str | None = None,
     happy_eyeballs_delay: float | None = 0.25,
     handshake_timeout: float | None = 10.0,
+    connect_timeout: float | None = 10.0,
     https_compatible: bool = False,
     alpn_protocols: Iterable[str] | None = None,
 ) -> TLSStream:
     """Connect to ``host:port`` and complete a TLS handshake (raises ``HandshakeError`` with the reason word).
     ``host`` may be bytes, as trio's ``open_ssl_over_tcp_stream`` allows (ASCII: a name or an address).
-    ``alpn_protocols``: the application protocols to offer by ALPN (``["h2", "http/1.1"]``)."""
+    ``connect_timeout`` bounds name resolution and the TCP connect (every address happy eyeballs tries): past it,
+    ``TimeoutError``, an ``OSError`` like every other TCP failure; None waits as long as the kernel does (minutes
+    for an address that drops packets). ``handshake_timeout`` then bounds the handshake (``HandshakeError``
+    ``timeout``). Happy eyeballs races TCP connections only: a handshake that fails or stalls on the first address
+    to connect ends the call. ``alpn_protocols``: the application protocols to offer by ALPN
+    (``["h2", "http/1.1"]``)."""
     check_handshake_timeout(handshake_timeout)
+    check_handshake_timeout(connect_timeout, what="connect_timeout")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} is out of range (1 to 65535)")
     if isinstance(host, bytes | bytearray):
         try:
             host = bytes(host).decode("ascii")
@@ -64,7 +77,8 @@ async def open_tls_over_tcp_stream(
     context.client_names(name)  # a name that cannot be checked fails here, before any connection is made
     family = ip_literal_family(host)
     if family is None:  # a name: happy eyeballs
-        transport = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
+        with _connect_deadline(connect_timeout, host, port):
+            transport = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
         try:
             stream = TLSStream(
                 transport, context, server_hostname=name, https_compatible=https_compatible,
@@ -74,7 +88,8 @@ async def open_tls_over_tcp_stream(
             await trio.aclose_forcefully(transport)
             raise
     else:  # an IP literal: one address, nothing to race; a bare socket, the trio wrappers only if asked for
-        sock = await connect_literal(family, host, port)
+        with _connect_deadline(connect_timeout, host, port):
+            sock = await connect_literal(family, host, port)
         try:
             stream = TLSStream._over_socket(None, sock, context, (host, port), https_compatible, handshake_timeout,
                                             server_hostname=name)
@@ -93,11 +108,24 @@ async def open_tls_over_tcp_stream(
     return stream
 
 
+@contextlib.contextmanager
+def _connect_deadline(seconds: float | None, host: str, port: int) -> Iterator[None]:
+    """The TCP phase under its own deadline: a ``TimeoutError`` when it passes (no cancel scope when None)."""
+    if seconds is None:
+        yield
+        return
+    with trio.move_on_after(seconds) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise TimeoutError(errno.ETIMEDOUT, f"no TCP connection to {host}:{port} within {seconds:g} s")
+
+
 async def connect(
     endpoint: ClientEndpoint,
     *,
     happy_eyeballs_delay: float | None = 0.25,
     handshake_timeout: float | None = 10.0,
+    connect_timeout: float | None = 10.0,
     https_compatible: bool = False,
     alpn_protocols: Iterable[str] | None = None,
 ) -> TLSStream:
@@ -111,6 +139,7 @@ async def connect(
         server_hostname=endpoint.server_hostname,
         happy_eyeballs_delay=happy_eyeballs_delay,
         handshake_timeout=handshake_timeout,
+        connect_timeout=connect_timeout,
         https_compatible=https_compatible,
         alpn_protocols=alpn_protocols,
     )

@@ -80,6 +80,12 @@ def format_address(address: object) -> str | None:
     """``host:port`` (``[v6]:port``) for a socket address tuple; None when unknown."""
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
+        if len(address) == 4 and address[3] and "%" not in str(host):
+            # An IPv6 link-local peer: without its zone the address cannot be dialled back (peer logs, errors).
+            try:
+                host = f"{host}%{socket.if_indextoname(address[3])}"
+            except OSError:
+                host = f"{host}%{address[3]}"
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     if isinstance(address, str) and address:
         return address

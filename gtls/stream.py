@@ -57,17 +57,16 @@ _BROKEN: Final = 1
 _CLOSED: Final = 2
 
 
-def check_handshake_timeout(timeout: float | None) -> float | None:
-    """``timeout`` if it is a handshake bound every entry point accepts: a positive, finite number of seconds, or
-    None for no bound. The listeners, the connector and the constructor apply the same rule, before any connection
-    is made (0 would fail every handshake as ``timeout``; a negative one raised only after the TCP connect)."""
+def check_handshake_timeout(timeout: float | None, *, what: str = "handshake_timeout") -> float | None:
+    """``timeout`` if it is a bound every entry point accepts: a positive, finite number of seconds, or None for no
+    bound. The listeners, the connector and the constructor apply the same rule, before any connection is made (0
+    would fail every handshake as ``timeout``; a negative one raised only after the TCP connect)."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"handshake_timeout must be a number of seconds or None, not {type(timeout).__name__}")
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
     if not (timeout > 0 and math.isfinite(timeout)):
-        raise ValueError(f"handshake_timeout must be a positive number of seconds, or None for no limit "
-                         f"(got {timeout!r})")
+        raise ValueError(f"{what} must be a positive number of seconds, or None for no limit (got {timeout!r})")
     return timeout
 
 

@@ -3,6 +3,7 @@ configuration errors before any network I/O. Real gtls servers and scripted TCP 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import datetime as dt
@@ -12,7 +13,8 @@ import math
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -416,3 +418,55 @@ async def test_the_connector_logs_load_and_handshake_warnings(pki: PKI, tmp_path
     per_handshake = [r for r in caplog.records if r.name == "gtls.client"]
     assert len(at_load) == 1  # once, though compiled for each connection
     assert len(per_handshake) == 2 and all("expired" in r.getMessage() for r in per_handshake)
+
+
+@contextlib.contextmanager
+def dropping_port() -> Iterator[int]:
+    """A port whose accept queue is full: the kernel drops further SYNs, so a TCP connect waits (minutes)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        try:
+            for _ in range(5):
+                filler = socket.socket()
+                filler.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    filler.connect(("127.0.0.1", port))
+                fillers.append(filler)
+            time.sleep(0.2)
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_the_tcp_connect_has_its_own_deadline(pki: PKI, host: str) -> None:
+    """handshake_timeout starts with the handshake: against an address that drops SYNs the call waited for the
+    kernel (135 s here) and raised a bare OSError. connect_timeout bounds resolution and the TCP connect, with a
+    TimeoutError (an OSError, like every TCP failure)."""
+    with dropping_port() as port, trio.fail_after(10):
+        started = trio.current_time()
+        with pytest.raises(TimeoutError, match=f"no TCP connection to {host}:{port} within 0.5 s"):
+            await open_tls_over_tcp_stream(host, port, pki.client_options(), connect_timeout=0.5)
+        assert trio.current_time() - started < 3
+
+
+@pytest.mark.parametrize(("port", "error"),
+                         [(70000, ValueError), (0, ValueError), (True, TypeError), ("443", TypeError)])
+async def test_a_port_out_of_range_is_refused_before_dialling(pki: PKI, port: object, error: type[Exception]) -> None:
+    """On the IP-literal path port 70000 raised OverflowError from the socket layer and True dialled port 1."""
+    with pytest.raises(error):
+        await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options())  # type: ignore[arg-type]
+
+
+def test_a_link_local_peer_address_keeps_its_zone() -> None:
+    """fe80:: addresses need their zone to be dialled back; peer_address and error peers dropped it."""
+    from gtls.engine import format_address
+
+    index = socket.if_nametoindex("lo")
+    assert format_address(("fe80::1", 443, 0, index)) == "[fe80::1%lo]:443"
+    assert format_address(("::1", 443, 0, 0)) == "[::1]:443"
+    assert format_address(("127.0.0.1", 80)) == "127.0.0.1:80"

@@ -129,7 +129,7 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
 
     where = format_host_port(host, port)
     # TCP first, under its own deadline, so a slow TCP connect reads "connect-failed" and a slow handshake
-    # "timeout" (the same two steps as gtls.client.open_tls_over_tcp_stream, which has one deadline for both).
+    # "timeout" (the same two steps, each with its own deadline, as gtls.client.open_tls_over_tcp_stream).
     try:
         with trio.fail_after(args.timeout):
             transport = await trio.open_tcp_stream(host, port)
