@@ -306,11 +306,11 @@ def test_a_second_signal_while_stopping_still_exits_0(pki: DemoPKI, second: sign
                 if stop.is_set():
                     return
                 try:
-                    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
-                                             server_hostname="localhost") as conn:
+                    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                            context.wrap_socket(raw, server_hostname="localhost") as conn:
                         conn.sendall(b"x\n")
                         conn.recv(10)
-                except OSError:
+                except OSError:  # the server stopped: this socket is closed by its with, the thread ends
                     return
 
         with contextlib.ExitStack() as connections:
@@ -486,10 +486,10 @@ def test_a_serve_that_fails_gives_back_the_signal_handlers(pki: DemoPKI) -> None
     """gtls serve ignores SIGINT/SIGTERM from before its port opens (a second signal while stopping must not kill
     it). When it fails instead (here: the port is taken), a process that goes on, like this one running the command
     in-process, must still stop on Ctrl-C: the handlers it found come back."""
-    from gtls.cli import main
+    from tests.config_abuse_helpers import run_cli  # in this process, with its logging restored afterwards
 
     before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     with socket.create_server(("127.0.0.1", 0)) as taken:
-        code = main(["serve", "--quiet", *flag_args(pki)[2:], "--listen", f"127.0.0.1:{taken.getsockname()[1]}"])
-    assert code == 1
+        result = run_cli("serve", "--quiet", *flag_args(pki)[2:], "--listen", f"127.0.0.1:{taken.getsockname()[1]}")
+    assert result.code == 1 and "listen-failed" in result.err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

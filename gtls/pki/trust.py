@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography import x509
-from OpenSSL import crypto
 
 from ..errors import CredentialLoadError
 from .certs import is_ca, self_signed, spki, subject_text, validity_problem
@@ -24,9 +25,9 @@ def load_trusted_cas(
                               option=OPTION, where=where, error=CredentialLoadError)
     if others:
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
-    subjects = {_name_hash(ca, subject=True) for ca in cas}
+    subjects = {_canonical(ca.subject) for ca in cas}
     # A CA with the name and key of a root of the file is a cross-signed copy of that root: paths end at the root.
-    roots = {(_name_hash(ca, subject=True), spki(ca.public_key())) for ca in cas if self_signed(ca)}
+    roots = {(_canonical(ca.subject), spki(ca.public_key())) for ca in cas if self_signed(ca)}
     for ca in cas:
         problem = validity_problem(ca, now)
         if problem:
@@ -37,8 +38,8 @@ def load_trusted_cas(
             # can vouch for nothing: no issuer accepts it, and gtls does not trust a partial chain.
             warnings.append(f"{OPTION}: {subject_text(ca)} in {path} is neither a CA nor self-signed: it makes no "
                             "certificate trusted, not even itself")
-        elif not root and _name_hash(ca, subject=False) not in subjects and (
-                (_name_hash(ca, subject=True), spki(ca.public_key())) not in roots):
+        elif not root and _canonical(ca.issuer) not in subjects and (
+                (_canonical(ca.subject), spki(ca.public_key())) not in roots):
             # Verification must end at a root of this file (no partial chains, spec §6): an intermediate whose
             # issuer is missing here helps no chain to verify (gtls decision to say so; the spec is silent).
             warnings.append(f"{OPTION}: CA {subject_text(ca)} in {path} is not a root and its issuer "
@@ -54,12 +55,22 @@ def load_trusted_cas(
     return cas
 
 
-def _name_hash(cert: x509.Certificate, *, subject: bool) -> int:
-    """The subject's (or issuer's) name as OpenSSL matches issuers to subjects: the hash of its canonical form
-    (``X509_NAME_hash``, what ``c_rehash`` names files by), so case, spacing and string types count as OpenSSL
-    counts them."""
-    openssl = crypto.X509.from_cryptography(cert)
-    return (openssl.get_subject() if subject else openssl.get_issuer()).hash()
+#: OpenSSL's canonical name form folds case and spaces in ASCII only (``asn1_string_canon``).
+_ASCII_SPACES = re.compile(r"[ \t\n\v\f\r]+")
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _canonical(name: x509.Name) -> tuple[tuple[tuple[str, str | bytes], ...], ...]:
+    """A name as OpenSSL matches issuers to subjects (``x509_name_canon``): RDN by RDN, each string value in UTF-8
+    whatever its string type, ASCII spaces trimmed and collapsed, ASCII letters lower-cased; other values as they
+    are."""
+    def value(attribute: x509.NameAttribute[str | bytes]) -> str | bytes:
+        raw = attribute.value
+        if isinstance(raw, bytes):
+            return raw
+        return _ASCII_SPACES.sub(" ", raw).strip(" ").translate(_ASCII_LOWER)
+
+    return tuple(tuple((attribute.oid.dotted_string, value(attribute)) for attribute in rdn) for rdn in name.rdns)
 
 
 def missing_file_hint(value: str) -> str:
