@@ -117,7 +117,8 @@ def _connect_deadline(seconds: float | None, host: str, port: int) -> Iterator[N
     with trio.move_on_after(seconds) as scope:
         yield
     if scope.cancelled_caught:
-        raise TimeoutError(errno.ETIMEDOUT, f"no TCP connection to {host}:{port} within {seconds:g} s")
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise TimeoutError(errno.ETIMEDOUT, f"no TCP connection to {where} within {seconds:g} s")
 
 
 async def connect(

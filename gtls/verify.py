@@ -14,6 +14,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 from OpenSSL import SSL, crypto
 
@@ -163,6 +164,7 @@ def _check_auth_level(path: Sequence[x509.Certificate], reference: str | None, c
             raise _failure(reasons.CA_MD_TOO_WEAK, depth, path[depth], reference, certs)
 
 
+_SHA256 = hashes.SHA256()
 #: OpenSSL's default verify depth: a path longer than this fails before any check of ours matters.
 _MAX_PATH = 101
 
@@ -183,15 +185,18 @@ def _presumed_path(compiled: CompiledContext, certs: Sequence[x509.Certificate])
     for cert in certs:
         sent.setdefault(cert.subject, []).append(cert)
     path = [certs[0]]
-    used = {certs[0].tbs_certificate_bytes}  # a certificate sent twice is one link, as OpenSSL skips copies
+    used = {certs[0].fingerprint(_SHA256)}  # a certificate sent twice is one link, as OpenSSL skips copies
     while len(path) < _MAX_PATH and not self_signed(path[-1]):
         wanted = path[-1].issuer
         issuer = trusted.get(wanted)
         if issuer is None:
-            issuer = next((c for c in sent.get(wanted, ()) if c.tbs_certificate_bytes not in used), None)
-        if issuer is None or issuer.tbs_certificate_bytes in used:
+            candidates = sent.get(wanted, [])
+            while candidates and candidates[0].fingerprint(_SHA256) in used:  # each copy looked at once
+                candidates.pop(0)
+            issuer = candidates.pop(0) if candidates else None
+        if issuer is None or issuer.fingerprint(_SHA256) in used:
             break
-        used.add(issuer.tbs_certificate_bytes)
+        used.add(issuer.fingerprint(_SHA256))
         path.append(issuer)
     return path
 

@@ -191,6 +191,16 @@ def test_no_root_warning_for_what_verifies(tmp_path: Path) -> None:
     stray = ecole.intermediate("Stray CA", issuer_name="\u00c9COLE ROOT")
     warned = client(write_pem(tmp_path / "ecole.pem", ecole, stray)).warnings
     assert [w for w in warned if "CN=Stray CA" in w and "not a root" in w], warned
+    # A multi-valued RDN is a set: its values match in any order once folded, as OpenSSL sorts them after folding.
+    pair = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "a     b"),
+                                                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ccc")])])
+    twin = x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "A b"),
+                                                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ccc")])])
+    multi = CA.root(pair)
+    below = multi.intermediate("Below CA", issuer_name=twin)
+    quiet = client(write_pem(tmp_path / "multi.pem", multi, below)).warnings
+    assert not [w for w in quiet if "not a root" in w], quiet
+    assert verify_chain([below.leaf("m.test", dns=["m.test"]).cert], client(tmp_path / "multi.pem"), "client")
 
 
 @pytest.mark.filterwarnings("ignore:Parsed a serial number")  # cryptography's own, in this process

@@ -263,7 +263,7 @@ def test_each_crl_is_read_for_unhandled_extensions_once(tmp_path: Path, monkeypa
     assert len(calls) == len(crls)
 
 
-def test_the_presumed_path_is_linear_in_what_the_peer_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_presumed_path_is_linear_in_what_the_peer_sent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """After a failure OpenSSL reports one certificate; the path around it is rebuilt by issuer name. A server may
     send 100 KiB of certificates, and comparing names across all of them at every step (quadratic) took half a
     second of the client's event loop: names are indexed once, and the walk stops at OpenSSL's verify depth."""
@@ -275,8 +275,7 @@ def test_the_presumed_path_is_linear_in_what_the_peer_sent(monkeypatch: pytest.M
         links.append(links[-1].intermediate(f"walk link {index}"))
     leaf = links[-1].leaf("walk.test", dns=["walk.test"])
     sent = [leaf.cert, *(link.cert for link in reversed(links[1:])), *(CA.root(f"decoy {i}").cert for i in range(50))]
-    compiled = compile_context(direct({"trusted-ca": str(write_pem(Path(tempfile.mkdtemp()) / "ca.pem", root))},
-                                      "client"))
+    compiled = compile_context(direct({"trusted-ca": str(write_pem(tmp_path / "ca.pem", root))}, "client"))
     comparisons: list[int] = []
     equal = x509.Name.__eq__
 

@@ -60,17 +60,17 @@ _ASCII_SPACES = re.compile(r"[ \t\n\v\f\r]+")
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
-def _canonical(name: x509.Name) -> tuple[tuple[tuple[str, str | bytes], ...], ...]:
-    """A name as OpenSSL matches issuers to subjects (``x509_name_canon``): RDN by RDN, each string value in UTF-8
-    whatever its string type, ASCII spaces trimmed and collapsed, ASCII letters lower-cased; other values as they
-    are."""
+def _canonical(name: x509.Name) -> tuple[frozenset[tuple[str, str | bytes]], ...]:
+    """A name as OpenSSL matches issuers to subjects (``x509_name_canon``): RDN by RDN, each a set (OpenSSL sorts a
+    multi-valued RDN after folding), each string value in UTF-8 whatever its string type, ASCII spaces trimmed and
+    collapsed, ASCII letters lower-cased; other values as they are."""
     def value(attribute: x509.NameAttribute[str | bytes]) -> str | bytes:
         raw = attribute.value
         if isinstance(raw, bytes):
             return raw
         return _ASCII_SPACES.sub(" ", raw).strip(" ").translate(_ASCII_LOWER)
 
-    return tuple(tuple((attribute.oid.dotted_string, value(attribute)) for attribute in rdn) for rdn in name.rdns)
+    return tuple(frozenset((attribute.oid.dotted_string, value(attribute)) for attribute in rdn) for rdn in name.rdns)
 
 
 def missing_file_hint(value: str) -> str:
