@@ -62,9 +62,12 @@ def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.
     for ca in cas:
         store.add_cert(ca)
     if not compiled.trusted and compiled.resolved.profile == "windows":
-        capath = ssl.get_default_verify_paths().capath
-        if capath:  # looked up lazily, by name hash: nothing read here
-            store.load_locations(None, capath)
+        paths = ssl.get_default_verify_paths()
+        # The CA directory is looked up lazily, by name hash: nothing read here. The CA file was read into ``cas``
+        # unless it holds what only OpenSSL reads (TRUSTED CERTIFICATE or CRL blocks): then OpenSSL reads it here.
+        cafile = paths.cafile if paths.cafile and not cas else None
+        if cafile or paths.capath:
+            store.load_locations(cafile, paths.capath)
     if flags:
         if hostcheck.AVAILABLE:
             crls = compiled._verify_crls
@@ -94,9 +97,12 @@ def _anchors(compiled: CompiledContext) -> Sequence[x509.Certificate]:
         return ()
     try:
         with open(cafile, "rb") as bundle, warnings.catch_warnings():  # noqa: PTH123 - one read
+            data = bundle.read()
+            if b"-----BEGIN TRUSTED CERTIFICATE" in data or b"-----BEGIN X509 CRL" in data:
+                return ()  # blocks only OpenSSL reads: it loads the file per verification (slower, complete)
             # Some roots of the system bundles have serial 0: OpenSSL takes them, and so does this.
             warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
-            return x509.load_pem_x509_certificates(bundle.read())
+            return x509.load_pem_x509_certificates(data)
     except (OSError, ValueError):
         return ()
 
