@@ -287,3 +287,27 @@ def test_the_presumed_path_is_linear_in_what_the_peer_sent(monkeypatch: pytest.M
     path = verify_module._presumed_path(compiled, sent)
     assert path[:3] == [leaf.cert, links[-1].cert, links[-2].cert] and len(path) == 101  # OpenSSL's verify depth
     assert len(comparisons) < 4 * len(sent), len(comparisons)
+
+
+def test_the_windows_profile_reads_the_system_ca_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profile windows without trusted-ca trusts the system's CAs; the offline verifier read the whole CA file into
+    every store (4.6 ms per refusal, which any peer can cause): parsed once per compiled context now, and left to
+    OpenSSL when it holds blocks only OpenSSL reads."""
+    import ssl
+
+    bundle = write_pem(tmp_path / "system.pem", CA.root("system root one"), CA.root("system root two"))
+    paths = ssl.get_default_verify_paths()
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths._replace(cafile=str(bundle), capath=None))
+    stranger = CA.root("stranger root")
+    leaf = stranger.leaf("w.test", dns=["w.test"])
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    for _ in range(2):
+        with pytest.raises(PeerVerificationError) as info:
+            verify_chain([leaf.cert], compiled, "client")
+        assert info.value.reason == "untrusted"
+    assert compiled._verify_cas is not None and len(compiled._verify_cas) == 2
+    trusted_root = CA.root("system root three")
+    write_pem(bundle, trusted_root, trusted_root.cert_pem.replace(b" CERTIFICATE-----", b" TRUSTED CERTIFICATE-----"))
+    fallback = compile_context(direct({"sec-protocol": "TLSv13"}, "client", profile="windows"))  # not cached
+    assert verify_chain([trusted_root.leaf("t.test", dns=["t.test"]).cert], fallback, "client")
+    assert fallback._verify_cas == ()  # OpenSSL read the file itself
