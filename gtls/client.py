@@ -19,6 +19,7 @@ import trio
 
 from ._tcp import connect_literal, ip_literal_family
 from .context import CompiledContext
+from .engine import format_address
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
@@ -117,8 +118,7 @@ def _connect_deadline(seconds: float | None, host: str, port: int) -> Iterator[N
     with trio.move_on_after(seconds) as scope:
         yield
     if scope.cancelled_caught:
-        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise TimeoutError(errno.ETIMEDOUT, f"no TCP connection to {where} within {seconds:g} s")
+        raise TimeoutError(errno.ETIMEDOUT, f"no TCP connection to {format_address((host, port))} within {seconds:g} s")
 
 
 async def connect(

@@ -25,14 +25,14 @@ def load_trusted_cas(
                               option=OPTION, where=where, error=CredentialLoadError)
     if others:
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
+    is_root = [self_signed(ca) for ca in cas]  # a signature check each: once
     subjects = {_canonical(ca.subject) for ca in cas}
     # A CA with the name and key of a root of the file is a cross-signed copy of that root: paths end at the root.
-    roots = {(_canonical(ca.subject), spki(ca.public_key())) for ca in cas if self_signed(ca)}
-    for ca in cas:
+    roots = {(_canonical(ca.subject), spki(ca.public_key())) for ca, root in zip(cas, is_root, strict=True) if root}
+    for ca, root in zip(cas, is_root, strict=True):
         problem = validity_problem(ca, now)
         if problem:
             warnings.append(f"{OPTION}: CA {subject_text(ca)} {problem}; paths through it will fail")
-        root = self_signed(ca)
         if not is_ca(ca) and not root:
             # A self-signed non-CA certificate is a peer trusted as itself (a pinned self-signed server); this one
             # can vouch for nothing: no issuer accepts it, and gtls does not trust a partial chain.
