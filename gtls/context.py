@@ -518,6 +518,12 @@ class CompiledContext:
         reason = reasons.reason_for(code)
         text = hostcheck.error_text(code)
         chain = peer_chain(conn, self.role)
+        if len(chain) > _REVERIFIED_CHAIN:
+            # More than any real chain: a bundle pasted after the peer's own, or a hostile peer. What failed is the
+            # path OpenSSL built (as far as it got): re-verify that when it is short.
+            built = conn.get_verified_chain(as_cryptography=True) or []
+            if 0 < len(built) <= _REVERIFIED_CHAIN:
+                chain = list(built)
         reference = self._references.get(conn)
         if 0 < len(chain) <= _REVERIFIED_CHAIN:
             try:
@@ -535,7 +541,7 @@ class CompiledContext:
 
 #: The longest peer chain re-verified offline for the depth and subject of a failure. Real chains hold 2 to 5
 #: certificates; re-verifying a hostile 100-certificate chain doubled what the refusal cost (any peer can send one),
-#: so a longer chain's failure carries its reason without them.
+#: so a longer chain's failure carries its reason without them, unless the path OpenSSL built from it is short.
 _REVERIFIED_CHAIN: Final = 10
 
 

@@ -95,6 +95,20 @@ async def test_validity(pki: PKI, tmp_path: Path, reason: str, validity: dict[st
     assert error.depth == 0 and error.subject is not None and "localhost" in error.subject
 
 
+async def test_a_bundle_pasted_after_the_servers_chain_keeps_depth_and_subject(pki: PKI, tmp_path: Path) -> None:
+    """A server that sends a CA bundle after its own chain (12 strangers here) is refused for its expired
+    intermediate: the client names the intermediate, re-verifying the path OpenSSL built rather than all that was
+    sent (sent lists over 10 certificates are not re-verified, so any hostile peer's refusal stays cheap)."""
+    expired = pki.root.intermediate("expired inter", not_before=-10 * DAY, not_after=-DAY)
+    leaf = expired.leaf("localhost", dns=("localhost",))
+    strangers = [pki.root.intermediate(f"bundle {index}") for index in range(12)]
+    cert, key = write_identity(tmp_path, "leaf", leaf)
+    chain = write_pem(tmp_path / "chain.pem", expired.cert_pem, *(c.cert_pem for c in strangers))
+    error = await failure_against_openssl(cert, key, pki.client_options(), chain=chain)
+    assert isinstance(error, PeerVerificationError)
+    assert (error.reason, error.depth, error.subject) == ("expired", 1, "CN=expired inter")
+
+
 def crl_cases(pki: PKI, stranger: PKI) -> dict[str, bytes]:
     now = dt.timedelta(0)
     return {
