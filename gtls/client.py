@@ -19,6 +19,7 @@ import trio
 
 from ._tcp import connect_literal, ip_literal_family
 from .context import CompiledContext
+from .deployment import Endpoint
 from .engine import format_address
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
@@ -132,11 +133,24 @@ async def connect(
 ) -> TLSStream:
     """Open the deployment connection ``endpoint`` (``Deployment.connection(app, conn_id)``): dial its address and
     port with its resolved settings; its ``server_hostname`` is the reference name unless tls-target-name is set.
-    The keywords are ``open_tls_over_tcp_stream``'s."""
+    The keywords are ``open_tls_over_tcp_stream``'s.
+
+    The context compiled on an ``Endpoint``'s first connect serves all its later ones (spec §1.1: reused by the
+    connection's reconnects), so files changed on disk since are read when the connection is set up again (a new
+    ``Deployment.connection(...)``), and a file caught half-written cannot fail a reconnect."""
+    settings: Resolved | CompiledContext = endpoint.resolved
+    if isinstance(endpoint, Endpoint):
+        offered = tuple(alpn_protocols) if alpn_protocols is not None else None  # any iterable: read once
+        pinned = endpoint._contexts.get(offered)
+        if pinned is None:
+            pinned = compile_settings(endpoint.resolved, "client", alpn=offered)
+            log_warnings(pinned.warnings)
+            pinned = endpoint._contexts.setdefault(offered, pinned)
+        settings, alpn_protocols = pinned, None  # the context carries its ALPN list
     return await open_tls_over_tcp_stream(
         endpoint.address,
         endpoint.port,
-        endpoint.resolved,
+        settings,
         server_hostname=endpoint.server_hostname,
         happy_eyeballs_delay=happy_eyeballs_delay,
         handshake_timeout=handshake_timeout,

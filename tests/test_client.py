@@ -327,6 +327,53 @@ host = "localhost"
     assert events[0].server_name == "localhost"  # the connection's host: SNI and reference name
 
 
+async def test_a_deployment_connection_reconnects_on_the_context_it_was_set_up_with(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """Spec §1.1: the context compiled when a connection is set up "is reused by every handshake on that port or
+    connection, reconnects included". A trusted-ca file rewritten (or caught half-written) between two connects of
+    one Endpoint changes nothing; a connection set up again (``deployment.connection``) reads the new file."""
+    stranger = write_pki(tmp_path / "stranger")
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(pki.ca_file.read_bytes())
+    deploy = tmp_path / "deploy.toml"
+    deploy.write_text(
+        f"""
+[applications.statserver.ports.default]
+port = 1
+[applications.reporter.security]
+trusted-ca = "{ca}"
+[applications.reporter.connections.stats]
+server = "statserver"
+host = "localhost"
+transport = "tls=1"
+"""
+    )
+    deployment = load_deployment(deploy)
+    events: list[HandshakeEvent] = []
+    async with server(pki.server_options(), events) as port:
+        endpoint = dataclasses.replace(deployment.connection("reporter", "stats"), address="127.0.0.1", port=port)
+        for alpn in (None, ["h2"]):  # one context per ALPN list offered
+            async with await connect(endpoint, alpn_protocols=alpn) as stream:
+                assert await stream.receive_some() == b"hello"
+        ca.write_bytes(stranger.ca_file.read_bytes())  # a CA that does not sign our server
+        for alpn in (None, ["h2"]):  # a reconnect: still the context it was set up with
+            async with await connect(endpoint, alpn_protocols=alpn) as stream:
+                assert await stream.receive_some() == b"hello"
+        ca.write_bytes(pki.ca_file.read_bytes()[:40])  # half-written: a reconnect does not read it
+        async with await connect(endpoint) as stream:
+            assert await stream.receive_some() == b"hello"
+        with pytest.raises(ConfigError, match="trusted-ca"):  # set up again: the file is read again
+            await connect(dataclasses.replace(deployment.connection("reporter", "stats"), address="127.0.0.1",
+                                              port=port))
+        ca.write_bytes(stranger.ca_file.read_bytes())
+        again = dataclasses.replace(deployment.connection("reporter", "stats"), address="127.0.0.1", port=port)
+        with pytest.raises(PeerVerificationError) as refused:
+            await connect(again)
+    assert refused.value.reason == "untrusted"
+    assert [e.ok for e in events[:5]] == [True] * 5
+
+
 async def test_no_descriptor_or_task_left_behind(pki: PKI, tmp_path: Path) -> None:
     other = write_pki(tmp_path / "other")
     events: list[HandshakeEvent] = []
