@@ -37,7 +37,7 @@ from .pki.crl import freshness_warnings, issuer_text, load_crls
 from .pki.failures import library_failure
 from .pki.keys import TLSKey, load_private_key
 from .pki.pem import read_file, resolve_path
-from .pki.protocol import apply_ciphers, apply_versions
+from .pki.protocol import apply_ciphers, apply_versions, check_tls12_negotiable
 from .pki.store import load_store, lookup, store_files, thumbprint
 from .pki.strength import describe, weaknesses
 from .pki.trust import load_trusted_cas, missing_file_hint
@@ -562,7 +562,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     if alpn:
         _apply_alpn(ctx, role, alpn)
     versions = apply_versions(ctx, opts.sec_protocol)
-    apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
+    cipher_string = apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
     ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
 
@@ -579,6 +579,9 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
             ctx.add_extra_chain_cert(extra)
         ctx.use_privatekey(key)
         ctx.check_privatekey()
+    if cipher_string is not None:  # a server's ciphers must suit its key: checked once it is loaded
+        server_identity = (chain[0], key) if identity is not None and role == "server" else None
+        check_tls12_negotiable(cipher_string, versions, server_identity, where=where, warnings=warnings)
 
     store = ctx.get_cert_store()
     assert store is not None

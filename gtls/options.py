@@ -383,7 +383,8 @@ def parse_options(
     where: str = "",
 ) -> TLSOptions:
     """Options from a mapping of Genesys names. ``warn_unknown=False`` passes unknown names silently (transport
-    parameters such as ``port`` or ``backup-port``); wrongly cased option names always warn. ``where`` prefixes
+    parameters such as ``port`` or ``backup-port``) unless they look like an option name (``tls_mutual``); wrongly
+    cased option names always warn. ``where`` prefixes
     warnings (e.g. ``"applications.app.ports.default: Port: "``)."""
     values: dict[str, object] = {}
     for name, raw in mapping.items():
@@ -391,7 +392,9 @@ def parse_options(
         if kind == "miscased" and real is not None:
             emit_warning(warnings, where + miscased_warning(name, real))
         elif kind == "unknown":
-            if warn_unknown:
+            # Transport parameters pass unknown keys silently (port, backup-port, ...), but not a near miss of an
+            # option name: tls_mutual=1 read as nothing would leave clients unverified without a word.
+            if warn_unknown or real:
                 hint = f"; did you mean {real!r}?" if real else ""
                 emit_warning(warnings, f"{where}{name}: unknown option, ignored{hint}")
         else:

@@ -548,7 +548,8 @@ def resolve_server(
                 option="upgrade",
                 level=Level.PORT.title,
             )
-        mode = {"tls": (bool(p.tls), "P" if p.tls is not None else "default"), "upgrade": (False, "default")}
+        mode = {"tls": (bool(p.tls), "P" if p.tls is not None else "default"),
+                "upgrade": (False, "P" if p.upgrade is not None else "default")}
         if not p.tls:
             if _present(p, PARAMETER_SET):
                 run.warn(Level.PORT, f"{_names(_present(p, PARAMETER_SET))}: no effect on a plaintext port")

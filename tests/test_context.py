@@ -271,6 +271,12 @@ def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
         ({"cipher-list": "HIGH@seclevel=0"}, "security level"),
         # A TLS 1.3-only port whose one suite OpenSSL never negotiates: every handshake would fail.
         ({"cipher-list": "TLS_AES_128_CCM_8_SHA256", "sec-protocol": "TLSv13"}, "never negotiates"),
+        # OpenSSL reads ';' as ':'; inside a token it slipped IANA names past the check.
+        ({"cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256;TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}, "is an IANA name"),
+        # A TLS 1.2-only port whose list selects only ciphers no handshake can use: below the security level, or
+        # RSA ciphers for this ECDSA key. OpenSSL accepts both strings; every handshake would fail.
+        ({"cipher-list": "eNULL:aNULL", "sec-protocol": "TLSv12"}, "leaves no cipher a TLS 1.2 handshake can use"),
+        ({"cipher-list": "ECDHE-RSA-AES128-GCM-SHA256", "sec-protocol": "TLSv12"}, "with an ECDSA key"),
     ],
 )
 def test_cipher_list_errors(files: dict[str, Path], opts: dict[str, str], message: str) -> None:
@@ -282,7 +288,7 @@ def test_cipher_list_errors(files: dict[str, Path], opts: dict[str, str], messag
 def test_cipher_list_tokens(files: dict[str, Path]) -> None:
     listed = "ECDHE-ECDSA-AES128-GCM-SHA256, BOGUS !aNULL\tTLS_AES_256_GCM_SHA384"
     compiled = server_ctx(files, **{"cipher-list": listed})
-    assert any("BOGUS select no cipher" in w for w in compiled.warnings)
+    assert any("BOGUS selects no cipher" in w for w in compiled.warnings)
     assert not any("aNULL" in w for w in compiled.warnings)
     with gtls_server(compiled) as srv:
         s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256")
@@ -290,6 +296,44 @@ def test_cipher_list_tokens(files: dict[str, Path]) -> None:
         s_client(srv.port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384")
     assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [
         (False, "no-shared-cipher"), (True, None), (False, "no-shared-cipher")]
+
+
+def test_semicolons_separate_cipher_list_tokens(files: dict[str, Path]) -> None:
+    """A ';' between a TLS 1.2 cipher and a TLS 1.3 suite went whole to OpenSSL's TLS 1.2 string, which dropped the
+    suite without a word: the TLS 1.3 restriction was lost. It separates tokens as OpenSSL's own parser does."""
+    compiled = server_ctx(files, **{"cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256;TLS_AES_128_GCM_SHA256"})
+    assert not [w for w in compiled.warnings if w.startswith("cipher-list:")]
+    with gtls_server(compiled) as srv:
+        s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384")
+        s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256")
+        s_client(srv.port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [
+        (False, "no-shared-cipher"), (True, None), (True, None)]
+
+
+def test_ciphers_that_do_not_suit_the_key_are_named_in_a_warning(files: dict[str, Path]) -> None:
+    """RSA ciphers for an ECDSA certificate: OpenSSL takes the string, then refuses every TLS 1.2 client. Where TLS
+    1.3 stays available the port works, with a warning that says so; the warning is true on the wire."""
+    compiled = server_ctx(files, **{"cipher-list": "ECDHE-RSA-AES128-GCM-SHA256"})
+    assert [w for w in compiled.warnings if w.startswith("cipher-list:")] == [
+        "cipher-list: 'ECDHE-RSA-AES128-GCM-SHA256' leaves no cipher a TLS 1.2 handshake can use: none of its "
+        "ciphers both passes OpenSSL's security level and authenticates with an ECDSA key like the certificate's; "
+        "peers without TLS 1.3 all fail"]
+    with gtls_server(compiled) as srv:
+        s_client(srv.port, "-tls1_2")
+        s_client(srv.port, "-tls1_3")
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(False, "no-shared-cipher"), (True, None)]
+    assert not [w for w in server_ctx(files, **{"cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256:eNULL"}).warnings
+                if w.startswith("cipher-list:")]
+
+
+def test_a_client_cipher_list_with_nothing_to_offer(files: dict[str, Path]) -> None:
+    """A client whose TLS 1.2 list selects only ciphers its security level refuses or that need PSK: OpenSSL sends
+    no hello at all. Refused when TLS 1.2 is all it may use, a warning otherwise."""
+    with pytest.raises(CipherListError, match="leaves no cipher a TLS 1.2 handshake can use"):
+        client_ctx(files, **{"cipher-list": "aNULL:PSK", "sec-protocol": "TLSv12"})
+    compiled = client_ctx(files, **{"cipher-list": "eNULL"})
+    assert any("peers without TLS 1.3 all fail" in w for w in compiled.warnings)
 
 
 def test_a_suite_below_the_security_level_is_named_in_a_warning(files: dict[str, Path]) -> None:

@@ -113,8 +113,19 @@ def test_upgrade_on_a_connection_ignored_upgrade_on_a_port_unsupported() -> None
         resolve_server(port="tls=1;upgrade=1", host=HOST, object_path="applications.a.ports.p")
     assert info.value.option == "upgrade" and info.value.level == "Port"
     assert "applications.a.ports.p" in str(info.value)
-    # At its default it is ignored.
-    assert resolve_server(port="tls=1;upgrade=0", host=HOST).secure
+    # At its default it is ignored, and reported with the level that set it (spec §1.1: provenance).
+    resolved = resolve_server(port="tls=1;upgrade=0", host=HOST)
+    assert resolved.secure and resolved.sources["upgrade"] == "P"
+    assert resolve_server(port="tls=1", host=HOST).sources["upgrade"] == "default"
+
+
+def test_a_near_miss_of_an_option_name_warns_other_unknown_keys_pass() -> None:
+    """Unknown transport keys pass through silently (spec §2), but tls_mutual=1 is a typo of a security flag: read
+    as nothing, it would leave clients unverified without a word (spec §1.1: a typo never reads as "off")."""
+    warnings: list[str] = []
+    resolved = resolve_server(port="tls=1;tls_mutual=1;port=9000;backup-port=9001", host=HOST, warnings=warnings)
+    assert resolved.options.tls_mutual is False
+    assert warnings == ["Port: tls_mutual: unknown option, ignored; did you mean 'tls-mutual'?"]
 
 
 def test_tls_on_port_makes_it_secure_and_connection_reads_target() -> None:

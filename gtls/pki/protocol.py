@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import re
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL
 
 from ..errors import CipherListError
+from .keys import TLSKey
 from .where import Where
+
+#: A server's leaf certificate and its private key.
+Identity = tuple[x509.Certificate, TLSKey]
 
 #: TLS 1.3 suites OpenSSL accepts in a list but, from security level 1 up, never negotiates.
 BELOW_SECURITY_LEVEL = frozenset({"TLS_AES_128_CCM_8_SHA256"})
@@ -50,19 +56,23 @@ def _selects_something(token: str) -> bool:
 
 
 def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int, int], *, where: Where,
-                  warnings: list[str]) -> None:
-    """Split the list, route TLS 1.3 suite names, and set the TLS ≤ 1.2 cipher string (spec §8.2)."""
+                  warnings: list[str]) -> str | None:
+    """Split the list, route TLS 1.3 suite names, and set the TLS ≤ 1.2 cipher string (spec §8.2), which is
+    returned (None: OpenSSL's defaults) for ``check_tls12_negotiable``.
+
+    ``;`` separates tokens too: OpenSSL's cipher strings take it as ``:`` (gtls decision; the spec names ``:``, ``,``
+    and whitespace), and kept inside a token it slipped TLS 1.3 and IANA names past every check to OpenSSL."""
     option = "cipher-list"
     if not cipher_list or not cipher_list.strip():
-        return
-    tokens = [t for t in re.split(r"[:,\s]+", cipher_list.strip()) if t]
+        return None
+    tokens = [t for t in re.split(r"[:;,\s]+", cipher_list.strip()) if t]
     tls13 = [t for t in tokens if t in TLS13_SUITES]
     iana = [t for t in tokens if t.startswith("TLS_") and t not in TLS13_SUITES]
     if iana:
         raise where.error(
             CipherListError,
-            f"{', '.join(iana)} are IANA names; cipher-list takes OpenSSL names (e.g. ECDHE-ECDSA-AES128-GCM-SHA256) "
-            "and the TLS 1.3 suite names only",
+            f"{', '.join(iana)} {'is an IANA name' if len(iana) == 1 else 'are IANA names'}; cipher-list takes "
+            "OpenSSL names (e.g. ECDHE-ECDSA-AES128-GCM-SHA256) and the TLS 1.3 suite names only",
             option=option,
         )
     # Anywhere in a token: OpenSSL also takes it glued to another one ("DEFAULT@SECLEVEL=0").
@@ -91,7 +101,7 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
                 option=option
             ) from None
         if dead:
-            warnings.append(f"{option}: {', '.join(dead)} select no cipher")
+            warnings.append(f"{option}: {', '.join(dead)} {'selects' if len(dead) == 1 else 'select'} no cipher")
     if tls13:  # after the TLS <= 1.2 string: pyOpenSSL's empty-selection check compares against the 1.3 defaults
         weak = [t for t in tls13 if t in BELOW_SECURITY_LEVEL]
         if weak and len(weak) == len(tls13):
@@ -103,3 +113,71 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
         elif weak:
             warnings.append(f"{option}: {', '.join(weak)} is never negotiated: OpenSSL's security level refuses it")
         ctx.set_tls13_ciphersuites(":".join(tls13).encode("ascii"))
+    return ":".join(legacy) if legacy else None
+
+
+def check_tls12_negotiable(cipher_string: str, versions: tuple[int, int], identity: Identity | None, *,
+                           where: Where, warnings: list[str]) -> None:
+    """A TLS ≤ 1.2 cipher string OpenSSL accepts can still leave nothing a handshake may use: NULL and anonymous
+    ciphers are below the security level, PSK and SRP need a set-up gtls never makes, RSA ciphers need an RSA key.
+    Then every TLS 1.2 handshake fails with no-shared-cipher. One partial handshake in memory tells, once per
+    compiled context (~1 ms): a client's own hello with the string, or a server's answer to a broad client's hello
+    from a scratch context with the string and the port's certificate."""
+    low, high = versions
+    if low > SSL.TLS1_2_VERSION or high < SSL.TLS1_2_VERSION:
+        return
+    why = _tls12_refusal(cipher_string, identity)
+    if why is None:
+        return
+    message = f"{cipher_string!r} leaves no cipher a TLS 1.2 handshake can use: {why}"
+    if high < SSL.TLS1_3_VERSION:  # TLS 1.2 only: every handshake would fail
+        raise where.error(CipherListError, f"{message}; every handshake would fail with no-shared-cipher",
+                          option="cipher-list")
+    warnings.append(f"cipher-list: {message}; peers without TLS 1.3 all fail")
+
+
+def _scratch(cipher_string: str) -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+    ctx.set_cipher_list(cipher_string.encode("ascii"))
+    return ctx
+
+
+def _hello(ctx: SSL.Context) -> bytes | None:
+    """The ClientHello a client of ``ctx`` sends, or None when OpenSSL has no cipher to offer."""
+    conn = SSL.Connection(ctx, None)
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+    except SSL.WantReadError:
+        return conn.bio_read(65536)
+    except SSL.Error:
+        return None
+    return None  # pragma: no cover - a handshake cannot complete without a peer
+
+
+def _tls12_refusal(cipher_string: str, identity: Identity | None) -> str | None:
+    if identity is None:  # a client: does it find anything to offer?
+        if _hello(_scratch(cipher_string)) is None:
+            return "OpenSSL's security level refuses each cipher it selects, or they need PSK or SRP"
+        return None
+    hello = _hello(_scratch("ALL"))
+    assert hello is not None
+    server = _scratch(cipher_string)
+    leaf, key = identity
+    server.use_certificate(leaf)
+    server.use_privatekey(key)
+    conn = SSL.Connection(server, None)
+    conn.set_accept_state()
+    conn.bio_write(hello)
+    try:
+        conn.do_handshake()
+    except SSL.WantReadError:
+        return None  # the server answered: a cipher was chosen
+    except SSL.Error:
+        pass
+    kind = "an RSA" if isinstance(key, rsa.RSAPrivateKey) else "an ECDSA" if isinstance(
+        key, ec.EllipticCurvePrivateKey) else f"a {type(key).__name__}"
+    return (f"none of its ciphers both passes OpenSSL's security level and authenticates with {kind} key "
+            "like the certificate's")
