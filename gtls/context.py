@@ -31,7 +31,7 @@ from ._sessions import SessionEpochs, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
-from .pki.certs import subject_text
+from .pki.certs import serial_zero_tolerated, subject_text
 from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
 from .pki.crl import freshness_warnings, issuer_text, load_crls
 from .pki.failures import library_failure
@@ -275,7 +275,9 @@ def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) ->
     if compiled is None:
         # Built outside the lock (it can take milliseconds); a thread that built the same settings meanwhile won,
         # and its context is the one every endpoint shares (a session then resumes on any port using it).
-        compiled = _remember_first(_CACHE, key, _build(resolved, inputs, where, warnings, protocols))
+        with serial_zero_tolerated():
+            built = _build(resolved, inputs, where, warnings, protocols)
+        compiled = _remember_first(_CACHE, key, built)
     # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
     stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
     if stamps is not None:
