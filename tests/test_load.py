@@ -235,8 +235,14 @@ def emfile_cycle(port: int, pki: PKI, stderr: LineReader, pid: int, baseline: in
     backlog; then free the descriptors: the waiting client and new ones are served, fds return to the baseline."""
     context = client_context(pki)
     outcome: list[object] = []
+    # The pauses of an earlier cycle may have logged after its last read: such a line would pass for this cycle's
+    # first EMFILE before the server reached the limit (seen on a loaded machine).
+    stderr.drain(0)
     with stalled_sockets(port, NOFILE + 16) as held:
         stderr.wait_for(lambda line: "EMFILE" in line, 10)
+        deadline = time.monotonic() + 10
+        while fd_count(pid) < NOFILE and time.monotonic() < deadline:  # bounded: the log may run ahead of /proc
+            time.sleep(0.05)
         assert fd_count(pid) == NOFILE  # at the limit: every slot taken
         waiting = threading.Thread(target=lambda: outcome.append(handshake_echo(port, context, timeout=15)))
         waiting.start()
