@@ -482,14 +482,18 @@ def test_a_name_with_two_addresses_prints_each_listening_socket(pki: DemoPKI) ->
         assert server.stop(signal.SIGTERM) == 0
 
 
-def test_a_serve_that_fails_gives_back_the_signal_handlers(pki: DemoPKI) -> None:
+def test_a_serve_that_fails_gives_back_the_signal_handlers_and_the_log_level(pki: DemoPKI) -> None:
     """gtls serve ignores SIGINT/SIGTERM from before its port opens (a second signal while stopping must not kill
     it). When it fails instead (here: the port is taken), a process that goes on, like this one running the command
-    in-process, must still stop on Ctrl-C: the handlers it found come back."""
+    in-process, must still stop on Ctrl-C: the handlers it found come back. So does the level of the gtls.server
+    logger, which the command raises to ERROR (it prints each handshake itself): left raised, the process's server
+    warnings were lost from then on."""
     from tests.config_abuse_helpers import run_cli  # in this process, with its logging restored afterwards
 
     before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    level = logging.getLogger("gtls.server").level
     with socket.create_server(("127.0.0.1", 0)) as taken:
         result = run_cli("serve", "--quiet", *flag_args(pki)[2:], "--listen", f"127.0.0.1:{taken.getsockname()[1]}")
     assert result.code == 1 and "listen-failed" in result.err
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert logging.getLogger("gtls.server").level == level

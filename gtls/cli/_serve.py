@@ -182,14 +182,24 @@ def _deployment_port(config: str, app: str, port_id: str | None, warnings: list[
 
 
 async def _serve(compiled: CompiledContext, plan: ServePlan, args: argparse.Namespace) -> int:
+    log = not args.quiet
+    # Per-connection outcomes are printed by _log_handshake (or not at all with --quiet); the server's own
+    # failure log would only double them. Restored on return: a program that runs the command in-process (the
+    # tests do) keeps its warnings.
+    server_logger = logging.getLogger("gtls.server")
+    level = server_logger.level
+    server_logger.setLevel(logging.ERROR)
+    try:
+        return await _serve_with_signals_held(compiled, plan, args, log)
+    finally:
+        server_logger.setLevel(level)
 
+
+async def _serve_with_signals_held(compiled: CompiledContext, plan: ServePlan, args: argparse.Namespace,
+                                   log: bool) -> int:
     from .._idle import IdleReaper
     from ..server import serve_tls_over_tcp
 
-    log = not args.quiet
-    # Per-connection outcomes are printed by _log_handshake (or not at all with --quiet); the server's own
-    # failure log would only double them.
-    logging.getLogger("gtls.server").setLevel(logging.ERROR)
     reaper = IdleReaper(args.idle_timeout)
     serve = functools.partial(
         serve_tls_over_tcp, _echo_handler(reaper, log), plan.port, compiled, host=plan.host,
