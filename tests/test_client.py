@@ -28,6 +28,7 @@ from gtls import (
     HandshakeEvent,
     InvalidOptionValue,
     PeerVerificationError,
+    Resolved,
     TLSOptions,
     TLSStream,
     connect,
@@ -37,7 +38,7 @@ from gtls import (
 )
 from gtls.server import serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, raw_server, settled, write_pki
+from tests.peers import PKI, raw_server, settled, silent, write_pki
 
 
 @pytest.fixture(scope="module")
@@ -372,6 +373,38 @@ transport = "tls=1"
             await connect(again)
     assert refused.value.reason == "untrusted"
     assert [e.ok for e in events[:5]] == [True] * 5
+
+
+@pytest.fixture
+def jumping_clock() -> trio.testing.MockClock:
+    """Virtual time that jumps to the next deadline once every task has waited 0.3 s of real time (TCP on
+    loopback is done by then)."""
+    return trio.testing.MockClock(autojump_threshold=0.3)
+
+
+async def test_the_connector_gives_up_on_a_silent_server_after_10_seconds_by_default(
+    pki: PKI, jumping_clock: trio.testing.MockClock
+) -> None:
+    """A server that accepts TCP and never answers must not hold a caller forever: both client entry points bound
+    the handshake by default (10 s, as the listeners; virtual time here)."""
+
+    @dataclasses.dataclass
+    class Target:
+        address: str
+        port: int
+        resolved: Resolved
+        server_hostname: str | None = None
+
+    with raw_server(silent(30)) as port:
+        for opening in (
+            lambda: open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options()),
+            lambda: connect(Target("127.0.0.1", port, direct(pki.client_options(), "client"))),
+        ):
+            started = trio.current_time()
+            with pytest.raises(HandshakeError) as info:
+                await opening()
+            assert info.value.reason == "timeout"
+            assert 10 <= trio.current_time() - started < 11
 
 
 async def test_no_descriptor_or_task_left_behind(pki: PKI, tmp_path: Path) -> None:

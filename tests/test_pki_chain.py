@@ -81,6 +81,29 @@ def test_issuer_chosen_by_signature_among_same_named_cas(tmp_path: Path) -> None
     assert any("not in the chain" in w for w in compiled.warnings)
 
 
+@pytest.mark.parametrize("twin", ["not-a-ca", "other-key-id"])
+def test_issuer_twins_lose_to_the_real_issuer_on_the_wire(tmp_path: Path, twin: str) -> None:
+    """Spec §4.3 step 1: among certificates with the issuer's name and key, a CA:TRUE one wins, and one whose
+    SubjectKeyIdentifier differs from the leaf's AuthorityKeyIdentifier is no candidate; listed first, the twin
+    would be sent, and a verifying peer refuses it (checked with s_client -verify_return_error)."""
+    root = CA.root("twin root")
+    real = root.intermediate("twin inter")
+    if twin == "not-a-ca":
+        decoy = root.intermediate("twin inter", key=real.key, ca=False)
+    else:  # a re-issue with the same name and key but another key identifier
+        decoy = root.intermediate("twin inter", key=real.key, key_ids=False,
+                                  extensions=(x509.SubjectKeyIdentifier(b"\x42" * 20),))
+    leaf = real.leaf("twin.test", dns=["twin.test"])
+    write_pem(tmp_path / "c.pem", leaf, decoy, real)
+    leaf.write_key(tmp_path / "key.pem")
+    trusted = write_pem(tmp_path / "root.pem", root)
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem", trusted=trusted)
+    assert list(compiled.chain) == [leaf.cert, real.cert]
+    with gtls_server(compiled) as srv:
+        result = s_client(srv.port, "-CAfile", str(trusted), "-verify_return_error", "-servername", "twin.test")
+    assert result.returncode == 0 and "Verify return code: 0 (ok)" in result.stdout, result.stdout[-600:]
+
+
 def test_leaf_is_non_ca_certificate_matching_key(tmp_path: Path) -> None:
     root = CA.root("shared-key root")
     key = generate_key()
@@ -143,6 +166,8 @@ def test_credential_load_errors(tmp_path: Path, pki: dict[str, Certified], case:
         assert "readable by all users" in str(info.value)
     if case.startswith("unreadable"):
         assert "is a directory" in str(info.value)
+    if case == "empty-element":  # the cause, not a consequence ("is a directory": the base folder)
+        assert "empty element in the file list" in str(info.value)
 
 
 def test_group_readable_key_warns_and_relative_paths_resolve(tmp_path: Path, pki: dict[str, Certified]) -> None:

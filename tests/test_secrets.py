@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from gtls.client import open_tls_over_tcp_stream
 from gtls.context import compile_context
 from gtls.errors import ConfigError, CredentialLoadError, HandshakeError
-from gtls.resolve import direct
+from gtls.options import TLSOptions
+from gtls.resolve import direct, resolve_server
 from gtls.testing import CA, Certified, write_pem
 from tests.config_abuse_helpers import GoodFiles, deployment_toml, good_files, run_cli, toml_string
 from tests.peers import error_line, gtls_serve, run_gtls
@@ -306,6 +307,26 @@ def test_a_key_body_without_its_header_is_not_echoed_by_the_library(good: GoodFi
         assert_no_secret(shown, good.leaf)
         assert_no_secret(shown.lower(), good.leaf)
         assert "not shown" in str(error), (form, str(error))
+
+
+def test_a_key_pasted_as_an_option_name_stays_out_of_library_warnings(
+    good: GoodFiles, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown option names are warned about, name included: a key pasted where a name goes (a TOML table edited in
+    a hurry, a transport parameter) must not reach ``Resolved.warnings`` or the ``gtls.config`` log, which a library
+    caller prints or ships as is (the command line redacts its output again; these are the library's own)."""
+    from gtls import options as options_module
+
+    caplog.set_level("WARNING", logger="gtls.config")
+    for form, pasted in pasted_forms(good.leaf).items():
+        monkeypatch.setattr(options_module, "_LOGGED", set())  # each message is logged once per process
+        name = pasted.replace("\n", "").replace("=", "").replace(";", "")  # a name has no line breaks, '=' or ';'
+        warnings: list[str] = []
+        resolve_server(port=f"tls=1;{name}=1", host={**good.server_options(), name: "1"}, warnings=warnings)
+        TLSOptions.from_mapping({name: "1"})  # no list given: logged once on gtls.config
+        shown = "\n".join(warnings + [record.getMessage() for record in caplog.records])
+        assert warnings and caplog.records, form
+        assert_no_secret(shown, good.leaf)
 
 
 def test_the_leak_detector_finds_every_form_of_the_key(good: GoodFiles) -> None:

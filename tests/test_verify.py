@@ -311,3 +311,55 @@ def test_the_windows_profile_reads_the_system_ca_file_once(tmp_path: Path, monke
     fallback = compile_context(direct({"sec-protocol": "TLSv13"}, "client", profile="windows"))  # not cached
     assert verify_chain([trusted_root.leaf("t.test", dns=["t.test"]).cert], fallback, "client")
     assert fallback._verify_cas == ()  # OpenSSL read the file itself
+
+
+TRUST_CASES = {  # case -> the verdict both must give (None: verified)
+    "intermediate-only-trusted": "untrusted",  # spec §6: no partial chains, an intermediate is no anchor
+    "intermediate-completes-the-path": None,  # spec §6: every CA of the file helps build a path
+    "no-key-identifiers": None,  # spec §9: certificates without AKI/SKI are fine (no X.509 strict mode)
+    "windows-system-trust": None,  # spec §1.6: profile windows without trusted-ca trusts the system's CAs
+    "windows-system-stranger": "untrusted",
+}
+
+
+@pytest.mark.parametrize("case", list(TRUST_CASES))
+def test_trust_store_cases_agree_offline_and_in_a_handshake(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            request: pytest.FixtureRequest) -> None:
+    """The handshake's store is built apart from ``verify_chain``'s, and design §4 has them apply one policy: each
+    trust case runs through both (a real ``s_server`` for the handshake) and must give the expected verdict."""
+    from gtls import context as context_module
+
+    key_ids = case != "no-key-identifiers"
+    root = CA.root("trust root", key_ids=key_ids)
+    inter = root.intermediate("trust inter", key_ids=key_ids)
+    leaf = inter.leaf("trust.test", dns=["trust.test"], key_ids=key_ids)
+    sent = [leaf] if case == "intermediate-completes-the-path" else [leaf, inter]
+    profile = "unix"
+    opts: dict[str, str] = {}
+    if case.startswith("windows"):
+        profile = "windows"
+        system = CA.root("stranger root") if case.endswith("stranger") else root
+        monkeypatch.setenv("SSL_CERT_FILE", str(write_pem(tmp_path / "system.pem", system)))
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+        context_module.clear_cache()  # settings without files: the cache would hand out another test's context
+        request.addfinalizer(context_module.clear_cache)  # nor keep this one, made under this test's environment
+    else:
+        trusted = {"intermediate-only-trusted": [inter], "intermediate-completes-the-path": [root, inter]}
+        opts["trusted-ca"] = str(write_pem(tmp_path / "ca.pem", *trusted.get(case, [root])))
+    compiled = compile_context(direct(opts, "client", profile=profile))
+    try:
+        verify_chain([c.cert for c in sent], compiled, "client")
+        offline = None
+    except PeerVerificationError as exc:
+        offline = exc.reason
+    write_pem(tmp_path / "leaf.pem", leaf)
+    leaf.write_key(tmp_path / "key.pem")
+    chain = ["-cert_chain", write_pem(tmp_path / "inter.pem", inter)] if len(sent) == 2 else []
+    with s_server("-cert", tmp_path / "leaf.pem", "-key", tmp_path / "key.pem", *chain) as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="trust.test")
+        received = len(conn.get_peer_cert_chain() or []) if conn is not None else None
+        close(conn)
+    online = error.reason if error is not None else None
+    assert (offline, online) == (TRUST_CASES[case], TRUST_CASES[case])
+    if online is None:
+        assert received == len(sent)  # what the server sent: the path was completed from trusted-ca, not from it
