@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import weakref
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 import trio
 
 from ._tcp import connect_literal, ip_literal_family
-from .context import CompiledContext
+from .context import CompiledContext, alpn_ids
 from .deployment import Endpoint
 from .engine import format_address
 from .options import TLSOptions, log_warnings
@@ -140,13 +141,7 @@ async def connect(
     ``Deployment.connection(...)``), and a file caught half-written cannot fail a reconnect."""
     settings: Resolved | CompiledContext = endpoint.resolved
     if isinstance(endpoint, Endpoint):
-        offered = tuple(alpn_protocols) if alpn_protocols is not None else None  # any iterable: read once
-        pinned = endpoint._contexts.get(offered)
-        if pinned is None:
-            pinned = compile_settings(endpoint.resolved, "client", alpn=offered)
-            log_warnings(pinned.warnings)
-            pinned = endpoint._contexts.setdefault(offered, pinned)
-        settings, alpn_protocols = pinned, None  # the context carries its ALPN list
+        settings, alpn_protocols = _pinned_context(endpoint, alpn_protocols), None  # it carries its ALPN list
     return await open_tls_over_tcp_stream(
         endpoint.address,
         endpoint.port,
@@ -158,6 +153,26 @@ async def connect(
         https_compatible=https_compatible,
         alpn_protocols=alpn_protocols,
     )
+
+
+#: The contexts ``connect`` compiled per ``Endpoint`` object (by identity: an equal Endpoint from a new
+#: ``Deployment.connection`` call is a new set-up) and ALPN list; an entry goes with its Endpoint.
+_PINNED: dict[int, dict[tuple[bytes, ...], CompiledContext]] = {}
+
+
+def _pinned_context(endpoint: Endpoint, alpn_protocols: Iterable[str] | None) -> CompiledContext:
+    offered = alpn_ids(alpn_protocols)  # validated (a bare "h2" is refused) and read once
+    pins = _PINNED.get(id(endpoint))
+    if pins is None:
+        pins = _PINNED.setdefault(id(endpoint), {})
+        weakref.finalize(endpoint, _PINNED.pop, id(endpoint), None)
+    pinned = pins.get(offered)
+    if pinned is None:
+        compiled = compile_settings(endpoint.resolved, "client",
+                                    alpn=[name.decode("ascii") for name in offered] if offered else None)
+        log_warnings(compiled.warnings)
+        pinned = pins.setdefault(offered, compiled)
+    return pinned
 
 
 __all__ = ["ClientEndpoint", "connect", "open_tls_over_tcp_stream"]

@@ -16,7 +16,7 @@ import threading
 import warnings as warnings_module
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -31,7 +31,7 @@ from ._sessions import SessionEpochs, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
-from .pki.certs import serial_zero_tolerated, subject_text
+from .pki.certs import subject_text
 from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
 from .pki.crl import freshness_warnings, issuer_text, load_crls
 from .pki.failures import library_failure
@@ -275,9 +275,7 @@ def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) ->
     if compiled is None:
         # Built outside the lock (it can take milliseconds); a thread that built the same settings meanwhile won,
         # and its context is the one every endpoint shares (a session then resumes on any port using it).
-        with serial_zero_tolerated():
-            built = _build(resolved, inputs, where, warnings, protocols)
-        compiled = _remember_first(_CACHE, key, built)
+        compiled = _remember_first(_CACHE, key, _build(resolved, inputs, where, warnings, protocols))
     # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
     stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
     if stamps is not None:
@@ -515,17 +513,30 @@ class CompiledContext:
         return HandshakeError(reason, message, peer=peer, alert=alert)
 
     def _verify_failure(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError:
-        from .verify import peer_chain, verify_compiled  # the failure path only: re-run offline for depth/subject
-
         reason = reasons.reason_for(code)
+        try:
+            located = self._located_failure(conn, reason, peer)
+        except Exception:  # noqa: BLE001 - a diagnostic must never turn a refusal into a crash (a peer's serial-0
+            located = None  # certificate under warnings as errors, say): the reason stands, without depth/subject
+        if located is not None:
+            return located
         text = hostcheck.error_text(code)
-        chain = peer_chain(conn, self.role)
-        if len(chain) > _REVERIFIED_CHAIN:
-            # More than any real chain: a bundle pasted after the peer's own, or a hostile peer. What failed is the
-            # path OpenSSL built (as far as it got): re-verify that when it is short.
-            built = conn.get_verified_chain(as_cryptography=True) or []
+        message = text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
+        return PeerVerificationError(reason, message, peer=peer)
+
+    def _located_failure(self, conn: SSL.Connection, reason: str, peer: str | None) -> PeerVerificationError | None:
+        """The failure re-verified offline, with the depth and subject of the certificate at fault (None: not
+        found). Failure path only."""
+        from .verify import peer_chain, verify_compiled
+
+        chain: Sequence[x509.Certificate | crypto.X509] = peer_chain(conn, self.role)
+        if len(chain) > _REVERIFIED_CHAIN and self.role == "client":
+            # More than any real chain: a bundle pasted after the server's own, or a hostile server. What failed is
+            # the path OpenSSL built (as far as it got): re-verify that when it is short. Counted before anything
+            # is converted (a server's peer_chain is that path already).
+            built = conn.get_verified_chain() or []
             if 0 < len(built) <= _REVERIFIED_CHAIN:
-                chain = list(built)
+                chain = built
         reference = self._references.get(conn)
         if 0 < len(chain) <= _REVERIFIED_CHAIN:
             try:
@@ -535,10 +546,10 @@ class CompiledContext:
                     offline.peer = peer
                     return offline
         if reason == e.NAME_MISMATCH and chain and reference is not None:
-            return PeerVerificationError(reason, names.mismatch_message(chain[0], reference), peer=peer, depth=0,
-                                         subject=subject_text(chain[0]))
-        message = text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
-        return PeerVerificationError(reason, message, peer=peer)
+            leaf = chain[0] if isinstance(chain[0], x509.Certificate) else chain[0].to_cryptography()
+            return PeerVerificationError(reason, names.mismatch_message(leaf, reference), peer=peer, depth=0,
+                                         subject=subject_text(leaf))
+        return None
 
 
 #: The longest peer chain re-verified offline for the depth and subject of a failure. Real chains hold 2 to 5

@@ -39,15 +39,12 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from ._redact import redact
 from .errors import DeploymentError, InvalidOptionValue
 from .options import classify_name, emit_warning, expand_home, host_problem, is_thumbprint, parse_transport
 from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
-
-if TYPE_CHECKING:
-    from .context import CompiledContext
 
 #: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
 PATH_OPTIONS: Final = frozenset({"certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store"})
@@ -114,7 +111,7 @@ class ApplicationSpec:
     connections: dict[str, ConnectionSpec]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)  # weakly referenced: gtls.connect's pinned contexts
 class Endpoint:
     """A port (role ``server``: ``address``/``port`` to listen on) or a connection (role ``client``: ``address``/
     ``port`` to dial, ``server_hostname`` the dialled host name: reference name for the peer-name check and SNI).
@@ -128,10 +125,6 @@ class Endpoint:
     port: int
     resolved: Resolved
     server_hostname: str | None = None
-    #: ``gtls.connect``'s compiled contexts for this connection, per ALPN list offered.
-    _contexts: dict[tuple[str, ...] | None, CompiledContext] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
 
 
 class EndpointRef:

@@ -82,7 +82,10 @@ def _refused_client(stream: TLSStream, error: HandshakeError) -> str | None:
     from .pki.certs import subject_text
     from .verify import peer_chain
 
-    chain = peer_chain(stream._engine.conn, "server")
+    try:
+        chain = peer_chain(stream._engine.conn, "server")
+    except Exception:  # noqa: BLE001 - a diagnostic never stops the server (a serial-0 certificate under warnings
+        return error.subject  # as errors, say)
     return subject_text(chain[0]) if chain else error.subject
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+import warnings
 from collections.abc import Sequence
 from typing import Final
 
@@ -23,7 +24,7 @@ from .context import CompiledContext, compile_settings
 from .errors import InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
-from .pki.certs import self_signed, serial_zero_tolerated, subject_text
+from .pki.certs import self_signed, subject_text
 from .pki.strength import Weakness, weakness, weaknesses
 from .resolve import Resolved, Role
 
@@ -95,11 +96,13 @@ def _anchors(compiled: CompiledContext) -> Sequence[x509.Certificate]:
     if not cafile:
         return ()
     try:
-        with open(cafile, "rb") as bundle, serial_zero_tolerated():  # noqa: PTH123 - one read
+        with open(cafile, "rb") as bundle, warnings.catch_warnings():  # noqa: PTH123 - one read
             data = bundle.read()
             if b"-----BEGIN TRUSTED CERTIFICATE" in data or b"-----BEGIN X509 CRL" in data:
                 return ()  # blocks only OpenSSL reads: it loads the file per verification (slower, complete)
-            return x509.load_pem_x509_certificates(data)  # serial-0 roots of system bundles: OpenSSL takes them
+            # Some roots of the system bundles have serial 0: OpenSSL takes them, and so does this.
+            warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+            return x509.load_pem_x509_certificates(data)
     except (OSError, ValueError):
         return ()
 
@@ -134,12 +137,6 @@ def _run(compiled: CompiledContext, chain: Sequence[x509.Certificate], flags: in
 def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, reference: str | None,
                     at: dt.datetime | None = None) -> list[x509.Certificate]:
     """Verify ``chain`` (leaf first) as a handshake on ``compiled`` would; the verified path, leaf first."""
-    with serial_zero_tolerated():  # the CAs are read again here (their extensions, for the path)
-        return _verify_compiled(compiled, chain, reference=reference, at=at)
-
-
-def _verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, reference: str | None,
-                     at: dt.datetime | None) -> list[x509.Certificate]:
     certs = [_as_crypto(c) for c in chain]
     if not certs:
         raise PeerVerificationError(e.NO_PEER_CERTIFICATE, "no certificate to verify")

@@ -357,6 +357,8 @@ transport = "tls=1"
         for alpn in (None, ["h2"]):  # one context per ALPN list offered
             async with await connect(endpoint, alpn_protocols=alpn) as stream:
                 assert await stream.receive_some() == b"hello"
+        with pytest.raises(TypeError, match="list of protocol names"):  # not "h" and "2"
+            await connect(endpoint, alpn_protocols="h2")
         ca.write_bytes(stranger.ca_file.read_bytes())  # a CA that does not sign our server
         for alpn in (None, ["h2"]):  # a reconnect: still the context it was set up with
             async with await connect(endpoint, alpn_protocols=alpn) as stream:

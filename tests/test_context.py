@@ -327,6 +327,24 @@ def test_ciphers_that_do_not_suit_the_key_are_named_in_a_warning(files: dict[str
                 if w.startswith("cipher-list:")]
 
 
+def test_a_key_the_probe_cannot_use_is_not_blamed_on_the_cipher_list(tmp_path: Path) -> None:
+    """The probe's client offers OpenSSL's default groups; a brainpool key fails it whatever the list (the key is
+    named at load time), so a working list is not refused for it (s_client offering the curve negotiates it)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    root = CA.root("brainpool root")
+    leaf = root.leaf("server.test", dns=["server.test"], key=ec.generate_private_key(ec.BrainpoolP256R1()))
+    compiled = compile_context(direct({
+        "certificate": str(write_pem(tmp_path / "leaf.pem", leaf)),
+        "certificate-key": str(leaf.write_key(tmp_path / "leaf.key")),
+        "trusted-ca": str(write_pem(tmp_path / "ca.pem", root)),
+        "sec-protocol": "TLSv12", "cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256"}, "server"))
+    assert not [w for w in compiled.warnings if w.startswith("cipher-list:")]
+    with gtls_server(compiled) as srv:
+        s_client(srv.port, "-tls1_2", "-groups", "brainpoolP256r1:P-256")
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(True, None)]
+
+
 def test_a_client_cipher_list_with_nothing_to_offer(files: dict[str, Path]) -> None:
     """A client whose TLS 1.2 list selects only ciphers its security level refuses or that need PSK: OpenSSL sends
     no hello at all. Refused when TLS 1.2 is all it may use, a warning otherwise."""

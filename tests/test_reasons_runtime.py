@@ -359,6 +359,41 @@ async def test_server_names_the_refused_client_certificate_of_python_ssl(pki: PK
         1, stranger.intermediate.cert.subject.rfc4514_string(), stranger.client.cert.subject.rfc4514_string())
 
 
+def serial_zero_identity(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate of serial 0 (RFC 5280 forbids it; OpenSSL accepts it; cryptography warns on
+    reading it) and its key, made by the openssl command (gtls.testing will not make one)."""
+    import subprocess
+
+    from tests.peers import OPENSSL
+
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-subj", f"/CN={name}", "-addext", "subjectAltName=DNS:localhost",
+                    "-set_serial", "0", "-days", "30", "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+@pytest.mark.filterwarnings("error")  # a program run with warnings as errors (a test suite, python -W error)
+async def test_a_serial_zero_peer_certificate_cannot_crash_a_refusal(pki: PKI, tmp_path: Path) -> None:
+    """Reading a serial-0 certificate makes cryptography warn; as an error, the warning escaped the failure path's
+    re-verification and stopped the server (one client certificate took it down) or replaced the client's
+    PeerVerificationError. The refusal stands with its reason; only depth and subject may be missing."""
+    cert, key = serial_zero_identity(tmp_path, "serial zero client")
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=key)
+        await openssl_client(port, ca=pki.ca_file, cert=pki.client_cert, key=pki.client_key,
+                             chain=pki.intermediate_file)  # still served
+
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        await client(port)
+    assert [(e.ok, e.reason) for e in events] == [(False, "untrusted"), (True, None)], [e.describe() for e in events]
+    cert, key = serial_zero_identity(tmp_path, "serial zero server")
+    error = await failure_against_openssl(cert, key, pki.client_options())
+    assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"
+
+
 async def test_a_hostile_long_chain_costs_no_offline_reverification(pki: PKI, tmp_path: Path) -> None:
     """Re-verifying a refused chain offline (for depth and subject) doubled what a refusal cost with a 100-certificate
     chain, which any client can send: chains over 10 certificates keep the reason only, and the event still names

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import warnings
-from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -15,16 +12,6 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .._der import elements, only
-
-
-@contextlib.contextmanager
-def serial_zero_tolerated() -> Iterator[None]:
-    """cryptography warns on each load, ``serial_number`` and ``extensions`` read of a certificate whose serial is 0
-    or below (a few roots of the system bundles, which OpenSSL accepts); gtls names them in one warning of its own.
-    Silenced around gtls's own reads, so a caller running with warnings as errors is not stopped by them."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
-        yield
 
 
 def subject_text(cert: x509.Certificate) -> str:
