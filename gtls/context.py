@@ -513,16 +513,13 @@ class CompiledContext:
         return HandshakeError(reason, message, peer=peer, alert=alert)
 
     def _verify_failure(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError:
+        # No local may hold the located error: its traceback leads back to this frame, and such a cycle would keep
+        # the connection for the garbage collector (tests/test_reference_cycles.py).
         reason = reasons.reason_for(code)
         try:
-            located = self._located_failure(conn, reason, peer)
+            return self._located_failure(conn, reason, peer) or _plain_failure(code, reason, peer)
         except Exception:  # noqa: BLE001 - a diagnostic must never turn a refusal into a crash (a peer's serial-0
-            located = None  # certificate under warnings as errors, say): the reason stands, without depth/subject
-        if located is not None:
-            return located
-        text = hostcheck.error_text(code)
-        message = text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
-        return PeerVerificationError(reason, message, peer=peer)
+            return _plain_failure(code, reason, peer)  # certificate under warnings as errors, say)
 
     def _located_failure(self, conn: SSL.Connection, reason: str, peer: str | None) -> PeerVerificationError | None:
         """The failure re-verified offline, with the depth and subject of the certificate at fault (None: not
@@ -550,6 +547,13 @@ class CompiledContext:
             return PeerVerificationError(reason, names.mismatch_message(leaf, reference), peer=peer, depth=0,
                                          subject=subject_text(leaf))
         return None
+
+
+def _plain_failure(code: int, reason: str, peer: str | None) -> PeerVerificationError:
+    """A verification failure with OpenSSL's words only (no depth or subject)."""
+    text = hostcheck.error_text(code)
+    return PeerVerificationError(reason, text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}",
+                                 peer=peer)
 
 
 #: The longest peer chain re-verified offline for the depth and subject of a failure. Real chains hold 2 to 5
