@@ -334,15 +334,17 @@ def test_a_key_the_probe_cannot_use_is_not_blamed_on_the_cipher_list(tmp_path: P
 
     root = CA.root("brainpool root")
     leaf = root.leaf("server.test", dns=["server.test"], key=ec.generate_private_key(ec.BrainpoolP256R1()))
-    compiled = compile_context(direct({
-        "certificate": str(write_pem(tmp_path / "leaf.pem", leaf)),
-        "certificate-key": str(leaf.write_key(tmp_path / "leaf.key")),
-        "trusted-ca": str(write_pem(tmp_path / "ca.pem", root)),
-        "sec-protocol": "TLSv12", "cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256"}, "server"))
+    settings = {"certificate": str(write_pem(tmp_path / "leaf.pem", leaf)),
+                "certificate-key": str(leaf.write_key(tmp_path / "leaf.key")),
+                "trusted-ca": str(write_pem(tmp_path / "ca.pem", root)), "sec-protocol": "TLSv12"}
+    compiled = compile_context(direct({**settings, "cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256"}, "server"))
     assert not [w for w in compiled.warnings if w.startswith("cipher-list:")]
     with gtls_server(compiled) as srv:
         s_client(srv.port, "-tls1_2", "-groups", "brainpoolP256r1:P-256")
     assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(True, None)]
+    # A list with no ECDSA cipher is still refused for it: judged by the authentication its ciphers name.
+    with pytest.raises(CipherListError, match="with an ECDSA key"):
+        compile_context(direct({**settings, "cipher-list": "ECDHE-RSA-AES128-GCM-SHA256"}, "server"))
 
 
 def test_a_client_cipher_list_with_nothing_to_offer(files: dict[str, Path]) -> None:

@@ -162,13 +162,27 @@ def _tls12_refusal(cipher_string: str, identity: Identity | None) -> str | None:
         if _hello(_scratch(cipher_string)) is None:
             return "OpenSSL's security level refuses each cipher it selects, or they need PSK or SRP"
         return None
-    if _answers(cipher_string, identity) or not _answers("DEFAULT", identity):
-        # Answered; or not even with OpenSSL's own list: the key or its curve is what the probe's client refuses
-        # (brainpool, secp256k1: named at load time), not the list's fault.
+    if _answers(cipher_string, identity):
         return None
     key = identity[1]
+    if not _answers("DEFAULT", identity) and _names_the_key(cipher_string, key) is not False:
+        # Not even OpenSSL's own list answers: the probe's client cannot use the key (a brainpool or secp256k1
+        # curve, DSA: each named at load time), so the list is judged by the authentication its ciphers name.
+        return None
     return (f"none of its ciphers both passes OpenSSL's security level and authenticates with {_key_kind(key)} "
             "key like the certificate's")
+
+
+def _names_the_key(cipher_string: str, key: TLSKey) -> bool | None:
+    """Whether a cipher the string selects authenticates with this key type (by OpenSSL's cipher names: ECDSA
+    suites also take Ed25519/Ed448 keys), or None for a key type this does not judge."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        marker = "-ECDSA-"
+    elif isinstance(key, dsa.DSAPrivateKey):
+        marker = "-DSS-"
+    else:
+        return None
+    return any(marker in f"-{name}-" for name in SSL.Connection(_scratch(cipher_string), None).get_cipher_list())
 
 
 def _answers(cipher_string: str, identity: Identity) -> bool:
