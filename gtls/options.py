@@ -384,8 +384,7 @@ def parse_options(
 ) -> TLSOptions:
     """Options from a mapping of Genesys names. ``warn_unknown=False`` passes unknown names silently (transport
     parameters such as ``port`` or ``backup-port``) unless they look like an option name (``tls_mutual``); wrongly
-    cased option names always warn. ``where`` prefixes
-    warnings (e.g. ``"applications.app.ports.default: Port: "``)."""
+    cased option names always warn. ``where`` prefixes warnings (e.g. ``"applications.app.ports.default: Port: "``)."""
     values: dict[str, object] = {}
     for name, raw in mapping.items():
         kind, real = classify_name(name)
