@@ -94,6 +94,17 @@ async def settled(timeout: float = 5.0) -> None:
         await trio.testing.wait_all_tasks_blocked()
 
 
+def serial_zero_identity(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate of serial 0 for ``localhost`` (RFC 5280 forbids it, OpenSSL accepts it, a few roots
+    of the system bundles have one; cryptography warns on reading it) and its key, made by the openssl command
+    (gtls.testing will not make one)."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-subj", f"/CN={name}", "-addext", "subjectAltName=DNS:localhost",
+                    "-set_serial", "0", "-days", "30", "-out", str(cert)], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
 def write_pki(directory: Path, *, key_type: KeyType = "ec", server_dns: Sequence[str] = ("localhost",)) -> PKI:
     """Write a PKI under ``directory``. The server's chain is split over two files in scrambled order
     (intermediate first), which gtls must reorder leaf first; the client file holds leaf + intermediate."""

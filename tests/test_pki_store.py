@@ -207,14 +207,9 @@ def test_no_root_warning_for_what_verifies(tmp_path: Path) -> None:
 def test_serial_zero_roots_are_counted_in_one_warning(tmp_path: Path, pki: dict[str, Certified]) -> None:
     """A few roots of the system bundles have serial 0: OpenSSL takes them, cryptography warns on every load that a
     future release will not. gtls says so once per file, naming the first (the command line prints nothing else)."""
-    import subprocess
+    from tests.peers import run_gtls, serial_zero_identity
 
-    from tests.peers import OPENSSL, run_gtls
-
-    zero = tmp_path / "zero.pem"
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", str(tmp_path / "zero-key.pem"), "-subj", "/CN=serial zero root", "-set_serial", "0",
-                    "-days", "30", "-out", str(zero)], check=True, capture_output=True, timeout=30)
+    zero, _ = serial_zero_identity(tmp_path, "serial zero root")
     bundle = write_pem(tmp_path / "bundle.pem", pki["root"], zero.read_bytes())
     lines = [w for w in client(bundle).warnings if "serial number" in w]
     assert lines == [f"trusted-ca: 1 certificate(s) in {bundle} have a serial number of 0 or below, which RFC 5280 "

@@ -32,6 +32,7 @@ from tests.peers import (
     plaintext_reply,
     python_ssl_client,
     raw_server,
+    serial_zero_identity,
     silent,
     write_pki,
 )
@@ -357,20 +358,6 @@ async def test_server_names_the_refused_client_certificate_of_python_ssl(pki: PK
     assert event.reason == "untrusted" and isinstance(event.error, PeerVerificationError)
     assert (event.error.depth, event.error.subject, event.subject) == (
         1, stranger.intermediate.cert.subject.rfc4514_string(), stranger.client.cert.subject.rfc4514_string())
-
-
-def serial_zero_identity(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate of serial 0 (RFC 5280 forbids it; OpenSSL accepts it; cryptography warns on
-    reading it) and its key, made by the openssl command (gtls.testing will not make one)."""
-    import subprocess
-
-    from tests.peers import OPENSSL
-
-    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", str(key), "-subj", f"/CN={name}", "-addext", "subjectAltName=DNS:localhost",
-                    "-set_serial", "0", "-days", "30", "-out", str(cert)], check=True, capture_output=True, timeout=30)
-    return cert, key
 
 
 @pytest.mark.filterwarnings("error")  # a program run with warnings as errors (a test suite, python -W error)

@@ -52,6 +52,11 @@ def received_alert(texts: list[str]) -> str | None:
     return None
 
 
+#: How a ``not-tls`` message begins when the peer did speak TLS and one of its messages was refused (a chain over
+#: OpenSSL's 100 KiB limit, a decode error), as opposed to plaintext or HTTP: such a peer reads our alert.
+INVALID_TLS = "invalid TLS from the peer:"
+
+
 def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
     """(reason, message, alert) for a handshake failure that is not a local verification verdict."""
     if isinstance(exc, SSL.ZeroReturnError | SSL.SysCallError | EOFError | ConnectionError):
@@ -70,7 +75,3 @@ def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
     # handshake we could accept. spec §10 has no catch-all word for this; not-tls is the closest (gtls decision).
     return e.NOT_TLS, f"{INVALID_TLS} {joined}", None
 
-
-#: How a ``not-tls`` message begins when the peer did speak TLS and one of its messages was refused (a chain over
-#: OpenSSL's 100 KiB limit, a decode error), as opposed to plaintext or HTTP: such a peer reads our alert.
-INVALID_TLS = "invalid TLS from the peer:"

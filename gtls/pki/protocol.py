@@ -169,18 +169,15 @@ def _tls12_refusal(cipher_string: str, identity: Identity | None) -> str | None:
         # Not even OpenSSL's own list answers: the probe's client cannot use the key (a brainpool or secp256k1
         # curve, DSA: each named at load time), so the list is judged by the authentication its ciphers name.
         return None
-    return (f"none of its ciphers both passes OpenSSL's security level and authenticates with {_key_kind(key)} "
+    return (f"none of its ciphers both passes OpenSSL's security level and authenticates with {_key_auth(key)[0]} "
             "key like the certificate's")
 
 
 def _names_the_key(cipher_string: str, key: TLSKey) -> bool | None:
-    """Whether a cipher the string selects authenticates with this key type (by OpenSSL's cipher names: ECDSA
-    suites also take Ed25519/Ed448 keys), or None for a key type this does not judge."""
-    if isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-        marker = "-ECDSA-"
-    elif isinstance(key, dsa.DSAPrivateKey):
-        marker = "-DSS-"
-    else:
+    """Whether a cipher the string selects authenticates with this key type (by OpenSSL's cipher names), or None for
+    a key type this does not judge."""
+    marker = _key_auth(key)[1]
+    if marker is None:
         return None
     return any(marker in f"-{name}-" for name in SSL.Connection(_scratch(cipher_string), None).get_cipher_list())
 
@@ -205,13 +202,18 @@ def _answers(cipher_string: str, identity: Identity) -> bool:
     return True  # pragma: no cover - a handshake cannot complete without a peer
 
 
-def _key_kind(key: TLSKey) -> str:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return "an RSA"
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return "an ECDSA"
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "an Ed25519"
-    if isinstance(key, ed448.Ed448PrivateKey):
-        return "an Ed448"
-    return "a DSA" if isinstance(key, dsa.DSAPrivateKey) else f"a {type(key).__name__}"
+#: Key types as the TLS 1.2 check names them, with the part of OpenSSL's cipher names that authenticate with them
+#: (ECDSA suites also take Ed25519 and Ed448 keys; RSA is not judged by name: the probe's client always takes it).
+_KEY_AUTH: tuple[tuple[type, str, str | None], ...] = (
+    (rsa.RSAPrivateKey, "an RSA", None),
+    (ec.EllipticCurvePrivateKey, "an ECDSA", "-ECDSA-"),
+    (ed25519.Ed25519PrivateKey, "an Ed25519", "-ECDSA-"),
+    (ed448.Ed448PrivateKey, "an Ed448", "-ECDSA-"),
+    (dsa.DSAPrivateKey, "a DSA", "-DSS-"),
+)
+
+
+def _key_auth(key: TLSKey) -> tuple[str, str | None]:
+    """How a message names ``key``'s type, and the cipher-name part of the suites it can authenticate."""
+    return next(((kind, marker) for cls, kind, marker in _KEY_AUTH if isinstance(key, cls)),
+                (f"a {type(key).__name__}", None))
