@@ -367,8 +367,41 @@ def classify_name(name: str) -> tuple[NameKind, str | None]:
     folded = name.lower()
     if folded in _LOWER_NAMES:
         return "miscased", _LOWER_NAMES[folded]
-    hinted = _LOWER_NAMES.get(folded.replace("_", "-").strip())
-    return "unknown", hinted
+    return "unknown", _near_miss(folded.replace("_", "-").strip())
+
+
+def _near_miss(folded: str) -> str | None:
+    """The option name ``folded`` is most likely a typo of: one edit away (two for names over 6 characters), where an
+    edit is a letter added, dropped, changed, or two neighbours swapped; a letter changed in a name of four or fewer
+    does not count (``url`` is not ``crl``). Transport keys such as ``port`` stay clear; ``tsl``, ``tls-mutal`` and
+    ``tls-target-name-chek`` do not."""
+    best: tuple[int, str] | None = None
+    for lower, real in _LOWER_NAMES.items():
+        allowed = 2 if len(lower) > 6 else 1
+        distance = _edits(folded, lower, allowed)
+        if len(lower) <= 4 and len(folded) == len(lower) and sorted(folded) != sorted(lower):
+            continue  # a changed letter in a short name makes another word, not a typo
+        if distance <= allowed and (best is None or distance < best[0]):
+            best = (distance, real)
+    return best[1] if best else None
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Optimal-string-alignment distance between ``a`` and ``b``, or ``limit + 1`` once it must exceed ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    before: list[int] = []
+    row = list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, other in enumerate(b, 1):
+            current[j] = min(row[j] + 1, current[j - 1] + 1, row[j - 1] + (char != other))
+            if i > 1 and j > 1 and char == b[j - 2] and a[i - 2] == other:
+                current[j] = min(current[j], before[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        before, row = row, current
+    return row[-1]
 
 
 def miscased_warning(name: str, real: str) -> str:

@@ -257,7 +257,8 @@ transport = ""
 """)
     checked = run_gtls("check", "--config", str(config))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "applications.app.ports.plain  (server on 127.0.0.1:0)  ok\n  secure: no (plaintext)" in checked.stdout
+    plain = "applications.app.ports.plain  (server on 127.0.0.1:0)  ok\n  secure: no (plaintext: gtls serve and gtls"
+    assert plain + " connect refuse it)" in checked.stdout
     result = run_gtls("serve", "--config", str(config), "--app", "app")
     assert result.returncode == 2
     line = error_line(result)

@@ -115,6 +115,10 @@ def test_unknown_names_warn_with_hint() -> None:
     assert len(warnings) == 2
     assert "unknown option" in warnings[0] and "tls-mutual" in warnings[0]
     assert "client-auth" in warnings[1]
+    warnings.clear()  # in a [security] table too, a typo is named with the option meant
+    TLSOptions.from_mapping({"tls-mutal": "1", "certificate-keys": "/k.pem", "cipher": "x"}, warnings=warnings)
+    assert [w.rsplit("; ", 1)[-1] for w in warnings] == [
+        "did you mean 'tls-mutual'?", "did you mean 'certificate-key'?", "cipher: unknown option, ignored"]
 
 
 def test_unsupported_options_are_recognised_and_kept() -> None:

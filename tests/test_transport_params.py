@@ -128,6 +128,26 @@ def test_a_near_miss_of_an_option_name_warns_other_unknown_keys_pass() -> None:
     assert warnings == ["Port: tls_mutual: unknown option, ignored; did you mean 'tls-mutual'?"]
 
 
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("tls-mutal=1", "tls-mutual"), ("tls-mutul=1", "tls-mutual"), ("tsl=1", "tls"), ("tlss=1", "tls"),
+    ("tls-target-name-chek=host", "tls-target-name-check"), ("trustedca=/ca.pem", "trusted-ca"),
+])
+def test_a_typo_of_an_option_name_warns_with_the_name_meant(typed: str, meant: str) -> None:
+    """One letter dropped, added, changed or swapped read as an unknown transport key, silently: tls-mutal=1 left
+    clients unverified and tsl=1 left the port in plaintext, with gtls check saying ok (audit 41)."""
+    warnings: list[str] = []
+    resolve_server(port=f"tls=1;{typed};port=9000;ip-version=4,6", host=HOST, warnings=warnings)
+    name = typed.split("=")[0]
+    assert warnings == [f"Port: {name}: unknown option, ignored; did you mean {meant!r}?"]
+
+
+def test_a_short_transport_key_one_letter_from_an_option_name_is_not_a_typo() -> None:
+    """``url`` and ``ttl`` are words of their own, not ``crl`` and ``tls`` mistyped."""
+    warnings: list[str] = []
+    resolve_server(port="tls=1;url=x;ttl=5;port=1;backup-port=2", host=HOST, warnings=warnings)
+    assert warnings == []
+
+
 def test_tls_on_port_makes_it_secure_and_connection_reads_target() -> None:
     assert resolve_server(port="tls=1", host=HOST).secure
     assert not resolve_server(port="tls=0", host=HOST).secure

@@ -265,7 +265,10 @@ def _print_text(config: str, reports: list[EndpointReport], warnings: list[str],
         print(f"{report.object_path}  ({_where(report)})  {'ERROR' if report.error else 'ok'}")
         if report.secure is not None:
             level = f", settings from level {report.level}" if report.level else ", no TLS settings level"
-            print(f"  secure: {'yes' + level if report.secure else 'no (plaintext)'}")
+            # gtls check accepts a plaintext endpoint (a Genesys deployment may have them), but says that gtls's own
+            # commands will not open it, so "ok" is not read as "gtls serve will run this".
+            plain = "no (plaintext: gtls serve and gtls connect refuse it)"
+            print(f"  secure: {'yes' + level if report.secure else plain}")
         if report.options:
             width = max(len(name) for name in report.options)
             for name, option in report.options.items():
