@@ -9,8 +9,8 @@ pasted where a path, name or number belongs would be echoed back. ``redact`` is 
 * a base64 run that looks like key material: at least 32 characters of the base64 alphabet (a PEM body line has
   64) whose letters and digits switch between upper case, lower case and digits about every other character and
   never stay lower case for long, as random bytes encoded do; with the runs of 16 or more characters joined to it
-  by line breaks, spaces or colons (the rest of the body, as a value split into lines or into a cipher list shows
-  it). A whole body is caught with certainty for practical purposes (any of its lines will do); one line of 64
+  by line breaks, spaces, colons or commas (the rest of the body, as a value split into lines or into a cipher list
+  shows it). A whole body is caught with certainty for practical purposes (any of its lines will do); one line of 64
   random characters alone, 998 times in 1,000; the first line of a key is mostly its fixed ASN.1 header, which
   tells nothing and is not caught alone.
 
@@ -27,8 +27,9 @@ from typing import Final
 PEM_MARK: Final = "-----BEGIN"
 _PEM_BLOCK: Final = re.compile(r"-----BEGIN[^-]{0,64}-----.*?-----END[^-]{0,64}-----", re.DOTALL)
 _PEM_START: Final = re.compile(r"-----BEGIN[^\n\"']*")
-#: Runs of base64 of 16 characters or more, joined by line breaks (real or escaped, as in a repr), spaces or colons.
-_BASE64_BLOB: Final = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}(?:(?:\s|\\n|\\r|:)+[A-Za-z0-9+/]{16,}={0,2})*")
+#: Runs of base64 of 16 characters or more, joined by line breaks (real or escaped, as in a repr), spaces, colons
+#: or commas (a message listing a cipher list's tokens joins them with ", ").
+_BASE64_BLOB: Final = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}(?:(?:\s|\\n|\\r|:|,)+[A-Za-z0-9+/]{16,}={0,2})*")
 _BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/]{32,}")
 #: A run must change character class (upper, lower, digit) at least this often between neighbouring letters and
 #: digits (random base64: 0.62), and its stretches of lower-case letters be this short on average (random: 1.7).

@@ -75,7 +75,7 @@ async def open_tls_over_tcp_stream(
             raise ValueError(f"host {host!r} is not ASCII: give the name as a str") from None
     context = compile_settings(settings, "client", alpn=alpn_protocols)
     if context is not settings:  # compiled here: its load-time warnings are logged (once each); a caller who
-        log_warnings(context.warnings)  # compiled the settings itself holds them already
+        log_warnings(context.located_warnings)  # compiled the settings itself holds them already
     name = server_hostname if server_hostname is not None else host
     context.client_names(name)  # a name that cannot be checked fails here, before any connection is made
     family = ip_literal_family(host)
@@ -170,7 +170,7 @@ def _pinned_context(endpoint: Endpoint, alpn_protocols: Iterable[str] | None) ->
     if pinned is None:
         compiled = compile_settings(endpoint.resolved, "client",
                                     alpn=[name.decode("ascii") for name in offered] if offered else None)
-        log_warnings(compiled.warnings)
+        log_warnings(compiled.located_warnings)
         pinned = pins.setdefault(offered, compiled)
     return pinned
 

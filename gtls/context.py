@@ -27,6 +27,7 @@ from OpenSSL import SSL, crypto
 
 from . import _stat_memo
 from . import errors as e
+from ._redact import redact
 from ._sessions import SessionEpochs, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
@@ -265,17 +266,23 @@ def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) ->
         except names.BadReferenceName as exc:
             raise where.error(InvalidOptionValue, str(exc), option="tls-target-name") from None
     warnings: list[str] = []
-    inputs = _read_inputs(resolved, where, warnings)
-    key = _cache_key(settings_key, inputs)
-    with _CACHE_LOCK:
-        compiled = _CACHE.get(key)
-        if compiled is not None:
-            _CACHE.move_to_end(key)
-            STATS.cache_hits += 1
-    if compiled is None:
-        # Built outside the lock (it can take milliseconds); a thread that built the same settings meanwhile won,
-        # and its context is the one every endpoint shares (a session then resumes on any port using it).
-        compiled = _remember_first(_CACHE, key, _build(resolved, inputs, where, warnings, protocols))
+    try:
+        inputs = _read_inputs(resolved, where, warnings)
+        key = _cache_key(settings_key, inputs)
+        with _CACHE_LOCK:
+            compiled = _CACHE.get(key)
+            if compiled is not None:
+                _CACHE.move_to_end(key)
+                STATS.cache_hits += 1
+        if compiled is None:
+            # Built outside the lock (it can take milliseconds); a thread that built the same settings meanwhile
+            # won, and its context is the one every endpoint shares (a session then resumes on any port using it).
+            compiled = _remember_first(_CACHE, key, _build(resolved, inputs, where, warnings, protocols))
+    except e.ConfigError as exc:
+        # What was warned on the way is often the cause: an identity skipped as world-readable, then "thumbprint
+        # not found"; a relative path, then "file not found". The error carries it rather than losing it.
+        exc.with_warnings(warnings)
+        raise
     # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
     stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
     if stamps is not None:
@@ -402,6 +409,17 @@ class CompiledContext:
     _verify_crls: tuple[Any, ...] | None = None
     #: Per CRL: whether it has a critical extension OpenSSL does not handle (gtls.verify, tls-crl-expired=warn).
     _crl_unhandled: tuple[bool, ...] | None = None
+
+    @property
+    def located_warnings(self) -> tuple[str, ...]:
+        """``warnings``, each headed by the endpoint and the level of its settings, as resolution warnings are
+        (``applications.srv.ports.p: Host: …``): a service with several ports must tell which one to fix. Settings
+        given directly have no location, and their warnings stay as they are."""
+        if self.resolved.object_path is None:
+            return self.warnings
+        level = _where(self.resolved).level
+        head = f"{self.resolved.object_path}: {level}: " if level else f"{self.resolved.object_path}: "
+        return tuple(head + warning for warning in self.warnings)
 
     @property
     def alpn_protocols(self) -> tuple[str, ...]:
@@ -660,7 +678,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         resolved=resolved,
         role=role,
         chain=tuple(chain),
-        warnings=tuple(dict.fromkeys(warnings)),
+        warnings=tuple(dict.fromkeys(map(redact, warnings))),  # users print them: no key pasted into a value
         trusted=tuple(trusted),
         crls=tuple(crls),
         verify_flags=int(flags),

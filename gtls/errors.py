@@ -11,7 +11,7 @@ Two families:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from ._redact import redact
@@ -100,6 +100,10 @@ class ConfigError(GtlsError):
         self.file = file
         super().__init__(message)
 
+    #: Warnings given while compiling the settings that failed, which often name the cause (an identity skipped
+    #: as world-readable, then "thumbprint not found"). Also added as notes, so a traceback shows them.
+    warnings: tuple[str, ...] = ()
+
     def __str__(self) -> str:
         prefix = []
         if self.object_path:
@@ -110,6 +114,14 @@ class ConfigError(GtlsError):
             prefix.append(self.option)
         head = ": ".join(prefix)
         return redact(f"{head}: {self.message}") if head else self.message
+
+    def with_warnings(self, warnings: Iterable[str]) -> ConfigError:
+        """Keep ``warnings`` (redacted, each once) with this error; returns self."""
+        for warning in map(redact, warnings):
+            if warning not in self.warnings:
+                self.warnings = (*self.warnings, warning)
+                self.add_note(f"warning: {warning}")
+        return self
 
     def located(self, *, object_path: str | None = None, level: str | None = None) -> ConfigError:
         """Fill in where the error happened, keeping what is already known; returns self."""

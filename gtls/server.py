@@ -274,7 +274,7 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         self.transport_listener = transport_listener
         self.context = compile_settings(settings, "server", alpn=alpn_protocols)
         if self.context is not settings:  # compiled here: its load-time warnings are logged (once each)
-            log_warnings(self.context.warnings)
+            log_warnings(self.context.located_warnings)
         self.handshaker = handshaker if handshaker is not None else Handshaker(
             timeout=handshake_timeout, max_handshakes=max_handshakes, on_handshake=on_handshake)
         self._https_compatible = https_compatible
@@ -343,7 +343,7 @@ async def open_tls_over_tcp_listeners(
     runs on its first use (see ``serve_tls_over_tcp``)."""
     context = compile_settings(settings, "server", alpn=alpn_protocols)  # before any socket: errors fail closed
     if context is not settings:  # compiled here: its load-time warnings are logged (once each)
-        log_warnings(context.warnings)
+        log_warnings(context.located_warnings)
     handshaker = Handshaker(timeout=handshake_timeout, max_handshakes=max_handshakes, on_handshake=on_handshake)
     tcp_listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     return [

@@ -745,10 +745,16 @@ def gtls_serve(*args: str, env: dict[str, str] | None = None) -> contextlib.Abst
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """The single stderr line of a failed command (asserts there is exactly one)."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one stderr line, got {lines!r}"
-    return lines[0]
+    """The error line of a failed command: its one stderr line that is not a warning, which comes last (warnings
+    gathered on the way are printed before it: they often name its cause)."""
+    return last_error_line(result.stderr.splitlines())
+
+
+def last_error_line(lines: list[str]) -> str:
+    lines = [line for line in lines if line.strip()]
+    assert lines and all(line.startswith("gtls: warning: ") for line in lines[:-1]), \
+        f"expected warnings then one error line, got {lines!r}"
+    return lines[-1]
 
 
 async def echo_line(stream: TLSStream) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from gtls.pki.store import thumbprint
 from gtls.resolve import Level, Resolved, direct
 from gtls.testing import CA, Certified, generate_key, write_pem
 from gtls.verify import verify_chain
+from tests.config_abuse_helpers import deployment_toml, run_cli
+from tests.peers import last_error_line
 
 
 def by_hand(role: str = "server", **fields: object) -> Resolved:
@@ -101,6 +104,30 @@ def test_store_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
     with pytest.raises(InvalidOptionValue) as invalid:
         compile_context(by_hand(role="client", trusted_ca=pki["root"].thumbprint))
     assert invalid.value.option == "trusted-ca"
+
+
+def test_a_store_whose_identities_were_all_refused_says_why(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """An identity file readable by all users is skipped with a warning; the lookup then failed with "it holds:
+    nothing", and the warning that said why was dropped with the failed compile (audit 41). The error carries it:
+    as ``warnings``, as notes in a traceback, and before the error line in the commands."""
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "a.pem", pki["a"], pki["inter"]).chmod(0o644)
+    ca = str(write_pem(tmp_path / "ca.pem", pki["root"]))
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(by_hand(certificate=pki["a"].thumbprint, certificate_store=str(store), trusted_ca=ca))
+    assert "it holds: nothing" in str(info.value)
+    [skipped] = info.value.warnings
+    assert "skipped" in skipped and "readable by all users" in skipped and "chmod 600" in skipped
+    assert info.value.__notes__ == [f"warning: {skipped}"]
+    config = tmp_path / "deployment.toml"
+    config.write_text(deployment_toml([("app", {"certificate": pki["a"].thumbprint, "certificate-store": str(store),
+                                                 "trusted-ca": ca})]))
+    served = run_cli("serve", "--config", str(config), "--app", "app")
+    assert served.code == 2 and served.err_lines[0] == f"gtls: warning: {skipped}"
+    assert last_error_line(served.err_lines).startswith("gtls: config error: ")
+    checked = json.loads(run_cli("check", "--config", str(config), "--json").out)
+    assert skipped in checked["endpoints"][0]["warnings"] and checked["endpoints"][0]["error"] is not None
 
 
 def test_path_certificate_with_store_warns(tmp_path: Path, pki: dict[str, Certified]) -> None:

@@ -158,7 +158,7 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
             report.warnings.extend(_order_warnings(resolved, compiled.chain))
     except ConfigError as exc:
         report.error = _error_json(exc)
-        report.warnings.extend(w for w in resolution_warnings if w not in report.warnings)
+        report.warnings.extend(w for w in [*resolution_warnings, *exc.warnings] if w not in report.warnings)
     except Exception as exc:  # noqa: BLE001 - a bug below must not hide the other endpoints' reports
         report.error = {"type": type(exc).__name__, "message": f"unexpected error (a gtls bug): {exc}",
                         "object_path": report.object_path, "level": None, "option": None, "file": None}

@@ -173,8 +173,8 @@ def warnings_before_config_errors(warnings: list[str]) -> Iterator[None]:
 
     try:
         yield
-    except ConfigError:
-        report_warnings(warnings)
+    except ConfigError as exc:
+        report_warnings([*warnings, *exc.warnings])
         raise
 
 

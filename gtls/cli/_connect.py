@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace, warnings: list[str]) -> int:
     except ValueError as exc:  # an ALPN name no protocol can have
         raise UsageError(f"--alpn: {exc}") from None
     compiled = compile_context(resolved, alpn=alpn)  # ConfigError -> exit 2, before any network I/O
-    report_warnings([*warnings, *compiled.warnings])
+    report_warnings([*warnings, *compiled.located_warnings])
     warnings.clear()  # reported: a later error must not repeat them
 
     import trio

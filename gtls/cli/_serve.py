@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings_before_config_errors(warnings):
         plan = _plan(args, warnings)
         compiled = compile_context(plan.resolved)  # ConfigError -> exit 2, before any socket is opened
-    report_warnings([*warnings, *compiled.warnings])
+    report_warnings([*warnings, *compiled.located_warnings])
 
     import trio
 
