@@ -26,6 +26,12 @@ session epoch on a context already in use (pyOpenSSL's ``set_session_id`` refuse
 Fallback: ports that verify clients resume no sessions at all (no cache, no tickets), so a resumption never skips
 a certificate check for longer than the epochs would allow.
 
+DETOUR (``gtls._detour``): ``SSL_set_bio`` with two ``BIO_s_mem`` BIOs (``BIO_write``, ``BIO_read``,
+``BIO_get_mem_data``, ``BIO_set_mem_eof_return``) in place of a socket-bound connection's socket BIO while a read
+must run beside a write OpenSSL still holds, and ``SSL_set_fd`` to bind the socket again. Fallback: none; such a
+read then runs as before, and a TLS 1.3 KeyUpdate asking for ours arriving just then fails the connection
+("bad length").
+
 OBJECT NAMES (``gtls._ssl_compat``, ``TLSStream.getpeercert()``): ``OBJ_txt2nid``/``OBJ_nid2ln``/``OBJ_nid2sn`` name
 an OID as Python's ``ssl`` names it (OpenSSL's long name; this OpenSSL's, which may know an OID the one under ``ssl``
 does not). Fallback: a table of the name attributes OpenSSL knows; other OIDs stay dotted.
@@ -74,6 +80,10 @@ VERIFY_SYMBOLS: Final = (
     "X509_STORE_add_crl",
 )
 SESSION_SYMBOLS: Final = ("SSL_CTX_set_session_id_context",)
+DETOUR_SYMBOLS: Final = (
+    "BIO_new", "BIO_s_mem", "BIO_read", "BIO_write", "BIO_get_mem_data", "BIO_set_mem_eof_return", "SSL_set_bio",
+    "SSL_set_fd",
+)
 OBJECT_NAME_SYMBOLS: Final = ("OBJ_txt2nid", "OBJ_nid2ln", "OBJ_nid2sn", "NID_undef")
 
 _lib: Any
@@ -110,7 +120,8 @@ def _missing_in_binding(names: tuple[str, ...]) -> list[str]:
 
 def missing_symbols() -> list[str]:
     """Everything gtls uses that the installed pyOpenSSL lacks, by name (empty when all is there)."""
-    missing = _missing_in_binding(ENGINE_SYMBOLS + VERIFY_SYMBOLS + SESSION_SYMBOLS + OBJECT_NAME_SYMBOLS)
+    missing = _missing_in_binding(
+        ENGINE_SYMBOLS + VERIFY_SYMBOLS + SESSION_SYMBOLS + DETOUR_SYMBOLS + OBJECT_NAME_SYMBOLS)
     if _alloc is None:
         missing.append("OpenSSL._util.no_zero_allocator")
     return missing + _instance_attributes()
@@ -129,6 +140,8 @@ VERIFY: bool = not _missing_in_binding(VERIFY_SYMBOLS)
 SESSIONS: bool = not _missing_in_binding(SESSION_SYMBOLS) and hasattr(SSL.Context(SSL.TLS_METHOD), "_context")
 #: OpenSSL's own names for OIDs.
 OBJECT_NAMES: bool = not _missing_in_binding(OBJECT_NAME_SYMBOLS)
+#: A socket-bound connection can move its I/O to memory BIOs and back.
+DETOUR: bool = ENGINE and not _missing_in_binding(DETOUR_SYMBOLS)
 
 # --- ENGINE ------------------------------------------------------------------------------------------------------
 
@@ -180,6 +193,53 @@ def buffer_bytes(buf: Any, size: int) -> bytes:
 def write_buffer(data: bytes | bytearray | memoryview) -> Any:
     """A context manager giving ``data`` as ``char *`` without a copy (``ffi.from_buffer``)."""
     return _ffi.from_buffer(data)
+
+
+# --- DETOUR ------------------------------------------------------------------------------------------------------
+
+
+def bind_memory(ssl: Any) -> tuple[Any, Any]:
+    """Put two new memory BIOs in place of ``ssl``'s socket BIO (which is freed; the socket stays open): returns
+    (in, out). OpenSSL owns them: they go with the connection, or with the BIO that replaces them."""
+    into = _lib.BIO_new(_lib.BIO_s_mem())
+    out = _lib.BIO_new(_lib.BIO_s_mem())
+    if into == _ffi.NULL or out == _ffi.NULL:  # pragma: no cover - out of memory
+        raise MemoryError("cannot allocate a memory BIO")
+    _lib.SSL_set_bio(ssl, into, out)
+    return into, out
+
+
+def bind_socket(ssl: Any, fd: int) -> bool:
+    """Bind ``ssl`` to the socket ``fd`` again (the memory BIOs are freed); False if OpenSSL could not."""
+    if _lib.SSL_set_fd(ssl, fd) == 1:
+        return True
+    _lib.ERR_clear_error()
+    return False
+
+
+def bio_feed(bio: Any, data: bytes) -> None:
+    """Hand ``data`` to OpenSSL through the memory BIO ``bio`` (it takes all of it)."""
+    _lib.BIO_write(bio, data, len(data))
+
+
+def bio_eof(bio: Any) -> None:
+    """The memory BIO ``bio`` reads as end of file once empty (the socket under it reached EOF)."""
+    _lib.BIO_set_mem_eof_return(bio, 0)
+
+
+def bio_pending(bio: Any) -> int:
+    """How many bytes the memory BIO ``bio`` holds."""
+    return int(_lib.BIO_get_mem_data(bio, _ffi.NULL))
+
+
+def bio_take(bio: Any) -> bytes:
+    """Everything the memory BIO ``bio`` holds (``b""`` when empty)."""
+    size = bio_pending(bio)
+    if not size:
+        return b""
+    buf = _alloc("char[]", size)
+    got = _lib.BIO_read(bio, buf, size)
+    return _ffi.buffer(buf, got)[:] if got > 0 else b""
 
 
 def session_reused(conn: SSL.Connection) -> bool:

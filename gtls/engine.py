@@ -36,6 +36,7 @@ from ._binding import SSL_read as _SSL_read
 from ._binding import SSL_shutdown as _SSL_shutdown
 from ._binding import SSL_write as _SSL_write
 from ._binding import clear_errors as _clear_errors
+from ._detour import Detour
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
 
 if TYPE_CHECKING:
@@ -92,6 +93,22 @@ def format_address(address: object) -> str | None:
     return None
 
 
+def _transport_failure(exc: OSError) -> TransportFailed:
+    """The socket's failure under a detour, in the words of the direct path's (``_describe_syscall``)."""
+    if exc.errno in GONE_ERRNOS:
+        return TransportFailed(f"the connection was reset ({errno.errorcode.get(exc.errno or 0, exc.errno)})",
+                               eof=False)
+    return TransportFailed(f"transport error: {exc.strerror or exc}", eof=False)
+
+
+def _flush_quietly(detour: Detour) -> None:
+    """Send what a read produced, as far as the socket takes it now; a broken socket is the read's to report."""
+    try:
+        detour.flush()
+    except OSError:
+        pass
+
+
 def _describe_syscall(exc: SSL.SysCallError) -> tuple[str, bool]:
     code = exc.args[0] if exc.args else -1
     if code == -1 or code == 0:
@@ -124,6 +141,9 @@ class TLSEngine:
         "_probe_writes",
         "_awaiting_first_record",
         "_deferred_read_error",
+        "_sock",
+        "_pending_write",
+        "_detour",
     )
 
     def __init__(
@@ -158,6 +178,11 @@ class TLSEngine:
         self._probe_writes = 0
         #: A read failure met while gathering records after good data: reported by the next ``recv``.
         self._deferred_read_error: SSL.Error | None = None
+        #: The socket, when a read beside an unfinished write can detour through memory (gtls._detour).
+        self._sock = sock if sock is not None and self._ssl is not None and _binding.DETOUR else None
+        #: The data and size of the write OpenSSL holds (``write_pending``), for a detour to finish it.
+        self._pending_write: tuple[bytes | bytearray | memoryview, int] | None = None
+        self._detour: Detour | None = None
 
     @property
     def peer(self) -> str | None:
@@ -229,6 +254,8 @@ class TLSEngine:
             if self._deferred_read_error is not None:
                 deferred, self._deferred_read_error = self._deferred_read_error, None
                 return self._recv_outcome(deferred)
+            if self._detour is not None or (self.write_pending and self._sock is not None):
+                return self._recv_detoured(max_bytes)
             buf = _binding.read_buffer(max_bytes)
             _clear_errors()
             result = _SSL_read(ssl, buf, max_bytes)
@@ -241,7 +268,8 @@ class TLSEngine:
             if code == _ERR_WANT_READ:
                 return WANT_READ
             if code == _ERR_WANT_WRITE:
-                return WANT_WRITE
+                # Our answer (a KeyUpdate) waits for the socket inside OpenSSL: the next SSL_write would fail on it.
+                return self._recv_detoured(max_bytes) if self._sock is not None else WANT_WRITE
             if code == _ERR_ZERO_RETURN:
                 self.received_close_notify = True
                 return b""
@@ -275,6 +303,9 @@ class TLSEngine:
                     break
                 continue
             code = _SSL_get_error(ssl, result)
+            if code == _ERR_WANT_WRITE and self._detour is None and self._sock is not None:
+                self._start_detour()  # as in recv; the retry finishes our answer into memory, then wants to read
+                continue
             if code not in (_ERR_WANT_READ, _ERR_WANT_WRITE, _ERR_ZERO_RETURN):  # ZERO_RETURN repeats by itself
                 try:
                     _binding.raise_ssl_error(self.conn, ssl, result)
@@ -310,17 +341,23 @@ class TLSEngine:
             if rejection is not None:
                 raise rejection
         ssl = self._ssl
+        if self._detour is not None:
+            return self._send_detoured(data)
         _clear_errors()
         if ssl is not None:
             with _binding.write_buffer(data) as buf:
                 size = len(buf)
-                result = _SSL_write(ssl, buf, size if size < WRITE_CAP else WRITE_CAP)
+                if size > WRITE_CAP:
+                    size = WRITE_CAP
+                result = _SSL_write(ssl, buf, size)
             if result > 0:
                 self.write_pending = False
+                self._pending_write = None
                 return result
             code = _SSL_get_error(ssl, result)
             if code == _ERR_WANT_WRITE:
                 self.write_pending = True
+                self._pending_write = (data, size)
                 return WANT_WRITE
             if code == _ERR_WANT_READ:
                 return WANT_READ
@@ -339,6 +376,112 @@ class TLSEngine:
             self._send_failed(exc)
         self.write_pending = False
         return sent
+
+    @property
+    def write_unfinished(self) -> bool:
+        """A write was given to OpenSSL and not yet reported done: the next ``send`` must repeat the same bytes."""
+        return self.write_pending or (self._detour is not None and self._detour.completed is not None)
+
+    def hold_unfinished(self, data: bytes) -> None:
+        """``data`` (a copy of the unfinished write's bytes) is what the next ``send`` repeats: a detour started
+        before then finishes the write from it, not from the caller's buffer, which may have changed since."""
+        if self.write_pending:
+            self._pending_write = (data, len(data))
+
+    # --- detour through memory (gtls._detour) ------------------------------------------------------------------
+
+    def _start_detour(self) -> Detour:
+        """Swap the socket BIO for memory BIOs and finish into memory the write OpenSSL holds, if any."""
+        assert self._sock is not None and self._ssl is not None
+        detour = self._detour = Detour(self._ssl, self._sock)
+        pending, self._pending_write = self._pending_write, None
+        if self.write_pending and pending is not None:
+            self.write_pending = False
+            data, size = pending
+            _clear_errors()
+            with _binding.write_buffer(data) as buf:
+                result = _SSL_write(self._ssl, buf, size)
+            if result <= 0:
+                try:
+                    _binding.raise_ssl_error(self.conn, self._ssl, result)
+                except SSL.Error as exc:
+                    self._send_failed(exc)
+            detour.completed = result
+        return detour
+
+    def _end_detour_if_idle(self, detour: Detour) -> None:
+        if detour.idle() and detour.end():
+            self._detour = None
+
+    def _recv_detoured(self, max_bytes: int) -> bytes | Want:
+        detour = self._detour if self._detour is not None else self._start_detour()
+        ssl = self._ssl
+        buf = _binding.read_buffer(max_bytes)
+        while True:
+            _clear_errors()
+            result = _SSL_read(ssl, buf, max_bytes)
+            _flush_quietly(detour)  # our answer to what was read (a KeyUpdate, an alert), behind earlier output
+            if result > 0:
+                self._awaiting_first_record = False
+                return _binding.buffer_bytes(buf, result)
+            code = _SSL_get_error(ssl, result)
+            if code == _ERR_ZERO_RETURN:
+                self.received_close_notify = True
+                return b""
+            if code != _ERR_WANT_READ:
+                try:
+                    _binding.raise_ssl_error(self.conn, ssl, result)
+                except SSL.Error as exc:
+                    return self._recv_outcome(exc)
+            try:
+                if detour.pull():
+                    continue
+            except OSError as exc:
+                raise _transport_failure(exc) from exc
+            self._end_detour_if_idle(detour)
+            return WANT_READ
+
+    def _send_detoured(self, data: bytes | bytearray | memoryview) -> int | Want:
+        detour = self._detour
+        assert detour is not None
+        try:
+            if detour.completed is None:
+                if not detour.flush():  # what was written before goes first; at most one write's worth waits
+                    return WANT_WRITE
+                _clear_errors()
+                with _binding.write_buffer(data) as buf:
+                    size = len(buf)
+                    result = _SSL_write(self._ssl, buf, size if size < WRITE_CAP else WRITE_CAP)
+                if result <= 0:
+                    try:
+                        _binding.raise_ssl_error(self.conn, self._ssl, result)
+                    except SSL.Error as exc:
+                        self._send_failed(exc)
+                detour.completed = result
+            if not detour.flush():
+                return WANT_WRITE
+        except OSError as exc:
+            raise _transport_failure(exc) from exc
+        sent, detour.completed = detour.completed, None
+        self._end_detour_if_idle(detour)
+        return sent
+
+    def _close_notify_detoured(self, detour: Detour, best_effort: bool) -> Want | None:
+        if not detour.shutdown_sent:
+            detour.shutdown_sent = True
+            _clear_errors()
+            result = _SSL_shutdown(self._ssl)
+            if result < 0 and _SSL_get_error(self._ssl, result) != _ERR_WANT_READ and not best_effort:
+                try:
+                    _binding.raise_ssl_error(self.conn, self._ssl, result)
+                except SSL.Error as exc:
+                    raise TransportFailed(f"could not send close_notify: {_openssl_text(exc)}", eof=False) from exc
+        try:
+            return None if detour.flush() else WANT_WRITE
+        except OSError as exc:
+            if best_effort:
+                return None
+            raise _transport_failure(exc) from exc
 
     def _send_failed(self, exc: SSL.Error) -> NoReturn:
         deferred = self._deferred_read_error
@@ -370,6 +513,8 @@ class TLSEngine:
         closes without waiting for ours), so no exception is built for it."""
         ssl = self._ssl
         self.sent_close_notify = True
+        if self._detour is not None:
+            return self._close_notify_detoured(self._detour, best_effort)
         _clear_errors()
         if ssl is not None:
             result = _SSL_shutdown(ssl)

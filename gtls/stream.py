@@ -529,11 +529,13 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 try:
                     await driver.wait(result)
                 except trio.Cancelled:
-                    if engine.write_pending:
+                    if engine.write_unfinished:
                         # OpenSSL's retry needs every byte the failed SSL_write was given, not only the record it
                         # holds: the same call may already have sent earlier records of it (a retry with less is
-                        # "bad length", fatal).
+                        # "bad length", fatal). Detoured through memory, the write is done and its count is
+                        # reported to the repeat, which its bytes identify.
                         self._unfinished_write = bytes(chunk[:WRITE_CAP])
+                        engine.hold_unfinished(self._unfinished_write)
                     raise
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     self._raise_transport_error(exc)

@@ -15,8 +15,10 @@ killed in a ``finally``; every loop and wait is bounded in count and time.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -438,6 +440,77 @@ def python_context(
 
 
 trio_ssl_context = python_context
+
+
+def send_key_update(obj: ssl.SSLObject, *, update_requested: bool) -> None:
+    """Make a Python-ssl peer send a TLS 1.3 KeyUpdate, which ``ssl`` has no method for: libssl's SSL_key_update on
+    the ``SSL *`` inside the object (after ``PyObject_HEAD`` and the socket weak reference in CPython's
+    PySSLSocket), checked to be the live TLS 1.3 connection before it is used."""
+    libssl = ctypes.CDLL("libssl.so.3")  # the library Python's ssl module runs on (already loaded)
+    libssl.SSL_version.argtypes = libssl.SSL_is_server.argtypes = [ctypes.c_void_p]
+    libssl.SSL_key_update.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    pointer = ctypes.c_void_p.from_address(id(obj._sslobj) + 24).value  # type: ignore[attr-defined]
+    assert libssl.SSL_version(pointer) == 0x0304 and bool(libssl.SSL_is_server(pointer)) == obj.server_side, \
+        "not the SSL * of this TLS 1.3 SSLObject: this Python's PySSLSocket layout differs"
+    assert libssl.SSL_key_update(pointer, 1 if update_requested else 0) == 1
+
+
+def python_key_update_client(port: int, ca: Path, payload: bytes, expect: int, *, every: int = 65536) -> bytes:
+    """A Python-ssl TLS 1.3 client (memory BIOs over a non-blocking socket, in the calling thread) that streams
+    ``payload`` while reading ``expect`` bytes, asking for new keys (KeyUpdate, update_requested) after every
+    ``every`` bytes it sends; returns what it read. Bounded: 60 s."""
+    context = python_context(server=False, ca=ca, version="1.3")
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    deadline = time.monotonic() + 60
+    with socket.create_connection((LOCALHOST, port), timeout=10) as sock:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536) or b"")
+        sock.sendall(outgoing.read())
+        sock.setblocking(False)
+        got, unsent, offset, since = bytearray(), b"", 0, 0
+        while (offset < len(payload) or unsent or len(got) < expect) and time.monotonic() < deadline:
+            if not unsent and offset < len(payload):
+                obj.write(payload[offset:offset + 16384])
+                offset += 16384
+                since += 16384
+                if since >= every and offset < len(payload):
+                    send_key_update(obj, update_requested=True)
+                    since = 0
+                unsent = outgoing.read()
+            readable, writable, _ = select.select([sock], [sock] if unsent else [], [], 1.0)
+            if writable:
+                with contextlib.suppress(BlockingIOError):
+                    unsent = unsent[sock.send(unsent):]
+            if readable:
+                data = sock.recv(16384)  # a slow reader: the server's sends keep waiting for the socket
+                time.sleep(0.0005)
+                assert data, f"the server closed after {len(got)} bytes"
+                incoming.write(data)
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    while chunk := obj.read(65536):
+                        got += chunk
+                unsent += outgoing.read()  # our own answers (to its KeyUpdate) go out in order
+        sock.settimeout(10)  # then wait for the server's close_notify: closing first would reset its last writes
+        with contextlib.suppress(ssl.SSLZeroReturnError):
+            while time.monotonic() < deadline:
+                try:
+                    chunk = obj.read(65536)
+                except ssl.SSLWantReadError:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    incoming.write(data)
+                    continue
+                if not chunk:
+                    break
+                got += chunk
+        return bytes(got)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from gtls.options import TLSOptions
 from gtls.stream import HalfCloseUnsupported, TLSStream, compile_settings
 from gtls.testing import CA, write_pem
 from tests.hostile import IO_TIMEOUT, MemoryClient
-from tests.peers import PKI, openssl_session, python_context, write_pki
+from tests.peers import PKI, openssl_session, python_context, python_key_update_client, write_pki
 
 Pair = tuple[TLSStream, TLSStream]
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
@@ -430,6 +430,68 @@ async def test_peer_key_update_is_answered(pki: PKI) -> None:
             out = await client.expect(b"after\n")
         nursery.cancel_scope.cancel()
     assert out.count(b"before\n") >= 1 and out.count(b"after\n") >= 1
+
+
+@pytest.mark.parametrize("driver", ["serve", "bio"])
+async def test_key_updates_asking_for_ours_during_full_duplex_bulk(pki: PKI, driver: str) -> None:
+    """OpenSSL answers a KeyUpdate from inside SSL_read. Read beside a send waiting in OpenSSL on a full socket, that
+    answer failed the connection on the socket-bound driver ("bad length", logged as the peer's bad record): a
+    full-duplex stream died when its peer asked for new keys (audit 42: 5 runs in 6 at 4 MiB). A Python-ssl client
+    streams 4 MiB each way, asks for new keys every 64 KiB and reads slowly, so that our sends keep waiting for the
+    socket; three connections, since where a send waits in its records is up to the kernel (the old code failed in
+    every run of this test). The socket-bound case runs in the serving loop (poller reads, as in production)."""
+    server_ctx, _ = contexts(pki, "1.3")
+    size = 4 << 20
+    to_client, to_server = random.Random(1).randbytes(size), random.Random(2).randbytes(size)
+    results: list[bytes] = []
+    closing: list[trio.SocketListener] = []
+
+    async def full_duplex(stream: TLSStream) -> None:
+        got = bytearray()
+
+        async def read_all() -> None:
+            while len(got) < size:
+                data = await stream.receive_some()
+                assert data, "the client closed early"
+                got.extend(data)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            for offset in range(0, size, 65536):
+                await stream.send_all(to_client[offset:offset + 65536])
+        results.append(bytes(got))
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        if driver == "serve":
+            from gtls.server import serve_tls_over_tcp
+
+            listeners = await nursery.start(
+                lambda task_status: serve_tls_over_tcp(full_duplex, 0, server_ctx, host="127.0.0.1",
+                                                       task_status=task_status))
+            port = listeners[0].socket.getsockname()[1]
+        else:
+            raw_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            closing.extend(raw_listeners)
+            port = raw_listeners[0].socket.getsockname()[1]
+
+            async def accept_bio() -> None:
+                for _ in range(3):
+                    transport = await raw_listeners[0].accept()
+                    await full_duplex(TLSStream(transport, server_ctx, driver="bio"))  # type: ignore[arg-type]
+
+            nursery.start_soon(accept_bio)
+        with trio.fail_after(120):
+            for _ in range(3):
+                echoed = await trio.to_thread.run_sync(python_key_update_client, port, pki.ca_file, to_server, size)
+                assert echoed == to_client
+        with trio.fail_after(10):
+            while len(results) < 3:
+                await trio.sleep(0.05)
+        assert results == [to_server] * 3
+        nursery.cancel_scope.cancel()
+    for listener in closing:
+        await listener.aclose()
 
 
 async def test_peer_renegotiation_is_refused(pki: PKI) -> None:
