@@ -213,10 +213,10 @@ class MemoryClient:
         self.records_sent += 1
         self.flush()
 
-    def send_tls13_alerts(self, *descriptions: int) -> None:
-        """Send warning-level alerts (TLS 1.3 only) that OpenSSL's client API cannot send, such as user_canceled
-        (90) before close_notify (0), as Java does: records protected by hand with the client's traffic keys
-        (RFC 8446 §7.3, §5.2), numbered after the records this client sent."""
+    def send_tls13_alerts(self, *descriptions: int, level: int = 1) -> None:
+        """Send alerts (TLS 1.3 only; warning level unless ``level=2``) that OpenSSL's client API cannot send, such
+        as user_canceled (90) before close_notify (0), as Java does: records protected by hand with the client's
+        traffic keys (RFC 8446 §7.3, §5.2), numbered after the records this client sent."""
         cipher = self.conn.get_cipher_name() or ""
         algorithm: hashes.HashAlgorithm = hashes.SHA384() if cipher.endswith("SHA384") else hashes.SHA256()
         assert cipher.startswith("TLS_AES_"), f"AES-GCM suites only, not {cipher}"
@@ -225,7 +225,7 @@ class MemoryClient:
         iv = _expand_label(algorithm, secret, b"iv", 12)
         wire = b""
         for description in descriptions:
-            inner = bytes([1, description, 21])  # warning level, description; inner content type alert
+            inner = bytes([level, description, 21])  # level, description; inner content type alert
             header = bytes([_APPLICATION_DATA, 3, 3]) + struct.pack(">H", len(inner) + 16)
             nonce = bytes(a ^ b for a, b in zip(iv, self.records_sent.to_bytes(12, "big"), strict=True))
             wire += header + AESGCM(key).encrypt(nonce, inner, header)

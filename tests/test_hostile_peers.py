@@ -162,6 +162,11 @@ def corrupted_server_record(client: h.MemoryClient) -> None:
     assert "bad record mac" in str(error)
 
 
+def unrecognized_name_alert(client: h.MemoryClient) -> None:
+    """TLS 1.3 unrecognized_name (112; fatal in TLS 1.3 whatever its level), whose OpenSSL text lacks "alert"."""
+    client.send_tls13_alerts(112)
+
+
 def renegotiate(client: h.MemoryClient) -> None:
     error = client.renegotiate()
     assert error is not None and "no renegotiation" in str(error), error  # OpenSSL gave up: gtls refused
@@ -217,6 +222,7 @@ CASES: list[tuple[str, str, str, Case]] = [
     ("oversized-record-after-handshake", "ended", "bad-record", established(oversized_record)),
     ("truncated-record-after-handshake", "ended", "truncated", established(truncated_record)),
     ("fatal-alert-after-handshake", "ended", "peer-alert", established(corrupted_server_record)),
+    ("unrecognized-name-alert-after-handshake", "ended", "peer-alert", established(unrecognized_name_alert)),
     ("tls1.2-renegotiation", "ended", "renegotiation-refused",
      established(renegotiate, max_version=SSL.TLS1_2_VERSION)),
     ("garbage-as-first-record", "ended", "bad-record", established(garbage_record, first_echo=False)),

@@ -56,9 +56,14 @@ def write_identity(directory: Path, name: str, leaf: Certified, *chain: Certifie
 
 
 async def client_failure(port: int, options: TLSOptions, *, timeout: float = 10.0) -> HandshakeError:
+    return await client_failure_as(port, options, "localhost", timeout=timeout)
+
+
+async def client_failure_as(port: int, options: TLSOptions, server_hostname: str, *, timeout: float = 10.0
+                            ) -> HandshakeError:
     with pytest.raises(HandshakeError) as caught:
         stream = await open_tls_over_tcp_stream(
-            "127.0.0.1", port, options, server_hostname="localhost", handshake_timeout=timeout
+            "127.0.0.1", port, options, server_hostname=server_hostname, handshake_timeout=timeout
         )
         await stream.aclose()
     return caught.value
@@ -182,6 +187,18 @@ async def test_peer_alert_tls12_client_without_certificate(pki: PKI) -> None:
     ) as server:
         error = await client_failure(server.port, pki.client_options())
     assert error.reason == "peer-alert" and error.alert
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+async def test_peer_alert_unrecognized_name(pki: PKI, version: str) -> None:
+    """An SNI-strict server (nginx ssl_reject_handshake, here s_server -servername_fatal) refuses a name it does not
+    serve with unrecognized_name (112), whose OpenSSL text has no "alert" in it: still peer-alert, named."""
+    args = ("-servername", "localhost", "-servername_fatal", "-cert2", str(pki.server_cert),
+            "-key2", str(pki.server_key), version)
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, args=args) as server:
+        error = await client_failure_as(server.port, pki.client_options(), "other.test")
+    assert (error.reason, error.alert) == ("peer-alert", "unrecognized_name"), error
+    assert "unrecognized_name" in error.message
 
 
 async def test_peer_alert_tls13_rejection_arrives_on_first_receive(pki: PKI) -> None:
