@@ -11,15 +11,16 @@ never raises. The words, from what OpenSSL 3.5 reports (each provoked for real i
 * ``renegotiation-refused`` — the peer tried to renegotiate (TLS 1.2), gtls refused (``OP_NO_RENEGOTIATION``
   answers with a ``no_renegotiation`` warning) and the peer gave up with ``handshake_failure``;
 * ``bad-record`` — records that do not decrypt or parse (``bad record mac``, ``bad record type``, an oversized
-  record, …): garbage or tampering on the wire;
+  record, …): garbage or tampering on the wire; or a message the peer may not send there (``unexpected message``:
+  an unsolicited post-handshake CertificateRequest);
 * ``idle-timeout`` — nothing moved in either direction within the idle limit (``trio.TooSlowError`` maps here
   too, so a service's own ``fail_after`` around its reads gets the same word);
 * ``closed`` — this side had already closed the stream (``trio.ClosedResourceError``);
 * ``error`` — anything else (the detail says what).
 
 A ``HandshakeError`` keeps its spec §10 reason (``timeout``, ``peer-alert``, ``untrusted``, …): an implicit
-handshake, or a TLS 1.3 server's rejection of our client certificate that arrives with the first record, is still a
-handshake failure (spec §9). A server's record errors after its handshake are never handshake errors.
+handshake, or a TLS 1.3 server's rejection of our client certificate (its alert) that arrives with the first record,
+is still a handshake failure (spec §9). Other record errors after the handshake are never handshake errors.
 """
 
 from __future__ import annotations

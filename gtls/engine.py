@@ -37,6 +37,7 @@ from ._binding import SSL_shutdown as _SSL_shutdown
 from ._binding import SSL_write as _SSL_write
 from ._binding import clear_errors as _clear_errors
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
+from .pki.failures import error_texts, received_alert
 
 if TYPE_CHECKING:
     from .context import CompiledContext
@@ -352,7 +353,7 @@ class TLSEngine:
                 # The server's late rejection (TLS 1.3 client, see handshake): its alert, received before the
                 # connection failed under our write, is still there to read, and it is the reason.
                 rejection = self._peek_rejection()
-                if rejection is not None and rejection.alert is not None:  # OpenSSL 4.0 reads nothing here
+                if isinstance(rejection, HandshakeError):  # OpenSSL 4.0 reads nothing here
                     raise rejection from exc
             message, eof = _describe_syscall(exc)
             raise TransportFailed(message, eof=eof) from exc
@@ -428,19 +429,22 @@ class TLSEngine:
             message = "the peer closed the connection"
         return HandshakeError(EOF_IN_HANDSHAKE, f"{message} during the handshake", peer=self.peer)
 
-    def _peek_rejection(self) -> HandshakeError | None:
-        """The peer's fatal alert if one is waiting, without consuming application data (SSL_peek)."""
+    def _peek_rejection(self) -> Exception | None:
+        """The peer's fatal alert (a ``HandshakeError`` while no record was read yet) or another read failure if one
+        is waiting, without consuming application data (SSL_peek)."""
         _clear_errors()
         try:
             self.conn.recv(1, socket.MSG_PEEK)
         except (SSL.WantReadError, SSL.WantWriteError, SSL.ZeroReturnError, SSL.SysCallError):
             return None
         except SSL.Error as exc:
-            return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
+            return self._read_failure(exc)
         return None
 
     def _read_failure(self, exc: SSL.Error) -> Exception:
-        if self._awaiting_first_record:
+        # Only the server's alert is its late rejection (spec §9); anything else on the first record (an unsolicited
+        # post-handshake CertificateRequest, a bad record) is the peer's protocol error, as it is on any later one.
+        if self._awaiting_first_record and received_alert(error_texts(exc)) is not None:
             return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
         return TLSError(f"TLS protocol error: {_openssl_text(exc)}")
 
