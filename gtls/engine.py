@@ -359,7 +359,7 @@ class TLSEngine:
             raise TransportFailed(message, eof=eof) from exc
         if isinstance(exc, SSL.ZeroReturnError):
             raise TransportFailed("the peer closed TLS", eof=True) from exc
-        raise TLSError(f"TLS error while sending: {_openssl_text(exc)}") from exc
+        raise self._tls_error(f"TLS error while sending: {_openssl_text(exc)}") from exc
 
     def close_notify(self, *, best_effort: bool = False) -> Want | None:
         """Send our ``close_notify``; does not wait for the peer's. ``WANT_WRITE``: the alert waits in OpenSSL for
@@ -446,7 +446,12 @@ class TLSEngine:
         # post-handshake CertificateRequest, a bad record) is the peer's protocol error, as it is on any later one.
         if self._awaiting_first_record and received_alert(error_texts(exc)) is not None:
             return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
-        return TLSError(f"TLS protocol error: {_openssl_text(exc)}")
+        return self._tls_error(f"TLS protocol error: {_openssl_text(exc)}")
+
+    def _tls_error(self, message: str) -> TLSError:
+        error = TLSError(message)
+        error.tls_version = self.tls_version
+        return error
 
     # --- negotiated parameters ---------------------------------------------------------------------------------
 
@@ -507,4 +512,6 @@ def _openssl_text(exc: SSL.Error) -> str:
     for entry in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
         if isinstance(entry, tuple) and len(entry) == 3:
             parts.append(str(entry[2]))
+    if parts and not any(parts):
+        return "OpenSSL gave no reason"  # not the queue's raw repr (a fatal-level close_notify has no text)
     return "; ".join(parts) or str(exc) or type(exc).__name__

@@ -17,6 +17,8 @@ every loop a bound. 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import random
 import socket
@@ -27,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 from cryptography.hazmat.primitives import hashes
@@ -224,6 +227,24 @@ class MemoryClient:
                                         alerts))
         self.records_sent += len(alerts)
 
+    def send_tls12_alert(self, level: int, description: int) -> None:
+        """Send an alert (TLS 1.2, AES-GCM suites) that OpenSSL's client API cannot send, such as an unprompted
+        no_renegotiation warning or a close_notify at fatal level: a record protected by hand with the client's
+        write key (RFC 5246 §6.3, RFC 5288), numbered after its Finished and the records this client sent."""
+        cipher = self.conn.get_cipher_name() or ""
+        assert "-GCM-" in cipher, f"AES-GCM suites only, not {cipher}"
+        digest = hashlib.sha384 if cipher.endswith("SHA384") else hashlib.sha256
+        key_length = 32 if "AES256" in cipher else 16
+        keys = _prf12(digest, self.conn.master_key(), b"key expansion",
+                      self.conn.server_random() + self.conn.client_random(), 2 * key_length + 8)
+        key, salt = keys[:key_length], keys[2 * key_length : 2 * key_length + 4]  # client write key and IV
+        number = struct.pack(">Q", 1 + self.records_sent)  # record 0 under these keys was the Finished
+        plaintext = bytes([level, description])
+        aad = number + bytes([_ALERT, 3, 3]) + struct.pack(">H", len(plaintext))
+        body = number + AESGCM(key).encrypt(salt + number, plaintext, aad)
+        self.sock.sendall(record(_ALERT, body, 0x0303))
+        self.records_sent += 1
+
     def receive(self) -> bytes:
         for _ in range(50):
             try:
@@ -372,6 +393,16 @@ def tls13_records(conn: SSL.Connection, secret: bytes, first: int, contents: lis
         nonce = bytes(a ^ b for a, b in zip(iv, number.to_bytes(12, "big"), strict=True))
         wire += header + AESGCM(key).encrypt(nonce, inner, header)
     return wire
+
+
+def _prf12(digest: Callable[[], Any], secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
+    """The TLS 1.2 PRF (RFC 5246 §5): P_hash over label + seed."""
+    seed = label + seed
+    block, out = seed, b""
+    while len(out) < length:
+        block = hmac.new(secret, block, digest).digest()
+        out += hmac.new(secret, block + seed, digest).digest()
+    return out[:length]
 
 
 def _count_records(data: bytes) -> int:
