@@ -143,6 +143,23 @@ async def test_crl_reasons_on_the_wire(pki: PKI, stranger: PKI, tmp_path: Path, 
     assert error.reason == reason
 
 
+@pytest.mark.parametrize("scope", ["leaf", "chain"])
+async def test_crl_expired_warn_names_only_the_crls_this_chain_used(pki: PKI, tmp_path: Path, scope: str) -> None:
+    """tls-crl-expired=warn with expired CRLs of the root, the intermediate and an unrelated CA in one file: the
+    handshake's warnings name the intermediate's CRL (the leaf's issuer) in leaf scope, the root's too in chain
+    scope, and never the unrelated CA's, which no certificate of this chain was checked against."""
+    crl_file = write_pem(tmp_path / "crl.pem", *(ca.crl(this_update=-10 * DAY, next_update=-DAY).pem
+                                                 for ca in (pki.intermediate, pki.root, CA.root("unrelated CA"))))
+    options = pki.client_options(tls_crl=str(crl_file), tls_crl_expired="warn", tls_crl_scope=scope)
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", server.port, options, server_hostname="localhost")
+        warnings = list(stream.handshake_warnings)
+        await stream.aclose()
+    named = sorted(w.split("accepted the expired CRL of ", 1)[1].split(" (next update", 1)[0] for w in warnings)
+    used = [pki.intermediate] + ([pki.root] if scope == "chain" else [])
+    assert named == sorted(ca.cert.subject.rfc4514_string() for ca in used), warnings
+
+
 async def test_bad_ca(pki: PKI, tmp_path: Path) -> None:
     not_a_ca = pki.root.intermediate("not a CA", ca=False)
     leaf = not_a_ca.leaf("localhost", dns=("localhost",))
