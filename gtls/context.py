@@ -363,8 +363,9 @@ def _identity(
     return chain, key
 
 
-#: Connections whose handshake accepted an expired CRL (tls-crl-expired=warn); weak, so nothing leaks.
-_WAIVED_CRL_EXPIRY: weakref.WeakSet[SSL.Connection] = weakref.WeakSet()
+#: Connections whose handshake accepted an expired CRL (tls-crl-expired=warn), with the depths of the certificates
+#: it was checked for (the CRL is their issuer's); weak, so nothing leaks.
+_WAIVED_CRL_EXPIRY: weakref.WeakKeyDictionary[SSL.Connection, set[int]] = weakref.WeakKeyDictionary()
 
 
 def _allow_expired_crl(conn: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
@@ -376,7 +377,7 @@ def _allow_expired_crl(conn: SSL.Connection, cert: crypto.X509, errnum: int, dep
     if ok:
         return True
     if errnum == reasons.CRL_HAS_EXPIRED:
-        _WAIVED_CRL_EXPIRY.add(conn)
+        _WAIVED_CRL_EXPIRY.setdefault(conn, set()).add(depth)
         return True
     return False
 
@@ -509,13 +510,21 @@ class CompiledContext:
                 message = names.mismatch_message(cert, reference) if cert is not None else "no server certificate"
                 raise PeerVerificationError(e.NAME_MISMATCH, message, peer=peer, depth=0,
                                             subject=subject_text(cert) if cert is not None else None)
-        if self.crl_expired_warn and conn in _WAIVED_CRL_EXPIRY:
+        depths = _WAIVED_CRL_EXPIRY.get(conn) if self.crl_expired_warn else None
+        if depths:
             now = dt.datetime.now(dt.UTC)
-            for crl in self.crls:
-                if crl.next_update_utc is not None and crl.next_update_utc < now:
-                    out.append(f"tls-crl: accepted the expired CRL of {issuer_text(crl)} (next update "
-                               f"{crl.next_update_utc:%Y-%m-%d %H:%M} UTC) because tls-crl-expired=warn"
-                               + (f"; peer {peer}" if peer else ""))
+            expired = [(crl, crl.next_update_utc) for crl in self.crls
+                       if crl.next_update_utc is not None and crl.next_update_utc < now]
+            # Only the CRLs this chain used: those of the issuers of the certificates whose check waived an expiry
+            # (leaf scope: the leaf's issuer only). Runs only after a waiver, so reading the chain costs little.
+            chain = conn.get_verified_chain(as_cryptography=True) or []
+            issuers = [chain[depth].issuer for depth in depths if depth < len(chain)]
+            # A waiver is never silent: should no CRL match (an issuer name encoded differently), name them all.
+            expired = [item for item in expired if item[0].issuer in issuers] or expired
+            for crl, next_update in expired:
+                out.append(f"tls-crl: accepted the expired CRL of {issuer_text(crl)} (next update "
+                           f"{next_update:%Y-%m-%d %H:%M} UTC) because tls-crl-expired=warn"
+                           + (f"; peer {peer}" if peer else ""))
         return out
 
     def handshake_failure(self, conn: SSL.Connection, exc: BaseException, peer: str | None = None

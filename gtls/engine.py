@@ -38,6 +38,7 @@ from ._binding import SSL_write as _SSL_write
 from ._binding import clear_errors as _clear_errors
 from ._detour import Detour
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
+from .pki.failures import error_texts, received_alert
 
 if TYPE_CHECKING:
     from .context import CompiledContext
@@ -495,13 +496,13 @@ class TLSEngine:
                 # The server's late rejection (TLS 1.3 client, see handshake): its alert, received before the
                 # connection failed under our write, is still there to read, and it is the reason.
                 rejection = self._peek_rejection()
-                if rejection is not None and rejection.alert is not None:  # OpenSSL 4.0 reads nothing here
+                if isinstance(rejection, HandshakeError):  # OpenSSL 4.0 reads nothing here
                     raise rejection from exc
             message, eof = _describe_syscall(exc)
             raise TransportFailed(message, eof=eof) from exc
         if isinstance(exc, SSL.ZeroReturnError):
             raise TransportFailed("the peer closed TLS", eof=True) from exc
-        raise TLSError(f"TLS error while sending: {_openssl_text(exc)}") from exc
+        raise self._tls_error(f"TLS error while sending: {_openssl_text(exc)}") from exc
 
     def close_notify(self, *, best_effort: bool = False) -> Want | None:
         """Send our ``close_notify``; does not wait for the peer's. ``WANT_WRITE``: the alert waits in OpenSSL for
@@ -573,21 +574,29 @@ class TLSEngine:
             message = "the peer closed the connection"
         return HandshakeError(EOF_IN_HANDSHAKE, f"{message} during the handshake", peer=self.peer)
 
-    def _peek_rejection(self) -> HandshakeError | None:
-        """The peer's fatal alert if one is waiting, without consuming application data (SSL_peek)."""
+    def _peek_rejection(self) -> Exception | None:
+        """The peer's fatal alert (a ``HandshakeError`` while no record was read yet) or another read failure if one
+        is waiting, without consuming application data (SSL_peek)."""
         _clear_errors()
         try:
             self.conn.recv(1, socket.MSG_PEEK)
         except (SSL.WantReadError, SSL.WantWriteError, SSL.ZeroReturnError, SSL.SysCallError):
             return None
         except SSL.Error as exc:
-            return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
+            return self._read_failure(exc)
         return None
 
     def _read_failure(self, exc: SSL.Error) -> Exception:
-        if self._awaiting_first_record:
+        # Only the server's alert is its late rejection (spec §9); anything else on the first record (an unsolicited
+        # post-handshake CertificateRequest, a bad record) is the peer's protocol error, as it is on any later one.
+        if self._awaiting_first_record and received_alert(error_texts(exc)) is not None:
             return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
-        return TLSError(f"TLS protocol error: {_openssl_text(exc)}")
+        return self._tls_error(f"TLS protocol error: {_openssl_text(exc)}")
+
+    def _tls_error(self, message: str) -> TLSError:
+        error = TLSError(message)
+        error.tls_version = self.tls_version
+        return error
 
     # --- negotiated parameters ---------------------------------------------------------------------------------
 
@@ -648,4 +657,6 @@ def _openssl_text(exc: SSL.Error) -> str:
     for entry in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
         if isinstance(entry, tuple) and len(entry) == 3:
             parts.append(str(entry[2]))
+    if parts and not any(parts):
+        return "OpenSSL gave no reason"  # not the queue's raw repr (a fatal-level close_notify has no text)
     return "; ".join(parts) or str(exc) or type(exc).__name__

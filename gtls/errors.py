@@ -200,6 +200,10 @@ class CipherListError(ConfigError):
 class TLSError(GtlsError):
     """Base of runtime TLS failures."""
 
+    #: The negotiated version (``"TLSv1.2"``) of a connection that failed after its handshake, when known:
+    #: ``classify_ending`` reads it, since renegotiation (and so its refusal) exists only before TLS 1.3.
+    tls_version: str | None = None
+
 
 #: Everything public, the runtime pair included: ``from gtls.errors import *`` then asks ``__getattr__`` for them.
 __all__ = [

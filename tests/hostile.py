@@ -6,7 +6,8 @@ every loop a bound. 127.0.0.1 only.
   ``truncated_record``, ``http_request``, ``random_bytes``;
 * sockets: ``dial``, ``reset`` (RST via SO_LINGER 0), ``send_slowly`` (one byte per write);
 * ``MemoryClient``: a real TLS client (pyOpenSSL, memory BIOs) driven over a raw socket, for ClientHellos written one
-  byte at a time, renegotiation, corrupted or garbage records after the handshake;
+  byte at a time, renegotiation, corrupted or garbage records after the handshake; ``MemoryServer``, its server
+  counterpart for records no server API sends unasked;
 * ``correct_echo``: the well-behaved client that must keep succeeding meanwhile;
 * ``find_line``: the log line of one peer in a shared server's output (``LineReader``), whatever came before it;
 * ``library_server``: ``serve_tls_over_tcp`` in its own thread and trio loop (shared by many sync tests), recording
@@ -16,6 +17,8 @@ every loop a bound. 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import random
 import socket
@@ -26,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 from cryptography.hazmat.primitives import hashes
@@ -43,6 +47,7 @@ IO_TIMEOUT = 5.0
 #: Largest record length a TLS 1.2 peer may announce (2^14 + 2048 for ciphertext); anything above is oversized.
 MAX_RECORD = 2**14 + 2048
 
+_ALERT = 0x15
 _HANDSHAKE = 0x16
 _APPLICATION_DATA = 0x17
 
@@ -213,24 +218,32 @@ class MemoryClient:
         self.records_sent += 1
         self.flush()
 
-    def send_tls13_alerts(self, *descriptions: int) -> None:
-        """Send warning-level alerts (TLS 1.3 only) that OpenSSL's client API cannot send, such as user_canceled
-        (90) before close_notify (0), as Java does: records protected by hand with the client's traffic keys
-        (RFC 8446 §7.3, §5.2), numbered after the records this client sent."""
+    def send_tls13_alerts(self, *descriptions: int, level: int = 1) -> None:
+        """Send alerts (TLS 1.3 only; warning level unless ``level=2``) that OpenSSL's client API cannot send, such
+        as user_canceled (90) before close_notify (0), as Java does: records protected by hand with the client's
+        traffic keys (RFC 8446 §7.3, §5.2), numbered after the records this client sent."""
+        alerts = [(_ALERT, bytes([level, description])) for description in descriptions]
+        self.sock.sendall(tls13_records(self.conn, self.secrets["CLIENT_TRAFFIC_SECRET_0"], self.records_sent,
+                                        alerts))
+        self.records_sent += len(alerts)
+
+    def send_tls12_alert(self, level: int, description: int) -> None:
+        """Send an alert (TLS 1.2, AES-GCM suites) that OpenSSL's client API cannot send, such as an unprompted
+        no_renegotiation warning or a close_notify at fatal level: a record protected by hand with the client's
+        write key (RFC 5246 §6.3, RFC 5288), numbered after its Finished and the records this client sent."""
         cipher = self.conn.get_cipher_name() or ""
-        algorithm: hashes.HashAlgorithm = hashes.SHA384() if cipher.endswith("SHA384") else hashes.SHA256()
-        assert cipher.startswith("TLS_AES_"), f"AES-GCM suites only, not {cipher}"
-        secret = self.secrets["CLIENT_TRAFFIC_SECRET_0"]
-        key = _expand_label(algorithm, secret, b"key", 32 if "256" in cipher else 16)
-        iv = _expand_label(algorithm, secret, b"iv", 12)
-        wire = b""
-        for description in descriptions:
-            inner = bytes([1, description, 21])  # warning level, description; inner content type alert
-            header = bytes([_APPLICATION_DATA, 3, 3]) + struct.pack(">H", len(inner) + 16)
-            nonce = bytes(a ^ b for a, b in zip(iv, self.records_sent.to_bytes(12, "big"), strict=True))
-            wire += header + AESGCM(key).encrypt(nonce, inner, header)
-            self.records_sent += 1
-        self.sock.sendall(wire)
+        assert "-GCM-" in cipher, f"AES-GCM suites only, not {cipher}"
+        digest = hashlib.sha384 if cipher.endswith("SHA384") else hashlib.sha256
+        key_length = 32 if "AES256" in cipher else 16
+        keys = _prf12(digest, self.conn.master_key(), b"key expansion",
+                      self.conn.server_random() + self.conn.client_random(), 2 * key_length + 8)
+        key, salt = keys[:key_length], keys[2 * key_length : 2 * key_length + 4]  # client write key and IV
+        number = struct.pack(">Q", 1 + self.records_sent)  # record 0 under these keys was the Finished
+        plaintext = bytes([level, description])
+        aad = number + bytes([_ALERT, 3, 3]) + struct.pack(">H", len(plaintext))
+        body = number + AESGCM(key).encrypt(salt + number, plaintext, aad)
+        self.sock.sendall(record(_ALERT, body, 0x0303))
+        self.records_sent += 1
 
     def receive(self) -> bytes:
         for _ in range(50):
@@ -295,6 +308,109 @@ class MemoryClient:
             if not self.conn.renegotiate_pending():
                 return None
         raise AssertionError("the renegotiation neither finished nor failed")
+
+
+class MemoryServer:
+    """A pyOpenSSL TLS 1.3 server over memory BIOs, moving bytes over ``sock`` itself, that can send after its
+    handshake what no server API sends unasked (an unsolicited post-handshake CertificateRequest)."""
+
+    def __init__(self, sock: socket.socket, cert: Path, key: Path) -> None:
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.set_min_proto_version(SSL.TLS1_3_VERSION)
+        context.use_certificate_chain_file(str(cert))
+        context.use_privatekey_file(str(key))
+        self.secrets: dict[str, bytes] = {}
+        context.set_keylog_callback(self._keylog)
+        self.sock = sock
+        self.conn = SSL.Connection(context, None)
+        self.conn.set_accept_state()
+        self.records_sent = 0  # records under the server's application traffic keys
+
+    def _keylog(self, _conn: SSL.Connection, line: bytes) -> None:
+        label, _random, secret = line.decode("ascii").split()
+        self.secrets[label] = bytes.fromhex(secret)
+
+    def _output(self) -> bytes:
+        chunks = []
+        for _ in range(64):
+            try:
+                chunks.append(self.conn.bio_read(65536))
+            except SSL.WantReadError:
+                break
+        return b"".join(chunks)
+
+    def handshake(self) -> None:
+        for _ in range(50):
+            try:
+                self.conn.do_handshake()
+            except SSL.WantReadError:
+                self.sock.sendall(self._output())
+                data = self.sock.recv(65536)
+                if not data:
+                    raise EOFError("the client closed the connection") from None
+                self.conn.bio_write(data)
+                continue
+            # What the last step wrote (its session tickets) is the first records under the new keys: count them.
+            last = self._output()
+            self.records_sent = _count_records(last)
+            self.sock.sendall(last)
+            return
+        raise AssertionError("the handshake did not finish within 50 round trips")
+
+    def send(self, data: bytes) -> None:
+        assert len(data) <= 16384, "one record per send: records_sent counts them"
+        self.conn.send(data)
+        self.records_sent += 1
+        self.sock.sendall(self._output())
+
+    def send_handshake_message(self, message: bytes) -> None:
+        """One handshake message in a record protected by hand with the server's traffic keys."""
+        self.sock.sendall(tls13_records(self.conn, self.secrets["SERVER_TRAFFIC_SECRET_0"], self.records_sent,
+                                        [(_HANDSHAKE, message)]))
+        self.records_sent += 1
+
+
+def certificate_request() -> bytes:
+    """A TLS 1.3 post-handshake CertificateRequest (RFC 8446 §4.3.2): a context and signature_algorithms."""
+    algorithms = struct.pack(">HHH", 4, 0x0403, 0x0804)  # ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256
+    extensions = struct.pack(">HH", 13, len(algorithms)) + algorithms
+    body = b"\x01\x01" + struct.pack(">H", len(extensions)) + extensions
+    return bytes([13]) + len(body).to_bytes(3, "big") + body
+
+
+def tls13_records(conn: SSL.Connection, secret: bytes, first: int, contents: list[tuple[int, bytes]]) -> bytes:
+    """TLS 1.3 records (RFC 8446 §5.2, §7.3) of (content type, plaintext) under ``secret``'s keys, numbered from
+    ``first`` (AES-GCM suites only)."""
+    cipher = conn.get_cipher_name() or ""
+    algorithm: hashes.HashAlgorithm = hashes.SHA384() if cipher.endswith("SHA384") else hashes.SHA256()
+    assert cipher.startswith("TLS_AES_"), f"AES-GCM suites only, not {cipher}"
+    key = _expand_label(algorithm, secret, b"key", 32 if "256" in cipher else 16)
+    iv = _expand_label(algorithm, secret, b"iv", 12)
+    wire = b""
+    for number, (content_type, plaintext) in enumerate(contents, start=first):
+        inner = plaintext + bytes([content_type])
+        header = bytes([_APPLICATION_DATA, 3, 3]) + struct.pack(">H", len(inner) + 16)
+        nonce = bytes(a ^ b for a, b in zip(iv, number.to_bytes(12, "big"), strict=True))
+        wire += header + AESGCM(key).encrypt(nonce, inner, header)
+    return wire
+
+
+def _prf12(digest: Callable[[], Any], secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
+    """The TLS 1.2 PRF (RFC 5246 §5): P_hash over label + seed."""
+    seed = label + seed
+    block, out = seed, b""
+    while len(out) < length:
+        block = hmac.new(secret, block, digest).digest()
+        out += hmac.new(secret, block + seed, digest).digest()
+    return out[:length]
+
+
+def _count_records(data: bytes) -> int:
+    count, offset = 0, 0
+    while offset + 5 <= len(data):
+        offset += 5 + struct.unpack(">H", data[offset + 3 : offset + 5])[0]
+        count += 1
+    return count
 
 
 def _expand_label(algorithm: hashes.HashAlgorithm, secret: bytes, label: bytes, length: int) -> bytes:

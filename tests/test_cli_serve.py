@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ from tests.peers import (
     openssl_echo,
     run_gtls,
 )
+
+DAY = timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +87,22 @@ def test_serve_mutual_tls_needs_a_client_certificate(pki: DemoPKI) -> None:
         line = server.stderr.wait_for(lambda text: "failed" in text)
         assert line.startswith("connection from 127.0.0.1:") and "failed: no-peer-certificate" in line
         assert server.stop() == 0
+
+
+def test_serve_names_the_certificate_at_fault_of_a_refused_client(pki: DemoPKI, tmp_path: Path) -> None:
+    """A client whose intermediate has expired: the failure line names depth 1 and the intermediate (as gtls
+    connect does), then the client's own subject, instead of reading as if the client's certificate had expired."""
+    inter = pki.root.intermediate("expired client intermediate", not_before=-10 * DAY, not_after=-DAY)
+    leaf = inter.leaf("client.x", eku=("client",))
+    cert, key = leaf.write_cert(tmp_path / "client.pem"), leaf.write_key(tmp_path / "client.key")
+    with gtls_serve(*flag_args(pki), "--tls-mutual") as server:
+        result = openssl_echo(server.port, "refused", *verifying(pki), "-cert", str(cert), "-key", str(key),
+                              "-cert_chain", str(inter.write_cert(tmp_path / "inter.pem")), timeout=5)
+        assert not result.echoed
+        line = server.stderr.wait_for(lambda text: "failed" in text)
+        assert server.stop() == 0
+    assert "failed: expired: " in line, line
+    assert line.endswith("(depth 1; subject CN=expired client intermediate; client CN=client.x)"), line
 
 
 def test_serve_logs_the_reason_word_of_failed_handshakes(pki: DemoPKI) -> None:

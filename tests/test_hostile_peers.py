@@ -162,6 +162,26 @@ def corrupted_server_record(client: h.MemoryClient) -> None:
     assert "bad record mac" in str(error)
 
 
+def unrecognized_name_alert(client: h.MemoryClient) -> None:
+    """TLS 1.3 unrecognized_name (112; fatal in TLS 1.3 whatever its level), whose OpenSSL text lacks "alert"."""
+    client.send_tls13_alerts(112)
+
+
+def tls13_no_renegotiation_alert(client: h.MemoryClient) -> None:
+    """no_renegotiation (100) in TLS 1.3, which has no renegotiation: just an alert (fatal in TLS 1.3)."""
+    client.send_tls13_alerts(100)
+
+
+def tls12_unprompted_no_renegotiation(client: h.MemoryClient) -> None:
+    """A no_renegotiation warning gtls never asked for: OpenSSL ends the connection on it all the same."""
+    client.send_tls12_alert(1, 100)
+
+
+def tls12_fatal_close_notify(client: h.MemoryClient) -> None:
+    """close_notify sent at fatal level: OpenSSL reports it with an empty reason text."""
+    client.send_tls12_alert(2, 0)
+
+
 def renegotiate(client: h.MemoryClient) -> None:
     error = client.renegotiate()
     assert error is not None and "no renegotiation" in str(error), error  # OpenSSL gave up: gtls refused
@@ -217,6 +237,12 @@ CASES: list[tuple[str, str, str, Case]] = [
     ("oversized-record-after-handshake", "ended", "bad-record", established(oversized_record)),
     ("truncated-record-after-handshake", "ended", "truncated", established(truncated_record)),
     ("fatal-alert-after-handshake", "ended", "peer-alert", established(corrupted_server_record)),
+    ("unrecognized-name-alert-after-handshake", "ended", "peer-alert", established(unrecognized_name_alert)),
+    ("tls1.3-no-renegotiation-alert", "ended", "peer-alert", established(tls13_no_renegotiation_alert)),
+    ("tls1.2-unprompted-no-renegotiation-warning", "ended", "peer-alert",
+     established(tls12_unprompted_no_renegotiation, max_version=SSL.TLS1_2_VERSION)),
+    ("tls1.2-fatal-close-notify", "ended", "bad-record",
+     established(tls12_fatal_close_notify, max_version=SSL.TLS1_2_VERSION)),
     ("tls1.2-renegotiation", "ended", "renegotiation-refused",
      established(renegotiate, max_version=SSL.TLS1_2_VERSION)),
     ("garbage-as-first-record", "ended", "bad-record", established(garbage_record, first_echo=False)),
@@ -311,6 +337,7 @@ def test_gtls_serve_survives(cli_server: Running, pki: DemoPKI, name: str, outco
         else:
             line = h.peer_line(cli_server.stderr, peer, f"{outcome}: {word}: ")
             assert line.split(": ", 3)[3].strip(), f"no detail in {line!r}"
+            assert "('SSL routines'" not in line, f"OpenSSL's raw error queue in {line!r}"
     assert cli_server.process.poll() is None
     assert not [line for line in cli_server.stderr.lines if "Traceback" in line]
 

@@ -56,9 +56,14 @@ def write_identity(directory: Path, name: str, leaf: Certified, *chain: Certifie
 
 
 async def client_failure(port: int, options: TLSOptions, *, timeout: float = 10.0) -> HandshakeError:
+    return await client_failure_as(port, options, "localhost", timeout=timeout)
+
+
+async def client_failure_as(port: int, options: TLSOptions, server_hostname: str, *, timeout: float = 10.0
+                            ) -> HandshakeError:
     with pytest.raises(HandshakeError) as caught:
         stream = await open_tls_over_tcp_stream(
-            "127.0.0.1", port, options, server_hostname="localhost", handshake_timeout=timeout
+            "127.0.0.1", port, options, server_hostname=server_hostname, handshake_timeout=timeout
         )
         await stream.aclose()
     return caught.value
@@ -138,6 +143,23 @@ async def test_crl_reasons_on_the_wire(pki: PKI, stranger: PKI, tmp_path: Path, 
     assert error.reason == reason
 
 
+@pytest.mark.parametrize("scope", ["leaf", "chain"])
+async def test_crl_expired_warn_names_only_the_crls_this_chain_used(pki: PKI, tmp_path: Path, scope: str) -> None:
+    """tls-crl-expired=warn with expired CRLs of the root, the intermediate and an unrelated CA in one file: the
+    handshake's warnings name the intermediate's CRL (the leaf's issuer) in leaf scope, the root's too in chain
+    scope, and never the unrelated CA's, which no certificate of this chain was checked against."""
+    crl_file = write_pem(tmp_path / "crl.pem", *(ca.crl(this_update=-10 * DAY, next_update=-DAY).pem
+                                                 for ca in (pki.intermediate, pki.root, CA.root("unrelated CA"))))
+    options = pki.client_options(tls_crl=str(crl_file), tls_crl_expired="warn", tls_crl_scope=scope)
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", server.port, options, server_hostname="localhost")
+        warnings = list(stream.handshake_warnings)
+        await stream.aclose()
+    named = sorted(w.split("accepted the expired CRL of ", 1)[1].split(" (next update", 1)[0] for w in warnings)
+    used = [pki.intermediate] + ([pki.root] if scope == "chain" else [])
+    assert named == sorted(ca.cert.subject.rfc4514_string() for ca in used), warnings
+
+
 async def test_bad_ca(pki: PKI, tmp_path: Path) -> None:
     not_a_ca = pki.root.intermediate("not a CA", ca=False)
     leaf = not_a_ca.leaf("localhost", dns=("localhost",))
@@ -182,6 +204,18 @@ async def test_peer_alert_tls12_client_without_certificate(pki: PKI) -> None:
     ) as server:
         error = await client_failure(server.port, pki.client_options())
     assert error.reason == "peer-alert" and error.alert
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+async def test_peer_alert_unrecognized_name(pki: PKI, version: str) -> None:
+    """An SNI-strict server (nginx ssl_reject_handshake, here s_server -servername_fatal) refuses a name it does not
+    serve with unrecognized_name (112), whose OpenSSL text has no "alert" in it: still peer-alert, named."""
+    args = ("-servername", "localhost", "-servername_fatal", "-cert2", str(pki.server_cert),
+            "-key2", str(pki.server_key), version)
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, args=args) as server:
+        error = await client_failure_as(server.port, pki.client_options(), "other.test")
+    assert (error.reason, error.alert) == ("peer-alert", "unrecognized_name"), error
+    assert "unrecognized_name" in error.message
 
 
 async def test_peer_alert_tls13_rejection_arrives_on_first_receive(pki: PKI) -> None:

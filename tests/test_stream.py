@@ -25,7 +25,7 @@ from gtls.engine import TransportFailed
 from gtls.options import TLSOptions
 from gtls.stream import HalfCloseUnsupported, TLSStream, compile_settings
 from gtls.testing import CA, write_pem
-from tests.hostile import IO_TIMEOUT, MemoryClient
+from tests.hostile import IO_TIMEOUT, MemoryClient, MemoryServer, certificate_request
 from tests.peers import PKI, openssl_session, python_context, python_key_update_client, write_pki
 
 Pair = tuple[TLSStream, TLSStream]
@@ -705,6 +705,46 @@ async def test_close_notify_after_user_canceled_is_a_clean_end(pki: PKI, driver:
     finally:
         await server.aclose()
         raw_client.close()
+
+
+@pytest.mark.parametrize("data_first", [False, True], ids=["first-record", "after-data"])
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_unsolicited_post_handshake_message_is_bad_record(pki: PKI, driver: str, data_first: bool) -> None:
+    """A TLS 1.3 server sends our client a CertificateRequest it never offered post_handshake_auth for (an
+    unexpected message; OpenSSL answers unexpected_message). Only the server's alert on the first record is a late
+    rejection of the handshake: this is the peer's protocol error, bad-record, whether or not data came first (it
+    was a handshake failure, not-tls, when nothing had been read yet)."""
+    _, client_context = contexts(pki, "1.3")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        raw_client = socket.create_connection(listener.getsockname(), timeout=IO_TIMEOUT)
+        raw_server, _ = listener.accept()
+    raw_server.settimeout(IO_TIMEOUT)
+    server = MemoryServer(raw_server, pki.server_cert, pki.server_key)
+    client = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(raw_client)), client_context,
+                       server_hostname="localhost", driver=driver)
+
+    def server_side() -> None:
+        server.handshake()
+        if data_first:
+            server.send(b"first")
+        server.send_handshake_message(certificate_request())
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.to_thread.run_sync, server_side)
+                await client.do_handshake()
+            if data_first:
+                assert await client.receive_some() == b"first"
+            with pytest.raises(trio.BrokenResourceError) as caught:
+                await client.receive_some()
+    finally:
+        await trio.aclose_forcefully(client)
+        raw_server.close()
+    assert not isinstance(caught.value.__cause__, HandshakeError), caught.value.__cause__
+    ending = classify_ending(caught.value)
+    assert (ending.word, ending.alert) == ("bad-record", None), ending
+    assert "unexpected message" in ending.detail
 
 
 async def test_ssl_module_names_for_code_written_against_trio_sslstream(tmp_path: Path) -> None:

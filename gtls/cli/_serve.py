@@ -302,9 +302,21 @@ def _log_handshake(event: HandshakeEvent) -> None:
         for warning in event.warnings:
             _log_line(f"gtls: warning: {warning}")
         return
-    detail = " ".join((event.error.message if event.error is not None else "").split())
-    subject = f" (subject {event.subject})" if event.subject else ""
-    _log_line(f"connection from {peer}: failed: {event.reason}: {detail}{subject}")
+    error = event.error
+    detail = " ".join((error.message if error is not None else "").split())
+    # The certificate at fault (an expired intermediate is depth 1), as gtls connect names it; then the client's own
+    # subject when that is another certificate, so the line does not read as if the client's leaf were at fault.
+    extras = []
+    if error is not None and error.depth is not None:
+        extras.append(f"depth {error.depth}")
+    if error is not None and error.subject:
+        extras.append(f"subject {error.subject}")
+        if event.subject and event.subject != error.subject:
+            extras.append(f"client {event.subject}")
+    elif event.subject:
+        extras.append(f"subject {event.subject}")
+    where = f" ({'; '.join(extras)})" if extras else ""
+    _log_line(f"connection from {peer}: failed: {event.reason}: {detail}{where}")
 
 
 def _bound_addresses(listeners: list[TLSListener], fallback_host: str) -> list[tuple[str, int]]:

@@ -29,6 +29,15 @@ _LIBRARY_REASONS: tuple[tuple[str, str], ...] = (
 )
 # OpenSSL 3.0 says "sslv3 alert …"/"tlsv1 alert …"/"tlsv13 alert …"; 3.5 says "ssl/tls alert …", 4.0 "tls alert …".
 _ALERT_PREFIXES = ("sslv3 alert ", "tlsv1 alert ", "tlsv13 alert ", "tls alert ", "ssl/tls alert ")
+#: Received alerts 110-114 (RFC 6066) whose OpenSSL texts lack "alert" (SSL_R_TLSV1_UNRECOGNIZED_NAME, …), so no
+#: prefix above finds them. unrecognized_name is common: an SNI-strict server (nginx ssl_reject_handshake).
+_UNPREFIXED_ALERTS = {
+    "tlsv1 unsupported extension": "unsupported_extension",
+    "tlsv1 certificate unobtainable": "certificate_unobtainable",
+    "tlsv1 unrecognized name": "unrecognized_name",
+    "tlsv1 bad certificate status response": "bad_certificate_status_response",
+    "tlsv1 bad certificate hash value": "bad_certificate_hash_value",
+}
 
 
 def error_texts(exc: BaseException) -> list[str]:
@@ -49,6 +58,9 @@ def received_alert(texts: list[str]) -> str | None:
         for prefix in _ALERT_PREFIXES:
             if text.startswith(prefix):
                 return text[len(prefix) :].strip().replace(" ", "_")
+        name = _UNPREFIXED_ALERTS.get(text.strip())
+        if name is not None:
+            return name
     return None
 
 
