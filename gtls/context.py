@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from OpenSSL import SSL, crypto
 
 from . import _stat_memo
@@ -37,7 +37,7 @@ from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, 
 from .pki.crl import freshness_warnings, issuer_text, load_crls
 from .pki.failures import library_failure
 from .pki.keys import TLSKey, load_private_key
-from .pki.pem import read_file, resolve_path
+from .pki.pem import parse_blocks, read_file, resolve_path
 from .pki.protocol import apply_ciphers, apply_versions, check_tls12_negotiable
 from .pki.store import load_store, lookup, store_files, thumbprint
 from .pki.strength import describe, weaknesses
@@ -251,6 +251,12 @@ def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) ->
 
     While the files of settings compiled before are unchanged on disk (their stamps, ``gtls._stat_memo``), their
     context is returned after one ``stat`` per file instead of reading and hashing them again."""
+    given: object = resolved  # untyped callers: an AttributeError on .role said nothing about what to pass
+    if not isinstance(given, Resolved):
+        hint = "; resolve TLSOptions first: gtls.direct(options, 'server' or 'client')" if isinstance(
+            given, TLSOptions) else ""
+        raise TypeError(f"compile_context takes Resolved settings (gtls.direct, resolve_server, resolve_client or "
+                        f"an endpoint's .resolved), not {type(given).__name__}{hint}")
     protocols = alpn_ids(alpn)
     settings_key = _settings_key(resolved, protocols)
     stamped = _STAMPED.get(settings_key)
@@ -589,12 +595,24 @@ def _plain_failure(code: int, reason: str, peer: str | None) -> PeerVerification
 _REVERIFIED_CHAIN: Final = 10
 
 
-def _refuse_weak_chain(chain: list[x509.Certificate], where: Where) -> None:
+def _refuse_weak_chain(chain: list[x509.Certificate], inputs: _Inputs, where: Where) -> None:
     """Our own chain under OpenSSL's security level, now: it would refuse a weak leaf here with a bare library error,
     and a weak intermediate only when sending it, failing every handshake with ``internal_error``."""
     for cert, found in zip(chain, weaknesses(chain), strict=True):
         if found is not None:
-            raise where.error(CredentialLoadError, describe(cert, found), option="certificate")
+            raise where.error(CredentialLoadError, describe(cert, found), option="certificate",
+                              file=_file_holding(cert, inputs))
+
+
+def _file_holding(cert: x509.Certificate, inputs: _Inputs) -> Path | None:
+    """The ``certificate`` (or store) file ``cert`` was read from, so an error about it names the file to fix in a
+    list of several. Error path only: the files are scanned again."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    candidates = inputs.certificate_files or (inputs.store[0] if inputs.store is not None else ())
+    for path in candidates:
+        if path in inputs.files and any(block.der == der for block in parse_blocks(inputs.files[path])):
+            return path
+    return None
 
 
 def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str],
@@ -617,7 +635,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     chain: list[x509.Certificate] = []
     if identity is not None:
         chain, key = identity
-        _refuse_weak_chain(chain, where)
+        _refuse_weak_chain(chain, inputs, where)
         ctx.use_certificate(chain[0])
         for extra in chain[1:]:
             ctx.add_extra_chain_cert(extra)
@@ -635,7 +653,8 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         for ca, found in zip(trusted, weaknesses(trusted), strict=True):
             store.add_cert(crypto.X509.from_cryptography(ca))
             if found is not None:  # a self-signed CA's own signature is never judged, as in OpenSSL
-                warnings.append(f"trusted-ca: {describe(ca, found)}; paths through it fail (untrusted)")
+                warnings.append(f"trusted-ca: {describe(ca, found)}; paths through it fail (untrusted): "
+                                f"{inputs.trusted_ca}")  # the file, as the other trusted-ca warnings say
     elif resolved.profile == "windows":
         ctx.set_default_verify_paths()  # profile windows without trusted-ca: the system trust store (spec §1.6)
 

@@ -19,7 +19,7 @@ Python callers) as one level. Warnings are collected in ``Resolved.warnings`` an
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Final, Literal
 
 from .errors import ConfigError, ConflictingOptions, IncompleteTlsLevel, InvalidOptionValue, UnsupportedFeature
 from .options import (
+    FIELD_NAMES,
     GENESYS_NAMES,
     TLSOptions,
     emit_warning,
@@ -147,6 +148,9 @@ class _Run:
     profile: Profile
     object_path: str | None
     warnings: list[str] = field(default_factory=list)
+    #: Option names given with an empty value, per level: empty counts as absent (spec §1.1), but an error about
+    #: the missing option should say it was there, empty (``certificate-key = ""``).
+    empty: dict[Level, set[str]] = field(default_factory=dict)
 
     def warn(self, level: Level | None, message: str) -> None:
         prefix = f"{self.object_path}: " if self.object_path else ""
@@ -170,6 +174,8 @@ class _Run:
                 value = parse_transport(value, warnings=local)
                 for message in local:
                     self.warn(level, message)
+            self.empty.setdefault(level, set()).update(
+                name for name, given in value.items() if isinstance(given, str) and not given.strip())
             return parse_options(value, warnings=self.warnings, warn_unknown=not transport, where=self.where(level))
         except ConfigError as exc:
             raise exc.located(object_path=self.object_path, level=level.title) from None
@@ -311,9 +317,19 @@ def _incomplete(
             f"Fix: put all TLS settings at the {level.title} level, or move {_names(present)} to the level that "
             "holds the rest."
         )
+    message += empty_note(missing_names, run.empty.get(level, set()) if level is not None else set())
     return IncompleteTlsLevel(
         message, missing=missing_names, object_path=run.object_path, level=level.title if level else None
     )
+
+
+def empty_note(missing: Iterable[str], empty: Iterable[str]) -> str:
+    """Which of the ``missing`` options were given, but empty (``certificate-key = ""``)."""
+    given = set(empty)
+    names = [name for name in missing if name in given]
+    if not names:
+        return ""
+    return f" ({', '.join(names)} {'is' if len(names) == 1 else 'are'} set but empty, which counts as absent)"
 
 
 def _fold_crl(run: _Run, level: Level, options: TLSOptions) -> TLSOptions:
@@ -485,6 +501,15 @@ def _certificate_source(value: str) -> CertificateSource:
     raise InvalidOptionValue(f"{value!r} is not Host or Application", option="certificate-source")
 
 
+def _check_levels(**levels: object) -> None:
+    """A clear TypeError for a level of the wrong type (``resolve_server(port=1)``), not an AttributeError from deep
+    inside parsing."""
+    for name, value in levels.items():
+        if value is not None and not isinstance(value, TLSOptions | str | Mapping):
+            raise TypeError(f"{name} must be transport parameters ('tls=1;tls-mutual=1'), a mapping of option names "
+                            f"to values, TLSOptions or None, not {type(value).__name__}")
+
+
 @contextlib.contextmanager
 def _resolving(role: Role, profile: str, object_path: str | None, warnings: list[str] | None) -> Iterator[_Run]:
     """One resolution run: its ConfigErrors carry ``object_path``; its warnings go to the caller's list (or the log)
@@ -515,9 +540,29 @@ def _conclude(
     if not mode["tls"][0]:
         _plaintext_hints(run, [(Level.APPLICATION, application), (Level.APPLICATION, annex), (Level.HOST, host)])
         return _plaintext(run, mode, base_dir)
-    app = _merge_application(run, application, annex)
-    h = run.options(host, Level.HOST, transport=False)
+    group = parameter_set(run.role)
+    try:
+        app = _merge_application(run, application, annex)
+    except ConfigError as exc:
+        unused = certificate_source == "host" or bool(_present(own[1], group))
+        raise _noted_unused(exc, Level.APPLICATION, unused) from None
+    try:
+        h = run.options(host, Level.HOST, transport=False)
+    except ConfigError as exc:
+        used_above = _present(own[1], group) or (certificate_source != "host" and _present(app, group))
+        raise _noted_unused(exc, Level.HOST, bool(used_above)) from None
     return _secure(run, own, app, h, certificate_source=certificate_source, mode=mode, base_dir=base_dir)
+
+
+def _noted_unused(exc: ConfigError, level: Level, unused: bool) -> ConfigError:
+    """``exc``, saying so when its option is a parameter-set option of a level this endpoint does not use: every
+    level is validated (``_Run.options``), and without the note the user would wonder why a setting the endpoint
+    never reads stops it. Mode flags (``tls-mutual``) are looked up across levels, so they get no note."""
+    if unused and FIELD_NAMES.get(exc.option or "") in PARAMETER_SET + CLIENT_ONLY:
+        exc.message += (f" ({level.title} TLS settings are not used by this endpoint, which takes them from a more "
+                        "specific level, but every level is validated)")
+        exc.args = (exc.message,)
+    return exc
 
 
 def resolve_server(
@@ -533,6 +578,7 @@ def resolve_server(
     warnings: list[str] | None = None,
 ) -> Resolved:
     """Resolve a server port's settings (spec §3.2). ``port`` holds the Port's transport parameters."""
+    _check_levels(port=port, application=application, annex=annex, host=host)
     with _resolving("server", profile, object_path, warnings) as run:
         source = _certificate_source(certificate_source)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -573,6 +619,7 @@ def resolve_client(
 ) -> Resolved:
     """Resolve a client connection's settings (spec §3.2). ``connection`` holds the Connection's transport
     parameters, ``target`` those of the port it dials (only its ``tls`` is read)."""
+    _check_levels(connection=connection, target=target, application=application, annex=annex, host=host)
     with _resolving("client", profile, object_path, warnings) as run:
         source = _certificate_source(certificate_source)
         base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -609,6 +656,12 @@ def direct(
 
     The caller asked for a TLS endpoint, so the result is secure even when ``tls`` is not set; the same checks as
     for a deployment run (completeness, alias, unsupported values)."""
+    if not isinstance(options, TLSOptions | Mapping):  # a transport string is for resolve_server/resolve_client
+        raise TypeError(f"options must be a mapping of option names to values or TLSOptions, not "
+                        f"{type(options).__name__}")
+    empty = [] if isinstance(options, TLSOptions) else [
+        name for name, given in options.items() if isinstance(given, str) and not given.strip()]
+
     def build(local: list[str]) -> Resolved:
         try:
             opts = options if isinstance(options, TLSOptions) else TLSOptions.from_mapping(options, warnings=local)
@@ -617,10 +670,15 @@ def direct(
         if opts.tls is False:
             local.append("tls: 0 ignored; settings given directly always make a TLS endpoint")
         opts = opts.replace(tls=True)
-        if role == "server":
-            return resolve_server(port=opts, profile=profile, base_dir=base_dir, warnings=local)
-        if role == "client":
-            return resolve_client(connection=opts, profile=profile, base_dir=base_dir, warnings=local)
+        try:
+            if role == "server":
+                return resolve_server(port=opts, profile=profile, base_dir=base_dir, warnings=local)
+            if role == "client":
+                return resolve_client(connection=opts, profile=profile, base_dir=base_dir, warnings=local)
+        except IncompleteTlsLevel as exc:  # the mapping's empty values are gone from opts: say them here
+            exc.message += empty_note(exc.missing, empty)
+            exc.args = (exc.message,)
+            raise
         raise InvalidOptionValue(f"role {role!r} is not server or client", option="role")
 
     return gather_warnings(warnings, build)

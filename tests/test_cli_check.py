@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,23 @@ def test_check_unloadable_file_exits_2(tmp_path: Path) -> None:
     assert code == 2 and document["ok"] is False and document["error"]["type"] == "DeploymentError"
     result = run_gtls("check")
     assert result.returncode == 2 and error_line(result).startswith("gtls: usage error: ")
+
+
+def test_check_refuses_a_fifo_or_oversized_config_at_once(tmp_path: Path) -> None:
+    """``--config`` naming a FIFO hung the command forever (now: opened without blocking, refused); a 100 MB file
+    was read whole and called "not valid TOML" (now: refused unread, over the 4 MiB limit). One line each, exit 2."""
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.toml"
+    with huge.open("wb") as handle:
+        handle.truncate(100 * 1024 * 1024)  # sparse: costs no disk
+    for config, words in ((fifo, "is not a regular file"), (huge, "over gtls's limit of 4 MiB")):
+        result = run_gtls("check", "--config", str(config))  # killed, failing the test, after STEP_TIMEOUT
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert error_line(result) == f"gtls: config error: deployment file {config}: " + (
+            "is not a regular file (a FIFO, device or socket); give a deployment file (TOML)" if config == fifo
+            else f"file is {100 * 1024 * 1024} bytes, over gtls's limit of 4 MiB")
+        assert words in error_line(result)
 
 
 def test_check_json_on_a_file_that_cannot_be_loaded_keeps_the_document_shape(tmp_path: Path) -> None:

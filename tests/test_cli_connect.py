@@ -225,6 +225,23 @@ def test_settings_source_usage_errors(command: str, args: list[str], expected: s
     assert line.startswith("gtls: usage error: ") and expected in line
 
 
+@pytest.mark.parametrize(("command", "args", "expected"), [
+    ("connect", ["h:1", "--tls-mutual"], "unrecognized arguments: --tls-mutual; --tls-mutual is a server setting "
+                                         "(gtls serve) (see 'gtls connect --help')"),
+    ("connect", ["h:1", "--tls-mutual=1"], "unrecognized arguments: --tls-mutual=1; --tls-mutual is a server "
+                                           "setting (gtls serve) (see 'gtls connect --help')"),
+    ("serve", ["--bogus"], "unrecognized arguments: --bogus (see 'gtls serve --help')"),
+    ("check", ["--config", "d.toml", "extra"], "unrecognized arguments: extra (see 'gtls check --help')"),
+    ("", ["--bogus"], "unrecognized arguments: --bogus (see 'gtls --help')"),
+])
+def test_an_unknown_flag_points_to_the_subcommands_help(command: str, args: list[str], expected: str) -> None:
+    """argparse reported flags a subcommand does not take from the top parser, pointing to ``gtls --help``, which
+    does not list them; ``--tls-mutual`` on connect (a server-only flag) also says where it belongs."""
+    result = run_gtls(*([command] if command else []), *args)
+    assert result.returncode == 2
+    assert error_line(result) == f"gtls: usage error: {expected}"
+
+
 def test_config_connection_keeps_its_reference_name_when_the_target_is_overridden(fixtures: Path) -> None:
     """``HOST:PORT`` beside ``--config`` changes only where to dial: the connection's ``host`` (localhost in the
     sample) stays the reference name and SNI, so dialling 127.0.0.1 on another port still passes the name check."""

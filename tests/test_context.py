@@ -543,12 +543,14 @@ def test_relative_paths_in_options_follow_the_working_directory(
 def test_a_weak_key_in_our_own_chain_is_a_configuration_error(tmp_path: Path, weak: str) -> None:
     """OpenSSL's security level refuses an RSA-1024 key: for our own leaf it did so with a bare library error, and
     for an intermediate only when sending it, so every handshake failed with internal_error (read by the server
-    as the peer's fault). Both are a CredentialLoadError naming the certificate now, and gtls serve exits 2."""
+    as the peer's fault). Both are a CredentialLoadError naming the certificate now, and gtls serve exits 2. With
+    the chain given as a list of files, the error names the file holding the weak certificate (it said none)."""
     weak_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     root = CA.root("strength root")
     inter = root.intermediate("strength inter", key=weak_key if weak == "intermediate" else None)
     leaf = inter.leaf("localhost", dns=["localhost"], key=weak_key if weak == "leaf" else None)
-    options = {"certificate": str(write_pem(tmp_path / "chain.pem", leaf, inter)),
+    leaf_file, inter_file = write_pem(tmp_path / "leaf.pem", leaf), write_pem(tmp_path / "inter.pem", inter)
+    options = {"certificate": f"{leaf_file},{inter_file}",
                "certificate-key": str(leaf.write_key(tmp_path / "key.pem")),
                "trusted-ca": str(write_pem(tmp_path / "ca.pem", root))}
     with pytest.raises(CredentialLoadError) as info:
@@ -556,6 +558,8 @@ def test_a_weak_key_in_our_own_chain_is_a_configuration_error(tmp_path: Path, we
     assert info.value.option == "certificate"
     named = "CN=strength inter" if weak == "intermediate" else "CN=localhost"
     assert named in str(info.value) and "1024-bit RSA" in str(info.value)
+    weak_file = inter_file if weak == "intermediate" else leaf_file
+    assert info.value.file == str(weak_file) and str(info.value).endswith(f": {weak_file}")
     flags = [item for name, value in options.items() for item in (f"--{name}", value)]
     result = run_gtls("serve", "--listen", "127.0.0.1:0", "--quiet", *flags)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -570,6 +574,7 @@ def test_a_weak_trusted_ca_is_named_in_a_warning(tmp_path: Path) -> None:
                                       "client"))
     (warning,) = [w for w in compiled.warnings if "legacy root" in w]
     assert warning.startswith("trusted-ca: CN=legacy root has a 1024-bit RSA key") and "untrusted" in warning
+    assert warning.endswith(str(tmp_path / "ca.pem"))  # the file, as the other trusted-ca warnings name it
     assert not [w for w in compiled.warnings if "current root" in w]
 
 

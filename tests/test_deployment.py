@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,8 +23,8 @@ from gtls import (
     load_deployment,
 )
 from gtls.context import compile_settings
-from gtls.deployment import Deployment
-from tests.peers import FIXTURES
+from gtls.deployment import MAX_DEPLOYMENT_BYTES, Deployment
+from tests.peers import FIXTURES, STEP_TIMEOUT
 
 BASE = """
 [hosts.server-host.security]
@@ -587,6 +589,77 @@ def test_not_utf8(tmp_path: Path) -> None:
     path.write_bytes(b'profile = "\xff"\n')
     with pytest.raises(DeploymentError, match="UTF-8"):
         load_deployment(path)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """A FIFO given as the deployment file blocked forever in open() (``--config`` of every command); it is opened
+    without blocking and refused as not a regular file, as the PEM reader does."""
+    fifo = tmp_path / "deploy.toml"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            load_deployment(fifo)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(STEP_TIMEOUT)
+    if worker.is_alive():  # blocked in open(): a writer appearing and leaving releases it (EOF), then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(STEP_TIMEOUT)
+        pytest.fail("load_deployment blocked on a FIFO")
+    (error,) = outcome
+    assert isinstance(error, DeploymentError) and error.file == str(fifo)
+    assert str(error) == f"deployment file {fifo}: is not a regular file (a FIFO, device or socket); give a " \
+                         "deployment file (TOML)"
+
+
+def test_a_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    """A deployment file is read only up to MAX_DEPLOYMENT_BYTES (4 MiB): a wrong path (a log, a disk image) was
+    read whole and reported as "not valid TOML". Valid TOML (comments) one byte over the limit, so only the limit
+    refuses it; at the limit it loads."""
+    path = tmp_path / "deploy.toml"
+    line = b"#" * 1023 + b"\n"
+    path.write_bytes(line * (MAX_DEPLOYMENT_BYTES // len(line)))
+    assert list(load_deployment(path).endpoints()) == []
+    with path.open("ab") as handle:
+        handle.write(b"\n")
+    with pytest.raises(DeploymentError) as info:
+        load_deployment(path)
+    assert str(info.value) == (f"deployment file {path}: file is {MAX_DEPLOYMENT_BYTES + 1} bytes, over gtls's "
+                               "limit of 4 MiB")
+    assert info.value.file == str(path)
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DeploymentError, match="is a directory, not a deployment file"):
+        load_deployment(tmp_path)
+
+
+def test_a_duplicate_key_is_named(tmp_path: Path) -> None:
+    """tomllib says "Cannot overwrite a value (at line 5, column 44)" and names no key; the key and its table are
+    read back from that line."""
+    text = BASE.replace('certificate-key = "certs/privkey.pem"\n',
+                        'certificate-key = "certs/privkey.pem"\n  trusted-ca = "ca/other.pem"  # again\n')
+    error = load_error(tmp_path, text)
+    assert "not valid TOML: Cannot overwrite a value (at line 6" in str(error)
+    assert str(error).endswith(": key 'trusted-ca' in [hosts.server-host.security] is already set above (a key "
+                               "may be set once per table)")
+    error = load_error(tmp_path, 'profile = "unix"\nprofile = "windows"')  # at the end of the document
+    assert "key 'profile' at the top level is already set above" in str(error)
+
+
+@pytest.mark.parametrize(("given", "warned"), [("WINDOWS", True), ("Unix", True), ("windows", False)])
+def test_a_profile_in_another_case_is_read_with_a_warning(tmp_path: Path, given: str, warned: bool) -> None:
+    """As certificate-source and predefined option values are (spec §1.1); ``WINDOWS`` was read silently."""
+    warnings: list[str] = []
+    deployment = load_deployment(write(tmp_path, f'profile = "{given}"\n'), warnings=warnings)
+    assert deployment.profile == given.lower()
+    expected = f"profile: value {given!r} read as {given.lower()!r} (profiles are written {given.lower()!r})"
+    assert warnings == ([expected] if warned else [])
 
 
 def test_empty_file_is_an_empty_deployment(tmp_path: Path) -> None:

@@ -154,7 +154,7 @@ def test_trusted_ca_file(tmp_path: Path, pki: dict[str, Certified]) -> None:
     compiled = client(ca_file)
     assert len(compiled.trusted) == 3
     text = "\n".join(compiled.warnings)
-    assert "skipped PEM blocks X509 CRL" in text and "CA CN=old root expired" in text
+    assert "skipped PEM blocks X509 CRL" in text and f"CA CN=old root in {ca_file} expired" in text  # the file too
     assert verify_chain([pki["a"].cert, pki["inter"].cert], compiled, "client")[-1] == pki["root"].cert
     with pytest.raises(PeerVerificationError) as info:  # a path through the expired CA fails as expired
         verify_chain([old.leaf("x.test").cert], compiled, "client")

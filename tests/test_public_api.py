@@ -116,3 +116,12 @@ def test_public_signatures_resolve_at_run_time() -> None:
                      TLSStream.__init__, TLSStream.getpeercert):
         hints = typing.get_type_hints(function)
         assert "return" in hints, function
+
+
+@pytest.mark.parametrize("given", [gtls.TLSOptions(), None, {"trusted-ca": "/ca.pem"}])
+def test_compile_context_of_the_wrong_type_is_a_type_error_saying_what_to_pass(given: object) -> None:
+    """``compile_context(TLSOptions())`` gave ``AttributeError: 'TLSOptions' object has no attribute 'role'``."""
+    with pytest.raises(TypeError, match=r"compile_context takes Resolved settings .* not ") as info:
+        gtls.compile_context(given)  # type: ignore[arg-type]
+    if isinstance(given, gtls.TLSOptions):
+        assert "gtls.direct(options, 'server' or 'client')" in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -405,3 +406,52 @@ def test_direct_runs_the_same_checks() -> None:
     with pytest.raises(InvalidOptionValue) as bad:
         direct({"tls-mutual": "sometimes"}, "server")
     assert bad.value.option == "tls-mutual" and bad.value.level == "Port"
+
+
+UNUSED_NOTE = "TLS settings are not used by this endpoint, which takes them from a more specific level"
+
+
+@pytest.mark.parametrize(("levels", "at", "noted"), [
+    ({"port": "tls=1", "application": E1_HOST, "host": {"sec-protocol": "TLSv1"}}, "Host", True),
+    ({"port": "tls=1", "application": {"sec-protocol": "TLSv1"}, "host": E1_HOST,
+      "certificate_source": "Host"}, "Application", True),
+    ({"port": "tls=1", "host": {**E1_HOST, "sec-protocol": "TLSv1"}}, "Host", False),  # the level in use
+    ({"port": "tls=1", "application": E1_HOST, "host": {"tls-mutual": "maybe"}}, "Host", False),  # a mode flag
+])
+def test_a_bad_value_at_an_unused_level_says_the_level_is_not_used(
+    levels: dict[str, object], at: str, noted: bool
+) -> None:
+    """Every level is validated, used or not (a deliberate choice: a typo is reported before that level is ever
+    used); the error then says the level is not used by this endpoint, which was left for the user to wonder."""
+    with pytest.raises(InvalidOptionValue) as info:
+        resolve_server(**levels)  # type: ignore[arg-type]
+    assert info.value.level == at
+    assert (UNUSED_NOTE in str(info.value)) is noted
+
+
+def test_an_empty_value_is_named_in_an_incomplete_level_error() -> None:
+    """Spec §1.1: empty counts as absent; the error said only "lacks certificate-key" for ``certificate-key = ""``,
+    which reads as if the option were not written at all."""
+    host = {**E1_HOST, "certificate-key": ""}
+    with pytest.raises(IncompleteTlsLevel) as info:
+        resolve_server(port="tls=1", host=host)
+    assert info.value.missing == ("certificate-key",)
+    assert "(certificate-key is set but empty, which counts as absent)" in str(info.value)
+    with pytest.raises(IncompleteTlsLevel) as info:  # settings given directly: the same note
+        direct({**E1_HOST, "certificate-key": " ", "trusted-ca": ""}, "server")
+    assert "(certificate-key, trusted-ca are set but empty, which counts as absent)" in str(info.value)
+    with pytest.raises(IncompleteTlsLevel) as info:  # absent, not empty: no note
+        resolve_server(port="tls=1", host={"certificate": "/c.pem", "trusted-ca": "/ca.pem"})
+    assert "empty" not in str(info.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: resolve_server(port=1),
+    lambda: resolve_server(port="tls=1", host=["certificate=/c.pem"]),
+    lambda: resolve_client(target=5),
+    lambda: direct("tls=1", "server"),
+])
+def test_levels_of_the_wrong_type_are_a_type_error_saying_what_is_expected(call: Callable[[], object]) -> None:
+    """A wrong type gave a bare AttributeError from deep inside parsing (``'int' object has no attribute 'items'``)."""
+    with pytest.raises(TypeError, match=r"must be .*mapping of option names"):
+        call()

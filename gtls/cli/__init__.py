@@ -54,6 +54,7 @@ def build_parser() -> CliParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CliParser)
     for module in (_serve, _connect, _check, _chain, _pki, _bench):
         module.register(commands)
+    parser.subcommands = commands.choices
     return parser
 
 
@@ -76,7 +77,13 @@ def _main(argv: list[str] | None) -> int:
     if arguments and arguments[0] == "bench":
         # bench parses its own arguments (another module's CLI); pass them through untouched.
         return _bench.run_bench(arguments[1:])
-    args = parser.parse_args(arguments)
+    args, extra = parser.parse_known_args(arguments)
+    if extra:  # what parse_args does, but from the subcommand's parser: its error names its own --help
+        subcommand = parser.subcommands.get(getattr(args, "command", None) or "", parser)
+        hint = ""
+        if getattr(args, "command", None) == "connect" and any(a.split("=")[0] == "--tls-mutual" for a in extra):
+            hint = "; --tls-mutual is a server setting (gtls serve)"
+        subcommand.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     run: Command | None = getattr(args, "run", None)
     if run is None:
         parser.print_help(sys.stderr)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NoReturn, TextIO, TypeAlias, TypeVar
 
 from .._redact import redact
@@ -88,6 +88,10 @@ def _write_escaped(out: TextIO, text: str) -> int:
 
 class CliParser(argparse.ArgumentParser):
     """argparse with errors in the ``gtls: usage error: …`` one-line form and exit code 2."""
+
+    #: The subcommands' parsers, by name (the top parser's only): an unknown flag is reported by the subcommand it
+    #: was given to, so the user is sent to ``gtls connect --help``, not ``gtls --help``.
+    subcommands: Mapping[str, argparse.ArgumentParser] = {}
 
     def error(self, message: str) -> NoReturn:
         stderr_line(f"gtls: usage error: {message} (see '{self.prog} --help')")

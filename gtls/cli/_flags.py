@@ -129,7 +129,7 @@ def settings_from_flags(
 ) -> Resolved:
     """Validate the flags as one level (P for a server, C for a client) and resolve them (spec §3.2)."""
     from ..errors import IncompleteTlsLevel
-    from ..resolve import Level, direct
+    from ..resolve import Level, direct, empty_note
 
     chosen = profile or "unix"
     if chosen not in ("unix", "windows"):
@@ -142,8 +142,10 @@ def settings_from_flags(
         # Say it in terms of flags: the resolver's wording is about deployment levels.
         level = (Level.PORT if role == "server" else Level.CONNECTION).title
         flags = ", ".join(f"--{name}" for name in exc.missing)
+        empty = empty_note([f"--{name}" for name in exc.missing],
+                           [f"--{name}" for name, value in mapping.items() if not value.strip()])
         raise IncompleteTlsLevel(
             f"the {role} settings given on the command line lack {flags} (profile {chosen}; "
-            "all TLS settings come from the flags)",
+            f"all TLS settings come from the flags){empty}",
             missing=exc.missing, level=level, option=exc.missing[0],
         ) from None

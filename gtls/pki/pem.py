@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
-import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from .._files import FileRefused, read_bounded
 from ..errors import ConfigError
 from ..options import expand_home
 from .where import Where
@@ -105,40 +104,18 @@ def read_file(path: Path, *, option: str, where: Where, error: type[ConfigError]
     """The bytes of ``path``: a regular file of at most ``MAX_FILE_BYTES``; anything else raises ``error`` naming the
     option and file. Opened without blocking, so a FIFO never hangs the caller."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise where.error(error, "file not found", option=option, file=path) from None
-    except IsADirectoryError:
-        raise where.error(error, "is a directory, not a PEM file", option=option, file=path) from None
-    except OSError as exc:
-        raise where.error(error, f"cannot read file ({exc.strerror})", option=option, file=path) from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise where.error(error, "is a directory, not a PEM file", option=option, file=path)
-        if not stat.S_ISREG(info.st_mode):
-            raise where.error(error, "is not a regular file (a FIFO, device or socket); give a PEM file",
-                              option=option, file=path)
-        if info.st_size > MAX_FILE_BYTES:
-            raise where.error(error, f"file is {info.st_size} bytes, over gtls's limit of {_mib(MAX_FILE_BYTES)}",
-                              option=option, file=path)
-        chunks: list[bytes] = []
-        left = MAX_FILE_BYTES + 1  # bounded even if the file grows while we read it
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
-    except OSError as exc:
-        raise where.error(error, f"cannot read file ({exc.strerror})", option=option, file=path) from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE_BYTES:
-        raise where.error(error, f"file is over gtls's limit of {_mib(MAX_FILE_BYTES)}", option=option, file=path)
-    return data
+        return read_bounded(path, limit=MAX_FILE_BYTES, kind="a PEM file")
+    except FileRefused as exc:
+        raise where.error(error, str(exc), option=option, file=path) from None
 
 
-def _mib(size: int) -> str:
-    return f"{size // (1024 * 1024)} MiB"
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff", "-----BEGIN".encode("utf-16-le"), "-----BEGIN".encode("utf-16-be"))
+
+
+def _looks_utf16(data: bytes) -> bool:
+    """A byte-order mark, or a BEGIN line with a NUL byte beside every letter: PEM saved as UTF-16 (PowerShell's
+    ``>`` and ``Out-File`` before PowerShell 6), which OpenSSL cannot read either."""
+    return data[:2] in _UTF16_MARKS[:2] or any(mark in data for mark in _UTF16_MARKS[2:])
 
 
 def blocks_of(
@@ -163,7 +140,12 @@ def blocks_of(
         raise where.error(error, f"PEM {first.label} block {first.position} is damaged ({first.problem}); "
                           "fix or remove it", option=option, file=path)
     if not scan.blocks:
-        kind = "DER (binary) data; convert it to PEM" if data[:1] == b"\x30" else "no PEM data"
+        if _looks_utf16(data):
+            kind = "UTF-16 text (as Windows PowerShell saves it); save it as ASCII or UTF-8"
+        elif data[:1] == b"\x30":
+            kind = "DER (binary) data; convert it to PEM"
+        else:
+            kind = "no PEM data"
         raise where.error(error, f"{kind}, expected PEM {wanted} blocks", option=option, file=path)
     return scan.blocks + [PemBlock(f"{d.label} (damaged, {d.problem})", b"", b"") for d in scan.damaged]
 

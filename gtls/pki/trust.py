@@ -32,7 +32,7 @@ def load_trusted_cas(
     for ca, root in zip(cas, is_root, strict=True):
         problem = validity_problem(ca, now)
         if problem:
-            warnings.append(f"{OPTION}: CA {subject_text(ca)} {problem}; paths through it will fail")
+            warnings.append(f"{OPTION}: CA {subject_text(ca)} in {path} {problem}; paths through it will fail")
         if not is_ca(ca) and not root:
             # A self-signed non-CA certificate is a peer trusted as itself (a pinned self-signed server); this one
             # can vouch for nothing: no issuer accepts it, and gtls does not trust a partial chain.
