@@ -453,7 +453,12 @@ class TLSStream(trio.abc.HalfCloseableStream):
                         return b""
                     raise self._break(exc) from exc
                 except (HandshakeError, TLSError) as exc:
-                    raise self._break(exc) from exc
+                    error = self._break(exc)
+                    if driver.__class__ is BioDriver:
+                        # OpenSSL wrote its alert for the peer's bad record into memory, which nothing else would
+                        # send: the peer would see only EOF (the socket-bound path has sent it already).
+                        await driver.flush_best_effort()
+                    raise error from exc
                 if result.__class__ is Want:
                     try:
                         # Inline for the socket driver (see SocketDriver.claim_read): idle connections wait here.

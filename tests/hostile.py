@@ -369,6 +369,22 @@ class MemoryServer:
                                         [(_HANDSHAKE, message)]))
         self.records_sent += 1
 
+    def read_alert(self) -> str | None:
+        """The client's alert as OpenSSL reports it, or None when the connection ends without one (bounded)."""
+        for _ in range(50):
+            try:
+                self.conn.recv(65536)
+                continue
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as exc:
+                return str(exc)
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.conn.bio_write(data)
+        return None
+
 
 def certificate_request() -> bytes:
     """A TLS 1.3 post-handshake CertificateRequest (RFC 8446 §4.3.2): a context and signature_algorithms."""

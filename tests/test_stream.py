@@ -738,9 +738,12 @@ async def test_unsolicited_post_handshake_message_is_bad_record(pki: PKI, driver
                 assert await client.receive_some() == b"first"
             with pytest.raises(trio.BrokenResourceError) as caught:
                 await client.receive_some()
+            # and the server learns why: memory buffers held our alert for a send that never came (audit 42)
+            alert = await trio.to_thread.run_sync(server.read_alert)
     finally:
         await trio.aclose_forcefully(client)
         raw_server.close()
+    assert alert is not None and "unexpected message" in alert, alert
     assert not isinstance(caught.value.__cause__, HandshakeError), caught.value.__cause__
     ending = classify_ending(caught.value)
     assert (ending.word, ending.alert) == ("bad-record", None), ending
