@@ -15,12 +15,14 @@ connections keep the socket-bound path, and a connection pays for the detour onl
 from __future__ import annotations
 
 import os
-import socket
-from typing import Any, Final
-
-import trio
+from typing import TYPE_CHECKING, Any, Final
 
 from . import _binding
+
+if TYPE_CHECKING:
+    import socket
+
+    import trio
 
 #: Bytes read from the socket per call while detoured (four full records and their overhead).
 _RAW_READ: Final = 65536 + 1024

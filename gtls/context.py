@@ -35,7 +35,7 @@ from .pki import hostcheck, names, reasons
 from .pki.certs import subject_text
 from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
 from .pki.crl import freshness_warnings, issuer_text, load_crls
-from .pki.failures import library_failure
+from .pki.failures import error_texts, library_failure, received_alert
 from .pki.keys import TLSKey, load_private_key
 from .pki.pem import parse_blocks, read_file, resolve_path
 from .pki.protocol import apply_ciphers, apply_versions, check_tls12_negotiable
@@ -544,6 +544,13 @@ class CompiledContext:
         if reason in e.CERTIFICATE_REASONS:
             return PeerVerificationError(reason, message, peer=peer, alert=alert)
         return HandshakeError(reason, message, peer=peer, alert=alert)
+
+    def late_rejection(self, conn: SSL.Connection, exc: SSL.Error, peer: str | None = None) -> HandshakeError | None:
+        """A TLS 1.3 client's first read failed: the server's late rejection of the handshake if ``exc`` is an
+        alert it received (spec §9), else None (any other failure there is the peer's protocol error)."""
+        if received_alert(error_texts(exc)) is None:
+            return None
+        return self.handshake_failure(conn, exc, peer)
 
     def _verify_failure(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError:
         # No local may hold the located error: its traceback leads back to this frame, and such a cycle would keep

@@ -38,7 +38,6 @@ from ._binding import SSL_write as _SSL_write
 from ._binding import clear_errors as _clear_errors
 from ._detour import Detour
 from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
-from .pki.failures import error_texts, received_alert
 
 if TYPE_CHECKING:
     from .context import CompiledContext
@@ -589,9 +588,13 @@ class TLSEngine:
     def _read_failure(self, exc: SSL.Error) -> Exception:
         # Only the server's alert is its late rejection (spec §9); anything else on the first record (an unsolicited
         # post-handshake CertificateRequest, a bad record) is the peer's protocol error, as it is on any later one.
-        if self._awaiting_first_record and received_alert(error_texts(exc)) is not None:
-            return self.compiled.handshake_failure(self.conn, exc, peer=self.peer)
-        return self._tls_error(f"TLS protocol error: {_openssl_text(exc)}")
+        if self._awaiting_first_record:
+            rejection = self.compiled.late_rejection(self.conn, exc, peer=self.peer)
+            if rejection is not None:
+                return rejection
+        failure = self._tls_error(f"TLS protocol error: {_openssl_text(exc)}")
+        failure.__cause__ = exc  # raised later by a send's look for the rejection, too: classify_ending reads it
+        return failure
 
     def _tls_error(self, message: str) -> TLSError:
         error = TLSError(message)

@@ -710,6 +710,17 @@ async def test_close_notify_after_user_canceled_is_a_clean_end(pki: PKI, driver:
 @pytest.mark.parametrize("data_first", [False, True], ids=["first-record", "after-data"])
 @pytest.mark.parametrize("driver", ["socket", "bio"])
 async def test_unsolicited_post_handshake_message_is_bad_record(pki: PKI, driver: str, data_first: bool) -> None:
+    await _unsolicited_certificate_request(pki, driver, data_first=data_first, send_first=False)
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_unsolicited_post_handshake_message_met_by_a_send_is_bad_record(pki: PKI, driver: str) -> None:
+    """The same message found by a client that writes first: its early writes look for the server's late
+    rejection, and what they found there was raised without its OpenSSL cause, so it read as ``error`` (review)."""
+    await _unsolicited_certificate_request(pki, driver, data_first=False, send_first=True)
+
+
+async def _unsolicited_certificate_request(pki: PKI, driver: str, *, data_first: bool, send_first: bool) -> None:
     """A TLS 1.3 server sends our client a CertificateRequest it never offered post_handshake_auth for (an
     unexpected message; OpenSSL answers unexpected_message). Only the server's alert on the first record is a late
     rejection of the handshake: this is the peer's protocol error, bad-record, whether or not data came first (it
@@ -737,6 +748,10 @@ async def test_unsolicited_post_handshake_message_is_bad_record(pki: PKI, driver
             if data_first:
                 assert await client.receive_some() == b"first"
             with pytest.raises(trio.BrokenResourceError) as caught:
+                if send_first:
+                    await trio.sleep(0.2)  # the record is there to find
+                    for _ in range(8):  # bounded: the first writes look for a rejection
+                        await client.send_all(b"x")
                 await client.receive_some()
             # and the server learns why: memory buffers held our alert for a send that never came (audit 42)
             alert = await trio.to_thread.run_sync(server.read_alert)
