@@ -287,13 +287,22 @@ def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) ->
     except e.ConfigError as exc:
         # What was warned on the way is often the cause: an identity skipped as world-readable, then "thumbprint
         # not found"; a relative path, then "file not found". The error carries it rather than losing it.
-        exc.with_warnings(warnings)
+        exc.with_warnings(_located(resolved, warnings))
         raise
     # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
     stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
     if stamps is not None:
         _remember(_STAMPED, settings_key, (stamps, compiled))
     return _seen_by(compiled, resolved)
+
+
+def _located(resolved: Resolved, warnings: Sequence[str]) -> tuple[str, ...]:
+    """``warnings`` headed by ``resolved``'s endpoint and level (``CompiledContext.located_warnings``)."""
+    if resolved.object_path is None:
+        return tuple(warnings)
+    level = _where(resolved).level
+    head = f"{resolved.object_path}: {level}: " if level else f"{resolved.object_path}: "
+    return tuple(head + warning for warning in warnings)
 
 
 def _seen_by(compiled: CompiledContext, resolved: Resolved) -> CompiledContext:
@@ -422,11 +431,7 @@ class CompiledContext:
         """``warnings``, each headed by the endpoint and the level of its settings, as resolution warnings are
         (``applications.srv.ports.p: Host: …``): a service with several ports must tell which one to fix. Settings
         given directly have no location, and their warnings stay as they are."""
-        if self.resolved.object_path is None:
-            return self.warnings
-        level = _where(self.resolved).level
-        head = f"{self.resolved.object_path}: {level}: " if level else f"{self.resolved.object_path}: "
-        return tuple(head + warning for warning in self.warnings)
+        return _located(self.resolved, self.warnings)
 
     @property
     def alpn_protocols(self) -> tuple[str, ...]:

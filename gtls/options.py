@@ -370,14 +370,25 @@ def classify_name(name: str) -> tuple[NameKind, str | None]:
     return "unknown", _near_miss(folded.replace("_", "-").strip())
 
 
+#: Names other TLS stacks use for an option, read as a near miss of it.
+_OTHER_SPELLINGS: Final = {
+    "tls-ca": "trusted-ca", "ca-file": "trusted-ca", "tls-cert": "certificate", "cert-file": "certificate",
+    "tls-key": "certificate-key", "key-file": "certificate-key", "tls-ciphers": "cipher-list",
+    "tls-version": "sec-protocol",
+}
+
+
 def _near_miss(folded: str) -> str | None:
-    """The option name ``folded`` is most likely a typo of: one edit away (two for names over 6 characters), where an
+    """The option name ``folded`` is most likely a typo of: one edit away (two for names over 9 characters), where an
     edit is a letter added, dropped, changed, or two neighbours swapped; a letter changed in a name of four or fewer
-    does not count (``url`` is not ``crl``). Transport keys such as ``port`` stay clear; ``tsl``, ``tls-mutal`` and
-    ``tls-target-name-chek`` do not."""
+    does not count (``url`` is not ``crl``); or another stack's name for it (``tls-ca``). Transport keys such as
+    ``port`` stay clear; ``tsl``, ``tls-mutal`` and ``tls-target-name-chek`` do not. Two edits in shorter names
+    pulled unrelated words to the nearest one (``tls-cert`` to ``tls-crl``, ``degrade`` to ``upgrade``)."""
+    if folded in _OTHER_SPELLINGS:
+        return _OTHER_SPELLINGS[folded]
     best: tuple[int, str] | None = None
     for lower, real in _LOWER_NAMES.items():
-        allowed = 2 if len(lower) > 6 else 1
+        allowed = 2 if len(lower) > 9 else 1
         distance = _edits(folded, lower, allowed)
         if len(lower) <= 4 and len(folded) == len(lower) and sorted(folded) != sorted(lower):
             continue  # a changed letter in a short name makes another word, not a typo

@@ -317,7 +317,9 @@ def _incomplete(
             f"Fix: put all TLS settings at the {level.title} level, or move {_names(present)} to the level that "
             "holds the rest."
         )
-    message += empty_note(missing_names, run.empty.get(level, set()) if level is not None else set())
+    # With no level holding settings, any level's empty values may be the cause (``trusted-ca = ""`` on the Host).
+    empty = run.empty.get(level, set()) if level is not None else set().union(*run.empty.values())
+    message += empty_note(missing_names, empty)
     return IncompleteTlsLevel(
         message, missing=missing_names, object_path=run.object_path, level=level.title if level else None
     )
@@ -544,23 +546,29 @@ def _conclude(
     try:
         app = _merge_application(run, application, annex)
     except ConfigError as exc:
-        unused = certificate_source == "host" or bool(_present(own[1], group))
-        raise _noted_unused(exc, Level.APPLICATION, unused) from None
+        if _present(own[1], group):
+            raise _noted_unused(exc, Level.APPLICATION, "takes them from a more specific level") from None
+        if certificate_source == "host":
+            why = "takes them from the Host (certificate-source = Host)"
+            raise _noted_unused(exc, Level.APPLICATION, why) from None
+        raise
     try:
         h = run.options(host, Level.HOST, transport=False)
     except ConfigError as exc:
-        used_above = _present(own[1], group) or (certificate_source != "host" and _present(app, group))
-        raise _noted_unused(exc, Level.HOST, bool(used_above)) from None
+        if _present(own[1], group) or (certificate_source != "host" and _present(app, group)):
+            raise _noted_unused(exc, Level.HOST, "takes them from a more specific level") from None
+        raise
     return _secure(run, own, app, h, certificate_source=certificate_source, mode=mode, base_dir=base_dir)
 
 
-def _noted_unused(exc: ConfigError, level: Level, unused: bool) -> ConfigError:
-    """``exc``, saying so when its option is a parameter-set option of a level this endpoint does not use: every
-    level is validated (``_Run.options``), and without the note the user would wonder why a setting the endpoint
-    never reads stops it. Mode flags (``tls-mutual``) are looked up across levels, so they get no note."""
-    if unused and FIELD_NAMES.get(exc.option or "") in PARAMETER_SET + CLIENT_ONLY:
-        exc.message += (f" ({level.title} TLS settings are not used by this endpoint, which takes them from a more "
-                        "specific level, but every level is validated)")
+def _noted_unused(exc: ConfigError, level: Level, why: str) -> ConfigError:
+    """``exc``, saying so when its option is a parameter-set option of ``level``, which this endpoint does not use
+    (``why``: where it takes them from instead): every level is validated (``_Run.options``), and without the note
+    the user would wonder why a setting the endpoint never reads stops it. Mode flags (``tls-mutual``) are looked up
+    across levels, so they get no note."""
+    if FIELD_NAMES.get(exc.option or "") in PARAMETER_SET + CLIENT_ONLY:
+        exc.message += (f" ({level.title} TLS settings are not used by this endpoint, which {why}, but every level "
+                        "is validated)")
         exc.args = (exc.message,)
     return exc
 

@@ -408,25 +408,38 @@ def test_direct_runs_the_same_checks() -> None:
     assert bad.value.option == "tls-mutual" and bad.value.level == "Port"
 
 
-UNUSED_NOTE = "TLS settings are not used by this endpoint, which takes them from a more specific level"
+UNUSED_NOTE = "TLS settings are not used by this endpoint, which "
+MORE_SPECIFIC = UNUSED_NOTE + "takes them from a more specific level"
+FROM_HOST = UNUSED_NOTE + "takes them from the Host (certificate-source = Host)"
 
 
-@pytest.mark.parametrize(("levels", "at", "noted"), [
-    ({"port": "tls=1", "application": E1_HOST, "host": {"sec-protocol": "TLSv1"}}, "Host", True),
+@pytest.mark.parametrize(("levels", "at", "note"), [
+    ({"port": "tls=1", "application": E1_HOST, "host": {"sec-protocol": "TLSv1"}}, "Host", MORE_SPECIFIC),
+    ({"port": {**E1_HOST, "tls": "1"}, "application": {"sec-protocol": "TLSv1"}}, "Application", MORE_SPECIFIC),
     ({"port": "tls=1", "application": {"sec-protocol": "TLSv1"}, "host": E1_HOST,
-      "certificate_source": "Host"}, "Application", True),
-    ({"port": "tls=1", "host": {**E1_HOST, "sec-protocol": "TLSv1"}}, "Host", False),  # the level in use
-    ({"port": "tls=1", "application": E1_HOST, "host": {"tls-mutual": "maybe"}}, "Host", False),  # a mode flag
+      "certificate_source": "Host"}, "Application", FROM_HOST),  # the Host is less specific, and still the source
+    ({"port": "tls=1", "host": {**E1_HOST, "sec-protocol": "TLSv1"}}, "Host", None),  # the level in use
+    ({"port": "tls=1", "application": E1_HOST, "host": {"tls-mutual": "maybe"}}, "Host", None),  # a mode flag
 ])
 def test_a_bad_value_at_an_unused_level_says_the_level_is_not_used(
-    levels: dict[str, object], at: str, noted: bool
+    levels: dict[str, object], at: str, note: str | None
 ) -> None:
     """Every level is validated, used or not (a deliberate choice: a typo is reported before that level is ever
-    used); the error then says the level is not used by this endpoint, which was left for the user to wonder."""
+    used); the error then says the level is not used by this endpoint, and where it takes its settings from."""
     with pytest.raises(InvalidOptionValue) as info:
         resolve_server(**levels)  # type: ignore[arg-type]
     assert info.value.level == at
-    assert (UNUSED_NOTE in str(info.value)) is noted
+    if note is None:
+        assert UNUSED_NOTE not in str(info.value)
+    else:
+        assert note in str(info.value)
+
+
+def test_an_empty_value_is_named_when_no_level_has_settings() -> None:
+    """Every TLS option empty: no level holds settings, and the error still says which were given empty (review)."""
+    with pytest.raises(IncompleteTlsLevel) as info:
+        resolve_client(target="tls=1", host={"trusted-ca": ""})
+    assert info.value.level is None and "trusted-ca is set but empty, which counts as absent" in str(info.value)
 
 
 def test_an_empty_value_is_named_in_an_incomplete_level_error() -> None:
