@@ -31,7 +31,7 @@ _RAW_READ: Final = 65536 + 1024
 class Detour:
     """The memory BIOs in place of one connection's socket BIO, and what they still hold for the socket."""
 
-    __slots__ = ("_ssl", "_sock", "_into", "_out", "_unsent", "completed", "shutdown_sent")
+    __slots__ = ("_ssl", "_sock", "_into", "_out", "_unsent", "completed", "_send_failure")
 
     def __init__(self, ssl: Any, sock: socket.socket | trio.socket.SocketType) -> None:
         self._ssl = ssl
@@ -42,8 +42,9 @@ class Detour:
         #: An ``SSL_write`` that completed into memory: how much it consumed, reported to its caller once all of its
         #: bytes are on the socket (a ``send_all`` returns when the kernel holds its data, as on the direct path).
         self.completed: int | None = None
-        #: ``SSL_shutdown`` has put our ``close_notify`` in memory.
-        self.shutdown_sent = False
+        #: A send failure a read swallowed (``flush_quietly``): the socket reports a reset once, and the read after
+        #: it would see a plain EOF.
+        self._send_failure: OSError | None = None
 
     def pull(self) -> bool:
         """Move bytes waiting on the socket into OpenSSL: True if any came (or the peer's EOF), False if none
@@ -54,6 +55,8 @@ class Detour:
             return False
         if data:
             _binding.bio_feed(self._into, data)
+        elif self._send_failure is not None:
+            raise self._send_failure  # the reset a quiet flush took: not the peer's clean EOF
         else:
             _binding.bio_eof(self._into)
         return True
@@ -73,6 +76,13 @@ class Detour:
                 return False
             del unsent[:sent]
         return True
+
+    def flush_quietly(self) -> None:
+        """``flush`` from a read: a broken socket is the read's to report (``pull`` raises what was swallowed)."""
+        try:
+            self.flush()
+        except OSError as exc:
+            self._send_failure = exc
 
     def idle(self) -> bool:
         """Nothing in memory either way and no write to report: the socket can be bound again."""

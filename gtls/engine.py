@@ -101,14 +101,6 @@ def _transport_failure(exc: OSError) -> TransportFailed:
     return TransportFailed(f"transport error: {exc.strerror or exc}", eof=False)
 
 
-def _flush_quietly(detour: Detour) -> None:
-    """Send what a read produced, as far as the socket takes it now; a broken socket is the read's to report."""
-    try:
-        detour.flush()
-    except OSError:
-        pass
-
-
 def _describe_syscall(exc: SSL.SysCallError) -> tuple[str, bool]:
     code = exc.args[0] if exc.args else -1
     if code == -1 or code == 0:
@@ -144,6 +136,7 @@ class TLSEngine:
         "_sock",
         "_pending_write",
         "_detour",
+        "_shutdown_done",
     )
 
     def __init__(
@@ -183,6 +176,9 @@ class TLSEngine:
         #: The data and size of the write OpenSSL holds (``write_pending``), for a detour to finish it.
         self._pending_write: tuple[bytes | bytearray | memoryview, int] | None = None
         self._detour: Detour | None = None
+        #: SSL_shutdown wrote our close_notify (to the socket or memory): a repeated call must not run it again,
+        #: which would read on for the peer's and drop the data it sent meanwhile.
+        self._shutdown_done = False
 
     @property
     def peer(self) -> str | None:
@@ -304,7 +300,7 @@ class TLSEngine:
                 continue
             code = _SSL_get_error(ssl, result)
             if code == _ERR_WANT_WRITE and self._detour is None and self._sock is not None:
-                self._start_detour()  # as in recv; the retry finishes our answer into memory, then wants to read
+                self._start_detour().flush_quietly()  # as in recv; the retry finishes our answer into memory
                 continue
             if code not in (_ERR_WANT_READ, _ERR_WANT_WRITE, _ERR_ZERO_RETURN):  # ZERO_RETURN repeats by itself
                 try:
@@ -407,6 +403,10 @@ class TLSEngine:
                 except SSL.Error as exc:
                     self._send_failed(exc)
             detour.completed = result
+        if self.sent_close_notify and not self._shutdown_done:  # our close_notify waits inside OpenSSL too
+            _clear_errors()
+            _SSL_shutdown(self._ssl)
+            self._shutdown_done = True
         return detour
 
     def _end_detour_if_idle(self, detour: Detour) -> None:
@@ -417,14 +417,25 @@ class TLSEngine:
         detour = self._detour if self._detour is not None else self._start_detour()
         ssl = self._ssl
         buf = _binding.read_buffer(max_bytes)
+        have = 0
         while True:
             _clear_errors()
-            result = _SSL_read(ssl, buf, max_bytes)
-            _flush_quietly(detour)  # our answer to what was read (a KeyUpdate, an alert), behind earlier output
+            result = _SSL_read(ssl, buf + have, max_bytes - have)
+            detour.flush_quietly()  # our answer to what was read (a KeyUpdate, an alert), behind earlier output
             if result > 0:
                 self._awaiting_first_record = False
-                return _binding.buffer_bytes(buf, result)
+                have += result
+                if have + _FULL_RECORD <= max_bytes:
+                    continue  # as _gather does: fill the caller's buffer from the records already here
+                return _binding.buffer_bytes(buf, have)
             code = _SSL_get_error(ssl, result)
+            if have and code != _ERR_WANT_WRITE:
+                if code != _ERR_WANT_READ and code != _ERR_ZERO_RETURN:
+                    try:
+                        _binding.raise_ssl_error(self.conn, ssl, result)
+                    except SSL.Error as exc:
+                        self._deferred_read_error = exc  # after the data already read, as _gather does
+                return _binding.buffer_bytes(buf, have)
             if code == _ERR_ZERO_RETURN:
                 self.received_close_notify = True
                 return b""
@@ -433,12 +444,16 @@ class TLSEngine:
                     _binding.raise_ssl_error(self.conn, ssl, result)
                 except SSL.Error as exc:
                     return self._recv_outcome(exc)
+            if detour.idle() and detour.end():
+                # Memory holds nothing of ours and OpenSSL has read all it was given: the socket is bound again,
+                # and the read goes on there (a detour kept while both sides stream costs copies per byte).
+                self._detour = None
+                return self.recv(max_bytes)
             try:
                 if detour.pull():
                     continue
             except OSError as exc:
                 raise _transport_failure(exc) from exc
-            self._end_detour_if_idle(detour)
             return WANT_READ
 
     def _send_detoured(self, data: bytes | bytearray | memoryview) -> int | Want:
@@ -461,14 +476,15 @@ class TLSEngine:
             if not detour.flush():
                 return WANT_WRITE
         except OSError as exc:
-            raise _transport_failure(exc) from exc
+            # As on the direct path: a read failure met first, or a TLS 1.3 server's late rejection, is the reason.
+            self._send_failed(SSL.SysCallError(exc.errno or -1, exc.strerror or str(exc)))
         sent, detour.completed = detour.completed, None
         self._end_detour_if_idle(detour)
         return sent
 
     def _close_notify_detoured(self, detour: Detour, best_effort: bool) -> Want | None:
-        if not detour.shutdown_sent:
-            detour.shutdown_sent = True
+        if not self._shutdown_done:
+            self._shutdown_done = True
             _clear_errors()
             result = _SSL_shutdown(self._ssl)
             if result < 0 and _SSL_get_error(self._ssl, result) != _ERR_WANT_READ and not best_effort:
@@ -515,10 +531,13 @@ class TLSEngine:
         self.sent_close_notify = True
         if self._detour is not None:
             return self._close_notify_detoured(self._detour, best_effort)
+        if self._shutdown_done:
+            return None  # written by an earlier call, through a detour since ended
         _clear_errors()
         if ssl is not None:
             result = _SSL_shutdown(ssl)
             if result >= 0:  # 0: ours is sent and the peer's not read yet; 1: both
+                self._shutdown_done = True
                 return None
             code = _SSL_get_error(ssl, result)
             if code == _ERR_WANT_WRITE:
