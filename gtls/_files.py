@@ -7,7 +7,9 @@ give an error, never a hang or a read of gigabytes."""
 from __future__ import annotations
 
 import os
+import select
 import stat
+import time
 from pathlib import Path
 
 
@@ -16,9 +18,15 @@ class FileRefused(Exception):
     adds the option and the file."""
 
 
-def read_bounded(path: Path, *, limit: int, kind: str) -> bytes:
+#: How long a pipe may take to deliver everything (``pipes=True``).
+PIPE_SECONDS = 10.0
+
+
+def read_bounded(path: Path, *, limit: int, kind: str, pipes: bool = False) -> bytes:
     """The bytes of ``path``, a regular file of at most ``limit`` bytes; else ``FileRefused``. ``kind`` names what
-    the file should be (``a PEM file``), for the directory and FIFO messages."""
+    the file should be (``a PEM file``), for the directory and FIFO messages. ``pipes``: a pipe or FIFO is read too
+    (``--config <(envsubst < tmpl)``, ``/dev/stdin``), to its end within ``PIPE_SECONDS``; one that gives nothing
+    (a FIFO nobody writes to reads as at its end at once) is refused."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # non-blocking: a FIFO never hangs us
     except FileNotFoundError:
@@ -31,6 +39,8 @@ def read_bounded(path: Path, *, limit: int, kind: str) -> bytes:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise FileRefused(f"is a directory, not {kind}")
+        if pipes and stat.S_ISFIFO(info.st_mode):
+            return _read_pipe(fd, limit)
         if not stat.S_ISREG(info.st_mode):
             raise FileRefused(f"is not a regular file (a FIFO, device or socket); give {kind}")
         if info.st_size > limit:
@@ -48,6 +58,28 @@ def read_bounded(path: Path, *, limit: int, kind: str) -> bytes:
     if len(data) > limit:
         raise FileRefused(f"file is over gtls's limit of {mib(limit)}")
     return data
+
+
+def _read_pipe(fd: int, limit: int) -> bytes:
+    """A pipe's bytes to its end, at most ``limit``, within ``PIPE_SECONDS`` (the caller closes ``fd``)."""
+    deadline = time.monotonic() + PIPE_SECONDS
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = bytearray()
+    while len(data) <= limit:
+        try:
+            chunk = os.read(fd, 1 << 20)  # first: a FIFO nobody opened for writing reads as ended, never as ready
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                raise FileRefused(f"is a pipe that did not reach its end within {PIPE_SECONDS:g} s") from None
+            continue
+        if not chunk:
+            if not data:
+                raise FileRefused("is a pipe that gave nothing (a FIFO with no writer reads as empty)")
+            return bytes(data)
+        data += chunk
+    raise FileRefused(f"is a pipe that gave over gtls's limit of {mib(limit)}")
 
 
 def mib(size: int) -> str:

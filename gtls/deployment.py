@@ -571,8 +571,10 @@ def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None 
     ``warnings`` when given, else are logged once."""
     file = Path(path).absolute()
     try:
-        # The PEM reader's guards: a FIFO given as --config would block forever, a huge file be read whole.
-        text = read_bounded(file, limit=MAX_DEPLOYMENT_BYTES, kind="a deployment file (TOML)").decode("utf-8")
+        # The PEM reader's guards: a FIFO given as --config would block forever, a huge file be read whole; but a
+        # pipe is read, to its end within a bound (--config <(envsubst < template), /dev/stdin).
+        raw = read_bounded(file, limit=MAX_DEPLOYMENT_BYTES, kind="a deployment file (TOML)", pipes=True)
+        text = raw.decode("utf-8")
     except FileRefused as exc:
         raise DeploymentError(f"deployment file {file}: {exc}", file=str(file)) from None
     except UnicodeDecodeError as exc:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gtls.testing import CA, DemoPKI, write_pem
-from tests.peers import error_line, run_gtls
+from tests.peers import STEP_TIMEOUT, error_line, gtls_env, run_gtls
 
 
 @pytest.fixture(scope="module")
@@ -221,13 +223,23 @@ def test_check_refuses_a_fifo_or_oversized_config_at_once(tmp_path: Path) -> Non
     huge = tmp_path / "huge.toml"
     with huge.open("wb") as handle:
         handle.truncate(100 * 1024 * 1024)  # sparse: costs no disk
-    for config, words in ((fifo, "is not a regular file"), (huge, "over gtls's limit of 4 MiB")):
+    for config, words in ((fifo, "is a pipe that gave nothing"), (huge, "over gtls's limit of 4 MiB")):
         result = run_gtls("check", "--config", str(config))  # killed, failing the test, after STEP_TIMEOUT
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert error_line(result) == f"gtls: config error: deployment file {config}: " + (
-            "is not a regular file (a FIFO, device or socket); give a deployment file (TOML)" if config == fifo
+            "is a pipe that gave nothing (a FIFO with no writer reads as empty)" if config == fifo
             else f"file is {100 * 1024 * 1024} bytes, over gtls's limit of 4 MiB")
         assert words in error_line(result)
+
+
+def test_check_reads_a_config_from_standard_input(tmp_path: Path) -> None:
+    """``gtls check --config /dev/stdin`` with the file piped in (review: refused as not a regular file)."""
+    config = tmp_path / "ok.toml"
+    config.write_text('[applications.app]\nhost = "h"\n[hosts.h]\n')
+    result = subprocess.run([sys.executable, "-m", "gtls", "check", "--config", "/dev/stdin"], input=config.read_text(),
+                            capture_output=True, text=True, timeout=STEP_TIMEOUT, env=gtls_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("deployment /dev/stdin\n")
 
 
 def test_check_json_on_a_file_that_cannot_be_loaded_keeps_the_document_shape(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import tempfile
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -591,9 +592,9 @@ def test_not_utf8(tmp_path: Path) -> None:
         load_deployment(path)
 
 
-def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+def test_a_fifo_without_a_writer_is_refused_without_waiting(tmp_path: Path) -> None:
     """A FIFO given as the deployment file blocked forever in open() (``--config`` of every command); it is opened
-    without blocking and refused as not a regular file, as the PEM reader does."""
+    without blocking, and one nobody writes to is refused at once (it reads as empty)."""
     fifo = tmp_path / "deploy.toml"
     os.mkfifo(fifo)
     outcome: list[BaseException] = []
@@ -613,8 +614,27 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
         pytest.fail("load_deployment blocked on a FIFO")
     (error,) = outcome
     assert isinstance(error, DeploymentError) and error.file == str(fifo)
-    assert str(error) == f"deployment file {fifo}: is not a regular file (a FIFO, device or socket); give a " \
-                         "deployment file (TOML)"
+    assert str(error) == f"deployment file {fifo}: is a pipe that gave nothing (a FIFO with no writer reads as empty)"
+
+
+def test_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
+    """``--config <(envsubst < template)`` and ``/dev/stdin`` are pipes: refusing every non-regular file broke
+    them (review); a pipe is read to its end, within a bound."""
+    read_end, write_end = os.pipe()
+
+    def write_late() -> None:
+        time.sleep(0.2)  # the reader waits for it
+        os.write(write_end, b'[applications.app]\nhost = "h"\n[hosts.h]\n')
+        os.close(write_end)
+
+    writer = threading.Thread(target=write_late)
+    writer.start()
+    try:
+        deployment = load_deployment(f"/proc/self/fd/{read_end}")
+    finally:
+        writer.join(STEP_TIMEOUT)
+        os.close(read_end)
+    assert list(deployment.applications) == ["app"]
 
 
 def test_a_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
