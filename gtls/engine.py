@@ -394,20 +394,24 @@ class TLSEngine:
         if self.write_pending and pending is not None:
             self.write_pending = False
             data, size = pending
-            _clear_errors()
-            with _binding.write_buffer(data) as buf:
-                result = _SSL_write(self._ssl, buf, size)
-            if result <= 0:
-                try:
-                    _binding.raise_ssl_error(self.conn, self._ssl, result)
-                except SSL.Error as exc:
-                    self._send_failed(exc)
-            detour.completed = result
+            detour.completed = self._write_into_memory(data, size)
         if self.sent_close_notify and not self._shutdown_done:  # our close_notify waits inside OpenSSL too
             _clear_errors()
             _SSL_shutdown(self._ssl)
             self._shutdown_done = True
         return detour
+
+    def _write_into_memory(self, data: bytes | bytearray | memoryview, size: int) -> int:
+        """SSL_write of ``size`` bytes of ``data`` while detoured: memory takes all of it; raises as ``send`` does."""
+        _clear_errors()
+        with _binding.write_buffer(data) as buf:
+            result: int = _SSL_write(self._ssl, buf, size)
+        if result <= 0:
+            try:
+                _binding.raise_ssl_error(self.conn, self._ssl, result)
+            except SSL.Error as exc:
+                self._send_failed(exc)
+        return result
 
     def _end_detour_if_idle(self, detour: Detour) -> None:
         if detour.idle() and detour.end():
@@ -463,16 +467,8 @@ class TLSEngine:
             if detour.completed is None:
                 if not detour.flush():  # what was written before goes first; at most one write's worth waits
                     return WANT_WRITE
-                _clear_errors()
-                with _binding.write_buffer(data) as buf:
-                    size = len(buf)
-                    result = _SSL_write(self._ssl, buf, size if size < WRITE_CAP else WRITE_CAP)
-                if result <= 0:
-                    try:
-                        _binding.raise_ssl_error(self.conn, self._ssl, result)
-                    except SSL.Error as exc:
-                        self._send_failed(exc)
-                detour.completed = result
+                size = len(data) if len(data) < WRITE_CAP else WRITE_CAP
+                detour.completed = self._write_into_memory(data, size)
             if not detour.flush():
                 return WANT_WRITE
         except OSError as exc:

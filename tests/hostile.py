@@ -157,7 +157,39 @@ def read_until_closed(sock: socket.socket, *, limit: int = 1 << 20) -> bytes:
 # --- a TLS client with every wire byte under the test's control ----------------------------------------------------
 
 
-class MemoryClient:
+class _MemoryPeer:
+    """What both hand-driven pyOpenSSL peers share: their traffic secrets (for records protected by hand) and the
+    output OpenSSL wrote into memory."""
+
+    conn: SSL.Connection
+    secrets: dict[str, bytes]
+    records_sent: int
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def send(self, data: bytes) -> None:
+        """One application record (``records_sent`` counts them, for records protected by hand after them)."""
+        assert len(data) <= 16384, "one record per send: records_sent counts them"
+        self.conn.send(data)
+        self.records_sent += 1
+        self.flush()
+
+    def _keylog(self, _conn: SSL.Connection, line: bytes) -> None:
+        label, _random, secret = line.decode("ascii").split()
+        self.secrets[label] = bytes.fromhex(secret)
+
+    def pending_output(self) -> bytes:
+        chunks = []
+        for _ in range(64):
+            try:
+                chunks.append(self.conn.bio_read(65536))
+            except SSL.WantReadError:
+                break
+        return b"".join(chunks)
+
+
+class MemoryClient(_MemoryPeer):
     """A pyOpenSSL client over memory BIOs, moving bytes over ``sock`` itself. It does not verify the server (the
     tests here are about what the server does with the client's bytes)."""
 
@@ -173,18 +205,6 @@ class MemoryClient:
         self.conn.set_tlsext_host_name(b"localhost")
         self.records_sent = 0  # application records written since the handshake (each send is one record)
 
-    def _keylog(self, _conn: SSL.Connection, line: bytes) -> None:
-        label, _random, secret = line.decode("ascii").split()
-        self.secrets[label] = bytes.fromhex(secret)
-
-    def pending_output(self) -> bytes:
-        chunks = []
-        for _ in range(64):
-            try:
-                chunks.append(self.conn.bio_read(65536))
-            except SSL.WantReadError:
-                break
-        return b"".join(chunks)
 
     def flush(self, *, one_byte_writes: bool = False) -> None:
         data = self.pending_output()
@@ -211,12 +231,6 @@ class MemoryClient:
             self.flush(one_byte_writes=one_byte_writes)
             return
         raise AssertionError("the handshake did not finish within 50 round trips")
-
-    def send(self, data: bytes) -> None:
-        assert len(data) <= 16384, "one record per send: records_sent counts them"
-        self.conn.send(data)
-        self.records_sent += 1
-        self.flush()
 
     def send_tls13_alerts(self, *descriptions: int, level: int = 1) -> None:
         """Send alerts (TLS 1.3 only; warning level unless ``level=2``) that OpenSSL's client API cannot send, such
@@ -310,7 +324,7 @@ class MemoryClient:
         raise AssertionError("the renegotiation neither finished nor failed")
 
 
-class MemoryServer:
+class MemoryServer(_MemoryPeer):
     """A pyOpenSSL TLS 1.3 server over memory BIOs, moving bytes over ``sock`` itself, that can send after its
     handshake what no server API sends unasked (an unsolicited post-handshake CertificateRequest)."""
 
@@ -326,42 +340,27 @@ class MemoryServer:
         self.conn.set_accept_state()
         self.records_sent = 0  # records under the server's application traffic keys
 
-    def _keylog(self, _conn: SSL.Connection, line: bytes) -> None:
-        label, _random, secret = line.decode("ascii").split()
-        self.secrets[label] = bytes.fromhex(secret)
-
-    def _output(self) -> bytes:
-        chunks = []
-        for _ in range(64):
-            try:
-                chunks.append(self.conn.bio_read(65536))
-            except SSL.WantReadError:
-                break
-        return b"".join(chunks)
 
     def handshake(self) -> None:
         for _ in range(50):
             try:
                 self.conn.do_handshake()
             except SSL.WantReadError:
-                self.sock.sendall(self._output())
+                self.sock.sendall(self.pending_output())
                 data = self.sock.recv(65536)
                 if not data:
                     raise EOFError("the client closed the connection") from None
                 self.conn.bio_write(data)
                 continue
             # What the last step wrote (its session tickets) is the first records under the new keys: count them.
-            last = self._output()
+            last = self.pending_output()
             self.records_sent = _count_records(last)
             self.sock.sendall(last)
             return
         raise AssertionError("the handshake did not finish within 50 round trips")
 
-    def send(self, data: bytes) -> None:
-        assert len(data) <= 16384, "one record per send: records_sent counts them"
-        self.conn.send(data)
-        self.records_sent += 1
-        self.sock.sendall(self._output())
+    def flush(self) -> None:
+        self.sock.sendall(self.pending_output())
 
     def send_handshake_message(self, message: bytes) -> None:
         """One handshake message in a record protected by hand with the server's traffic keys."""
