@@ -137,6 +137,7 @@ class TLSEngine:
         "_pending_write",
         "_detour",
         "_shutdown_done",
+        "close_notify_unsent",
     )
 
     def __init__(
@@ -179,6 +180,8 @@ class TLSEngine:
         #: SSL_shutdown wrote our close_notify (to the socket or memory): a repeated call must not run it again,
         #: which would read on for the peer's and drop the data it sent meanwhile.
         self._shutdown_done = False
+        #: ``close_notify`` returned WANT_WRITE and was not called again since: our alert is not on the socket yet.
+        self.close_notify_unsent = False
 
     @property
     def peer(self) -> str | None:
@@ -250,7 +253,9 @@ class TLSEngine:
             if self._deferred_read_error is not None:
                 deferred, self._deferred_read_error = self._deferred_read_error, None
                 return self._recv_outcome(deferred)
-            if self._detour is not None or (self.write_pending and self._sock is not None):
+            # A write, or our close_notify, waiting inside OpenSSL (a read must not write behind it: gtls._detour).
+            waiting = self.write_pending or (self.close_notify_unsent and not self._shutdown_done)
+            if self._detour is not None or (waiting and self._sock is not None):
                 return self._recv_detoured(max_bytes)
             buf = _binding.read_buffer(max_bytes)
             _clear_errors()
@@ -523,8 +528,13 @@ class TLSEngine:
         send: a connection being closed anyway (the serving loop's end of every connection) learns nothing from
         it, and the peer that already went away is the common case (a client that sends its close_notify and
         closes without waiting for ours), so no exception is built for it."""
-        ssl = self._ssl
         self.sent_close_notify = True
+        want = self._close_notify_step(best_effort)
+        self.close_notify_unsent = want is not None
+        return want
+
+    def _close_notify_step(self, best_effort: bool) -> Want | None:
+        ssl = self._ssl
         if self._detour is not None:
             return self._close_notify_detoured(self._detour, best_effort)
         if self._shutdown_done:

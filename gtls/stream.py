@@ -584,9 +584,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 await self._implicit_handshake()
             else:
                 await trio.lowlevel.checkpoint_if_cancelled()
-            if engine.sent_close_notify:
+            if engine.sent_close_notify and not engine.close_notify_unsent:
                 await trio.lowlevel.cancel_shielded_checkpoint()
-                return
+                return  # a repeated send_eof; one cancelled while its alert waited for the socket finishes it below
             if engine.tls_version != "TLSv1.3":
                 raise HalfCloseUnsupported(
                     f"send_eof() needs TLS 1.3; this connection uses {engine.tls_version} (the stream is unchanged)")
@@ -653,13 +653,14 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 await self.transport_stream.aclose()
 
     def _close_notify_due(self) -> bool:
-        """Whether closing should send ``close_notify``: an established, unbroken stream that has not sent one, is
-        not https-compatible, and has no send mid-record (no clean place for the alert)."""
+        """Whether closing should send ``close_notify``: an established, unbroken stream that has not sent one (or
+        whose ``send_eof`` was cancelled while the alert waited for the socket), is not https-compatible, and has no
+        send mid-record (no clean place for the alert)."""
         return (
             self._state == _OK
             and not self._https_compatible
             and self._engine.handshake_done
-            and not self._engine.sent_close_notify
+            and (not self._engine.sent_close_notify or self._engine.close_notify_unsent)
             and not self._send_busy
         )
 

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 
-from gtls import classify_ending
+from gtls import TLSStream, classify_ending
 from gtls.engine import WANT_READ, WANT_WRITE, WRITE_CAP, TLSEngine, TransportFailed
 from gtls.stream import compile_settings
 from tests.peers import PKI, python_context, write_pki
@@ -185,4 +186,74 @@ def test_a_reset_while_detoured_is_a_reset(pki: PKI, version: str) -> None:
         assert not caught.value.eof and classify_ending(caught.value).word == "reset", caught.value
     finally:
         ours.close()
+        theirs.close()
+
+
+def _peer_handshake(peer: Peer) -> None:
+    for _ in range(400):  # bounded, beside the stream's own handshake
+        try:
+            peer.obj.do_handshake()
+            peer.push()
+            return
+        except ssl.SSLWantReadError:
+            peer.push()
+            time.sleep(0.005)
+            peer.pull()
+    raise AssertionError("the peer's handshake did not finish")
+
+
+def _read_to_close_notify(peer: Peer, seconds: float) -> bool:
+    """Read everything the stream sent: True once its close_notify arrived, False if it did not within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peer.pull()  # reads all the data there is
+        try:
+            if peer.obj.read(1) == b"":  # Python's ssl: a clean close_notify reads as b""
+                return True
+        except ssl.SSLWantReadError:
+            pass
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.parametrize("finish", ["send_eof", "aclose"])
+async def test_a_send_eof_cancelled_while_its_alert_waits_is_finished_later(pki: PKI, finish: str) -> None:
+    """``send_eof`` cancelled while its close_notify waited for a full socket returned from its repeat at once
+    (``close_notify`` was marked sent before anything was written), and ``aclose`` then sent nothing either: the
+    peer of a ``send_eof`` that returned never got the alert (stress run, seed 201788)."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    theirs.setblocking(False)
+    stream = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                       compile_settings(pki.server_options(sec_protocol="TLSv13"), "server"))
+    peer = Peer(theirs, pki.ca_file, "1.3")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _peer_handshake, peer)
+            await stream.do_handshake()
+        sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        sent = 0
+        for _ in range(10_000):  # whole sends until the socket is just full, the peer not reading
+            await stream.send_all(b"m" * 100)
+            sent += 100
+            if unsent_bytes(ours) >= sndbuf:
+                break
+        with trio.move_on_after(0.2) as waited:
+            await stream.send_eof()
+        assert waited.cancelled_caught, "the close_notify never waited: nothing was tested"
+        async with trio.open_nursery() as nursery:
+            reading = trio.Event()
+            results: list[bool] = []
+
+            async def read_it() -> None:
+                results.append(await trio.to_thread.run_sync(_read_to_close_notify, peer, 5.0))
+                reading.set()
+
+            nursery.start_soon(read_it)
+            with trio.fail_after(10):  # the repeat, or the close, finishes the alert as the peer reads
+                await (stream.send_eof() if finish == "send_eof" else stream.aclose())
+            await reading.wait()
+        assert results == [True] and peer.got.count(b"m") == sent
+    finally:
+        await trio.aclose_forcefully(stream)
         theirs.close()
