@@ -94,11 +94,13 @@ def format_address(address: object) -> str | None:
 
 
 def _transport_failure(exc: OSError) -> TransportFailed:
-    """The socket's failure under a detour, in the words of the direct path's (``_describe_syscall``)."""
-    if exc.errno in GONE_ERRNOS:
-        return TransportFailed(f"the connection was reset ({errno.errorcode.get(exc.errno or 0, exc.errno)})",
-                               eof=False)
-    return TransportFailed(f"transport error: {exc.strerror or exc}", eof=False)
+    """The socket's failure under a detour, in the direct path's words (OpenSSL reports it as a SysCallError)."""
+    message, eof = _describe_syscall(_as_syscall_error(exc))
+    return TransportFailed(message, eof=eof)
+
+
+def _as_syscall_error(exc: OSError) -> SSL.SysCallError:
+    return SSL.SysCallError(exc.errno or -1, exc.strerror or str(exc))
 
 
 def _describe_syscall(exc: SSL.SysCallError) -> tuple[str, bool]:
@@ -418,9 +420,12 @@ class TLSEngine:
                 self._send_failed(exc)
         return result
 
-    def _end_detour_if_idle(self, detour: Detour) -> None:
+    def _end_detour_if_idle(self, detour: Detour) -> bool:
+        """Bind the socket again when memory holds nothing either way; True if it was."""
         if detour.idle() and detour.end():
             self._detour = None
+            return True
+        return False
 
     def _recv_detoured(self, max_bytes: int) -> bytes | Want:
         detour = self._detour if self._detour is not None else self._start_detour()
@@ -437,8 +442,8 @@ class TLSEngine:
                 if have + _FULL_RECORD <= max_bytes:
                     continue  # as _gather does: fill the caller's buffer from the records already here
                 return _binding.buffer_bytes(buf, have)
-            code = _SSL_get_error(ssl, result)
-            if have and code != _ERR_WANT_WRITE:
+            code = _SSL_get_error(ssl, result)  # never WANT_WRITE: memory takes every write
+            if have:
                 if code != _ERR_WANT_READ and code != _ERR_ZERO_RETURN:
                     try:
                         _binding.raise_ssl_error(self.conn, ssl, result)
@@ -453,10 +458,9 @@ class TLSEngine:
                     _binding.raise_ssl_error(self.conn, ssl, result)
                 except SSL.Error as exc:
                     return self._recv_outcome(exc)
-            if detour.idle() and detour.end():
-                # Memory holds nothing of ours and OpenSSL has read all it was given: the socket is bound again,
-                # and the read goes on there (a detour kept while both sides stream costs copies per byte).
-                self._detour = None
+            if self._end_detour_if_idle(detour):
+                # OpenSSL has read all it was given and nothing of ours waits: the read goes on from the socket (a
+                # detour kept while both sides stream costs copies per byte).
                 return self.recv(max_bytes)
             try:
                 if detour.pull():
@@ -478,7 +482,7 @@ class TLSEngine:
                 return WANT_WRITE
         except OSError as exc:
             # As on the direct path: a read failure met first, or a TLS 1.3 server's late rejection, is the reason.
-            self._send_failed(SSL.SysCallError(exc.errno or -1, exc.strerror or str(exc)))
+            self._send_failed(_as_syscall_error(exc))
         sent, detour.completed = detour.completed, None
         self._end_detour_if_idle(detour)
         return sent

@@ -388,10 +388,10 @@ def _near_miss(folded: str) -> str | None:
         return _OTHER_SPELLINGS[folded]
     best: tuple[int, str] | None = None
     for lower, real in _LOWER_NAMES.items():
-        allowed = 2 if len(lower) > 9 else 1
-        distance = _edits(folded, lower, allowed)
         if len(lower) <= 4 and len(folded) == len(lower) and sorted(folded) != sorted(lower):
             continue  # a changed letter in a short name makes another word, not a typo
+        allowed = 2 if len(lower) > 9 else 1
+        distance = _edits(folded, lower, allowed)
         if distance <= allowed and (best is None or distance < best[0]):
             best = (distance, real)
     return best[1] if best else None

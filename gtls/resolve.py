@@ -547,7 +547,7 @@ def _conclude(
         app = _merge_application(run, application, annex)
     except ConfigError as exc:
         if _present(own[1], group):
-            raise _noted_unused(exc, Level.APPLICATION, "takes them from a more specific level") from None
+            raise _noted_unused(exc, Level.APPLICATION, _FROM_MORE_SPECIFIC) from None
         if certificate_source == "host":
             why = "takes them from the Host (certificate-source = Host)"
             raise _noted_unused(exc, Level.APPLICATION, why) from None
@@ -556,9 +556,12 @@ def _conclude(
         h = run.options(host, Level.HOST, transport=False)
     except ConfigError as exc:
         if _present(own[1], group) or (certificate_source != "host" and _present(app, group)):
-            raise _noted_unused(exc, Level.HOST, "takes them from a more specific level") from None
+            raise _noted_unused(exc, Level.HOST, _FROM_MORE_SPECIFIC) from None
         raise
     return _secure(run, own, app, h, certificate_source=certificate_source, mode=mode, base_dir=base_dir)
+
+
+_FROM_MORE_SPECIFIC: Final = "takes them from a more specific level"
 
 
 def _noted_unused(exc: ConfigError, level: Level, why: str) -> ConfigError:

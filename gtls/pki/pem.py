@@ -109,13 +109,14 @@ def read_file(path: Path, *, option: str, where: Where, error: type[ConfigError]
         raise where.error(error, str(exc), option=option, file=path) from None
 
 
-_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff", "-----BEGIN".encode("utf-16-le"), "-----BEGIN".encode("utf-16-be"))
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF16_BEGINS = ("-----BEGIN".encode("utf-16-le"), "-----BEGIN".encode("utf-16-be"))
 
 
 def _looks_utf16(data: bytes) -> bool:
     """A byte-order mark, or a BEGIN line with a NUL byte beside every letter: PEM saved as UTF-16 (PowerShell's
     ``>`` and ``Out-File`` before PowerShell 6), which OpenSSL cannot read either."""
-    return data[:2] in _UTF16_MARKS[:2] or any(mark in data for mark in _UTF16_MARKS[2:])
+    return data[:2] in _UTF16_BOMS or any(mark in data for mark in _UTF16_BEGINS)
 
 
 def blocks_of(
