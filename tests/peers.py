@@ -442,6 +442,23 @@ def python_context(
 trio_ssl_context = python_context
 
 
+def wrap_client(context: ssl.SSLContext, raw: socket.socket, server_hostname: str = "localhost") -> ssl.SSLSocket:
+    """``context.wrap_socket(raw)`` for a server that may reset the connection meanwhile (one stopping). CPython's
+    ssl leaves the SSLSocket it built unclosed when the socket reports a reset between its ``getpeername`` and
+    ``recv(1)`` checks; a reference cycle through the exception keeps it until some later garbage collection, whose
+    ResourceWarning then fails whatever test runs there. It is closed here before the error goes on."""
+    try:
+        return context.wrap_socket(raw, server_hostname=server_hostname)
+    except OSError as exc:
+        traceback = exc.__traceback__
+        while traceback is not None:  # the frames of SSLSocket._create: its ``self``
+            built = traceback.tb_frame.f_locals.get("self")
+            if isinstance(built, ssl.SSLSocket):
+                built.close()
+            traceback = traceback.tb_next
+        raise
+
+
 def send_key_update(obj: ssl.SSLObject, *, update_requested: bool) -> None:
     """Make a Python-ssl peer send a TLS 1.3 KeyUpdate, which ``ssl`` has no method for: libssl's SSL_key_update on
     the ``SSL *`` inside the object (after ``PyObject_HEAD`` and the socket weak reference in CPython's

@@ -30,6 +30,7 @@ from tests.peers import (
     gtls_serve,
     openssl_echo,
     run_gtls,
+    wrap_client,
 )
 
 DAY = timedelta(days=1)
@@ -327,7 +328,7 @@ def test_a_second_signal_while_stopping_still_exits_0(pki: DemoPKI, second: sign
                     return
                 try:
                     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-                            context.wrap_socket(raw, server_hostname="localhost") as conn:
+                            wrap_client(context, raw) as conn:
                         conn.sendall(b"x\n")
                         conn.recv(10)
                 except OSError:  # the server stopped: this socket is closed by its with, the thread ends
