@@ -391,6 +391,10 @@ class TLSEngine:
         if self.write_pending:
             self._pending_write = (data, len(data))
 
+    def drop_unfinished_write(self) -> None:
+        """The stream ended under a write: let go of the caller's buffer, kept for a repeat that will not come."""
+        self._pending_write = None
+
     # --- detour through memory (gtls._detour) ------------------------------------------------------------------
 
     def _start_detour(self) -> Detour:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import operator
 import socket
+import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, overload
 
@@ -289,9 +290,28 @@ class TLSStream(trio.abc.HalfCloseableStream):
             self._cause = cause
         return self._broken_error()
 
+    def _release_frames(self) -> None:
+        """Clear the locals of the finished frames in the tracebacks of the recorded failures (the cause, the
+        memory-BIO driver's failed send). They hold views of the failed send's data: the caller's bytearray could
+        not be resized (BufferError) nor its memory freed while this stream lived. The tracebacks, for printing,
+        stay."""
+        driver = self._driver
+        pending = [self._cause, driver.failure if driver.__class__ is BioDriver else None]
+        seen: set[int] = set()
+        while pending:
+            exc = pending.pop()
+            if exc is None or id(exc) in seen:  # chains are finite, but may join or loop
+                continue
+            seen.add(id(exc))
+            traceback.clear_frames(exc.__traceback__)  # frames still running are skipped
+            pending += (exc.__cause__, exc.__context__)
+
     def _raise_transport_error(self, exc: trio.BrokenResourceError | trio.ClosedResourceError) -> NoReturn:
         error = self._transport_error(exc)
-        raise error from error.__cause__
+        try:
+            raise error from error.__cause__
+        finally:
+            del error, exc  # this frame is in their tracebacks: a cycle, holding the stream and the send's data
 
     def _transport_error(self, exc: trio.BrokenResourceError | trio.ClosedResourceError) -> BaseException:
         """A transport failure seen while waiting, as the right error for our caller. Its ``__cause__`` is the
@@ -514,6 +534,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 self._raise_transport_error(exc)
         finally:
             self._send_busy = False
+            if self._state is not _OK:  # broken or closed under this send: it will never be repeated
+                self._engine.drop_unfinished_write()
+                self._release_frames()
 
     async def _write(self, view: memoryview, *, closing: bool = False) -> bool:
         """Write all of ``view``; True if it had to wait (which checkpointed). ``closing``: ``aclose`` finishing a
