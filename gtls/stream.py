@@ -532,11 +532,17 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 await self._driver.settle(waited)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self._raise_transport_error(exc)
-        finally:
-            self._send_busy = False
+        except BaseException:
+            # The failures the stream records (its cause; the memory-BIO driver's cancelled or failed send) keep
+            # frames in their tracebacks, this one included: none may keep the caller's data. A cancelled send
+            # on the fast path keeps its own copy for the repeat (``_unfinished_write``).
+            data = view = memoryview(b"")
             if self._state is not _OK:  # broken or closed under this send: it will never be repeated
                 self._engine.drop_unfinished_write()
-                self._release_frames()
+            self._release_frames()
+            raise
+        finally:
+            self._send_busy = False
 
     async def _write(self, view: memoryview, *, closing: bool = False) -> bool:
         """Write all of ``view``; True if it had to wait (which checkpointed). ``closing``: ``aclose`` finishing a
