@@ -135,18 +135,20 @@ def test_gtls_check_reports_each_bad_file_with_option_level_and_file(
         assert f"error: {error_class(option).__name__}: " in text.out and str(path) in text.out
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])  # "utf-16" writes a BOM (PowerShell's >)
+# "utf-16" and "utf-32" write a byte-order mark (PowerShell's >); UTF-32-LE's begins with UTF-16-LE's.
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
 @pytest.mark.parametrize("option", ["certificate", "certificate-key", "trusted-ca", "tls-crl"])
 def test_a_utf16_pem_file_is_named_as_such(good: GoodFiles, tmp_path: Path, option: str, encoding: str) -> None:
     """PEM saved as UTF-16 (Windows PowerShell's ``>``, with or without byte-order mark) was reported as
-    "no PEM data", which sends the user looking for the wrong problem: say what it is and how to save it."""
+    "no PEM data", which sends the user looking for the wrong problem: say what it is and how to save it. UTF-32
+    was called UTF-16."""
     bad = tmp_path / f"{option}-{encoding}.pem"
     bad.write_bytes(good_pem(good, option).decode("ascii").encode(encoding))
     bad.chmod(0o600)
     with pytest.raises(error_class(option)) as info:
         compile_context(direct(good.with_file(option, bad), "server"))
     assert (info.value.option, info.value.file) == (option, str(bad))
-    assert "UTF-16" in str(info.value) and "save it as ASCII or UTF-8" in str(info.value)
+    assert encoding[:6].upper() in str(info.value) and "save it as ASCII or UTF-8" in str(info.value)
 
 
 def test_real_gtls_serve_processes_exit_2_and_leave_the_port_closed(good: GoodFiles, tmp_path: Path) -> None:

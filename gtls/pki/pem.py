@@ -109,14 +109,21 @@ def read_file(path: Path, *, option: str, where: Where, error: type[ConfigError]
         raise where.error(error, str(exc), option=option, file=path) from None
 
 
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-_UTF16_BEGINS = ("-----BEGIN".encode("utf-16-le"), "-----BEGIN".encode("utf-16-be"))
+# Longest first: UTF-32-LE's byte-order mark begins with UTF-16-LE's.
+_WIDE_ENCODINGS = ("utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be")
+_WIDE_MARKS = tuple(
+    (encoding[:6].upper(), "\ufeff".encode(encoding), "-----BEGIN".encode(encoding)) for encoding in _WIDE_ENCODINGS
+)
 
 
-def _looks_utf16(data: bytes) -> bool:
-    """A byte-order mark, or a BEGIN line with a NUL byte beside every letter: PEM saved as UTF-16 (PowerShell's
-    ``>`` and ``Out-File`` before PowerShell 6), which OpenSSL cannot read either."""
-    return data[:2] in _UTF16_BOMS or any(mark in data for mark in _UTF16_BEGINS)
+def _wide_text(data: bytes) -> str | None:
+    """``UTF-16`` or ``UTF-32`` for PEM saved in that encoding (a byte-order mark, or a BEGIN line with NUL bytes
+    beside every letter), as Windows PowerShell's ``>`` and ``Out-File`` did before PowerShell 6; OpenSSL cannot
+    read it either. None otherwise."""
+    for name, bom, begin in _WIDE_MARKS:
+        if data.startswith(bom) or begin in data:
+            return name
+    return None
 
 
 def blocks_of(
@@ -141,8 +148,9 @@ def blocks_of(
         raise where.error(error, f"PEM {first.label} block {first.position} is damaged ({first.problem}); "
                           "fix or remove it", option=option, file=path)
     if not scan.blocks:
-        if _looks_utf16(data):
-            kind = "UTF-16 text (as Windows PowerShell saves it); save it as ASCII or UTF-8"
+        wide = _wide_text(data)
+        if wide is not None:
+            kind = f"{wide} text (as Windows PowerShell saves it); save it as ASCII or UTF-8"
         elif data[:1] == b"\x30":
             kind = "DER (binary) data; convert it to PEM"
         else:
