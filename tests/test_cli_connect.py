@@ -233,10 +233,12 @@ def test_settings_source_usage_errors(command: str, args: list[str], expected: s
     ("serve", ["--bogus"], "unrecognized arguments: --bogus (see 'gtls serve --help')"),
     ("check", ["--config", "d.toml", "extra"], "unrecognized arguments: extra (see 'gtls check --help')"),
     ("", ["--bogus"], "unrecognized arguments: --bogus (see 'gtls --help')"),
+    ("--bogus", ["connect", "h:1"], "unrecognized arguments: --bogus (see 'gtls --help')"),
 ])
 def test_an_unknown_flag_points_to_the_subcommands_help(command: str, args: list[str], expected: str) -> None:
     """argparse reported flags a subcommand does not take from the top parser, pointing to ``gtls --help``, which
-    does not list them; ``--tls-mutual`` on connect (a server-only flag) also says where it belongs."""
+    does not list them; ``--tls-mutual`` on connect (a server-only flag) also says where it belongs. A flag given
+    before the subcommand's name is the top parser's (``gtls --bogus connect``)."""
     result = run_gtls(*([command] if command else []), *args)
     assert result.returncode == 2
     assert error_line(result) == f"gtls: usage error: {expected}"

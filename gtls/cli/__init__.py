@@ -79,7 +79,10 @@ def _main(argv: list[str] | None) -> int:
         return _bench.run_bench(arguments[1:])
     args, extra = parser.parse_known_args(arguments)
     if extra:  # what parse_args does, but from the subcommand's parser: its error names its own --help
-        subcommand = parser.subcommands.get(getattr(args, "command", None) or "", parser)
+        command = getattr(args, "command", None) or ""
+        subcommand = parser.subcommands.get(command, parser)
+        if command in arguments and arguments.index(extra[0]) < arguments.index(command):
+            subcommand = parser  # given before the subcommand's name: a top-level flag (`gtls --bogus connect`)
         hint = ""
         if getattr(args, "command", None) == "connect" and any(a.split("=")[0] == "--tls-mutual" for a in extra):
             hint = "; --tls-mutual is a server setting (gtls serve)"
