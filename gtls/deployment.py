@@ -541,8 +541,9 @@ def _type_name(value: object) -> str:
 
 _TOML_KEY = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')"""
 _KEY_LINE = re.compile(rf"\s*({_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*)\s*=")
-_TABLE_LINE = re.compile(r"\s*\[\[?\s*([^\]\n]+?)\s*\]")
 _AT_LINE = re.compile(r"\(at line (\d+), column \d+\)")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_PROBE = "gtls-probe-3f1c9a"
 
 
 def _duplicate_key_hint(message: str, text: str) -> str:
@@ -558,9 +559,31 @@ def _duplicate_key_hint(message: str, text: str) -> str:
     key = _KEY_LINE.match(lines[number - 1])
     if key is None:
         return ""
-    table = next((m.group(1) for line in reversed(lines[:number - 1]) if (m := _TABLE_LINE.match(line))), None)
+    table = _table_at(lines[:number - 1])
+    if table is None:
+        return f": key {key.group(1)!r} is already set above (a key may be set once per table)"
     place = f" in [{table}]" if table else " at the top level"
     return f": key {key.group(1)!r}{place} is already set above (a key may be set once per table)"
+
+
+def _table_at(lines: list[str]) -> str | None:
+    """The table a key written after ``lines`` goes into, dotted ("" for the top level): tomllib itself places a
+    probe key there, so a ``[...]`` line inside a multi-line string is no header and an array of tables is
+    followed. None when the lines do not parse on their own."""
+    try:
+        document = tomllib.loads("\n".join(lines) + f"\n{_PROBE} = 0\n")
+    except tomllib.TOMLDecodeError:
+        return None
+    pending: list[tuple[object, tuple[str, ...]]] = [(document, ())]
+    while pending:  # the probe key is unique: search every table for it (without recursion: nesting is the file's)
+        node, path = pending.pop()
+        if isinstance(node, list):
+            pending += ((item, path) for item in node)
+        elif isinstance(node, dict):
+            if _PROBE in node:
+                return ".".join(name if _BARE_KEY.fullmatch(name) else f'"{name}"' for name in path)
+            pending += ((value, (*path, name)) for name, value in node.items())
+    return None
 
 
 def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None = None) -> Deployment:

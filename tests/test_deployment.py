@@ -670,6 +670,12 @@ def test_a_duplicate_key_is_named(tmp_path: Path) -> None:
                                "may be set once per table)")
     error = load_error(tmp_path, 'profile = "unix"\nprofile = "windows"')  # at the end of the document
     assert "key 'profile' at the top level is already set above" in str(error)
+    # The table is tomllib's own reading: a "[...]" line inside a multi-line string is no header, and a table
+    # opened again after another (here a sub-table of the first) is the one the key goes to.
+    error = load_error(tmp_path, '[hosts.h]\nnote = """\n[applications.x]\n"""\nport = 1\nport = 2\n')
+    assert "key 'port' in [hosts.h] is already set above" in str(error)
+    error = load_error(tmp_path, '[hosts.h]\nx = 1\n[applications.a]\ny = 1\n[hosts.h.security]\nz = 1\nz = 2\n')
+    assert "key 'z' in [hosts.h.security] is already set above" in str(error)
 
 
 @pytest.mark.parametrize(("given", "warned"), [("WINDOWS", True), ("Unix", True), ("windows", False)])
