@@ -12,10 +12,11 @@ all later failures raise ``trio.BrokenResourceError`` chained (``__cause__``) to
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import math
 import operator
 import socket
-import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, overload
 
@@ -56,6 +57,28 @@ DEFAULT_CLOSE_TIMEOUT: Final = 1.0
 _OK: Final = 0
 _BROKEN: Final = 1
 _CLOSED: Final = 2
+
+#: What a failed send's frames hold instead of the caller's data.
+_NOTHING: Final = memoryview(b"")
+_GENERATOR_CODE: Final = (inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+                          | inspect.CO_ITERABLE_COROUTINE)
+
+
+def _forget_engine_locals(exc: BaseException | None) -> None:
+    """Clear the locals of gtls's finished plain-function frames in the tracebacks of ``exc`` and its causes: the
+    stream records ``exc``, and those frames hold the failed send's data. Never a coroutine's frame (clearing a
+    suspended one finishes the coroutine before CPython 3.13), nor a caller's."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if not frame.f_code.co_flags & _GENERATOR_CODE and frame.f_globals.get("__name__", "").startswith("gtls."):
+                with contextlib.suppress(RuntimeError):  # a frame still running
+                    frame.clear()
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
 
 
 def check_handshake_timeout(timeout: float | None, *, what: str = "handshake_timeout") -> float | None:
@@ -290,22 +313,6 @@ class TLSStream(trio.abc.HalfCloseableStream):
             self._cause = cause
         return self._broken_error()
 
-    def _release_frames(self) -> None:
-        """Clear the locals of the finished frames in the tracebacks of the recorded failures (the cause, the
-        memory-BIO driver's failed send). They hold views of the failed send's data: the caller's bytearray could
-        not be resized (BufferError) nor its memory freed while this stream lived. The tracebacks, for printing,
-        stay."""
-        driver = self._driver
-        pending = [self._cause, driver.failure if driver.__class__ is BioDriver else None]
-        seen: set[int] = set()
-        while pending:
-            exc = pending.pop()
-            if exc is None or id(exc) in seen:  # chains are finite, but may join or loop
-                continue
-            seen.add(id(exc))
-            traceback.clear_frames(exc.__traceback__)  # frames still running are skipped
-            pending += (exc.__cause__, exc.__context__)
-
     def _raise_transport_error(self, exc: trio.BrokenResourceError | trio.ClosedResourceError) -> NoReturn:
         error = self._transport_error(exc)
         try:
@@ -534,12 +541,11 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 self._raise_transport_error(exc)
         except BaseException:
             # The failures the stream records (its cause; the memory-BIO driver's cancelled or failed send) keep
-            # frames in their tracebacks, this one included: none may keep the caller's data. A cancelled send
-            # on the fast path keeps its own copy for the repeat (``_unfinished_write``).
-            data = view = memoryview(b"")
+            # this frame in their tracebacks: it must not keep the caller's data (a bytearray could not be resized).
+            # A cancelled send on the fast path keeps its own copy for the repeat (``_unfinished_write``).
+            data = view = _NOTHING
             if self._state is not _OK:  # broken or closed under this send: it will never be repeated
                 self._engine.drop_unfinished_write()
-            self._release_frames()
             raise
         finally:
             self._send_busy = False
@@ -553,36 +559,41 @@ class TLSStream(trio.abc.HalfCloseableStream):
         waited = False
         offset = 0
         total = len(view)
-        while offset < total:
-            chunk = view[offset:]
-            try:
-                result = engine.send(chunk, self._recv_busy)
-            except (TransportFailed, TLSError) as exc:
-                raise self._break(exc) from exc
-            if result.__class__ is Want:
+        try:
+            while offset < total:
+                chunk = view[offset:]
                 try:
-                    await driver.wait(result)
-                except trio.Cancelled:
-                    if engine.write_unfinished:
-                        # OpenSSL's retry needs every byte the failed SSL_write was given, not only the record it
-                        # holds: the same call may already have sent earlier records of it (a retry with less is
-                        # "bad length", fatal). Detoured through memory, the write is done and its count is
-                        # reported to the repeat, which its bytes identify.
-                        self._unfinished_write = bytes(chunk[:WRITE_CAP])
-                        engine.hold_unfinished(self._unfinished_write)
-                    raise
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    self._raise_transport_error(exc)
-                waited = True
-                if not closing:
-                    self._check_status()
-                continue
-            offset += result  # type: ignore[operator]
-            if bio and offset < total:
-                try:
-                    await driver.wait(Want.WRITE)  # push this record before encrypting the next one
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    self._raise_transport_error(exc)
+                    result = engine.send(chunk, self._recv_busy)
+                except (TransportFailed, TLSError) as exc:
+                    _forget_engine_locals(exc)
+                    raise self._break(exc) from exc
+                if result.__class__ is Want:
+                    try:
+                        await driver.wait(result)
+                    except trio.Cancelled:
+                        if engine.write_unfinished:
+                            # OpenSSL's retry needs every byte the failed SSL_write was given, not only the record it
+                            # holds: the same call may already have sent earlier records of it (a retry with less is
+                            # "bad length", fatal). Detoured through memory, the write is done and its count is
+                            # reported to the repeat, which its bytes identify.
+                            self._unfinished_write = bytes(chunk[:WRITE_CAP])
+                            engine.hold_unfinished(self._unfinished_write)
+                        raise
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self._raise_transport_error(exc)
+                    waited = True
+                    if not closing:
+                        self._check_status()
+                    continue
+                offset += result  # type: ignore[operator]
+                if bio and offset < total:
+                    try:
+                        await driver.wait(Want.WRITE)  # push this record before encrypting the next one
+                    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                        self._raise_transport_error(exc)
+        except BaseException:
+            view = chunk = _NOTHING  # as in send_all: this frame may outlive the call in a recorded traceback
+            raise
         return waited
 
     async def wait_send_all_might_not_block(self) -> None:

@@ -663,6 +663,47 @@ async def test_a_send_that_fails_lets_go_of_the_callers_buffer(pki: PKI, driver:
     await server.aclose()
 
 
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_a_send_failing_in_one_task_leaves_the_task_that_cancelled_an_earlier_send_alone(
+        pki: PKI, driver: str) -> None:
+    """Task A's send is cancelled (over memory buffers that breaks the stream, and the driver records the Cancelled,
+    whose traceback runs through A's own frames); A goes on. Task B's later send fails on the broken stream. Letting
+    go of B's data must not touch A: a first version cleared every frame in the recorded tracebacks, which finished
+    A's suspended coroutine ("Cancel scope stack corrupted")."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost", driver=driver)
+    server = TLSStream(b, server_ctx, driver=driver)
+    await handshake_both(client, server)
+    steps: list[int] = []
+    a_stopped = trio.Event()
+
+    async def task_a() -> None:
+        with trio.move_on_after(0.2):
+            await client.send_all(b"a" * 8 * 1024 * 1024)  # far more than loopback buffers hold
+        a_stopped.set()
+        for step in range(5):
+            await trio.sleep(0.02)
+            steps.append(step)
+
+    async def task_b() -> None:
+        await a_stopped.wait()
+        if driver == "socket":  # the cancelled send left the stream usable: break it for real
+            b.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            b.socket.close()
+        with pytest.raises(trio.BrokenResourceError):
+            for _ in range(100):  # bounded: the reset is seen within a few sends
+                await client.send_all(b"b" * 65536)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(task_a)
+            nursery.start_soon(task_b)
+    assert steps == [0, 1, 2, 3, 4]
+    await client.aclose()
+    await server.aclose()
+
+
 class Stalling(trio.abc.Stream):
     """A transport whose sends can be held, as on a congested link."""
 
