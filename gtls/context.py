@@ -366,7 +366,7 @@ def _identity(
             raise where.error(e.IncompleteTlsLevel, "certificate is set without certificate-key",
                               option="certificate-key")
         loaded = load_certificates(inputs.certificate_files, inputs.files, option="certificate", where=where,
-                                   warnings=warnings)
+                                   warnings=warnings, key_file=inputs.key_file)
         key = load_private_key(inputs.key_file, inputs.files, option="certificate-key", where=where,
                                warnings=warnings)
         option, key_file = "certificate", inputs.key_file

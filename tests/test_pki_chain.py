@@ -11,6 +11,7 @@ from cryptography import x509
 
 from gtls.context import compile_context
 from gtls.errors import CredentialLoadError, KeyMismatch
+from gtls.pki import explain_chain
 from gtls.resolve import direct
 from gtls.testing import CA, Certified, generate_key, write_pem
 from tests.peers import gtls_server, s_client
@@ -338,3 +339,41 @@ def test_a_key_few_peers_accept_is_named_at_load_time(tmp_path: Path, curve: str
     else:
         assert len(named) == 1 and named[0].startswith(f"certificate-key: the key in {key} is on {curve}")
         assert result.returncode != 0 and [o.ok for o in server.outcomes] == [False]
+
+
+def test_a_key_in_the_certificate_file_named_by_certificate_key_is_not_called_skipped(
+    tmp_path: Path, pki: dict[str, Certified]
+) -> None:
+    """Spec §4.1 step 5: other PEM blocks are skipped with a warning, and a key there is used only when
+    `certificate-key` names the file. A combined file (key, leaf, chain) given as both options uses its key, so no
+    warning says the key was skipped; the same key block beside a separate `certificate-key` still warns."""
+    p = pki
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(p["leaf"].key_pem + p["leaf"].cert_pem + p["inter2"].cert_pem + p["inter1"].cert_pem)
+    combined.chmod(0o600)
+    compiled = server(tmp_path, str(combined), combined)
+    assert list(compiled.chain) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert]
+    assert not [w for w in compiled.warnings if "skipped PEM blocks" in w]
+    assert not [w for w in explain_chain(str(combined), combined).warnings if "skipped PEM blocks" in w]
+    p["leaf"].write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(combined), tmp_path / "key.pem")
+    assert [w for w in compiled.warnings if "skipped PEM blocks" in w] == [
+        f"certificate: skipped PEM blocks PRIVATE KEY in {combined}"]
+    # A block the key option does not read stays a skipped block in the key's own file too.
+    combined.write_bytes(p["leaf"].key_pem + p["leaf"].cert_pem + CA.root("crl issuer").crl().pem)
+    compiled = server(tmp_path, str(combined), combined)
+    assert [w for w in compiled.warnings if "skipped PEM blocks" in w] == [
+        f"certificate: skipped PEM blocks X509 CRL in {combined}"]
+
+
+def test_assembly_stops_at_a_self_issued_certificate(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Spec §4.3 step 2: the chain stops at a self-issued certificate even when another loaded one (a cross-signed
+    copy of the root: same name and key, issued by another CA) would go on; that one is dropped with a warning."""
+    p = pki
+    cross = CA.root("cross signer").intermediate("chain root", key=p["root"].key)
+    write_pem(tmp_path / "all.pem", p["leaf"], p["inter2"], p["inter1"], p["root"], cross)
+    p["leaf"].write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "all.pem"), tmp_path / "key.pem")
+    assert list(compiled.chain) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert, p["root"].cert]
+    assert compiled.warnings == (
+        f"certificate: certificate CN=chain root from {tmp_path / 'all.pem'} is not in the chain; dropped",)

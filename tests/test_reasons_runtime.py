@@ -636,3 +636,40 @@ async def test_a_refused_client_that_writes_first_still_reads_why(pki: PKI) -> N
                   for _ in range(5)]
     assert all(isinstance(error, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(error) for error in errors), errors
     assert [event.reason for event in events] == ["no-peer-certificate"] * 5
+
+
+async def test_a_verify_error_without_its_own_word_is_untrusted_with_openssls_code_and_text(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """Spec §10: `untrusted` also covers any verify error not listed, and its message gives OpenSSL's code and text
+    (here X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION, 34, from a leaf with a critical extension nobody knows)."""
+    from cryptography import x509
+
+    oid = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+    leaf = pki.intermediate.leaf("localhost", dns=("localhost",), extensions=(
+        x509.Extension(oid, True, x509.UnrecognizedExtension(oid, b"\x05\x00")),))
+    cert, key = write_identity(tmp_path, "leaf", leaf)
+    error = await failure_against_openssl(cert, key, pki.client_options(), chain=pki.intermediate_file)
+    assert isinstance(error, PeerVerificationError)
+    assert (error.reason, error.depth) == ("untrusted", 0)
+    assert "OpenSSL verify error 34: unhandled critical extension" in error.message
+
+
+async def test_strict_x509_mode_stays_off(tmp_path: Path) -> None:
+    """Spec §9: X509_V_FLAG_X509_STRICT stays off, so a CA with a non-critical basicConstraints and certificates
+    without key identifiers verify (OpenSSL's strict mode refuses both)."""
+    from cryptography import x509
+
+    loose = x509.Extension(x509.oid.ExtensionOID.BASIC_CONSTRAINTS, False, x509.BasicConstraints(ca=True,
+                                                                                                path_length=None))
+    root = CA.root("loose root", key_ids=False)
+    inter = root.intermediate("loose inter", key_ids=False, extensions=(loose,))
+    leaf = inter.leaf("localhost", dns=("localhost",), key_ids=False)
+    cert, key = write_identity(tmp_path, "leaf", leaf)
+    chain = write_pem(tmp_path / "chain.pem", inter)
+    options = TLSOptions.from_mapping({"trusted-ca": str(write_pem(tmp_path / "ca.pem", root)),
+                                       "tls-target-name-check": "host"})
+    with openssl_server(cert=cert, key=key, chain=chain) as server:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", server.port, options, server_hostname="localhost")
+        assert [c.subject.rfc4514_string() for c in stream.peer_chain] == ["CN=localhost", "CN=loose inter"]
+        await stream.aclose()

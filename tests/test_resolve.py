@@ -231,6 +231,7 @@ def test_mode_flags_never_select_a_level() -> None:
         ({}, {**E1_HOST, "tls-mutual": "1"}, "application", True, "H"),
         ({"tls-mutual": "yes"}, {**E1_HOST, "tls-mutual": "0"}, "application", True, "A"),
         ({"tls-mutual": "1"}, E1_HOST, "host", True, "A"),  # whatever the Certificate Source
+        ({"tls-mutual": "1"}, {**E1_HOST, "tls-mutual": "1"}, "application", True, "A"),
         ({}, E1_HOST, "application", False, "default"),
     ],
 )
@@ -468,3 +469,23 @@ def test_levels_of_the_wrong_type_are_a_type_error_saying_what_is_expected(call:
     """A wrong type gave a bare AttributeError from deep inside parsing (``'int' object has no attribute 'items'``)."""
     with pytest.raises(TypeError, match=r"must be .*mapping of option names"):
         call()
+
+
+def test_tls_mutual_is_read_alone_per_level() -> None:
+    """Spec §3.2 step 6: the first value found wins, so `tls-mutual=0` on the Port turns off a `1` of the
+    Application and Host; the Annex tab is the Application level for it too (Options tab over Annex, per key)."""
+    resolved = resolve_server(port="tls=1;tls-mutual=0", application={"tls-mutual": "1"},
+                              host={**E1_HOST, "tls-mutual": "1"})
+    assert resolved.options.tls_mutual is False and resolved.sources["tls-mutual"] == "P"
+    resolved = resolve_server(port="tls=1", annex={"tls-mutual": "1"}, host={**E1_HOST, "tls-mutual": "0"})
+    assert resolved.options.tls_mutual is True and resolved.sources["tls-mutual"] == "A"
+    resolved = resolve_server(port="tls=1", application={"tls-mutual": "0"}, annex={"tls-mutual": "1"},
+                              host=E1_HOST)
+    assert resolved.options.tls_mutual is False and resolved.sources["tls-mutual"] == "A"
+
+
+def test_the_alias_conflict_comes_before_completeness() -> None:
+    """Spec §3.2 steps 7 then 8: a level with differing `crl` and `tls-crl` is a ConflictingOptions even when it
+    also lacks required options."""
+    with pytest.raises(ConflictingOptions):
+        resolve_server(port="tls=1", host={"certificate": "/c.pem", "crl": "/a.pem", "tls-crl": "/b.pem"})

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ..errors import CredentialLoadError, KeyMismatch
 from .certs import allows_role, is_ca, matches_key, self_issued, self_signed, signed_by, subject_text, validity_problem
+from .keys import KEY_LABELS
 from .pem import load_blocks
 from .where import Where
 
@@ -35,15 +36,27 @@ def split_list(value: str, *, option: str, where: Where) -> list[str]:
 
 
 def load_certificates(
-    paths: Sequence[Path], files: Mapping[Path, bytes], *, option: str, where: Where, warnings: list[str]
+    paths: Sequence[Path],
+    files: Mapping[Path, bytes],
+    *,
+    option: str,
+    where: Where,
+    warnings: list[str],
+    key_file: Path | None = None,
 ) -> list[LoadedCert]:
-    """Certificates of every file, files in list order and blocks in file order; exact DER duplicates dropped."""
+    """Certificates of every file, files in list order and blocks in file order; exact DER duplicates dropped.
+
+    Other blocks are named in a warning as skipped (spec §4.1 step 5), except the key blocks of ``key_file``: a
+    key in a certificate file is used when `certificate-key` names that file (a combined key-and-chain file given
+    as both options), so calling it skipped would be wrong (gtls decision, the spec names no warning for it)."""
     loaded: list[LoadedCert] = []
     seen: set[bytes] = set()
     for path in paths:
         certs, others = load_blocks(path, files, x509.load_der_x509_certificate, label="CERTIFICATE",
                                     what="certificate", option=option, where=where, error=CredentialLoadError,
                                     seen=seen)
+        if key_file is not None and path == key_file:
+            others = [label for label in others if label not in KEY_LABELS]
         if others:
             warnings.append(f"{option}: skipped PEM blocks {', '.join(others)} in {path}")
         loaded.extend(LoadedCert(cert, path) for cert in certs)

@@ -56,9 +56,9 @@ def explain_chain(certificate: str, key: str | Path | None = None, *, base_dir: 
     where = Where()
     warnings: list[str] = []
     base = base_dir if base_dir is not None else Path.cwd()
-    loaded = _load(certificate, base, where, warnings)
-    if key is not None:
-        key_path = base / Path(expand_home(str(key)))
+    key_path = base / Path(expand_home(str(key))) if key is not None else None
+    loaded = _load(certificate, base, where, warnings, key_file=key_path)
+    if key_path is not None:
         key_files = {key_path: read_file(key_path, option="certificate-key", where=where, error=CredentialLoadError)}
         private_key = load_private_key(key_path, key_files, option="certificate-key", where=where, warnings=warnings)
         leaf = select_leaf(loaded, private_key, option=_OPTION, key_file=key_path, where=where)
@@ -86,10 +86,11 @@ def listed_certificates(certificate: str, *, base_dir: Path) -> list[x509.Certif
     return [item.cert for item in _load(certificate, base_dir, Where(), [])]
 
 
-def _load(value: str, base_dir: Path, where: Where, warnings: list[str]) -> list[LoadedCert]:
+def _load(value: str, base_dir: Path, where: Where, warnings: list[str], key_file: Path | None = None
+          ) -> list[LoadedCert]:
     paths = [base_dir / Path(expand_home(item)) for item in split_list(value, option=_OPTION, where=where)]
     files = {path: read_file(path, option=_OPTION, where=where, error=CredentialLoadError) for path in paths}
-    return load_certificates(paths, files, option=_OPTION, where=where, warnings=warnings)
+    return load_certificates(paths, files, option=_OPTION, where=where, warnings=warnings, key_file=key_file)
 
 
 def _guess_leaf(loaded: list[LoadedCert]) -> tuple[LoadedCert, str]:
