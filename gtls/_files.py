@@ -35,6 +35,11 @@ def read_bounded(path: Path, *, limit: int, kind: str, pipes: bool = False) -> b
         raise FileRefused(f"is a directory, not {kind}") from None
     except OSError as exc:
         raise FileRefused(f"cannot read file ({exc.strerror})") from None
+    except UnicodeEncodeError as exc:  # a lone surrogate (from a Python caller): not a file name
+        raise FileRefused(f"the path holds U+{ord(exc.object[exc.start]):04X}, a lone surrogate no file name can "
+                          "hold") from None
+    except ValueError:  # an embedded NUL
+        raise FileRefused("the path contains a NUL character") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):

@@ -607,6 +607,11 @@ def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None 
     except tomllib.TOMLDecodeError as exc:
         raise DeploymentError(f"{file}: not valid TOML: {exc}{_duplicate_key_hint(str(exc), text)}",
                               file=str(file)) from None
+    except RecursionError:
+        # tomllib parses arrays and inline tables recursively: a few hundred levels (x = [[[[...]]]]) exhausted
+        # Python's stack and gave a traceback instead of this error. No deployment file nests that deep.
+        raise DeploymentError(f"{file}: not valid TOML for gtls: arrays or inline tables nested too deeply",
+                              file=str(file)) from None
     local: list[str] = []
     try:
         return _Loader(file, local).load(document)

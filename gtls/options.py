@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import socket
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -253,6 +254,15 @@ def _string(option: str, value: object) -> str | None:
         return None  # an empty value counts as absent (spec §1.1)
     if "\x00" in text:
         raise InvalidOptionValue("value contains a NUL character", option=option)
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError as exc:
+        # A lone surrogate (U+D800, from a Python caller; a command line's undecodable bytes are U+DC80-U+DCFF and
+        # encode back): no file name holds it, and the path options' file calls raised UnicodeEncodeError.
+        raise InvalidOptionValue(
+            f"value contains U+{ord(text[exc.start]):04X}, a lone surrogate that no file name or word can hold",
+            option=option,
+        ) from None
     return text
 
 
@@ -367,7 +377,8 @@ def classify_name(name: str) -> tuple[NameKind, str | None]:
     folded = name.lower()
     if folded in _LOWER_NAMES:
         return "miscased", _LOWER_NAMES[folded]
-    return "unknown", _near_miss(folded.replace("_", "-").strip())
+    # Compatibility forms (fullwidth letters from an input method, ligatures) read as the letters they show.
+    return "unknown", _near_miss(unicodedata.normalize("NFKC", folded).lower().replace("_", "-").strip())
 
 
 #: Names other TLS stacks use for an option, read as a near miss of it.
@@ -415,6 +426,12 @@ def _edits(a: str, b: str, limit: int) -> int:
     return row[-1]
 
 
+def _non_ascii(name: str) -> str:
+    """The code points of ``name``'s first few non-ASCII characters (U+0455), which may look like ASCII letters."""
+    points = list(dict.fromkeys(f"U+{ord(char):04X}" for char in name if not char.isascii()))
+    return ", ".join(points[:5]) + (", ..." if len(points) > 5 else "")
+
+
 def miscased_warning(name: str, real: str) -> str:
     return f"{name}: not applied: option names are case-sensitive; did you mean {real!r}?"
 
@@ -437,9 +454,12 @@ def parse_options(
         elif kind == "unknown":
             # Transport parameters pass unknown keys silently (port, backup-port, ...), but not a near miss of an
             # option name: tls_mutual=1 read as nothing would leave clients unverified without a word.
-            if warn_unknown or real:
+            # Nor a name with other than ASCII (a Cyrillic 's' in 'tls', a fullwidth 'ｔｌｓ'): no Genesys transport key
+            # has one, and one that looks like an option name would otherwise leave a port plaintext unnoticed.
+            if warn_unknown or real or not name.isascii():
                 hint = f"; did you mean {real!r}?" if real else ""
-                emit_warning(warnings, f"{where}{name}: unknown option, ignored{hint}")
+                foreign = "" if name.isascii() else f" (it holds non-ASCII characters: {_non_ascii(name)})"
+                emit_warning(warnings, f"{where}{name}: unknown option, ignored{foreign}{hint}")
         else:
             local: list[str] = []
             values[FIELD_NAMES[name]] = normalise_value(FIELD_NAMES[name], raw, local)

@@ -10,8 +10,59 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from OpenSSL import crypto
 
 from .._der import elements, only
+
+
+def parse_certificate(der: bytes) -> x509.Certificate:
+    """A certificate from DER, with every part gtls or OpenSSL reads later parsed now. cryptography parses names,
+    extensions and the public key lazily, so a damaged certificate (a flipped bit, an unknown name tag, a curve
+    OID changed) loaded fine and failed later with a ``ValueError``, ``KeyError`` or ``UnsupportedAlgorithm`` far
+    from the file: a traceback instead of a ``CredentialLoadError``. Any such fault raises ``ValueError``."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        cert.subject  # noqa: B018 - each access parses: names, every extension's value, the key
+        cert.issuer  # noqa: B018
+        cert.extensions  # noqa: B018
+        cert.public_key()
+        crypto.load_certificate(crypto.FILETYPE_ASN1, der)  # OpenSSL reads it too (the context, the strength check)
+    except ValueError:
+        raise
+    except (KeyError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType, TypeError, crypto.Error) as exc:
+        raise ValueError(_parse_problem(exc)) from None
+    return cert
+
+
+def _parse_problem(exc: Exception) -> str:
+    """Words for a parse failure that are not a ``ValueError``'s own (a ``KeyError`` says only ``165``)."""
+    if isinstance(exc, KeyError):
+        return f"unknown ASN.1 string type {exc.args[0] if exc.args else '?'} in a name"
+    if isinstance(exc, crypto.Error):
+        reasons = [entry[2] for entry in exc.args[0] if isinstance(entry, tuple) and len(entry) == 3] if (
+            exc.args and isinstance(exc.args[0], list)) else []
+        return "OpenSSL cannot parse it" + (f": {', '.join(reasons)}" if reasons else "")
+    return str(exc) or type(exc).__name__
+
+
+def parse_crl(der: bytes) -> x509.CertificateRevocationList:
+    """A CRL from DER, every part gtls or OpenSSL reads later parsed now (see ``parse_certificate``)."""
+    try:
+        crl = x509.load_der_x509_crl(der)
+        crl.issuer.rfc4514_string()
+        for extension in crl.extensions:
+            extension.value  # noqa: B018
+        for revoked in crl:
+            for extension in revoked.extensions:
+                extension.value  # noqa: B018
+        crypto.X509Store().add_crl(crl)  # OpenSSL's own parse, as the context's store does
+    except ValueError:
+        raise
+    except (KeyError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType, TypeError, crypto.Error) as exc:
+        raise ValueError(_parse_problem(exc)) from None
+    return crl
 
 
 def subject_text(cert: x509.Certificate) -> str:

@@ -11,7 +11,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from ..errors import CredentialLoadError, KeyMismatch
-from .certs import allows_role, is_ca, matches_key, self_issued, self_signed, signed_by, subject_text, validity_problem
+from .certs import (
+    allows_role,
+    is_ca,
+    matches_key,
+    parse_certificate,
+    self_issued,
+    self_signed,
+    signed_by,
+    subject_text,
+    validity_problem,
+)
 from .keys import KEY_LABELS
 from .pem import load_blocks
 from .where import Where
@@ -52,7 +62,7 @@ def load_certificates(
     loaded: list[LoadedCert] = []
     seen: set[bytes] = set()
     for path in paths:
-        certs, others = load_blocks(path, files, x509.load_der_x509_certificate, label="CERTIFICATE",
+        certs, others = load_blocks(path, files, parse_certificate, label="CERTIFICATE",
                                     what="certificate", option=option, where=where, error=CredentialLoadError,
                                     seen=seen)
         if key_file is not None and path == key_file:

@@ -9,6 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ..errors import CrlLoadError
+from .certs import parse_crl
 from .pem import load_blocks
 from .where import Where
 
@@ -22,7 +23,7 @@ def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings
     """The complete CRLs of ``path``. A delta CRL is left out with a warning (gtls decision; the spec knows complete
     CRLs only): OpenSSL would take a newer delta for the whole list, so an empty delta would hide every revocation
     of its base."""
-    crls, _ = load_blocks(path, files, x509.load_der_x509_crl, label="X509 CRL", what="CRL", option=OPTION,
+    crls, _ = load_blocks(path, files, parse_crl, label="X509 CRL", what="CRL", option=OPTION,
                           where=where, error=CrlLoadError)
     complete = []
     for crl in crls:

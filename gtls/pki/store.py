@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,19 @@ class Identity:
 
 def store_files(paths: list[Path]) -> tuple[list[Path], bool]:
     """The files a store consists of, and whether they came from a directory (skip-and-warn) or a list (strict)."""
-    if len(paths) == 1 and paths[0].is_dir():
+    if len(paths) == 1 and _is_dir(paths[0]):
         return sorted(p for p in paths[0].glob("*.pem") if p.is_file()), True
     return paths, False
+
+
+def _is_dir(path: Path) -> bool:
+    """``path`` is a directory. ``Path.is_dir`` raises for a name too long (ENAMETOOLONG) or a folder on the way
+    that may not be searched (EACCES): a traceback from ``gtls serve``. Such a path is then read as a file, whose
+    reader names the problem as a ``CredentialLoadError``."""
+    try:
+        return stat.S_ISDIR(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def load_store(

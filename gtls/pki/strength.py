@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from enum import Enum
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from OpenSSL import SSL
 
@@ -78,7 +79,12 @@ def describe(cert: x509.Certificate, found: Weakness) -> str:
     if found is Weakness.KEY:
         return (f"{subject_text(cert)} has a {key_text(cert)} key, weaker than OpenSSL's security level allows "
                 "(level 2: RSA of 2048 bits or more, or an EC key); reissue it with a stronger key")
-    algorithm = cert.signature_hash_algorithm
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:  # an OID cryptography does not know, which OpenSSL called too weak: name the OID
+        return (f"{subject_text(cert)} is signed with an unknown signature algorithm "
+                f"({cert.signature_algorithm_oid.dotted_string}), which OpenSSL's security level refuses; have its "
+                "issuer sign it with SHA-256 or stronger")
     digest = algorithm.name.upper() if algorithm is not None else "its algorithm"
     return (f"{subject_text(cert)} is signed with {digest}, weaker than OpenSSL's security level allows; have its "
             "issuer sign it with SHA-256 or stronger")

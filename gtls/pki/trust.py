@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ..errors import CredentialLoadError
-from .certs import is_ca, self_signed, spki, subject_text, validity_problem
+from .certs import is_ca, parse_certificate, self_signed, spki, subject_text, validity_problem
 from .pem import load_blocks
 from .where import Where
 
@@ -21,7 +21,7 @@ OPTION = "trusted-ca"
 def load_trusted_cas(
     path: Path, files: Mapping[Path, bytes], *, where: Where, warnings: list[str], now: dt.datetime
 ) -> list[x509.Certificate]:
-    cas, others = load_blocks(path, files, x509.load_der_x509_certificate, label="CERTIFICATE", what="certificate",
+    cas, others = load_blocks(path, files, parse_certificate, label="CERTIFICATE", what="certificate",
                               option=OPTION, where=where, error=CredentialLoadError)
     if others:
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
