@@ -374,7 +374,7 @@ def log_peer(log: Callable[..., None], message: str, *args: object) -> None:
 def log_ending(stream: TLSStream, exc: BaseException) -> None:
     """The one log line for a connection whose handler was ended by its own stream's failure."""
     ending = classify_ending(exc)
-    log_peer(logger.warning, "connection ended: %s peer=%s: %s", ending.word, stream.peer_address or "?",
+    log_peer(logger.warning, "connection ended: %s peer=%s: %s", ending.word, stream.peer_address or "unknown",
              ending.detail)
 
 

@@ -64,7 +64,7 @@ class HandshakeEvent:
 
     def describe(self) -> str:
         """One log line: ``peer TLSv1.3 TLS_AES_256_GCM_SHA384`` or ``peer failed: reason: message``."""
-        peer = self.peer or "?"
+        peer = self.peer or "unknown"
         if self.ok:
             extra = " resumed" if self.session_reused else ""
             who = f" client {self.subject}" if self.subject else ""
@@ -192,7 +192,7 @@ class Handshaker:
         client = _refused_client(stream, error)
         subject = f" subject={client}" if client else ""
         culprit = f" (depth {error.depth}: {error.subject})" if error.subject and error.subject != client else ""
-        log_peer(logger.warning, "handshake failed: %s peer=%s%s: %s%s", error.reason, peer or "?", subject,
+        log_peer(logger.warning, "handshake failed: %s peer=%s%s: %s%s", error.reason, peer or "unknown", subject,
                  error.message, culprit)
         if self.on_handshake is not None:
             if raised:

@@ -802,6 +802,36 @@ async def test_a_listener_wrapping_any_trio_listener_serves_like_trio_sslistener
     await listener.aclose()
 
 
+async def test_a_failure_over_a_transport_without_an_address_is_logged_as_peer_unknown(
+    pki: PKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A listener of streams that are not sockets has no peer address to log; the line said ``peer=?``."""
+    caplog.set_level(logging.WARNING, logger="gtls.server")
+    events: list[HandshakeEvent] = []
+    tcp = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    listener = TLSListener(CountingListener(tcp), pki.server_options(), on_handshake=events.append)
+
+    async def handler(stream: TLSStream) -> None:  # the first receive runs the handshake, as with trio's SSLListener
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError):
+                await stream.receive_some()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handler, [listener])
+        with trio.socket.socket() as plain:
+            await plain.connect(tcp.socket.getsockname())
+            await plain.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(5):
+                while not events:
+                    await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    await listener.aclose()
+    assert [(e.reason, e.peer) for e in events] == [("not-tls", None)]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("handshake failed:")]
+    assert len(lines) == 1 and lines[0].startswith("handshake failed: not-tls peer=unknown: "), lines
+    assert events[0].describe().startswith("unknown handshake failed: not-tls: ")
+
+
 async def test_a_listener_wrapping_a_users_listener_takes_the_handshake_policy_and_logs_warnings(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
