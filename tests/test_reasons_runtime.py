@@ -415,6 +415,74 @@ async def test_a_serial_zero_peer_certificate_cannot_crash_a_refusal(pki: PKI, t
     assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"
 
 
+def _der(tag: int, value: bytes) -> bytes:
+    size = len(value)
+    if size < 128:
+        return bytes([tag, size]) + value
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + value
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, value) items of one level of DER."""
+    items, index = [], 0
+    while index < len(data):
+        tag, size, index = data[index], data[index + 1], index + 2
+        if size & 0x80:
+            count = size & 0x7F
+            size, index = int.from_bytes(data[index:index + count], "big"), index + count
+        items.append((tag, data[index:index + size]))
+        index += size
+    return items
+
+
+def version_4_certificate(cert: Certified, issuer: CA) -> bytes:
+    """``cert`` re-signed by ``issuer`` with its version field set to 3 (an "X.509 v4"): OpenSSL reads and verifies
+    it, cryptography refuses to load it (``InvalidVersion``). PEM."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    [(_, body)] = _der_items(cert.cert.public_bytes(serialization.Encoding.DER))
+    (tbs_tag, tbs), (alg_tag, alg), (sig_tag, _) = _der_items(body)
+    fields = _der_items(tbs)
+    fields[0] = (fields[0][0], bytes.fromhex("020103"))  # [0] EXPLICIT INTEGER 3
+    new_tbs = _der(tbs_tag, b"".join(_der(tag, value) for tag, value in fields))
+    key = issuer.key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    der = _der(0x30, new_tbs + _der(alg_tag, alg) + _der(sig_tag, b"\x00" + signature))
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
+async def test_a_verified_client_certificate_cryptography_cannot_read_does_not_stop_the_server(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """A client certificate from a trusted CA that OpenSSL verifies but cryptography refuses to load (version field
+    3): the successful handshake's event read its subject through cryptography, and the parse error escaped the
+    serving loop and stopped the server (wire mutation fuzzing, audit 44). The event now names the subject as
+    OpenSSL read it, and the server goes on serving."""
+    from cryptography import x509
+
+    quirky = version_4_certificate(pki.client, pki.intermediate)
+    with pytest.raises(x509.InvalidVersion):
+        x509.load_pem_x509_certificate(quirky)
+    cert = write_pem(tmp_path / "v4-client.pem", quirky, pki.intermediate.cert_pem)
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.check_hostname = False
+    context.load_cert_chain(cert, pki.client_key)
+    normal = ssl.create_default_context(cafile=str(pki.ca_file))
+    normal.check_hostname = False
+    normal.load_cert_chain(pki.client_cert, pki.client_key)
+
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        for client_context in (context, normal):  # the second one is served too
+            data, *_ = await trio.to_thread.run_sync(python_ssl_client, port, client_context)
+            assert data == b"welcome\n"
+    assert [(e.ok, e.subject) for e in events] == [(True, "CN=client.test"), (True, "CN=client.test")], [
+        e.describe() for e in events]
+
+
 async def test_a_hostile_long_chain_costs_no_offline_reverification(pki: PKI, tmp_path: Path) -> None:
     """Re-verifying a refused chain offline (for depth and subject) doubled what a refusal cost with a 100-certificate
     chain, which any client can send: chains over 10 certificates keep the reason only, and the event still names
