@@ -90,8 +90,28 @@ def _refused_client(stream: TLSStream, error: HandshakeError) -> str | None:
 
 
 def _subject_of(stream: TLSStream) -> str | None:
-    cert = stream.peer_certificate
-    return cert.subject.rfc4514_string() if cert is not None else None
+    """The subject of the peer's certificate for a successful handshake's event. OpenSSL accepts and verifies some
+    certificates ``cryptography`` refuses to read (an X.509 version field of 3, a serial of 0 under warnings as
+    errors): their subject then comes from OpenSSL's own copy, and a diagnostic never stops the server (it escaped
+    the serving loop and ended it, for one client certificate from a trusted CA)."""
+    try:
+        cert = stream.peer_certificate
+        return cert.subject.rfc4514_string() if cert is not None else None
+    except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
+        return _openssl_subject(stream)
+
+
+def _openssl_subject(stream: TLSStream) -> str | None:
+    """The peer certificate's subject as OpenSSL decoded it, in RFC 4514 order (most specific first)."""
+    try:
+        cert = stream._engine.conn.get_peer_certificate()
+        if cert is None:
+            return None
+        parts = [f"{key.decode('ascii', 'replace')}={value.decode('utf-8', 'replace')}"
+                 for key, value in reversed(cert.get_subject().get_components())]
+    except Exception:  # noqa: BLE001 - as above
+        return None
+    return ",".join(parts) or "(empty subject)"
 
 
 class Handshaker:

@@ -107,6 +107,45 @@ def serial_zero_identity(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
+def _der(tag: int, value: bytes) -> bytes:
+    size = len(value)
+    if size < 128:
+        return bytes([tag, size]) + value
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + value
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes]]:
+    """The (tag, value) items of one level of DER."""
+    items, index = [], 0
+    while index < len(data):
+        tag, size, index = data[index], data[index + 1], index + 2
+        if size & 0x80:
+            count = size & 0x7F
+            size, index = int.from_bytes(data[index:index + count], "big"), index + count
+        items.append((tag, data[index:index + size]))
+        index += size
+    return items
+
+
+def version_4_certificate(cert: Certified, issuer: CA) -> bytes:
+    """``cert`` re-signed by ``issuer`` with its version field set to 3 (an "X.509 v4"): OpenSSL reads and verifies
+    it, cryptography refuses to load it (``InvalidVersion``). PEM."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    [(_, body)] = _der_items(cert.cert.public_bytes(serialization.Encoding.DER))
+    (tbs_tag, tbs), (alg_tag, alg), (sig_tag, _) = _der_items(body)
+    fields = _der_items(tbs)
+    fields[0] = (fields[0][0], bytes.fromhex("020103"))  # [0] EXPLICIT INTEGER 3
+    new_tbs = _der(tbs_tag, b"".join(_der(tag, value) for tag, value in fields))
+    key = issuer.key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    signature = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    der = _der(0x30, new_tbs + _der(alg_tag, alg) + _der(sig_tag, b"\x00" + signature))
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
 def write_pki(directory: Path, *, key_type: KeyType = "ec", server_dns: Sequence[str] = ("localhost",)) -> PKI:
     """Write a PKI under ``directory``. The server's chain is split over two files in scrambled order
     (intermediate first), which gtls must reorder leaf first; the client file holds leaf + intermediate."""

@@ -26,6 +26,7 @@ from tests.peers import (
     run_gtls,
     s_server,
     silent,
+    version_4_certificate,
 )
 
 
@@ -69,6 +70,21 @@ def test_connect_prints_version_cipher_sni_and_chain(pki: DemoPKI) -> None:
     assert "1 subject: CN=gtls demo intermediate CA" in out and "valid:" in out
     assert "received: sltg olleh" in out  # s_server -rev sends each line back reversed
     assert err == ""
+
+
+def test_connect_prints_a_chain_cryptography_cannot_load_as_openssl_read_it(pki: DemoPKI, tmp_path: Path) -> None:
+    """A server certificate OpenSSL verifies but cryptography refuses to load (version field 3): the session printout
+    read the chain through cryptography and ended in a traceback (audit 44)."""
+    leaf = pki.intermediate.leaf("localhost", dns=["localhost"])
+    cert = write_pem(tmp_path / "v4-cert.pem", version_4_certificate(leaf, pki.intermediate))
+    key = leaf.write_key(tmp_path / "v4-key.pem")
+    with s_server("-cert", str(cert), "-cert_chain", str(pki.intermediate_ca), "-key", str(key)) as server:
+        code, out, err = connect(server.port, *trusting(pki))
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "peer chain (2 certificates, leaf first, as OpenSSL read it; cryptography cannot load it:" in out
+    assert "0 subject: CN=localhost" in out and "issuer:  CN=gtls demo intermediate CA" in out
+    assert "1 subject: CN=gtls demo intermediate CA" in out
 
 
 def test_connect_tls12_and_ip_address_sends_no_sni(pki: DemoPKI) -> None:

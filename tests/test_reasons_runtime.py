@@ -34,6 +34,7 @@ from tests.peers import (
     raw_server,
     serial_zero_identity,
     silent,
+    version_4_certificate,
     write_pki,
 )
 
@@ -413,6 +414,35 @@ async def test_a_serial_zero_peer_certificate_cannot_crash_a_refusal(pki: PKI, t
     cert, key = serial_zero_identity(tmp_path, "serial zero server")
     error = await failure_against_openssl(cert, key, pki.client_options())
     assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"
+
+
+async def test_a_verified_client_certificate_cryptography_cannot_read_does_not_stop_the_server(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """A client certificate from a trusted CA that OpenSSL verifies but cryptography refuses to load (version field
+    3): the successful handshake's event read its subject through cryptography, and the parse error escaped the
+    serving loop and stopped the server (wire mutation fuzzing, audit 44). The event now names the subject as
+    OpenSSL read it, and the server goes on serving."""
+    from cryptography import x509
+
+    quirky = version_4_certificate(pki.client, pki.intermediate)
+    with pytest.raises(x509.InvalidVersion):
+        x509.load_pem_x509_certificate(quirky)
+    cert = write_pem(tmp_path / "v4-client.pem", quirky, pki.intermediate.cert_pem)
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.check_hostname = False
+    context.load_cert_chain(cert, pki.client_key)
+    normal = ssl.create_default_context(cafile=str(pki.ca_file))
+    normal.check_hostname = False
+    normal.load_cert_chain(pki.client_cert, pki.client_key)
+
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        for client_context in (context, normal):  # the second one is served too
+            data, *_ = await trio.to_thread.run_sync(python_ssl_client, port, client_context)
+            assert data == b"welcome\n"
+    assert [(e.ok, e.subject) for e in events] == [(True, "CN=client.test"), (True, "CN=client.test")], [
+        e.describe() for e in events]
 
 
 async def test_a_hostile_long_chain_costs_no_offline_reverification(pki: PKI, tmp_path: Path) -> None:

@@ -34,6 +34,8 @@ from ._flags import (
 )
 
 if TYPE_CHECKING:
+    from OpenSSL import crypto
+
     from ..context import CompiledContext
     from ..errors import HandshakeError
     from ..stream import TLSStream
@@ -207,11 +209,38 @@ def _print_session(stream: TLSStream, where: str) -> None:
     print(f"sni: {stream.server_name or '(none sent)'}")
     if stream.context.alpn_ids:
         print(f"alpn: {stream.alpn_protocol or '(none agreed)'}")
-    chain = stream.peer_chain
+    try:
+        chain = stream.peer_chain
+    except Exception as exc:  # noqa: BLE001 - a chain OpenSSL verified but cryptography cannot load (a version
+        _print_openssl_chain(stream, exc)  # field of 3): printed as OpenSSL read it, not a traceback
+        return
     print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first):")
     for index, cert in enumerate(chain):
         for line in certificate_lines(cert, index):
             print(line)
+
+
+def _print_openssl_chain(stream: TLSStream, error: Exception) -> None:
+    chain = stream._engine.conn.get_peer_cert_chain() or []
+    print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first, as OpenSSL read it; "
+          f"cryptography cannot load it: {error}):")
+    for index, cert in enumerate(chain):
+        print(f"  {index} subject: {_openssl_name(cert.get_subject())}")
+        print(f"    issuer:  {_openssl_name(cert.get_issuer())}")
+        print(f"    valid:   {_openssl_time(cert.get_notBefore())} to {_openssl_time(cert.get_notAfter())}")
+
+
+def _openssl_name(name: crypto.X509Name) -> str:
+    parts = [f"{key.decode('ascii', 'replace')}={value.decode('utf-8', 'replace')}"
+             for key, value in reversed(name.get_components())]
+    return ",".join(parts) or "(empty)"
+
+
+def _openssl_time(value: bytes | None) -> str:
+    text = (value or b"").decode("ascii", "replace")  # YYYYMMDDHHMMSSZ
+    if len(text) == 15 and text[:14].isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:14]}Z"
+    return text or "?"
 
 
 def _handshake_detail(exc: HandshakeError, where: str) -> str:
