@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from cryptography import x509
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 # The hot path calls OpenSSL directly (one C call per step, no exception per WANT_*); gtls._binding holds every
 # private pyOpenSSL use, and connections fall back to pyOpenSSL's public methods when it is unavailable.
@@ -672,19 +672,39 @@ class TLSEngine:
 
     @property
     def peer_certificate(self) -> x509.Certificate | None:
-        cert: x509.Certificate | None = self.conn.get_peer_certificate(as_cryptography=True)
+        try:
+            cert: x509.Certificate | None = self.conn.get_peer_certificate(as_cryptography=True)
+        except (ValueError, x509.InvalidVersion) as exc:
+            raise _unreadable(exc) from exc
         return cert
+
+    @property
+    def peer_certificate_der(self) -> bytes | None:
+        """The peer's leaf certificate as OpenSSL holds it, whether or not ``cryptography`` can read it."""
+        cert = self.conn.get_peer_certificate()
+        return None if cert is None else crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
 
     @property
     def peer_chain(self) -> list[x509.Certificate]:
         """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side). A server that
         resumed a session from a ticket has only the client's leaf (a ticket keeps no chain); one resumed by TLS 1.2
         session ID, the chain its session cache kept."""
-        chain: list[x509.Certificate] = list(self.conn.get_peer_cert_chain(as_cryptography=True) or [])
+        try:
+            chain: list[x509.Certificate] = list(self.conn.get_peer_cert_chain(as_cryptography=True) or [])
+        except (ValueError, x509.InvalidVersion) as exc:
+            raise _unreadable(exc) from exc
         leaf = self.peer_certificate
         if leaf is not None and (not chain or chain[0] != leaf):
             chain.insert(0, leaf)
         return chain
+
+
+def _unreadable(exc: Exception) -> ValueError:
+    """OpenSSL accepted (and verified, if asked) a peer certificate ``cryptography`` cannot load: an X.509 version
+    field of 3, a malformed extension OpenSSL does not read. One documented error instead of each of cryptography's
+    own (``InvalidVersion`` is not a ``ValueError``)."""
+    return ValueError(f"the peer's certificate, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); "
+                      "getpeercert(binary_form=True) gives its DER")
 
 
 def _openssl_text(exc: SSL.Error) -> str:

@@ -27,6 +27,7 @@ from ._serve import log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError
 from .options import TLSOptions, log_warnings
+from .pki.certs import openssl_name_text
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
 
@@ -107,11 +108,9 @@ def _openssl_subject(stream: TLSStream) -> str | None:
         cert = stream._engine.conn.get_peer_certificate()
         if cert is None:
             return None
-        parts = [f"{key.decode('ascii', 'replace')}={value.decode('utf-8', 'replace')}"
-                 for key, value in reversed(cert.get_subject().get_components())]
+        return openssl_name_text(cert.get_subject())
     except Exception:  # noqa: BLE001 - as above
         return None
-    return ",".join(parts) or "(empty subject)"
 
 
 class Handshaker:

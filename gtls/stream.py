@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, overload
 
 import trio
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
@@ -832,12 +831,15 @@ class TLSStream(trio.abc.HalfCloseableStream):
 
     @property
     def peer_certificate(self) -> x509.Certificate | None:
-        """The peer's leaf certificate after the handshake (a client's only with mutual TLS), else None."""
+        """The peer's leaf certificate after the handshake (a client's only with mutual TLS), else None. A
+        certificate OpenSSL accepted but ``cryptography`` cannot load (an X.509 version field of 3) raises
+        ``ValueError``; ``getpeercert(binary_form=True)`` still gives its DER."""
         return self._engine.peer_certificate if self._engine.handshake_done else None
 
     @property
     def peer_chain(self) -> list[x509.Certificate]:
-        """The certificates the peer sent, leaf first (empty before the handshake or when none was sent)."""
+        """The certificates the peer sent, leaf first (empty before the handshake or when none was sent);
+        ``ValueError`` as for ``peer_certificate``."""
         return self._engine.peer_chain if self._engine.handshake_done else []
 
     # --- the names of trio's SSLStream (Python's ssl), for code written against it ------------------------------
@@ -864,11 +866,11 @@ class TLSStream(trio.abc.HalfCloseableStream):
         """The peer's certificate as ``ssl.SSLObject.getpeercert`` gives it: DER bytes with ``binary_form``, else the
         dict ``ssl`` decodes (``subject``, ``issuer``, ``notAfter``, ``subjectAltName``, ``OCSP``, …); None when the
         peer sent none."""
+        if binary_form:  # OpenSSL's bytes: also for a certificate cryptography cannot load (see peer_certificate)
+            return self._engine.peer_certificate_der if self._engine.handshake_done else None
         cert = self.peer_certificate
         if cert is None:
             return None
-        if binary_form:
-            return cert.public_bytes(serialization.Encoding.DER)
         from ._ssl_compat import peercert_dict
 
         return peercert_dict(cert)

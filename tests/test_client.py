@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -38,7 +39,17 @@ from gtls import (
 )
 from gtls.server import serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, raw_server, settled, silent, write_pki
+from gtls.testing import write_pem
+from tests.peers import (
+    PKI,
+    python_context,
+    python_ssl_server,
+    raw_server,
+    settled,
+    silent,
+    version_4_certificate,
+    write_pki,
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +93,28 @@ async def test_settings_forms(pki: PKI, form: str) -> None:
             assert await stream.receive_some() == b"hello"
             assert stream.settings.role == "client"
             assert stream.peer_address == f"127.0.0.1:{port}"
+
+
+async def test_a_server_certificate_cryptography_cannot_load_raises_value_error_and_keeps_its_der(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """OpenSSL verifies a certificate whose version field is 3; cryptography refuses to load it. The properties raised
+    cryptography's InvalidVersion, which is not a ValueError, and getpeercert(binary_form=True) raised it too."""
+    quirky = version_4_certificate(pki.server, pki.intermediate)
+    chain = write_pem(tmp_path / "v4-server.pem", quirky, pki.intermediate.cert_pem)
+    context = python_context(server=True, cert=chain, key=pki.server_key)
+    with python_ssl_server(context) as peer:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", peer.port, pki.client_options(),
+                                                server_hostname="localhost")
+        async with stream:
+            with pytest.raises(ValueError, match="cannot be loaded by cryptography"):
+                stream.peer_certificate  # noqa: B018
+            with pytest.raises(ValueError, match="cannot be loaded by cryptography"):
+                stream.peer_chain  # noqa: B018
+            der = stream.getpeercert(binary_form=True)
+            assert der is not None and ssl.DER_cert_to_PEM_cert(der).encode() == quirky
+            await stream.send_all(b"hi\n")
+            assert await stream.receive_some() == b"hi\n"
 
 
 async def test_server_settings_are_refused_for_a_client(pki: PKI) -> None:

@@ -34,8 +34,6 @@ from ._flags import (
 )
 
 if TYPE_CHECKING:
-    from OpenSSL import crypto
-
     from ..context import CompiledContext
     from ..errors import HandshakeError
     from ..stream import TLSStream
@@ -221,19 +219,15 @@ def _print_session(stream: TLSStream, where: str) -> None:
 
 
 def _print_openssl_chain(stream: TLSStream, error: Exception) -> None:
+    from ..pki.certs import openssl_name_text
+
     chain = stream._engine.conn.get_peer_cert_chain() or []
     print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first, as OpenSSL read it; "
           f"cryptography cannot load it: {error}):")
     for index, cert in enumerate(chain):
-        print(f"  {index} subject: {_openssl_name(cert.get_subject())}")
-        print(f"    issuer:  {_openssl_name(cert.get_issuer())}")
+        print(f"  {index} subject: {openssl_name_text(cert.get_subject())}")
+        print(f"    issuer:  {openssl_name_text(cert.get_issuer())}")
         print(f"    valid:   {_openssl_time(cert.get_notBefore())} to {_openssl_time(cert.get_notAfter())}")
-
-
-def _openssl_name(name: crypto.X509Name) -> str:
-    parts = [f"{key.decode('ascii', 'replace')}={value.decode('utf-8', 'replace')}"
-             for key, value in reversed(name.get_components())]
-    return ",".join(parts) or "(empty)"
 
 
 def _openssl_time(value: bytes | None) -> str:
