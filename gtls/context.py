@@ -397,6 +397,13 @@ def _allow_expired_crl(conn: SSL.Connection, cert: crypto.X509, errnum: int, dep
     return False
 
 
+#: Alerts a server sends about the client's certificate (RFC 8446 §6.2).
+_CERTIFICATE_ALERTS: Final = frozenset({
+    "bad_certificate", "unsupported_certificate", "certificate_revoked", "certificate_expired", "certificate_unknown",
+    "unknown_ca", "access_denied", "certificate_required", "handshake_failure",
+})
+
+
 @dataclass(eq=False)
 class CompiledContext:
     """A ready ``SSL.Context`` plus what gtls needs around it. Build with ``compile_context``."""
@@ -553,9 +560,18 @@ class CompiledContext:
     def late_rejection(self, conn: SSL.Connection, exc: SSL.Error, peer: str | None = None) -> HandshakeError | None:
         """A TLS 1.3 client's first read failed: the server's late rejection of the handshake if ``exc`` is an
         alert it received (spec §9), else None (any other failure there is the peer's protocol error)."""
-        if received_alert(error_texts(exc)) is None:
+        alert = received_alert(error_texts(exc))
+        if alert is None:
             return None
-        return self.handshake_failure(conn, exc, peer)
+        error = self.handshake_failure(conn, exc, peer)
+        if error.reason != e.PEER_ALERT:
+            return error
+        # Our handshake was complete: "aborted the handshake" misled when the peer refused a record of ours instead
+        # (one corrupted on the way reads bad_record_mac). Say what is known, and what a certificate alert means.
+        why = (" (a TLS 1.3 server refuses a client's certificate this way, after the client's handshake)"
+               if alert in _CERTIFICATE_ALERTS else "")
+        return HandshakeError(e.PEER_ALERT, f"the peer sent the alert {alert} before any data, after our side of "
+                              f"the handshake{why}", peer=peer, alert=alert)
 
     def _verify_failure(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError:
         # No local may hold the located error: its traceback leads back to this frame, and such a cycle would keep

@@ -231,6 +231,9 @@ async def test_peer_alert_tls13_rejection_arrives_on_first_receive(pki: PKI) -> 
     cause = caught.value.__cause__
     assert isinstance(cause, HandshakeError) and cause.reason == "peer-alert"
     assert cause.alert == "certificate_required"
+    assert cause.message == ("the peer sent the alert certificate_required before any data, after our side of the "
+                             "handshake (a TLS 1.3 server refuses a client's certificate this way, after the client's "
+                             "handshake)")
     assert [e.reason for e in events] == ["no-peer-certificate"]
 
 
