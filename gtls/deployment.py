@@ -544,11 +544,13 @@ _KEY_LINE = re.compile(rf"\s*({_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*)\s*=")
 _AT_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _PROBE = "gtls-probe-3f1c9a"
+#: Lines looking like 'key =' tried, upwards from the error, as the duplicate key's own line.
+_KEY_TRIES = 8
 
 
 def _duplicate_key_hint(message: str, text: str) -> str:
     """For tomllib's "Cannot overwrite a value (at line 5, column 44)", which names no key: the key written on that
-    line and the table it is in, read back from the text (empty when the line holds no plain ``key =``)."""
+    line and the table it is in, read back from the text (empty when no ``key =`` line is found for it)."""
     if not message.startswith("Cannot overwrite a value"):
         return ""
     lines = text.splitlines()
@@ -556,23 +558,33 @@ def _duplicate_key_hint(message: str, text: str) -> str:
     number = int(found.group(1)) if found else len(lines)  # "(at end of document)": the last line
     if not 0 < number <= len(lines):
         return ""
-    key = _KEY_LINE.match(lines[number - 1])
-    if key is None:
-        return ""
-    table = _table_at(lines[:number - 1])
-    if table is None:
-        return f": key {key.group(1)!r} is already set above (a key may be set once per table)"
-    place = f" in [{table}]" if table else " at the top level"
-    return f": key {key.group(1)!r}{place} is already set above (a key may be set once per table)"
+    # tomllib places the error at the end of the value, and a multi-line value ends lines below its key (its last
+    # line, inside a string, may even look like 'key = ...'): the key's line is the nearest one above whose key is
+    # already in the table that line writes to. Bounded: each try parses the lines above it.
+    tries = _KEY_TRIES
+    for index in range(number - 1, -1, -1):
+        key = _KEY_LINE.match(lines[index])
+        if key is None:
+            continue
+        place = _table_holding(lines[:index], key.group(1))
+        if place is not None:
+            where = f" in [{place}]" if place else " at the top level"
+            return f": key {key.group(1)!r}{where} is already set above (a key may be set once per table)"
+        tries -= 1
+        if not tries:
+            break
+    return ""
 
 
-def _table_at(lines: list[str]) -> str | None:
-    """The table a key written after ``lines`` goes into, dotted ("" for the top level): tomllib itself places a
-    probe key there, so a ``[...]`` line inside a multi-line string is no header and an array of tables is
-    followed. None when the lines do not parse on their own."""
+def _table_holding(lines: list[str], key: str) -> str | None:
+    """The table a key written after ``lines`` goes into, dotted ("" for the top level), if ``key`` (its first part,
+    for a dotted key) is already set there; else None, also when the lines do not parse on their own (they end
+    inside a multi-line value). tomllib itself places a probe key, so a ``[...]`` line inside a multi-line string
+    is no header and an array of tables is followed."""
     try:
         document = tomllib.loads("\n".join(lines) + f"\n{_PROBE} = 0\n")
-    except tomllib.TOMLDecodeError:
+        first = next(iter(tomllib.loads(f"{key} = 0")))
+    except (tomllib.TOMLDecodeError, StopIteration):
         return None
     pending: list[tuple[object, tuple[str, ...]]] = [(document, ())]
     while pending:  # the probe key is unique: search every table for it (without recursion: nesting is the file's)
@@ -581,6 +593,8 @@ def _table_at(lines: list[str]) -> str | None:
             pending += ((item, path) for item in node)
         elif isinstance(node, dict):
             if _PROBE in node:
+                if first not in node:
+                    return None
                 return ".".join(name if _BARE_KEY.fullmatch(name) else f'"{name}"' for name in path)
             pending += ((value, (*path, name)) for name, value in node.items())
     return None
