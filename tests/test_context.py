@@ -670,3 +670,43 @@ def _fix_outer_length(der: bytes) -> bytes:
     assert der[0] == 0x30 and der[1] == 0x82
     body = der[4:]
     return bytes([0x30, 0x82]) + len(body).to_bytes(2, "big") + body
+
+
+SYSTEM_TRUST = "system trust store"
+
+
+@pytest.mark.parametrize(
+    ("role", "extra", "warned"),
+    [
+        ("client", {}, True),  # spec E8: a windows client with nothing configured
+        ("client", {"tls-target-name-check": "host"}, False),
+        ("client", {"trusted-ca": "CA"}, False),
+        ("server", {"tls-mutual": "1"}, True),
+        ("server", {"tls-mutual": "1", "trusted-ca": "CA"}, False),
+        ("server", {}, False),  # simple TLS: clients are not verified at all
+    ],
+)
+def test_windows_profile_warns_when_the_system_trust_store_authenticates_anyone(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    role: str, extra: dict[str, str], warned: bool
+) -> None:
+    """Profile windows without trusted-ca verifies peers against the system trust store (spec §1.6): hundreds of
+    public CAs. A mutual-TLS server then accepts a client certificate any of them issued, to anyone; a client without
+    the name check accepts any certificate they issued, for any name (E8). Both as specified, so not refused, but
+    never silent: the warning says what is accepted and what to set."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(files["ca"]))  # the "system" store: this test's root
+    monkeypatch.setenv("SSL_CERT_DIR", str(files["ca"].parent / "no-such-dir"))
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    opts = {key: str(files["ca"]) if value == "CA" else value for key, value in extra.items()}
+    if role == "server":
+        opts.update({"certificate": str(files["server"]), "certificate-key": str(files["server_key"])})
+    compiled = compile_context(direct(opts, role, profile="windows"))
+    found = [w for w in compiled.warnings if SYSTEM_TRUST in w]
+    assert bool(found) is warned, compiled.warnings
+    if warned:
+        advice = "trusted-ca" if role == "server" else "tls-target-name-check=host"
+        assert advice in found[0], found
+    # The same settings under unix never mention it (a unix client or mutual server needs trusted-ca anyway).
+    if "trusted-ca" in opts:
+        assert not [w for w in compile_context(direct(opts, role)).warnings if SYSTEM_TRUST in w]
