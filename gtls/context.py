@@ -713,6 +713,11 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed
         # there until the cache's 20,480-session limit, per context.
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        # Nor does it ask a TLS 1.2 server for a session ticket: one is the session's master secret encrypted under
+        # the server's ticket key, which most servers never change (OpenSSL's default, nginx's, gtls's own), so a
+        # recorded connection would stay decryptable by whoever reads that key later. (TLS 1.3 tickets keep forward
+        # secrecy; servers send them unasked, and OpenSSL discards them here.)
+        ctx.set_options(SSL.OP_NO_TICKET)
 
     return CompiledContext(
         ssl_context=ctx,

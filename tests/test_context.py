@@ -240,6 +240,25 @@ def test_without_the_epochs_binding_a_mutual_port_resumes_nothing(
     assert [(o.ok, o.reused) for o in srv.outcomes] == [(True, False), (True, False)]
 
 
+def test_client_asks_tls12_servers_for_no_session_ticket(files: dict[str, Path]) -> None:
+    """A TLS 1.2 session ticket is the session's master secret encrypted under the server's ticket key, which many
+    servers never change (OpenSSL's default, nginx's, gtls's own): whoever reads that key later can decrypt the
+    recorded connection. The connector never resumes a session, so it asks for no ticket (no session_ticket
+    extension), and a server sends none: its connections keep forward secrecy whatever the server does."""
+    with s_server("-cert", files["server"], "-key", files["server_key"], "-tls1_2", "-msg", "-www", "-naccept", "1"
+                  ) as server:
+        conn, error = client_handshake(client_ctx(files), server.port, server_hostname="server.test")
+        assert conn is not None, error
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with contextlib.suppress(SSL.Error):
+            while conn.recv(65536):
+                pass
+        close(conn)
+        sent = server.stdout.drain(2.0)
+    assert any("ServerHelloDone" in line for line in sent), sent[-20:]
+    assert not [line for line in sent if "NewSessionTicket" in line]
+
+
 def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
     client = client_ctx(files)
     with s_server("-cert", files["server"], "-key", files["server_key"], "-tls1_2") as server:
