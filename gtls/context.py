@@ -685,6 +685,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
                                 f"{inputs.trusted_ca}")  # the file, as the other trusted-ca warnings say
     elif resolved.profile == "windows":
         ctx.set_default_verify_paths()  # profile windows without trusted-ca: the system trust store (spec §1.6)
+        warnings.extend(_system_trust_warnings(resolved))
 
     mutual = bool(opts.tls_mutual) and role == "server"
     verifies_peer = role == "client" or mutual
@@ -728,6 +729,11 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed
         # there until the cache's 20,480-session limit, per context.
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        # Nor does it ask a TLS 1.2 server for a session ticket: one is the session's master secret encrypted under
+        # the server's ticket key, which most servers never change (OpenSSL's default, nginx's, gtls's own), so a
+        # recorded connection would stay decryptable by whoever reads that key later. (TLS 1.3 tickets keep forward
+        # secrecy; servers send them unasked, and OpenSSL discards them here.)
+        ctx.set_options(SSL.OP_NO_TICKET)
 
     return CompiledContext(
         ssl_context=ctx,
@@ -743,6 +749,22 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         alpn_ids=alpn,
         _session_epochs=epochs,
     )
+
+
+def _system_trust_warnings(resolved: Resolved) -> list[str]:
+    """What profile windows without trusted-ca lets through (spec §1.6, E8): as specified, so not refused, but never
+    silent. The system trust store holds hundreds of public CAs, any of which issues certificates to anyone."""
+    opts = resolved.options
+    if resolved.role == "server" and opts.tls_mutual:
+        return ["tls-mutual=1 without trusted-ca (profile windows): clients are verified against the system trust "
+                "store, so a client certificate any of its CAs issued is accepted, whoever it was issued to; set "
+                "trusted-ca to the CAs that issue your clients' certificates"]
+    if resolved.role == "client" and opts.tls_target_name_check != "host":
+        return ["no trusted-ca and tls-target-name-check=no (profile windows): the server is verified against the "
+                "system trust store without a name check, so a certificate any of its CAs issued, for any name, "
+                "is accepted (a man in the middle needs only a certificate from a public CA); set "
+                "tls-target-name-check=host, or trusted-ca to the CAs of your servers"]
+    return []
 
 
 def _apply_alpn(ctx: SSL.Context, role: Role, protocols: tuple[bytes, ...]) -> None:

@@ -240,6 +240,25 @@ def test_without_the_epochs_binding_a_mutual_port_resumes_nothing(
     assert [(o.ok, o.reused) for o in srv.outcomes] == [(True, False), (True, False)]
 
 
+def test_client_asks_tls12_servers_for_no_session_ticket(files: dict[str, Path]) -> None:
+    """A TLS 1.2 session ticket is the session's master secret encrypted under the server's ticket key, which many
+    servers never change (OpenSSL's default, nginx's, gtls's own): whoever reads that key later can decrypt the
+    recorded connection. The connector never resumes a session, so it asks for no ticket (no session_ticket
+    extension), and a server sends none: its connections keep forward secrecy whatever the server does."""
+    with s_server("-cert", files["server"], "-key", files["server_key"], "-tls1_2", "-msg", "-www", "-naccept", "1"
+                  ) as server:
+        conn, error = client_handshake(client_ctx(files), server.port, server_hostname="server.test")
+        assert conn is not None, error
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with contextlib.suppress(SSL.Error):
+            while conn.recv(65536):
+                pass
+        close(conn)
+        sent = server.stdout.drain(2.0)
+    assert any("ServerHelloDone" in line for line in sent), sent[-20:]
+    assert not [line for line in sent if "NewSessionTicket" in line]
+
+
 def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
     client = client_ctx(files)
     with s_server("-cert", files["server"], "-key", files["server_key"], "-tls1_2") as server:
@@ -670,3 +689,43 @@ def _fix_outer_length(der: bytes) -> bytes:
     assert der[0] == 0x30 and der[1] == 0x82
     body = der[4:]
     return bytes([0x30, 0x82]) + len(body).to_bytes(2, "big") + body
+
+
+SYSTEM_TRUST = "system trust store"
+
+
+@pytest.mark.parametrize(
+    ("role", "extra", "warned"),
+    [
+        ("client", {}, True),  # spec E8: a windows client with nothing configured
+        ("client", {"tls-target-name-check": "host"}, False),
+        ("client", {"trusted-ca": "CA"}, False),
+        ("server", {"tls-mutual": "1"}, True),
+        ("server", {"tls-mutual": "1", "trusted-ca": "CA"}, False),
+        ("server", {}, False),  # simple TLS: clients are not verified at all
+    ],
+)
+def test_windows_profile_warns_when_the_system_trust_store_authenticates_anyone(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    role: str, extra: dict[str, str], warned: bool
+) -> None:
+    """Profile windows without trusted-ca verifies peers against the system trust store (spec §1.6): hundreds of
+    public CAs. A mutual-TLS server then accepts a client certificate any of them issued, to anyone; a client without
+    the name check accepts any certificate they issued, for any name (E8). Both as specified, so not refused, but
+    never silent: the warning says what is accepted and what to set."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(files["ca"]))  # the "system" store: this test's root
+    monkeypatch.setenv("SSL_CERT_DIR", str(files["ca"].parent / "no-such-dir"))
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    opts = {key: str(files["ca"]) if value == "CA" else value for key, value in extra.items()}
+    if role == "server":
+        opts.update({"certificate": str(files["server"]), "certificate-key": str(files["server_key"])})
+    compiled = compile_context(direct(opts, role, profile="windows"))
+    found = [w for w in compiled.warnings if SYSTEM_TRUST in w]
+    assert bool(found) is warned, compiled.warnings
+    if warned:
+        advice = "trusted-ca" if role == "server" else "tls-target-name-check=host"
+        assert advice in found[0], found
+    # The same settings under unix never mention it (a unix client or mutual server needs trusted-ca anyway).
+    if "trusted-ca" in opts:
+        assert not [w for w in compile_context(direct(opts, role)).warnings if SYSTEM_TRUST in w]

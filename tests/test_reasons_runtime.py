@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -196,6 +197,69 @@ async def test_protocol_version_client(pki: PKI) -> None:
         chain=pki.intermediate_file,
     )
     assert error.reason == "protocol-version"
+
+
+def hide_supported_versions(hello: bytes) -> bytes:
+    """The ClientHello record ``hello`` with its supported_versions extension renamed to an unknown type (same
+    length): what a man in the middle does to make a TLS 1.3 server answer in TLS 1.2."""
+    body = bytearray(hello[5:])
+    at = 4 + 2 + 32
+    at += 1 + body[at]  # session id
+    at += 2 + int.from_bytes(body[at:at + 2], "big")  # cipher suites
+    at += 1 + body[at]  # compression methods
+    end = at + 2 + int.from_bytes(body[at:at + 2], "big")
+    at += 2
+    while at < end:
+        kind, size = int.from_bytes(body[at:at + 2], "big"), int.from_bytes(body[at + 2:at + 4], "big")
+        if kind == 43:
+            body[at:at + 2] = b"\xfa\x0a"
+            return hello[:5] + bytes(body)
+        at += 4 + size
+    raise AssertionError("no supported_versions extension in the ClientHello")
+
+
+@asynccontextmanager
+async def version_stripping_proxy(upstream: int) -> AsyncIterator[int]:
+    """A man in the middle on 127.0.0.1 for one connection: hides TLS 1.3 in the ClientHello, relays the rest."""
+
+    async def relay(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await sink.send_eof()
+
+    async def one(client: trio.SocketStream) -> None:
+        async with client:
+            hello = b""
+            while len(hello) < 5 or len(hello) < 5 + int.from_bytes(hello[3:5], "big"):
+                chunk = await client.receive_some(65536)
+                if not chunk:
+                    return
+                hello += chunk
+            async with await trio.open_tcp_stream("127.0.0.1", upstream) as server:
+                await server.send_all(hide_supported_versions(hello))
+                async with trio.open_nursery() as pipes:
+                    pipes.start_soon(relay, client, server)
+                    pipes.start_soon(relay, server, client)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            nursery.start_soon(partial(trio.serve_listeners, one, listeners, handler_nursery=nursery))
+            yield listeners[0].socket.getsockname()[1]
+            nursery.cancel_scope.cancel()
+
+
+async def test_tls13_downgrade_sentinel_is_checked_client(pki: PKI) -> None:
+    """A man in the middle hides TLS 1.3 from a TLS 1.3 server, which answers in TLS 1.2 with the RFC 8446
+    downgrade sentinel in ServerHello.random: the client refuses the downgrade, as a version failure (it used to
+    read "not-tls", which says the peer did not speak TLS at all)."""
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        async with version_stripping_proxy(server.port) as port:
+            error = await client_failure(port, pki.client_options())
+        assert error.reason == "protocol-version", error
+        assert "downgrade" in error.message, error.message
 
 
 async def test_peer_alert_tls12_client_without_certificate(pki: PKI) -> None:
@@ -505,6 +569,22 @@ async def test_protocol_version_server(pki: PKI) -> None:
 
     event = await server_reason(pki.server_options(sec_protocol="TLSv13"), client)
     assert event.reason == "protocol-version"
+
+
+async def test_fallback_scsv_is_refused_server(pki: PKI) -> None:
+    """A client that retries with a lower version and TLS_FALLBACK_SCSV (RFC 7507), below the best version both
+    support, is refused with inappropriate_fallback, and the server reports a version failure, not "not-tls"."""
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2", "-fallback_scsv"])
+
+    event = await server_reason(pki.server_options(), client)
+    assert event.reason == "protocol-version", event.describe()
+    assert event.error is not None and "downgrade" in event.error.message
+    ok: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(sec_protocol="TLSv12"), ok) as port:  # TLS 1.2 is its best: no fallback
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2", "-fallback_scsv"])
+    assert [e.ok for e in ok] == [True], [e.describe() for e in ok]
 
 
 async def test_no_shared_cipher_server(pki: PKI) -> None:

@@ -80,6 +80,14 @@ def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
             return e.PROTOCOL_VERSION, "the peer allows no protocol version we allow (protocol_version alert)", alert
         return e.PEER_ALERT, f"the peer aborted the handshake with the alert {alert}", alert
     joined = "; ".join(texts) or repr(exc)
+    if any("inappropriate fallback" in text for text in texts):
+        # OpenSSL's one reason for both downgrade checks: a client's TLS_FALLBACK_SCSV below our best version (RFC
+        # 7507), or a TLS 1.2 ServerHello carrying the TLS 1.3 downgrade sentinel (RFC 8446 §4.1.3). A version
+        # failure, not bytes that are not TLS: not-tls would hide a man in the middle among port scanners.
+        return e.PROTOCOL_VERSION, (
+            "version downgrade refused: the peer offered or chose a lower TLS version than both sides support "
+            "(TLS_FALLBACK_SCSV from a client, or the TLS 1.3 downgrade sentinel from a server): a client's retry "
+            f"at a lower version, or a man in the middle ({joined})"), None
     for needle, reason in _LIBRARY_REASONS:
         if any(needle in text for text in texts):
             return reason, f"{joined}", None
