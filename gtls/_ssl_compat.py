@@ -13,8 +13,6 @@ import datetime as dt
 import functools
 from typing import Any
 
-from cryptography import x509
-
 from . import _binding
 from ._der import elements, oid_text, only
 
@@ -212,24 +210,35 @@ def _time(when: dt.datetime) -> str:
     return f"{when:%b} {when.day:2d} {when:%H:%M:%S} {when.year} GMT"
 
 
-def peercert_dict(cert: x509.Certificate) -> dict[str, Any]:
-    """What ``ssl`` gives for ``cert`` (its ``_decode_certificate``): ``subject``, ``issuer``, ``version``,
-    ``serialNumber``, ``notBefore``, ``notAfter``; ``subjectAltName`` when the certificate has the extension (even
-    empty); ``OCSP`` and ``caIssuers`` (URIs from authorityInfoAccess) and ``crlDistributionPoints`` when they
-    name some URI. An extension OpenSSL could not parse is left out, as ``ssl`` leaves it out."""
-    fields = elements(only(cert.tbs_certificate_bytes)[1])
+def _der_time(tag: int, contents: bytes) -> dt.datetime:
+    """A UTCTime (0x17, two-digit year: 50-99 are 19xx) or GeneralizedTime (0x18), as RFC 5280 §4.1.2.5 has them."""
+    text = contents.decode("ascii")
+    if tag == 0x17:
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    return dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=dt.UTC)
+
+
+def peercert_dict(der: bytes) -> dict[str, Any]:
+    """What ``ssl`` gives for the certificate ``der`` (its ``_decode_certificate``): ``subject``, ``issuer``,
+    ``version``, ``serialNumber``, ``notBefore``, ``notAfter``; ``subjectAltName`` when the certificate has the
+    extension (even empty); ``OCSP`` and ``caIssuers`` (URIs from authorityInfoAccess) and ``crlDistributionPoints``
+    when they name some URI. An extension OpenSSL could not parse is left out, as ``ssl`` leaves it out. Read from
+    the DER alone, so also for a certificate OpenSSL accepted that ``cryptography`` cannot load."""
+    fields = elements(elements(only(der)[1])[0][1])
     version = 1
     if fields[0][0] == 0xA0:  # [0] EXPLICIT version, absent for v1
         version += int.from_bytes(only(fields[0][1])[1], "big", signed=True)
         fields = fields[1:]
-    serial, _signature, issuer, _validity, subject, *rest = fields
+    serial, _signature, issuer, validity, subject, *rest = fields
+    (start_tag, start), (end_tag, end) = elements(validity[1])
     info: dict[str, Any] = {
         "subject": _name(subject[1]),
         "issuer": _name(issuer[1]),
         "version": version,
         "serialNumber": _serial(int.from_bytes(serial[1], "big", signed=True)),
-        "notBefore": _time(cert.not_valid_before_utc),
-        "notAfter": _time(cert.not_valid_after_utc),
+        "notBefore": _time(_der_time(start_tag, start)),
+        "notAfter": _time(_der_time(end_tag, end)),
     }
     extensions: dict[str, bytes | None] = {}
     for tag, contents in rest:
@@ -240,10 +249,26 @@ def peercert_dict(cert: x509.Certificate) -> dict[str, Any]:
         (_AUTHORITY_INFO_ACCESS, _access),
         (_CRL_DISTRIBUTION_POINTS, _crl_points),
     ):
-        der = extensions.get(oid)
-        if der is not None:
+        value = extensions.get(oid)
+        if value is not None:
             try:
-                info.update(decode(der))
+                info.update(decode(value))
             except (ValueError, IndexError):  # X509_get_ext_d2i fails on it too: ssl has no key for it
                 pass
     return info
+
+
+#: RFC 4514's short names of the attributes it names; others keep OpenSSL's long name.
+_SHORT_NAMES = {
+    "commonName": "CN", "localityName": "L", "stateOrProvinceName": "ST", "organizationName": "O",
+    "organizationalUnitName": "OU", "countryName": "C", "streetAddress": "STREET", "domainComponent": "DC",
+    "userId": "UID",
+}
+
+
+def name_text(name: Name) -> str:
+    """A name from ``peercert_dict`` as one line, most specific first (``CN=…,O=…``), for logs and ``gtls connect``
+    when ``cryptography`` cannot load the certificate."""
+    rdns = ("+".join(f"{_SHORT_NAMES.get(key, key)}={value if isinstance(value, str) else value.hex()}"
+                     for key, value in rdn) for rdn in reversed(name))
+    return ",".join(rdns) or "(empty)"

@@ -685,6 +685,15 @@ class TLSEngine:
         return None if cert is None else crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
 
     @property
+    def peer_chain_der(self) -> list[bytes]:
+        """The certificates the peer sent, leaf first, as OpenSSL holds them (see ``peer_certificate_der``)."""
+        chain = [crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in self.conn.get_peer_cert_chain() or []]
+        leaf = self.peer_certificate_der
+        if leaf is not None and (not chain or chain[0] != leaf):
+            chain.insert(0, leaf)
+        return chain
+
+    @property
     def peer_chain(self) -> list[x509.Certificate]:
         """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side). A server that
         resumed a session from a ticket has only the client's leaf (a ticket keeps no chain); one resumed by TLS 1.2

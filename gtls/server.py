@@ -27,7 +27,6 @@ from ._serve import log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError
 from .options import TLSOptions, log_warnings
-from .pki.certs import openssl_name_text
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
 
@@ -103,12 +102,13 @@ def _subject_of(stream: TLSStream) -> str | None:
 
 
 def _openssl_subject(stream: TLSStream) -> str | None:
-    """The peer certificate's subject as OpenSSL decoded it, in RFC 4514 order (most specific first)."""
+    """The peer certificate's subject read from the DER OpenSSL holds (not through pyOpenSSL's X509 methods, which
+    pyOpenSSL 26 deprecates), most specific first."""
+    from ._ssl_compat import name_text, peercert_dict
+
     try:
-        cert = stream._engine.conn.get_peer_certificate()
-        if cert is None:
-            return None
-        return openssl_name_text(cert.get_subject())
+        der = stream.getpeercert(binary_form=True)
+        return None if der is None else name_text(peercert_dict(der)["subject"])
     except Exception:  # noqa: BLE001 - as above
         return None
 

@@ -866,11 +866,10 @@ class TLSStream(trio.abc.HalfCloseableStream):
         """The peer's certificate as ``ssl.SSLObject.getpeercert`` gives it: DER bytes with ``binary_form``, else the
         dict ``ssl`` decodes (``subject``, ``issuer``, ``notAfter``, ``subjectAltName``, ``OCSP``, …); None when the
         peer sent none."""
-        if binary_form:  # OpenSSL's bytes: also for a certificate cryptography cannot load (see peer_certificate)
-            return self._engine.peer_certificate_der if self._engine.handshake_done else None
-        cert = self.peer_certificate
-        if cert is None:
-            return None
+        # OpenSSL's bytes, read without cryptography: also a certificate it cannot load (see peer_certificate)
+        der = self._engine.peer_certificate_der if self._engine.handshake_done else None
+        if der is None or binary_form:
+            return der
         from ._ssl_compat import peercert_dict
 
-        return peercert_dict(cert)
+        return peercert_dict(der)

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, NameOID, ObjectIdentifier
 
 from gtls import _binding, _ssl_compat
 from gtls.testing import CA, Certified, write_pem
+from tests.peers import version_4_certificate
 
 PRIVATE_OID = ObjectIdentifier("1.3.6.1.4.1.55555.7.1")  # an enterprise arc OpenSSL has no name for
 
@@ -28,7 +30,7 @@ def ssl_decodes(tmp_path: Path, certified: Certified) -> dict[str, object]:
 
 def assert_same_as_ssl(tmp_path: Path, certified: Certified) -> dict[str, object]:
     expected = ssl_decodes(tmp_path, certified)
-    assert _ssl_compat.peercert_dict(certified.cert) == expected
+    assert _ssl_compat.peercert_dict(certified.cert.public_bytes(serialization.Encoding.DER)) == expected
     return expected
 
 
@@ -135,6 +137,20 @@ def access_and_crl_extensions() -> list[x509.ExtensionType]:
 @pytest.fixture(scope="module")
 def root() -> CA:
     return CA.root("compat root")  # plain: issuer names are test_name_attributes' subject
+
+
+def test_a_certificate_cryptography_cannot_load_is_decoded_as_ssl_decodes_it(tmp_path: Path, root: CA) -> None:
+    """An X.509 version field of 3, which OpenSSL takes and cryptography refuses: getpeercert() read the certificate
+    through cryptography and raised; it reads the DER, as ssl does, so the dict and its one-line subject still come."""
+    quirky = version_4_certificate(root.leaf("v4.test"), root)
+    with pytest.raises(x509.InvalidVersion):
+        x509.load_pem_x509_certificate(quirky)
+    path = write_pem(tmp_path / "v4.pem", quirky)
+    expected = ssl._ssl._test_decode_cert(str(path))  # type: ignore[attr-defined]
+    decoded = _ssl_compat.peercert_dict(ssl.PEM_cert_to_DER_cert(quirky.decode()))
+    assert decoded == expected and decoded["version"] == 4
+    assert _ssl_compat.name_text(decoded["subject"]) == "CN=v4.test"
+    assert _ssl_compat.name_text(decoded["issuer"]) == "CN=compat root"
 
 
 @pytest.mark.parametrize("serial", [0xABC, 0x1, 0xF, 0x7F, 0x80, 0x100, 0xFFFF, 0x1_0000, 2**159 - 1, 2**64 + 5])

@@ -219,22 +219,16 @@ def _print_session(stream: TLSStream, where: str) -> None:
 
 
 def _print_openssl_chain(stream: TLSStream, error: Exception) -> None:
-    from ..pki.certs import openssl_name_text
+    from .._ssl_compat import name_text, peercert_dict
 
-    chain = stream._engine.conn.get_peer_cert_chain() or []
+    chain = stream._engine.peer_chain_der  # noqa: SLF001 - the DER OpenSSL holds, whatever cryptography makes of it
     print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first, as OpenSSL read it; "
           f"cryptography cannot load it: {error}):")
-    for index, cert in enumerate(chain):
-        print(f"  {index} subject: {openssl_name_text(cert.get_subject())}")
-        print(f"    issuer:  {openssl_name_text(cert.get_issuer())}")
-        print(f"    valid:   {_openssl_time(cert.get_notBefore())} to {_openssl_time(cert.get_notAfter())}")
-
-
-def _openssl_time(value: bytes | None) -> str:
-    text = (value or b"").decode("ascii", "replace")  # YYYYMMDDHHMMSSZ
-    if len(text) == 15 and text[:14].isdigit():
-        return f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:14]}Z"
-    return text or "?"
+    for index, der in enumerate(chain):
+        info = peercert_dict(der)
+        print(f"  {index} subject: {name_text(info['subject'])}")
+        print(f"    issuer:  {name_text(info['issuer'])}")
+        print(f"    valid:   {info['notBefore']} to {info['notAfter']}")
 
 
 def _handshake_detail(exc: HandshakeError, where: str) -> str:

@@ -65,14 +65,6 @@ def parse_crl(der: bytes) -> x509.CertificateRevocationList:
     return crl
 
 
-def openssl_name_text(name: crypto.X509Name) -> str:
-    """A name as OpenSSL decoded it, in RFC 4514 order (most specific first): for certificates OpenSSL accepted but
-    ``cryptography`` cannot load."""
-    parts = [f"{key.decode('ascii', 'replace')}={value.decode('utf-8', 'replace')}"
-             for key, value in reversed(name.get_components())]
-    return ",".join(parts) or "(empty)"
-
-
 def subject_text(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string() or "(empty subject)"
 

@@ -63,8 +63,9 @@ def weakness(cert: x509.Certificate) -> Weakness | None:
         raise
     try:
         algorithm = cert.signature_hash_algorithm
-    except Exception:  # noqa: BLE001 - an algorithm cryptography does not know: OpenSSL accepted it
-        return None
+    except Exception:  # noqa: BLE001 - an algorithm cryptography does not know: OpenSSL 3.x refuses it above
+        # (its security level), OpenSSL 4.0's probe lets it through and its verification then fails every peer.
+        return None if self_signed(cert) else Weakness.SIGNATURE
     if algorithm is not None and algorithm.name in _BROKEN_HASHES and not self_signed(cert):
         return Weakness.SIGNATURE
     return None
