@@ -713,7 +713,7 @@ def _unreadable(exc: Exception) -> ValueError:
     field of 3, a malformed extension OpenSSL does not read. One documented error instead of each of cryptography's
     own (``InvalidVersion`` is not a ``ValueError``)."""
     return ValueError(f"the peer's certificate, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); "
-                      "getpeercert(binary_form=True) gives its DER")
+                      "getpeercert() still reads it")
 
 
 def _openssl_text(exc: SSL.Error) -> str:

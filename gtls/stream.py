@@ -833,7 +833,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
     def peer_certificate(self) -> x509.Certificate | None:
         """The peer's leaf certificate after the handshake (a client's only with mutual TLS), else None. A
         certificate OpenSSL accepted but ``cryptography`` cannot load (an X.509 version field of 3) raises
-        ``ValueError``; ``getpeercert(binary_form=True)`` still gives its DER."""
+        ``ValueError``; ``getpeercert()`` still reads it (both forms)."""
         return self._engine.peer_certificate if self._engine.handshake_done else None
 
     @property

@@ -113,6 +113,9 @@ async def test_a_server_certificate_cryptography_cannot_load_raises_value_error_
                 stream.peer_chain  # noqa: B018
             der = stream.getpeercert(binary_form=True)
             assert der is not None and ssl.DER_cert_to_PEM_cert(der).encode() == quirky
+            decoded = stream.getpeercert()
+            assert decoded is not None and decoded["version"] == 4
+            assert decoded["subject"] == ((("commonName", "localhost"),),)
             await stream.send_all(b"hi\n")
             assert await stream.receive_some() == b"hi\n"
 
