@@ -35,9 +35,8 @@ def read_bounded(path: Path, *, limit: int, kind: str, pipes: bool = False) -> b
         raise FileRefused(f"is a directory, not {kind}") from None
     except OSError as exc:
         raise FileRefused(f"cannot read file ({exc.strerror})") from None
-    except UnicodeEncodeError as exc:  # a lone surrogate (from a Python caller): not a file name
-        raise FileRefused(f"the path holds U+{ord(exc.object[exc.start]):04X}, a lone surrogate no file name can "
-                          "hold") from None
+    except UnicodeEncodeError as exc:  # from a Python caller: not a file name here
+        raise FileRefused(f"the path holds {unencodable(exc)}") from None
     except ValueError:  # an embedded NUL
         raise FileRefused("the path contains a NUL character") from None
     try:
@@ -89,3 +88,13 @@ def _read_pipe(fd: int, limit: int) -> bytes:
 
 def mib(size: int) -> str:
     return f"{size // (1024 * 1024)} MiB"
+
+
+def unencodable(exc: UnicodeEncodeError) -> str:
+    """The character of a path ``os.fsencode`` refused, and why no file name here can hold it: a lone surrogate
+    (U+D800-U+DFFF; a command line's undecodable bytes arrive as U+DC80-U+DCFF and do encode back), or a character
+    outside this system's file-name encoding (ASCII under the C locale)."""
+    char = exc.object[exc.start]
+    if 0xD800 <= ord(char) <= 0xDFFF:
+        return f"U+{ord(char):04X}, a lone surrogate that no file name can hold"
+    return f"U+{ord(char):04X}, which this system's file-name encoding ({exc.encoding}) cannot hold"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from typing import Any
 
 from . import _binding
@@ -210,13 +211,30 @@ def _time(when: dt.datetime) -> str:
     return f"{when:%b} {when.day:2d} {when:%H:%M:%S} {when.year} GMT"
 
 
-def _der_time(tag: int, contents: bytes) -> dt.datetime:
-    """A UTCTime (0x17, two-digit year: 50-99 are 19xx) or GeneralizedTime (0x18), as RFC 5280 §4.1.2.5 has them."""
-    text = contents.decode("ascii")
+# RFC 5280's forms and what OpenSSL's parser also takes: seconds left out, an offset instead of Z.
+_TIME_REST = rb"(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:Z|([+-])(\d{2})(\d{2}))"
+_DER_TIMES = {0x17: re.compile(rb"(\d{2})" + _TIME_REST), 0x18: re.compile(rb"(\d{4})" + _TIME_REST)}
+
+
+def _der_time(tag: int, contents: bytes) -> str:
+    """A certificate's time as ``ssl`` prints it (OpenSSL's ``ASN1_TIME_print``, in GMT; UTCTime years 50-99 are
+    19xx). What OpenSSL cannot read either reads "Bad time value", as ``ssl`` says."""
+    form = _DER_TIMES.get(tag)
+    found = form.fullmatch(contents) if form is not None else None
+    if found is None:
+        return "Bad time value"
+    year, month, day, hour, minute = (int(part) for part in found.group(1, 2, 3, 4, 5))
+    second = int(found.group(6) or 0)
     if tag == 0x17:
-        year = int(text[:2])
-        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
-    return dt.datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=dt.UTC)
+        year += 1900 if year >= 50 else 2000
+    try:
+        when = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+    except ValueError:  # month 13, February 30, …
+        return "Bad time value"
+    if found.group(7):
+        offset = dt.timedelta(hours=int(found.group(8)), minutes=int(found.group(9)))
+        when -= offset if found.group(7) == b"+" else -offset
+    return _time(when)
 
 
 def peercert_dict(der: bytes) -> dict[str, Any]:
@@ -237,8 +255,8 @@ def peercert_dict(der: bytes) -> dict[str, Any]:
         "issuer": _name(issuer[1]),
         "version": version,
         "serialNumber": _serial(int.from_bytes(serial[1], "big", signed=True)),
-        "notBefore": _time(_der_time(start_tag, start)),
-        "notAfter": _time(_der_time(end_tag, end)),
+        "notBefore": _der_time(start_tag, start),
+        "notAfter": _der_time(end_tag, end),
     }
     extensions: dict[str, bytes | None] = {}
     for tag, contents in rest:
@@ -269,6 +287,14 @@ _SHORT_NAMES = {
 def name_text(name: Name) -> str:
     """A name from ``peercert_dict`` as one line, most specific first (``CN=…,O=…``), for logs and ``gtls connect``
     when ``cryptography`` cannot load the certificate."""
-    rdns = ("+".join(f"{_SHORT_NAMES.get(key, key)}={value if isinstance(value, str) else value.hex()}"
+    rdns = ("+".join(f"{_SHORT_NAMES.get(key, key)}={_escaped(value) if isinstance(value, str) else value.hex()}"
                      for key, value in rdn) for rdn in reversed(name))
     return ",".join(rdns) or "(empty)"
+
+
+def _escaped(value: str) -> str:
+    """RFC 4514 §2.4: the characters that would change how the line reads are escaped."""
+    text = re.sub(r'([,+"\\<>;=])', r"\\\1", value)
+    if text.startswith(("#", " ")):
+        text = "\\" + text
+    return text[:-1] + "\\ " if text.endswith(" ") and len(text) > 1 else text

@@ -584,8 +584,8 @@ def _table_holding(lines: list[str], key: str) -> str | None:
     try:
         document = tomllib.loads("\n".join(lines) + f"\n{_PROBE} = 0\n")
         first = next(iter(tomllib.loads(f"{key} = 0")))
-    except (tomllib.TOMLDecodeError, StopIteration):
-        return None
+    except (tomllib.TOMLDecodeError, StopIteration, RecursionError):  # this runs inside the first parse's handler,
+        return None  # a few frames deeper: nesting the first parse survived may not survive here
     pending: list[tuple[object, tuple[str, ...]]] = [(document, ())]
     while pending:  # the probe key is unique: search every table for it (without recursion: nesting is the file's)
         node, path = pending.pop()

@@ -701,19 +701,19 @@ class TLSEngine:
         try:
             chain: list[x509.Certificate] = list(self.conn.get_peer_cert_chain(as_cryptography=True) or [])
         except (ValueError, x509.InvalidVersion) as exc:
-            raise _unreadable(exc) from exc
+            raise _unreadable(exc, "a certificate of the peer's chain") from exc
         leaf = self.peer_certificate
         if leaf is not None and (not chain or chain[0] != leaf):
             chain.insert(0, leaf)
         return chain
 
 
-def _unreadable(exc: Exception) -> ValueError:
+def _unreadable(exc: Exception, what: str = "the peer's certificate") -> ValueError:
     """OpenSSL accepted (and verified, if asked) a peer certificate ``cryptography`` cannot load: an X.509 version
     field of 3, a malformed extension OpenSSL does not read. One documented error instead of each of cryptography's
     own (``InvalidVersion`` is not a ``ValueError``)."""
-    return ValueError(f"the peer's certificate, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); "
-                      "getpeercert() still reads it")
+    return ValueError(f"{what}, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); getpeercert() "
+                      "still reads the leaf")
 
 
 def _openssl_text(exc: SSL.Error) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from ._files import unencodable
 from ._redact import PEM_MARK, holds_key_material, redact
 from .errors import InvalidOptionValue, UnsupportedProtocol
 
@@ -256,13 +257,8 @@ def _string(option: str, value: object) -> str | None:
         raise InvalidOptionValue("value contains a NUL character", option=option)
     try:
         os.fsencode(text)
-    except UnicodeEncodeError as exc:
-        # A lone surrogate (U+D800, from a Python caller; a command line's undecodable bytes are U+DC80-U+DCFF and
-        # encode back): no file name holds it, and the path options' file calls raised UnicodeEncodeError.
-        raise InvalidOptionValue(
-            f"value contains U+{ord(text[exc.start]):04X}, a lone surrogate that no file name or word can hold",
-            option=option,
-        ) from None
+    except UnicodeEncodeError as exc:  # the path options' file calls raised UnicodeEncodeError
+        raise InvalidOptionValue(f"value contains {unencodable(exc)}", option=option) from None
     return text
 
 

@@ -77,7 +77,7 @@ def _forget_engine_locals(exc: BaseException | None) -> None:
                 with contextlib.suppress(RuntimeError):  # a frame still running
                     frame.clear()
             tb = tb.tb_next
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__  # not __context__: that may be an exception the caller is handling, none of ours
 
 
 def check_handshake_timeout(timeout: float | None, *, what: str = "handshake_timeout") -> float | None:
@@ -543,7 +543,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
             # this frame in their tracebacks: it must not keep the caller's data (a bytearray could not be resized).
             # A cancelled send on the fast path keeps its own copy for the repeat (``_unfinished_write``).
             data = view = _NOTHING
-            if self._state is not _OK:  # broken or closed under this send: it will never be repeated
+            if self._state != _OK:  # broken or closed under this send: it will never be repeated
                 self._engine.drop_unfinished_write()
             raise
         finally:

@@ -87,6 +87,21 @@ def test_connect_prints_a_chain_cryptography_cannot_load_as_openssl_read_it(pki:
     assert "1 subject: CN=gtls demo intermediate CA" in out
 
 
+def test_connect_prints_a_chain_with_an_unverified_extra_certificate_cryptography_cannot_load(
+        pki: DemoPKI, tmp_path: Path) -> None:
+    """A server sends, after its path, a certificate OpenSSL parses but never verifies, whose time has an offset
+    (cryptography refuses it): the printout read it with a strict time format and ended in a traceback."""
+    from tests.test_ssl_compat import with_validity
+
+    extra = with_validity(pki.intermediate.leaf("extra.test"), (0x17, b"261227235922Z"), (0x17, b"361228005545+0100"))
+    chain = write_pem(tmp_path / "chain.pem", pki.intermediate.cert_pem, ssl.DER_cert_to_PEM_cert(extra).encode())
+    with s_server("-cert", str(pki.server_cert), "-cert_chain", str(chain), "-key", str(pki.server_key)) as server:
+        code, out, err = connect(server.port, *trusting(pki))
+    assert code == 0 and "Traceback" not in err, err
+    assert "peer chain (3 certificates, leaf first, as OpenSSL read it; cryptography cannot load it:" in out
+    assert "2 subject: CN=extra.test" in out and "Dec 27 23:55:45 2036 GMT" in out, out
+
+
 def test_connect_tls12_and_ip_address_sends_no_sni(pki: DemoPKI) -> None:
     with s_server(*server_args(pki), "-tls1_2") as server:
         code, out, err = connect(server.port, *trusting(pki), host="127.0.0.1")

@@ -729,3 +729,27 @@ def test_windows_profile_warns_when_the_system_trust_store_authenticates_anyone(
     # The same settings under unix never mention it (a unix client or mutual server needs trusted-ca anyway).
     if "trusted-ca" in opts:
         assert not [w for w in compile_context(direct(opts, role)).warnings if SYSTEM_TRUST in w]
+
+
+MLDSA = Path(__file__).parent / "data" / "mldsa"  # made by its make.py (cryptography 47+)
+
+
+def test_a_chain_signed_with_an_algorithm_cryptography_cannot_name_but_openssl_knows_compiles(tmp_path: Path) -> None:
+    """An EC intermediate signed by an ML-DSA root: OpenSSL 3.5 knows ML-DSA, cryptography 46 cannot name it. The
+    strength check took "cryptography cannot name it" for "unknown to OpenSSL too" and refused the server's own
+    chain as weak; only an algorithm OpenSSL does not know either is. The ML-DSA root itself, as trusted-ca, is
+    readable from cryptography 47 on; before, it is refused as unsupported, not as malformed."""
+    key = tmp_path / "key.pem"
+    key.write_bytes((MLDSA / "key.pem").read_bytes())
+    key.chmod(0o600)
+    ca = CA.root("other root")
+    server = compile_context(direct({"certificate": str(MLDSA / "chain.pem"), "certificate-key": str(key),
+                                     "trusted-ca": str(write_pem(tmp_path / "ca.pem", ca))}, "server"))
+    assert [c.subject.rfc4514_string() for c in server.chain] == ["CN=localhost", "CN=gtls test EC intermediate"]
+    try:
+        from cryptography.hazmat.primitives.asymmetric import mldsa  # noqa: F401 - cryptography 47 and later
+    except ImportError:
+        with pytest.raises(CredentialLoadError, match=r"unsupported certificate \(its key is of a type cryptography"):
+            compile_context(direct({"trusted-ca": str(MLDSA / "root.pem")}, "client"))
+    else:
+        compile_context(direct({"trusted-ca": str(MLDSA / "root.pem")}, "client"))

@@ -678,6 +678,15 @@ def test_a_duplicate_key_is_named(tmp_path: Path) -> None:
     assert "key 'z' in [hosts.h.security] is already set above" in str(error)
 
 
+def test_the_duplicate_key_hint_survives_nesting_its_own_parse_cannot() -> None:
+    """The hint parses the lines above the key again, inside the handler of the first parse and a few frames deeper:
+    nesting just below what the first parse survives overflowed there, a RecursionError traceback from `gtls
+    check` (`x = [[[...]]]` 492 deep here, then a key set twice). The hint is then left out."""
+    from gtls.deployment import _table_holding
+
+    assert _table_holding(["x = " + "[" * 3000 + "]" * 3000, "a = 1"], "a") is None
+
+
 @pytest.mark.parametrize(("given", "warned"), [("WINDOWS", True), ("Unix", True), ("windows", False)])
 def test_a_profile_in_another_case_is_read_with_a_warning(tmp_path: Path, given: str, warned: bool) -> None:
     """As certificate-source and predefined option values are (spec §1.1); ``WINDOWS`` was read silently."""

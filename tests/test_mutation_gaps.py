@@ -64,7 +64,7 @@ def test_a_file_longer_than_its_stated_size_is_still_bounded() -> None:
 
 @pytest.mark.parametrize(("path", "words"), [
     ("/tmp/a\x00b.toml", "the path contains a NUL character"),
-    ("/tmp/\ud800.toml", "the path holds U+D800, a lone surrogate no file name can hold"),
+    ("/tmp/\ud800.toml", "the path holds U+D800, a lone surrogate that no file name can hold"),
 ])
 def test_a_path_no_file_can_have_is_named_as_such(path: str, words: str) -> None:
     with pytest.raises(DeploymentError, match=re.escape(words)):

@@ -17,7 +17,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, N
 
 from gtls import _binding, _ssl_compat
 from gtls.testing import CA, Certified, write_pem
-from tests.peers import version_4_certificate
+from tests.peers import _der, _der_items, version_4_certificate
 
 PRIVATE_OID = ObjectIdentifier("1.3.6.1.4.1.55555.7.1")  # an enterprise arc OpenSSL has no name for
 
@@ -258,3 +258,35 @@ def test_without_the_binding_names_come_from_the_table(tmp_path: Path, root: CA,
         assert_same_as_ssl(tmp_path, leaf)
     finally:
         _ssl_compat.object_name.cache_clear()
+
+
+def with_validity(cert: Certified, before: tuple[int, bytes], after: tuple[int, bytes]) -> bytes:
+    """``cert``'s DER with its validity times replaced by these (tag, contents), signature left as it was (never
+    verified here): forms OpenSSL's parser takes and ``cryptography`` may not."""
+    [(_, body)] = _der_items(cert.cert.public_bytes(serialization.Encoding.DER))
+    (tbs_tag, tbs), (alg_tag, alg), (sig_tag, sig) = _der_items(body)
+    fields = _der_items(tbs)
+    at = 4 if fields[0][0] == 0xA0 else 3
+    fields[at] = (0x30, _der(*before) + _der(*after))
+    new_tbs = _der(tbs_tag, b"".join(_der(tag, value) for tag, value in fields))
+    return _der(0x30, new_tbs + _der(alg_tag, alg) + _der(sig_tag, sig))
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ((0x17, b"500101000000Z"), (0x17, b"491231235959Z")),  # UTCTime's century turns at 50
+    ((0x18, b"19500101000000Z"), (0x18, b"20500101000000Z")),  # GeneralizedTime, also before 2050
+    ((0x18, b"00010101000000Z"), (0x18, b"99991231235959Z")),
+    ((0x17, b"261227235922Z"), (0x17, b"261228005545+0100")),  # an offset: OpenSSL reads it, cryptography not
+    ((0x17, b"3601011234Z"), (0x17, b"3601011234-0130")),  # no seconds
+    ((0x17, b"261327000000Z"), (0x17, b"2612\x00\x00000000Z")),  # no such month; not digits
+])
+def test_certificate_times_read_as_ssl_reads_them(
+        tmp_path: Path, root: CA, before: tuple[int, bytes], after: tuple[int, bytes]) -> None:
+    """getpeercert() reads the dates from the DER since it also serves certificates cryptography cannot load; its
+    first reader took RFC 5280's strict forms only, so a chain certificate with an offset time (which OpenSSL
+    accepts off the verified path) stopped `gtls connect` with a traceback."""
+    der = with_validity(root.leaf("times.test"), before, after)
+    path = write_pem(tmp_path / "times.pem", ssl.DER_cert_to_PEM_cert(der).encode())
+    expected = ssl._ssl._test_decode_cert(str(path))  # type: ignore[attr-defined]
+    decoded = _ssl_compat.peercert_dict(der)
+    assert (decoded["notBefore"], decoded["notAfter"]) == (expected["notBefore"], expected["notAfter"])

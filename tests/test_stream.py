@@ -19,7 +19,7 @@ import trio.testing
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
-from gtls import HandshakeError, TLSError, _binding, classify_ending
+from gtls import ConfigError, HandshakeError, TLSError, _binding, classify_ending
 from gtls.context import CompiledContext
 from gtls.engine import TransportFailed
 from gtls.options import TLSOptions
@@ -700,6 +700,38 @@ async def test_a_send_failing_in_one_task_leaves_the_task_that_cancelled_an_earl
             nursery.start_soon(task_a)
             nursery.start_soon(task_b)
     assert steps == [0, 1, 2, 3, 4]
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_a_failed_send_leaves_an_exception_the_caller_is_handling_alone(pki: PKI, tmp_path: Path) -> None:
+    """Letting go of a failed send's data clears gtls's finished frames in the failure's own tracebacks, and must
+    stop there: it followed ``__context__`` into the exception the caller was handling around the send, and wiped
+    the locals a debugger or error reporter reads in that one's frames."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost")
+    server = TLSStream(b, server_ctx)
+    await handshake_both(client, server)
+    b.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    b.socket.close()
+
+    def gtls_locals(exc: BaseException) -> list[int]:
+        counts, tb = [], exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_globals.get("__name__", "").startswith("gtls."):
+                counts.append(len(tb.tb_frame.f_locals))
+            tb = tb.tb_next
+        return counts
+
+    try:
+        compile_settings(TLSOptions(trusted_ca=str(tmp_path / "missing.pem")), "client")
+    except ConfigError as handled:
+        before = gtls_locals(handled)
+        with pytest.raises(trio.BrokenResourceError):
+            for _ in range(100):  # bounded: the reset is met within a few sends
+                await client.send_all(b"x" * 65536)
+        assert before and any(before) and gtls_locals(handled) == before
     await client.aclose()
     await server.aclose()
 

@@ -225,7 +225,11 @@ def _print_openssl_chain(stream: TLSStream, error: Exception) -> None:
     print(f"peer chain ({len(chain)} certificate{'s' if len(chain) != 1 else ''}, leaf first, as OpenSSL read it; "
           f"cryptography cannot load it: {error}):")
     for index, der in enumerate(chain):
-        info = peercert_dict(der)
+        try:
+            info = peercert_dict(der)
+        except (ValueError, IndexError) as exc:  # a certificate off the verified path, unchecked by OpenSSL
+            print(f"  {index} (unreadable: {exc})")
+            continue
         print(f"  {index} subject: {name_text(info['subject'])}")
         print(f"    issuer:  {name_text(info['issuer'])}")
         print(f"    valid:   {info['notBefore']} to {info['notAfter']}")

@@ -13,6 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import crypto
 
 from .._der import elements, only
+from .pem import Unsupported
 
 
 def parse_certificate(der: bytes) -> x509.Certificate:
@@ -25,8 +26,17 @@ def parse_certificate(der: bytes) -> x509.Certificate:
         cert.subject  # noqa: B018 - each access parses: names, every extension's value, the key
         cert.issuer  # noqa: B018
         cert.extensions  # noqa: B018
-        cert.public_key()
-        crypto.load_certificate(crypto.FILETYPE_ASN1, der)  # OpenSSL reads it too (the context, the strength check)
+        openssl = crypto.load_certificate(crypto.FILETYPE_ASN1, der)  # OpenSSL reads it too (context, strength)
+        try:
+            cert.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            if openssl.get_pubkey().type() == 0:  # EVP_PKEY_NONE: OpenSSL cannot read the key either
+                raise
+            # A key type OpenSSL reads and this cryptography does not (ML-DSA before cryptography 47).
+            import cryptography
+
+            raise Unsupported(f"its key is of a type cryptography {cryptography.__version__} cannot read: {exc}; a "
+                              "newer cryptography may") from None
     except ValueError:
         raise
     except (KeyError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,

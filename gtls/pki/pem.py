@@ -126,6 +126,11 @@ def _wide_text(data: bytes) -> str | None:
     return None
 
 
+class Unsupported(ValueError):
+    """A loader's refusal of well-formed input that this installation cannot read (e.g. a key type too new for the
+    installed ``cryptography``): said as "unsupported", not "malformed"."""
+
+
 def blocks_of(
     path: Path,
     files: Mapping[Path, bytes],
@@ -190,6 +195,7 @@ def load_blocks(
         try:
             objects.append(load(block.der))
         except ValueError as exc:
-            raise where.error(error, f"malformed {what} ({exc})", option=option, file=path) from None
+            kind = "unsupported" if isinstance(exc, Unsupported) else "malformed"
+            raise where.error(error, f"{kind} {what} ({exc})", option=option, file=path) from None
         seen.add(block.der)
     return objects, sorted({block.label for block in blocks if block.label != label})

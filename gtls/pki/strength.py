@@ -22,6 +22,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from OpenSSL import SSL
 
+from .. import _binding
 from .certs import self_signed, subject_text
 
 
@@ -63,9 +64,12 @@ def weakness(cert: x509.Certificate) -> Weakness | None:
         raise
     try:
         algorithm = cert.signature_hash_algorithm
-    except Exception:  # noqa: BLE001 - an algorithm cryptography does not know: OpenSSL 3.x refuses it above
-        # (its security level), OpenSSL 4.0's probe lets it through and its verification then fails every peer.
-        return None if self_signed(cert) else Weakness.SIGNATURE
+    except Exception:  # noqa: BLE001 - an algorithm cryptography does not know
+        # OpenSSL may know it (ML-DSA, SLH-DSA and SM2 with cryptography 46): then its verdict above stands. One it
+        # does not know either, OpenSSL 3.x's probe refuses; OpenSSL 4.0's lets it through, and every peer's
+        # verification then fails: a weak signature on both.
+        unknown = _binding.OBJECT_NAMES and _binding.object_name(cert.signature_algorithm_oid.dotted_string) is None
+        return Weakness.SIGNATURE if unknown and not self_signed(cert) else None
     if algorithm is not None and algorithm.name in _BROKEN_HASHES and not self_signed(cert):
         return Weakness.SIGNATURE
     return None
