@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
-from gtls import TLSStream, classify_ending
+from gtls import TLSError, TLSStream, classify_ending
 from gtls.engine import WANT_READ, WANT_WRITE, WRITE_CAP, TLSEngine, TransportFailed
 from gtls.stream import compile_settings
 from tests.peers import PKI, python_context, write_pki
@@ -254,6 +255,114 @@ async def test_a_send_eof_cancelled_while_its_alert_waits_is_finished_later(pki:
                 await (stream.send_eof() if finish == "send_eof" else stream.aclose())
             await reading.wait()
         assert results == [True] and peer.got.count(b"m") == sent
+    finally:
+        await trio.aclose_forcefully(stream)
+        theirs.close()
+
+
+def test_a_send_failing_while_detoured_reports_the_read_failure_met_first(pki: PKI) -> None:
+    """A send that fails while detoured reports what the direct path reports: a read failure met first (read ahead
+    behind the data last returned) is the reason, not the broken pipe it caused (audit 46, mutant e28)."""
+    engine, peer, ours, theirs = connected(pki)
+    try:
+        chunk = memoryview(b"S" * 65536)
+        fill(engine, chunk)
+        peer.write(b"x" * 10)
+        theirs.send(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # then a record that does not decrypt
+        time.sleep(0.01)
+        assert engine.recv(65536) == b"x" * 10  # the detour starts; the bad record waits behind the data
+        assert engine._detour is not None and engine._detour._unsent, "nothing waits for the socket: nothing tested"
+        theirs.close()  # the peer is gone: the send's flush fails with EPIPE
+        with pytest.raises(TLSError) as caught:
+            engine.send(chunk)  # the cancelled send's repeat
+        assert "bad record mac" in str(caught.value), caught.value
+        assert classify_ending(caught.value).word != "reset", caught.value
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def _read_until(peer: Peer, letter: int, count: int, seconds: float) -> bool:
+    """Read until ``count`` bytes ``letter`` arrived (True), or for at most ``seconds`` (False), a few KiB of the
+    socket at a time: little of what follows is read before it stops."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data = peer.sock.recv(4096)
+        except BlockingIOError:
+            time.sleep(0.001)
+            continue
+        if not data:
+            return False
+        peer.incoming.write(data)
+        try:
+            while chunk := peer.obj.read(65536):
+                peer.got += chunk
+        except ssl.SSLWantReadError:
+            pass
+        if peer.got.count(letter) >= count:
+            return True
+    return False
+
+
+async def test_a_send_cancelled_while_detoured_is_repeated_not_lost(pki: PKI) -> None:
+    """A send cancelled while detoured has completed into memory: its count is reported to the repeat, which its
+    bytes identify. If the stream did not keep them (``write_unfinished`` False), the next ``send_all`` was told
+    that its own data was sent and the peer never got it (audit 46, mutant e8)."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    theirs.setblocking(False)
+    stream = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                       compile_settings(pki.server_options(sec_protocol="TLSv13"), "server"))
+    peer = Peer(theirs, pki.ca_file, "1.3")
+    engine = stream._engine
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _peer_handshake, peer)
+            await stream.do_handshake()
+        sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        sent = 0
+        for _ in range(10_000):  # whole sends until the socket is just full, the peer not reading
+            await stream.send_all(b"m" * 100)
+            sent += 100
+            if unsent_bytes(ours) >= sndbuf:
+                break
+        async with trio.open_nursery() as nursery:  # a send cancelled while OpenSSL holds its record
+            nursery.start_soon(stream.send_all, b"A" * 65536)
+            await trio.testing.wait_all_tasks_blocked(0.01)
+            nursery.cancel_scope.cancel()
+        assert engine.write_pending
+        peer.write(b"x" * 10)
+        peer.write(b"y" * 10)  # a second record: memory keeps it, so the detour outlives the repeat below
+        with trio.fail_after(5):
+            assert await stream.receive_some(5) == b"x" * 5  # the detour starts
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def send_second() -> None:
+                with scope:
+                    await stream.send_all(b"B" * 100_000)
+
+            nursery.start_soon(send_second)
+            # The peer reads the repeated A's, then stops: the B's written into memory wait for the socket.
+            assert await trio.to_thread.run_sync(_read_until, peer, ord("A"), 65536, 5.0)
+            await trio.testing.wait_all_tasks_blocked(0.01)
+            assert engine._detour is not None and engine._detour.completed is not None, "nothing tested"
+            scope.cancel()
+        async with trio.open_nursery() as nursery:
+            results: list[bool] = []
+
+            async def read_it() -> None:
+                results.append(await trio.to_thread.run_sync(_read_to_close_notify, peer, 5.0))
+
+            nursery.start_soon(read_it)
+            with trio.fail_after(10):
+                await stream.send_all(b"third")
+                await stream.aclose()
+        got = bytes(peer.got)
+        head = b"m" * sent + b"A" * 65536
+        assert results == [True] and got.startswith(head) and got.endswith(b"third"), got[-40:]
+        assert got[len(head):-5] == b"B" * (len(got) - len(head) - 5)  # a prefix of the cancelled send
     finally:
         await trio.aclose_forcefully(stream)
         theirs.close()
