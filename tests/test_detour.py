@@ -11,6 +11,7 @@ import fcntl
 import socket
 import ssl
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -365,4 +366,165 @@ async def test_a_send_cancelled_while_detoured_is_repeated_not_lost(pki: PKI) ->
         assert got[len(head):-5] == b"B" * (len(got) - len(head) - 5)  # a prefix of the cancelled send
     finally:
         await trio.aclose_forcefully(stream)
+        theirs.close()
+
+
+def test_a_read_beside_our_waiting_close_notify_keeps_the_alert(pki: PKI) -> None:
+    """Our close_notify waits for a full socket and a read runs beside it: the read detours (the alert goes into
+    memory) and finds nothing. The detour must not end while the alert is still unsent in gtls's hands: the memory
+    BIOs were freed with it and the retry, seeing SSL_shutdown done, sent nothing (audit 46, mutant d8)."""
+    engine, peer, ours, theirs = connected(pki)
+    try:
+        sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        sent = 0
+        for _ in range(10_000):  # short sends until the socket is just full, the peer not reading
+            assert engine.send(b"m" * 100) == 100
+            sent += 100
+            if unsent_bytes(ours) >= sndbuf:
+                break
+        assert engine.close_notify() is WANT_WRITE
+        assert engine.recv(65536) is WANT_READ  # nothing from the peer; the alert cannot go yet
+        for _ in range(200):  # send_eof's retry as the peer reads
+            peer.pull()
+            if engine.close_notify() is None:
+                break
+            time.sleep(0.002)
+        else:
+            raise AssertionError("close_notify never went")
+        assert _read_to_close_notify(peer, 5.0) and peer.got == b"m" * sent
+        assert engine.recv(65536) is WANT_READ and engine._detour is None  # memory is empty: the socket is bound
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_the_peers_eof_while_detoured_is_a_truncation(pki: PKI) -> None:
+    """The peer shuts its side without close_notify while a detour holds our unsent bytes: the read reports the EOF
+    (``truncated``); fed nothing, OpenSSL asked for more forever and the read spun on the socket's EOF (audit 46,
+    mutant d2)."""
+    engine, peer, ours, theirs = connected(pki)
+    try:
+        fill(engine, memoryview(b"S" * 65536))
+        peer.write(b"x" * 10)
+        theirs.shutdown(socket.SHUT_WR)  # EOF, no close_notify; the peer does not read
+        time.sleep(0.01)
+        assert engine.recv(65536) == b"x" * 10  # the detour starts
+        assert engine._detour is not None and not engine._detour.idle()
+        outcome: list[object] = []
+
+        def read() -> None:
+            try:
+                outcome.append(engine.recv(65536))
+            except TransportFailed as exc:
+                outcome.append(exc)
+
+        reader = threading.Thread(target=read, daemon=True)  # a spinning read must fail the test, not hang it
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "the read spun on the EOF"
+        [failure] = outcome
+        assert isinstance(failure, TransportFailed) and failure.eof, failure
+        assert classify_ending(failure).word == "truncated"
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def _detoured_with_a_repeat_done(pki: PKI) -> tuple[TLSEngine, Peer, socket.socket, socket.socket]:
+    """An engine detoured by a read beside a cancelled send whose repeat has completed, with a record of the peer's
+    still in memory (so the detour goes on): ``x`` * 5 read, ``x`` * 5 and ``y`` * 10 to come."""
+    engine, peer, ours, theirs = connected(pki)
+    chunk = memoryview(b"S" * 65536)
+    fill(engine, chunk)
+    unfinished = bytes(chunk[:WRITE_CAP])
+    engine.hold_unfinished(unfinished)  # its send_all was cancelled
+    peer.write(b"x" * 10)
+    peer.write(b"y" * 10)
+    time.sleep(0.01)
+    assert engine.recv(5) == b"x" * 5  # the detour starts
+    offset = 0
+    for _ in range(10_000):  # the repeat, as the peer reads
+        step = engine.send(memoryview(unfinished)[offset:])
+        if isinstance(step, int):
+            offset += step
+            if offset == len(unfinished):
+                break
+        else:
+            peer.pull()
+            time.sleep(0.001)
+    assert engine._detour is not None
+    return engine, peer, ours, theirs
+
+
+def test_the_socket_is_bound_again_once_a_detoured_send_leaves_memory_empty(pki: PKI) -> None:
+    """The detour ends as soon as memory is empty both ways, after a send too: a sender that never reads again
+    would otherwise pay for the copies for the rest of the connection (audit 46, mutant e29)."""
+    engine, peer, ours, theirs = connected(pki)
+    try:
+        chunk = memoryview(b"S" * 65536)
+        fill(engine, chunk)
+        unfinished = bytes(chunk[:WRITE_CAP])
+        engine.hold_unfinished(unfinished)
+        peer.write(b"x" * 10)
+        time.sleep(0.01)
+        assert engine.recv(65536) == b"x" * 10
+        assert engine._detour is not None
+        offset = 0
+        for _ in range(10_000):
+            step = engine.send(memoryview(unfinished)[offset:])
+            if isinstance(step, int):
+                offset += step
+                if offset == len(unfinished):
+                    break
+            else:
+                peer.pull()
+                time.sleep(0.001)
+        assert engine._detour is None
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_repeated_close_notify_while_detoured_keeps_the_peers_data(pki: PKI) -> None:
+    """``send_eof`` repeated while its alert waits in memory must not run SSL_shutdown again: that reads on for the
+    peer's close_notify and drops the data in memory before it (audit 46, mutant e30; e35 is the same without the
+    detour)."""
+    engine, peer, ours, theirs = _detoured_with_a_repeat_done(pki)
+    try:
+        sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        for _ in range(10_000):  # short sends until the socket is just full, the peer not reading
+            assert engine.send(b"m" * 100) == 100
+            if unsent_bytes(ours) >= sndbuf:
+                break
+        assert engine.close_notify() is WANT_WRITE
+        assert engine.close_notify() is WANT_WRITE  # send_eof's retry before the socket took anything
+        got = b""
+        for _ in range(10):
+            step = engine.recv(65536)
+            if step is WANT_READ or step == b"":
+                break
+            assert isinstance(step, bytes)
+            got += step
+        assert got == b"x" * 5 + b"y" * 10
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_best_effort_close_notify_while_detoured_never_raises(pki: PKI) -> None:
+    """The serving loop's close (``best_effort``) of a detoured connection whose read failed behind good data and
+    whose peer is gone: SSL_shutdown fails and the flush meets EPIPE, and neither may raise (audit 46, mutants e31
+    and e33)."""
+    engine, peer, ours, theirs = connected(pki)
+    try:
+        fill(engine, memoryview(b"S" * 65536))
+        peer.write(b"x" * 10)
+        theirs.send(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # a record that does not decrypt
+        time.sleep(0.01)
+        assert engine.recv(65536) == b"x" * 10
+        assert engine._detour is not None and engine._detour._unsent
+        theirs.close()
+        assert engine.close_notify(best_effort=True) is None
+    finally:
+        ours.close()
         theirs.close()
