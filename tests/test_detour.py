@@ -528,3 +528,39 @@ def test_a_best_effort_close_notify_while_detoured_never_raises(pki: PKI) -> Non
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize("finish", ["send_eof", "aclose"])
+async def test_a_send_cancelled_mid_record_goes_out_before_the_close_notify(pki: PKI, finish: str) -> None:
+    """A send_all cancelled while OpenSSL holds part of a record: ``send_eof`` and ``aclose`` first finish that
+    record from the bytes the stream kept, and only then send close_notify, which cannot cut a record (audit 46,
+    mutants s16, s19, s21)."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    theirs.setblocking(False)
+    stream = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                       compile_settings(pki.server_options(sec_protocol="TLSv13"), "server"))
+    peer = Peer(theirs, pki.ca_file, "1.3")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _peer_handshake, peer)
+            await stream.do_handshake()
+        async with trio.open_nursery() as nursery:  # the peer not reading: the send waits mid-record
+            nursery.start_soon(stream.send_all, b"A" * 200_000)
+            await trio.testing.wait_all_tasks_blocked(0.01)
+            nursery.cancel_scope.cancel()
+        assert stream._engine.write_unfinished, "no record waited: nothing tested"
+        async with trio.open_nursery() as nursery:
+            results: list[bool] = []
+
+            async def read_it() -> None:
+                results.append(await trio.to_thread.run_sync(_read_to_close_notify, peer, 5.0))
+
+            nursery.start_soon(read_it)
+            with trio.fail_after(10):
+                await (stream.send_eof() if finish == "send_eof" else stream.aclose())
+        got = bytes(peer.got)
+        assert results == [True] and peer.error is None and got == b"A" * len(got) and got, (results, peer.error)
+    finally:
+        await trio.aclose_forcefully(stream)
+        theirs.close()
