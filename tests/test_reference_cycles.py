@@ -239,3 +239,27 @@ async def test_a_stream_closed_under_its_waiting_send_is_freed_without_the_colle
     del client, server, nursery
     await trio.lowlevel.checkpoint()
     assert collector_off() == []
+
+
+async def test_a_memory_bio_stream_whose_send_was_cancelled_is_freed_without_the_collector(
+        pki: PKI, collector_off: Callable[[], list[str]]) -> None:
+    """Over memory BIOs a send cancelled part-way through a record is recorded as the driver's failure, whose
+    traceback holds the stream: closing must let go of it (audit 46, mutant s22)."""
+    ours, theirs = socket.socketpair()
+    client = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                       compile_settings(pki.client_options(), "client"), server_hostname="localhost", driver="bio")
+    server = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(theirs)),
+                       compile_settings(pki.server_options(), "server"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.do_handshake)
+        nursery.start_soon(server.do_handshake)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_all, bytes(4 << 20))  # the server does not read: the send waits
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+        await client.aclose()
+        await server.aclose()
+    del client, server, nursery
+    await trio.lowlevel.checkpoint()
+    assert collector_off() == []
