@@ -564,3 +564,25 @@ async def test_a_send_cancelled_mid_record_goes_out_before_the_close_notify(pki:
     finally:
         await trio.aclose_forcefully(stream)
         theirs.close()
+
+
+def test_a_read_that_ends_the_detour_goes_on_from_the_socket(pki: PKI) -> None:
+    """A read that finds memory empty ends the detour and goes on reading from the socket: WANT_READ must mean the
+    socket had nothing, because the serving loop's edge-triggered poller parks the reader until the next edge, which
+    data already waiting never gives (audit 46, mutant e23)."""
+    engine, peer, ours, theirs = _detoured_with_a_repeat_done(pki)
+    try:
+        peer.write(b"z" * 100)  # on the socket, not yet pulled into memory
+        time.sleep(0.01)
+        got = b""
+        for _ in range(10):
+            step = engine.recv(65536)
+            if step is WANT_READ:
+                break
+            assert isinstance(step, bytes) and step
+            got += step
+        assert got == b"x" * 5 + b"y" * 10 + b"z" * 100
+        assert engine._detour is None
+    finally:
+        ours.close()
+        theirs.close()
