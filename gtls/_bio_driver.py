@@ -24,7 +24,8 @@ RECEIVE_SIZE: Final = 65536
 
 class BioDriver:
     __slots__ = (
-        "engine", "transport", "broken", "failure", "_send_lock", "_recv_lock", "_recv_count", "_delayed", "_taken",
+        "engine", "transport", "broken", "failure", "ended", "_send_lock", "_recv_lock", "_recv_count", "_delayed",
+        "_taken",
     )
 
     def __init__(self, engine: TLSEngine, transport: trio.abc.Stream) -> None:
@@ -33,6 +34,8 @@ class BioDriver:
         self.broken = False
         #: What broke it: the transport's error, or the cancellation that cut a record short.
         self.failure: BaseException | None = None
+        #: The stream ended (``wake_all``): a send failing from now on is not recorded (see ``wake_all``).
+        self.ended = False
         self._send_lock = trio.StrictFIFOLock()
         self._recv_lock = trio.Lock()
         self._recv_count = 0
@@ -76,7 +79,8 @@ class BioDriver:
             await self.transport.send_all(data)
         except BaseException as exc:
             self.broken = True
-            self.failure = exc
+            if not self.ended:
+                self.failure = exc
             raise
         return True
 
@@ -124,4 +128,8 @@ class BioDriver:
             await self.transport.wait_send_all_might_not_block()
 
     def wake_all(self) -> None:
-        """Blocked transport calls are woken by closing the transport itself."""
+        """The stream ended (closed, or broken by a reaper); blocked transport calls are woken by closing the
+        transport itself. The send failing then must not be recorded: ``failure`` is read only while the stream is
+        usable, and its traceback runs through frames holding the stream, which holds this driver: a cycle that
+        kept a connection closed under its waiting send alive until the collector's next pass (audit 46)."""
+        self.ended = True

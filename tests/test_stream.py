@@ -663,6 +663,34 @@ async def test_a_send_that_fails_lets_go_of_the_callers_buffer(pki: PKI, driver:
     await server.aclose()
 
 
+async def test_a_send_that_waited_and_finished_lets_go_of_the_callers_buffer(pki: PKI) -> None:
+    """A send_all that had to wait for the socket (OpenSSL held a record, kept for a detour with the caller's
+    buffer) and then finished: the engine must forget that buffer, or the caller's bytearray cannot be resized
+    while the stream lives (audit 46, mutant e7)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost")
+    server = TLSStream(b, server_ctx)
+    await handshake_both(client, server)
+    data = bytearray(4 * 1024 * 1024)  # far more than loopback buffers hold: the send waits for the reader
+    got = 0
+
+    async def read_all() -> None:
+        nonlocal got
+        while got < len(data):
+            got += len(await server.receive_some())
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            await client.send_all(data)
+    assert got == len(data)
+    data.extend(b"more")  # BufferError while anything still holds a view of it
+    data.clear()
+    await client.aclose()
+    await server.aclose()
+
+
 @pytest.mark.parametrize("driver", ["socket", "bio"])
 async def test_a_send_failing_in_one_task_leaves_the_task_that_cancelled_an_earlier_send_alone(
         pki: PKI, driver: str) -> None:
