@@ -7,12 +7,14 @@ Python's ``ssl`` over memory BIOs on the other end of a real socket.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import socket
 import ssl
 import struct
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,21 @@ def fill(engine: TLSEngine, chunk: memoryview) -> None:
     raise AssertionError("the socket never filled")
 
 
+def repeat(engine: TLSEngine, peer: Peer, unfinished: bytes) -> None:
+    """Send ``unfinished`` again, as the stream's next send does, until it is all taken; the peer reads meanwhile."""
+    offset = 0
+    for _ in range(10_000):  # bounded
+        step = engine.send(memoryview(unfinished)[offset:])
+        if isinstance(step, int):
+            offset += step
+            if offset == len(unfinished):
+                return
+        else:
+            peer.pull()
+            time.sleep(0.001)
+    raise AssertionError("the repeat never finished")  # pragma: no cover
+
+
 def test_send_eof_after_a_detour_keeps_what_the_peer_sends_next(pki: PKI) -> None:
     """TLS 1.3 half-close while detoured: ``close_notify`` put in memory waits for the socket, a read meanwhile
     empties memory and binds the socket again, and ``send_eof``'s retry then ran SSL_shutdown a second time, which
@@ -136,16 +153,7 @@ def test_send_eof_after_a_detour_keeps_what_the_peer_sends_next(pki: PKI) -> Non
             peer.write(bytes([letter]) * 16384)
         time.sleep(0.01)
         assert engine.recv(65536)[:1] == b"A"  # a read beside the waiting write: the detour starts
-        offset = 0
-        for _ in range(10_000):  # send_eof repeats the unfinished write first; the peer reads meanwhile
-            step = engine.send(memoryview(unfinished)[offset:])
-            if isinstance(step, int):
-                offset += step
-                if offset == len(unfinished):
-                    break
-            else:
-                peer.pull()
-                time.sleep(0.001)
+        repeat(engine, peer, unfinished)  # send_eof repeats the unfinished write first; the peer reads meanwhile
         sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         for _ in range(10_000):  # short sends until the socket is just full, the peer not reading
             assert engine.send(b"m" * 100) == 100
@@ -204,6 +212,38 @@ def _peer_handshake(peer: Peer) -> None:
     raise AssertionError("the peer's handshake did not finish")
 
 
+@contextlib.asynccontextmanager
+async def small_socket_stream(pki: PKI) -> AsyncIterator[tuple[TLSStream, Peer, socket.socket]]:
+    """A TLS 1.3 server stream over our end of a socket pair with a 16 KiB send buffer, its handshake done with a
+    Python-ssl ``Peer`` on the other end, which reads only when told: (stream, peer, our socket)."""
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    theirs.setblocking(False)
+    stream = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
+                       compile_settings(pki.server_options(sec_protocol="TLSv13"), "server"))
+    peer = Peer(theirs, pki.ca_file, "1.3")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, _peer_handshake, peer)
+            await stream.do_handshake()
+        yield stream, peer, ours
+    finally:
+        await trio.aclose_forcefully(stream)
+        theirs.close()
+
+
+async def fill_socket(stream: TLSStream, ours: socket.socket) -> int:
+    """Whole 100-byte sends of ``m`` until the socket is just full, the peer not reading: how many bytes."""
+    sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    sent = 0
+    for _ in range(10_000):  # bounded: far more than the buffer holds
+        await stream.send_all(b"m" * 100)
+        sent += 100
+        if unsent_bytes(ours) >= sndbuf:
+            break
+    return sent
+
+
 def _read_to_close_notify(peer: Peer, seconds: float) -> bool:
     """Read everything the stream sent: True once its close_notify arrived, False if it did not within ``seconds``."""
     deadline = time.monotonic() + seconds
@@ -218,47 +258,33 @@ def _read_to_close_notify(peer: Peer, seconds: float) -> bool:
     return False
 
 
+async def finish_while_the_peer_reads(peer: Peer, finish: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``finish`` (within 10 s) while the peer reads, in a thread, up to our close_notify: whether it came."""
+    results: list[bool] = []
+
+    async def read_it() -> None:
+        results.append(await trio.to_thread.run_sync(_read_to_close_notify, peer, 5.0))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_it)
+        with trio.fail_after(10):
+            await finish()
+    return results == [True]
+
+
 @pytest.mark.parametrize("finish", ["send_eof", "aclose"])
 async def test_a_send_eof_cancelled_while_its_alert_waits_is_finished_later(pki: PKI, finish: str) -> None:
     """``send_eof`` cancelled while its close_notify waited for a full socket returned from its repeat at once
     (``close_notify`` was marked sent before anything was written), and ``aclose`` then sent nothing either: the
     peer of a ``send_eof`` that returned never got the alert (stress run, seed 201788)."""
-    ours, theirs = socket.socketpair()
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    theirs.setblocking(False)
-    stream = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
-                       compile_settings(pki.server_options(sec_protocol="TLSv13"), "server"))
-    peer = Peer(theirs, pki.ca_file, "1.3")
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.to_thread.run_sync, _peer_handshake, peer)
-            await stream.do_handshake()
-        sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-        sent = 0
-        for _ in range(10_000):  # whole sends until the socket is just full, the peer not reading
-            await stream.send_all(b"m" * 100)
-            sent += 100
-            if unsent_bytes(ours) >= sndbuf:
-                break
+    async with small_socket_stream(pki) as (stream, peer, ours):
+        sent = await fill_socket(stream, ours)
         with trio.move_on_after(0.2) as waited:
             await stream.send_eof()
         assert waited.cancelled_caught, "the close_notify never waited: nothing was tested"
-        async with trio.open_nursery() as nursery:
-            reading = trio.Event()
-            results: list[bool] = []
-
-            async def read_it() -> None:
-                results.append(await trio.to_thread.run_sync(_read_to_close_notify, peer, 5.0))
-                reading.set()
-
-            nursery.start_soon(read_it)
-            with trio.fail_after(10):  # the repeat, or the close, finishes the alert as the peer reads
-                await (stream.send_eof() if finish == "send_eof" else stream.aclose())
-            await reading.wait()
-        assert results == [True] and peer.got.count(b"m") == sent
-    finally:
-        await trio.aclose_forcefully(stream)
-        theirs.close()
+        # the repeat, or the close, finishes the alert as the peer reads
+        alert = await finish_while_the_peer_reads(peer, stream.send_eof if finish == "send_eof" else stream.aclose)
+        assert alert and peer.got.count(b"m") == sent
 
 
 def test_a_send_failing_while_detoured_reports_the_read_failure_met_first(pki: PKI) -> None:
@@ -310,24 +336,9 @@ async def test_a_send_cancelled_while_detoured_is_repeated_not_lost(pki: PKI) ->
     """A send cancelled while detoured has completed into memory: its count is reported to the repeat, which its
     bytes identify. If the stream did not keep them (``write_unfinished`` False), the next ``send_all`` was told
     that its own data was sent and the peer never got it (audit 46, mutant e8)."""
-    ours, theirs = socket.socketpair()
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    theirs.setblocking(False)
-    stream = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
-                       compile_settings(pki.server_options(sec_protocol="TLSv13"), "server"))
-    peer = Peer(theirs, pki.ca_file, "1.3")
-    engine = stream._engine
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.to_thread.run_sync, _peer_handshake, peer)
-            await stream.do_handshake()
-        sndbuf = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-        sent = 0
-        for _ in range(10_000):  # whole sends until the socket is just full, the peer not reading
-            await stream.send_all(b"m" * 100)
-            sent += 100
-            if unsent_bytes(ours) >= sndbuf:
-                break
+    async with small_socket_stream(pki) as (stream, peer, ours):
+        engine = stream._engine
+        sent = await fill_socket(stream, ours)
         async with trio.open_nursery() as nursery:  # a send cancelled while OpenSSL holds its record
             nursery.start_soon(stream.send_all, b"A" * 65536)
             await trio.testing.wait_all_tasks_blocked(0.01)
@@ -350,23 +361,16 @@ async def test_a_send_cancelled_while_detoured_is_repeated_not_lost(pki: PKI) ->
             await trio.testing.wait_all_tasks_blocked(0.01)
             assert engine._detour is not None and engine._detour.completed is not None, "nothing tested"
             scope.cancel()
-        async with trio.open_nursery() as nursery:
-            results: list[bool] = []
 
-            async def read_it() -> None:
-                results.append(await trio.to_thread.run_sync(_read_to_close_notify, peer, 5.0))
+        async def third_and_close() -> None:
+            await stream.send_all(b"third")
+            await stream.aclose()
 
-            nursery.start_soon(read_it)
-            with trio.fail_after(10):
-                await stream.send_all(b"third")
-                await stream.aclose()
+        alert = await finish_while_the_peer_reads(peer, third_and_close)
         got = bytes(peer.got)
         head = b"m" * sent + b"A" * 65536
-        assert results == [True] and got.startswith(head) and got.endswith(b"third"), got[-40:]
+        assert alert and got.startswith(head) and got.endswith(b"third"), got[-40:]
         assert got[len(head):-5] == b"B" * (len(got) - len(head) - 5)  # a prefix of the cancelled send
-    finally:
-        await trio.aclose_forcefully(stream)
-        theirs.close()
 
 
 def test_a_read_beside_our_waiting_close_notify_keeps_the_alert(pki: PKI) -> None:
@@ -442,16 +446,7 @@ def _detoured_with_a_repeat_done(pki: PKI) -> tuple[TLSEngine, Peer, socket.sock
     peer.write(b"y" * 10)
     time.sleep(0.01)
     assert engine.recv(5) == b"x" * 5  # the detour starts
-    offset = 0
-    for _ in range(10_000):  # the repeat, as the peer reads
-        step = engine.send(memoryview(unfinished)[offset:])
-        if isinstance(step, int):
-            offset += step
-            if offset == len(unfinished):
-                break
-        else:
-            peer.pull()
-            time.sleep(0.001)
+    repeat(engine, peer, unfinished)  # the repeat, as the peer reads
     assert engine._detour is not None
     return engine, peer, ours, theirs
 
@@ -535,35 +530,15 @@ async def test_a_send_cancelled_mid_record_goes_out_before_the_close_notify(pki:
     """A send_all cancelled while OpenSSL holds part of a record: ``send_eof`` and ``aclose`` first finish that
     record from the bytes the stream kept, and only then send close_notify, which cannot cut a record (audit 46,
     mutants s16, s19, s21)."""
-    ours, theirs = socket.socketpair()
-    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
-    theirs.setblocking(False)
-    stream = TLSStream(trio.SocketStream(trio.socket.from_stdlib_socket(ours)),
-                       compile_settings(pki.server_options(sec_protocol="TLSv13"), "server"))
-    peer = Peer(theirs, pki.ca_file, "1.3")
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.to_thread.run_sync, _peer_handshake, peer)
-            await stream.do_handshake()
+    async with small_socket_stream(pki) as (stream, peer, ours):
         async with trio.open_nursery() as nursery:  # the peer not reading: the send waits mid-record
             nursery.start_soon(stream.send_all, b"A" * 200_000)
             await trio.testing.wait_all_tasks_blocked(0.01)
             nursery.cancel_scope.cancel()
         assert stream._engine.write_unfinished, "no record waited: nothing tested"
-        async with trio.open_nursery() as nursery:
-            results: list[bool] = []
-
-            async def read_it() -> None:
-                results.append(await trio.to_thread.run_sync(_read_to_close_notify, peer, 5.0))
-
-            nursery.start_soon(read_it)
-            with trio.fail_after(10):
-                await (stream.send_eof() if finish == "send_eof" else stream.aclose())
+        alert = await finish_while_the_peer_reads(peer, stream.send_eof if finish == "send_eof" else stream.aclose)
         got = bytes(peer.got)
-        assert results == [True] and peer.error is None and got == b"A" * len(got) and got, (results, peer.error)
-    finally:
-        await trio.aclose_forcefully(stream)
-        theirs.close()
+        assert alert and peer.error is None and got == b"A" * len(got) and got, (alert, peer.error)
 
 
 def test_a_read_that_ends_the_detour_goes_on_from_the_socket(pki: PKI) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -39,10 +40,14 @@ def parse_certificate(der: bytes) -> x509.Certificate:
                               "newer cryptography may") from None
     except ValueError:
         raise
-    except (KeyError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
-            x509.UnsupportedGeneralNameType, TypeError, crypto.Error) as exc:
+    except _PARSE_FAILURES as exc:
         raise ValueError(_parse_problem(exc)) from None
     return cert
+
+
+#: How cryptography and OpenSSL refuse a part of the DER besides ``ValueError``, when it is first read.
+_PARSE_FAILURES: Final = (KeyError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+                          x509.UnsupportedGeneralNameType, TypeError, crypto.Error)
 
 
 def _parse_problem(exc: Exception) -> str:
@@ -69,8 +74,7 @@ def parse_crl(der: bytes) -> x509.CertificateRevocationList:
         crypto.X509Store().add_crl(crl)  # OpenSSL's own parse, as the context's store does
     except ValueError:
         raise
-    except (KeyError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
-            x509.UnsupportedGeneralNameType, TypeError, crypto.Error) as exc:
+    except _PARSE_FAILURES as exc:
         raise ValueError(_parse_problem(exc)) from None
     return crl
 
