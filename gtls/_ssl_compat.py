@@ -212,7 +212,7 @@ def _time(when: dt.datetime) -> str:
 
 
 # RFC 5280's forms and what OpenSSL's parser also takes: seconds left out, an offset instead of Z.
-_TIME_REST = rb"(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:Z|([+-])(\d{2})(\d{2}))"
+_TIME_REST = rb"(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:Z|([+-])(0\d|1[0-2])([0-5]\d))"  # offsets to 12:59
 _DER_TIMES = {0x17: re.compile(rb"(\d{2})" + _TIME_REST), 0x18: re.compile(rb"(\d{4})" + _TIME_REST)}
 
 
@@ -233,7 +233,10 @@ def _der_time(tag: int, contents: bytes) -> str:
         return "Bad time value"
     if found.group(7):
         offset = dt.timedelta(hours=int(found.group(8)), minutes=int(found.group(9)))
-        when -= offset if found.group(7) == b"+" else -offset
+        try:
+            when -= offset if found.group(7) == b"+" else -offset
+        except OverflowError:  # carried past year 9999 or before year 1
+            return "Bad time value"
     return _time(when)
 
 
@@ -294,7 +297,8 @@ def name_text(name: Name) -> str:
 
 def _escaped(value: str) -> str:
     """RFC 4514 §2.4: the characters that would change how the line reads are escaped."""
-    text = re.sub(r'([,+"\\<>;=])', r"\\\1", value)
+    text = re.sub(r'([,+"\\<>;=])', r"\\\1", value).replace("\0", "\\00")
     if text.startswith(("#", " ")):
         text = "\\" + text
-    return text[:-1] + "\\ " if text.endswith(" ") and len(text) > 1 else text
+    # a trailing space, unless it is the one leading space just escaped (a value of one space reads "\ ")
+    return text[:-1] + "\\ " if value.endswith(" ") and len(value) > 1 else text

@@ -389,3 +389,19 @@ def test_connect_whose_stdout_cannot_take_the_session_says_so_in_one_line(pki: D
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and lines == [
         "gtls: stdout-closed: standard output could not take the session (No space left on device)"], lines
+
+
+@pytest.mark.parametrize("after", [(0x18, b"99991231235959-1200"), (0x18, b"00010101000000+0100")])
+def test_connect_prints_an_unverified_extra_certificate_whose_time_overflows(
+        pki: DemoPKI, tmp_path: Path, after: tuple[int, bytes]) -> None:
+    """A time at the very edge of the calendar with an offset that carries it past year 9999 (or before year 1):
+    OpenSSL reads 'Bad time value'; the reader's offset arithmetic raised OverflowError, which the printout does
+    not catch (review2)."""
+    from tests.test_ssl_compat import with_validity
+
+    extra = with_validity(pki.intermediate.leaf("extra.test"), (0x17, b"261227235922Z"), after)
+    chain = write_pem(tmp_path / "chain.pem", pki.intermediate.cert_pem, ssl.DER_cert_to_PEM_cert(extra).encode())
+    with s_server("-cert", str(pki.server_cert), "-cert_chain", str(chain), "-key", str(pki.server_key)) as server:
+        code, out, err = connect(server.port, *trusting(pki))
+    assert code == 0 and "Traceback" not in err, err
+    assert "2 subject: CN=extra.test" in out and "Bad time value" in out, out

@@ -279,6 +279,8 @@ def with_validity(cert: Certified, before: tuple[int, bytes], after: tuple[int, 
     ((0x17, b"261227235922Z"), (0x17, b"261228005545+0100")),  # an offset: OpenSSL reads it, cryptography not
     ((0x17, b"3601011234Z"), (0x17, b"3601011234-0130")),  # no seconds
     ((0x17, b"261327000000Z"), (0x17, b"2612\x00\x00000000Z")),  # no such month; not digits
+    ((0x18, b"99991231235959-1200"), (0x18, b"00010101000000+0100")),  # the offset leaves the calendar (review2)
+    ((0x17, b"261227235959+1300"), (0x17, b"261227235959+0160")),  # offsets OpenSSL refuses (past 12:59)
 ])
 def test_certificate_times_read_as_ssl_reads_them(
         tmp_path: Path, root: CA, before: tuple[int, bytes], after: tuple[int, bytes]) -> None:
@@ -290,3 +292,12 @@ def test_certificate_times_read_as_ssl_reads_them(
     expected = ssl._ssl._test_decode_cert(str(path))  # type: ignore[attr-defined]
     decoded = _ssl_compat.peercert_dict(der)
     assert (decoded["notBefore"], decoded["notAfter"]) == (expected["notBefore"], expected["notAfter"])
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (" ", "\\ "),  # one space: escaped once, as leading (it read "\\\\ ", an escaped backslash) (review2)
+    ("  ", "\\ \\ "), ("#x", "\\#x"), ("a ", "a\\ "), ("a,b+c", "a\\,b\\+c"), ('"<>;\\', '\\"\\<\\>\\;\\\\'),
+    ("a\0b", "a\\00b"),  # RFC 4514 §2.4: NUL as \00
+])
+def test_fallback_names_escape_as_rfc_4514_says(value: str, text: str) -> None:
+    assert _ssl_compat.name_text(((("commonName", value),),)) == f"CN={text}"
