@@ -31,13 +31,13 @@ def parse_certificate(der: bytes) -> x509.Certificate:
         try:
             cert.public_key()
         except (ValueError, UnsupportedAlgorithm) as exc:
-            if openssl.get_pubkey().type() == 0:  # EVP_PKEY_NONE: OpenSSL cannot read the key either
-                raise
-            # A key type OpenSSL reads and this cryptography does not (ML-DSA before cryptography 47).
+            openssl.get_pubkey()  # crypto.Error when OpenSSL cannot read the key either: malformed, below
+            # A key OpenSSL reads and this cryptography does not: a type too new (ML-DSA before cryptography 47), or
+            # one it refuses (EC with explicit curve parameters).
             import cryptography
 
-            raise Unsupported(f"its key is of a type cryptography {cryptography.__version__} cannot read: {exc}; a "
-                              "newer cryptography may") from None
+            newer = "; a newer cryptography may" if str(exc).startswith("Unknown key type") else ""
+            raise Unsupported(f"cryptography {cryptography.__version__} cannot read its key: {exc}{newer}") from None
     except ValueError:
         raise
     except _PARSE_FAILURES as exc:
