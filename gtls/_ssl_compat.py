@@ -9,19 +9,27 @@ subjectAltName makes every extension of the certificate unreadable to ``cryptogr
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import re
 from typing import Any
 
 from . import _binding
-from ._der import elements, oid_text, only
+from ._der import elements, first, oid_text, only, string_contents
 
-#: A name as ``ssl`` gives it: RDNs of (attribute, value); the value is bytes for a BIT STRING.
-Name = tuple[tuple[tuple[str, str | bytes], ...], ...]
+#: A name as ``ssl`` gives it: RDNs of (attribute, value); the value is bytes for a BIT STRING (None for one
+#: without a byte after its count of unused bits: ssl's Py_BuildValue("y#") of OpenSSL's NULL data).
+Name = tuple[tuple[tuple[str, str | bytes | None], ...], ...]
 
 # Universal tags of the value types told apart here.
 _BIT_STRING, _UTF8_STRING, _IA5_STRING, _UNIVERSAL_STRING, _BMP_STRING = 0x03, 0x0C, 0x16, 0x1C, 0x1E
+_SEQUENCE = 0x30
+#: The universal types of a name attribute's value that OpenSSL parses and ssl converts: BIT, UTF8, Numeric,
+#: Printable, T61, IA5, Universal and BMP strings.
+_NAME_VALUE_TYPES = frozenset((0x03, 0x0C, 0x12, 0x13, 0x14, 0x16, 0x1C, 0x1E))
+#: DirectoryString (an EDIPartyName's parts): Printable, T61, BMP, Universal and UTF8 strings.
+_DIRECTORY_STRING_TYPES = frozenset((0x13, 0x14, 0x1E, 0x1C, 0x0C))
 
 _SUBJECT_ALT_NAME = "2.5.29.17"
 _CRL_DISTRIBUTION_POINTS = "2.5.29.31"
@@ -80,34 +88,95 @@ def _utf8(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _value(tag: int, contents: bytes) -> str | bytes:
-    """A name attribute's value as ``ASN1_STRING_to_UTF8`` converts it; a BIT STRING stays bytes, as in ``ssl``."""
-    if tag == _BIT_STRING:
+def _universal(tag: int, contents: bytes) -> tuple[int, bytes]:
+    """A universal value's type number and bytes, a constructed (BER) string's pieces joined as OpenSSL joins them;
+    ValueError for what OpenSSL's parser refuses: a constructed INTEGER, BOOLEAN, NULL, OBJECT IDENTIFIER or
+    ENUMERATED, and a value its c2i rejects (INTEGER padding, a BMPString of odd length, …)."""
+    number = tag & 0x1F
+    if tag & 0x20 and number not in (0x10, 0x11):  # SEQUENCE and SET stay as they are
+        if number in (0x01, 0x02, 0x05, 0x06, 0x0A):
+            raise ValueError("a constructed primitive type")
+        contents = string_contents(tag, contents)
+    if number == 0x01 and len(contents) != 1 or number == 0x05 and contents:
+        raise ValueError("bad BOOLEAN or NULL")
+    if number in (0x02, 0x0A) and (not contents or len(contents) > 1 and (
+            contents[0] == 0 and contents[1] < 0x80 or contents[0] == 0xFF and contents[1] >= 0x80)):
+        raise ValueError("bad INTEGER")
+    if number == 0x06:
+        oid_text(contents)
+    if number == _BIT_STRING and (not contents or contents[0] > 7):
+        raise ValueError("bad BIT STRING")
+    if number == _BMP_STRING and len(contents) % 2 or number == _UNIVERSAL_STRING and len(contents) % 4:
+        raise ValueError("bad BMPString or UniversalString length")
+    return number, contents
+
+
+def _code_points(data: bytes, width: int, strict: bool) -> str:
+    # BMPString and UniversalString as OpenSSL converts them: each unit is one code point (no UTF-16 pairs);
+    # a surrogate or a value past U+10FFFF fails the conversion
+    text = []
+    for at in range(0, len(data) - len(data) % width, width):
+        point = int.from_bytes(data[at:at + width], "big")
+        if 0xD800 <= point <= 0xDFFF or point > 0x10FFFF:
+            if strict:
+                raise ValueError("not a Unicode code point")
+            point = 0xFFFD
+        text.append(chr(point))
+    return "".join(text)
+
+
+def _value(tag: int, contents: bytes, strict: bool = False) -> str | bytes | None:
+    """A name attribute's value as ``ASN1_STRING_to_UTF8`` converts it; a BIT STRING stays bytes, as in ``ssl``.
+    ``strict``: ValueError for a value OpenSSL's name parser refuses (it converts each string of a name), which
+    leaves out a DirName's whole extension; a certificate's own names were parsed by OpenSSL before."""
+    if strict and (tag & 0xC0 or tag & 0x1F not in _NAME_VALUE_TYPES):
+        raise ValueError("not a string type of a name")
+    if strict:
+        number, contents = _universal(tag, contents)
+    else:  # a name OpenSSL parsed: a constructed string's pieces joined, anything else (a SEQUENCE…) as it is
+        number = tag & 0x1F
+        if tag & 0x20 and number not in (0x10, 0x11):
+            with contextlib.suppress(ValueError):
+                contents = string_contents(tag, contents)
+    if number == _BIT_STRING:
+        if len(contents) <= 1:
+            return None
         data = bytearray(contents[1:])  # OpenSSL drops the leading count of unused bits and clears those bits
-        if data:
-            data[-1] &= 0xFF << (contents[0] & 7) & 0xFF
+        data[-1] &= 0xFF << (contents[0] & 7) & 0xFF
         return bytes(data)
-    if tag == _UTF8_STRING:
-        return _utf8(contents)
-    if tag == _BMP_STRING:
-        return contents.decode("utf-16-be", "replace")
-    if tag == _UNIVERSAL_STRING:
-        return contents.decode("utf-32-be", "replace")
+    if number == _UTF8_STRING:
+        return contents.decode("utf-8") if strict else _utf8(contents)
+    if number == _BMP_STRING:
+        return _code_points(contents, 2, strict)
+    if number == _UNIVERSAL_STRING:
+        return _code_points(contents, 4, strict)
     return contents.decode("latin-1")  # PrintableString, IA5String, T61String…: one byte a character
 
 
-def _name(rdns: bytes) -> Name:
+def _name(rdns: bytes, strict: bool = False) -> Name:
     """A Name (the contents of its SEQUENCE) as ``ssl`` gives it: attributes in their encoded order, one tuple per
-    RDN."""
+    RDN. ``strict`` (a DirName): ValueError where OpenSSL's parse fails."""
     name = []
-    for _, rdn in elements(rdns):
-        attributes = []
-        for _, pair in elements(rdn):
-            (_, oid), (tag, value), *_ = elements(pair)
-            attributes.append((object_name(oid_text(oid)), _value(tag, value)))
+    for rdn_tag, rdn in elements(rdns):
+        if strict and rdn_tag != 0x31:
+            raise ValueError("not a Name")
+        attributes = _attributes(rdn, strict)
         if attributes:
-            name.append(tuple(attributes))
+            name.append(attributes)
     return tuple(name)
+
+
+def _attributes(rdn: bytes, strict: bool) -> tuple[tuple[str, str | bytes | None], ...]:
+    attributes = []
+    for pair_tag, pair in elements(rdn):
+        if strict:
+            (oid_tag, oid), (tag, value) = elements(pair)
+            if (pair_tag, oid_tag) != (_SEQUENCE, 0x06):
+                raise ValueError("not an AttributeTypeAndValue")
+        else:
+            (_, oid), (tag, value), *_ = elements(pair)
+        attributes.append((object_name(oid_text(oid)), _value(tag, value, strict)))
+    return tuple(attributes)
 
 
 def _printed(text: str) -> str:
@@ -119,6 +188,9 @@ def _printed(text: str) -> str:
 
 def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
     """One GeneralName as ``ssl``'s ``_get_peer_alt_names`` renders it; ValueError for a form OpenSSL refuses."""
+    if tag & 0xDF in (0x81, 0x82, 0x86, 0x87):  # IA5String or OCTET STRING: primitive, or constructed (BER)
+        contents = string_contents(tag, contents)
+        tag &= 0xDF
     if tag == 0x81:
         return ("email", _utf8(contents))
     if tag == 0x82:
@@ -126,7 +198,10 @@ def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
     if tag == 0x86:
         return ("URI", _utf8(contents))
     if tag == 0xA4:
-        return ("DirName", _name(only(contents)[1]))
+        name_tag, name = only(contents)
+        if name_tag != _SEQUENCE:
+            raise ValueError("DirName without a Name")
+        return ("DirName", _name(name, strict=True))
     if tag == 0x87:
         if len(contents) == 4:
             return ("IP Address", ".".join(str(byte) for byte in contents))
@@ -136,17 +211,28 @@ def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
     if tag == 0x88:
         return ("Registered ID", object_name(oid_text(contents)))
     if tag == 0xA0:
-        (_, type_id), (value_tag, value), *_ = elements(contents)
-        if value_tag != 0xA0:
-            raise ValueError("otherName without its [0] value")
+        (id_tag, type_id), (value_tag, value) = elements(contents)
+        if (id_tag, value_tag) != (0x06, 0xA0):
+            raise ValueError("otherName without its type or [0] value")
+        kind = oid_text(type_id)
         inner_tag, inner = only(value)
-        form = _OTHER_NAMES.get(oid_text(type_id))
+        if not inner_tag & 0xC0:  # ANY: a universal value is parsed as its type
+            inner_tag, inner = _universal(inner_tag, inner)
+        form = _OTHER_NAMES.get(kind)
         if form is None or inner_tag != form[1]:
             return ("othername", "<unsupported>")
         return ("othername", f"{form[0]}:{_printed(_utf8(inner))}")
     if tag == 0xA3:
         return ("X400Name", "<unsupported>")
     if tag == 0xA5:
+        parts = elements(contents)  # EDIPartyName: nameAssigner [0] OPTIONAL, partyName [1], DirectoryStrings
+        if [part_tag for part_tag, _ in parts] not in ([0xA1], [0xA0, 0xA1]):
+            raise ValueError("not an EDIPartyName")
+        for _, part in parts:
+            string_tag, string = only(part)
+            if string_tag & 0xDF not in _DIRECTORY_STRING_TYPES:
+                raise ValueError("not a DirectoryString")
+            _universal(string_tag, string)
         return ("EdiPartyName", "<unsupported>")
     raise ValueError(f"no GeneralName has tag {tag:#x}")
 
@@ -166,20 +252,31 @@ def _extensions(extensions: bytes) -> dict[str, bytes | None]:
     for _, extension in elements(only(extensions)[1]):
         parts = elements(extension)
         oid = oid_text(parts[0][1])
-        found[oid] = None if oid in found else parts[-1][1]
+        found[oid] = None if oid in found else string_contents(*parts[-1])  # an OCTET STRING, maybe constructed
     return found
+
+
+def _sequence(der: bytes) -> bytes:
+    """The contents of the SEQUENCE an extension's value starts with (OpenSSL's X509V3_EXT_d2i reads the first
+    element and ignores what follows)."""
+    tag, contents = first(der)
+    if tag != _SEQUENCE:
+        raise ValueError("not a SEQUENCE")
+    return contents
 
 
 def _alt_names(der: bytes) -> dict[str, Any]:
     # the key is there whenever the extension is, even with no names in it
-    return {"subjectAltName": tuple(_general_names(only(der)[1]))}
+    return {"subjectAltName": tuple(_general_names(_sequence(der)))}
 
 
 def _access(der: bytes) -> dict[str, Any]:
     """OCSP and caIssuers: the URIs of each access method, a key only when it has some."""
     found: dict[str, list[str]] = {}
-    for _, description in elements(only(der)[1]):
-        (_, method), location = elements(description)
+    for description_tag, description in elements(_sequence(der)):
+        (method_tag, method), location = elements(description)
+        if (description_tag, method_tag) != (_SEQUENCE, 0x06):
+            raise ValueError("not an AccessDescription")
         uris = _uris([_general_name(*location)])
         key = _AIA_KEYS.get(oid_text(method))
         if key is not None and uris:
@@ -189,55 +286,76 @@ def _access(der: bytes) -> dict[str, Any]:
 
 def _crl_points(der: bytes) -> dict[str, Any]:
     """The URIs among the full names of the distribution points, a key only when there are some (ssl skips names
-    relative to the CRL issuer)."""
+    relative to the CRL issuer). Each point is checked as OpenSSL parses it: any flaw leaves out the extension."""
     uris: list[str] = []
-    for _, point in elements(only(der)[1]):
-        for tag, contents in elements(point):
-            if tag == 0xA0:  # distributionPoint
+    for point_tag, point in elements(_sequence(der)):
+        parts = elements(point)
+        fields = [tag & 0x1F for tag, _ in parts]  # distributionPoint [0], reasons [1], cRLIssuer [2], in order
+        if point_tag != _SEQUENCE or fields != sorted(set(fields)) or not set(fields) <= {0, 1, 2}:
+            raise ValueError("not a DistributionPoint")
+        for tag, contents in parts:
+            if tag == 0xA0:
                 name_tag, names = only(contents)
                 if name_tag == 0xA0:  # fullName
                     uris += _uris(_general_names(names))
+                elif name_tag == 0xA1:  # nameRelativeToCRLIssuer: checked only
+                    _attributes(names, strict=True)
+                else:
+                    raise ValueError("not a DistributionPointName")
+            elif tag & 0xDF == 0x81:  # reasons: a BIT STRING
+                _universal(_BIT_STRING | tag & 0x20, contents)
+            elif tag == 0xA2:
+                _general_names(contents)
+            else:
+                raise ValueError("not a DistributionPoint")
     return {"crlDistributionPoints": tuple(uris)} if uris else {}
 
 
 def _serial(number: int) -> str:
-    # i2a_ASN1_INTEGER: whole bytes of the magnitude in upper-case hex, "-" before a negative one
-    digits = f"{abs(number):X}"
-    return ("-" if number < 0 else "") + digits.zfill(len(digits) + len(digits) % 2)
+    # i2a_ASN1_INTEGER: the magnitude's bytes in upper-case hex, "-" before a negative one; it breaks the line
+    # (backslash, newline) after 35 bytes and ssl reads the first line
+    magnitude = abs(number).to_bytes(max(1, (abs(number).bit_length() + 7) // 8), "big")
+    return ("-" if number < 0 else "") + magnitude[:35].hex().upper() + ("\\\n" if len(magnitude) > 35 else "")
 
 
-def _time(when: dt.datetime) -> str:
-    # as ASN1_TIME_print writes it: "Nov  7 00:11:27 2026 GMT"
-    return f"{when:%b} {when.day:2d} {when:%H:%M:%S} {when.year} GMT"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
-
-# RFC 5280's forms and what OpenSSL's parser also takes: seconds left out, an offset instead of Z.
-_TIME_REST = rb"(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:Z|([+-])(0\d|1[0-2])([0-5]\d))"  # offsets to 12:59
-_DER_TIMES = {0x17: re.compile(rb"(\d{2})" + _TIME_REST), 0x18: re.compile(rb"(\d{4})" + _TIME_REST)}
+# What OpenSSL's parser takes (ossl_asn1_time_to_tm): RFC 5280's forms, seconds left out, a fraction of a second
+# (GeneralizedTime), an offset up to 12:59 instead of Z.
+_TIME_REST = rb"(?P<month>\d{2})(?P<day>\d{2})(?P<hour>\d{2})(?P<minute>\d{2})(?:(?P<second>\d{2})%s)?" \
+             rb"(?:Z|(?P<sign>[+-])(?P<off_hour>0\d|1[0-2])(?P<off_minute>[0-5]\d))"
+_DER_TIMES = {0x17: re.compile(rb"(?P<year>\d{2})" + _TIME_REST % b""),
+              0x18: re.compile(rb"(?P<year>\d{4})" + _TIME_REST % rb"(?P<fraction>\.\d+)?")}
 
 
 def _der_time(tag: int, contents: bytes) -> str:
-    """A certificate's time as ``ssl`` prints it (OpenSSL's ``ASN1_TIME_print``, in GMT; UTCTime years 50-99 are
-    19xx). What OpenSSL cannot read either reads "Bad time value", as ``ssl`` says."""
+    """A certificate's time as ``ssl`` prints it (OpenSSL's ``ASN1_TIME_print``: in GMT, a GeneralizedTime's fraction
+    of a second kept; UTCTime years 50-99 are 19xx). What OpenSSL cannot read reads "Bad time value", as in ``ssl``,
+    also an offset that carries the time out of the years 1900 to 9999 (without an offset, year 0 is fine)."""
     form = _DER_TIMES.get(tag)
     found = form.fullmatch(contents) if form is not None else None
     if found is None:
         return "Bad time value"
-    year, month, day, hour, minute = (int(part) for part in found.group(1, 2, 3, 4, 5))
-    second = int(found.group(6) or 0)
+    year, month, day, hour, minute = (int(found[part]) for part in ("year", "month", "day", "hour", "minute"))
+    second = int(found["second"] or 0)
     if tag == 0x17:
         year += 1900 if year >= 50 else 2000
-    try:
-        when = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
-    except ValueError:  # month 13, February 30, …
+    leap = year % 4 == 0 and year % 100 != 0 or year % 400 == 0
+    if not 1 <= month <= 12 or not 1 <= day <= _MONTH_DAYS[month - 1] + (month == 2 and leap) or hour > 23 \
+            or minute > 59 or second > 59:
         return "Bad time value"
-    if found.group(7):
-        offset = dt.timedelta(hours=int(found.group(8)), minutes=int(found.group(9)))
+    if found["sign"] and found["off_hour"] + found["off_minute"] != b"0000":  # OPENSSL_gmtime_adj
+        offset = dt.timedelta(hours=int(found["off_hour"]), minutes=int(found["off_minute"]))
         try:
-            when -= offset if found.group(7) == b"+" else -offset
-        except OverflowError:  # carried past year 9999 or before year 1
+            when = dt.datetime(year, month, day, hour, minute, second) - (offset if found["sign"] == b"+" else -offset)
+        except (ValueError, OverflowError):  # year 0, or carried past year 9999 or before year 1
             return "Bad time value"
-    return _time(when)
+        if not 1900 <= when.year <= 9999:
+            return "Bad time value"
+        year, month, day, hour, minute, second = when.year, when.month, when.day, when.hour, when.minute, when.second
+    fraction = (found.groupdict().get("fraction") or b"").decode()
+    return f"{_MONTHS[month - 1]} {day:2d} {hour:02d}:{minute:02d}:{second:02d}{fraction} {year} GMT"
 
 
 def peercert_dict(der: bytes) -> dict[str, Any]:
@@ -249,7 +367,9 @@ def peercert_dict(der: bytes) -> dict[str, Any]:
     fields = elements(elements(only(der)[1])[0][1])
     version = 1
     if fields[0][0] == 0xA0:  # [0] EXPLICIT version, absent for v1
-        version += int.from_bytes(only(fields[0][1])[1], "big", signed=True)
+        number = int.from_bytes(only(fields[0][1])[1], "big", signed=True)
+        # X509_get_version: -1 for what a C long cannot hold; ssl adds 1 to that long (LONG_MAX wraps)
+        version = ((number if -2**63 <= number < 2**63 else -1) + 1 + 2**63) % 2**64 - 2**63
         fields = fields[1:]
     serial, _signature, issuer, validity, subject, *rest = fields
     (start_tag, start), (end_tag, end) = elements(validity[1])
@@ -290,9 +410,13 @@ _SHORT_NAMES = {
 def name_text(name: Name) -> str:
     """A name from ``peercert_dict`` as one line, most specific first (``CN=…,O=…``), for logs and ``gtls connect``
     when ``cryptography`` cannot load the certificate."""
-    rdns = ("+".join(f"{_SHORT_NAMES.get(key, key)}={_escaped(value) if isinstance(value, str) else value.hex()}"
-                     for key, value in rdn) for rdn in reversed(name))
+    rdns = ("+".join(f"{_SHORT_NAMES.get(key, key)}={_value_text(value)}" for key, value in rdn)
+            for rdn in reversed(name))
     return ",".join(rdns) or "(empty)"
+
+
+def _value_text(value: str | bytes | None) -> str:
+    return _escaped(value) if isinstance(value, str) else (value or b"").hex()  # a BIT STRING in hex
 
 
 def _escaped(value: str) -> str:

@@ -281,6 +281,9 @@ def with_validity(cert: Certified, before: tuple[int, bytes], after: tuple[int, 
     ((0x17, b"261327000000Z"), (0x17, b"2612\x00\x00000000Z")),  # no such month; not digits
     ((0x18, b"99991231235959-1200"), (0x18, b"00010101000000+0100")),  # the offset leaves the calendar (review2)
     ((0x17, b"261227235959+1300"), (0x17, b"261227235959+0160")),  # offsets OpenSSL refuses (past 12:59)
+    ((0x18, b"20261227235959.25Z"), (0x18, b"20261227235959.125-0130")),  # fractions kept (audit48)
+    ((0x18, b"00000229000000Z"), (0x18, b"00001231235959+0000")),  # year 0, a leap year; +0000 does not adjust
+    ((0x18, b"19000101005959+0100"), (0x18, b"18991231233000-0100")),  # adjusted before 1900: refused, not after
 ])
 def test_certificate_times_read_as_ssl_reads_them(
         tmp_path: Path, root: CA, before: tuple[int, bytes], after: tuple[int, bytes]) -> None:
@@ -301,3 +304,97 @@ def test_certificate_times_read_as_ssl_reads_them(
 ])
 def test_fallback_names_escape_as_rfc_4514_says(value: str, text: str) -> None:
     assert _ssl_compat.name_text(((("commonName", value),),)) == f"CN={text}"
+
+
+
+def with_tbs_fields(cert: Certified, change: dict[int, bytes]) -> bytes:
+    """``cert``'s DER with fields of its signed part (0 version, 1 serial, 3 issuer, 4 validity, 5 subject) replaced
+    by these encodings, signature left as it was (never verified here)."""
+    [(_, body)] = _der_items(cert.cert.public_bytes(serialization.Encoding.DER))
+    (tbs_tag, tbs), (alg_tag, alg), (sig_tag, sig) = _der_items(body)
+    fields = [_der(tag, value) for tag, value in _der_items(tbs)]
+    for index, encoded in change.items():
+        fields[index] = encoded
+    return _der(0x30, _der(tbs_tag, b"".join(fields)) + _der(alg_tag, alg) + _der(sig_tag, sig))
+
+
+def assert_der_same_as_ssl(tmp_path: Path, certificate: bytes) -> dict[str, object]:
+    path = write_pem(tmp_path / "case.pem", ssl.DER_cert_to_PEM_cert(certificate).encode())
+    expected: dict[str, object] = ssl._ssl._test_decode_cert(str(path))  # type: ignore[attr-defined]
+    assert _ssl_compat.peercert_dict(certificate) == expected
+    return expected
+
+
+COMMON_NAME = der(0x06, bytes.fromhex("550403"))
+
+
+def one_attribute(value: bytes, oid: bytes = COMMON_NAME) -> bytes:
+    """A Name of one attribute whose value is the encoding ``value``."""
+    return der(0x30, der(0x31, der(0x30, oid + value)))
+
+
+@pytest.mark.parametrize("subject", [
+    bytes.fromhex("3080") + der(0x31, der(0x30, COMMON_NAME + utf8("ber"))) + b"\0\0",  # indefinite length
+    bytes.fromhex("3088000000000000000e") + der(0x31, der(0x30, COMMON_NAME + utf8("ber"))),  # 8 length bytes
+], ids=["indefinite", "eight-length-bytes"])
+def test_ber_lengths_that_openssl_takes(tmp_path: Path, root: CA, subject: bytes) -> None:
+    """audit48: an indefinite length (30 80 … 00 00) or a long form of more than four bytes: OpenSSL parses and
+    verifies such a certificate (it keeps the signed bytes as sent) and getpeercert() raised ValueError('bad DER
+    length') (/tmp/audit48/e2e_indef.py: a verified handshake, then the raise)."""
+    decoded = assert_der_same_as_ssl(tmp_path, with_tbs_fields(root.leaf("ber.test"), {5: subject}))
+    assert decoded["subject"] == ((("commonName", "ber"),),)
+
+
+@pytest.mark.parametrize(("field", "encoded"), [
+    (5, one_attribute(bytes.fromhex("2c80") + utf8("con") + ia5("structed") + b"\0\0")),  # pieces' tags unchecked
+    (5, one_attribute(der(0x3E, der(0x1E, "Zoë".encode("utf-16-be"))))),  # a constructed BMPString
+    (5, one_attribute(der(0x03, b"\x03"), der(0x06, bytes.fromhex("55042d")))),  # a BIT STRING of no bits: None
+    (1, der(0x02, bytes([0x4F] + [0xA5] * 40))),  # a serial past 35 bytes: ssl reads the first line
+    (1, der(0x02, bytes([0xB0] + [0x5A] * 35))),  # negative, 36 bytes
+    (0, der(0xA0, der(0x02, bytes.fromhex("7fffffffffffffff")))),  # ssl adds 1 to a C long: it wraps
+    (0, der(0xA0, der(0x02, bytes.fromhex("0100000000000000000000")))),  # past a long: X509_get_version is -1
+], ids=["constructed-utf8", "constructed-bmp", "bit-string-no-bits", "long-serial", "long-negative-serial",
+        "version-long-max", "version-past-long"])
+def test_name_serial_and_version_forms(tmp_path: Path, root: CA, field: int, encoded: bytes) -> None:
+    """audit48: a constructed (BER) string read as its pieces joined (it read the pieces' headers as characters); a
+    serial longer than 35 bytes printed whole (ssl: i2a_ASN1_INTEGER's first line, ending in a backslash and a
+    newline); a version a C long cannot hold given as itself (ssl: 0); a BIT STRING without bits as b'' (ssl: None)."""
+    assert_der_same_as_ssl(tmp_path, with_tbs_fields(root.leaf("forms.test"), {field: encoded}))
+
+
+def test_a_bit_string_without_bits_in_a_fallback_name() -> None:
+    name = ((("x500UniqueIdentifier", None), ("commonName", "a")),)
+    assert _ssl_compat.name_text(name) == "x500UniqueIdentifier=+CN=a"
+
+
+def _san(*names: bytes, after: bytes = b"") -> x509.UnrecognizedExtension:
+    return x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, der(0x30, b"".join(names)) + after)
+
+
+DNS = der(0x82, b"kept.test")
+
+
+@pytest.mark.parametrize("extension", [
+    _san(DNS, der(0xA6, ia5("http://con") + ia5("structed.test"))),  # a constructed URI: ssl shows it
+    _san(DNS, der(0xA0, der(0x06, bytes.fromhex("2b06010505070805")) + der(0xA0, der(0x2C, utf8("x@y.test"))))),
+    _san(DNS, after=b"\x05\x00"),  # X509V3_EXT_d2i reads the first element only
+    _san(DNS, after=b"\x00"),  # even when what follows is not DER
+    _san(DNS, der(0xA5, b"")),  # EDIPartyName without its partyName: OpenSSL cannot parse the extension
+    _san(DNS, der(0xA5, der(0xA1, der(0x16, b"party")))),  # partyName not a DirectoryString
+    _san(DNS, der(0xA4, one_attribute(der(0x0C, b"\xff")))),  # DirName: a UTF8String that is not UTF-8
+    _san(DNS, der(0xA4, one_attribute(der(0x02, b"\x01")))),  # DirName: an INTEGER value
+    _san(DNS, der(0xA4, one_attribute(utf8("x"), der(0x06, b"\x55\x80\x03")))),  # an OID arc padded with 0x80
+    _san(DNS, der(0xA4, one_attribute(der(0x1E, "𝄞".encode("utf-16-be"))))),  # BMPString: no surrogate pairs
+    _san(DNS, der(0xA0, der(0x06, bytes.fromhex("2b06010505070805")) + der(0xA0, der(0x02, b"\x00\x01")))),
+    x509.UnrecognizedExtension(ExtensionOID.CRL_DISTRIBUTION_POINTS, der(0x30, der(0x30, der(
+        0xA0, der(0xA0, der(0x86, b"http://crl.test/"))) + der(0x81, b"\x09\x00")))),  # reasons: 9 unused bits
+    x509.UnrecognizedExtension(ExtensionOID.CRL_DISTRIBUTION_POINTS, der(0x30, der(0x30, der(
+        0xA0, der(0xA0, der(0x86, b"http://crl.test/"))) + der(0xA3, b"")))),  # no field [3]
+], ids=["constructed-uri", "constructed-othername", "data-after", "junk-after", "edi-empty", "edi-ia5",
+        "dirname-not-utf8", "dirname-integer", "dirname-oid-padding", "dirname-bmp-pair", "othername-integer-padding",
+        "crl-reasons", "crl-field-3"])
+def test_extensions_as_openssl_parses_them(tmp_path: Path, root: CA, extension: x509.ExtensionType) -> None:
+    """audit48: forms ssl shows that getpeercert() left out (BER constructed strings, data after the value) and
+    flaws for which OpenSSL leaves out the whole extension and getpeercert() showed it (EDIPartyName, DirName
+    strings and OIDs, otherName values, distribution point fields: OpenSSL's parser checks them)."""
+    assert_der_same_as_ssl(tmp_path, root.leaf("ext.test", extensions=[extension]).cert_der)
