@@ -672,11 +672,8 @@ class TLSEngine:
 
     @property
     def peer_certificate(self) -> x509.Certificate | None:
-        try:
-            cert: x509.Certificate | None = self.conn.get_peer_certificate(as_cryptography=True)
-        except (ValueError, x509.InvalidVersion) as exc:
-            raise _unreadable(exc) from exc
-        return cert
+        der = self.peer_certificate_der
+        return None if der is None else _loaded(der, "the peer's certificate")
 
     @property
     def peer_certificate_der(self) -> bytes | None:
@@ -686,7 +683,9 @@ class TLSEngine:
 
     @property
     def peer_chain_der(self) -> list[bytes]:
-        """The certificates the peer sent, leaf first, as OpenSSL holds them (see ``peer_certificate_der``)."""
+        """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side), as OpenSSL holds
+        them. A server that resumed a session from a ticket has only the client's leaf (a ticket keeps no chain);
+        one resumed by TLS 1.2 session ID, the chain its session cache kept."""
         chain = [crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in self.conn.get_peer_cert_chain() or []]
         leaf = self.peer_certificate_der
         if leaf is not None and (not chain or chain[0] != leaf):
@@ -695,25 +694,19 @@ class TLSEngine:
 
     @property
     def peer_chain(self) -> list[x509.Certificate]:
-        """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side). A server that
-        resumed a session from a ticket has only the client's leaf (a ticket keeps no chain); one resumed by TLS 1.2
-        session ID, the chain its session cache kept."""
-        try:
-            chain: list[x509.Certificate] = list(self.conn.get_peer_cert_chain(as_cryptography=True) or [])
-        except (ValueError, x509.InvalidVersion) as exc:
-            raise _unreadable(exc, "a certificate of the peer's chain") from exc
-        leaf = self.peer_certificate
-        if leaf is not None and (not chain or chain[0] != leaf):
-            chain.insert(0, leaf)
-        return chain
+        """``peer_chain_der``, loaded by ``cryptography``."""
+        return [_loaded(der, "a certificate of the peer's chain") for der in self.peer_chain_der]
 
 
-def _unreadable(exc: Exception, what: str = "the peer's certificate") -> ValueError:
-    """OpenSSL accepted (and verified, if asked) a peer certificate ``cryptography`` cannot load: an X.509 version
-    field of 3, a malformed extension OpenSSL does not read. One documented error instead of each of cryptography's
-    own (``InvalidVersion`` is not a ``ValueError``)."""
-    return ValueError(f"{what}, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); getpeercert() "
-                      "still reads the leaf")
+def _loaded(der: bytes, what: str) -> x509.Certificate:
+    """``der`` loaded by ``cryptography``. OpenSSL accepts (and verifies, if asked) some peer certificates it cannot
+    load: an X.509 version field of 3, a malformed extension OpenSSL does not read. Those raise one documented
+    ``ValueError`` instead of each of cryptography's own (``InvalidVersion`` is not a ``ValueError``)."""
+    try:
+        return x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion) as exc:
+        raise ValueError(f"{what}, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); getpeercert() "
+                         "still reads the leaf") from exc
 
 
 def _openssl_text(exc: SSL.Error) -> str:

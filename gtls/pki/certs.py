@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
+import cryptography
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,7 +25,7 @@ def parse_certificate(der: bytes) -> x509.Certificate:
     from the file: a traceback instead of a ``CredentialLoadError``. Any such fault raises ``ValueError``."""
     try:
         cert = x509.load_der_x509_certificate(der)
-        cert.subject  # noqa: B018 - each access parses: names, every extension's value, the key
+        cert.subject  # noqa: B018 - each access parses: the names, every extension's value
         cert.issuer  # noqa: B018
         cert.extensions  # noqa: B018
         openssl = crypto.load_certificate(crypto.FILETYPE_ASN1, der)  # OpenSSL reads it too (context, strength)
@@ -34,8 +35,6 @@ def parse_certificate(der: bytes) -> x509.Certificate:
             openssl.get_pubkey()  # crypto.Error when OpenSSL cannot read the key either: malformed, below
             # A key OpenSSL reads and this cryptography does not: a type too new (ML-DSA before cryptography 47), or
             # one it refuses (EC with explicit curve parameters).
-            import cryptography
-
             newer = "; a newer cryptography may" if str(exc).startswith("Unknown key type") else ""
             raise Unsupported(f"cryptography {cryptography.__version__} cannot read its key: {exc}{newer}") from None
     except ValueError:
