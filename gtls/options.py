@@ -255,11 +255,21 @@ def _string(option: str, value: object) -> str | None:
         return None  # an empty value counts as absent (spec §1.1)
     if "\x00" in text:
         raise InvalidOptionValue("value contains a NUL character", option=option)
-    try:
-        os.fsencode(text)
-    except UnicodeEncodeError as exc:  # the path options' file calls raised UnicodeEncodeError
-        raise InvalidOptionValue(f"value contains {unencodable(exc)}", option=option) from None
+    if option in _PATH_OPTIONS:
+        try:
+            os.fsencode(text)  # the file calls raised UnicodeEncodeError (a command line's bytes do encode back)
+        except UnicodeEncodeError as exc:
+            raise InvalidOptionValue(f"value contains {unencodable(exc)}", option=option) from None
+    elif not text.isascii() and (surrogate := _SURROGATE.search(text)):  # from a Python caller: no character
+        raise InvalidOptionValue(f"value contains U+{ord(surrogate[0]):04X}, a lone surrogate", option=option)
     return text
+
+
+#: The options whose values are file or folder names (a thumbprint in ``certificate`` is ASCII anyway).
+_PATH_OPTIONS: Final = frozenset({
+    "certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store",
+})
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def _normalised_spelling(option: str, given: str, canonical: str, warnings: list[str] | None) -> None:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -146,6 +150,32 @@ def test_a_lone_surrogate_in_a_path_is_an_invalid_value(good: GoodFiles, option:
     with pytest.raises(InvalidOptionValue) as info:
         compile_context(direct(good.with_file(option, "/tmp/\ud800.pem"), "server"))
     assert info.value.option == option and "U+D800" in str(info.value)
+
+
+def test_only_path_options_must_fit_the_file_name_encoding() -> None:
+    """Under a file-name encoding that is not UTF-8 (the C locale without Python's UTF-8 mode), a path with "é" is
+    refused naming that encoding; an internationalised tls-target-name is no path and was refused the same way. A
+    lone surrogate is refused in any option (it is no character)."""
+    script = textwrap.dedent("""
+        import sys
+        from gtls.errors import InvalidOptionValue
+        from gtls.options import parse_options
+        assert sys.getfilesystemencoding() == "ascii", sys.getfilesystemencoding()
+        parse_options({"tls-target-name": "b\\u00fccher.example"})
+        for options in ({"trusted-ca": "/tmp/caf\\u00e9.pem"}, {"tls-target-name": "a\\ud800b"}):
+            try:
+                parse_options(options)
+            except InvalidOptionValue as exc:
+                print(exc)
+            else:
+                raise SystemExit(f"accepted: {options}")
+    """)
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    refused = result.stdout.splitlines()
+    assert "U+00E9, which this system's file-name encoding (ascii) cannot hold" in refused[0], refused
+    assert refused[1].endswith("tls-target-name: value contains U+D800, a lone surrogate"), refused
 
 
 @pytest.mark.parametrize("path", ["/tmp/\ud800.toml", "/tmp/a\x00b.toml"])
