@@ -19,6 +19,7 @@ from ._redact import redact
 if TYPE_CHECKING:
     from ._handshake_errors import HandshakeError as HandshakeError
     from ._handshake_errors import PeerVerificationError as PeerVerificationError
+    from .resolve import Shadowed
 
 # --- Stable reason words (spec §10). Never rename: they appear in logs, metrics and the CLI's error line. ---
 
@@ -103,6 +104,9 @@ class ConfigError(GtlsError):
     #: Warnings given while compiling the settings that failed, which often name the cause (an identity skipped
     #: as world-readable, then "thumbprint not found"). Also added as notes, so a traceback shows them.
     warnings: tuple[str, ...] = ()
+    #: Where resolution failed after finding the levels: the parameter-set options of the levels it did not use
+    #: (``Resolved.shadowed``), often the settings the user meant to be used.
+    shadowed: tuple[Shadowed, ...] = ()
 
     def __str__(self) -> str:
         prefix = []

@@ -432,21 +432,25 @@ def _secure(
     )
     level = effective[0] if effective else None
     shadowed = _shadowed(group, candidates + skipped, level)
-    if role == "server":
-        mode["tls_mutual"] = _tls_mutual(endpoint[1], application, host)
-    chosen = TLSOptions()
-    if effective is None:
-        missing = _required(role, run.profile, chosen)
-        if missing:  # unix, or a windows server: nothing to run on (spec §3.2 step 4)
-            raise _incomplete(run, None, missing, [], shadowed, skipped)
-    else:
-        at, given = effective
-        chosen = _fold_crl(run, at, given)
-        missing = _required(role, run.profile, chosen)
-        if missing:
-            raise _incomplete(run, at, missing, _present(given, group), shadowed, skipped)
-        _check_values(run, at, chosen)
-        chosen = _level_warnings(run, at, chosen, mode.get("tls_mutual", (False, ""))[0])
+    try:
+        if role == "server":
+            mode["tls_mutual"] = _tls_mutual(endpoint[1], application, host)
+        chosen = TLSOptions()
+        if effective is None:
+            missing = _required(role, run.profile, chosen)
+            if missing:  # unix, or a windows server: nothing to run on (spec §3.2 step 4)
+                raise _incomplete(run, None, missing, [], shadowed, skipped)
+        else:
+            at, given = effective
+            chosen = _fold_crl(run, at, given)
+            missing = _required(role, run.profile, chosen)
+            if missing:
+                raise _incomplete(run, at, missing, _present(given, group), shadowed, skipped)
+            _check_values(run, at, chosen)
+            chosen = _level_warnings(run, at, chosen, mode.get("tls_mutual", (False, ""))[0])
+    except ConfigError as exc:
+        exc.shadowed = shadowed  # gtls check lists them beside the error, whose message may only hint at them
+        raise
     options, sources = _effective_options(role, level, chosen, mode)
     return Resolved(
         role=role,

@@ -153,6 +153,30 @@ transport = "tls=1"
     assert "shadowed: sec-protocol = TLSv12  [Host, not used]" in text
 
 
+def test_check_lists_shadowed_options_beside_a_resolution_error(pki: DemoPKI, tmp_path: Path) -> None:
+    """The Port holds only a certificate, so it is the effective level and incomplete; the Application's full set
+    is what the user likely meant, and the report lists it as shadowed beside the error (it was [] before)."""
+    config = write_deployment(tmp_path, f"""
+[applications.app.security]
+trusted-ca = "{pki.root_ca}"
+certificate = "{pki.server_chain}"
+certificate-key = "{pki.server_key}"
+[applications.app.ports.main]
+address = "127.0.0.1"
+port = 9001
+transport = "tls=1;certificate={pki.server_chain}"
+""")
+    code, document = check_json(config)
+    assert code == 1, document
+    port = document["endpoints"][0]
+    assert port["error"]["type"] == "IncompleteTlsLevel" and port["error"]["level"] == "Port"
+    shadowed = {(item["level"], item["option"]) for item in port["shadowed"]}
+    assert shadowed == {("Application", "trusted-ca"), ("Application", "certificate"),
+                        ("Application", "certificate-key")}
+    text = run_gtls("check", "--config", str(config)).stdout
+    assert "shadowed: certificate-key = " in text and "[Application, not used]" in text
+
+
 def test_check_warnings(pki: DemoPKI, tmp_path: Path) -> None:
     soon = pki.intermediate.leaf("soon.example.test", dns=["soon.example.test"], not_after=dt.timedelta(days=10))
     soon_key = soon.write_key(tmp_path / "soon-key.pem")

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +27,7 @@ from gtls.client import open_tls_over_tcp_stream
 from gtls.server import serve_tls_over_tcp
 from gtls.testing import CA, Certified, write_pem
 from tests.peers import (
+    OPENSSL,
     PKI,
     close_after_hello,
     openssl_client,
@@ -197,6 +199,21 @@ async def test_protocol_version_client(pki: PKI) -> None:
         chain=pki.intermediate_file,
     )
     assert error.reason == "protocol-version"
+
+
+async def test_a_servers_small_dh_group_is_no_shared_cipher_client(tmp_path: Path) -> None:
+    """A TLS 1.2 server offering only DHE with a 1024-bit group: the client refuses the key exchange. The server
+    speaks TLS, so this read "not-tls" (invalid TLS from the peer) before; the message says what to change."""
+    rsa = write_pki(tmp_path / "rsa", key_type="rsa")
+    group = tmp_path / "dh1024.pem"
+    subprocess.run([OPENSSL, "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "dh_rfc5114:1",
+                    "-out", str(group)], check=True, capture_output=True, timeout=30)
+    error = await failure_against_openssl(
+        rsa.server_cert, rsa.server_key, rsa.client_options(), chain=rsa.intermediate_file,
+        args=("-tls1_2", "-dhparam", str(group), "-cipher", "DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0"),
+    )
+    assert error.reason == "no-shared-cipher", error
+    assert "Diffie-Hellman group" in error.message and "dh key too small" in error.message, error.message
 
 
 def hide_supported_versions(hello: bytes) -> bytes:

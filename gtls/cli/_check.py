@@ -14,7 +14,7 @@ import datetime as dt
 import io
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from ..errors import ConfigError
-    from ..resolve import Resolved
+    from ..resolve import Resolved, Shadowed
 
 #: Warn about certificates (sent or trusted) that expire within this window.
 EXPIRY_WARNING = dt.timedelta(days=30)
@@ -158,6 +158,7 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
             report.warnings.extend(_order_warnings(resolved, compiled.chain))
     except ConfigError as exc:
         report.error = _error_json(exc)
+        report.shadowed = report.shadowed or _shadowed_json(exc.shadowed)
         report.warnings.extend(w for w in [*resolution_warnings, *exc.warnings] if w not in report.warnings)
     except Exception as exc:  # noqa: BLE001 - a bug below must not hide the other endpoints' reports
         report.error = {"type": type(exc).__name__, "message": f"unexpected error (a gtls bug): {exc}",
@@ -174,9 +175,12 @@ def _describe_resolution(report: EndpointReport, resolved: Resolved) -> None:
         if name in _OTHER_ROLE_ONLY[resolved.role]:
             continue  # a default the endpoint's role never uses; listing it would only confuse
         report.options[name] = {"value": value, "source": source, "level": _LEVEL_TITLES.get(source, source)}
-    report.shadowed = [{"level": item.level.title, "option": item.option, "value": item.value}
-                       for item in resolved.shadowed]
+    report.shadowed = _shadowed_json(resolved.shadowed)
     report.warnings.extend(resolved.warnings)
+
+
+def _shadowed_json(shadowed: Iterable[Shadowed]) -> list[dict[str, str]]:
+    return [{"level": item.level.title, "option": item.option, "value": item.value} for item in shadowed]
 
 
 def _cert_json(cert: x509.Certificate) -> dict[str, str]:

@@ -88,6 +88,14 @@ def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
             "version downgrade refused: the peer offered or chose a lower TLS version than both sides support "
             "(TLS_FALLBACK_SCSV from a client, or the TLS 1.3 downgrade sentinel from a server): a client's retry "
             f"at a lower version, or a man in the middle ({joined})"), None
+    if any("dh key too small" in text for text in texts):
+        # A TLS 1.2 server's DHE group below the security level's 2048 bits (an old server's 1024-bit default). The
+        # peer speaks TLS; what it offers is a key exchange we refuse: the closest word of spec §10 is
+        # no-shared-cipher (gtls decision; a server meets it never, TLS 1.3's groups are 2048 bits or more).
+        return e.NO_SHARED_CIPHER, (
+            "the server's Diffie-Hellman group is smaller than OpenSSL's security level 2 allows (2048 bits): no key "
+            "exchange both sides accept; the server should offer ECDHE or a 2048-bit group (for example ffdhe2048) "
+            f"({joined})"), None
     for needle, reason in _LIBRARY_REASONS:
         if any(needle in text for text in texts):
             return reason, f"{joined}", None
