@@ -416,7 +416,9 @@ def name_text(name: Name) -> str:
 
 
 def _value_text(value: str | bytes | None) -> str:
-    return _escaped(value) if isinstance(value, str) else (value or b"").hex()  # a BIT STRING in hex
+    # A BIT STRING in hex after "#", as RFC 4514 and cryptography mark a value that is not a string (bare hex read
+    # as the text "0102")
+    return _escaped(value) if isinstance(value, str) else "#" + (value or b"").hex()
 
 
 def _escaped(value: str) -> str:

@@ -362,9 +362,11 @@ def test_name_serial_and_version_forms(tmp_path: Path, root: CA, field: int, enc
     assert_der_same_as_ssl(tmp_path, with_tbs_fields(root.leaf("forms.test"), {field: encoded}))
 
 
-def test_a_bit_string_without_bits_in_a_fallback_name() -> None:
+def test_a_bit_string_in_a_fallback_name_is_marked_as_hex() -> None:
+    """A BIT STRING value is not text: "#" then hex, as RFC 4514 writes it (it printed bare, "0102" like a string)."""
     name = ((("x500UniqueIdentifier", None), ("commonName", "a")),)
-    assert _ssl_compat.name_text(name) == "x500UniqueIdentifier=+CN=a"
+    assert _ssl_compat.name_text(name) == "x500UniqueIdentifier=#+CN=a"
+    assert _ssl_compat.name_text(((("x500UniqueIdentifier", b"\x01\x02"),),)) == "x500UniqueIdentifier=#0102"
 
 
 def _san(*names: bytes, after: bytes = b"") -> x509.UnrecognizedExtension:
