@@ -126,6 +126,10 @@ server = "good"
     assert "4 endpoints, 3 errors" in result.stdout
 
 
+def shadowed_of(endpoint: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(item["level"], item["option"]) for item in endpoint["shadowed"]}
+
+
 def test_check_shows_shadowed_options(pki: DemoPKI, tmp_path: Path) -> None:
     config = write_deployment(tmp_path, f"""
 [hosts.h.security]
@@ -147,8 +151,7 @@ transport = "tls=1"
     assert code == 0, document
     port = document["endpoints"][0]
     assert port["level"] == "Application"
-    shadowed = {(item["level"], item["option"]) for item in port["shadowed"]}
-    assert {("Host", "trusted-ca"), ("Host", "sec-protocol")} <= shadowed
+    assert {("Host", "trusted-ca"), ("Host", "sec-protocol")} <= shadowed_of(port)
     text = run_gtls("check", "--config", str(config)).stdout
     assert "shadowed: sec-protocol = TLSv12  [Host, not used]" in text
 
@@ -170,9 +173,8 @@ transport = "tls=1;certificate={pki.server_chain}"
     assert code == 1, document
     port = document["endpoints"][0]
     assert port["error"]["type"] == "IncompleteTlsLevel" and port["error"]["level"] == "Port"
-    shadowed = {(item["level"], item["option"]) for item in port["shadowed"]}
-    assert shadowed == {("Application", "trusted-ca"), ("Application", "certificate"),
-                        ("Application", "certificate-key")}
+    assert shadowed_of(port) == {("Application", "trusted-ca"), ("Application", "certificate"),
+                                 ("Application", "certificate-key")}
     text = run_gtls("check", "--config", str(config)).stdout
     assert "shadowed: certificate-key = " in text and "[Application, not used]" in text
 
