@@ -579,22 +579,33 @@ class CompiledContext:
         reason = reasons.reason_for(code)
         try:
             return self._located_failure(conn, reason, peer) or _plain_failure(code, reason, peer)
-        except Exception:  # noqa: BLE001 - a diagnostic must never turn a refusal into a crash (a peer's serial-0
-            return _plain_failure(code, reason, peer)  # certificate under warnings as errors, say)
+        except Exception:  # noqa: BLE001 - a diagnostic must never turn a refusal into a crash: cryptography
+            pass  # cannot load a certificate OpenSSL took (a version field of 3, serial 0 under warnings as errors)
+        try:  # outside the handler: no error made here may hold the one above (nor its frames)
+            return self._located_by_openssl(conn, code, peer) or _plain_failure(code, reason, peer)
+        except Exception:  # noqa: BLE001 - as above
+            return _plain_failure(code, reason, peer)
+
+    def _refused_chain(self, conn: SSL.Connection) -> list[crypto.X509]:
+        """The refused chain to re-verify offline, leaf first, as OpenSSL holds it (nothing converted)."""
+        from .verify import openssl_peer_chain
+
+        chain = openssl_peer_chain(conn, self.role)
+        if len(chain) > _REVERIFIED_CHAIN and self.role == "client":
+            # More than any real chain: a bundle pasted after the server's own, or a hostile server. What failed is
+            # the path OpenSSL built (as far as it got): re-verify that when it is short. Counted before anything
+            # is converted (a server's chain is that path already).
+            built = conn.get_verified_chain() or []
+            if 0 < len(built) <= _REVERIFIED_CHAIN:
+                chain = built
+        return chain
 
     def _located_failure(self, conn: SSL.Connection, reason: str, peer: str | None) -> PeerVerificationError | None:
         """The failure re-verified offline, with the depth and subject of the certificate at fault (None: not
         found). Failure path only."""
-        from .verify import peer_chain, verify_compiled
+        from .verify import verify_compiled
 
-        chain: Sequence[x509.Certificate | crypto.X509] = peer_chain(conn, self.role)
-        if len(chain) > _REVERIFIED_CHAIN and self.role == "client":
-            # More than any real chain: a bundle pasted after the server's own, or a hostile server. What failed is
-            # the path OpenSSL built (as far as it got): re-verify that when it is short. Counted before anything
-            # is converted (a server's peer_chain is that path already).
-            built = conn.get_verified_chain() or []
-            if 0 < len(built) <= _REVERIFIED_CHAIN:
-                chain = built
+        chain = self._refused_chain(conn)
         reference = self._references.get(conn)
         if 0 < len(chain) <= _REVERIFIED_CHAIN:
             try:
@@ -604,10 +615,23 @@ class CompiledContext:
                     offline.peer = peer
                     return offline
         if reason == e.NAME_MISMATCH and chain and reference is not None:
-            leaf = chain[0] if isinstance(chain[0], x509.Certificate) else chain[0].to_cryptography()
+            leaf = chain[0].to_cryptography()
             return PeerVerificationError(reason, names.mismatch_message(leaf, reference), peer=peer, depth=0,
                                          subject=subject_text(leaf))
         return None
+
+    def _located_by_openssl(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError | None:
+        """``_located_failure`` for a refused chain ``cryptography`` cannot load: OpenSSL's own verdict re-run
+        offline, the subject read from the DER. As bounded, and on the failure path only."""
+        from .verify import located_by_openssl
+
+        chain = self._refused_chain(conn)
+        if not 0 < len(chain) <= _REVERIFIED_CHAIN:
+            return None
+        located = located_by_openssl(self, chain, code, reference=self._references.get(conn))
+        if located is not None:
+            located.peer = peer
+        return located
 
 
 def _plain_failure(code: int, reason: str, peer: str | None) -> PeerVerificationError:

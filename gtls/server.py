@@ -79,14 +79,13 @@ def _refused_client(stream: TLSStream, error: HandshakeError) -> str | None:
     error's ``depth``/``subject``), read from the chain OpenSSL was building. Failure path only."""
     if not isinstance(error, PeerVerificationError) or error.depth == 0 or not stream.server_side:
         return error.subject
-    from .pki.certs import subject_text
-    from .verify import peer_chain
+    from .verify import openssl_peer_chain, openssl_subject
 
     try:
-        chain = peer_chain(stream._engine.conn, "server")
-    except Exception:  # noqa: BLE001 - a diagnostic never stops the server (a serial-0 certificate under warnings
-        return error.subject  # as errors, say)
-    return subject_text(chain[0]) if chain else error.subject
+        chain = openssl_peer_chain(stream._engine.conn, "server")
+        return openssl_subject(chain[0]) if chain else error.subject
+    except Exception:  # noqa: BLE001 - a diagnostic never stops the server; and error.subject names another
+        return None  # certificate than the client's own
 
 
 def _subject_of(stream: TLSStream) -> str | None:

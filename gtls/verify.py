@@ -1,7 +1,8 @@
 """Offline verification: the handshake's policy (store, flags, CRLs, purpose, name rule) on a given chain (spec §9).
 
 ``verify_chain`` is the public entry point; ``verify_compiled`` is shared with ``CompiledContext.handshake_failure``,
-which re-runs it on the failure path to learn the failing depth and subject.
+which re-runs it on the failure path to learn the failing depth and subject (``located_by_openssl`` when the refused
+chain holds a certificate ``cryptography`` cannot load).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from OpenSSL import SSL, crypto
 
 from . import _binding
 from . import errors as e
+from ._ssl_compat import name_text, peercert_dict
 from .context import CompiledContext, compile_settings
 from .errors import InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
@@ -35,20 +37,37 @@ def _as_crypto(cert: CertLike) -> x509.Certificate:
     return cert.to_cryptography() if isinstance(cert, crypto.X509) else cert
 
 
-def peer_chain(conn: SSL.Connection, role: Role) -> list[x509.Certificate]:
-    """The certificates the peer sent, leaf first (a server's OpenSSL list omits the client's leaf).
+def openssl_peer_chain(conn: SSL.Connection, role: Role) -> list[crypto.X509]:
+    """The certificates the peer sent, leaf first (a server's OpenSSL list omits the client's leaf), as OpenSSL
+    holds them: nothing is read by ``cryptography``.
 
     A server that refused the client's chain keeps none of what the client sent, but OpenSSL leaves the chain it
     was building in ``SSL_get0_verified_chain`` (leaf first, as far as it got, whatever the outcome), which names
     the certificate at fault just as well. Read on the failure path only."""
-    sent = conn.get_peer_cert_chain(as_cryptography=True) or []
+    sent = conn.get_peer_cert_chain() or []
     if role == "server":
-        leaf = conn.get_peer_certificate(as_cryptography=True)
+        leaf = conn.get_peer_certificate()
         if leaf is None and not sent:
-            return list(conn.get_verified_chain(as_cryptography=True) or [])
-        if leaf is not None and (not sent or sent[0] != leaf):
+            return list(conn.get_verified_chain() or [])
+        if leaf is not None and (not sent or _der(sent[0]) != _der(leaf)):
             sent = [leaf, *sent]
     return list(sent)
+
+
+def _der(cert: crypto.X509) -> bytes:
+    return crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+
+
+def openssl_subject(cert: crypto.X509) -> str:
+    """The subject of a certificate OpenSSL holds, as ``subject_text`` writes it; read from its DER by gtls's own
+    reader when ``cryptography`` cannot load it (a version field of 3, a damaged date; a serial of 0 under warnings
+    as errors). Not through pyOpenSSL's X509 name methods, which pyOpenSSL 26 deprecates."""
+    der = _der(cert)
+    try:
+        return subject_text(x509.load_der_x509_certificate(der))
+    except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
+        name = peercert_dict(der)["subject"]
+        return name_text(name) if name else "(empty subject)"
 
 
 def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None) -> crypto.X509Store:
@@ -110,14 +129,17 @@ def _anchors(compiled: CompiledContext) -> Sequence[x509.Certificate]:
 def _failure(code: int, depth: int, cert: x509.Certificate | None, reference: str | None, chain: Sequence[
         x509.Certificate]) -> PeerVerificationError:
     reason = reasons.reason_for(code)
-    text = hostcheck.error_text(code)
     if reason == e.NAME_MISMATCH and reference is not None:
         message = names.mismatch_message(chain[0], reference)
-    elif reasons.is_known(code):
-        message = text
     else:
-        message = f"OpenSSL verify error {code}: {text}"
+        message = verify_message(code)
     return PeerVerificationError(reason, message, depth=depth, subject=subject_text(cert) if cert else None)
+
+
+def verify_message(code: int) -> str:
+    """The message of a verify failure: OpenSSL's text, with its code when gtls has no reason word of its own."""
+    text = hostcheck.error_text(code)
+    return text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
 
 
 def _run(compiled: CompiledContext, chain: Sequence[x509.Certificate], flags: int, reference: str | None,
@@ -156,6 +178,27 @@ def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, ref
         raise PeerVerificationError(e.NAME_MISMATCH, names.mismatch_message(path[0], reference), depth=0,
                                     subject=subject_text(path[0]))
     return path
+
+
+def located_by_openssl(compiled: CompiledContext, chain: Sequence[crypto.X509], code: int, *, reference: str | None
+                       ) -> PeerVerificationError | None:
+    """A handshake's verify failure ``code`` located by OpenSSL alone, for a refused ``chain`` (leaf first) that
+    ``cryptography`` cannot load: OpenSSL's verdict on it against the handshake's store, nothing converted, with the
+    depth and subject of the certificate at fault. None when that verdict is not ``code`` (what only
+    ``verify_compiled`` adds: the security level's checks, a waived expired CRL), or is a name mismatch (its message
+    lists the leaf's names). Never raised: an error raised here would hold this frame. Failure path only."""
+    store = _store(compiled, compiled.verify_flags, reference, None)
+    try:
+        crypto.X509StoreContext(store, chain[0], list(chain[1:])).verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        found, depth, cert = int(exc.errors[0]), int(exc.errors[1]), exc.certificate
+    else:
+        return None
+    reason = reasons.reason_for(found)
+    if found != code or reason == e.NAME_MISMATCH:
+        return None
+    return PeerVerificationError(reason, verify_message(found), depth=depth,
+                                 subject=openssl_subject(cert) if cert is not None else None)
 
 
 def _check_auth_level(path: Sequence[x509.Certificate], reference: str | None, certs: Sequence[x509.Certificate]

@@ -483,7 +483,7 @@ async def test_server_names_the_refused_client_certificate_of_python_ssl(pki: PK
 async def test_a_serial_zero_peer_certificate_cannot_crash_a_refusal(pki: PKI, tmp_path: Path) -> None:
     """Reading a serial-0 certificate makes cryptography warn; as an error, the warning escaped the failure path's
     re-verification and stopped the server (one client certificate took it down) or replaced the client's
-    PeerVerificationError. The refusal stands with its reason; only depth and subject may be missing."""
+    PeerVerificationError. The refusal stands with its reason, and names the certificate as OpenSSL read it."""
     cert, key = serial_zero_identity(tmp_path, "serial zero client")
 
     async def client(port: int) -> None:
@@ -495,9 +495,13 @@ async def test_a_serial_zero_peer_certificate_cannot_crash_a_refusal(pki: PKI, t
     async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
         await client(port)
     assert [(e.ok, e.reason) for e in events] == [(False, "untrusted"), (True, None)], [e.describe() for e in events]
+    refused = events[0].error
+    assert isinstance(refused, PeerVerificationError)
+    assert (refused.depth, refused.subject, refused.message) == (0, "CN=serial zero client", "self-signed certificate")
     cert, key = serial_zero_identity(tmp_path, "serial zero server")
     error = await failure_against_openssl(cert, key, pki.client_options())
     assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"
+    assert (error.depth, error.subject, error.message) == (0, "CN=serial zero server", "self-signed certificate")
 
 
 async def test_a_verified_client_certificate_cryptography_cannot_read_does_not_stop_the_server(
@@ -527,6 +531,81 @@ async def test_a_verified_client_certificate_cryptography_cannot_read_does_not_s
             assert data == b"welcome\n"
     assert [(e.ok, e.subject) for e in events] == [(True, "CN=client.test"), (True, "CN=client.test")], [
         e.describe() for e in events]
+
+
+UNREADABLE_CASES = ["untrusted", "stranger", "expired", "revoked", "expired-intermediate"]
+
+
+def unreadable_identity(pki: PKI, stranger: PKI, tmp_path: Path, role: str, case: str
+                        ) -> tuple[Path, Path, Path | None, str | None, tuple[str, int, str, str]]:
+    """A peer identity whose own certificate cryptography cannot load (version field 3; OpenSSL reads and verifies
+    it), refused for ``case``: its certificate file, key, chain file (intermediates), CRL file, and the expected
+    (reason, depth, subject at fault, the peer leaf's subject)."""
+    name = "localhost" if role == "client" else "client.test"
+    eku = ("server",) if role == "client" else ("client",)
+    issuer, chain, crl = pki.intermediate, [pki.intermediate.cert_pem], None
+    leaf = issuer.leaf(name, dns=(name,), eku=eku)
+    leaf_pem = version_4_certificate(leaf, issuer)
+    at_fault = (0, name)
+    if case == "untrusted":  # the intermediate is not sent: the v4 leaf's issuer is unknown
+        chain = []
+    elif case == "stranger":  # a stranger's readable intermediate is at fault, above the v4 leaf
+        issuer, chain = stranger.intermediate, [stranger.intermediate.cert_pem]
+        leaf = issuer.leaf(name, dns=(name,), eku=eku)
+        leaf_pem, at_fault = version_4_certificate(leaf, issuer), (1, "gtls transport test intermediate")
+    elif case == "expired":
+        leaf = issuer.leaf(name, dns=(name,), eku=eku, not_before=-10 * DAY, not_after=-DAY)
+        leaf_pem = version_4_certificate(leaf, issuer)
+    elif case == "revoked":
+        crl = str(issuer.crl(revoked=[leaf]).write(tmp_path / "crl.pem"))
+    else:  # a readable leaf under an expired intermediate cryptography cannot load
+        issuer = pki.root.intermediate("expired v4 inter", not_before=-10 * DAY, not_after=-DAY)
+        leaf = issuer.leaf(name, dns=(name,), eku=eku)
+        leaf_pem, chain, at_fault = leaf.cert_pem, [version_4_certificate(issuer, pki.root)], (1, "expired v4 inter")
+    cert = write_pem(tmp_path / "peer.pem", leaf_pem)
+    chain_file = write_pem(tmp_path / "chain.pem", *chain) if chain else None
+    reason = {"untrusted": "untrusted", "stranger": "untrusted", "revoked": "revoked"}.get(case, "expired")
+    return cert, leaf.write_key(tmp_path / "peer.key"), chain_file, crl, (reason, at_fault[0], f"CN={at_fault[1]}",
+                                                                         f"CN={name}")
+
+
+@pytest.mark.parametrize("case", UNREADABLE_CASES)
+async def test_a_refused_client_certificate_cryptography_cannot_read_is_named(
+    pki: PKI, stranger: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    """A client certificate OpenSSL reads but cryptography cannot load (version field 3) is refused with the depth
+    and subject of the certificate at fault, as a readable one is: OpenSSL's own verdict re-run offline, its subject
+    read from the DER (it was the reason word only)."""
+    cert, key, chain, crl, (reason, depth, subject, client_subject) = unreadable_identity(
+        pki, stranger, tmp_path, "server", case)
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=key, chain=chain)
+
+    caplog.set_level("WARNING", logger="gtls.server")
+    event = await server_reason(pki.server_options(tls_mutual="1", **({"tls_crl": crl} if crl else {})), client)
+    assert isinstance(event.error, PeerVerificationError)
+    assert (event.reason, event.error.depth, event.error.subject, event.subject) == (
+        reason, depth, subject, client_subject)
+    assert event.error.message == {"untrusted": "unable to get local issuer certificate",
+                                   "expired": "certificate has expired", "revoked": "certificate revoked"}[reason]
+    lines = [r.getMessage() for r in caplog.records if r.name == "gtls.server"]
+    assert len(lines) == 1 and f"handshake failed: {reason} " in lines[0], lines
+    assert f"subject={client_subject}:" in lines[0], lines
+    assert lines[0].endswith(f"(depth {depth}: {subject})") == (depth != 0), lines
+
+
+@pytest.mark.parametrize("case", UNREADABLE_CASES)
+async def test_a_refused_server_certificate_cryptography_cannot_read_is_named(
+    pki: PKI, stranger: PKI, tmp_path: Path, case: str
+) -> None:
+    """The same for a gtls client refusing such a server certificate, sent by openssl s_server."""
+    cert, key, chain, crl, (reason, depth, subject, _) = unreadable_identity(pki, stranger, tmp_path, "client", case)
+    options = pki.client_options(**({"tls_crl": crl} if crl else {}))
+    error = await failure_against_openssl(cert, key, options, chain=chain)
+    assert isinstance(error, PeerVerificationError)
+    assert (error.reason, error.depth, error.subject) == (reason, depth, subject)
+    assert error.peer is not None and error.peer.startswith("127.0.0.1:")
 
 
 async def test_a_hostile_long_chain_costs_no_offline_reverification(pki: PKI, tmp_path: Path) -> None:

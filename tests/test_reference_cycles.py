@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -25,7 +26,8 @@ from gtls import HandshakeError, HandshakeEvent, TLSStream, open_tls_over_tcp_st
 from gtls.engine import TLSEngine, TransportFailed
 from gtls.server import serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, python_context, raw_server, settled, write_pki
+from gtls.testing import CA, write_pem
+from tests.peers import PKI, python_context, raw_server, settled, version_4_certificate, wrap_client, write_pki
 
 GTLS_TYPES = (TLSStream, TLSEngine, SSL.Connection)
 
@@ -262,4 +264,39 @@ async def test_a_memory_bio_stream_whose_send_was_cancelled_is_freed_without_the
         await server.aclose()
     del client, server, nursery
     await trio.lowlevel.checkpoint()
+    assert collector_off() == []
+
+
+async def test_a_refusal_located_by_openssl_alone_is_freed_without_the_collector(
+    pki: PKI, tmp_path: Path, collector_off: Callable[[], list[str]]
+) -> None:
+    """A refused client certificate cryptography cannot load is located by a second, OpenSSL-only re-verification
+    after the first one failed: neither failure may leave the connection in a cycle (through a traceback's frames)."""
+    stranger = CA.root("cycles stranger").intermediate("cycles stranger inter")
+    leaf = stranger.leaf("v4 client", eku=("client",))
+    cert = write_pem(tmp_path / "v4.pem", version_4_certificate(leaf, stranger), stranger.cert_pem)
+    context = python_context(server=False, ca=pki.ca_file, cert=cert, key=leaf.write_key(tmp_path / "v4.key"))
+
+    def refused(port: int) -> None:
+        with _connect(port) as raw, contextlib.suppress(ssl.SSLError, OSError), wrap_client(context, raw) as conn:
+            conn.recv(10)  # TLS 1.3: the refusal arrives after the client's handshake
+
+    events: list[HandshakeEvent] = []
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                lambda stream: stream.send_all(b"hi\n"), 0, pki.server_options(tls_mutual="1"), host="127.0.0.1",
+                on_handshake=events.append, task_status=task_status,
+            )
+        )
+        port = listeners[0].socket.getsockname()[1]
+        for _ in range(3):
+            await trio.to_thread.run_sync(refused, port)
+        with trio.fail_after(5):
+            while len(events) < 3:
+                await trio.sleep(0.01)
+        await settled()
+        nursery.cancel_scope.cancel()
+    del listeners
+    assert [(event.reason, event.error.depth if event.error else None) for event in events] == [("untrusted", 1)] * 3
     assert collector_off() == []
