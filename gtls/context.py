@@ -13,7 +13,6 @@ import hashlib
 import os
 import socket
 import threading
-import warnings as warnings_module
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
@@ -796,9 +795,11 @@ def _advertise_client_cas(ctx: SSL.Context, trusted: list[x509.Certificate], war
             "without that hint"
         )
         return
-    with warnings_module.catch_warnings():  # X509Name is deprecated, but the only in-memory way here
-        warnings_module.simplefilter("ignore", DeprecationWarning)
-        ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in trusted])
+    # One name per CA, taken from the certificate by OpenSSL: no X509Name (deprecated), so no warnings filter to
+    # change around it (warnings.catch_warnings swaps the process-wide filters: servers compiled in two threads at
+    # once left DeprecationWarning ignored for the whole program).
+    for ca in trusted:
+        ctx.add_client_ca(ca)
 
 
 __all__ = ["STATS", "BuildStats", "CompiledContext", "clear_cache", "compile_context"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -125,6 +126,35 @@ def test_equal_settings_compiled_at_once_in_threads_share_one_context(files: dic
         assert len(got) == threads
         assert len({id(context) for context in got}) == 1, f"trial {trial}: {len(set(map(id, got)))} contexts"
         assert server_ctx(files).ssl_context is got[0]
+
+
+def test_mutual_servers_compiled_in_threads_at_once_leave_the_warnings_filters_alone(files: dict[str, Path]) -> None:
+    """A mutual-TLS server lists its CAs in the certificate request. That took pyOpenSSL's deprecated X509Name under
+    warnings.catch_warnings, which swaps the process-wide filters and puts its copy back on exit: two ports compiled
+    at once in two threads (each with its own trio.run) left DeprecationWarning ignored for the whole program."""
+    before = list(warnings.filters)
+    threads = 8
+    try:
+        for trial in range(20):
+            context_module.clear_cache()  # every thread builds (the first to finish is kept)
+            barrier = threading.Barrier(threads)
+            built: list[CompiledContext] = []
+
+            def compile_one(barrier: threading.Barrier, built: list[CompiledContext]) -> None:
+                barrier.wait(timeout=10)
+                built.append(server_ctx(files, **{"tls-mutual": "1"}))
+
+            workers = [threading.Thread(target=compile_one, args=(barrier, built)) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(timeout=30)
+            assert len(built) == threads
+            assert warnings.filters == before, f"trial {trial}: {warnings.filters[:2]}"
+    finally:
+        warnings.filters[:] = before
+    advertised = built[0].ssl_context
+    assert [name.CN for name in SSL.Connection(advertised).get_client_ca_list()] == ["ctx root"]
 
 
 def test_many_handshakes_read_no_files_and_build_one_context(
