@@ -13,6 +13,7 @@ import time
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -546,6 +547,39 @@ def test_a_rewrite_keeping_size_and_modification_time_is_still_seen(tmp_path: Pa
     os.utime(ca, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     changed = compile_settings(TLSOptions(trusted_ca=str(ca)), "client")
     assert [c.subject.rfc4514_string() for c in changed.trusted] == ["CN=tick two"] and changed is not first
+
+
+def test_a_file_swapped_while_its_settings_compile_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symlink switched to a file written earlier (Kubernetes secret volumes, ``ln -sfn`` rotations) moves no time of
+    the file itself. Stamped after the read, a switch while the settings compiled (here during the build, which other
+    threads compiling at the same time stretch to many milliseconds) put the new file's stamp beside the old file's
+    context, and the old CA was trusted until the file changed again. Stamped before the read: read again."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+        write_pem(tmp_path / version / "ca.pem", CA.root(f"swap {version}"))
+    current = tmp_path / "current"
+    current.symlink_to("v1")
+    build = context_module._build
+
+    def build_then_switch(*args: Any, **kwargs: Any) -> CompiledContext:
+        compiled = build(*args, **kwargs)
+        switched = tmp_path / "switched"
+        switched.symlink_to("v2")
+        os.replace(switched, current)  # atomic, as rotations do it
+        return compiled
+
+    options = TLSOptions(trusted_ca=str(current / "ca.pem"))
+    monkeypatch.setattr(context_module, "_build", build_then_switch)
+    first = compile_settings(options, "client")
+    monkeypatch.setattr(context_module, "_build", build)
+    assert [c.subject.rfc4514_string() for c in first.trusted] == ["CN=swap v1"]  # what was read
+    again = compile_settings(options, "client")
+    assert [c.subject.rfc4514_string() for c in again.trusted] == ["CN=swap v2"]
+    assert compile_settings(options, "client") is again
 
 
 def test_files_changed_moments_ago_are_not_trusted_by_their_stamps(
