@@ -11,6 +11,12 @@ nanoseconds — tells the same for one ``stat`` each, with two guards:
   taken could keep its stamp. As git does for its index ("racy git"), a file changed less than ``SETTLE``
   seconds before the stamp is taken is not trusted: such settings are read and compared in full every time, until
   the files have been quiet for that long.
+
+A file's stamp is taken just *before* it is read, never after: the bytes read are then at least as new as the stamp,
+so a change in between only costs one more read. Taken after, a file swapped while its settings were being compiled
+(a symlink or folder swapped to a file written earlier, as Kubernetes secret volumes and ``ln -sfn`` rotations do,
+which moves no time of the file itself) got the new file's stamp beside the old file's context, and that context
+was served until the file changed again.
 """
 
 from __future__ import annotations
@@ -33,19 +39,28 @@ def _stamp(path: str) -> Stamp:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def take(paths: Iterable[Path]) -> Stamps | None:
-    """Stamps for ``paths`` (the files just read), or None when one of them is too fresh (or gone) to trust."""
+def stamp(path: Path) -> Stamp | None:
+    """``path``'s stamp now (None: it cannot be taken). Take it before reading the file."""
+    try:
+        return _stamp(str(path))
+    except OSError:
+        return None
+
+
+def settled(stamps: Iterable[tuple[Path, Stamp | None]]) -> Stamps | None:
+    """The stamps taken before the files were read, or None when one of them is missing or too fresh to trust."""
     settled_before = time.time_ns() - int(SETTLE * 1e9)
-    stamps = []
-    for path in paths:
-        try:
-            stamp = _stamp(str(path))
-        except OSError:
+    out = []
+    for path, found in stamps:
+        if found is None or found[4] > settled_before or found[5] > settled_before:
             return None
-        if stamp[4] > settled_before or stamp[5] > settled_before:
-            return None
-        stamps.append((str(path), stamp))
-    return tuple(stamps)
+        out.append((str(path), found))
+    return tuple(out)
+
+
+def take(paths: Iterable[Path]) -> Stamps | None:
+    """Stamps for ``paths`` taken now, or None when one of them is too fresh (or gone) to trust."""
+    return settled((path, stamp(path)) for path in paths)
 
 
 def unchanged(stamps: Stamps) -> bool:

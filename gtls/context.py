@@ -13,7 +13,6 @@ import hashlib
 import os
 import socket
 import threading
-import warnings as warnings_module
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Sequence
@@ -119,6 +118,8 @@ class _Inputs:
     trusted_ca: Path | None = None
     crl_file: Path | None = None
     files: dict[Path, bytes] = field(default_factory=dict)
+    #: Each file's stamp, taken just before it was read (gtls._stat_memo).
+    stamps: dict[Path, _stat_memo.Stamp | None] = field(default_factory=dict)
 
 
 def _where(resolved: Resolved) -> Where:
@@ -129,11 +130,13 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
     opts = resolved.options
     base = resolved.base_dir
     files: dict[Path, bytes] = {}
+    stamps: dict[Path, _stat_memo.Stamp | None] = {}
 
     def read(path: Path, option: str, error: type[e.ConfigError] = CredentialLoadError, hint: str = "") -> None:
         if path in files:
             return
         STATS.file_reads += 1
+        stamps[path] = _stat_memo.stamp(path)  # before the read: the bytes are at least as new as the stamp
         try:
             files[path] = read_file(path, option=option, where=where, error=error)
         except e.ConfigError as exc:
@@ -192,7 +195,7 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
     elif crl_value:
         crl_file = resolve_path(crl_value.strip(), base, option="tls-crl", warnings=warnings)
         read(crl_file, "tls-crl", CrlLoadError)
-    return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file, files)
+    return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file, files, stamps)
 
 
 def _settings_key(resolved: Resolved, alpn: tuple[bytes, ...] = ()) -> tuple[Hashable, ...]:
@@ -290,7 +293,7 @@ def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) ->
         exc.with_warnings(_located(resolved, warnings))
         raise
     # A certificate-store folder can gain files without any stamped file changing: those settings are always read.
-    stamps = _stat_memo.take(inputs.files) if inputs.store is None else None
+    stamps = _stat_memo.settled(inputs.stamps.items()) if inputs.store is None else None
     if stamps is not None:
         _remember(_STAMPED, settings_key, (stamps, compiled))
     return _seen_by(compiled, resolved)
@@ -820,9 +823,11 @@ def _advertise_client_cas(ctx: SSL.Context, trusted: list[x509.Certificate], war
             "without that hint"
         )
         return
-    with warnings_module.catch_warnings():  # X509Name is deprecated, but the only in-memory way here
-        warnings_module.simplefilter("ignore", DeprecationWarning)
-        ctx.set_client_ca_list([crypto.X509.from_cryptography(ca).get_subject() for ca in trusted])
+    # One name per CA, taken from the certificate by OpenSSL: no X509Name (deprecated), so no warnings filter to
+    # change around it (warnings.catch_warnings swaps the process-wide filters: servers compiled in two threads at
+    # once left DeprecationWarning ignored for the whole program).
+    for ca in trusted:
+        ctx.add_client_ca(ca)
 
 
 __all__ = ["STATS", "BuildStats", "CompiledContext", "clear_cache", "compile_context"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-import warnings
 from collections.abc import Sequence
 from typing import Final
 
@@ -27,6 +26,7 @@ from .errors import InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
 from .pki.certs import self_signed, subject_text
+from .pki.pem import parse_blocks
 from .pki.strength import Weakness, weakness, weaknesses
 from .resolve import Resolved, Role
 
@@ -76,7 +76,7 @@ def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.
     any peer can cause that); OpenSSL takes a reference to each, so no copy is made."""
     cas = compiled._verify_cas
     if cas is None:  # two threads may both convert: the same result
-        cas = compiled._verify_cas = tuple(crypto.X509.from_cryptography(ca) for ca in _anchors(compiled))
+        cas = compiled._verify_cas = _anchors(compiled)
     store = crypto.X509Store()
     for ca in cas:
         store.add_cert(ca)
@@ -106,23 +106,25 @@ def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.
     return store
 
 
-def _anchors(compiled: CompiledContext) -> Sequence[x509.Certificate]:
-    """The trusted CAs: ``trusted-ca``'s, else, with profile windows, those of the system's CA file (read once per
-    compiled context: reading it per verification took 4.6 ms on every refusal)."""
+def _anchors(compiled: CompiledContext) -> tuple[crypto.X509, ...]:
+    """The trusted CAs for OpenSSL: ``trusted-ca``'s, else, with profile windows, those of the system's CA file (read
+    once per compiled context: reading it per verification took 4.6 ms on every refusal)."""
     if compiled.trusted or compiled.resolved.profile != "windows":
-        return compiled.trusted
+        return tuple(crypto.X509.from_cryptography(ca) for ca in compiled.trusted)
     cafile = ssl.get_default_verify_paths().cafile
     if not cafile:
         return ()
     try:
-        with open(cafile, "rb") as bundle, warnings.catch_warnings():  # noqa: PTH123 - one read
+        with open(cafile, "rb") as bundle:  # noqa: PTH123 - one read
             data = bundle.read()
-            if b"-----BEGIN TRUSTED CERTIFICATE" in data or b"-----BEGIN X509 CRL" in data:
-                return ()  # blocks only OpenSSL reads: it loads the file per verification (slower, complete)
-            # Some roots of the system bundles have serial 0: OpenSSL takes them, and so does this.
-            warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
-            return x509.load_pem_x509_certificates(data)
-    except (OSError, ValueError):
+        if b"-----BEGIN TRUSTED CERTIFICATE" in data or b"-----BEGIN X509 CRL" in data:
+            return ()  # blocks only OpenSSL reads: it loads the file per verification (slower, complete)
+        # Parsed by OpenSSL, as the handshake's own store does: some roots of the system bundles have serial 0, on
+        # which cryptography warns, and silencing that took warnings.catch_warnings, which swaps the process-wide
+        # filters (two threads at once could leave a program's own filter changes undone).
+        return tuple(crypto.load_certificate(crypto.FILETYPE_ASN1, block.der) for block in parse_blocks(data)
+                     if block.label == "CERTIFICATE")
+    except (OSError, crypto.Error):
         return ()
 
 

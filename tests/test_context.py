@@ -10,8 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -125,6 +127,35 @@ def test_equal_settings_compiled_at_once_in_threads_share_one_context(files: dic
         assert len(got) == threads
         assert len({id(context) for context in got}) == 1, f"trial {trial}: {len(set(map(id, got)))} contexts"
         assert server_ctx(files).ssl_context is got[0]
+
+
+def test_mutual_servers_compiled_in_threads_at_once_leave_the_warnings_filters_alone(files: dict[str, Path]) -> None:
+    """A mutual-TLS server lists its CAs in the certificate request. That took pyOpenSSL's deprecated X509Name under
+    warnings.catch_warnings, which swaps the process-wide filters and puts its copy back on exit: two ports compiled
+    at once in two threads (each with its own trio.run) left DeprecationWarning ignored for the whole program."""
+    before = list(warnings.filters)
+    threads = 8
+    try:
+        for trial in range(20):
+            context_module.clear_cache()  # every thread builds (the first to finish is kept)
+            barrier = threading.Barrier(threads)
+            built: list[CompiledContext] = []
+
+            def compile_one(barrier: threading.Barrier, built: list[CompiledContext]) -> None:
+                barrier.wait(timeout=10)
+                built.append(server_ctx(files, **{"tls-mutual": "1"}))
+
+            workers = [threading.Thread(target=compile_one, args=(barrier, built)) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(timeout=30)
+            assert len(built) == threads
+            assert warnings.filters == before, f"trial {trial}: {warnings.filters[:2]}"
+    finally:
+        warnings.filters[:] = before
+    advertised = built[0].ssl_context
+    assert [name.CN for name in SSL.Connection(advertised).get_client_ca_list()] == ["ctx root"]
 
 
 def test_many_handshakes_read_no_files_and_build_one_context(
@@ -516,6 +547,39 @@ def test_a_rewrite_keeping_size_and_modification_time_is_still_seen(tmp_path: Pa
     os.utime(ca, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     changed = compile_settings(TLSOptions(trusted_ca=str(ca)), "client")
     assert [c.subject.rfc4514_string() for c in changed.trusted] == ["CN=tick two"] and changed is not first
+
+
+def test_a_file_swapped_while_its_settings_compile_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symlink switched to a file written earlier (Kubernetes secret volumes, ``ln -sfn`` rotations) moves no time of
+    the file itself. Stamped after the read, a switch while the settings compiled (here during the build, which other
+    threads compiling at the same time stretch to many milliseconds) put the new file's stamp beside the old file's
+    context, and the old CA was trusted until the file changed again. Stamped before the read: read again."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+        write_pem(tmp_path / version / "ca.pem", CA.root(f"swap {version}"))
+    current = tmp_path / "current"
+    current.symlink_to("v1")
+    build = context_module._build
+
+    def build_then_switch(*args: Any, **kwargs: Any) -> CompiledContext:
+        compiled = build(*args, **kwargs)
+        switched = tmp_path / "switched"
+        switched.symlink_to("v2")
+        os.replace(switched, current)  # atomic, as rotations do it
+        return compiled
+
+    options = TLSOptions(trusted_ca=str(current / "ca.pem"))
+    monkeypatch.setattr(context_module, "_build", build_then_switch)
+    first = compile_settings(options, "client")
+    monkeypatch.setattr(context_module, "_build", build)
+    assert [c.subject.rfc4514_string() for c in first.trusted] == ["CN=swap v1"]  # what was read
+    again = compile_settings(options, "client")
+    assert [c.subject.rfc4514_string() for c in again.trusted] == ["CN=swap v2"]
+    assert compile_settings(options, "client") is again
 
 
 def test_files_changed_moments_ago_are_not_trusted_by_their_stamps(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import tempfile
+import threading
+import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,7 +18,7 @@ from cryptography.x509.oid import ObjectIdentifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gtls.context import compile_context
+from gtls.context import clear_cache, compile_context
 from gtls.errors import ConfigError, PeerVerificationError
 from gtls.options import TLSOptions
 from gtls.resolve import direct, resolve_client
@@ -311,6 +316,56 @@ def test_the_windows_profile_reads_the_system_ca_file_once(tmp_path: Path, monke
     fallback = compile_context(direct({"sec-protocol": "TLSv13"}, "client", profile="windows"))  # not cached
     assert verify_chain([trusted_root.leaf("t.test", dns=["t.test"]).cert], fallback, "client")
     assert fallback._verify_cas == ()  # OpenSSL read the file itself
+
+
+def test_the_windows_system_ca_file_is_read_without_swapping_the_warnings_filters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its roots of serial 0 were silenced under warnings.catch_warnings, which swaps the process-wide filters and puts
+    its copy back on exit: a filter another thread set meanwhile was undone. Here the read is held on a FIFO (a slow
+    disk) while this thread adds a filter; it must stay."""
+    import ssl
+
+    bundle = tmp_path / "system.pem"
+    os.mkfifo(bundle)
+    paths = ssl.get_default_verify_paths()
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths._replace(cafile=str(bundle), capath=None))
+    clear_cache()  # a new context: its CAs not read yet
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    reasons: list[str] = []
+
+    def refuse_a_stranger() -> None:
+        with pytest.raises(PeerVerificationError) as info:
+            verify_chain([CA.root("stranger root").leaf("w.test", dns=["w.test"]).cert], compiled, "client")
+        reasons.append(info.value.reason)
+
+    marker = ("error", None, UserWarning, None, 0)
+    worker = threading.Thread(target=refuse_a_stranger, daemon=True)
+    worker.start()
+    fd = -1
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # the writer's open fails (ENXIO) until the verifier has opened the FIFO to read it
+            try:
+                fd = os.open(bundle, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and worker.is_alive(), "the verifier never read the CA file"
+                time.sleep(0.01)
+        time.sleep(0.3)  # the verifier now waits for the file's bytes
+        warnings.filterwarnings("error", category=UserWarning)  # this thread's own filter, set meanwhile
+        os.set_blocking(fd, True)
+        os.write(fd, CA.root("system root").cert_pem)
+        os.close(fd)
+        worker.join(10)
+        assert reasons == ["untrusted"]
+        assert marker in warnings.filters
+    finally:
+        if fd == -1:  # a failure above: let a verifier stuck in open() go (it then reads an empty file)
+            with contextlib.suppress(OSError):
+                os.close(os.open(bundle, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+    assert compiled._verify_cas is not None and len(compiled._verify_cas) == 1
 
 
 TRUST_CASES = {  # case -> the verdict both must give (None: verified)
