@@ -74,10 +74,11 @@ class Poller:
 
     def remove(self, fd: int) -> None:
         """Stop watching ``fd``, which stays open (its socket is handed to trio's own waits)."""
-        if self._drivers.pop(fd, None) is not None and self._epoll is not None:
+        epoll = self._epoll  # read once: the poller's run, in another thread, may stop and close it meanwhile
+        if self._drivers.pop(fd, None) is not None and epoll is not None:
             try:
-                self._epoll.unregister(fd)
-            except OSError:  # already closed
+                epoll.unregister(fd)
+            except (OSError, ValueError):  # fd already closed; the set closed since it was read (ValueError)
                 pass
 
     async def run(self) -> None:

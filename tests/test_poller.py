@@ -136,6 +136,20 @@ async def test_leaving_the_poller_keeps_reads_working(pair: tuple[socket.socket,
             await woke.wait()
 
 
+def test_removing_from_a_poller_whose_run_just_stopped_in_another_thread_is_quiet(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """audit 49: a stream handed to a worker thread's run leaves the server's poller as it first waits there; if the
+    server's run stops at that moment, ``remove`` finds the set closed (ValueError, or None read twice): it must stay
+    quiet, as for a closed descriptor. The interleaving is set up directly: the set is closed under ``remove``."""
+    sock, _ = pair
+    poller = Poller()
+    assert poller.add(sock.fileno(), SocketDriver(sock, None))
+    assert poller._epoll is not None
+    poller._epoll.close()  # the run's finally, in the other thread, between remove's check and its unregister
+    poller.remove(sock.fileno())  # raised ValueError: I/O operation on closed epoll object
+
+
 # --- end to end --------------------------------------------------------------------------------------------------
 
 
