@@ -13,16 +13,26 @@ handshake that started it; a session made late in an epoch lives less (half the 
 not verify clients keep one context: resuming there skips no check of the client.
 
 The check costs one clock read per new connection; the change of epoch, one ``SSL_CTX_set_session_id_context``.
+
+Session tickets are encrypted under a key OpenSSL makes with each SSL context and never changes. A TLS 1.2 ticket
+holds the session's master secret and crosses the wire in the clear, so whoever reads that key from the server's
+memory later (root, a core dump, swap) decrypts every TLS 1.2 connection recorded with its ticket: forward secrecy
+would last as long as the process. pyOpenSSL's binding cannot set or rotate the key, so a server context that may
+issue TLS 1.2 tickets is built anew every ``TICKET_KEY_LIFETIME`` (``ContextSlot``), from the settings and file
+contents it was compiled from, which gives it a fresh key; connections already open keep the context they were made
+on. Sessions and tickets of the context before no longer resume (one full handshake per returning client, once per
+renewal). TLS 1.3 resumption keeps forward secrecy ((EC)DHE always), so a TLS 1.3-only context keeps its key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeAlias
 
 from OpenSSL import SSL
 
@@ -31,6 +41,9 @@ from . import _binding
 #: Seconds a server's TLS 1.2 session or TLS 1.3 ticket can be resumed (nginx's default; OpenSSL's is 2 hours), and
 #: on ports that verify clients, the longest a chain of resumptions lasts after its full handshake.
 SESSION_LIFETIME: Final = 300
+#: Seconds a server context's session-ticket key is used before the context is built anew with a fresh one (hourly,
+#: as large deployments rotate theirs): the bound on how long a TLS 1.2 connection stays decryptable by the key.
+TICKET_KEY_LIFETIME: Final = 3600
 #: The epochs' clock (a module attribute, so a test can move time on).
 clock: Callable[[], float] = time.monotonic
 
@@ -80,3 +93,56 @@ class SessionEpochs:
                 now = clock()
                 if now >= self._ends:
                     self._begin(now)
+
+
+#: An SSL context and, where clients are verified, its session epochs.
+Current: TypeAlias = tuple[SSL.Context, "SessionEpochs | None"]
+
+logger = logging.getLogger("gtls.server")
+
+
+class ContextSlot:
+    """The SSL context a compiled context's new connections are made on. Shared by every endpoint that shares the
+    compiled context; a server context that issues TLS 1.2 tickets is built anew by ``renew`` every
+    ``TICKET_KEY_LIFETIME`` (see the module's docstring)."""
+
+    __slots__ = ("current", "_renew", "_ends", "_lock")
+
+    def __init__(self, ctx: SSL.Context, epochs: SessionEpochs | None = None,
+                 renew: Callable[[], Current] | None = None) -> None:
+        #: One attribute, so a thread reading it never pairs a context with another's epochs.
+        self.current: Current = (ctx, epochs)
+        self._renew = renew
+        self._ends = clock() + TICKET_KEY_LIFETIME if renew is not None else 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def context(self) -> SSL.Context:
+        return self.current[0]
+
+    @property
+    def renews(self) -> bool:
+        return self._renew is not None
+
+    def for_connection(self) -> SSL.Context:
+        """The context for a new connection: renewed when its ticket key is due, in its current session epoch."""
+        if self._renew is not None and clock() >= self._ends:
+            self._renew_now()
+        ctx, epochs = self.current
+        if epochs is not None:
+            epochs.check()
+        return ctx
+
+    def _renew_now(self) -> None:
+        renew = self._renew
+        assert renew is not None
+        with self._lock:  # one renewal, whichever thread sees the end first
+            now = clock()
+            if now < self._ends:
+                return
+            self._ends = now + TICKET_KEY_LIFETIME
+            try:
+                self.current = renew()
+            except Exception as exc:  # noqa: BLE001 - a renewal must never cost a connection: the old key serves on
+                logger.warning("session-ticket key not renewed: building the context again failed (%s); the "
+                               "current key stays in use for another %d s", exc, TICKET_KEY_LIFETIME)

@@ -15,7 +15,7 @@ import socket
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -27,7 +27,7 @@ from OpenSSL import SSL, crypto
 from . import _stat_memo
 from . import errors as e
 from ._redact import redact
-from ._sessions import SessionEpochs, enable_resumption
+from ._sessions import ContextSlot, Current, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
@@ -411,7 +411,8 @@ _CERTIFICATE_ALERTS: Final = frozenset({
 class CompiledContext:
     """A ready ``SSL.Context`` plus what gtls needs around it. Build with ``compile_context``."""
 
-    ssl_context: SSL.Context
+    #: The SSL context of new connections (``ssl_context``), shared by the copies ``_seen_by`` makes.
+    _slot: ContextSlot
     resolved: Resolved
     role: Role
     chain: tuple[x509.Certificate, ...]
@@ -427,14 +428,17 @@ class CompiledContext:
     _references: weakref.WeakKeyDictionary[SSL.Connection, str] = field(default_factory=weakref.WeakKeyDictionary)
     #: Normalised names by dialled host: ``reference_name`` and ``sni_name`` cost ~7 µs per client connection.
     _name_cache: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)
-    #: A server that verifies clients: its session epochs (gtls._sessions).
-    _session_epochs: SessionEpochs | None = None
     #: The trusted CAs and CRLs converted for OpenSSL once, shared by the offline verifier's stores (gtls.verify):
     #: converting them per verification took 40 ms for a CRL of 50,000 entries, on a path peers can trigger.
     _verify_cas: tuple[crypto.X509, ...] | None = None
     _verify_crls: tuple[Any, ...] | None = None
     #: Per CRL: whether it has a critical extension OpenSSL does not handle (gtls.verify, tls-crl-expired=warn).
     _crl_unhandled: tuple[bool, ...] | None = None
+
+    @property
+    def ssl_context(self) -> SSL.Context:
+        """The ``SSL.Context`` new connections are made on now (a server's is renewed hourly: gtls._sessions)."""
+        return self._slot.context
 
     @property
     def located_warnings(self) -> tuple[str, ...]:
@@ -477,9 +481,7 @@ class CompiledContext:
     def new_connection(self, sock: socket.socket | None = None, *, server_hostname: str | None = None
                        ) -> SSL.Connection:
         """An ``SSL.Connection`` in connect (client) or accept (server) state, with SNI and the name check set."""
-        if self._session_epochs is not None:
-            self._session_epochs.check()
-        conn = SSL.Connection(self.ssl_context, sock)
+        conn = SSL.Connection(self._slot.for_connection(), sock)
         if self.role == "server":
             conn.set_accept_state()
             return conn
@@ -745,25 +747,30 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     ctx.set_verify(mode, _allow_expired_crl if crl_expired_warn else None)
 
     epochs = None
+    renew: Callable[[], Current] | None = None
     if role == "server":
         # Resumption only among connections of equal settings (TLS 1.2 ids and 1.3 tickets), for SESSION_LIFETIME;
         # where clients are verified, in epochs that end every chain of resumptions in time (gtls._sessions).
         settings_identity = repr((resolved.options, [c.fingerprint(hashes.SHA256()) for c in chain],
                                   _file_digests(inputs))).encode()
         epochs = enable_resumption(ctx, settings_identity, verifies_clients=mutual)
+        if versions[0] <= SSL.TLS1_2_VERSION and not ctx.set_options(0) & SSL.OP_NO_TICKET:
+            # It may issue TLS 1.2 tickets: built anew hourly for a fresh ticket key, from what it was built from.
+            def renew() -> Current:
+                return _build(resolved, inputs, where, [], alpn)._slot.current
     else:
         # OpenSSL's client-side cache only stores sessions (a client never looks one up there: a caller resumes with
         # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed
         # there until the cache's 20,480-session limit, per context.
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         # Nor does it ask a TLS 1.2 server for a session ticket: one is the session's master secret encrypted under
-        # the server's ticket key, which most servers never change (OpenSSL's default, nginx's, gtls's own), so a
-        # recorded connection would stay decryptable by whoever reads that key later. (TLS 1.3 tickets keep forward
-        # secrecy; servers send them unasked, and OpenSSL discards them here.)
+        # the server's ticket key, which most servers never change (OpenSSL's default; gtls renews its own hourly),
+        # so a recorded connection would stay decryptable by whoever reads that key later. (TLS 1.3 tickets keep
+        # forward secrecy; servers send them unasked, and OpenSSL discards them here.)
         ctx.set_options(SSL.OP_NO_TICKET)
 
     return CompiledContext(
-        ssl_context=ctx,
+        _slot=ContextSlot(ctx, epochs, renew),
         resolved=resolved,
         role=role,
         chain=tuple(chain),
@@ -774,7 +781,6 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         verifies_peer=verifies_peer,
         crl_expired_warn=crl_expired_warn,
         alpn_ids=alpn,
-        _session_epochs=epochs,
     )
 
 

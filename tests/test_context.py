@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL import SSL
 
-from gtls import _stat_memo
+from gtls import _sessions, _stat_memo
 from gtls import context as context_module
 from gtls.context import SSL_MODE_NO_AUTO_CHAIN, CompiledContext, compile_context, compile_settings
 from gtls.errors import (
@@ -249,6 +249,82 @@ def test_a_chain_of_resumptions_on_a_mutual_port_ends_within_the_session_lifetim
         assert [o.reused for o in srv.outcomes] == expected, (label, [o.reused for o in srv.outcomes])
         assert all(o.ok for o in srv.outcomes)
         assert ("Reused, TLS" in last) is (label == "plain")
+
+
+def ticket_key_name(s_client_output: str) -> str:
+    """The first 16 bytes of the TLS 1.2 ticket ``s_client`` printed: the name of the server's ticket key."""
+    dump = s_client_output.split("TLS session ticket:\n", 1)[1]
+    return dump.split("\n", 1)[0].split(" - ", 1)[1][:47]
+
+
+@pytest.mark.parametrize("mutual", ["0", "1"])
+def test_a_servers_ticket_key_is_renewed_hourly(
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, mutual: str
+) -> None:
+    """OpenSSL never changes a context's ticket key, and a TLS 1.2 ticket is the session's master secret under it:
+    the key outlived every connection it protects. A server context that issues TLS 1.2 tickets is built anew every
+    TICKET_KEY_LIFETIME: new tickets carry another key name, and a ticket of the old key no longer resumes (one full
+    handshake), while the new context resumes its own, in its own session epochs on a mutual port."""
+    context_module.clear_cache()
+    now = time.monotonic()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    compiled = server_ctx(files, **{"tls-mutual": mutual})
+    client: list[str | Path] = ["-tls1_2", "-ign_eof", "-CAfile", files["ca"], "-cert", files["client"],
+                                "-key", files["client_key"]]
+    before, after = tmp_path / "before.pem", tmp_path / "after.pem"
+    with gtls_server(compiled, max_connections=5, close_after_handshake=True) as srv:
+        first = s_client(srv.port, *client, "-sess_out", before).stdout
+        resumed = s_client(srv.port, *client, "-sess_in", before).stdout
+        old_context = compiled.ssl_context
+        monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+        renewed = s_client(srv.port, *client, "-sess_in", before, "-sess_out", after).stdout
+        again = s_client(srv.port, *client, "-sess_in", after).stdout
+        fresh = s_client(srv.port, *client).stdout
+    assert [o.reused for o in srv.outcomes] == [False, True, False, True, False]
+    assert all(o.ok for o in srv.outcomes)
+    assert compiled.ssl_context is not old_context
+    assert "Reused, TLS" in resumed and "Reused, TLS" in again and "New, TLS" in renewed, renewed[-1500:]
+    assert ticket_key_name(renewed) == ticket_key_name(fresh) != ticket_key_name(first)
+
+
+def test_a_tls13_only_servers_context_keeps_its_key(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS 1.3 resumption keeps forward secrecy ((EC)DHE every time): such a context is never rebuilt, and neither
+    is a client's (it issues no tickets)."""
+    context_module.clear_cache()
+    now = time.monotonic()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    tls13 = server_ctx(files, **{"sec-protocol": "TLSv13"})
+    client = client_ctx(files)
+    kept = [tls13.ssl_context, client.ssl_context]
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + 2 * _sessions.TICKET_KEY_LIFETIME)
+    tls13.new_connection()
+    client.new_connection(server_hostname="server.test")
+    assert [tls13.ssl_context, client.ssl_context] == kept
+
+
+def test_a_failed_renewal_keeps_the_context_and_says_so(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Building the context again cannot fail on the settings it was built from, but if it does (memory, a bug),
+    connections go on with the old key and a warning says why, once per lifetime."""
+    context_module.clear_cache()
+    now = time.monotonic()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    compiled = server_ctx(files)
+    old = compiled.ssl_context
+
+    def broken(*args: object, **kwargs: object) -> CompiledContext:
+        raise MemoryError("no memory for a new context")
+
+    monkeypatch.setattr(context_module, "_build", broken)
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+    with caplog.at_level("WARNING", logger="gtls.server"):
+        for _ in range(3):
+            assert compiled.new_connection() is not None
+    assert compiled.ssl_context is old
+    assert [r.getMessage() for r in caplog.records] == [
+        "session-ticket key not renewed: building the context again failed (no memory for a new context); the "
+        f"current key stays in use for another {_sessions.TICKET_KEY_LIFETIME} s"]
 
 
 @pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
