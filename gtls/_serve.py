@@ -43,6 +43,7 @@ from .errors import MAX_CAUSE_CHAIN
 from .stream import TLSStream
 
 if TYPE_CHECKING:
+    from ._sessions import ContextSlot
     from .server import Handshaker, TLSListener
 
 logger = logging.getLogger("gtls.server")
@@ -223,7 +224,18 @@ async def _serve(
             nursery.start_soon(poller.run)
         for listener in listeners:
             nursery.start_soon(_accept_loop, listener, start, poller)
+        slots = {id(slot): slot for slot in (listener.context._slot for listener in listeners) if slot.renews}
+        for slot in slots.values():
+            nursery.start_soon(_renew_ticket_keys, slot)
         task_status.started(listeners)
+
+
+async def _renew_ticket_keys(slot: ContextSlot) -> None:
+    """Renew the port's session-ticket key when it is due, not only at the next connection after that: the key
+    of a port that goes quiet must age out too (gtls._sessions)."""
+    while True:
+        await trio.sleep(max(slot.due_in(), 1.0))  # at least a second: never a busy loop, whatever the clock
+        slot.renew_if_due()
 
 
 async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None], poller: Poller | None) -> None:

@@ -20,7 +20,9 @@ memory later (root, a core dump, swap) decrypts every TLS 1.2 connection recorde
 would last as long as the process. pyOpenSSL's binding cannot set or rotate the key, so a server context that may
 issue TLS 1.2 tickets is built anew every ``TICKET_KEY_LIFETIME`` (``ContextSlot``), from the settings and file
 contents it was compiled from, which gives it a fresh key; connections already open keep the context they were made
-on. Sessions and tickets of the context before no longer resume (one full handshake per returning client, once per
+on. The serving loop renews it on time (``serve_tls_over_tcp``, ``gtls serve``), and so does the first new
+connection after the lifetime elsewhere (a listener accepting by itself). Sessions and tickets of the context before
+no longer resume (one full handshake per returning client, once per
 renewal). TLS 1.3 resumption keeps forward secrecy ((EC)DHE always), so a TLS 1.3-only context keeps its key.
 """
 
@@ -126,12 +128,19 @@ class ContextSlot:
 
     def for_connection(self) -> SSL.Context:
         """The context for a new connection: renewed when its ticket key is due, in its current session epoch."""
-        if self._renew is not None and clock() >= self._ends:
-            self._renew_now()
+        self.renew_if_due()
         ctx, epochs = self.current
         if epochs is not None:
             epochs.check()
         return ctx
+
+    def renew_if_due(self) -> None:
+        if self._renew is not None and clock() >= self._ends:
+            self._renew_now()
+
+    def due_in(self) -> float:
+        """Seconds until the ticket key is due (the serving loop renews it then, so a quiet port's key ages too)."""
+        return max(0.0, self._ends - clock())
 
     def _renew_now(self) -> None:
         renew = self._renew

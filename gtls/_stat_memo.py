@@ -58,11 +58,6 @@ def settled(stamps: Iterable[tuple[Path, Stamp | None]]) -> Stamps | None:
     return tuple(out)
 
 
-def take(paths: Iterable[Path]) -> Stamps | None:
-    """Stamps for ``paths`` taken now, or None when one of them is too fresh (or gone) to trust."""
-    return settled((path, stamp(path)) for path in paths)
-
-
 def unchanged(stamps: Stamps) -> bool:
     """Whether every file still has its stamp (one ``stat`` each)."""
     try:

@@ -641,9 +641,7 @@ class CompiledContext:
 
 def _plain_failure(code: int, reason: str, peer: str | None) -> PeerVerificationError:
     """A verification failure with OpenSSL's words only (no depth or subject)."""
-    text = hostcheck.error_text(code)
-    return PeerVerificationError(reason, text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}",
-                                 peer=peer)
+    return PeerVerificationError(reason, hostcheck.verify_message(code), peer=peer)
 
 
 #: The longest peer chain re-verified offline for the depth and subject of a failure. Real chains hold 2 to 5
@@ -756,8 +754,10 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         epochs = enable_resumption(ctx, settings_identity, verifies_clients=mutual)
         if versions[0] <= SSL.TLS1_2_VERSION and not ctx.set_options(0) & SSL.OP_NO_TICKET:
             # It may issue TLS 1.2 tickets: built anew hourly for a fresh ticket key, from what it was built from.
+            kept = _renewal_inputs(inputs, chain)
+
             def renew() -> Current:
-                return _build(resolved, inputs, where, [], alpn)._slot.current
+                return _build(resolved, kept, where, [], alpn)._slot.current
     else:
         # OpenSSL's client-side cache only stores sessions (a client never looks one up there: a caller resumes with
         # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed
@@ -782,6 +782,17 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         crl_expired_warn=crl_expired_warn,
         alpn_ids=alpn,
     )
+
+
+def _renewal_inputs(inputs: _Inputs, chain: list[x509.Certificate]) -> _Inputs:
+    """What a server context is built anew from (its ticket key's renewal, gtls._sessions): the files this build
+    used. Of a certificate-store only the file of the identity served: the others may hold other identities' keys,
+    which must not stay in memory for the renewals' sake."""
+    if inputs.store is None or not chain:
+        return replace(inputs, stamps={})
+    served = _file_holding(chain[0], inputs)
+    keep = {served, inputs.trusted_ca, inputs.crl_file}
+    return replace(inputs, files={path: data for path, data in inputs.files.items() if path in keep}, stamps={})
 
 
 def _system_trust_warnings(resolved: Resolved) -> list[str]:

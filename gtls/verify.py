@@ -134,14 +134,8 @@ def _failure(code: int, depth: int, cert: x509.Certificate | None, reference: st
     if reason == e.NAME_MISMATCH and reference is not None:
         message = names.mismatch_message(chain[0], reference)
     else:
-        message = verify_message(code)
+        message = hostcheck.verify_message(code)
     return PeerVerificationError(reason, message, depth=depth, subject=subject_text(cert) if cert else None)
-
-
-def verify_message(code: int) -> str:
-    """The message of a verify failure: OpenSSL's text, with its code when gtls has no reason word of its own."""
-    text = hostcheck.error_text(code)
-    return text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
 
 
 def _run(compiled: CompiledContext, chain: Sequence[x509.Certificate], flags: int, reference: str | None,
@@ -188,7 +182,9 @@ def located_by_openssl(compiled: CompiledContext, chain: Sequence[crypto.X509], 
     ``cryptography`` cannot load: OpenSSL's verdict on it against the handshake's store, nothing converted, with the
     depth and subject of the certificate at fault. None when that verdict is not ``code`` (what only
     ``verify_compiled`` adds: the security level's checks, a waived expired CRL), or is a name mismatch (its message
-    lists the leaf's names). Never raised: an error raised here would hold this frame. Failure path only."""
+    lists the leaf's names). The located error is returned, never raised (raised, it would hold this frame); other
+    errors (a store that cannot be built, a DER gtls cannot read) propagate to the caller, which falls back to the
+    reason word alone. Failure path only."""
     store = _store(compiled, compiled.verify_flags, reference, None)
     try:
         crypto.X509StoreContext(store, chain[0], list(chain[1:])).verify_certificate()
@@ -199,7 +195,7 @@ def located_by_openssl(compiled: CompiledContext, chain: Sequence[crypto.X509], 
     reason = reasons.reason_for(found)
     if found != code or reason == e.NAME_MISMATCH:
         return None
-    return PeerVerificationError(reason, verify_message(found), depth=depth,
+    return PeerVerificationError(reason, hostcheck.verify_message(found), depth=depth,
                                  subject=openssl_subject(cert) if cert is not None else None)
 
 

@@ -4,6 +4,7 @@ of real handshake failures to reason words (spec §8–§10)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -285,6 +286,35 @@ def test_a_servers_ticket_key_is_renewed_hourly(
     assert compiled.ssl_context is not old_context
     assert "Reused, TLS" in resumed and "Reused, TLS" in again and "New, TLS" in renewed, renewed[-1500:]
     assert ticket_key_name(renewed) == ticket_key_name(fresh) != ticket_key_name(first)
+
+
+def test_a_renewal_is_seen_by_every_endpoint_sharing_the_context_and_keeps_its_settings(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Endpoints of equal settings share one compiled context (each through its own copy, naming itself): a renewal
+    made through one is the context of all. The new context is the old one's settings: ALPN, the client CA names a
+    mutual server advertises, its verify mode."""
+    context_module.clear_cache()
+    now = time.monotonic()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    options = {"certificate": str(files["server"]), "certificate-key": str(files["server_key"]),
+               "trusted-ca": str(files["ca"]), "tls-mutual": "1"}
+    resolved = direct(options, "server")
+    one = compile_context(dataclasses.replace(resolved, object_path="applications.a.ports.p"), alpn=["h2"])
+    other = compile_context(dataclasses.replace(resolved, object_path="applications.b.ports.p"), alpn=["h2"])
+    assert one is not other and one.ssl_context is other.ssl_context
+    old = one.ssl_context
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+    conn = one.new_connection()
+    assert one.ssl_context is other.ssl_context is not old
+    assert conn.get_context() is one.ssl_context
+    assert one.ssl_context.get_verify_mode() == old.get_verify_mode() == \
+        SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+    assert [name.CN for name in conn.get_client_ca_list()] == ["ctx root"]
+    with gtls_server(other, max_connections=1, close_after_handshake=True) as srv:
+        out = s_client(srv.port, "-alpn", "h2", "-CAfile", files["ca"], "-cert", files["client"], "-key",
+                       files["client_key"]).stdout
+    assert "ALPN protocol: h2" in out and srv.outcomes[0].ok, out[-1500:]
 
 
 def test_a_tls13_only_servers_context_keeps_its_key(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -666,7 +696,7 @@ def test_files_changed_moments_ago_are_not_trusted_by_their_stamps(
     monkeypatch.setattr(_stat_memo, "SETTLE", 0.3)
     fresh = tmp_path / "fresh.pem"
     fresh.write_bytes(b"x")
-    assert _stat_memo.take([fresh]) is None
+    assert _stat_memo.settled([(fresh, _stat_memo.stamp(fresh))]) is None
     context_module.clear_cache()
     ca = write_pem(tmp_path / "ca.pem", CA.root("young"))
     options = TLSOptions(trusted_ca=str(ca))
@@ -675,7 +705,7 @@ def test_files_changed_moments_ago_are_not_trusted_by_their_stamps(
     compile_settings(options, "client")
     assert _reads() == reads + 1  # young: read again
     time.sleep(0.4)
-    assert _stat_memo.take([fresh]) is not None
+    assert _stat_memo.settled([(fresh, _stat_memo.stamp(fresh))]) is not None
     compile_settings(options, "client")  # read once more, now stamped
     reads = _reads()
     compile_settings(options, "client")

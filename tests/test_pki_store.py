@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
+from gtls import _sessions
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import CredentialLoadError, InvalidOptionValue, PeerVerificationError, UnsupportedFeature
 from gtls.options import TLSOptions
@@ -65,6 +67,33 @@ def test_directory_store_lookup(tmp_path: Path, pki: dict[str, Certified]) -> No
     assert list(compiled.chain) == [pki["a"].cert, pki["inter"].cert]
     text = "\n".join(compiled.warnings)
     assert "junk.pem" in text and "certificate-key is ignored" in text
+
+
+def test_a_store_servers_ticket_key_renewal_keeps_only_its_own_identity_file(
+    tmp_path: Path, pki: dict[str, Certified], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server context is built anew hourly from what it was built from (a fresh session-ticket key,
+    gtls._sessions). Of a certificate-store folder only the served identity's file is kept for that: the others hold
+    other identities' private keys, which must not stay in memory for the renewals' sake. The renewed context serves
+    the same certificate."""
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "a.pem", pki["a"], pki["inter"])
+    identity(store / "b.pem", pki["b"])
+    ca = write_pem(tmp_path / "ca.pem", pki["root"])
+    now = 1000.0
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    compiled = compile_context(by_hand(certificate=pki["a"].thumbprint, certificate_store=str(store),
+                                       trusted_ca=str(ca)))
+    renew = compiled._slot._renew
+    assert renew is not None
+    kept = inspect.getclosurevars(renew).nonlocals["kept"]
+    assert set(kept.files) == {store / "a.pem", ca}
+    before = compiled.ssl_context
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+    served = compiled.new_connection().get_certificate()
+    assert compiled.ssl_context is not before
+    assert served is not None and served.to_cryptography() == pki["a"].cert
 
 
 def test_a_thumbprint_names_the_certificate_the_identity_serves(tmp_path: Path, pki: dict[str, Certified]) -> None:

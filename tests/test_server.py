@@ -30,6 +30,7 @@ from gtls import (
     classify_ending,
     open_tls_over_tcp_stream,
 )
+from gtls import context as context_module
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
 from tests.peers import PKI, echo_line, openssl_client, python_context, python_ssl_client, write_pki
@@ -347,6 +348,32 @@ async def test_a_running_server_keeps_no_connection_that_ended(pki: PKI) -> None
         await trio.testing.wait_all_tasks_blocked()
         gc.collect()
         assert live_streams() == before
+
+
+async def test_a_quiet_ports_ticket_key_is_renewed_on_time(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The serving loop renews a context's session-ticket key when it is due, not only at the next connection: a
+    port that accepts none after a burst must not keep the key its tickets were encrypted under (a lifetime of
+    0.3 s here; the serving loop looks at most once a second). Connections go on working on the new context."""
+    context_module.clear_cache()
+    monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.3)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                echo_line, 0, pki.server_options(), host="127.0.0.1", task_status=task_status
+            )
+        )
+        compiled = listeners[0].context
+        port = listeners[0].socket.getsockname()[1]
+        assert await round_trip(port, pki.client_options()) == b"hello\n"
+        seen = [compiled.ssl_context]
+        with trio.fail_after(10):
+            while len(seen) < 3:  # two renewals with no connection at all
+                await trio.sleep(0.1)
+                if compiled.ssl_context is not seen[-1]:
+                    seen.append(compiled.ssl_context)
+        assert await round_trip(port, pki.client_options()) == b"hello\n"
+        nursery.cancel_scope.cancel()
+    context_module.clear_cache()
 
 
 async def test_stopped_server_closes_its_port(pki: PKI) -> None:

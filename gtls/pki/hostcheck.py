@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .. import _binding
 from .._binding import error_text, pin_store, set_reference_name, verify_result
+from . import reasons
 
 REQUIRED_SYMBOLS = _binding.VERIFY_SYMBOLS
 AVAILABLE: bool = _binding.VERIFY
@@ -20,5 +21,11 @@ def missing_symbols() -> list[str]:
     return [name for name in _binding.missing_symbols() if name in REQUIRED_SYMBOLS or "/" in name]
 
 
+def verify_message(code: int) -> str:
+    """The message of a verify failure: OpenSSL's text, with its code when gtls has no reason word of its own."""
+    text = error_text(code)
+    return text if reasons.is_known(code) else f"OpenSSL verify error {code}: {text}"
+
+
 __all__ = ["AVAILABLE", "REQUIRED_SYMBOLS", "error_text", "missing_symbols", "pin_store", "set_reference_name",
-           "verify_result"]
+           "verify_message", "verify_result"]
