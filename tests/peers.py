@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 from OpenSSL import SSL
@@ -49,6 +50,15 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "certs-fixtures"
 #: Upper bound for any single command run or wait.
 STEP_TIMEOUT = 20.0
+#: ``sec-protocol`` for each TLS version an interop matrix runs.
+SEC_PROTOCOL = {"1.2": "TLSv12", "1.3": "TLSv13"}
+#: The interop matrix: (version, key type, mutual TLS), as ``pytest.mark.parametrize`` arguments.
+INTEROP_MATRIX = [
+    pytest.param(version, key, mutual, id=f"tls{version}-{key}-{'mutual' if mutual else 'simple'}")
+    for version in ("1.3", "1.2")
+    for key in ("ec", "rsa")
+    for mutual in (False, True)
+]
 
 
 # --- PKI ---------------------------------------------------------------------------------------------------------

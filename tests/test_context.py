@@ -12,9 +12,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
@@ -107,24 +108,34 @@ def test_cache_shares_equal_settings_and_rebuilds_on_change(tmp_path: Path, file
     assert changed is not first and len(changed.trusted) == 2
 
 
+_T = TypeVar("_T")
+
+
+def all_at_once(threads: int, work: Callable[[], _T]) -> list[_T]:
+    """Run ``work`` in ``threads`` threads released together by a barrier, wait for them (bounded), and return what
+    each returned (fewer when a thread failed)."""
+    barrier = threading.Barrier(threads)
+    results: list[_T] = []
+
+    def run() -> None:
+        barrier.wait(timeout=10)
+        results.append(work())
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    return results
+
+
 def test_equal_settings_compiled_at_once_in_threads_share_one_context(files: dict[str, Path]) -> None:
     """Two ports opened at the same moment from two threads (each with its own trio.run) must share one SSL context,
     as ports opened one after the other do, so a session from one resumes on the other either way."""
     threads = 4
     for trial in range(5):
         context_module.clear_cache()
-        barrier = threading.Barrier(threads)
-        got: list[SSL.Context] = []
-
-        def compile_one(barrier: threading.Barrier, got: list[SSL.Context]) -> None:
-            barrier.wait(timeout=10)
-            got.append(server_ctx(files).ssl_context)
-
-        workers = [threading.Thread(target=compile_one, args=(barrier, got)) for _ in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(timeout=30)
+        got = all_at_once(threads, lambda: server_ctx(files).ssl_context)
         assert len(got) == threads
         assert len({id(context) for context in got}) == 1, f"trial {trial}: {len(set(map(id, got)))} contexts"
         assert server_ctx(files).ssl_context is got[0]
@@ -139,18 +150,7 @@ def test_mutual_servers_compiled_in_threads_at_once_leave_the_warnings_filters_a
     try:
         for trial in range(20):
             context_module.clear_cache()  # every thread builds (the first to finish is kept)
-            barrier = threading.Barrier(threads)
-            built: list[CompiledContext] = []
-
-            def compile_one(barrier: threading.Barrier, built: list[CompiledContext]) -> None:
-                barrier.wait(timeout=10)
-                built.append(server_ctx(files, **{"tls-mutual": "1"}))
-
-            workers = [threading.Thread(target=compile_one, args=(barrier, built)) for _ in range(threads)]
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                worker.join(timeout=30)
+            built = all_at_once(threads, lambda: server_ctx(files, **{"tls-mutual": "1"}))
             assert len(built) == threads
             assert warnings.filters == before, f"trial {trial}: {warnings.filters[:2]}"
     finally:

@@ -16,7 +16,9 @@ import trio
 from gtls import HandshakeEvent, _binding, classify_ending, open_tls_over_tcp_stream
 from gtls.server import serve_tls_over_tcp
 from tests.peers import (
+    INTEROP_MATRIX,
     PKI,
+    SEC_PROTOCOL,
     echo_line,
     openssl_client,
     openssl_server,
@@ -27,14 +29,7 @@ from tests.peers import (
     write_pki,
 )
 
-VERSIONS = {"1.2": "TLSv12", "1.3": "TLSv13"}
 OPENSSL_FLAG = {"1.2": "-tls1_2", "1.3": "-tls1_3"}
-MATRIX = [
-    pytest.param(version, key, mutual, id=f"tls{version}-{key}-{'mutual' if mutual else 'simple'}")
-    for version in ("1.3", "1.2")
-    for key in ("ec", "rsa")
-    for mutual in (False, True)
-]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +53,7 @@ def python_server_context(pki: PKI, version: str, mutual: bool) -> ssl.SSLContex
 @asynccontextmanager
 async def gtls_server(pki: PKI, version: str, mutual: bool) -> AsyncIterator[tuple[int, list[HandshakeEvent]]]:
     events: list[HandshakeEvent] = []
-    options = pki.server_options(sec_protocol=VERSIONS[version], tls_mutual="1" if mutual else "0")
+    options = pki.server_options(sec_protocol=SEC_PROTOCOL[version], tls_mutual="1" if mutual else "0")
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             lambda task_status: serve_tls_over_tcp(
@@ -79,7 +74,7 @@ def expect_success(events: list[HandshakeEvent], pki: PKI, version: str, mutual:
 # --- gtls as the server ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_gtls_server_with_openssl_client(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
     pki = pkis[key]
     async with gtls_server(pki, version, mutual) as (port, events):
@@ -93,7 +88,7 @@ async def test_gtls_server_with_openssl_client(pkis: dict[str, PKI], version: st
     expect_success(events, pki, version, mutual)
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_gtls_server_with_python_ssl_client(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
     pki = pkis[key]
     context = python_client_context(pki, version, mutual)
@@ -106,7 +101,7 @@ async def test_gtls_server_with_python_ssl_client(pkis: dict[str, PKI], version:
     assert events[0].server_name == "localhost"
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_gtls_server_with_trio_sslstream_client(
     pkis: dict[str, PKI], version: str, key: str, mutual: bool
 ) -> None:
@@ -143,11 +138,11 @@ async def test_gtls_server_resumes_sessions(
 
 def client_options(pki: PKI, version: str, mutual: bool, **extra: object):  # type: ignore[no-untyped-def]
     return pki.client_options(
-        with_cert=mutual, sec_protocol=VERSIONS[version], tls_target_name_check="host", **extra
+        with_cert=mutual, sec_protocol=SEC_PROTOCOL[version], tls_target_name_check="host", **extra
     )
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_gtls_client_with_openssl_server(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
     pki = pkis[key]
     with openssl_server(
@@ -168,7 +163,7 @@ async def test_gtls_client_with_openssl_server(pkis: dict[str, PKI], version: st
     assert stream.peer_chain == [pki.server.cert, pki.intermediate.cert]
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_gtls_client_with_python_ssl_server(pkis: dict[str, PKI], version: str, key: str, mutual: bool) -> None:
     pki = pkis[key]
     context = python_server_context(pki, version, mutual)
@@ -183,7 +178,7 @@ async def test_gtls_client_with_python_ssl_server(pkis: dict[str, PKI], version:
     assert server.errors == [] and server.versions == [f"TLSv{version}"]
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_gtls_client_with_trio_sslstream_server(
     pkis: dict[str, PKI], version: str, key: str, mutual: bool
 ) -> None:

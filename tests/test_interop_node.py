@@ -41,19 +41,12 @@ from gtls import (
     open_tls_over_tcp_stream,
     serve_tls_over_tcp,
 )
-from tests.peers import LOCALHOST, PKI, settled, write_pki
+from tests.peers import INTEROP_MATRIX, LOCALHOST, PKI, SEC_PROTOCOL, settled, write_pki
 
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="the node command (Node.js) is not installed: "
                                 "apt-get install nodejs to run the Node.js interop tests")
 
-VERSIONS = {"1.2": "TLSv12", "1.3": "TLSv13"}
-MATRIX = [
-    pytest.param(version, key, mutual, id=f"tls{version}-{key}-{'mutual' if mutual else 'simple'}")
-    for version in ("1.3", "1.2")
-    for key in ("ec", "rsa")
-    for mutual in (False, True)
-]
 BOTH = pytest.mark.parametrize("version", ["1.3", "1.2"])
 BULK = 2 << 20  # bytes each way in the integrity tests
 STEP = 15.0  # bound on any node run
@@ -304,11 +297,11 @@ async def gtls_server(options: TLSOptions, handler: Handler = echo, *,
 
 
 def server_options(pki: PKI, version: str, mutual: bool = False) -> TLSOptions:
-    return pki.server_options(sec_protocol=VERSIONS[version], tls_mutual="1" if mutual else "0")
+    return pki.server_options(sec_protocol=SEC_PROTOCOL[version], tls_mutual="1" if mutual else "0")
 
 
 async def gtls_client(pki: PKI, version: str, port: int, *, mutual: bool = False, **extra: object) -> TLSStream:
-    options = pki.client_options(with_cert=mutual, sec_protocol=VERSIONS[version], tls_target_name_check="host",
+    options = pki.client_options(with_cert=mutual, sec_protocol=SEC_PROTOCOL[version], tls_target_name_check="host",
                                  **extra)
     return await open_tls_over_tcp_stream(LOCALHOST, port, options, server_hostname="localhost")
 
@@ -362,7 +355,7 @@ async def client_outcome(connect: Callable[[], Awaitable[TLSStream]], *, send: b
 # --- gtls server, node client --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_node_client_with_gtls_server(script: Path, pkis: dict[str, PKI], version: str, key: str,
                                             mutual: bool) -> None:
     pki = pkis[key]
@@ -506,7 +499,7 @@ async def test_alpn_gtls_server_node_client(script: Path, pkis: dict[str, PKI]) 
 # --- gtls client, node server --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("version", "key", "mutual"), MATRIX)
+@pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
 async def test_gtls_client_with_node_server(script: Path, pkis: dict[str, PKI], version: str, key: str,
                                             mutual: bool) -> None:
     pki = pkis[key]
