@@ -29,7 +29,7 @@ from . import errors as e
 from ._redact import redact
 from ._sessions import ContextSlot, Current, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
-from .options import TLSOptions
+from .options import TLSOptions, log_warnings
 from .pki import hostcheck, names, reasons
 from .pki.certs import subject_text
 from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
@@ -757,7 +757,13 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
             kept = _renewal_inputs(inputs, chain)
 
             def renew() -> Current:
-                return _build(resolved, kept, where, [], alpn)._slot.current
+                # Hourly, so also a check of what time changes: a certificate or CRL that expired while the port
+                # ran is logged (once) when the key is renewed, not only when the port opens again.
+                found: list[str] = []
+                fresh = _build(resolved, kept, where, found, alpn)
+                known = set(map(redact, warnings))
+                log_warnings(_located(resolved, [w for w in map(redact, found) if w not in known]))
+                return fresh._slot.current
     else:
         # OpenSSL's client-side cache only stores sessions (a client never looks one up there: a caller resumes with
         # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed

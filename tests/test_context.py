@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -315,6 +316,34 @@ def test_a_renewal_is_seen_by_every_endpoint_sharing_the_context_and_keeps_its_s
         out = s_client(srv.port, "-alpn", "h2", "-CAfile", files["ca"], "-cert", files["client"], "-key",
                        files["client_key"]).stdout
     assert "ALPN protocol: h2" in out and srv.outcomes[0].ok, out[-1500:]
+
+
+def test_a_certificate_that_expires_while_the_port_runs_is_logged_at_the_renewal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hourly renewal builds the context again, and so sees what time changed: a server certificate that
+    expired while the port ran is logged once, located, at the first renewal after (it was said only when the port
+    opened again). Warnings the port opened with are not repeated."""
+    context_module.clear_cache()
+    now = time.monotonic()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    root = CA.root("expiring root")
+    leaf = root.leaf("soon.test", dns=["soon.test"], not_after=dt.timedelta(seconds=2))
+    resolved = dataclasses.replace(direct({
+        "certificate": str(leaf.write_cert(tmp_path / "soon.pem")),
+        "certificate-key": str(leaf.write_key(tmp_path / "soon.key")),
+        "trusted-ca": str(write_pem(tmp_path / "ca.pem", root)), "tls-mutual": "1"}, "server"),
+        object_path="applications.app.ports.p")
+    compiled = compile_context(resolved)
+    assert not any("expired" in w for w in compiled.warnings)
+    time.sleep(2.5)
+    with caplog.at_level("WARNING", logger="gtls.config"):
+        for hours in (1, 2):
+            monkeypatch.setattr("gtls._sessions.clock", lambda hours=hours: now + hours * _sessions.TICKET_KEY_LIFETIME)
+            compiled.new_connection()
+    logged = [r.getMessage() for r in caplog.records if r.name == "gtls.config"]
+    assert len(logged) == 1, logged
+    assert logged[0].startswith("applications.app.ports.p: ") and "certificate CN=soon.test expired on" in logged[0]
 
 
 def test_a_tls13_only_servers_context_keeps_its_key(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
