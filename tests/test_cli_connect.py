@@ -275,6 +275,21 @@ def test_an_unknown_flag_points_to_the_subcommands_help(command: str, args: list
     assert error_line(result) == f"gtls: usage error: {expected}"
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["serve", "--listen", "nothere"], "--listen must be HOST:PORT, got 'nothere' (see 'gtls serve --help')"),
+    (["connect"], "give HOST:PORT to connect to, or --config FILE --app NAME --connection ID "
+                  "(see 'gtls connect --help')"),
+    (["pki", "/nonexistent-gtls-dir/pki", "--days", "0"], "--days must be from 1 to 36500 (see 'gtls pki --help')"),
+])
+def test_a_usage_error_found_after_parsing_points_to_the_subcommands_help(args: list[str], expected: str) -> None:
+    """README: every usage error names the help of the subcommand given; those the subcommand finds itself (a bad
+    --listen, a missing target) said nothing of it (audit 51)."""
+    result = run_gtls(*args)
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: usage error: ") and line.endswith(expected), line
+
+
 def test_config_connection_keeps_its_reference_name_when_the_target_is_overridden(fixtures: Path) -> None:
     """``HOST:PORT`` beside ``--config`` changes only where to dial: the connection's ``host`` (localhost in the
     sample) stays the reference name and SNI, so dialling 127.0.0.1 on another port still passes the name check."""

@@ -103,8 +103,8 @@ def _run_command(run: Command, args: argparse.Namespace) -> int:
 
     try:
         return run(args)
-    except UsageError as exc:
-        stderr_line(f"gtls: usage error: {exc}")
+    except UsageError as exc:  # pointed to the subcommand's help, as argparse's own usage errors are
+        stderr_line(f"gtls: usage error: {exc} (see 'gtls {args.command} --help')")
         return EXIT_USAGE
     except ConfigError as exc:
         return report_config_error(exc)
