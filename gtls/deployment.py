@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 from typing import Final, TypeVar, cast
 
@@ -182,10 +183,13 @@ class Deployment:
     hosts: Mapping[str, HostSpec]
     applications: Mapping[str, ApplicationSpec]
     warnings: tuple[str, ...] = ()
+    #: What relative paths in the file are resolved against: its folder; for a pipe (``--config /dev/stdin``,
+    #: ``<(envsubst < template)``), whose folder is /dev/fd or /dev, the working directory (``relative_to``).
     base_dir: Path = field(init=False)
+    relative_to: InitVar[Path | None] = None
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "base_dir", self.path.parent)
+    def __post_init__(self, relative_to: Path | None) -> None:
+        object.__setattr__(self, "base_dir", relative_to if relative_to is not None else self.path.parent)
 
     # --- lookups ---
 
@@ -306,8 +310,9 @@ def _check_reference_name(resolved: Resolved, reference: str) -> None:
         )
 
 
-def absolutise(option: str, value: str, base_dir: Path) -> str:
-    """A path option's value with relative paths made absolute against ``base_dir``; other values unchanged.
+def absolutise(option: str, value: str, base_dir: Path, relative: list[str] | None = None) -> str:
+    """A path option's value with relative paths made absolute against ``base_dir``; other values unchanged. The
+    relative paths met are added to ``relative`` when given.
 
     List elements are trimmed and empty ones kept (so ``gtls.pki`` reports them); thumbprints are not paths, and in
     ``trusted-ca`` one must stay a thumbprint so that it is refused as one (spec §4.4), not as a missing file.
@@ -323,7 +328,11 @@ def absolutise(option: str, value: str, base_dir: Path) -> str:
         text = item.strip()
         if text:
             text = expand_home(text)  # ~ and ~user, as on the command line and in settings given directly
-        resolved.append(str(base_dir / text) if text and not Path(text).is_absolute() else text)
+        if text and not Path(text).is_absolute():
+            if relative is not None:
+                relative.append(text)
+            text = str(base_dir / text)
+        resolved.append(text)
     return ",".join(resolved)
 
 
@@ -331,10 +340,12 @@ def absolutise(option: str, value: str, base_dir: Path) -> str:
 
 
 class _Loader:
-    def __init__(self, path: Path, warnings: list[str]) -> None:
+    def __init__(self, path: Path, warnings: list[str], base_dir: Path) -> None:
         self.path = path
-        self.base_dir = path.parent
+        self.base_dir = base_dir
         self.warnings = warnings
+        #: Relative paths of a piped file: they depend on the working directory, so they are warned of (§4.1).
+        self.relative: list[str] | None = None if base_dir == path.parent else []
 
     def error(self, message: str, object_path: str | None = None, option: str | None = None) -> DeploymentError:
         return DeploymentError(message, object_path=object_path, option=option, file=str(self.path))
@@ -395,7 +406,9 @@ class _Loader:
                 raise self.error(
                     f"must be a string (or an integer/boolean for flags), got {_type_name(value)}", where, option=name
                 )
-            result[name] = absolutise(name, value, self.base_dir) if isinstance(value, str) else value
+            if isinstance(value, str):
+                value = absolutise(name, value, self.base_dir, self.relative)
+            result[name] = value
         return result
 
     def host(self, name: str, raw: object) -> HostSpec:
@@ -522,7 +535,12 @@ class _Loader:
         apps_table = self.table(document.get("applications", {}), "applications")
         apps = {name: self.application(name, raw, hosts) for name, raw in apps_table.items()}
         apps = self.connections(apps_table, apps)
-        return Deployment(self.path, profile, hosts, apps, tuple(self.warnings))
+        if self.relative:
+            self.warnings.append(
+                f"relative paths in a piped deployment file ({', '.join(dict.fromkeys(self.relative))}) are resolved "
+                f"against the working directory {self.base_dir}, which a pipe's folder cannot stand for; use absolute "
+                "paths")
+        return Deployment(self.path, profile, hosts, apps, tuple(self.warnings), self.base_dir)
 
 
 def _miscased_security(table: Mapping[str, object]) -> tuple[str, ...]:
@@ -600,6 +618,16 @@ def _table_holding(lines: list[str], key: str) -> str | None:
     return None
 
 
+def _base_dir(file: Path) -> Path:
+    """The folder relative paths in ``file`` mean: its own, unless it is a pipe (gtls decision: a pipe's folder,
+    /dev/fd or /dev, holds no certificate; the command that pipes the file runs where its paths make sense)."""
+    try:
+        regular = stat.S_ISREG(file.stat().st_mode)
+    except OSError:  # read a moment ago: a pipe's /dev/fd entry may be gone once it is read
+        regular = False
+    return file.parent if regular else Path.cwd()
+
+
 def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None = None) -> Deployment:
     """Parse a deployment file and check its structure; TLS settings are resolved per endpoint on demand.
 
@@ -628,7 +656,7 @@ def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None 
                               file=str(file)) from None
     local: list[str] = []
     try:
-        return _Loader(file, local).load(document)
+        return _Loader(file, local, _base_dir(file)).load(document)
     finally:
         for message in local:
             emit_warning(warnings, message)

@@ -637,6 +637,30 @@ def test_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
     assert list(deployment.applications) == ["app"]
 
 
+def test_relative_paths_in_a_piped_file_mean_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipe's folder is /dev/fd or /proc/self/fd, which holds no certificate: relative paths in a piped deployment
+    file (``gtls check --config /dev/stdin < deploy.toml``, ``<(envsubst < template)``) were made absolute there and
+    never found. They mean the working directory, where the command that pipes the file runs (gtls decision)."""
+    monkeypatch.chdir(tmp_path)
+    read_end, write_end = os.pipe()
+    os.write(write_end, b'[hosts.h.security]\ntrusted-ca = "ca/ca.pem"\n[applications.app]\nhost = "h"\n'
+                        b'[applications.srv.ports.p]\nport = 1\n'
+                        b'[applications.app.connections.c]\nserver = "srv"\ntransport = "tls=1"\n')
+    os.close(write_end)
+    try:
+        deployment = load_deployment(f"/proc/self/fd/{read_end}")
+    finally:
+        os.close(read_end)
+    assert deployment.base_dir == tmp_path
+    assert deployment.connection("app", "c").resolved.options.trusted_ca == str(tmp_path / "ca" / "ca.pem")
+    # They depend on the working directory, as spec §4.1's relative paths do: said once.
+    assert deployment.warnings == (
+        f"relative paths in a piped deployment file (ca/ca.pem) are resolved against the working directory "
+        f"{tmp_path}, which a pipe's folder cannot stand for; use absolute paths",)
+
+
 def test_a_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
     """A deployment file is read only up to MAX_DEPLOYMENT_BYTES (4 MiB): a wrong path (a log, a disk image) was
     read whole and reported as "not valid TOML". Valid TOML (comments) one byte over the limit, so only the limit
