@@ -154,4 +154,4 @@ class ContextSlot:
                 self.current = renew()
             except Exception as exc:  # noqa: BLE001 - a renewal must never cost a connection: the old key serves on
                 logger.warning("session-ticket key not renewed: building the context again failed (%s); the "
-                               "current key stays in use for another %d s", exc, TICKET_KEY_LIFETIME)
+                               "current key stays in use for another %g s", exc, TICKET_KEY_LIFETIME)
