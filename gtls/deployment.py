@@ -45,7 +45,7 @@ from typing import Final, TypeVar, cast
 
 from ._files import FileRefused, read_bounded
 from ._redact import redact
-from .errors import DeploymentError, InvalidOptionValue
+from .errors import ConfigError, DeploymentError, InvalidOptionValue
 from .options import classify_name, emit_warning, expand_home, host_problem, is_thumbprint, parse_transport
 from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
 
@@ -347,6 +347,18 @@ class _Loader:
         #: Relative paths of a piped file: they depend on the working directory, so they are warned of (§4.1).
         self.relative: list[str] | None = None if base_dir == path.parent else []
 
+    def note_relative(self, transport: str) -> None:
+        """Adds a piped file's relative paths inside ``transport`` to ``relative``: they are made absolute only when
+        the endpoint is resolved (``Deployment._transport``), against the same working directory."""
+        if self.relative is None:
+            return
+        try:
+            params = parse_transport(transport, warnings=[])
+        except ConfigError:  # reported, located, when the endpoint is resolved
+            return
+        for name, value in params.items():
+            absolutise(name, value, self.base_dir, self.relative)
+
     def error(self, message: str, object_path: str | None = None, option: str | None = None) -> DeploymentError:
         return DeploymentError(message, object_path=object_path, option=option, file=str(self.path))
 
@@ -430,7 +442,9 @@ class _Loader:
         if not 0 <= number <= 65535:
             raise self.error(f"{number} is not a TCP port number (0-65535)", object_path, option="port")
         address = self.address(table, "address", object_path) or DEFAULT_LISTEN_ADDRESS
-        return PortSpec(port_id, address, number, self.string(table, "transport", object_path) or "")
+        transport = self.string(table, "transport", object_path) or ""
+        self.note_relative(transport)
+        return PortSpec(port_id, address, number, transport)
 
     def connection(self, app: str, conn_id: str, raw: object) -> tuple[dict[str, object], str]:
         object_path = f"applications.{app}.connections.{conn_id}"
@@ -438,6 +452,7 @@ class _Loader:
         self.keys(table, ("server", "port-id", "transport", "address", "host"), object_path)
         for key in ("server", "port-id", "transport"):
             self.string(table, key, object_path, required=key == "server")
+        self.note_relative(str(table.get("transport") or ""))
         for key in ("address", "host"):
             table[key] = self.address(table, key, object_path)
         return table, object_path
@@ -619,13 +634,24 @@ def _table_holding(lines: list[str], key: str) -> str | None:
 
 
 def _base_dir(file: Path) -> Path:
-    """The folder relative paths in ``file`` mean: its own, unless it is a pipe (gtls decision: a pipe's folder,
-    /dev/fd or /dev, holds no certificate; the command that pipes the file runs where its paths make sense)."""
+    """The folder relative paths in ``file`` mean: its own, unless it is a pipe or named by its descriptor (gtls
+    decision: a pipe's folder, /dev/fd or /dev, holds no certificate; the command that pipes the file runs where its
+    paths make sense). ``--config /dev/stdin < deploy.toml`` is a regular file, but its name's folder is /dev."""
     try:
         regular = stat.S_ISREG(file.stat().st_mode)
     except OSError:  # read a moment ago: a pipe's /dev/fd entry may be gone once it is read
         regular = False
-    return file.parent if regular else Path.cwd()
+    return file.parent if regular and not _descriptor_name(file) else Path.cwd()
+
+
+def _descriptor_name(file: Path) -> bool:
+    """Whether ``file`` is /dev/stdin, /dev/fd/N or /proc/PID/fd/N: a descriptor's name, not where the file lies (a
+    here-document bash wrote to a deleted temporary file is read so too)."""
+    try:
+        folder = file.parent.resolve()  # /dev/fd -> /proc/PID/fd
+    except OSError:
+        return False
+    return folder == Path("/dev") or (folder.name == "fd" and folder.parent.parent == Path("/proc"))
 
 
 def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None = None) -> Deployment:

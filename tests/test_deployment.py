@@ -661,6 +661,31 @@ def test_relative_paths_in_a_piped_file_mean_the_working_directory(
         f"{tmp_path}, which a pipe's folder cannot stand for; use absolute paths",)
 
 
+def test_a_file_given_by_its_descriptor_means_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gtls check --config /dev/stdin < conf/deploy.toml`` reads a regular file, but through a name whose folder is
+    /dev (or /proc/self/fd): its relative paths were made absolute there, with no warning. They mean the working
+    directory, as a pipe's do; so do paths inside ``transport`` (they were resolved there but not listed)."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "d.toml").write_text(
+        '[applications.srv.ports.p]\nport = 1\ntransport = "tls=1;certificate=c.pem;certificate-key=k.pem;'
+        'trusted-ca=/abs/ca.pem"\n')
+    monkeypatch.chdir(tmp_path)
+    fd = os.open(tmp_path / "conf" / "d.toml", os.O_RDONLY)
+    try:
+        deployment = load_deployment(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+    assert deployment.base_dir == tmp_path
+    assert deployment.port("srv", "p").resolved.options.certificate == str(tmp_path / "c.pem")
+    assert deployment.warnings == (
+        f"relative paths in a piped deployment file (c.pem, k.pem) are resolved against the working directory "
+        f"{tmp_path}, which a pipe's folder cannot stand for; use absolute paths",)
+    # The same file by its own name: its folder, no warning.
+    assert load_deployment(tmp_path / "conf" / "d.toml").warnings == ()
+
+
 def test_a_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
     """A deployment file is read only up to MAX_DEPLOYMENT_BYTES (4 MiB): a wrong path (a log, a disk image) was
     read whole and reported as "not valid TOML". Valid TOML (comments) one byte over the limit, so only the limit
