@@ -43,7 +43,7 @@ from .errors import MAX_CAUSE_CHAIN
 from .stream import TLSStream
 
 if TYPE_CHECKING:
-    from ._sessions import ContextSlot
+    from .context import CompiledContext
     from .server import Handshaker, TLSListener
 
 logger = logging.getLogger("gtls.server")
@@ -224,18 +224,22 @@ async def _serve(
             nursery.start_soon(poller.run)
         for listener in listeners:
             nursery.start_soon(_accept_loop, listener, start, poller)
-        slots = {id(slot): slot for slot in (listener.context._slot for listener in listeners) if slot.renews}
-        for slot in slots.values():
-            nursery.start_soon(_renew_ticket_keys, slot)
+        sharing: dict[int, list[CompiledContext]] = {}  # the listeners' contexts, by the slot they share
+        for listener in listeners:
+            if listener.context._slot.renews:
+                sharing.setdefault(id(listener.context._slot), []).append(listener.context)
+        for contexts in sharing.values():
+            nursery.start_soon(_renew_ticket_keys, contexts)
         task_status.started(listeners)
 
 
-async def _renew_ticket_keys(slot: ContextSlot) -> None:
-    """Renew the port's session-ticket key when it is due, not only at the next connection after that: the key
-    of a port that goes quiet must age out too (gtls._sessions)."""
+async def _renew_ticket_keys(contexts: list[CompiledContext]) -> None:
+    """Renew the ports' session-ticket key when it is due, not only at the next connection after that: the key of
+    a port that goes quiet must age out too (gtls._sessions). ``contexts`` share one SSL context."""
+    first, *others = contexts
     while True:
-        await trio.sleep(max(slot.due_in(), 1.0))  # at least a second: never a busy loop, whatever the clock
-        slot.renew_if_due()
+        await trio.sleep(max(first._slot.due_in(), 1.0))  # at least a second: never a busy loop, whatever the clock
+        first.renew_if_due(sharing=[context.resolved for context in others])
 
 
 async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None], poller: Poller | None) -> None:

@@ -99,6 +99,9 @@ class SessionEpochs:
 
 #: An SSL context and, where clients are verified, its session epochs.
 Current: TypeAlias = tuple[SSL.Context, "SessionEpochs | None"]
+#: What a renewal gives: the new context, and the warnings its build found that the first build did not (a
+#: certificate that expired meanwhile), for the caller to log located at each endpoint sharing the context.
+Renewed: TypeAlias = tuple[Current, tuple[str, ...]]
 
 logger = logging.getLogger("gtls.server")
 
@@ -111,7 +114,7 @@ class ContextSlot:
     __slots__ = ("current", "_renew", "_ends", "_lock")
 
     def __init__(self, ctx: SSL.Context, epochs: SessionEpochs | None = None,
-                 renew: Callable[[], Current] | None = None) -> None:
+                 renew: Callable[[], Renewed] | None = None) -> None:
         #: One attribute, so a thread reading it never pairs a context with another's epochs.
         self.current: Current = (ctx, epochs)
         self._renew = renew
@@ -127,31 +130,34 @@ class ContextSlot:
         return self._renew is not None
 
     def for_connection(self) -> SSL.Context:
-        """The context for a new connection: renewed when its ticket key is due, in its current session epoch."""
-        self.renew_if_due()
+        """The context for a new connection, in its current session epoch (``renew_if_due`` first)."""
         ctx, epochs = self.current
         if epochs is not None:
             epochs.check()
         return ctx
 
-    def renew_if_due(self) -> None:
+    def renew_if_due(self) -> tuple[str, ...]:
+        """Renew the context when its ticket key is due; the new warnings of a renewal made now (else none)."""
         if self._renew is not None and clock() >= self._ends:
-            self._renew_now()
+            return self._renew_now()
+        return ()
 
     def due_in(self) -> float:
         """Seconds until the ticket key is due (the serving loop renews it then, so a quiet port's key ages too)."""
         return max(0.0, self._ends - clock())
 
-    def _renew_now(self) -> None:
+    def _renew_now(self) -> tuple[str, ...]:
         renew = self._renew
         assert renew is not None
         with self._lock:  # one renewal, whichever thread sees the end first
             now = clock()
             if now < self._ends:
-                return
+                return ()
             self._ends = now + TICKET_KEY_LIFETIME
             try:
-                self.current = renew()
+                self.current, news = renew()
             except Exception as exc:  # noqa: BLE001 - a renewal must never cost a connection: the old key serves on
                 logger.warning("session-ticket key not renewed: building the context again failed (%s); the "
                                "current key stays in use for another %g s", exc, TICKET_KEY_LIFETIME)
+                return ()
+            return news

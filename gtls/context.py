@@ -27,7 +27,7 @@ from OpenSSL import SSL, crypto
 from . import _stat_memo
 from . import errors as e
 from ._redact import redact
-from ._sessions import ContextSlot, Current, enable_resumption
+from ._sessions import ContextSlot, Renewed, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions, log_warnings
 from .pki import hostcheck, names, reasons
@@ -478,9 +478,18 @@ class CompiledContext:
             option = "tls-target-name" if self.resolved.options.tls_target_name else "server_hostname"
             raise _where(self.resolved).error(InvalidOptionValue, str(exc), option=option) from None
 
+    def renew_if_due(self, sharing: Iterable[Resolved] = ()) -> None:
+        """Renew a server's context when its session-ticket key is due (gtls._sessions), and log once, located at this
+        endpoint and at the others ``sharing`` it, the warnings the renewal's build found that the first did not."""
+        news = self._slot.renew_if_due()
+        if news:
+            for resolved in dict.fromkeys((self.resolved, *sharing)):
+                log_warnings(_located(resolved, news))
+
     def new_connection(self, sock: socket.socket | None = None, *, server_hostname: str | None = None
                        ) -> SSL.Connection:
         """An ``SSL.Connection`` in connect (client) or accept (server) state, with SNI and the name check set."""
+        self.renew_if_due()
         conn = SSL.Connection(self._slot.for_connection(), sock)
         if self.role == "server":
             conn.set_accept_state()
@@ -745,7 +754,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     ctx.set_verify(mode, _allow_expired_crl if crl_expired_warn else None)
 
     epochs = None
-    renew: Callable[[], Current] | None = None
+    renew: Callable[[], Renewed] | None = None
     if role == "server":
         # Resumption only among connections of equal settings (TLS 1.2 ids and 1.3 tickets), for SESSION_LIFETIME;
         # where clients are verified, in epochs that end every chain of resumptions in time (gtls._sessions).
@@ -756,14 +765,13 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
             # It may issue TLS 1.2 tickets: built anew hourly for a fresh ticket key, from what it was built from.
             kept = _renewal_inputs(inputs, chain)
 
-            def renew() -> Current:
+            def renew() -> Renewed:
                 # Hourly, so also a check of what time changes: a certificate or CRL that expired while the port
-                # ran is logged (once) when the key is renewed, not only when the port opens again.
+                # ran is said when the key is renewed (CompiledContext.renew_if_due), not only when it opens again.
                 found: list[str] = []
                 fresh = _build(resolved, kept, where, found, alpn)
                 known = set(map(redact, warnings))
-                log_warnings(_located(resolved, [w for w in map(redact, found) if w not in known]))
-                return fresh._slot.current
+                return fresh._slot.current, tuple(w for w in dict.fromkeys(map(redact, found)) if w not in known)
     else:
         # OpenSSL's client-side cache only stores sessions (a client never looks one up there: a caller resumes with
         # get_session()/set_session()), and gtls reads none of them back: each connection's session (~12 KB) stayed
