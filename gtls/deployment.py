@@ -39,7 +39,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import InitVar, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, TypeVar, cast
 
@@ -183,13 +183,13 @@ class Deployment:
     hosts: Mapping[str, HostSpec]
     applications: Mapping[str, ApplicationSpec]
     warnings: tuple[str, ...] = ()
-    #: What relative paths in the file are resolved against: its folder; for a pipe (``--config /dev/stdin``,
-    #: ``<(envsubst < template)``), whose folder is /dev/fd or /dev, the working directory (``relative_to``).
-    base_dir: Path = field(init=False)
-    relative_to: InitVar[Path | None] = None
+    #: What relative paths in the file are resolved against: its folder (left out, or ``Path()``); for a pipe
+    #: (``--config /dev/stdin``, ``<(envsubst < template)``), whose folder is /dev/fd or /dev, the working directory.
+    base_dir: Path = Path()
 
-    def __post_init__(self, relative_to: Path | None) -> None:
-        object.__setattr__(self, "base_dir", relative_to if relative_to is not None else self.path.parent)
+    def __post_init__(self) -> None:
+        if self.base_dir == Path():
+            object.__setattr__(self, "base_dir", self.path.parent)
 
     # --- lookups ---
 
