@@ -22,8 +22,8 @@ issue TLS 1.2 tickets is built anew every ``TICKET_KEY_LIFETIME`` (``ContextSlot
 contents it was compiled from, which gives it a fresh key; connections already open keep the context they were made
 on. The serving loop renews it on time (``serve_tls_over_tcp``, ``gtls serve``), and so does the first new
 connection after the lifetime elsewhere (a listener accepting by itself). Sessions and tickets of the context before
-no longer resume (one full handshake per returning client, once per
-renewal). TLS 1.3 resumption keeps forward secrecy ((EC)DHE always), so a TLS 1.3-only context keeps its key.
+no longer resume (one full handshake per returning client, once per renewal). TLS 1.3 resumption keeps forward
+secrecy ((EC)DHE always), so a TLS 1.3-only context keeps its key.
 """
 
 from __future__ import annotations

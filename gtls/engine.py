@@ -679,23 +679,32 @@ class TLSEngine:
     def peer_certificate_der(self) -> bytes | None:
         """The peer's leaf certificate as OpenSSL holds it, whether or not ``cryptography`` can read it."""
         cert = self.conn.get_peer_certificate()
-        return None if cert is None else crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+        return None if cert is None else der_of(cert)
 
     @property
     def peer_chain_der(self) -> list[bytes]:
-        """The certificates the peer sent, leaf first (OpenSSL omits the leaf on the server side), as OpenSSL holds
-        them. A server that resumed a session from a ticket has only the client's leaf (a ticket keeps no chain);
-        one resumed by TLS 1.2 session ID, the chain its session cache kept."""
-        chain = [crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in self.conn.get_peer_cert_chain() or []]
-        leaf = self.peer_certificate_der
-        if leaf is not None and (not chain or chain[0] != leaf):
-            chain.insert(0, leaf)
-        return chain
+        """``sent_certificates``, in DER. A server that resumed a session from a ticket has only the client's leaf (a
+        ticket keeps no chain); one resumed by TLS 1.2 session ID, the chain its session cache kept."""
+        return [der_of(cert) for cert in sent_certificates(self.conn)]
 
     @property
     def peer_chain(self) -> list[x509.Certificate]:
         """``peer_chain_der``, loaded by ``cryptography``."""
         return [_loaded(der, "a certificate of the peer's chain") for der in self.peer_chain_der]
+
+
+def der_of(cert: crypto.X509) -> bytes:
+    return crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+
+
+def sent_certificates(conn: SSL.Connection) -> list[crypto.X509]:
+    """The certificates the peer sent, leaf first, as OpenSSL holds them: nothing is read by ``cryptography``
+    (OpenSSL omits the leaf from a server's list)."""
+    chain = list(conn.get_peer_cert_chain() or [])
+    leaf = conn.get_peer_certificate()
+    if leaf is not None and (not chain or der_of(chain[0]) != der_of(leaf)):
+        chain.insert(0, leaf)
+    return chain
 
 
 def _loaded(der: bytes, what: str) -> x509.Certificate:

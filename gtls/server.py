@@ -79,11 +79,12 @@ def _refused_client(stream: TLSStream, error: HandshakeError) -> str | None:
     error's ``depth``/``subject``), read from the chain OpenSSL was building. Failure path only."""
     if not isinstance(error, PeerVerificationError) or error.depth == 0 or not stream.server_side:
         return error.subject
-    from .verify import openssl_peer_chain, openssl_subject
+    from .engine import der_of
+    from .verify import der_subject, openssl_peer_chain
 
     try:
         chain = openssl_peer_chain(stream._engine.conn, "server")
-        return openssl_subject(chain[0]) if chain else error.subject
+        return der_subject(der_of(chain[0])) if chain else error.subject
     except Exception:  # noqa: BLE001 - a diagnostic never stops the server; and error.subject names another
         return None  # certificate than the client's own
 
@@ -97,17 +98,12 @@ def _subject_of(stream: TLSStream) -> str | None:
         cert = stream.peer_certificate
         return cert.subject.rfc4514_string() if cert is not None else None
     except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
-        return _openssl_subject(stream)
-
-
-def _openssl_subject(stream: TLSStream) -> str | None:
-    """The peer certificate's subject read from the DER OpenSSL holds (not through pyOpenSSL's X509 methods, which
-    pyOpenSSL 26 deprecates), most specific first."""
-    from ._ssl_compat import name_text, peercert_dict
+        pass
+    from .verify import der_subject
 
     try:
-        der = stream.getpeercert(binary_form=True)
-        return None if der is None else name_text(peercert_dict(der)["subject"])
+        der = stream._engine.peer_certificate_der
+        return None if der is None else der_subject(der)
     except Exception:  # noqa: BLE001 - as above
         return None
 

@@ -22,6 +22,7 @@ from . import _binding
 from . import errors as e
 from ._ssl_compat import name_text, peercert_dict
 from .context import CompiledContext, compile_settings
+from .engine import der_of, sent_certificates
 from .errors import InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions
 from .pki import hostcheck, names, reasons
@@ -38,31 +39,21 @@ def _as_crypto(cert: CertLike) -> x509.Certificate:
 
 
 def openssl_peer_chain(conn: SSL.Connection, role: Role) -> list[crypto.X509]:
-    """The certificates the peer sent, leaf first (a server's OpenSSL list omits the client's leaf), as OpenSSL
-    holds them: nothing is read by ``cryptography``.
+    """The certificates the peer sent, leaf first, as OpenSSL holds them (``engine.sent_certificates``).
 
     A server that refused the client's chain keeps none of what the client sent, but OpenSSL leaves the chain it
     was building in ``SSL_get0_verified_chain`` (leaf first, as far as it got, whatever the outcome), which names
     the certificate at fault just as well. Read on the failure path only."""
-    sent = conn.get_peer_cert_chain() or []
-    if role == "server":
-        leaf = conn.get_peer_certificate()
-        if leaf is None and not sent:
-            return list(conn.get_verified_chain() or [])
-        if leaf is not None and (not sent or _der(sent[0]) != _der(leaf)):
-            sent = [leaf, *sent]
-    return list(sent)
+    sent = sent_certificates(conn)
+    if not sent and role == "server":
+        return list(conn.get_verified_chain() or [])
+    return sent
 
 
-def _der(cert: crypto.X509) -> bytes:
-    return crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
-
-
-def openssl_subject(cert: crypto.X509) -> str:
-    """The subject of a certificate OpenSSL holds, as ``subject_text`` writes it; read from its DER by gtls's own
-    reader when ``cryptography`` cannot load it (a version field of 3, a damaged date; a serial of 0 under warnings
-    as errors). Not through pyOpenSSL's X509 name methods, which pyOpenSSL 26 deprecates."""
-    der = _der(cert)
+def der_subject(der: bytes) -> str:
+    """The subject of a certificate, as ``subject_text`` writes it; read from the DER by gtls's own reader when
+    ``cryptography`` cannot load it (a version field of 3, a damaged date; a serial of 0 under warnings as errors).
+    Not through pyOpenSSL's X509 name methods, which pyOpenSSL 26 deprecates."""
     try:
         return subject_text(x509.load_der_x509_certificate(der))
     except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
@@ -196,7 +187,7 @@ def located_by_openssl(compiled: CompiledContext, chain: Sequence[crypto.X509], 
     if found != code or reason == e.NAME_MISMATCH:
         return None
     return PeerVerificationError(reason, hostcheck.verify_message(found), depth=depth,
-                                 subject=openssl_subject(cert) if cert is not None else None)
+                                 subject=der_subject(der_of(cert)) if cert is not None else None)
 
 
 def _check_auth_level(path: Sequence[x509.Certificate], reference: str | None, certs: Sequence[x509.Certificate]
