@@ -67,6 +67,8 @@ ACCEPT_PROBE: Final = 4
 
 #: Every connection task's name. Given explicitly, trio does not format one per task (a string per connection).
 CONNECTION_TASK_NAME: Final = "gtls.serve_tls_over_tcp.connection"
+#: Seconds between the serving loop's looks at a session-ticket key's age, at most (see _renew_ticket_keys).
+RENEWAL_LOOK: Final = 60.0
 
 Handler = Callable[[TLSStream], Awaitable[object]]
 Entry = list[TLSStream | None]
@@ -235,11 +237,20 @@ async def _serve(
 
 async def _renew_ticket_keys(contexts: list[CompiledContext]) -> None:
     """Renew the ports' session-ticket key when it is due, not only at the next connection after that: the key of
-    a port that goes quiet must age out too (gtls._sessions). ``contexts`` share one SSL context."""
+    a port that goes quiet must age out too (gtls._sessions). ``contexts`` share one SSL context.
+
+    The new context is built in a worker thread: the build takes ~1 ms, but ~0.1 s with a large CA bundle or CRL,
+    which in the event loop would hold up every handshake and transfer of the process. Connections made meanwhile
+    take the current key (``ContextSlot`` does not wait for a renewal under way)."""
     first, *others = contexts
+    sharing = [context.resolved for context in others]
+    slot = first._slot
     while True:
-        await trio.sleep(max(first._slot.due_in(), 1.0))  # at least a second: never a busy loop, whatever the clock
-        first.renew_if_due(sharing=[context.resolved for context in others])
+        # At least a second (never a busy loop, whatever the clock), and at most RENEWAL_LOOK: trio's clock stops
+        # while the host is suspended, the key's clock does not (gtls._sessions.clock).
+        await trio.sleep(min(max(slot.due_in(), 1.0), RENEWAL_LOOK))
+        if slot.due_in() == 0:
+            first.log_renewal(await trio.to_thread.run_sync(slot.renew_if_due), sharing)
 
 
 async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None], poller: Poller | None) -> None:

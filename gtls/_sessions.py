@@ -46,8 +46,16 @@ SESSION_LIFETIME: Final = 300
 #: Seconds a server context's session-ticket key is used before the context is built anew with a fresh one (hourly,
 #: as large deployments rotate theirs): the bound on how long a TLS 1.2 connection stays decryptable by the key.
 TICKET_KEY_LIFETIME: Final = 3600
-#: The epochs' clock (a module attribute, so a test can move time on).
-clock: Callable[[], float] = time.monotonic
+
+
+def _boot_clock() -> float:
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+#: The epochs' and ticket keys' clock (a module attribute, so a test can move time on). Linux's boot-time clock
+#: counts time suspended, as the monotonic clock does not: a suspended VM's or laptop's key and epochs still end on
+#: time when it wakes (the serving loop looks at least once a minute, so a quiet port is renewed then too).
+clock: Callable[[], float] = _boot_clock if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
 
 
 def session_id_context(identity: bytes) -> bytes:
@@ -149,7 +157,12 @@ class ContextSlot:
     def _renew_now(self) -> tuple[str, ...]:
         renew = self._renew
         assert renew is not None
-        with self._lock:  # one renewal, whichever thread sees the end first
+        # One renewal, whichever thread sees the end first; the others do not wait for its build (up to ~0.1 s with
+        # a large CA bundle or CRL): their connections take the current key until the new context is in place. The
+        # serving loop builds in a worker thread (gtls._serve), so the event loop's handshakes never wait either.
+        if not self._lock.acquire(blocking=False):
+            return ()
+        try:
             now = clock()
             if now < self._ends:
                 return ()
@@ -161,3 +174,5 @@ class ContextSlot:
                                "current key stays in use for another %g s", exc, TICKET_KEY_LIFETIME)
                 return ()
             return news
+        finally:
+            self._lock.release()

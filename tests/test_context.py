@@ -228,7 +228,7 @@ def test_a_chain_of_resumptions_on_a_mutual_port_ends_within_the_session_lifetim
     went on being accepted). Where clients are verified, sessions resume only within the epoch of their full
     handshake: the chain ends at most SESSION_LIFETIME after the last verification. Elsewhere nothing changes."""
     context_module.clear_cache()  # fresh contexts: their epochs start on the clock set here
-    now = time.monotonic()
+    now = _sessions.clock()
     monkeypatch.setattr("gtls._sessions.clock", lambda: now)
     mutual = server_ctx(files, **{"tls-mutual": "1"})
     plain = server_ctx(files)
@@ -268,7 +268,7 @@ def test_a_servers_ticket_key_is_renewed_hourly(
     TICKET_KEY_LIFETIME: new tickets carry another key name, and a ticket of the old key no longer resumes (one full
     handshake), while the new context resumes its own, in its own session epochs on a mutual port."""
     context_module.clear_cache()
-    now = time.monotonic()
+    now = _sessions.clock()
     monkeypatch.setattr("gtls._sessions.clock", lambda: now)
     compiled = server_ctx(files, **{"tls-mutual": mutual})
     client: list[str | Path] = ["-tls1_2", "-ign_eof", "-CAfile", files["ca"], "-cert", files["client"],
@@ -296,7 +296,7 @@ def test_a_renewal_is_seen_by_every_endpoint_sharing_the_context_and_keeps_its_s
     made through one is the context of all. The new context is the old one's settings: ALPN, the client CA names a
     mutual server advertises, its verify mode."""
     context_module.clear_cache()
-    now = time.monotonic()
+    now = _sessions.clock()
     monkeypatch.setattr("gtls._sessions.clock", lambda: now)
     options = {"certificate": str(files["server"]), "certificate-key": str(files["server_key"]),
                "trusted-ca": str(files["ca"]), "tls-mutual": "1"}
@@ -327,7 +327,7 @@ def test_a_certificate_that_expires_while_the_port_runs_is_logged_at_the_renewal
     (review: a port renamed on a reload was named by its old name). Warnings the port opened with are not
     repeated, nor is a line at later renewals (logged once per process)."""
     context_module.clear_cache()
-    now = time.monotonic()
+    now = _sessions.clock()
     monkeypatch.setattr("gtls._sessions.clock", lambda: now)
     root = CA.root("expiring root")
     leaf = root.leaf("soon.test", dns=["soon.test"], not_after=dt.timedelta(seconds=2))
@@ -354,7 +354,7 @@ def test_a_tls13_only_servers_context_keeps_its_key(files: dict[str, Path], monk
     """TLS 1.3 resumption keeps forward secrecy ((EC)DHE every time): such a context is never rebuilt, and neither
     is a client's (it issues no tickets)."""
     context_module.clear_cache()
-    now = time.monotonic()
+    now = _sessions.clock()
     monkeypatch.setattr("gtls._sessions.clock", lambda: now)
     tls13 = server_ctx(files, **{"sec-protocol": "TLSv13"})
     client = client_ctx(files)
@@ -365,13 +365,36 @@ def test_a_tls13_only_servers_context_keeps_its_key(files: dict[str, Path], monk
     assert [tls13.ssl_context, client.ssl_context] == kept
 
 
+def test_a_connection_does_not_wait_for_a_renewal_under_way_in_another_thread(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one thread builds the renewed context (the serving loop's worker, or a listener's own connection),
+    a connection made in another thread takes the current key at once; it neither waits for the build nor starts a
+    second one. (Before, it waited on the renewal's lock: up to ~0.1 s with a large CA bundle, in an event loop.)"""
+    context_module.clear_cache()
+    now = _sessions.clock()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    compiled = server_ctx(files)
+    old = compiled.ssl_context
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+    made: list[SSL.Connection] = []
+    with compiled._slot._lock:  # a renewal under way elsewhere
+        other = threading.Thread(target=lambda: made.append(compiled.new_connection()), daemon=True)
+        other.start()
+        other.join(5)
+        assert made and made[0].get_context() is old
+    assert compiled.ssl_context is old  # nothing renewed behind the renewal under way
+    compiled.new_connection()  # the renewal is due, and nobody else is at it
+    assert compiled.ssl_context is not old
+
+
 def test_a_failed_renewal_keeps_the_context_and_says_so(
     files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Building the context again cannot fail on the settings it was built from, but if it does (memory, a bug),
     connections go on with the old key and a warning says why, once per lifetime."""
     context_module.clear_cache()
-    now = time.monotonic()
+    now = _sessions.clock()
     monkeypatch.setattr("gtls._sessions.clock", lambda: now)
     compiled = server_ctx(files)
     old = compiled.ssl_context

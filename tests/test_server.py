@@ -27,6 +27,7 @@ from gtls import (
     HandshakeEvent,
     TLSOptions,
     TLSStream,
+    _sessions,
     classify_ending,
     open_tls_over_tcp_stream,
 )
@@ -373,6 +374,50 @@ async def test_a_quiet_ports_ticket_key_is_renewed_on_time(pki: PKI, monkeypatch
                     seen.append(compiled.ssl_context)
         assert await round_trip(port, pki.client_options()) == b"hello\n"
         nursery.cancel_scope.cancel()
+    context_module.clear_cache()
+
+
+async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal builds the context again: ~1 ms, but ~0.1 s with a large CA bundle or CRL, which in the event loop
+    would hold up every connection of the process once an hour. The serving loop builds it in a worker thread, and
+    connections made meanwhile take the current key. Here the build waits until a connection has been served (for 5
+    s at most: built in the event loop, it would wait for nothing and the test fail, not hang)."""
+    context_module.clear_cache()
+    monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.3)
+    gate = threading.Event()
+    builders: list[threading.Thread] = []
+    served_first: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            lambda task_status: serve_tls_over_tcp(
+                echo_line, 0, pki.server_options(), host="127.0.0.1", task_status=task_status
+            )
+        )
+        compiled = listeners[0].context
+        slot = compiled._slot
+        build = slot._renew
+        assert build is not None
+
+        def slow_build() -> _sessions.Renewed:
+            builders.append(threading.current_thread())
+            served_first.append(gate.wait(5))
+            return build()
+
+        slot._renew = slow_build
+        port = listeners[0].socket.getsockname()[1]
+        old = compiled.ssl_context
+        with trio.fail_after(10):
+            while not builders:
+                await trio.sleep(0.05)
+            assert await round_trip(port, pki.client_options()) == b"hello\n"  # on the old key, the build waiting
+            gate.set()
+            while compiled.ssl_context is old:
+                await trio.sleep(0.05)
+        assert await round_trip(port, pki.client_options()) == b"hello\n"
+        nursery.cancel_scope.cancel()
+    assert builders[0] is not threading.main_thread() and served_first[0]
     context_module.clear_cache()
 
 
