@@ -249,7 +249,7 @@ async def _renew_ticket_keys(contexts: list[CompiledContext]) -> None:
         # At least a second (never a busy loop, whatever the clock), and at most RENEWAL_LOOK: trio's clock stops
         # while the host is suspended, the key's clock does not (gtls._sessions.clock).
         await trio.sleep(min(max(slot.due_in(), 1.0), RENEWAL_LOOK))
-        if slot.due_in() == 0:
+        if slot.due():
             first.log_renewal(await trio.to_thread.run_sync(slot.renew_if_due), sharing)
 
 

@@ -144,11 +144,13 @@ class ContextSlot:
             epochs.check()
         return ctx
 
+    def due(self) -> bool:
+        """Whether the ticket key is due for renewal (never for contexts that keep theirs)."""
+        return self._renew is not None and clock() >= self._ends
+
     def renew_if_due(self) -> tuple[str, ...]:
         """Renew the context when its ticket key is due; the new warnings of a renewal made now (else none)."""
-        if self._renew is not None and clock() >= self._ends:
-            return self._renew_now()
-        return ()
+        return self._renew_now() if self.due() else ()
 
     def due_in(self) -> float:
         """Seconds until the ticket key is due (the serving loop renews it then, so a quiet port's key ages too)."""

@@ -421,6 +421,60 @@ async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on
     context_module.clear_cache()
 
 
+async def test_a_listener_accepting_by_itself_renews_off_the_event_loop(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``TLSListener`` used without the serving loop renews the key at its first accept after the hour, also in a
+    worker thread: a connection already open goes on exchanging data while the new context is built (the build
+    here waits, 5 s at most, until it has)."""
+    context_module.clear_cache()
+    monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.2)
+    gate = threading.Event()
+    served_first: list[bool] = []
+    (listener,) = await open_tls_over_tcp_listeners(0, pki.server_options(), host="127.0.0.1")
+    slot = listener.context._slot
+    build = slot._renew
+    assert build is not None
+
+    def slow_build() -> _sessions.Renewed:
+        served_first.append(gate.wait(5))
+        return build()
+
+    slot._renew = slow_build
+    port = listener.socket.getsockname()[1]
+    old = listener.context.ssl_context
+
+    async def echo(stream: TLSStream) -> None:
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError):  # `late` leaves without a handshake
+                await echo_line(stream)
+
+    async def accept_and_echo(nursery: trio.Nursery) -> None:
+        while True:
+            nursery.start_soon(echo, await listener.accept())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept_and_echo, nursery)
+        with trio.fail_after(10):
+            early = await open_tls_over_tcp_stream("localhost", port, pki.client_options())
+            await trio.sleep(0.3)  # the key is due: the next accept renews it
+            late = socket.create_connection(("127.0.0.1", port))
+            while not served_first and not slot._lock.locked():
+                await trio.sleep(0.02)
+            await early.send_all(b"during the build\n")
+            assert await early.receive_some() == b"during the build\n"
+            gate.set()
+            while listener.context.ssl_context is old:
+                await trio.sleep(0.02)
+        late.close()
+        await early.aclose()
+        assert await round_trip(port, pki.client_options()) == b"hello\n"
+        nursery.cancel_scope.cancel()
+    await listener.aclose()
+    assert served_first == [True]
+    context_module.clear_cache()
+
+
 async def test_stopped_server_closes_its_port(pki: PKI) -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
