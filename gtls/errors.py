@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from ._levels import Shadowed
 from ._redact import redact
 
 if TYPE_CHECKING:
     from ._handshake_errors import HandshakeError as HandshakeError
     from ._handshake_errors import PeerVerificationError as PeerVerificationError
-    from .resolve import Shadowed
 
 # --- Stable reason words (spec §10). Never rename: they appear in logs, metrics and the CLI's error line. ---
 

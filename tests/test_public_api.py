@@ -118,6 +118,27 @@ def test_public_signatures_resolve_at_run_time() -> None:
         assert "return" in hints, function
 
 
+def test_public_class_annotations_resolve_at_run_time() -> None:
+    """typing.get_type_hints on ConfigError and every subclass raised NameError: ``ConfigError.shadowed`` names
+    ``Shadowed``, which gtls.errors imported for type checkers only (pydantic, typeguard, cattrs and sphinx read
+    annotations so). Every public class of the package's lists, with its public methods and properties."""
+    import typing
+
+    for module in (gtls, gtls.errors, gtls.ending, gtls.testing, gtls.pki):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if not isinstance(value, type) or not value.__module__.startswith("gtls"):
+                continue
+            typing.get_type_hints(value)
+            for attribute_name, attribute in vars(value).items():
+                if attribute_name.startswith("_") and attribute_name != "__init__":
+                    continue
+                function = attribute.fget if isinstance(attribute, property) else attribute
+                if callable(function) and (getattr(function, "__module__", None) or "").startswith("gtls"):
+                    typing.get_type_hints(function)
+    assert typing.get_type_hints(gtls.ConfigError)["shadowed"] == tuple[gtls.Shadowed, ...]
+
+
 @pytest.mark.parametrize("given", [gtls.TLSOptions(), None, {"trusted-ca": "/ca.pem"}])
 def test_compile_context_of_the_wrong_type_is_a_type_error_saying_what_to_pass(given: object) -> None:
     """``compile_context(TLSOptions())`` gave ``AttributeError: 'TLSOptions' object has no attribute 'role'``."""
