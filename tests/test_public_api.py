@@ -84,6 +84,49 @@ def test_type_checkers_see_the_lazy_names_and_refuse_misspelt_ones(tmp_path: Pat
     assert len(errors) == 1 and ":5:" in errors[0] and "clasify_ending" in errors[0], result.stdout
 
 
+#: A strictly typed user's code; each ``# error`` line must be refused by mypy (code in brackets), no other line.
+TYPED_USER_PROGRAM = """\
+import gtls
+
+def narrowed(opts: gtls.TLSOptions) -> gtls.TLSOptions:
+    opts.replace(tls_mutal=True)  # error [call-arg]
+    return opts.replace(tls_mutual=True, sec_protocol="TLSv13")
+"""
+
+
+def _mypy_errors(tmp_path: Path, program: str) -> tuple[dict[int, str], str]:
+    """mypy --strict's errors on ``program``, by line number, and its whole output."""
+    user = tmp_path / "typed_user.py"
+    user.write_text(program)
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(user)],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    errors = {}
+    for line in result.stdout.splitlines():
+        if ": error:" in line:
+            errors[int(line.split(":")[1])] = line
+    return errors, result.stdout
+
+
+def test_a_typed_user_program_gets_precise_types(tmp_path: Path) -> None:
+    """What gtls's annotations promise a user who type-checks with --strict. ``TLSOptions.replace`` took
+    ``**changes: Any``, so a misspelt field passed the type checker and failed only at run time."""
+    errors, output = _mypy_errors(tmp_path, TYPED_USER_PROGRAM)
+    expected = {number: line.split("# error ")[1].strip("[]")
+                for number, line in enumerate(TYPED_USER_PROGRAM.splitlines(), 1) if "# error " in line}
+    assert {number: text.rsplit("[", 1)[-1].rstrip("]") for number, text in errors.items()} == expected, output
+
+
+def test_replace_keywords_are_the_option_fields() -> None:
+    """``OptionChanges`` (the keywords ``TLSOptions.replace`` is typed with) lists every field, typed alike."""
+    import typing
+
+    from gtls.options import OptionChanges
+
+    assert typing.get_type_hints(OptionChanges) == typing.get_type_hints(gtls.TLSOptions)
+    with pytest.raises(TypeError, match="tls_mutal"):
+        gtls.TLSOptions().replace(tls_mutal=True)  # type: ignore[call-arg]
+
+
 def test_star_import_of_errors_brings_the_runtime_pair_too() -> None:
     namespace: dict[str, object] = {}
     exec("from gtls.errors import *", namespace)  # noqa: S102 - the import statement under test
