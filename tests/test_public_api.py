@@ -86,11 +86,22 @@ def test_type_checkers_see_the_lazy_names_and_refuse_misspelt_ones(tmp_path: Pat
 
 #: A strictly typed user's code; each ``# error`` line must be refused by mypy (code in brackets), no other line.
 TYPED_USER_PROGRAM = """\
+from typing import assert_type
+
 import gtls
+from gtls.ending import EndWord
+from gtls.errors import Reason
 
 def narrowed(opts: gtls.TLSOptions) -> gtls.TLSOptions:
     opts.replace(tls_mutal=True)  # error [call-arg]
     return opts.replace(tls_mutual=True, sec_protocol="TLSv13")
+
+def failed(exc: gtls.HandshakeError, event: gtls.HandshakeEvent) -> str:
+    assert_type(exc.reason, Reason)
+    assert_type(event.reason, Reason | None)
+    assert_type(gtls.classify_ending(exc).word, EndWord | Reason)
+    misspelt = exc.reason == "untrsted"  # error [comparison-overlap]
+    return "certificate" if exc.reason in gtls.errors.CERTIFICATE_REASONS or misspelt else exc.reason
 """
 
 
@@ -109,7 +120,8 @@ def _mypy_errors(tmp_path: Path, program: str) -> tuple[dict[int, str], str]:
 
 def test_a_typed_user_program_gets_precise_types(tmp_path: Path) -> None:
     """What gtls's annotations promise a user who type-checks with --strict. ``TLSOptions.replace`` took
-    ``**changes: Any``, so a misspelt field passed the type checker and failed only at run time."""
+    ``**changes: Any``, so a misspelt field passed the type checker and failed only at run time; the reason and
+    ending words were typed ``str``, so a misspelt word compared with one was never true, silently."""
     errors, output = _mypy_errors(tmp_path, TYPED_USER_PROGRAM)
     expected = {number: line.split("# error ")[1].strip("[]")
                 for number, line in enumerate(TYPED_USER_PROGRAM.splitlines(), 1) if "# error " in line}
@@ -125,6 +137,16 @@ def test_replace_keywords_are_the_option_fields() -> None:
     assert typing.get_type_hints(OptionChanges) == typing.get_type_hints(gtls.TLSOptions)
     with pytest.raises(TypeError, match="tls_mutal"):
         gtls.TLSOptions().replace(tls_mutal=True)  # type: ignore[call-arg]
+
+
+def test_reason_and_ending_word_types_list_the_words() -> None:
+    """``Reason`` and ``EndWord`` (the types of ``HandshakeError.reason`` and ``Ending.word``) are the vocabularies."""
+    import typing
+
+    from gtls.ending import END_WORDS, EndWord
+
+    assert typing.get_args(gtls.errors.Reason) == gtls.errors.REASONS
+    assert typing.get_args(EndWord) == END_WORDS
 
 
 def test_star_import_of_errors_brings_the_runtime_pair_too() -> None:
