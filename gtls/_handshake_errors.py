@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from .errors import TLSError
+from .errors import Reason, TLSError
 
 
 class HandshakeError(TLSError, trio.BrokenResourceError):
@@ -18,7 +18,7 @@ class HandshakeError(TLSError, trio.BrokenResourceError):
 
     def __init__(
         self,
-        reason: str,
+        reason: Reason,
         message: str,
         *,
         peer: str | None = None,
@@ -26,7 +26,7 @@ class HandshakeError(TLSError, trio.BrokenResourceError):
         subject: str | None = None,
         alert: str | None = None,
     ) -> None:
-        self.reason = reason
+        self.reason: Reason = reason
         self.message = message
         self.peer = peer
         self.depth = depth

@@ -617,7 +617,8 @@ class CompiledContext:
                 chain = built
         return chain
 
-    def _located_failure(self, conn: SSL.Connection, reason: str, peer: str | None) -> PeerVerificationError | None:
+    def _located_failure(self, conn: SSL.Connection, reason: e.Reason, peer: str | None
+                         ) -> PeerVerificationError | None:
         """The failure re-verified offline, with the depth and subject of the certificate at fault (None: not
         found). Failure path only."""
         from .verify import verify_compiled
@@ -651,7 +652,7 @@ class CompiledContext:
         return located
 
 
-def _plain_failure(code: int, reason: str, peer: str | None) -> PeerVerificationError:
+def _plain_failure(code: int, reason: e.Reason, peer: str | None) -> PeerVerificationError:
     """A verification failure with OpenSSL's words only (no depth or subject)."""
     return PeerVerificationError(reason, hostcheck.verify_message(code), peer=peer)
 

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import trio
 from OpenSSL import SSL
 
 from .engine import GONE_ERRNOS, TransportFailed
-from .errors import MAX_CAUSE_CHAIN, HandshakeError, TLSError
+from .errors import MAX_CAUSE_CHAIN, HandshakeError, Reason, TLSError
 
 TRUNCATED: Final = "truncated"
 RESET: Final = "reset"
@@ -45,8 +45,13 @@ IDLE_TIMEOUT: Final = "idle-timeout"
 CLOSED: Final = "closed"
 ERROR: Final = "error"
 
+#: A connection-end word (``END_WORDS``); ``Ending.word`` is one of these or, for a failed handshake, a ``Reason``.
+EndWord = Literal["truncated", "reset", "peer-alert", "renegotiation-refused", "bad-record", "idle-timeout",
+                  "closed", "error"]
+
 #: Every connection-end word, in the order above (handshake reasons of spec §10 come on top of these).
-END_WORDS: Final = (TRUNCATED, RESET, PEER_ALERT, RENEGOTIATION_REFUSED, BAD_RECORD, IDLE_TIMEOUT, CLOSED, ERROR)
+END_WORDS: Final[tuple[EndWord, ...]] = (TRUNCATED, RESET, PEER_ALERT, RENEGOTIATION_REFUSED, BAD_RECORD, IDLE_TIMEOUT,
+                                         CLOSED, ERROR)
 
 #: Errnos meaning the peer or the path went away: the engine's own list, plus what a memory-BIO transport sees.
 _RESET_ERRNOS: Final = GONE_ERRNOS | {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETRESET}
@@ -59,7 +64,7 @@ _RENEGOTIATION_ALERTS: Final = frozenset({"no_renegotiation", "handshake_failure
 class Ending:
     """How a connection ended: ``word`` (stable, for logs and metric labels) and a human ``detail``."""
 
-    word: str
+    word: EndWord | Reason
     detail: str
     #: The fatal alert the peer sent (``bad_record_mac``), when the ending was an alert.
     alert: str | None = None
@@ -132,6 +137,7 @@ __all__ = [
     "BAD_RECORD",
     "CLOSED",
     "END_WORDS",
+    "EndWord",
     "ERROR",
     "IDLE_TIMEOUT",
     "PEER_ALERT",

@@ -12,14 +12,14 @@ Two families:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
+from ._levels import Shadowed
 from ._redact import redact
 
 if TYPE_CHECKING:
     from ._handshake_errors import HandshakeError as HandshakeError
     from ._handshake_errors import PeerVerificationError as PeerVerificationError
-    from .resolve import Shadowed
 
 # --- Stable reason words (spec §10). Never rename: they appear in logs, metrics and the CLI's error line. ---
 
@@ -42,8 +42,16 @@ NOT_TLS: Final = "not-tls"
 TIMEOUT: Final = "timeout"
 EOF_IN_HANDSHAKE: Final = "eof-in-handshake"
 
+#: A runtime reason word: the type of ``HandshakeError.reason``, so type checkers catch a misspelt word compared
+#: with it (``exc.reason == "untrsted"`` under ``--strict``). The same words as ``REASONS``, in the same order.
+Reason = Literal[
+    "untrusted", "expired", "not-yet-valid", "revoked", "crl-unavailable", "crl-expired", "crl-not-yet-valid",
+    "crl-signature", "bad-ca", "bad-purpose", "name-mismatch", "no-peer-certificate", "protocol-version",
+    "no-shared-cipher", "peer-alert", "not-tls", "timeout", "eof-in-handshake",
+]
+
 #: Every runtime reason word, in the order of spec §10.
-REASONS: Final = (
+REASONS: Final[tuple[Reason, ...]] = (
     UNTRUSTED,
     EXPIRED,
     NOT_YET_VALID,
@@ -64,7 +72,7 @@ REASONS: Final = (
     EOF_IN_HANDSHAKE,
 )
 #: Reasons raised as ``PeerVerificationError`` (a certificate was judged and rejected): §10 lists them first.
-CERTIFICATE_REASONS: Final = frozenset(REASONS[: REASONS.index(NO_PEER_CERTIFICATE) + 1])
+CERTIFICATE_REASONS: Final[frozenset[Reason]] = frozenset(REASONS[: REASONS.index(NO_PEER_CERTIFICATE) + 1])
 #: How far to follow an exception's causes: real chains are 2-4 links long; the bound only guards against cycles.
 MAX_CAUSE_CHAIN: Final = 8
 
@@ -214,9 +222,9 @@ __all__ = [
     "UNTRUSTED", "EXPIRED", "NOT_YET_VALID", "REVOKED", "CRL_UNAVAILABLE", "CRL_EXPIRED", "CRL_NOT_YET_VALID",
     "CRL_SIGNATURE", "BAD_CA", "BAD_PURPOSE", "NAME_MISMATCH", "NO_PEER_CERTIFICATE", "PROTOCOL_VERSION",
     "NO_SHARED_CIPHER", "PEER_ALERT", "NOT_TLS", "TIMEOUT", "EOF_IN_HANDSHAKE", "REASONS", "CERTIFICATE_REASONS",
-    "MAX_CAUSE_CHAIN", "GtlsError", "ConfigError", "DeploymentError", "IncompleteTlsLevel", "ConflictingOptions",
-    "InvalidOptionValue", "UnsupportedProtocol", "UnsupportedFeature", "CredentialLoadError", "KeyMismatch",
-    "CrlLoadError", "CipherListError", "TLSError", "HandshakeError", "PeerVerificationError",
+    "Reason", "MAX_CAUSE_CHAIN", "GtlsError", "ConfigError", "DeploymentError", "IncompleteTlsLevel",
+    "ConflictingOptions", "InvalidOptionValue", "UnsupportedProtocol", "UnsupportedFeature", "CredentialLoadError",
+    "KeyMismatch", "CrlLoadError", "CipherListError", "TLSError", "HandshakeError", "PeerVerificationError",
 ]
 
 

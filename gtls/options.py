@@ -27,7 +27,7 @@ import socket
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal, TypedDict, Unpack
 
 from ._files import unencodable
 from ._redact import PEM_MARK, holds_key_material, redact
@@ -213,9 +213,32 @@ class TLSOptions:
             if getattr(self, f.name) is not None
         }
 
-    def replace(self, **changes: Any) -> TLSOptions:
+    def replace(self, **changes: Unpack[OptionChanges]) -> TLSOptions:
         """A copy with some fields changed (validated like construction)."""
         return dataclasses.replace(self, **changes)
+
+
+class OptionChanges(TypedDict, total=False):
+    """The keywords of ``TLSOptions.replace``: its fields, so type checkers refuse a misspelt one
+    (``replace(tls_mutal=True)``) as they do for the constructor; run time refuses it too (``TypeError``)."""
+
+    tls: bool | None
+    tls_mutual: bool | None
+    upgrade: bool | None
+    certificate: str | None
+    certificate_key: str | None
+    trusted_ca: str | None
+    tls_crl: str | None
+    crl: str | None
+    tls_crl_scope: CrlScope | None
+    tls_crl_expired: CrlExpired | None
+    certificate_store: str | None
+    sec_protocol: SecProtocol | None
+    cipher_list: str | None
+    provider: str | None
+    fips140_enabled: bool | None
+    tls_target_name_check: TargetNameCheck | None
+    tls_target_name: str | None
 
 
 #: Python field name -> Genesys option name.

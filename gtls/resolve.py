@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
 from pathlib import Path
 from typing import Final, Literal
 
+# Defined in gtls._levels (gtls.errors names Shadowed at run time), public here: re-exported for type checkers.
+from ._levels import Level as Level
+from ._levels import Shadowed as Shadowed
 from .errors import ConfigError, ConflictingOptions, IncompleteTlsLevel, InvalidOptionValue, UnsupportedFeature
 from .options import (
     FIELD_NAMES,
@@ -43,31 +45,6 @@ Profile = Literal["unix", "windows"]
 CertificateSource = Literal["host", "application"]
 #: A level's settings: transport parameters as text, a mapping of Genesys names, parsed options, or nothing.
 LevelInput = TLSOptions | Mapping[str, object] | str | None
-
-
-class Level(Enum):
-    """The configuration object a setting came from (spec §3): its value is the letter ``Resolved.sources`` and
-    ``gtls check`` show (``P``, ``C``, ``T``, ``A``, ``H``; ``default`` there means no level set it)."""
-
-    PORT = "P"
-    CONNECTION = "C"
-    TARGET = "T"
-    APPLICATION = "A"
-    HOST = "H"
-
-    @property
-    def title(self) -> str:
-        """The level's name as error messages write it (``"Port"``, ``"Target port"``, …)."""
-        return {"P": "Port", "C": "Connection", "T": "Target port", "A": "Application", "H": "Host"}[self.value]
-
-
-@dataclass(frozen=True, slots=True)
-class Shadowed:
-    """A parameter-set option present at a level that resolution did not use."""
-
-    level: Level
-    option: str
-    value: str
 
 
 @dataclass(frozen=True, slots=True)

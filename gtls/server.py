@@ -25,7 +25,7 @@ import trio
 
 from ._serve import log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
-from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError
+from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError, Reason
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
@@ -48,7 +48,7 @@ class HandshakeEvent:
     peer: str | None
     ok: bool
     #: The spec §10 reason word on failure, None on success.
-    reason: str | None
+    reason: Reason | None
     tls_version: str | None
     cipher: str | None
     #: Subject of the client certificate (mutual TLS), also when it was refused (then read from the chain OpenSSL was

@@ -84,6 +84,71 @@ def test_type_checkers_see_the_lazy_names_and_refuse_misspelt_ones(tmp_path: Pat
     assert len(errors) == 1 and ":5:" in errors[0] and "clasify_ending" in errors[0], result.stdout
 
 
+#: A strictly typed user's code; each ``# error`` line must be refused by mypy (code in brackets), no other line.
+TYPED_USER_PROGRAM = """\
+from typing import assert_type
+
+import gtls
+from gtls.ending import EndWord
+from gtls.errors import Reason
+
+def narrowed(opts: gtls.TLSOptions) -> gtls.TLSOptions:
+    opts.replace(tls_mutal=True)  # error [call-arg]
+    return opts.replace(tls_mutual=True, sec_protocol="TLSv13")
+
+def failed(exc: gtls.HandshakeError, event: gtls.HandshakeEvent) -> str:
+    assert_type(exc.reason, Reason)
+    assert_type(event.reason, Reason | None)
+    assert_type(gtls.classify_ending(exc).word, EndWord | Reason)
+    misspelt = exc.reason == "untrsted"  # error [comparison-overlap]
+    return "certificate" if exc.reason in gtls.errors.CERTIFICATE_REASONS or misspelt else exc.reason
+"""
+
+
+def _mypy_errors(tmp_path: Path, program: str) -> tuple[dict[int, str], str]:
+    """mypy --strict's errors on ``program``, by line number, and its whole output."""
+    user = tmp_path / "typed_user.py"
+    user.write_text(program)
+    result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(user)],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    errors = {}
+    for line in result.stdout.splitlines():
+        if ": error:" in line:
+            errors[int(line.split(":")[1])] = line
+    return errors, result.stdout
+
+
+def test_a_typed_user_program_gets_precise_types(tmp_path: Path) -> None:
+    """What gtls's annotations promise a user who type-checks with --strict. ``TLSOptions.replace`` took
+    ``**changes: Any``, so a misspelt field passed the type checker and failed only at run time; the reason and
+    ending words were typed ``str``, so a misspelt word compared with one was never true, silently."""
+    errors, output = _mypy_errors(tmp_path, TYPED_USER_PROGRAM)
+    expected = {number: line.split("# error ")[1].strip("[]")
+                for number, line in enumerate(TYPED_USER_PROGRAM.splitlines(), 1) if "# error " in line}
+    assert {number: text.rsplit("[", 1)[-1].rstrip("]") for number, text in errors.items()} == expected, output
+
+
+def test_replace_keywords_are_the_option_fields() -> None:
+    """``OptionChanges`` (the keywords ``TLSOptions.replace`` is typed with) lists every field, typed alike."""
+    import typing
+
+    from gtls.options import OptionChanges
+
+    assert typing.get_type_hints(OptionChanges) == typing.get_type_hints(gtls.TLSOptions)
+    with pytest.raises(TypeError, match="tls_mutal"):
+        gtls.TLSOptions().replace(tls_mutal=True)  # type: ignore[call-arg]
+
+
+def test_reason_and_ending_word_types_list_the_words() -> None:
+    """``Reason`` and ``EndWord`` (the types of ``HandshakeError.reason`` and ``Ending.word``) are the vocabularies."""
+    import typing
+
+    from gtls.ending import END_WORDS, EndWord
+
+    assert typing.get_args(gtls.errors.Reason) == gtls.errors.REASONS
+    assert typing.get_args(EndWord) == END_WORDS
+
+
 def test_star_import_of_errors_brings_the_runtime_pair_too() -> None:
     namespace: dict[str, object] = {}
     exec("from gtls.errors import *", namespace)  # noqa: S102 - the import statement under test
@@ -116,6 +181,27 @@ def test_public_signatures_resolve_at_run_time() -> None:
                      TLSStream.__init__, TLSStream.getpeercert):
         hints = typing.get_type_hints(function)
         assert "return" in hints, function
+
+
+def test_public_class_annotations_resolve_at_run_time() -> None:
+    """typing.get_type_hints on ConfigError and every subclass raised NameError: ``ConfigError.shadowed`` names
+    ``Shadowed``, which gtls.errors imported for type checkers only (pydantic, typeguard, cattrs and sphinx read
+    annotations so). Every public class of the package's lists, with its public methods and properties."""
+    import typing
+
+    for module in (gtls, gtls.errors, gtls.ending, gtls.testing, gtls.pki):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if not isinstance(value, type) or not value.__module__.startswith("gtls"):
+                continue
+            typing.get_type_hints(value)
+            for attribute_name, attribute in vars(value).items():
+                if attribute_name.startswith("_") and attribute_name != "__init__":
+                    continue
+                function = attribute.fget if isinstance(attribute, property) else attribute
+                if callable(function) and (getattr(function, "__module__", None) or "").startswith("gtls"):
+                    typing.get_type_hints(function)
+    assert typing.get_type_hints(gtls.ConfigError)["shadowed"] == tuple[gtls.Shadowed, ...]
 
 
 @pytest.mark.parametrize("given", [gtls.TLSOptions(), None, {"trusted-ca": "/ca.pem"}])

@@ -7,7 +7,7 @@ from OpenSSL import SSL
 from .. import errors as e
 
 #: Substrings of OpenSSL's reason text (lower case) and the reason word they mean.
-_LIBRARY_REASONS: tuple[tuple[str, str], ...] = (
+_LIBRARY_REASONS: tuple[tuple[str, e.Reason], ...] = (
     ("no shared cipher", e.NO_SHARED_CIPHER),
     ("no suitable signature algorithm", e.NO_SHARED_CIPHER),
     ("no shared signature algorithms", e.NO_SHARED_CIPHER),
@@ -69,7 +69,7 @@ def received_alert(texts: list[str]) -> str | None:
 INVALID_TLS = "invalid TLS from the peer:"
 
 
-def library_failure(exc: BaseException) -> tuple[str, str, str | None]:
+def library_failure(exc: BaseException) -> tuple[e.Reason, str, str | None]:
     """(reason, message, alert) for a handshake failure that is not a local verification verdict."""
     if isinstance(exc, SSL.ZeroReturnError | SSL.SysCallError | EOFError | ConnectionError):
         return e.EOF_IN_HANDSHAKE, f"connection closed during the handshake ({exc})", None

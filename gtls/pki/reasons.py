@@ -20,7 +20,7 @@ AFTER_AUTH_LEVEL: Final = frozenset({62, 64, 3, 5, 8, 11, 12, 15, 16, 23, 33, 35
 
 # Codes from include/openssl/x509_vfy.h (OpenSSL 3.x; the numbers are stable across releases, and
 # tests/test_pki_hostcheck.py checks OpenSSL's own text for the important ones). Anything not listed is "untrusted".
-VERIFY_REASONS: Final[dict[int, str]] = {
+VERIFY_REASONS: Final[dict[int, e.Reason]] = {
     2: e.UNTRUSTED,  # UNABLE_TO_GET_ISSUER_CERT
     3: e.CRL_UNAVAILABLE,  # UNABLE_TO_GET_CRL
     4: e.UNTRUSTED,  # UNABLE_TO_DECRYPT_CERT_SIGNATURE
@@ -73,7 +73,7 @@ for _code in (EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK):
     VERIFY_REASONS[_code] = e.UNTRUSTED
 
 
-def reason_for(code: int) -> str:
+def reason_for(code: int) -> e.Reason:
     """The reason word for an OpenSSL verify code; unknown codes are ``untrusted``."""
     return VERIFY_REASONS.get(code, e.UNTRUSTED)
 
