@@ -28,6 +28,7 @@ secrecy ((EC)DHE always), so a TLS 1.3-only context keeps its key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -46,16 +47,12 @@ SESSION_LIFETIME: Final = 300
 #: Seconds a server context's session-ticket key is used before the context is built anew with a fresh one (hourly,
 #: as large deployments rotate theirs): the bound on how long a TLS 1.2 connection stays decryptable by the key.
 TICKET_KEY_LIFETIME: Final = 3600
-
-
-def _boot_clock() -> float:
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
 #: The epochs' and ticket keys' clock (a module attribute, so a test can move time on). Linux's boot-time clock
 #: counts time suspended, as the monotonic clock does not: a suspended VM's or laptop's key and epochs still end on
 #: time when it wakes (the serving loop looks at least once a minute, so a quiet port is renewed then too).
-clock: Callable[[], float] = _boot_clock if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
+clock: Callable[[], float] = (
+    functools.partial(time.clock_gettime, time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
+)
 
 
 def session_id_context(identity: bytes) -> bytes:
@@ -150,7 +147,9 @@ class ContextSlot:
 
     def renew_if_due(self) -> tuple[str, ...]:
         """Renew the context when its ticket key is due; the new warnings of a renewal made now (else none)."""
-        return self._renew_now() if self.due() else ()
+        if self._renew is not None and clock() >= self._ends:  # due(), inline: every new connection asks
+            return self._renew_now()
+        return ()
 
     def due_in(self) -> float:
         """Seconds until the ticket key is due (the serving loop renews it then, so a quiet port's key ages too)."""

@@ -481,7 +481,9 @@ class CompiledContext:
     def renew_if_due(self, sharing: Iterable[Resolved] = ()) -> None:
         """Renew a server's context when its session-ticket key is due (gtls._sessions), and log once, located at this
         endpoint and at the others ``sharing`` it, the warnings the renewal's build found that the first did not."""
-        self.log_renewal(self._slot.renew_if_due(), sharing)
+        news = self._slot.renew_if_due()
+        if news:  # hourly at most; every new connection asks
+            self.log_renewal(news, sharing)
 
     def log_renewal(self, news: tuple[str, ...], sharing: Iterable[Resolved] = ()) -> None:
         """Log a renewal's new warnings (see ``renew_if_due``; the serving loop renews in a worker thread)."""
