@@ -25,9 +25,17 @@ Name = tuple[tuple[tuple[str, str | bytes | None], ...], ...]
 # Universal tags of the value types told apart here.
 _BIT_STRING, _UTF8_STRING, _IA5_STRING, _UNIVERSAL_STRING, _BMP_STRING = 0x03, 0x0C, 0x16, 0x1C, 0x1E
 _SEQUENCE = 0x30
+#: The constructed bit of a tag. OpenSSL's parser checks it for a SEQUENCE and an EXPLICIT tag, not for a SEQUENCE OF
+#: or SET OF, universal or IMPLICIT-tagged (GeneralNames, a Name and its RDNs, fullName, cRLIssuer): ``ssl`` reads
+#: those in primitive form too, so gtls compares their tags with ``tag | _CONSTRUCTED``.
+_CONSTRUCTED = 0x20
 #: The universal types of a name attribute's value that OpenSSL parses and ssl converts: BIT, UTF8, Numeric,
 #: Printable, T61, IA5, Universal and BMP strings.
 _NAME_VALUE_TYPES = frozenset((0x03, 0x0C, 0x12, 0x13, 0x14, 0x16, 0x1C, 0x1E))
+#: The universal types OpenSSL's parser takes as a name attribute's value (ASN1_PRINTABLE: the types above, SEQUENCE
+#: and those it has no name for, such as EXTERNAL), whether or not ``ssl`` could convert them for printing.
+_PARSED_VALUE_TYPES = frozenset((0x03, 0x07, 0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x12, 0x13, 0x14, 0x16,
+                                 0x1C, 0x1D, 0x1E))
 #: DirectoryString (an EDIPartyName's parts): Printable, T61, BMP, Universal and UTF8 strings.
 _DIRECTORY_STRING_TYPES = frozenset((0x13, 0x14, 0x1E, 0x1C, 0x0C))
 
@@ -91,8 +99,11 @@ def _utf8(data: bytes) -> str:
 def _universal(tag: int, contents: bytes) -> tuple[int, bytes]:
     """A universal value's type number and bytes, a constructed (BER) string's pieces joined as OpenSSL joins them;
     ValueError for what OpenSSL's parser refuses: a constructed INTEGER, BOOLEAN, NULL, OBJECT IDENTIFIER or
-    ENUMERATED, and a value its c2i rejects (INTEGER padding, a BMPString of odd length, …)."""
+    ENUMERATED, a SEQUENCE or SET in primitive form, and a value its c2i rejects (INTEGER padding, a BMPString of odd
+    length, …)."""
     number = tag & 0x1F
+    if number in (0x10, 0x11) and not tag & _CONSTRUCTED:  # asn1_d2i_ex_primitive: they must be constructed
+        raise ValueError("a primitive SEQUENCE or SET")
     if tag & 0x20 and number not in (0x10, 0x11):  # SEQUENCE and SET stay as they are
         if number in (0x01, 0x02, 0x05, 0x06, 0x0A):
             raise ValueError("a constructed primitive type")
@@ -158,7 +169,7 @@ def _name(rdns: bytes, strict: bool = False) -> Name:
     RDN. ``strict`` (a DirName): ValueError where OpenSSL's parse fails."""
     name = []
     for rdn_tag, rdn in elements(rdns):
-        if strict and rdn_tag != 0x31:
+        if strict and rdn_tag | _CONSTRUCTED != 0x31:  # a SET OF
             raise ValueError("not a Name")
         attributes = _attributes(rdn, strict)
         if attributes:
@@ -179,6 +190,32 @@ def _attributes(rdn: bytes, strict: bool) -> tuple[tuple[str, str | bytes | None
     return tuple(attributes)
 
 
+def _checked_name(rdns: bytes) -> None:
+    """A Name ``ssl`` prints nothing of (a DirName among CRL distribution points or access locations): ValueError
+    where OpenSSL's parse fails, which leaves out the extension."""
+    for rdn_tag, rdn in elements(rdns):
+        if rdn_tag | _CONSTRUCTED != 0x31:  # a SET OF
+            raise ValueError("not a Name")
+        _checked_attributes(rdn, canonical=True)
+
+
+def _checked_attributes(rdn: bytes, canonical: bool) -> None:
+    """An RDN's attributes as OpenSSL parses them. ``canonical``: part of a Name, whose strings OpenSSL converts to
+    UTF-8 while parsing it (x509_name_canon); a CRL distribution point's name relative to its issuer is not."""
+    for pair_tag, pair in elements(rdn):
+        (oid_tag, oid), (tag, value) = elements(pair)
+        if (pair_tag, oid_tag) != (_SEQUENCE, 0x06):
+            raise ValueError("not an AttributeTypeAndValue")
+        oid_text(oid)
+        if tag & 0xC0 or tag & 0x1F not in _PARSED_VALUE_TYPES:
+            raise ValueError("not a type of a name's value")
+        number, contents = _universal(tag, value)
+        if canonical and number == _UTF8_STRING:
+            contents.decode("utf-8")
+        elif canonical and number in (_BMP_STRING, _UNIVERSAL_STRING):
+            _code_points(contents, 2 if number == _BMP_STRING else 4, strict=True)
+
+
 def _printed(text: str) -> str:
     # GENERAL_NAME_print writes the value with "%.*s" (ends at a NUL) and ssl reads one line back (BIO_gets)
     text = text.split("\0", 1)[0]
@@ -186,8 +223,10 @@ def _printed(text: str) -> str:
     return line + newline
 
 
-def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
-    """One GeneralName as ``ssl``'s ``_get_peer_alt_names`` renders it; ValueError for a form OpenSSL refuses."""
+def _general_name(tag: int, contents: bytes, printed: bool = True) -> tuple[str, Any]:
+    """One GeneralName as ``ssl``'s ``_get_peer_alt_names`` renders it; ValueError for a form OpenSSL refuses.
+    ``printed``: ssl converts a DirName's strings, and fails where they do not convert; elsewhere (CRL distribution
+    points, access locations) it reads URIs only, and a DirName needs only to parse."""
     if tag & 0xDF in (0x81, 0x82, 0x86, 0x87):  # IA5String or OCTET STRING: primitive, or constructed (BER)
         contents = string_contents(tag, contents)
         tag &= 0xDF
@@ -199,8 +238,11 @@ def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
         return ("URI", _utf8(contents))
     if tag == 0xA4:
         name_tag, name = only(contents)
-        if name_tag != _SEQUENCE:
+        if name_tag | _CONSTRUCTED != _SEQUENCE:  # a Name is a SEQUENCE OF
             raise ValueError("DirName without a Name")
+        if not printed:
+            _checked_name(name)
+            return ("DirName", ())
         return ("DirName", _name(name, strict=True))
     if tag == 0x87:
         if len(contents) == 4:
@@ -237,8 +279,8 @@ def _general_name(tag: int, contents: bytes) -> tuple[str, Any]:
     raise ValueError(f"no GeneralName has tag {tag:#x}")
 
 
-def _general_names(der: bytes) -> list[tuple[str, Any]]:
-    return [_general_name(tag, contents) for tag, contents in elements(der)]
+def _general_names(der: bytes, printed: bool = True) -> list[tuple[str, Any]]:
+    return [_general_name(tag, contents, printed) for tag, contents in elements(der)]
 
 
 def _uris(names: list[tuple[str, Any]]) -> list[str]:
@@ -257,10 +299,10 @@ def _extensions(extensions: bytes) -> dict[str, bytes | None]:
 
 
 def _sequence(der: bytes) -> bytes:
-    """The contents of the SEQUENCE an extension's value starts with (OpenSSL's X509V3_EXT_d2i reads the first
+    """The contents of the SEQUENCE OF an extension's value starts with (OpenSSL's X509V3_EXT_d2i reads the first
     element and ignores what follows)."""
     tag, contents = first(der)
-    if tag != _SEQUENCE:
+    if tag | _CONSTRUCTED != _SEQUENCE:
         raise ValueError("not a SEQUENCE")
     return contents
 
@@ -277,7 +319,7 @@ def _access(der: bytes) -> dict[str, Any]:
         (method_tag, method), location = elements(description)
         if (description_tag, method_tag) != (_SEQUENCE, 0x06):
             raise ValueError("not an AccessDescription")
-        uris = _uris([_general_name(*location)])
+        uris = _uris([_general_name(*location, printed=False)])
         key = _AIA_KEYS.get(oid_text(method))
         if key is not None and uris:
             found.setdefault(key, []).extend(uris)
@@ -296,16 +338,16 @@ def _crl_points(der: bytes) -> dict[str, Any]:
         for tag, contents in parts:
             if tag == 0xA0:
                 name_tag, names = only(contents)
-                if name_tag == 0xA0:  # fullName
-                    uris += _uris(_general_names(names))
-                elif name_tag == 0xA1:  # nameRelativeToCRLIssuer: checked only
-                    _attributes(names, strict=True)
+                if name_tag | _CONSTRUCTED == 0xA0:  # fullName, an IMPLICIT GeneralNames
+                    uris += _uris(_general_names(names, printed=False))
+                elif name_tag | _CONSTRUCTED == 0xA1:  # nameRelativeToCRLIssuer (a SET OF): checked only
+                    _checked_attributes(names, canonical=False)
                 else:
                     raise ValueError("not a DistributionPointName")
             elif tag & 0xDF == 0x81:  # reasons: a BIT STRING
                 _universal(_BIT_STRING | tag & 0x20, contents)
-            elif tag == 0xA2:
-                _general_names(contents)
+            elif tag | _CONSTRUCTED == 0xA2:  # cRLIssuer, an IMPLICIT GeneralNames
+                _general_names(contents, printed=False)
             else:
                 raise ValueError("not a DistributionPoint")
     return {"crlDistributionPoints": tuple(uris)} if uris else {}

@@ -428,11 +428,11 @@ class CompiledContext:
     _references: weakref.WeakKeyDictionary[SSL.Connection, str] = field(default_factory=weakref.WeakKeyDictionary)
     #: Normalised names by dialled host: ``reference_name`` and ``sni_name`` cost ~7 µs per client connection.
     _name_cache: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)
-    #: The trusted CAs and CRLs converted for OpenSSL once, shared by the offline verifier's stores (gtls.verify):
+    #: The trusted CAs and CRLs converted for OpenSSL once, shared by the offline verifier's stores (gtls._offline):
     #: converting them per verification took 40 ms for a CRL of 50,000 entries, on a path peers can trigger.
     _verify_cas: tuple[crypto.X509, ...] | None = None
     _verify_crls: tuple[Any, ...] | None = None
-    #: Per CRL: whether it has a critical extension OpenSSL does not handle (gtls.verify, tls-crl-expired=warn).
+    #: Per CRL: whether it has a critical extension OpenSSL does not handle (gtls._offline, tls-crl-expired=warn).
     _crl_unhandled: tuple[bool, ...] | None = None
 
     @property
@@ -607,7 +607,7 @@ class CompiledContext:
 
     def _refused_chain(self, conn: SSL.Connection) -> list[crypto.X509]:
         """The refused chain to re-verify offline, leaf first, as OpenSSL holds it (nothing converted)."""
-        from .verify import openssl_peer_chain
+        from ._offline import openssl_peer_chain
 
         chain = openssl_peer_chain(conn, self.role)
         if len(chain) > _REVERIFIED_CHAIN and self.role == "client":
@@ -623,7 +623,7 @@ class CompiledContext:
                          ) -> PeerVerificationError | None:
         """The failure re-verified offline, with the depth and subject of the certificate at fault (None: not
         found). Failure path only."""
-        from .verify import verify_compiled
+        from ._offline import verify_compiled
 
         chain = self._refused_chain(conn)
         reference = self._references.get(conn)
@@ -643,7 +643,7 @@ class CompiledContext:
     def _located_by_openssl(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError | None:
         """``_located_failure`` for a refused chain ``cryptography`` cannot load: OpenSSL's own verdict re-run
         offline, the subject read from the DER. As bounded, and on the failure path only."""
-        from .verify import located_by_openssl
+        from ._offline import located_by_openssl
 
         chain = self._refused_chain(conn)
         if not 0 < len(chain) <= _REVERIFIED_CHAIN:

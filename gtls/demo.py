@@ -16,77 +16,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .testing import DemoFiles as DemoFiles  # the files of the set, named here for gtls serve
+from .testing import demo_pki
 
 #: Remake the demo PKI when its server certificate expires within this window.
 RENEW_WITHIN = dt.timedelta(days=2)
 DEMO_SERVER_NAMES = ("localhost",)
 DEMO_CLIENT_NAME = "gtls demo client"
-
-
-@dataclass(frozen=True, slots=True)
-class DemoFiles:
-    """The files of the demo PKI (``gtls.testing.demo_pki`` writes them; a bare ``gtls serve`` and the hints it
-    prints use them)."""
-
-    directory: Path
-
-    @property
-    def root_ca(self) -> Path:
-        return self.directory / "root-ca.pem"
-
-    @property
-    def server_cert(self) -> Path:
-        return self.directory / "server-cert.pem"
-
-    @property
-    def server_chain(self) -> Path:
-        return self.directory / "server-chain.pem"
-
-    @property
-    def server_key(self) -> Path:
-        return self.directory / "server-key.pem"
-
-    @property
-    def intermediate_ca(self) -> Path:
-        return self.directory / "intermediate-ca.pem"
-
-    @property
-    def client_cert(self) -> Path:
-        return self.directory / "client-cert.pem"
-
-    @property
-    def client_chain(self) -> Path:
-        return self.directory / "client-chain.pem"
-
-    @property
-    def client_key(self) -> Path:
-        return self.directory / "client-key.pem"
-
-    @property
-    def crl(self) -> Path:
-        return self.directory / "crl.pem"
-
-    @property
-    def ca_bundle(self) -> Path:
-        return self.directory / "ca-bundle.pem"
-
-    @property
-    def second_root_ca(self) -> Path:
-        return self.directory / "second-root-ca.pem"
-
-    def required(self) -> tuple[Path, ...]:
-        """The files a bare ``gtls serve`` and its hints need."""
-        return (self.root_ca, self.intermediate_ca, self.server_cert, self.server_chain, self.server_key,
-                self.client_cert, self.client_chain, self.client_key)
-
-    @property
-    def files(self) -> dict[str, Path]:
-        """File name → path for every file of the set."""
-        return {p.name: p for p in (*self.required(), self.ca_bundle, self.second_root_ca, self.crl)}
 
 
 def data_dir() -> Path:
@@ -175,7 +114,6 @@ def _creation_lock(folder: Path) -> Iterator[None]:
 def _create(target: Path) -> None:
     fresh = Path(tempfile.mkdtemp(prefix=".demo-new-", dir=target.parent))
     try:
-        from .testing import demo_pki  # lazy: only a first run needs the PKI builder
 
         demo_pki(fresh, server_names=DEMO_SERVER_NAMES, client_name=DEMO_CLIENT_NAME)
         if target.exists():

@@ -79,8 +79,8 @@ def _refused_client(stream: TLSStream, error: HandshakeError) -> str | None:
     error's ``depth``/``subject``), read from the chain OpenSSL was building. Failure path only."""
     if not isinstance(error, PeerVerificationError) or error.depth == 0 or not stream.server_side:
         return error.subject
+    from ._offline import der_subject, openssl_peer_chain
     from .engine import der_of
-    from .verify import der_subject, openssl_peer_chain
 
     try:
         chain = openssl_peer_chain(stream._engine.conn, "server")
@@ -99,7 +99,7 @@ def _subject_of(stream: TLSStream) -> str | None:
         return cert.subject.rfc4514_string() if cert is not None else None
     except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
         pass
-    from .verify import der_subject
+    from ._offline import der_subject
 
     try:
         der = stream._engine.peer_certificate_der

@@ -39,12 +39,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .demo import DemoFiles
-
 __all__ = [
     "CA",
     "CRL",
     "Certified",
+    "DemoFiles",
     "DemoPKI",
     "KeyType",
     "PrivateKey",
@@ -554,6 +553,68 @@ class CRL:
 
 
 # --- the demo set ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemoFiles:
+    """The files of the demo PKI (``demo_pki`` writes them; a bare ``gtls serve`` and the hints it prints use
+    them, from the per-user folder of ``gtls.demo``)."""
+
+    directory: Path
+
+    @property
+    def root_ca(self) -> Path:
+        return self.directory / "root-ca.pem"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.directory / "server-cert.pem"
+
+    @property
+    def server_chain(self) -> Path:
+        return self.directory / "server-chain.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.directory / "server-key.pem"
+
+    @property
+    def intermediate_ca(self) -> Path:
+        return self.directory / "intermediate-ca.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.directory / "client-cert.pem"
+
+    @property
+    def client_chain(self) -> Path:
+        return self.directory / "client-chain.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.directory / "client-key.pem"
+
+    @property
+    def crl(self) -> Path:
+        return self.directory / "crl.pem"
+
+    @property
+    def ca_bundle(self) -> Path:
+        return self.directory / "ca-bundle.pem"
+
+    @property
+    def second_root_ca(self) -> Path:
+        return self.directory / "second-root-ca.pem"
+
+    def required(self) -> tuple[Path, ...]:
+        """The files a bare ``gtls serve`` and its hints need."""
+        return (self.root_ca, self.intermediate_ca, self.server_cert, self.server_chain, self.server_key,
+                self.client_cert, self.client_chain, self.client_key)
+
+    @property
+    def files(self) -> dict[str, Path]:
+        """File name → path for every file of the set."""
+        return {p.name: p for p in (*self.required(), self.ca_bundle, self.second_root_ca, self.crl)}
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,19 @@ def test_serve_without_arguments_uses_the_demo_pki_and_prints_how_to_connect(tmp
     assert (tmp_path / "data" / "demo" / "server-cert.pem").read_bytes() == before
 
 
+def test_a_bare_serve_plans_the_demo_pki_on_127_0_0_1_9443(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """design.md §6: with no arguments, the demo PKI on 127.0.0.1:9443 (planned only: the port may be in use here,
+    and the tests above serve the demo on a free port)."""
+    from gtls.cli import build_parser
+    from gtls.cli._serve import _plan
+
+    monkeypatch.setenv("GTLS_DATA_DIR", str(tmp_path / "data"))
+    plan = _plan(build_parser().parse_args(["serve"]), [])
+    assert (plan.host, plan.port) == ("127.0.0.1", 9443)
+    assert plan.demo is not None and plan.demo.directory == tmp_path / "data" / "demo"
+    assert plan.resolved.options.certificate_key == str(plan.demo.server_key)
+
+
 def test_serve_demo_on_ipv6_loopback_prints_commands_that_work(tmp_path: Path) -> None:
     try:
         socket.create_server(("::1", 0), family=socket.AF_INET6).close()

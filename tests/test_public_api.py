@@ -204,6 +204,25 @@ def test_public_class_annotations_resolve_at_run_time() -> None:
     assert typing.get_type_hints(gtls.ConfigError)["shadowed"] == tuple[gtls.Shadowed, ...]
 
 
+def test_the_design_interface_signatures_and_defaults() -> None:
+    """design.md §4: the handshake deadline is 10 s by default on the listeners and the connector, and
+    ``verify_chain`` takes (chain, settings, role, target_name=None, at=None), the second named ``settings`` as on
+    every other entry point; ``TLSOptions.from_mapping`` reads no file."""
+    import inspect
+
+    for function in (gtls.open_tls_over_tcp_listeners, gtls.serve_tls_over_tcp, gtls.open_tls_over_tcp_stream,
+                     gtls.connect, gtls.TLSListener):
+        assert inspect.signature(function).parameters["handshake_timeout"].default == 10.0, function
+    parameters = inspect.signature(gtls.verify_chain).parameters
+    assert list(parameters) == ["chain", "settings", "role", "target_name", "at"]
+    assert parameters["target_name"].default is None and parameters["at"].default is None
+    options = gtls.TLSOptions.from_mapping({"certificate": "/nonexistent/a.pem,/nonexistent/b.pem",
+                                            "certificate-key": "/nonexistent/k.pem",
+                                            "trusted-ca": "/nonexistent/ca.pem",
+                                            "tls-mutual": "1"})
+    assert options.certificate == "/nonexistent/a.pem,/nonexistent/b.pem" and options.tls_mutual is True
+
+
 @pytest.mark.parametrize("given", [gtls.TLSOptions(), None, {"trusted-ca": "/ca.pem"}])
 def test_compile_context_of_the_wrong_type_is_a_type_error_saying_what_to_pass(given: object) -> None:
     """``compile_context(TLSOptions())`` gave ``AttributeError: 'TLSOptions' object has no attribute 'role'``."""

@@ -4,6 +4,8 @@ real gtls stream compared with a real ``ssl.SSLSocket`` over 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import ipaddress
 import ssl
 from collections.abc import Iterator, Sequence
@@ -392,11 +394,78 @@ DNS = der(0x82, b"kept.test")
         0xA0, der(0xA0, der(0x86, b"http://crl.test/"))) + der(0x81, b"\x09\x00")))),  # reasons: 9 unused bits
     x509.UnrecognizedExtension(ExtensionOID.CRL_DISTRIBUTION_POINTS, der(0x30, der(0x30, der(
         0xA0, der(0xA0, der(0x86, b"http://crl.test/"))) + der(0xA3, b"")))),  # no field [3]
+    # audit 54, found by differential fuzzing. Where ssl prints only URIs (distribution points, access locations),
+    # a DirName needs only to parse: OpenSSL takes a value of a type it cannot convert (EXTERNAL) and, in a name
+    # relative to the CRL issuer, which it does not convert, bytes that are not UTF-8; a DirName's UTF8String is
+    # converted while it is parsed, so one that is not UTF-8 still leaves out the extension.
+    x509.UnrecognizedExtension(ExtensionOID.CRL_DISTRIBUTION_POINTS, der(0x30, der(0x30, der(0xA0, der(
+        0xA0, der(0x86, b"http://crl.test/") + der(0xA4, one_attribute(der(0x08, b"x")))))))),
+    x509.UnrecognizedExtension(ExtensionOID.CRL_DISTRIBUTION_POINTS, der(0x30, der(0x30, der(0xA0, der(
+        0xA0, der(0x86, b"http://crl.test/") + der(0xA4, one_attribute(der(0x0C, b"\xff")))))))),
+    x509.UnrecognizedExtension(ExtensionOID.CRL_DISTRIBUTION_POINTS, der(0x30, der(0x30, der(0xA0, der(
+        0xA1, der(0x30, COMMON_NAME + der(0x0C, b"\xff"))))) + der(0x30, der(0xA0, der(0xA0, der(
+            0x86, b"http://crl.test/")))))),
+    x509.UnrecognizedExtension(ExtensionOID.AUTHORITY_INFORMATION_ACCESS, der(0x30, der(0x30, der(
+        0x06, bytes.fromhex("2b06010505073002")) + der(0xA4, one_attribute(der(0x08, b"x")))) + der(0x30, der(
+            0x06, bytes.fromhex("2b06010505073001")) + der(0x86, b"http://ocsp.test/")))),
+    _san(DNS, der(0xA0, der(0x06, bytes.fromhex("2b06010505070805")) + der(0xA0, der(0x10, utf8("x"))))),
 ], ids=["constructed-uri", "constructed-othername", "data-after", "junk-after", "edi-empty", "edi-ia5",
         "dirname-not-utf8", "dirname-integer", "dirname-oid-padding", "dirname-bmp-pair", "othername-integer-padding",
-        "crl-reasons", "crl-field-3"])
+        "crl-reasons", "crl-field-3", "crl-dirname-external", "crl-dirname-not-utf8", "crl-relative-not-utf8",
+        "access-dirname-external", "othername-primitive-sequence"])
 def test_extensions_as_openssl_parses_them(tmp_path: Path, root: CA, extension: x509.ExtensionType) -> None:
     """audit48: forms ssl shows that getpeercert() left out (BER constructed strings, data after the value) and
     flaws for which OpenSSL leaves out the whole extension and getpeercert() showed it (EDIPartyName, DirName
     strings and OIDs, otherName values, distribution point fields: OpenSSL's parser checks them)."""
     assert_der_same_as_ssl(tmp_path, root.leaf("ext.test", extensions=[extension]).cert_der)
+
+
+def _tag_offsets(data: bytes, start: int = 0, depth: int = 0) -> Iterator[int]:
+    """The offset of every tag byte in ``data``, and in every element's contents that is itself DER (an extension's
+    OCTET STRING included)."""
+    at = 0
+    while at < len(data):
+        size, contents_at = data[at + 1], at + 2
+        if size & 0x80:
+            count = size & 0x7F
+            if not 0 < count <= 4:
+                raise ValueError("not DER")
+            size, contents_at = int.from_bytes(data[at + 2:at + 2 + count], "big"), at + 2 + count
+        if contents_at + size > len(data):
+            raise ValueError("not DER")
+        yield start + at
+        contents = data[contents_at:contents_at + size]
+        if contents and depth < 12:
+            with contextlib.suppress(ValueError, IndexError):
+                yield from list(_tag_offsets(contents, start + contents_at, depth + 1))
+        at = contents_at + size
+
+
+def _compat_certificates(root: CA) -> Iterator[Certified]:
+    yield root.leaf("every.test", other_sans=every_san(), extensions=access_and_crl_extensions())
+    names = x509.SubjectAlternativeName([x509.DNSName("edi.test")]).public_bytes()
+    raw = der(0x30, der(0xA3, der(0x30, b"")) + names[2:] + der(0xA5, der(0xA0, utf8("a")) + der(0xA1, utf8("p"))))
+    yield root.leaf(extensions=[x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, raw)])
+
+
+def test_every_tag_in_the_other_form_reads_as_ssl_reads_it(tmp_path: Path, root: CA) -> None:
+    """Each tag of a certificate, one at a time, turned constructed or primitive: wherever ``ssl`` still decodes the
+    certificate, gtls gives the same dict. OpenSSL does not check that a SEQUENCE OF or SET OF is marked
+    constructed (GeneralNames, a DirName's Name and RDNs, CRL distribution points' fullName and cRLIssuer), and gtls
+    left out the whole extension for such a form (found by differential fuzzing, audit 54)."""
+    checked = 0
+    for certified in _compat_certificates(root):
+        original = certified.cert.public_bytes(serialization.Encoding.DER)
+        for offset in _tag_offsets(original):
+            mutated = bytearray(original)
+            mutated[offset] ^= 0x20
+            path = tmp_path / "mutated.pem"
+            path.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(bytes(mutated))
+                             + b"-----END CERTIFICATE-----\n")
+            try:
+                expected = ssl._ssl._test_decode_cert(str(path))  # type: ignore[attr-defined]
+            except ssl.SSLError:
+                continue  # OpenSSL refuses the certificate: no peer could present it
+            assert _ssl_compat.peercert_dict(bytes(mutated)) == expected, (offset, hex(original[offset]))
+            checked += 1
+    assert checked > 50, checked

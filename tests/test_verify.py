@@ -245,16 +245,16 @@ def test_offline_verification_converts_the_crls_once(tmp_path: Path, monkeypatch
 def test_each_crl_is_read_for_unhandled_extensions_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under tls-crl-expired=warn a refused peer's revocation is judged in Python, which read every entry of the
     CRL for critical extensions on every refusal (60 ms for 50,000 entries): once per compiled context now."""
-    from gtls import verify as verify_module
+    from gtls import _offline
 
     calls: list[int] = []
-    judge = verify_module._unhandled_critical
+    judge = _offline._unhandled_critical
 
     def counting(crl: x509.CertificateRevocationList) -> bool:
         calls.append(1)
         return judge(crl)
 
-    monkeypatch.setattr(verify_module, "_unhandled_critical", counting)
+    monkeypatch.setattr(_offline, "_unhandled_critical", counting)
     sent, crls, extra, expected = _crl_case("newer-expired-revokes")
     anchor = sent[-1].issuer
     assert isinstance(anchor, CA) and expected == "revoked"
@@ -272,7 +272,7 @@ def test_the_presumed_path_is_linear_in_what_the_peer_sent(monkeypatch: pytest.M
     """After a failure OpenSSL reports one certificate; the path around it is rebuilt by issuer name. A server may
     send 100 KiB of certificates, and comparing names across all of them at every step (quadratic) took half a
     second of the client's event loop: names are indexed once, and the walk stops at OpenSSL's verify depth."""
-    from gtls import verify as verify_module
+    from gtls import _offline
 
     root = CA.root("walk root")
     links = [root]
@@ -289,7 +289,7 @@ def test_the_presumed_path_is_linear_in_what_the_peer_sent(monkeypatch: pytest.M
         return equal(self, other)
 
     monkeypatch.setattr(x509.Name, "__eq__", counting)
-    path = verify_module._presumed_path(compiled, sent)
+    path = _offline._presumed_path(compiled, sent)
     assert path[:3] == [leaf.cert, links[-1].cert, links[-2].cert] and len(path) == 101  # OpenSSL's verify depth
     assert len(comparisons) < 4 * len(sent), len(comparisons)
 

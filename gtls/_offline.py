@@ -1,0 +1,355 @@
+"""The offline verifier: the handshake's policy (store, flags, CRLs, purpose, name rule) on a given chain (spec §9).
+
+``verify_compiled`` judges a chain against an already compiled context: ``gtls.verify.verify_chain`` (the public
+entry point, which compiles the settings) and ``CompiledContext.handshake_failure`` (which re-runs it on the failure
+path to learn the failing depth and subject; ``located_by_openssl`` when the refused chain holds a certificate
+``cryptography`` cannot load) both call it. It takes the compiled context as given and imports ``gtls.context`` for
+its type only, so the context can use it without an import cycle (design.md §2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
+from OpenSSL import SSL, crypto
+
+from . import _binding
+from . import errors as e
+from ._ssl_compat import name_text, peercert_dict
+from .engine import der_of, sent_certificates
+from .errors import PeerVerificationError
+from .pki import hostcheck, names, reasons
+from .pki.certs import self_signed, subject_text
+from .pki.pem import parse_blocks
+from .pki.strength import Weakness, weakness, weaknesses
+from .resolve import Role
+
+if TYPE_CHECKING:
+    from .context import CompiledContext
+
+CertLike = x509.Certificate | crypto.X509
+
+
+def _as_crypto(cert: CertLike) -> x509.Certificate:
+    return cert.to_cryptography() if isinstance(cert, crypto.X509) else cert
+
+
+def openssl_peer_chain(conn: SSL.Connection, role: Role) -> list[crypto.X509]:
+    """The certificates the peer sent, leaf first, as OpenSSL holds them (``engine.sent_certificates``).
+
+    A server that refused the client's chain keeps none of what the client sent, but OpenSSL leaves the chain it
+    was building in ``SSL_get0_verified_chain`` (leaf first, as far as it got, whatever the outcome), which names
+    the certificate at fault just as well. Read on the failure path only."""
+    sent = sent_certificates(conn)
+    if not sent and role == "server":
+        return list(conn.get_verified_chain() or [])
+    return sent
+
+
+def der_subject(der: bytes) -> str:
+    """The subject of a certificate, as ``subject_text`` writes it; read from the DER by gtls's own reader when
+    ``cryptography`` cannot load it (a version field of 3, a damaged date; a serial of 0 under warnings as errors).
+    Not through pyOpenSSL's X509 name methods, which pyOpenSSL 26 deprecates."""
+    try:
+        return subject_text(x509.load_der_x509_certificate(der))
+    except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
+        name = peercert_dict(der)["subject"]
+        return name_text(name) if name else "(empty subject)"
+
+
+def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None) -> crypto.X509Store:
+    """A store for one verification: pinned to its purpose, reference name and time, so never shared. Its CAs and
+    CRLs are converted for OpenSSL once per compiled context and shared (a failed handshake re-verifies offline, and
+    any peer can cause that); OpenSSL takes a reference to each, so no copy is made."""
+    cas = compiled._verify_cas
+    if cas is None:  # two threads may both convert: the same result
+        cas = compiled._verify_cas = _anchors(compiled)
+    store = crypto.X509Store()
+    for ca in cas:
+        store.add_cert(ca)
+    if not compiled.trusted and compiled.resolved.profile == "windows":
+        paths = ssl.get_default_verify_paths()
+        # The CA directory is looked up lazily, by name hash: nothing read here. The CA file was read into ``cas``
+        # unless it holds what only OpenSSL reads (TRUSTED CERTIFICATE or CRL blocks): then OpenSSL reads it here.
+        cafile = paths.cafile if paths.cafile and not cas else None
+        if cafile or paths.capath:
+            store.load_locations(cafile, paths.capath)
+    if flags:
+        if hostcheck.AVAILABLE:
+            crls = compiled._verify_crls
+            if crls is None:
+                crls = compiled._verify_crls = _binding.openssl_crls(compiled.crls)
+            _binding.store_add_crls(store, crls)
+        else:
+            for crl in compiled.crls:
+                store.add_crl(crl)
+        store.set_flags(flags)
+    purpose = "ssl_server" if compiled.role == "client" else "ssl_client"
+    if hostcheck.AVAILABLE:
+        openssl_name = names.openssl_reference(reference) if reference is not None else None
+        hostcheck.pin_store(store, purpose=purpose, reference=openssl_name, at=at)
+    elif at is not None:
+        store.set_time(at)
+    return store
+
+
+def _anchors(compiled: CompiledContext) -> tuple[crypto.X509, ...]:
+    """The trusted CAs for OpenSSL: ``trusted-ca``'s, else, with profile windows, those of the system's CA file (read
+    once per compiled context: reading it per verification took 4.6 ms on every refusal)."""
+    if compiled.trusted or compiled.resolved.profile != "windows":
+        return tuple(crypto.X509.from_cryptography(ca) for ca in compiled.trusted)
+    cafile = ssl.get_default_verify_paths().cafile
+    if not cafile:
+        return ()
+    try:
+        with open(cafile, "rb") as bundle:  # noqa: PTH123 - one read
+            data = bundle.read()
+        if b"-----BEGIN TRUSTED CERTIFICATE" in data or b"-----BEGIN X509 CRL" in data:
+            return ()  # blocks only OpenSSL reads: it loads the file per verification (slower, complete)
+        # Parsed by OpenSSL, as the handshake's own store does: some roots of the system bundles have serial 0, on
+        # which cryptography warns, and silencing that took warnings.catch_warnings, which swaps the process-wide
+        # filters (two threads at once could leave a program's own filter changes undone).
+        return tuple(crypto.load_certificate(crypto.FILETYPE_ASN1, block.der) for block in parse_blocks(data)
+                     if block.label == "CERTIFICATE")
+    except (OSError, crypto.Error):
+        return ()
+
+
+def _failure(code: int, depth: int, cert: x509.Certificate | None, reference: str | None, chain: Sequence[
+        x509.Certificate]) -> PeerVerificationError:
+    reason = reasons.reason_for(code)
+    if reason == e.NAME_MISMATCH and reference is not None:
+        message = names.mismatch_message(chain[0], reference)
+    else:
+        message = hostcheck.verify_message(code)
+    return PeerVerificationError(reason, message, depth=depth, subject=subject_text(cert) if cert else None)
+
+
+def _run(compiled: CompiledContext, chain: Sequence[x509.Certificate], flags: int, reference: str | None,
+         at: dt.datetime | None) -> list[x509.Certificate] | tuple[int, int, x509.Certificate | None]:
+    """OpenSSL's verdict: the verified path, or (code, depth, failing certificate)."""
+    store = _store(compiled, flags, reference, at)
+    leaf = crypto.X509.from_cryptography(chain[0])
+    untrusted = [crypto.X509.from_cryptography(c) for c in chain[1:]]
+    try:
+        path = crypto.X509StoreContext(store, leaf, untrusted).get_verified_chain()
+    except crypto.X509StoreContextError as exc:
+        code, depth = int(exc.errors[0]), int(exc.errors[1])
+        return code, depth, exc.certificate.to_cryptography() if exc.certificate is not None else None
+    return [c.to_cryptography() for c in path]
+
+
+def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, reference: str | None,
+                    at: dt.datetime | None = None) -> list[x509.Certificate]:
+    """Verify ``chain`` (leaf first) as a handshake on ``compiled`` would; the verified path, leaf first."""
+    certs = [_as_crypto(c) for c in chain]
+    if not certs:
+        raise PeerVerificationError(e.NO_PEER_CERTIFICATE, "no certificate to verify")
+    if weakness(certs[0]) is Weakness.KEY:  # OpenSSL checks the leaf's key before anything else
+        raise _failure(reasons.EE_KEY_TOO_SMALL, 0, certs[0], reference, certs)
+    outcome = _run(compiled, certs, compiled.verify_flags, reference, at)
+    if isinstance(outcome, tuple):
+        code, depth, cert = outcome
+        if code in reasons.AFTER_AUTH_LEVEL:
+            _check_auth_level(_presumed_path(compiled, certs), reference, certs)
+        if not (code == reasons.CRL_HAS_EXPIRED and compiled.crl_expired_warn):
+            raise _failure(code, depth, cert, reference, certs)
+        return _past_expired_crl(compiled, certs, reference, at, depth)
+    path = outcome
+    _check_auth_level(path, reference, certs)
+    if reference is not None and not hostcheck.AVAILABLE and not names.matches(path[0], reference):
+        raise PeerVerificationError(e.NAME_MISMATCH, names.mismatch_message(path[0], reference), depth=0,
+                                    subject=subject_text(path[0]))
+    return path
+
+
+def located_by_openssl(compiled: CompiledContext, chain: Sequence[crypto.X509], code: int, *, reference: str | None
+                       ) -> PeerVerificationError | None:
+    """A handshake's verify failure ``code`` located by OpenSSL alone, for a refused ``chain`` (leaf first) that
+    ``cryptography`` cannot load: OpenSSL's verdict on it against the handshake's store, nothing converted, with the
+    depth and subject of the certificate at fault. None when that verdict is not ``code`` (what only
+    ``verify_compiled`` adds: the security level's checks, a waived expired CRL), or is a name mismatch (its message
+    lists the leaf's names). The located error is returned, never raised (raised, it would hold this frame); other
+    errors (a store that cannot be built, a DER gtls cannot read) propagate to the caller, which falls back to the
+    reason word alone. Failure path only."""
+    store = _store(compiled, compiled.verify_flags, reference, None)
+    try:
+        crypto.X509StoreContext(store, chain[0], list(chain[1:])).verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        found, depth, cert = int(exc.errors[0]), int(exc.errors[1]), exc.certificate
+    else:
+        return None
+    reason = reasons.reason_for(found)
+    if found != code or reason == e.NAME_MISMATCH:
+        return None
+    return PeerVerificationError(reason, hostcheck.verify_message(found), depth=depth,
+                                 subject=der_subject(der_of(cert)) if cert is not None else None)
+
+
+def _check_auth_level(path: Sequence[x509.Certificate], reference: str | None, certs: Sequence[x509.Certificate]
+                      ) -> None:
+    """What a handshake adds to a bare X509_STORE: OpenSSL's security level on the path (``check_auth_level``), in
+    its order: each issuer's key, and each signature but the trust anchor's (``gtls.pki.strength``)."""
+    last = len(path) - 1
+    for depth, found in enumerate(weaknesses(path)):
+        if found is Weakness.KEY and depth > 0:
+            raise _failure(reasons.CA_KEY_TOO_SMALL, depth, path[depth], reference, certs)
+        if found is Weakness.SIGNATURE and depth < last:
+            raise _failure(reasons.CA_MD_TOO_WEAK, depth, path[depth], reference, certs)
+
+
+_SHA256 = hashes.SHA256()
+#: OpenSSL's default verify depth: a path longer than this fails before any check of ours matters.
+_MAX_PATH = 101
+
+
+def _presumed_path(compiled: CompiledContext, certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    """The path of a chain OpenSSL built but then failed (it reports only the failing certificate): from the leaf,
+    each issuer by name, a trusted CA first (OpenSSL's default), else one the peer sent (peers repeat certificates
+    and send them in any order).
+
+    Any peer can make this run (a forged chain fails its signature check), so it is linear in what the peer sent:
+    names are indexed once, and the walk stops at OpenSSL's verify depth (a server may send 100 KiB of certificates:
+    comparing names step by step made that half a second of a client's event loop)."""
+    # Keyed by the name objects, whose equality ignores string types as OpenSSL's name comparison does.
+    trusted: dict[x509.Name, x509.Certificate] = {}
+    for ca in compiled.trusted:
+        trusted.setdefault(ca.subject, ca)
+    sent: dict[x509.Name, list[x509.Certificate]] = {}
+    for cert in certs:
+        sent.setdefault(cert.subject, []).append(cert)
+    path = [certs[0]]
+    used = {certs[0].fingerprint(_SHA256)}  # a certificate sent twice is one link, as OpenSSL skips copies
+    while len(path) < _MAX_PATH and not self_signed(path[-1]):
+        wanted = path[-1].issuer
+        issuer = trusted.get(wanted)
+        if issuer is None:
+            candidates = sent.get(wanted, [])
+            while candidates and candidates[0].fingerprint(_SHA256) in used:  # each copy looked at once
+                candidates.pop(0)
+            issuer = candidates.pop(0) if candidates else None
+        if issuer is None or issuer.fingerprint(_SHA256) in used:
+            break
+        used.add(issuer.fingerprint(_SHA256))
+        path.append(issuer)
+    return path
+
+
+def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], reference: str | None,
+                      at: dt.datetime | None, expired_depth: int) -> list[x509.Certificate]:
+    """``tls-crl-expired=warn`` offline. A handshake's callback waives CRL_HAS_EXPIRED and OpenSSL goes on; a bare
+    X509_STORE_CTX cannot take that callback in this binding, so: every check but revocation by OpenSSL, then the
+    revocation of the certificates from the expired CRL's depth on by the same rules in Python (depths below it
+    already passed OpenSSL's CRL checks)."""
+    outcome = _run(compiled, certs, 0, reference, at)
+    if isinstance(outcome, tuple):
+        code, depth, cert = outcome
+        raise _failure(code, depth, cert, reference, certs)
+    path = outcome
+    _check_auth_level(path, reference, certs)
+    when = at or dt.datetime.now(dt.UTC)
+    last = len(path) - 1 if compiled.verify_flags & crypto.X509StoreFlags.CRL_CHECK_ALL else 0
+    if not ANCHOR_CRL_CHECKED:
+        last = min(last, len(path) - 2)
+    for depth in range(expired_depth, last + 1):  # with the trust anchor where OpenSSL checks it (check_revocation)
+        cert = path[depth]
+        issuer = path[depth + 1] if depth + 1 < len(path) else cert
+        code = _crl_verdict(compiled, cert, issuer, when)
+        if code:
+            raise _failure(code, depth, cert, reference, certs)
+    return path
+
+
+def _crl_verdict(compiled: CompiledContext, cert: x509.Certificate, issuer: x509.Certificate, when: dt.datetime
+                 ) -> int:
+    """The X509_V_ERR code OpenSSL gives one certificate's revocation check (0: fine), expiry waived.
+
+    The CRL is the one OpenSSL picks among those naming the certificate's issuer: a current one before an expired
+    one, then one whose authority key identifier is the issuer's key, then the newest (``get_crl_sk``); the first in
+    the file among equals. It is then checked in OpenSSL's order (``check_crl``, ``cert_crl``)."""
+    crls = compiled.crls
+    candidates = [c for c in crls if c.issuer.public_bytes() == cert.issuer.public_bytes()]
+    if not candidates:
+        return 3  # UNABLE_TO_GET_CRL
+
+    def rank(crl: x509.CertificateRevocationList) -> tuple[bool, bool, dt.datetime]:
+        next_update = crl.next_update_utc
+        current = crl.last_update_utc <= when and (next_update is None or when < next_update)
+        return current, _issued_by(crl, issuer), crl.last_update_utc
+
+    crl = max(candidates, key=rank)  # max keeps the first of equals, as OpenSSL keeps its first best
+    if not _issued_by(crl, issuer):
+        return 33  # UNABLE_TO_GET_CRL_ISSUER
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.crl_sign:
+        return 35  # KEYUSAGE_NO_CRL_SIGN
+    if crl.last_update_utc > when:
+        return 11  # CRL_NOT_YET_VALID
+    try:
+        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            return 8  # CRL_SIGNATURE_FAILURE
+    except (InvalidSignature, TypeError, ValueError):
+        return 8
+    if _unhandled(compiled, crl):
+        return 36  # UNHANDLED_CRITICAL_CRL_EXTENSION
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    if entry is not None and _reason(entry) is not x509.ReasonFlags.remove_from_crl:  # OpenSSL passes those
+        return 23  # CERT_REVOKED
+    return 0
+
+
+#: Critical extensions OpenSSL handles: on the CRL, and on its entries (others make it refuse the whole CRL).
+#: Whether the linked OpenSSL checks the trust anchor itself against the CRLs under ``tls-crl-scope=chain``: 3.x
+#: does (an anchor listed in its own CRL is ``revoked``), 4.0 no longer does. The waiver's re-check follows it, so
+#: that ``verify_chain`` keeps agreeing with the handshake whichever OpenSSL the cryptography wheel carries.
+ANCHOR_CRL_CHECKED: Final = SSL.OPENSSL_VERSION_NUMBER < 0x40000000
+
+_HANDLED_CRL_EXTENSIONS: Final = frozenset({
+    ExtensionOID.ISSUING_DISTRIBUTION_POINT, ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.DELTA_CRL_INDICATOR,
+})
+_HANDLED_ENTRY_EXTENSIONS: Final = frozenset({CRLEntryExtensionOID.CERTIFICATE_ISSUER})
+
+
+def _unhandled(compiled: CompiledContext, crl: x509.CertificateRevocationList) -> bool:
+    """``_unhandled_critical`` of one of ``compiled``'s CRLs, judged once per compiled context: it reads every entry
+    (50,000 of them took 60 ms, on each refused client of a port that reads such a CRL)."""
+    verdicts = compiled._crl_unhandled
+    if verdicts is None:  # two threads may both judge: the same result
+        verdicts = compiled._crl_unhandled = tuple(_unhandled_critical(c) for c in compiled.crls)
+    return next(verdict for known, verdict in zip(compiled.crls, verdicts, strict=True) if known is crl)
+
+
+def _unhandled_critical(crl: x509.CertificateRevocationList) -> bool:
+    """Whether ``crl`` carries a critical extension OpenSSL does not handle, on itself or an entry (its
+    ``EXFLAG_CRITICAL``): OpenSSL then refuses the CRL (X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION)."""
+    if any(ext.critical and ext.oid not in _HANDLED_CRL_EXTENSIONS for ext in crl.extensions):
+        return True
+    return any(ext.critical and ext.oid not in _HANDLED_ENTRY_EXTENSIONS for entry in crl for ext in entry.extensions)
+
+
+def _reason(entry: x509.RevokedCertificate) -> x509.ReasonFlags | None:
+    try:
+        return entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _issued_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    """Whether the CRL's authority key identifier (when it and the issuer's subject key identifier are both present)
+    names the issuer's key, as OpenSSL's ``X509_check_akid`` decides."""
+    try:
+        akid = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+        skid = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return True
+    return akid is None or akid == skid
