@@ -357,7 +357,8 @@ def compile_settings(settings: Resolved | TLSOptions | CompiledContext, role: Ro
 
 def _identity(
     resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str]
-) -> tuple[list[x509.Certificate], TLSKey] | None:
+) -> tuple[list[x509.Certificate], TLSKey, Path] | None:
+    """The chain served (leaf first), its key, and the file the key was read from (a store's identity file)."""
     if inputs.thumbprint is not None and inputs.store is not None:
         store_list, from_dir = inputs.store
         readable = [p for p in store_list if p in inputs.files]
@@ -378,7 +379,7 @@ def _identity(
     leaf = select_leaf(loaded, key, option=option, key_file=key_file, where=where)
     chain = assemble(loaded, leaf, option=option, warnings=warnings)
     leaf_warnings(chain[0], resolved.role, dt.datetime.now(dt.UTC), option=option, warnings=warnings)
-    return chain, key
+    return chain, key, key_file
 
 
 #: Connections whose handshake accepted an expired CRL (tls-crl-expired=warn), with the depths of the certificates
@@ -703,8 +704,9 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         raise where.error(e.IncompleteTlsLevel, "a secure server needs certificate and certificate-key",
                           option="certificate")
     chain: list[x509.Certificate] = []
+    identity_file = None
     if identity is not None:
-        chain, key = identity
+        chain, key, identity_file = identity
         _refuse_weak_chain(chain, inputs, where)
         ctx.use_certificate(chain[0])
         for extra in chain[1:]:
@@ -769,7 +771,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         epochs = enable_resumption(ctx, settings_identity, verifies_clients=mutual)
         if versions[0] <= SSL.TLS1_2_VERSION and not ctx.set_options(0) & SSL.OP_NO_TICKET:
             # It may issue TLS 1.2 tickets: built anew hourly for a fresh ticket key, from what it was built from.
-            kept = _renewal_inputs(inputs, chain)
+            kept = _renewal_inputs(inputs, identity_file)
 
             def renew() -> Renewed:
                 # Hourly, so also a check of what time changes: a certificate or CRL that expired while the port
@@ -804,14 +806,14 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     )
 
 
-def _renewal_inputs(inputs: _Inputs, chain: list[x509.Certificate]) -> _Inputs:
+def _renewal_inputs(inputs: _Inputs, identity_file: Path | None) -> _Inputs:
     """What a server context is built anew from (its ticket key's renewal, gtls._sessions): the files this build
-    used. Of a certificate-store only the file of the identity served: the others may hold other identities' keys,
-    which must not stay in memory for the renewals' sake."""
-    if inputs.store is None or not chain:
+    used. Of a certificate-store only ``identity_file``, the one the served identity was loaded from: the others may
+    hold other identities' keys, which must not stay in memory for the renewals' sake. (Not the first file holding
+    the served certificate: a copy without its key, skipped by the store, made every renewal fail.)"""
+    if inputs.store is None or identity_file is None:
         return replace(inputs, stamps={})
-    served = _file_holding(chain[0], inputs)
-    keep = {served, inputs.trusted_ca, inputs.crl_file}
+    keep = {identity_file, inputs.trusted_ca, inputs.crl_file}
     return replace(inputs, files={path: data for path, data in inputs.files.items() if path in keep}, stamps={})
 
 

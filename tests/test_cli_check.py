@@ -179,6 +179,30 @@ transport = "tls=1;certificate={pki.server_chain}"
     assert "shadowed: certificate-key = " in text and "[Application, not used]" in text
 
 
+def test_check_keeps_shadowed_options_beside_a_load_error(pki: DemoPKI, tmp_path: Path) -> None:
+    """Resolution succeeds and a file then fails to load: the shadowed options found by resolution stay in the report
+    (the error's own list, empty for a load error, must not replace them)."""
+    config = write_deployment(tmp_path, f"""
+[hosts.h.security]
+sec-protocol = "TLSv12"
+[applications.app]
+host = "h"
+[applications.app.security]
+trusted-ca = "{pki.root_ca}"
+certificate = "{tmp_path / 'missing.pem'}"
+certificate-key = "{pki.server_key}"
+[applications.app.ports.main]
+address = "127.0.0.1"
+port = 9001
+transport = "tls=1"
+""")
+    code, document = check_json(config)
+    assert code == 1, document
+    port = document["endpoints"][0]
+    assert port["error"]["type"] == "CredentialLoadError"
+    assert shadowed_of(port) == {("Host", "sec-protocol")}
+
+
 def test_check_warnings(pki: DemoPKI, tmp_path: Path) -> None:
     soon = pki.intermediate.leaf("soon.example.test", dns=["soon.example.test"], not_after=dt.timedelta(days=10))
     soon_key = soon.write_key(tmp_path / "soon-key.pem")

@@ -768,6 +768,100 @@ def test_files_changed_moments_ago_are_not_trusted_by_their_stamps(
     assert _reads() == reads  # settled: the stamp stands in for the contents
 
 
+def test_a_file_swapped_between_its_stamp_and_its_read_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stamp is taken before the file is read: a symlink switched just after the read (a narrower window than
+    the build's, above) leaves the old stamp beside the old bytes, so the next compile reads the new file."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+        write_pem(tmp_path / version / "ca.pem", CA.root(f"read {version}"))
+    current = tmp_path / "current"
+    current.symlink_to("v1")
+    read_file = context_module.read_file
+
+    def read_then_switch(*args: Any, **kwargs: Any) -> bytes:
+        data = read_file(*args, **kwargs)
+        switched = tmp_path / "switched"
+        switched.symlink_to("v2")
+        os.replace(switched, current)
+        return data
+
+    options = TLSOptions(trusted_ca=str(current / "ca.pem"))
+    monkeypatch.setattr(context_module, "read_file", read_then_switch)
+    first = compile_settings(options, "client")
+    monkeypatch.setattr(context_module, "read_file", read_file)
+    assert [c.subject.rfc4514_string() for c in first.trusted] == ["CN=read v1"]
+    assert [c.subject.rfc4514_string() for c in compile_settings(options, "client").trusted] == ["CN=read v2"]
+
+
+def test_a_symlink_switched_between_two_files_written_together_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two files of equal size written in the same tick of the file-system clock (which moves in milliseconds) share
+    every time; only the inode tells them apart when a symlink is switched from one to the other."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    one, two = _two_roots_of_equal_pem_size("together")
+    for _ in range(50):
+        first_file = write_pem(tmp_path / "v1.pem", one)
+        second_file = write_pem(tmp_path / "v2.pem", two)
+        for path in (first_file, second_file):
+            os.utime(path, ns=(10**18, 10**18))
+        a, b = first_file.stat(), second_file.stat()
+        if (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns):
+            break
+    else:
+        pytest.skip("no two files with equal times in 50 tries (a fine-grained file-system clock)")
+    context_module.clear_cache()
+    current = tmp_path / "current.pem"
+    current.symlink_to("v1.pem")
+    options = TLSOptions(trusted_ca=str(current))
+    assert [c.subject.rfc4514_string() for c in compile_settings(options, "client").trusted] == ["CN=together one"]
+    switched = tmp_path / "switched"
+    switched.symlink_to("v2.pem")
+    os.replace(switched, current)
+    assert [c.subject.rfc4514_string() for c in compile_settings(options, "client").trusted] == ["CN=together two"]
+
+
+def test_the_freshness_guard_reads_both_times_and_whole_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose modification time was put in the past (``touch -d``, ``cp -p``, ``rsync -t``) but that was
+    written a moment ago is not stamped: its change time gives it away. SETTLE is in seconds; a file missing when
+    its stamp was taken (None) is never trusted."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 5.0)
+    fresh = tmp_path / "fresh.pem"
+    fresh.write_bytes(b"x")
+    os.utime(fresh, ns=(10**18, 10**18))  # 2001
+    assert _stat_memo.settled([(fresh, _stat_memo.stamp(fresh))]) is None
+    time.sleep(0.6)  # over a tenth of SETTLE
+    assert _stat_memo.settled([(fresh, _stat_memo.stamp(fresh))]) is None
+    assert _stat_memo.stamp(tmp_path / "gone.pem") is None
+    assert _stat_memo.settled([(tmp_path / "gone.pem", None)]) is None
+
+
+def test_a_certificate_store_folder_is_read_again_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store folder can gain a file with no stamped file changing: store settings are never served from stamps (a
+    second file holding the served identity is refused on the next compile)."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    root = CA.root("store memo root")
+    leaf = root.leaf("memo.test", dns=["memo.test"])
+    store = tmp_path / "store"
+    store.mkdir()
+    write_pem(store / "a.pem", leaf.key_pem, leaf, mode=0o600)
+    options = TLSOptions(certificate=leaf.thumbprint, certificate_store=str(store),
+                         trusted_ca=str(write_pem(tmp_path / "ca.pem", root)))
+    compile_settings(options, "server")
+    write_pem(store / "copy.pem", leaf.key_pem, leaf, mode=0o600)
+    with pytest.raises(ConfigError, match="two files hold the identity"):
+        compile_settings(options, "server")
+
+
 def test_relative_paths_in_options_follow_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

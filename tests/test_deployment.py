@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -635,6 +637,7 @@ def test_a_pipe_is_read_to_its_end(tmp_path: Path) -> None:
         writer.join(STEP_TIMEOUT)
         os.close(read_end)
     assert list(deployment.applications) == ["app"]
+    assert deployment.warnings == ()  # no relative path in it: nothing to warn of
 
 
 def test_relative_paths_in_a_piped_file_mean_the_working_directory(
@@ -684,6 +687,68 @@ def test_a_file_given_by_its_descriptor_means_the_working_directory(
         f"{tmp_path}, which a pipe's folder cannot stand for; use absolute paths",)
     # The same file by its own name: its folder, no warning.
     assert load_deployment(tmp_path / "conf" / "d.toml").warnings == ()
+
+
+PIPED = (b'[applications.srv.ports.p]\nport = 1\ntransport = "tls=1;certificate=srv.pem;certificate-key=k.pem"\n'
+         b'[applications.bad.ports.p]\nport = 2\ntransport = "tls=1;no-such-option"\n'
+         b'[applications.app.connections.c]\nserver = "srv"\ntransport = "tls=1;trusted-ca=ca.pem"\n'
+         b'[applications.app.connections.d]\nserver = "srv"\ntransport = "tls=1;trusted-ca=ca.pem"\n')
+
+
+def piped_warning(relative: str, cwd: Path) -> str:
+    return (f"relative paths in a piped deployment file ({relative}) are resolved against the working directory "
+            f"{cwd}, which a pipe's folder cannot stand for; use absolute paths")
+
+
+def test_a_named_fifo_means_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIFO is a pipe wherever it lies (gtls decision): its relative paths mean the working directory, as those of
+    /dev/stdin do, with the warning; each listed once, those of connections' transport too. An unknown option in a
+    transport does not stop the file loading: its endpoint's resolution reports it, located."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "run").mkdir()
+    fifo = tmp_path / "conf" / "deploy.toml"
+    os.mkfifo(fifo)
+    monkeypatch.chdir(tmp_path / "run")
+    keep_open = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the writer open, and keeps what it wrote
+    try:
+        write_end = os.open(fifo, os.O_WRONLY)
+        os.write(write_end, PIPED)
+        os.close(write_end)  # the file's end: the loader reads what was written, then the end
+        deployment = load_deployment(fifo)
+    finally:
+        os.close(keep_open)
+    run = tmp_path / "run"
+    assert deployment.base_dir == run
+    assert deployment.warnings == (piped_warning("srv.pem, k.pem, ca.pem", run),)
+    assert deployment.connection("app", "c").resolved.options.trusted_ca == str(run / "ca.pem")
+    with pytest.raises(ConfigError) as caught:
+        deployment.port("bad", "p").resolve()
+    assert caught.value.object_path == "applications.bad.ports.p"
+
+
+def test_a_regular_file_named_by_dev_fd_or_dev_stdin_means_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--config /dev/fd/3 3< conf/deploy.toml`` and ``--config /dev/stdin < conf/deploy.toml`` name a regular file
+    by its descriptor (/dev/fd is a link to /proc/self/fd; /dev/stdin lies in /dev): the working directory, warned."""
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "d.toml"
+    config.write_bytes(b'[applications.srv.ports.p]\nport = 1\n'
+                       b'transport = "tls=1;certificate=c.pem;certificate-key=/abs/k.pem;trusted-ca=/abs/ca.pem"\n')
+    monkeypatch.chdir(tmp_path)
+    fd = os.open(config, os.O_RDONLY)
+    try:
+        deployment = load_deployment(f"/dev/fd/{fd}")
+    finally:
+        os.close(fd)
+    assert (deployment.base_dir, deployment.warnings) == (tmp_path, (piped_warning("c.pem", tmp_path),))
+    script = ("from gtls.deployment import load_deployment; d = load_deployment('/dev/stdin'); "
+              "print(d.base_dir); print(d.port('srv', 'p').resolved.options.certificate)")
+    with config.open("rb") as stdin:
+        result = subprocess.run([sys.executable, "-c", script], stdin=stdin, capture_output=True, text=True,
+                                cwd=tmp_path, timeout=60, check=False,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.stdout.splitlines() == [str(tmp_path), str(tmp_path / "c.pem")], result.stderr
 
 
 def test_a_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:

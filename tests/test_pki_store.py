@@ -96,6 +96,57 @@ def test_a_store_servers_ticket_key_renewal_keeps_only_its_own_identity_file(
     assert served is not None and served.to_cryptography() == pki["a"].cert
 
 
+def renewed(compiled: CompiledContext, monkeypatch: pytest.MonkeyPatch, now: float) -> x509.Certificate:
+    """The certificate a server context serves once its ticket key is due, checking the context was built anew."""
+    before = compiled.ssl_context
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+    served = compiled.new_connection().get_certificate()
+    assert compiled.ssl_context is not before, "the ticket key was not renewed"
+    assert served is not None
+    return served.to_cryptography()
+
+
+@pytest.mark.parametrize("other", ["a certificate-only copy", "an identity sharing the intermediate"])
+def test_a_store_servers_renewal_keeps_the_file_it_serves_from(
+    tmp_path: Path, pki: dict[str, Certified], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    other: str
+) -> None:
+    """The file kept for the renewals is the one the identity was loaded from. It was the first file of the folder
+    holding the served certificate (or, sorted first, another identity holding the same intermediate): a copy of the
+    certificate without its key (skipped with a warning) sorted before the identity file, and every hourly renewal
+    failed ("thumbprint ... not found"), so the TLS 1.2 ticket key was never renewed."""
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "b.pem", pki["a"], pki["inter"])
+    if other == "a certificate-only copy":
+        write_pem(store / "a-cert.pem", pki["a"], pki["inter"])
+    else:
+        identity(store / "a-other.pem", pki["inter"].leaf("other.test"), pki["inter"])
+    now = 1000.0
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    compiled = compile_context(by_hand(certificate=pki["a"].thumbprint, certificate_store=str(store),
+                                       trusted_ca=str(write_pem(tmp_path / "ca.pem", pki["root"]))))
+    caplog.set_level("WARNING", logger="gtls.server")
+    assert renewed(compiled, monkeypatch, now) == pki["a"].cert
+    assert not [r.getMessage() for r in caplog.records if "not renewed" in r.getMessage()]
+
+
+def test_a_store_servers_renewal_keeps_its_crl(
+    tmp_path: Path, pki: dict[str, Certified], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server verifying clients against a CRL is built anew from the CRL it was built with."""
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "a.pem", pki["a"], pki["inter"])
+    ca = write_pem(tmp_path / "ca.pem", pki["root"])
+    crl = pki["inter"].crl().write(tmp_path / "crl.pem")
+    now = 1000.0
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    compiled = compile_context(by_hand(certificate=pki["a"].thumbprint, certificate_store=str(store),
+                                       trusted_ca=str(ca), tls_crl=str(crl), tls_mutual=True))
+    assert renewed(compiled, monkeypatch, now) == pki["a"].cert
+
+
 def test_a_thumbprint_names_the_certificate_the_identity_serves(tmp_path: Path, pki: dict[str, Certified]) -> None:
     """Spec §4.4 then §4.2: a CA certificate sharing the leaf's key, listed first in the identity file, took the
     thumbprint; the leaf's own thumbprint was "not found", and the CA's served the leaf (another certificate)."""

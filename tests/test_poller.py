@@ -9,6 +9,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -148,6 +149,38 @@ def test_removing_from_a_poller_whose_run_just_stopped_in_another_thread_is_quie
     assert poller._epoll is not None
     poller._epoll.close()  # the run's finally, in the other thread, between remove's check and its unregister
     poller.remove(sock.fileno())  # raised ValueError: I/O operation on closed epoll object
+
+
+class _StoppingMeanwhile(dict[int, SocketDriver]):
+    """The poller's drivers, whose ``pop`` runs the other thread's ``finally`` (set emptied to None, then closed)."""
+
+    def __init__(self, poller: Poller, fd: int, driver: SocketDriver) -> None:
+        super().__init__({fd: driver})
+        self.poller = poller
+
+    def pop(self, *args: Any) -> Any:
+        found = super().pop(*args)
+        epoll, self.poller._epoll = self.poller._epoll, None
+        assert epoll is not None
+        epoll.close()
+        return found
+
+
+def test_removing_while_the_run_stops_reads_the_set_once(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The run's ``finally`` sets ``_epoll`` to None and only then hands back the drivers: ``remove`` may read the
+    set either way, and must use what it read (a second read found None: AttributeError)."""
+    sock, _ = pair
+    for stops_first in (False, True):
+        poller = Poller()
+        driver = SocketDriver(sock, None)
+        assert poller.add(sock.fileno(), driver)
+        if stops_first:  # None already read, the driver still listed
+            assert poller._epoll is not None
+            poller._epoll.close()
+            poller._epoll = None
+        else:
+            poller._drivers = _StoppingMeanwhile(poller, sock.fileno(), driver)
+        poller.remove(sock.fileno())
 
 
 # --- end to end --------------------------------------------------------------------------------------------------

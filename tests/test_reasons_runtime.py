@@ -214,6 +214,7 @@ async def test_a_servers_small_dh_group_is_no_shared_cipher_client(tmp_path: Pat
     )
     assert error.reason == "no-shared-cipher", error
     assert "Diffie-Hellman group" in error.message and "dh key too small" in error.message, error.message
+    assert error.alert is None  # refused here: the server sent no alert
 
 
 def hide_supported_versions(hello: bytes) -> bytes:
@@ -606,6 +607,94 @@ async def test_a_refused_server_certificate_cryptography_cannot_read_is_named(
     assert isinstance(error, PeerVerificationError)
     assert (error.reason, error.depth, error.subject) == (reason, depth, subject)
     assert error.peer is not None and error.peer.startswith("127.0.0.1:")
+
+
+async def test_unreadable_certificates_located_by_openssl_keep_gtls_words(pki: PKI, tmp_path: Path) -> None:
+    """A server certificate cryptography cannot load (version field 3), refused for a verify error gtls has no word
+    of its own for (an unknown critical extension, 34), is located by OpenSSL alone and keeps the message of spec
+    §10 (OpenSSL's code and text), as a readable one does; one with an empty subject is named "(empty subject)"."""
+    from cryptography import x509
+
+    oid = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+    leaf = pki.intermediate.leaf("localhost", dns=("localhost",), extensions=(
+        x509.Extension(oid, True, x509.UnrecognizedExtension(oid, b"\x05\x00")),))
+    cert = write_pem(tmp_path / "v4.pem", version_4_certificate(leaf, pki.intermediate))
+    error = await failure_against_openssl(cert, leaf.write_key(tmp_path / "v4.key"), pki.client_options(),
+                                          chain=pki.intermediate_file)
+    assert isinstance(error, PeerVerificationError)
+    assert (error.reason, error.depth, error.subject) == ("untrusted", 0, "CN=localhost")
+    assert error.message == "OpenSSL verify error 34: unhandled critical extension"
+    nameless = pki.intermediate.leaf(dns=("localhost",))  # untrusted: its intermediate is not sent
+    cert = write_pem(tmp_path / "nameless.pem", version_4_certificate(nameless, pki.intermediate))
+    error = await failure_against_openssl(cert, nameless.write_key(tmp_path / "nameless.key"), pki.client_options())
+    assert isinstance(error, PeerVerificationError)
+    assert (error.reason, error.depth, error.subject) == ("untrusted", 0, "(empty subject)")
+
+
+async def test_an_unreadable_client_certificate_keeps_the_handshakes_reason(pki: PKI, tmp_path: Path) -> None:
+    """A client certificate cryptography cannot load, refused for its 1024-bit key (the security level, which a bare
+    re-verification does not apply) and also expired: the offline verdict (expired) is not the handshake's, so the
+    refusal keeps the handshake's reason and OpenSSL's words, unlocated, rather than report the other fault."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak = pki.intermediate.leaf("weak client", eku=("client",), key=rsa.generate_private_key(65537, 1024),
+                                 not_before=-10 * DAY, not_after=-DAY)
+    cert = write_pem(tmp_path / "weak.pem", version_4_certificate(weak, pki.intermediate))
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=weak.write_key(tmp_path / "weak.key"),
+                             chain=pki.intermediate_file, args=["-cipher", "DEFAULT@SECLEVEL=0"])
+
+    event = await server_reason(pki.server_options(tls_mutual="1"), client)
+    assert isinstance(event.error, PeerVerificationError)
+    assert (event.reason, event.error.depth, event.error.message) == ("untrusted", None, "EE certificate key too weak")
+
+
+async def test_a_refused_client_is_named_as_its_accepted_peers_are(pki: PKI, stranger: PKI, tmp_path: Path) -> None:
+    """A client refused above its own certificate (a stranger's intermediate) is named by its leaf's subject in the
+    same form as a served client's event names it (RFC 4514, as cryptography writes it), an emailAddress too."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    subject = x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ops@example.test"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "mail client")])
+    leaf = stranger.intermediate.leaf(subject=subject, eku=("client",))
+    cert, key = write_identity(tmp_path, "client", leaf)
+    chain = write_pem(tmp_path / "chain.pem", stranger.intermediate)
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=key, chain=chain)
+
+    event = await server_reason(pki.server_options(tls_mutual="1"), client)
+    assert isinstance(event.error, PeerVerificationError) and event.error.depth == 1
+    assert event.subject == leaf.cert.subject.rfc4514_string() == "CN=mail client,1.2.840.113549.1.9.1=ops@example.test"
+
+
+@pytest.mark.parametrize("fault", ["name", "critical-extension"])
+async def test_a_long_real_chain_is_refused_unlocated_with_gtls_words(pki: PKI, tmp_path: Path, fault: str) -> None:
+    """A server chain of 14 real links (over the 10 re-verified offline): a name mismatch is still named by the leaf
+    and its names; an error without its own word keeps OpenSSL's code and text (spec §10), unlocated."""
+    from cryptography import x509
+
+    issuer = pki.intermediate
+    links = []
+    for index in range(12):
+        issuer = issuer.intermediate(f"long link {index}")
+        links.append(issuer)
+    oid = x509.ObjectIdentifier("1.3.6.1.4.1.55555.1")
+    extensions = (x509.Extension(oid, True, x509.UnrecognizedExtension(oid, b"\x05\x00")),)
+    leaf = (issuer.leaf("elsewhere.test", dns=("elsewhere.test",)) if fault == "name"
+            else issuer.leaf("localhost", dns=("localhost",), extensions=extensions))
+    cert, key = write_identity(tmp_path, "leaf", leaf)
+    chain = write_pem(tmp_path / "links.pem", *reversed(links), pki.intermediate)
+    error = await failure_against_openssl(cert, key, pki.client_options(tls_target_name_check="host"), chain=chain)
+    assert isinstance(error, PeerVerificationError)
+    if fault == "name":
+        assert (error.reason, error.depth, error.subject) == ("name-mismatch", 0, "CN=elsewhere.test")
+        assert "elsewhere.test" in error.message
+    else:
+        assert (error.reason, error.depth) == ("untrusted", None)
+        assert error.message == "OpenSSL verify error 34: unhandled critical extension"
 
 
 async def test_a_hostile_long_chain_costs_no_offline_reverification(pki: PKI, tmp_path: Path) -> None:

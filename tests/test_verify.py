@@ -318,6 +318,25 @@ def test_the_windows_profile_reads_the_system_ca_file_once(tmp_path: Path, monke
     assert fallback._verify_cas == ()  # OpenSSL read the file itself
 
 
+def test_the_windows_profile_with_trusted_ca_verifies_against_it_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With trusted-ca, profile windows trusts its CAs, not the system's, offline as in a handshake."""
+    import ssl
+
+    system = CA.root("system root")
+    bundle = write_pem(tmp_path / "system.pem", system)
+    paths = ssl.get_default_verify_paths()
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths._replace(cafile=str(bundle), capath=None))
+    own = CA.root("own root")
+    compiled = compile_context(direct({"trusted-ca": str(write_pem(tmp_path / "own.pem", own))}, "client",
+                                      profile="windows"))
+    assert verify_chain([own.leaf("o.test", dns=["o.test"]).cert], compiled, "client")
+    with pytest.raises(PeerVerificationError) as info:
+        verify_chain([system.leaf("s.test", dns=["s.test"]).cert], compiled, "client")
+    assert info.value.reason == "untrusted"
+
+
 def test_the_windows_system_ca_file_is_read_without_swapping_the_warnings_filters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
