@@ -21,9 +21,10 @@ would last as long as the process. pyOpenSSL's binding cannot set or rotate the 
 issue TLS 1.2 tickets is built anew every ``TICKET_KEY_LIFETIME`` (``ContextSlot``), from the settings and file
 contents it was compiled from, which gives it a fresh key; connections already open keep the context they were made
 on. The serving loop renews it on time (``serve_tls_over_tcp``, ``gtls serve``), and so does the first new
-connection after the lifetime elsewhere (a listener accepting by itself). Sessions and tickets of the context before
-no longer resume (one full handshake per returning client, once per renewal). TLS 1.3 resumption keeps forward
-secrecy ((EC)DHE always), so a TLS 1.3-only context keeps its key.
+connection after the lifetime elsewhere (a listener accepting by itself); a connection of an event loop hands the
+build to a worker thread (``CompiledContext``), so no event loop waits for it. Sessions and tickets of the context
+before no longer resume (one full handshake per returning client, once per renewal). TLS 1.3 resumption keeps
+forward secrecy ((EC)DHE always), so a TLS 1.3-only context keeps its key.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ Current: TypeAlias = tuple[SSL.Context, "SessionEpochs | None"]
 #: What a renewal gives: the new context, and the warnings its build found that the first build did not (a
 #: certificate that expired meanwhile), for the caller to log located at each endpoint sharing the context.
 Renewed: TypeAlias = tuple[Current, tuple[str, ...]]
+#: Starts a taken renewal's build elsewhere and says so (``ContextSlot.renew_if_due``).
+HandOff: TypeAlias = Callable[[Callable[[], tuple[str, ...]]], bool]
 
 logger = logging.getLogger("gtls.server")
 
@@ -145,35 +148,50 @@ class ContextSlot:
         """Whether the ticket key is due for renewal (never for contexts that keep theirs)."""
         return self._renew is not None and clock() >= self._ends
 
-    def renew_if_due(self) -> tuple[str, ...]:
-        """Renew the context when its ticket key is due; the new warnings of a renewal made now (else none)."""
+    def renew_if_due(self, hand_off: HandOff | None = None) -> tuple[str, ...]:
+        """Renew the context when its ticket key is due; the new warnings of a renewal made now (else none).
+
+        ``hand_off(build)``, called once this caller has taken the due renewal, may run ``build`` elsewhere (for a
+        connection of an event loop: in a worker thread) and return True; whoever runs ``build`` logs its news."""
         if self._renew is not None and clock() >= self._ends:  # due(), inline: every new connection asks
-            return self._renew_now()
+            if not self._claim():
+                return ()
+            try:
+                if hand_off is not None and hand_off(self._build):
+                    return ()
+            except BaseException:
+                self._lock.release()  # the build will not run: the next connection after the lifetime tries again
+                raise
+            return self._build()
         return ()
 
     def due_in(self) -> float:
         """Seconds until the ticket key is due (the serving loop renews it then, so a quiet port's key ages too)."""
         return max(0.0, self._ends - clock())
 
-    def _renew_now(self) -> tuple[str, ...]:
+    def _claim(self) -> bool:
+        """Take the due renewal: its lock, held until ``_build`` ends (in whichever thread runs it). One renewal,
+        whichever thread sees the end first; the others do not wait for its build (up to ~0.1 s with a large CA
+        bundle or CRL): their connections take the current key until the new context is in place."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        now = clock()
+        if now < self._ends:
+            self._lock.release()
+            return False
+        self._ends = now + TICKET_KEY_LIFETIME
+        return True
+
+    def _build(self) -> tuple[str, ...]:
+        """Build the renewal ``_claim`` took, and release it."""
         renew = self._renew
         assert renew is not None
-        # One renewal, whichever thread sees the end first; the others do not wait for its build (up to ~0.1 s with
-        # a large CA bundle or CRL): their connections take the current key until the new context is in place. The
-        # serving loop builds in a worker thread (gtls._serve), so the event loop's handshakes never wait either.
-        if not self._lock.acquire(blocking=False):
-            return ()
         try:
-            now = clock()
-            if now < self._ends:
-                return ()
-            self._ends = now + TICKET_KEY_LIFETIME
-            try:
-                self.current, news = renew()
-            except Exception as exc:  # noqa: BLE001 - a renewal must never cost a connection: the old key serves on
-                logger.warning("session-ticket key not renewed: building the context again failed (%s); the "
-                               "current key stays in use for another %g s", exc, TICKET_KEY_LIFETIME)
-                return ()
-            return news
+            self.current, news = renew()
+        except Exception as exc:  # noqa: BLE001 - a renewal must never cost a connection: the old key serves on
+            logger.warning("session-ticket key not renewed: building the context again failed (%s); the "
+                           "current key stays in use for another %g s", exc, TICKET_KEY_LIFETIME)
+            return ()
         finally:
             self._lock.release()
+        return news

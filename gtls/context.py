@@ -482,9 +482,32 @@ class CompiledContext:
     def renew_if_due(self, sharing: Iterable[Resolved] = ()) -> None:
         """Renew a server's context when its session-ticket key is due (gtls._sessions), and log once, located at this
         endpoint and at the others ``sharing`` it, the warnings the renewal's build found that the first did not."""
-        news = self._slot.renew_if_due()
+        news = self._slot.renew_if_due(self._build_off_loop)
         if news:  # hourly at most; every new connection asks
             self.log_renewal(news, sharing)
+
+    def _build_off_loop(self, build: Callable[[], tuple[str, ...]]) -> bool:
+        """A connection of an event loop that finds the key due (before the serving loop's look at it, which comes
+        at most RENEWAL_LOOK late after a suspend; on a listener accepting by itself) does not build the new context
+        there, holding up every task of the loop for ~1 ms, ~0.1 s with a large CA bundle or CRL: a worker thread
+        builds it, and the connection takes the current key. The thread is awaited by a system task, so trio.run
+        does not return before the build ends. Elsewhere (a thread of its own) it builds in place."""
+        from trio import lowlevel  # only when the key is due: hourly
+
+        try:
+            lowlevel.spawn_system_task(self._build_in_thread, build, name="gtls ticket-key renewal")
+        except RuntimeError:  # not in an event loop (or one that is closing): in place
+            return False
+        return True
+
+    async def _build_in_thread(self, build: Callable[[], tuple[str, ...]]) -> None:
+        import trio
+
+        # Shielded, and with a thread token of its own: the build, which ends the renewal this connection took, runs
+        # whatever happens (a closing run waits for it, ~0.1 s at most); else no renewal would ever be taken again.
+        with trio.CancelScope(shield=True):
+            news = await trio.to_thread.run_sync(build, limiter=trio.CapacityLimiter(1))
+        self.log_renewal(news)
 
     def log_renewal(self, news: tuple[str, ...], sharing: Iterable[Resolved] = ()) -> None:
         """Log a renewal's new warnings (see ``renew_if_due``; the serving loop renews in a worker thread)."""

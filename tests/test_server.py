@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -418,6 +419,86 @@ async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on
         assert await round_trip(port, pki.client_options()) == b"hello\n"
         nursery.cancel_scope.cancel()
     assert builders[0] is not threading.main_thread() and served_first[0]
+    context_module.clear_cache()
+
+
+async def test_connections_that_find_the_key_due_leave_its_build_to_one_worker_thread(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serving loop looks at the key's age at most once a minute and renews it in a worker thread, but a
+    connection accepted first found it due and built the new context itself, in the event loop (~0.1 s with a
+    large CA bundle): after a suspend (the boot-time clock went on, trio's did not: here an hour passes at once), and
+    under load in the moment between the key's end and the loop's look (audit 55: ~1 renewal in 5). Now the first
+    such connection starts the build in one worker thread and every connection takes the current key meanwhile.
+    The build here waits until 5 connections have been served (2 s at most: in the event loop it waits for
+    nothing, and the test fails in about 2 s)."""
+    context_module.clear_cache()
+    gate = threading.Event()
+    builders: list[threading.Thread] = []
+    served_first: list[bool] = []
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(serve_tls_over_tcp, echo_line, 0, pki.server_options(), host="127.0.0.1")
+        )
+        compiled = listeners[0].context
+        slot = compiled._slot
+        build = slot._renew
+        assert build is not None
+
+        def slow_build() -> _sessions.Renewed:
+            builders.append(threading.current_thread())
+            served_first.append(gate.wait(2))
+            return build()
+
+        slot._renew = slow_build
+        port = listeners[0].socket.getsockname()[1]
+        old = compiled.ssl_context
+        now = _sessions.clock()
+        monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as clients:
+                for _ in range(5):
+                    clients.start_soon(round_trip, port, pki.client_options())
+            gate.set()
+            while compiled.ssl_context is old:
+                await trio.sleep(0.02)
+        nursery.cancel_scope.cancel()
+    assert len(builders) == 1 and builders[0] is not threading.main_thread() and served_first == [True]
+    context_module.clear_cache()
+
+
+def test_a_renewal_a_connection_handed_off_ends_before_trio_run_returns(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection that found the key due returns at once; the worker thread building the new context is awaited
+    by a system task, so no build is left running after ``trio.run`` returns, and the renewal is over (its lock
+    free) even when the run ends at once."""
+    context_module.clear_cache()
+    compiled = compile_settings(pki.server_options(), "server")
+    slot = compiled._slot
+    build = slot._renew
+    assert build is not None
+    built: list[threading.Thread] = []
+
+    def slow_build() -> _sessions.Renewed:
+        time.sleep(0.3)
+        built.append(threading.current_thread())
+        return build()
+
+    slot._renew = slow_build
+    old = compiled.ssl_context
+    now = _sessions.clock()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+    waited: list[float] = []
+
+    async def connect_and_leave() -> None:
+        start = time.monotonic()
+        assert compiled.new_connection().get_context() is old
+        waited.append(time.monotonic() - start)
+
+    trio.run(connect_and_leave)
+    assert waited[0] < 0.2 and built and built[0] is not threading.main_thread()
+    assert compiled.ssl_context is not old and not slot._lock.locked()
     context_module.clear_cache()
 
 
