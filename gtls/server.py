@@ -306,8 +306,6 @@ class TLSListener(trio.abc.Listener[TLSStream]):
         """A stream whose handshake policy (deadline, cap, hook) the caller applies itself: the serving loop's."""
         transport = await self.transport_listener.accept()
         try:
-            if self.context._slot.due():  # hourly: the ticket key's renewal, built off the event loop (gtls._serve)
-                self.context.log_renewal(await trio.to_thread.run_sync(self.context._slot.renew_if_due))
             if isinstance(transport, trio.SocketStream):
                 return TLSStream._over_socket(
                     transport, transport.socket, self.context, _peer_of(transport), self._https_compatible, None

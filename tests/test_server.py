@@ -505,8 +505,8 @@ def test_a_renewal_a_connection_handed_off_ends_before_trio_run_returns(
 async def test_a_listener_accepting_by_itself_renews_off_the_event_loop(
     pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A ``TLSListener`` used without the serving loop renews the key at its first accept after the hour, also in a
-    worker thread: a connection already open goes on exchanging data while the new context is built (the build
+    """A ``TLSListener`` used without the serving loop renews the key at its first connection after the hour, also
+    in a worker thread: a connection already open goes on exchanging data while the new context is built (the build
     here waits, 5 s at most, until it has)."""
     context_module.clear_cache()
     monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.2)
