@@ -645,13 +645,13 @@ def _base_dir(file: Path) -> Path:
 
 
 def _descriptor_name(file: Path) -> bool:
-    """Whether ``file`` is /dev/stdin, /dev/fd/N or /proc/PID/fd/N: a descriptor's name, not where the file lies (a
-    here-document bash wrote to a deleted temporary file is read so too)."""
+    """Whether ``file`` is /dev/stdin, /dev/fd/N, /proc/PID/fd/N or /proc/PID/task/TID/fd/N: a descriptor's name,
+    not where the file lies (a here-document bash wrote to a deleted temporary file is read so too)."""
     try:
         folder = file.parent.resolve()  # /dev/fd -> /proc/PID/fd
     except OSError:
         return False
-    return folder == Path("/dev") or (folder.name == "fd" and folder.parent.parent == Path("/proc"))
+    return folder == Path("/dev") or (folder.name == "fd" and folder.parts[:2] == ("/", "proc"))
 
 
 def load_deployment(path: str | os.PathLike[str], *, warnings: list[str] | None = None) -> Deployment:

@@ -677,14 +677,17 @@ def test_a_file_given_by_its_descriptor_means_the_working_directory(
     monkeypatch.chdir(tmp_path)
     fd = os.open(tmp_path / "conf" / "d.toml", os.O_RDONLY)
     try:
-        deployment = load_deployment(f"/proc/self/fd/{fd}")
+        # Also through a thread's own view of the descriptors (/proc/PID/task/TID/fd).
+        names = [f"/proc/self/fd/{fd}", f"/proc/self/task/{threading.get_native_id()}/fd/{fd}"]
+        loaded = [load_deployment(name) for name in names]
     finally:
         os.close(fd)
-    assert deployment.base_dir == tmp_path
-    assert deployment.port("srv", "p").resolved.options.certificate == str(tmp_path / "c.pem")
-    assert deployment.warnings == (
-        f"relative paths in a piped deployment file (c.pem, k.pem) are resolved against the working directory "
-        f"{tmp_path}, which a pipe's folder cannot stand for; use absolute paths",)
+    for deployment in loaded:
+        assert deployment.base_dir == tmp_path
+        assert deployment.port("srv", "p").resolved.options.certificate == str(tmp_path / "c.pem")
+        assert deployment.warnings == (
+            f"relative paths in a piped deployment file (c.pem, k.pem) are resolved against the working directory "
+            f"{tmp_path}, which a pipe's folder cannot stand for; use absolute paths",)
     # The same file by its own name: its folder, no warning.
     assert load_deployment(tmp_path / "conf" / "d.toml").warnings == ()
 
