@@ -711,6 +711,24 @@ def test_a_rewrite_keeping_size_and_modification_time_is_still_seen(tmp_path: Pa
     assert [c.subject.rfc4514_string() for c in changed.trusted] == ["CN=tick two"] and changed is not first
 
 
+
+def rotated_ca_folders(tmp_path: Path, label: str) -> tuple[Path, Callable[[], None]]:
+    """Folders v1 and v2 each holding a ca.pem (roots "LABEL v1", "LABEL v2"), the symlink ``current`` to v1, and
+    the switch of ``current`` to v2, atomic as rotations (Kubernetes secret volumes, ``ln -sfn``) make it."""
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+        write_pem(tmp_path / version / "ca.pem", CA.root(f"{label} {version}"))
+    current = tmp_path / "current"
+    current.symlink_to("v1")
+
+    def switch() -> None:
+        switched = tmp_path / "switched"
+        switched.symlink_to("v2")
+        os.replace(switched, current)
+
+    return current, switch
+
+
 def test_a_file_swapped_while_its_settings_compile_is_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -720,18 +738,12 @@ def test_a_file_swapped_while_its_settings_compile_is_read_again(
     context, and the old CA was trusted until the file changed again. Stamped before the read: read again."""
     monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
     context_module.clear_cache()
-    for version in ("v1", "v2"):
-        (tmp_path / version).mkdir()
-        write_pem(tmp_path / version / "ca.pem", CA.root(f"swap {version}"))
-    current = tmp_path / "current"
-    current.symlink_to("v1")
+    current, switch = rotated_ca_folders(tmp_path, "swap")
     build = context_module._build
 
     def build_then_switch(*args: Any, **kwargs: Any) -> CompiledContext:
         compiled = build(*args, **kwargs)
-        switched = tmp_path / "switched"
-        switched.symlink_to("v2")
-        os.replace(switched, current)  # atomic, as rotations do it
+        switch()
         return compiled
 
     options = TLSOptions(trusted_ca=str(current / "ca.pem"))
@@ -775,18 +787,12 @@ def test_a_file_swapped_between_its_stamp_and_its_read_is_read_again(
     the build's, above) leaves the old stamp beside the old bytes, so the next compile reads the new file."""
     monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
     context_module.clear_cache()
-    for version in ("v1", "v2"):
-        (tmp_path / version).mkdir()
-        write_pem(tmp_path / version / "ca.pem", CA.root(f"read {version}"))
-    current = tmp_path / "current"
-    current.symlink_to("v1")
+    current, switch = rotated_ca_folders(tmp_path, "read")
     read_file = context_module.read_file
 
     def read_then_switch(*args: Any, **kwargs: Any) -> bytes:
         data = read_file(*args, **kwargs)
-        switched = tmp_path / "switched"
-        switched.symlink_to("v2")
-        os.replace(switched, current)
+        switch()
         return data
 
     options = TLSOptions(trusted_ca=str(current / "ca.pem"))

@@ -378,6 +378,26 @@ async def test_a_quiet_ports_ticket_key_is_renewed_on_time(pki: PKI, monkeypatch
     context_module.clear_cache()
 
 
+class GatedBuild:
+    """Stands in for a context's renewal build: records the thread it runs in, then waits (``wait`` s at most) for
+    ``gate`` and records whether it came. A build in the event loop would wait for nothing: the test fails, not
+    hangs."""
+
+    def __init__(self, compiled: context_module.CompiledContext, wait: float) -> None:
+        self.gate = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.gate_came: list[bool] = []
+        build = compiled._slot._renew
+        assert build is not None
+        self._build, self._wait = build, wait
+        compiled._slot._renew = self
+
+    def __call__(self) -> _sessions.Renewed:
+        self.threads.append(threading.current_thread())
+        self.gate_came.append(self.gate.wait(self._wait))
+        return self._build()
+
+
 async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on(
     pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -387,9 +407,6 @@ async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on
     s at most: built in the event loop, it would wait for nothing and the test fail, not hang)."""
     context_module.clear_cache()
     monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.3)
-    gate = threading.Event()
-    builders: list[threading.Thread] = []
-    served_first: list[bool] = []
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             lambda task_status: serve_tls_over_tcp(
@@ -397,28 +414,19 @@ async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on
             )
         )
         compiled = listeners[0].context
-        slot = compiled._slot
-        build = slot._renew
-        assert build is not None
-
-        def slow_build() -> _sessions.Renewed:
-            builders.append(threading.current_thread())
-            served_first.append(gate.wait(5))
-            return build()
-
-        slot._renew = slow_build
+        build = GatedBuild(compiled, wait=5)
         port = listeners[0].socket.getsockname()[1]
         old = compiled.ssl_context
         with trio.fail_after(10):
-            while not builders:
+            while not build.threads:
                 await trio.sleep(0.05)
             assert await round_trip(port, pki.client_options()) == b"hello\n"  # on the old key, the build waiting
-            gate.set()
+            build.gate.set()
             while compiled.ssl_context is old:
                 await trio.sleep(0.05)
         assert await round_trip(port, pki.client_options()) == b"hello\n"
         nursery.cancel_scope.cancel()
-    assert builders[0] is not threading.main_thread() and served_first[0]
+    assert build.threads[0] is not threading.main_thread() and build.gate_came[0]
     context_module.clear_cache()
 
 
@@ -433,24 +441,12 @@ async def test_connections_that_find_the_key_due_leave_its_build_to_one_worker_t
     The build here waits until 5 connections have been served (2 s at most: in the event loop it waits for
     nothing, and the test fails in about 2 s)."""
     context_module.clear_cache()
-    gate = threading.Event()
-    builders: list[threading.Thread] = []
-    served_first: list[bool] = []
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             partial(serve_tls_over_tcp, echo_line, 0, pki.server_options(), host="127.0.0.1")
         )
         compiled = listeners[0].context
-        slot = compiled._slot
-        build = slot._renew
-        assert build is not None
-
-        def slow_build() -> _sessions.Renewed:
-            builders.append(threading.current_thread())
-            served_first.append(gate.wait(2))
-            return build()
-
-        slot._renew = slow_build
+        build = GatedBuild(compiled, wait=2)
         port = listeners[0].socket.getsockname()[1]
         old = compiled.ssl_context
         now = _sessions.clock()
@@ -459,11 +455,11 @@ async def test_connections_that_find_the_key_due_leave_its_build_to_one_worker_t
             async with trio.open_nursery() as clients:
                 for _ in range(5):
                     clients.start_soon(round_trip, port, pki.client_options())
-            gate.set()
+            build.gate.set()
             while compiled.ssl_context is old:
                 await trio.sleep(0.02)
         nursery.cancel_scope.cancel()
-    assert len(builders) == 1 and builders[0] is not threading.main_thread() and served_first == [True]
+    assert len(build.threads) == 1 and build.threads[0] is not threading.main_thread() and build.gate_came == [True]
     context_module.clear_cache()
 
 
@@ -510,18 +506,8 @@ async def test_a_listener_accepting_by_itself_renews_off_the_event_loop(
     here waits, 5 s at most, until it has)."""
     context_module.clear_cache()
     monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.2)
-    gate = threading.Event()
-    served_first: list[bool] = []
     (listener,) = await open_tls_over_tcp_listeners(0, pki.server_options(), host="127.0.0.1")
-    slot = listener.context._slot
-    build = slot._renew
-    assert build is not None
-
-    def slow_build() -> _sessions.Renewed:
-        served_first.append(gate.wait(5))
-        return build()
-
-    slot._renew = slow_build
+    build = GatedBuild(listener.context, wait=5)
     port = listener.socket.getsockname()[1]
     old = listener.context.ssl_context
 
@@ -540,11 +526,11 @@ async def test_a_listener_accepting_by_itself_renews_off_the_event_loop(
             early = await open_tls_over_tcp_stream("localhost", port, pki.client_options())
             await trio.sleep(0.3)  # the key is due: the next accept renews it
             late = socket.create_connection(("127.0.0.1", port))
-            while not served_first and not slot._lock.locked():
+            while not build.threads:
                 await trio.sleep(0.02)
             await early.send_all(b"during the build\n")
             assert await early.receive_some() == b"during the build\n"
-            gate.set()
+            build.gate.set()
             while listener.context.ssl_context is old:
                 await trio.sleep(0.02)
         late.close()
@@ -552,7 +538,7 @@ async def test_a_listener_accepting_by_itself_renews_off_the_event_loop(
         assert await round_trip(port, pki.client_options()) == b"hello\n"
         nursery.cancel_scope.cancel()
     await listener.aclose()
-    assert served_first == [True]
+    assert build.gate_came == [True]
     context_module.clear_cache()
 
 
