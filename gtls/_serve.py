@@ -250,7 +250,11 @@ async def _renew_ticket_keys(contexts: list[CompiledContext]) -> None:
         # while the host is suspended, the key's clock does not (gtls._sessions.clock).
         await trio.sleep(min(max(slot.due_in(), 1.0), RENEWAL_LOOK))
         if slot.due():
-            first.log_renewal(await trio.to_thread.run_sync(slot.renew_if_due), sharing)
+            try:
+                news = await trio.to_thread.run_sync(slot.renew_if_due)
+            except RuntimeError:  # no worker thread to be had (can't start new thread): here, as before
+                news = slot.renew_if_due()
+            first.log_renewal(news, sharing)
 
 
 async def _accept_loop(listener: TLSListener, start: Callable[[TLSStream], None], poller: Poller | None) -> None:

@@ -8,6 +8,7 @@ certificate (the one exception, ``tls-crl-expired=warn`` with a CRL, is document
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -503,11 +504,25 @@ class CompiledContext:
     async def _build_in_thread(self, build: Callable[[], tuple[str, ...]]) -> None:
         import trio
 
-        # Shielded, and with a thread token of its own: the build, which ends the renewal this connection took, runs
-        # whatever happens (a closing run waits for it, ~0.1 s at most); else no renewal would ever be taken again.
-        with trio.CancelScope(shield=True):
-            news = await trio.to_thread.run_sync(build, limiter=trio.CapacityLimiter(1))
-        self.log_renewal(news)
+        ran: list[bool] = []
+
+        def in_thread() -> tuple[str, ...]:
+            ran.append(True)
+            return build()
+
+        # A system task must not raise (trio.run would end with TrioInternalError), and ``build`` must run: it ends
+        # the renewal this connection took, else no renewal would ever be taken again. Shielded, and with a thread
+        # token of its own, so it runs whatever happens (a closing run waits for it, ~0.1 s at most); where no
+        # worker thread can be started (can't start new thread), here, as before the hand-off. A failure to log
+        # (the logging setup's own: a filter that raises) is dropped.
+        with contextlib.suppress(Exception), trio.CancelScope(shield=True):
+            try:
+                news = await trio.to_thread.run_sync(in_thread, limiter=trio.CapacityLimiter(1))
+            except Exception:
+                if ran:
+                    raise
+                news = build()
+            self.log_renewal(news)
 
     def log_renewal(self, news: tuple[str, ...], sharing: Iterable[Resolved] = ()) -> None:
         """Log a renewal's new warnings (see ``renew_if_due``; the serving loop renews in a worker thread)."""

@@ -498,6 +498,81 @@ def test_a_renewal_a_connection_handed_off_ends_before_trio_run_returns(
     context_module.clear_cache()
 
 
+async def _no_worker_thread(*args: object, **kwargs: object) -> object:
+    raise RuntimeError("can't start new thread")  # what trio.to_thread.run_sync raises at a thread limit
+
+
+def test_a_handed_off_renewal_without_a_worker_thread_is_built_in_place(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no worker thread can be started (a container's pids limit), the renewal a connection handed to a system
+    task is built there, in the event loop, as before the hand-off. The system task raised instead, and a system
+    task's exception ends trio.run with TrioInternalError; the renewal's lock stayed taken, so the ticket key was
+    never renewed again in the process."""
+    context_module.clear_cache()
+    compiled = compile_settings(pki.server_options(), "server")
+    old = compiled.ssl_context
+    now = _sessions.clock()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+    monkeypatch.setattr(trio.to_thread, "run_sync", _no_worker_thread)
+
+    async def connect() -> None:
+        assert compiled.new_connection().get_context() is old
+
+    trio.run(connect)
+    assert compiled.ssl_context is not old and not compiled._slot._lock.locked()
+    context_module.clear_cache()
+
+
+def test_a_logging_failure_in_a_handed_off_renewal_does_not_end_trio_run(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The system task logs the renewal's new warnings; a logging setup that raises (a filter with a bug) ended
+    trio.run with TrioInternalError, where a renewal built in place raised into the one connection."""
+    context_module.clear_cache()
+    compiled = compile_settings(pki.server_options(), "server")
+    slot = compiled._slot
+    fresh = compile_settings(pki.server_options(), "server")._slot.current
+    slot._renew = lambda: (fresh, ("a warning the first build did not give",))
+    now = _sessions.clock()
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now + _sessions.TICKET_KEY_LIFETIME)
+
+    def broken_filter(record: logging.LogRecord) -> bool:
+        raise ValueError("a logging filter's bug")
+
+    async def connect() -> None:
+        compiled.new_connection()
+
+    config_logger = logging.getLogger("gtls.config")
+    config_logger.addFilter(broken_filter)
+    try:
+        trio.run(connect)
+    finally:
+        config_logger.removeFilter(broken_filter)
+    assert slot.current is fresh and not slot._lock.locked()
+    context_module.clear_cache()
+
+
+async def test_the_serving_loop_renews_in_place_without_a_worker_thread(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serving loop's renewal in a worker thread: where none can be started, it is built in the event loop, as
+    before; serve_tls_over_tcp ended with RuntimeError("can't start new thread") an hour after it started."""
+    context_module.clear_cache()
+    monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.2)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(serve_tls_over_tcp, echo_line, 0, pki.server_options(),
+                                                host="127.0.0.1"))
+        monkeypatch.setattr(trio.to_thread, "run_sync", _no_worker_thread)
+        compiled = listeners[0].context
+        old = compiled.ssl_context
+        with trio.fail_after(5):
+            while compiled.ssl_context is old:
+                await trio.sleep(0.05)
+        nursery.cancel_scope.cancel()
+    context_module.clear_cache()
+
+
 async def test_a_listener_accepting_by_itself_renews_off_the_event_loop(
     pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
