@@ -45,7 +45,7 @@ from typing import Final, TypeVar, cast
 
 from ._files import FileRefused, read_bounded
 from ._redact import redact
-from .errors import ConfigError, DeploymentError, InvalidOptionValue
+from .errors import DeploymentError, InvalidOptionValue
 from .options import classify_name, emit_warning, expand_home, host_problem, is_thumbprint, parse_transport
 from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
 
@@ -352,11 +352,7 @@ class _Loader:
         the endpoint is resolved (``Deployment._transport``), against the same working directory."""
         if self.relative is None:
             return
-        try:
-            params = parse_transport(transport, warnings=[])
-        except ConfigError:  # reported, located, when the endpoint is resolved
-            return
-        for name, value in params.items():
+        for name, value in parse_transport(transport, warnings=[]).items():  # its warnings: when it is resolved
             absolutise(name, value, self.base_dir, self.relative)
 
     def error(self, message: str, object_path: str | None = None, option: str | None = None) -> DeploymentError:
