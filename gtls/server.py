@@ -27,6 +27,7 @@ from ._serve import log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError, Reason
 from .options import TLSOptions, log_warnings
+from .pki.certs import subject_text
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
 
@@ -96,7 +97,7 @@ def _subject_of(stream: TLSStream) -> str | None:
     the serving loop and ended it, for one client certificate from a trusted CA)."""
     try:
         cert = stream.peer_certificate
-        return cert.subject.rfc4514_string() if cert is not None else None
+        return subject_text(cert) if cert is not None else None
     except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
         pass
     from ._offline import der_subject

@@ -35,7 +35,8 @@ from gtls import (
 from gtls import context as context_module
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
-from tests.peers import PKI, echo_line, openssl_client, python_context, python_ssl_client, write_pki
+from gtls.testing import CA
+from tests.peers import PKI, echo_line, openssl_client, python_context, python_ssl_client, settled, write_pki
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
 
@@ -1156,3 +1157,28 @@ async def test_send_eof_on_a_tls12_connection_does_not_stop_the_server(pki: PKI)
         nursery.cancel_scope.cancel()
     assert answered == ["TLSv1.2", "TLSv1.2", "TLSv1.3"]
 
+
+
+async def test_a_client_certificate_with_an_empty_subject_is_named_alike_accepted_or_refused(
+    pki: PKI, tmp_path: Path
+) -> None:
+    """A client certificate with no subject (RFC 5280 allows it with a critical subjectAltName) is "(empty subject)"
+    in a success event as in a refusal's; a success event gave "" there, which reads as no certificate in a
+    ``if event.subject:`` and left the client out of the event's log line."""
+    events: list[HandshakeEvent] = []
+    stray_root = CA.root("stray root")  # the server does not trust it
+    for issuer in (pki.intermediate, stray_root):
+        nameless = issuer.leaf(dns=("client.test",), eku=("client",))
+        client = pki.client_options(certificate=str(nameless.write_chain(tmp_path / "nameless.pem")),
+                                    certificate_key=str(nameless.write_key(tmp_path / "nameless.key")))
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(partial(serve_tls_over_tcp, echo_line, 0, pki.server_options(
+                tls_mutual="1"), host="127.0.0.1", on_handshake=events.append))
+            with contextlib.suppress(trio.BrokenResourceError, HandshakeError):
+                await round_trip(listeners[0].socket.getsockname()[1], client)
+            await settled()
+            nursery.cancel_scope.cancel()
+    accepted, refused = events
+    assert accepted.ok and accepted.subject == "(empty subject)"
+    assert accepted.describe().endswith(" client (empty subject)")
+    assert not refused.ok and refused.reason == "untrusted" and refused.subject == "(empty subject)"
