@@ -22,7 +22,7 @@ from OpenSSL import SSL, crypto
 
 from . import _binding
 from . import errors as e
-from ._ssl_compat import name_text, peercert_dict
+from ._ssl_compat import subject_rfc4514
 from .engine import der_of, sent_certificates
 from .errors import PeerVerificationError
 from .pki import hostcheck, names, reasons
@@ -60,8 +60,7 @@ def der_subject(der: bytes) -> str:
     try:
         return subject_text(x509.load_der_x509_certificate(der))
     except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
-        name = peercert_dict(der)["subject"]
-        return name_text(name) if name else "(empty subject)"
+        return subject_rfc4514(der) or "(empty subject)"
 
 
 def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None) -> crypto.X509Store:

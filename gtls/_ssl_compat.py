@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 from . import _binding
@@ -164,20 +165,21 @@ def _value(tag: int, contents: bytes, strict: bool = False) -> str | bytes | Non
     return contents.decode("latin-1")  # PrintableString, IA5String, T61String…: one byte a character
 
 
-def _name(rdns: bytes, strict: bool = False) -> Name:
+def _name(rdns: bytes, strict: bool = False, naming: Callable[[str], str] = object_name) -> Name:
     """A Name (the contents of its SEQUENCE) as ``ssl`` gives it: attributes in their encoded order, one tuple per
-    RDN. ``strict`` (a DirName): ValueError where OpenSSL's parse fails."""
+    RDN, each named by ``naming`` from its dotted OID. ``strict`` (a DirName): ValueError where OpenSSL's parse
+    fails."""
     name = []
     for rdn_tag, rdn in elements(rdns):
         if strict and rdn_tag | _CONSTRUCTED != 0x31:  # a SET OF
             raise ValueError("not a Name")
-        attributes = _attributes(rdn, strict)
+        attributes = _attributes(rdn, strict, naming)
         if attributes:
             name.append(attributes)
     return tuple(name)
 
 
-def _attributes(rdn: bytes, strict: bool) -> tuple[tuple[str, str | bytes | None], ...]:
+def _attributes(rdn: bytes, strict: bool, naming: Callable[[str], str]) -> tuple[tuple[str, str | bytes | None], ...]:
     attributes = []
     for pair_tag, pair in elements(rdn):
         if strict:
@@ -186,7 +188,7 @@ def _attributes(rdn: bytes, strict: bool) -> tuple[tuple[str, str | bytes | None
                 raise ValueError("not an AttributeTypeAndValue")
         else:
             (_, oid), (tag, value), *_ = elements(pair)
-        attributes.append((object_name(oid_text(oid)), _value(tag, value, strict)))
+        attributes.append((naming(oid_text(oid)), _value(tag, value, strict)))
     return tuple(attributes)
 
 
@@ -400,19 +402,26 @@ def _der_time(tag: int, contents: bytes) -> str:
     return f"{_MONTHS[month - 1]} {day:2d} {hour:02d}:{minute:02d}:{second:02d}{fraction} {year} GMT"
 
 
+def _signed_fields(der: bytes) -> tuple[bytes | None, list[tuple[int, bytes]]]:
+    """A certificate's [0] EXPLICIT version (None for v1, which leaves it out) and its signed part's other fields."""
+    fields = elements(elements(only(der)[1])[0][1])
+    if fields[0][0] == 0xA0:
+        return fields[0][1], fields[1:]
+    return None, fields
+
+
 def peercert_dict(der: bytes) -> dict[str, Any]:
     """What ``ssl`` gives for the certificate ``der`` (its ``_decode_certificate``): ``subject``, ``issuer``,
     ``version``, ``serialNumber``, ``notBefore``, ``notAfter``; ``subjectAltName`` when the certificate has the
     extension (even empty); ``OCSP`` and ``caIssuers`` (URIs from authorityInfoAccess) and ``crlDistributionPoints``
     when they name some URI. An extension OpenSSL could not parse is left out, as ``ssl`` leaves it out. Read from
     the DER alone, so also for a certificate OpenSSL accepted that ``cryptography`` cannot load."""
-    fields = elements(elements(only(der)[1])[0][1])
+    encoded_version, fields = _signed_fields(der)
     version = 1
-    if fields[0][0] == 0xA0:  # [0] EXPLICIT version, absent for v1
-        number = int.from_bytes(only(fields[0][1])[1], "big", signed=True)
+    if encoded_version is not None:
+        number = int.from_bytes(only(encoded_version)[1], "big", signed=True)
         # X509_get_version: -1 for what a C long cannot hold; ssl adds 1 to that long (LONG_MAX wraps)
         version = ((number if -2**63 <= number < 2**63 else -1) + 1 + 2**63) % 2**64 - 2**63
-        fields = fields[1:]
     serial, _signature, issuer, validity, subject, *rest = fields
     (start_tag, start), (end_tag, end) = elements(validity[1])
     info: dict[str, Any] = {
@@ -441,12 +450,13 @@ def peercert_dict(der: bytes) -> dict[str, Any]:
     return info
 
 
-#: RFC 4514's short names of the attributes it names; others keep OpenSSL's long name.
-_SHORT_NAMES = {
-    "commonName": "CN", "localityName": "L", "stateOrProvinceName": "ST", "organizationName": "O",
-    "organizationalUnitName": "OU", "countryName": "C", "streetAddress": "STREET", "domainComponent": "DC",
-    "userId": "UID",
+#: The attributes RFC 4514 names, by OID; ``cryptography`` writes any other as its dotted OID.
+_RFC4514_KEYS = {
+    "2.5.4.3": "CN", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.6": "C",
+    "2.5.4.9": "STREET", "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
 }
+#: The same by OpenSSL's long name, for ``name_text``; others keep their long name there.
+_SHORT_NAMES = {FALLBACK_NAMES[oid]: short for oid, short in _RFC4514_KEYS.items()}
 
 
 def name_text(name: Name) -> str:
@@ -457,15 +467,32 @@ def name_text(name: Name) -> str:
     return ",".join(rdns) or "(empty)"
 
 
-def _value_text(value: str | bytes | None) -> str:
+def subject_rfc4514(der: bytes) -> str:
+    """The certificate's subject as ``cryptography``'s ``Name.rfc4514_string()`` writes it (RFC 4514's names, else
+    dotted OIDs; its escaping, with a value of one space as "\\ ", as cryptography 50 writes it and earlier releases
+    "\\\\ "), read from the DER: a subject reads the same whether or not ``cryptography`` can load the certificate,
+    so one compared with a loadable certificate's (an allow-list) still matches."""
+    subject = _signed_fields(der)[1][4][1]
+    rdns = _name(subject, naming=lambda dotted: _RFC4514_KEYS.get(dotted, dotted))
+    return ",".join("+".join(f"{key}={_value_text(value, _CRYPTOGRAPHY_SPECIALS)}" for key, value in rdn)
+                    for rdn in reversed(rdns))
+
+
+#: The characters escaped anywhere in a value: RFC 4514 §2.4's, and "=" (which it allows escaped) for a reader that
+#: splits at the first "=" of an attribute; ``cryptography`` leaves "=" as it is.
+_SPECIALS = re.compile(r'([,+"\\<>;=])')
+_CRYPTOGRAPHY_SPECIALS = re.compile(r'([,+"\\<>;])')
+
+
+def _value_text(value: str | bytes | None, specials: re.Pattern[str] = _SPECIALS) -> str:
     # A BIT STRING in hex after "#", as RFC 4514 and cryptography mark a value that is not a string (bare hex read
     # as the text "0102")
-    return _escaped(value) if isinstance(value, str) else "#" + (value or b"").hex()
+    return _escaped(value, specials) if isinstance(value, str) else "#" + (value or b"").hex()
 
 
-def _escaped(value: str) -> str:
+def _escaped(value: str, specials: re.Pattern[str]) -> str:
     """RFC 4514 §2.4: the characters that would change how the line reads are escaped."""
-    text = re.sub(r'([,+"\\<>;=])', r"\\\1", value).replace("\0", "\\00")
+    text = specials.sub(r"\\\1", value).replace("\0", "\\00")
     if text.startswith(("#", " ")):
         text = "\\" + text
     # a trailing space, unless it is the one leading space just escaped (a value of one space reads "\ ")

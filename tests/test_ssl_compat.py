@@ -469,3 +469,47 @@ def test_every_tag_in_the_other_form_reads_as_ssl_reads_it(tmp_path: Path, root:
             assert _ssl_compat.peercert_dict(bytes(mutated)) == expected, (offset, hex(original[offset]))
             checked += 1
     assert checked > 50, checked
+
+
+def _attribute(oid: ObjectIdentifier, value: str, kind: _ASN1Type | None = None) -> x509.NameAttribute:
+    return x509.NameAttribute(oid, value) if kind is None else x509.NameAttribute(oid, value, kind)
+
+
+@pytest.mark.parametrize("attributes", [
+    [[_attribute(NameOID.COUNTRY_NAME, "DE")], [_attribute(NameOID.EMAIL_ADDRESS, "a@b.test")],
+     [_attribute(NameOID.COMMON_NAME, "client")]],
+    [[_attribute(NameOID.BUSINESS_CATEGORY, "x=y")], [_attribute(NameOID.SERIAL_NUMBER, "42")],
+     [_attribute(ObjectIdentifier("1.3.6.1.4.1.55555.9"), "private")], [_attribute(NameOID.USER_ID, "u1")],
+     [_attribute(NameOID.DOMAIN_COMPONENT, "test"), _attribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "ops")]],
+    [[_attribute(NameOID.COMMON_NAME, " lead, \"quoted\" + <more>; back\\slash ")],
+     [_attribute(NameOID.COMMON_NAME, "#hash\0nul")], [_attribute(NameOID.STREET_ADDRESS, "Straße 1")],
+     [_attribute(NameOID.ORGANIZATION_NAME, "Zoë", _ASN1Type.BMPString)],
+     [_attribute(NameOID.LOCALITY_NAME, "L"), _attribute(NameOID.STATE_OR_PROVINCE_NAME, "ST")]],
+], ids=["email", "dotted-oids", "escapes"])
+def test_a_subject_read_from_the_der_is_written_as_cryptography_writes_it(
+        attributes: list[list[x509.NameAttribute]]) -> None:
+    """The subject of a refused or accepted certificate cryptography cannot load is read from the DER by gtls; it
+    wrote OpenSSL's long names ("emailAddress=", "serialNumber=") and its own escaping where cryptography writes
+    dotted OIDs and escapes "=" not, so one subject read two ways for loadable and unloadable certificates (an
+    allow-list of subjects missed it). Differential: cryptography's text of the same DER."""
+    name = x509.Name([x509.RelativeDistinguishedName(rdn) for rdn in attributes])
+    leaf = CA.root("rfc4514 root").leaf(subject=name, dns=("rfc4514.test",))
+    assert _ssl_compat.subject_rfc4514(leaf.cert_der) == leaf.cert.subject.rfc4514_string()
+
+
+def test_the_subject_of_an_unloadable_certificate_is_written_as_cryptography_writes_it(root: CA) -> None:
+    """The same through the failure path's reader, on a certificate cryptography refuses (version field 3)."""
+    from gtls._offline import der_subject
+
+    name = x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "ops@v4.test"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "v4 client")])
+    leaf = root.leaf(subject=name, dns=("v4.test",))
+    unloadable = ssl.PEM_cert_to_DER_cert(version_4_certificate(leaf, root).decode())
+    with pytest.raises(x509.InvalidVersion):
+        x509.load_der_x509_certificate(unloadable)
+    expected = "CN=v4 client,1.2.840.113549.1.9.1=ops@v4.test"
+    assert der_subject(unloadable) == expected == leaf.cert.subject.rfc4514_string()
+    nameless = ssl.PEM_cert_to_DER_cert(version_4_certificate(root.leaf(dns=("v4.test",)), root).decode())
+    assert der_subject(nameless) == "(empty subject)"
+    spaced = ssl.PEM_cert_to_DER_cert(version_4_certificate(root.leaf(" ", dns=("v4.test",)), root).decode())
+    assert der_subject(spaced) == "CN=\\ "  # as cryptography 50 writes it (earlier releases: "CN=\\\\ ")
