@@ -45,8 +45,16 @@ from typing import Final, TypeVar, cast
 
 from ._files import FileRefused, read_bounded
 from ._redact import redact
-from .errors import DeploymentError, InvalidOptionValue
-from .options import classify_name, emit_warning, expand_home, host_problem, is_thumbprint, parse_transport
+from .errors import ConfigError, DeploymentError, InvalidOptionValue
+from .options import (
+    classify_name,
+    emit_warning,
+    expand_home,
+    host_problem,
+    is_thumbprint,
+    parse_options,
+    parse_transport,
+)
 from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
 
 #: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
@@ -532,6 +540,24 @@ class _Loader:
             result[name] = replace(application, connections=connections)
         return result
 
+    def note_unused_security(self, hosts: Mapping[str, HostSpec], apps: Mapping[str, ApplicationSpec]) -> None:
+        """Settings are resolved per endpoint (spec §3), so a ``[security]`` table no endpoint reads is never checked:
+        a Host no application runs on, an Application without ports or connections. gtls decision: a warning names
+        it, with what resolution would have found wrong in its values (files are not read)."""
+        used = {app.host for app in apps.values()}
+        unused = [(f"hosts.{name}", "no application runs on this host", host.security)
+                  for name, host in hosts.items() if name not in used and host.security]
+        unused += [(f"applications.{name}", "the application has no ports or connections", app.security)
+                   for name, app in apps.items() if not app.ports and not app.connections and app.security]
+        for object_path, why, security in unused:
+            problems: list[str] = []
+            try:
+                parse_options(security, warnings=problems)
+            except ConfigError as exc:
+                problems.append(str(exc))
+            emit_warning(self.warnings, f"{object_path}.security is never used: {why}"
+                         + "".join(f"; {problem}" for problem in problems))
+
     def load(self, document: Mapping[str, object]) -> Deployment:
         self.keys(document, ("profile", "hosts", "applications"), "(top level)")
         profile_text = self.string(document, "profile", "(top level)") or "unix"
@@ -546,6 +572,7 @@ class _Loader:
         apps_table = self.table(document.get("applications", {}), "applications")
         apps = {name: self.application(name, raw, hosts) for name, raw in apps_table.items()}
         apps = self.connections(apps_table, apps)
+        self.note_unused_security(hosts, apps)
         if self.relative:
             self.warnings.append(
                 f"relative paths in a piped deployment file ({', '.join(dict.fromkeys(self.relative))}) are resolved "

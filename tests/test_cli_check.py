@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import os
 import subprocess
+import textwrap
 import sys
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,31 @@ def test_check_json_on_a_file_that_cannot_be_loaded_keeps_the_document_shape(tmp
     assert code == 2
     assert document["ok"] is False and document["errors"] == 1 and document["warnings"] == []
     assert document["endpoints"] == [] and document["error"]["type"] == "DeploymentError"
+
+
+def test_security_no_endpoint_reads_is_named_with_what_is_wrong_in_it(tmp_path: Path) -> None:
+    """Settings are resolved per endpoint (spec §3), so a Host no application runs on, or an Application without
+    ports or connections, had its [security] checked by nothing: ``trusted-ca = 5`` and a misspelt option passed
+    ``gtls check`` without a word. Now a warning names the table, why it is unused and what is wrong in it."""
+    config = tmp_path / "unused.toml"
+    config.write_text(textwrap.dedent("""
+        [hosts.used]
+        [hosts.spare.security]
+        trusted-ca = 5
+        [hosts.typo.security]
+        tls-mutal = "1"
+        [hosts.bare]
+        [applications.idle]
+        host = "used"
+        [applications.idle.security]
+        sec-protocol = "TLSv13"
+        """))
+    code, document = check_json(config)
+    assert code == 0 and document["endpoints"] == []
+    assert sorted(document["warnings"]) == [
+        "applications.idle.security is never used: the application has no ports or connections",
+        "hosts.spare.security is never used: no application runs on this host; trusted-ca: expected a string, "
+        "got int 5",
+        "hosts.typo.security is never used: no application runs on this host; tls-mutal: unknown option, ignored; "
+        "did you mean 'tls-mutual'?",
+    ]
