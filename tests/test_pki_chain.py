@@ -134,6 +134,17 @@ def test_among_several_leaves_for_the_key_the_first_loaded_wins(tmp_path: Path) 
     assert server(tmp_path, str(tmp_path / "cas.pem"), tmp_path / "ca-key.pem").chain[0] == ca_two.cert
 
 
+def test_a_leaf_not_valid_yet_is_warned_about(tmp_path: Path) -> None:
+    """Spec §4.3 load-time warnings: a leaf outside its validity period, before it as well as after it."""
+    root = CA.root("future root")
+    leaf = root.leaf("future.test", not_before=dt.timedelta(days=2), not_after=dt.timedelta(days=30))
+    write_pem(tmp_path / "c.pem", leaf, root)
+    leaf.write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    assert [w for w in compiled.warnings if "future.test" in w] == [
+        f"certificate: certificate CN=future.test not valid before {leaf.cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"]
+
+
 def test_a_client_leaf_without_clientauth_is_warned_about(tmp_path: Path) -> None:
     """Spec §4.3 load-time warnings: the role's purpose is clientAuth for a connection (serverAuth for a port)."""
     root = CA.root("client purpose root")
