@@ -271,6 +271,18 @@ def test_crl_blocks_in_trusted_ca_are_not_used(tmp_path: Path, pki: dict[str, Ce
     assert info.value.reason == "crl-unavailable" and info.value.depth == 0
 
 
+def test_other_blocks_in_trusted_ca_are_named_without_a_crl_note_unless_a_crl_is_there(
+    tmp_path: Path, pki: dict[str, Certified]
+) -> None:
+    """Spec §6: other PEM blocks are skipped with a warning; the note that CRLs there are not used belongs to a file
+    holding a CRL, not to one holding, say, a private key."""
+    with_key = write_pem(tmp_path / "with-key.pem", pki["root"], pki["a"].key_pem)
+    assert client(with_key).warnings == (f"trusted-ca: skipped PEM blocks PRIVATE KEY in {with_key}",)
+    with_crl = write_pem(tmp_path / "with-crl.pem", pki["root"], pki["root"].crl().pem)
+    assert client(with_crl).warnings == (
+        f"trusted-ca: skipped PEM blocks X509 CRL in {with_crl} (CRLs here are not used; tls-crl names the CRL file)",)
+
+
 def self_signed_server(name: str) -> x509.Certificate:
     """A self-signed certificate that is not a CA: a server pinned by trusting exactly it."""
     key = generate_key()
