@@ -354,13 +354,15 @@ def _check_values(run: _Run, level: Level, options: TLSOptions) -> None:
 
 def _level_warnings(run: _Run, level: Level, options: TLSOptions, tls_mutual: bool) -> TLSOptions:
     """Warnings about options that have no effect at the effective level; returns the options actually used."""
+    why = "without tls-crl at this level"
     if run.profile == "windows" and options.tls_crl is not None:
         run.warn(level, "tls-crl: ignored under profile windows (gtls fetches no CRL distribution points)")
         options = options.replace(tls_crl=None)
+        why = "while tls-crl is ignored (profile windows)"  # it is at this level: "without" would send users looking
     if options.tls_crl is None:
         for name in ("tls_crl_scope", "tls_crl_expired"):
             if getattr(options, name) is not None:
-                run.warn(level, f"{GENESYS_NAMES[name]}: no effect without tls-crl at this level")
+                run.warn(level, f"{GENESYS_NAMES[name]}: no effect {why}")
     elif run.role == "server" and not tls_mutual:
         run.warn(level, "tls-crl: no effect on a server without tls-mutual=1 (no client certificate is checked)")
     if options.certificate_store is not None and (

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from gtls.context import compile_context
+from gtls.context import CompiledContext, compile_context
 from gtls.errors import CredentialLoadError, KeyMismatch
 from gtls.pki import explain_chain
 from gtls.resolve import direct
 from gtls.testing import CA, Certified, generate_key, write_pem
-from tests.peers import gtls_server, s_client
+from tests.peers import client_handshake, close, gtls_server, s_client, s_server
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +114,49 @@ def test_leaf_is_non_ca_certificate_matching_key(tmp_path: Path) -> None:
     leaf.write_key(tmp_path / "key.pem")
     compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
     assert compiled.chain[0] == leaf.cert
+
+
+def test_among_several_leaves_for_the_key_the_first_loaded_wins(tmp_path: Path) -> None:
+    """Spec §4.2: among several certificates matching the key, a non-CA one first, then load order; with only CA
+    certificates matching, the first loaded. The others are dropped with a warning (§4.3 step 4)."""
+    root = CA.root("order root")
+    key = generate_key()
+    first, second = root.leaf("first.test", key=key), root.leaf("second.test", key=key)
+    write_pem(tmp_path / "c.pem", root.intermediate("ca with the key", key=key), first, second)
+    write_pem(tmp_path / "key.pem", first.key_pem, mode=0o600)
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    assert compiled.chain[0] == first.cert
+    assert any("CN=second.test" in w and "not in the chain" in w for w in compiled.warnings)
+    ca_key = generate_key()
+    ca_one, ca_two = root.intermediate("ca one", key=ca_key), root.intermediate("ca two", key=ca_key)
+    write_pem(tmp_path / "cas.pem", ca_two, ca_one)
+    write_pem(tmp_path / "ca-key.pem", ca_one.key_pem, mode=0o600)
+    assert server(tmp_path, str(tmp_path / "cas.pem"), tmp_path / "ca-key.pem").chain[0] == ca_two.cert
+
+
+def test_a_leaf_not_valid_yet_is_warned_about(tmp_path: Path) -> None:
+    """Spec §4.3 load-time warnings: a leaf outside its validity period, before it as well as after it."""
+    root = CA.root("future root")
+    leaf = root.leaf("future.test", not_before=dt.timedelta(days=2), not_after=dt.timedelta(days=30))
+    write_pem(tmp_path / "c.pem", leaf, root)
+    leaf.write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(tmp_path / "c.pem"), tmp_path / "key.pem")
+    assert [w for w in compiled.warnings if "future.test" in w] == [
+        f"certificate: certificate CN=future.test not valid before {leaf.cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"]
+
+
+def test_a_client_leaf_without_clientauth_is_warned_about(tmp_path: Path) -> None:
+    """Spec §4.3 load-time warnings: the role's purpose is clientAuth for a connection (serverAuth for a port)."""
+    root = CA.root("client purpose root")
+    leaf = root.leaf("server-only.test", eku=("server",))
+    write_pem(tmp_path / "c.pem", leaf, root)
+    leaf.write_key(tmp_path / "key.pem")
+    options = {"certificate": str(tmp_path / "c.pem"), "certificate-key": str(tmp_path / "key.pem"),
+               "trusted-ca": str(write_pem(tmp_path / "ca.pem", root))}
+    assert [w for w in compile_context(direct(options, "client")).warnings if "extendedKeyUsage" in w] == [
+        "certificate: certificate CN=server-only.test has an extendedKeyUsage without clientAuth; peers will reject "
+        "it for a client"]
+    assert not [w for w in compile_context(direct(options, "server")).warnings if "extendedKeyUsage" in w]
 
 
 def test_key_mismatch(tmp_path: Path, pki: dict[str, Certified]) -> None:
@@ -216,6 +259,37 @@ def test_sent_order_on_the_wire_and_no_completion_from_trusted_ca(tmp_path: Path
     with gtls_server(alone) as srv:
         result = s_client(srv.port, "-showcerts")
     assert _wire_chain(result.stdout) == [p["leaf"].cert]
+
+
+def test_a_client_sends_only_its_configured_chain_never_completed_from_trusted_ca(
+    tmp_path: Path, pki: dict[str, Certified]
+) -> None:
+    """Spec §4.3 step 5 for a connection: a client configured with its leaf alone, every CA in trusted-ca, sends the
+    leaf alone, so a verifying server that holds only the root refuses it; with the chain configured it passes.
+    TLS 1.2, so the refusal reaches the client within the handshake."""
+    p = pki
+    client_leaf = p["inter2"].leaf("client.test", eku=("client",))
+    client_leaf.write_cert(tmp_path / "leaf.pem")
+    write_pem(tmp_path / "chain.pem", client_leaf, p["inter2"], p["inter1"])
+    client_leaf.write_key(tmp_path / "key.pem")
+    trusted = write_pem(tmp_path / "cas.pem", p["inter2"], p["inter1"], p["root"])
+    root_only = write_pem(tmp_path / "root.pem", p["root"])
+    p["leaf"].write_key(tmp_path / "server.key")
+    write_pem(tmp_path / "server.pem", p["leaf"], p["inter2"], p["inter1"])
+
+    def client(certificate: str) -> CompiledContext:
+        return compile_context(direct({"certificate": certificate, "certificate-key": str(tmp_path / "key.pem"),
+                                       "trusted-ca": str(trusted), "sec-protocol": "TLSv12"}, "client"))
+
+    with s_server("-cert", tmp_path / "server.pem", "-cert_chain", tmp_path / "server.pem", "-key",
+                  tmp_path / "server.key", "-CAfile", root_only, "-Verify", "2", "-verify_return_error") as server:
+        conn, error = client_handshake(client(str(tmp_path / "leaf.pem")), server.port, server_hostname="server.test")
+        close(conn)
+        assert error is not None and error.reason == "peer-alert", error
+        conn, error = client_handshake(client(str(tmp_path / "chain.pem")), server.port,
+                                       server_hostname="server.test")
+        close(conn)
+        assert error is None, error
 
 
 # --- gtls.pki.explain_chain: the tools' view of the same loading and ordering ---

@@ -199,3 +199,25 @@ def test_load_errors_and_freshness_warnings(tmp_path: Path, pki: Pki) -> None:
     text = "\n".join(compiled.warnings)
     assert "CRL of CN=crl inter" in text and "due for update" in text
     assert "CRL of CN=crl root" in text and "expired at" in text and "crl-expired" in text
+
+
+def test_a_crl_not_valid_yet_is_named_when_the_context_is_built(tmp_path: Path, pki: Pki) -> None:
+    """Beside the spec's load-time warnings (§5: past or due within a day), a CRL whose this update is in the future
+    is named too: every handshake checking it fails (crl-not-yet-valid) until then."""
+    compiled = client(tmp_path, pki, pki.inter.crl(this_update=DAY, next_update=3 * DAY))
+    [warning] = [w for w in compiled.warnings if "CRL of CN=crl inter" in w]
+    assert "is not valid before" in warning
+
+
+def test_tls_crl_is_ignored_under_profile_windows(tmp_path: Path, pki: Pki) -> None:
+    """Spec §5 Platform and §1.6: under profile windows tls-crl is ignored, with a warning: its file is not read
+    (a missing one is no error) and a revoked peer passes, as it does without tls-crl."""
+    from gtls.resolve import resolve_client
+
+    trusted = write_pem(tmp_path / "ca.pem", pki.root)
+    warnings: list[str] = []
+    host = {"trusted-ca": str(trusted), "tls-crl": str(tmp_path / "missing-crl.pem")}
+    compiled = compile_context(resolve_client(target="tls=1", host=host, profile="windows", warnings=warnings))
+    assert compiled.crls == () and compiled.verify_flags == 0
+    assert warnings == ["Host: tls-crl: ignored under profile windows (gtls fetches no CRL distribution points)"]
+    assert verify_chain([pki.leaf.cert, pki.inter.cert], compiled, "client")[0] == pki.leaf.cert

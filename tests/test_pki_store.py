@@ -69,6 +69,19 @@ def test_directory_store_lookup(tmp_path: Path, pki: dict[str, Certified]) -> No
     assert "junk.pem" in text and "certificate-key is ignored" in text
 
 
+def test_a_directory_store_reads_only_pem_files_directly_inside(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Spec §4.4: a directory store is every regular ``*.pem`` file directly inside: not a sub-folder's files."""
+    store = tmp_path / "store"
+    (store / "sub").mkdir(parents=True)
+    identity(store / "a.pem", pki["a"], pki["inter"])
+    identity(store / "sub" / "b.pem", pki["b"])
+    identity(store / "b.key", pki["b"])
+    ca = str(write_pem(tmp_path / "ca.pem", pki["root"]))
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(by_hand(certificate=pki["b"].thumbprint, certificate_store=str(store), trusted_ca=ca))
+    assert f"it holds: {pki['a'].thumbprint} (CN=a.test)" in str(info.value)
+
+
 def test_a_store_servers_ticket_key_renewal_keeps_only_its_own_identity_file(
     tmp_path: Path, pki: dict[str, Certified], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -242,6 +255,32 @@ def test_trusted_ca_file(tmp_path: Path, pki: dict[str, Certified]) -> None:
     with pytest.raises(PeerVerificationError) as info:  # a path through the expired CA fails as expired
         verify_chain([old.leaf("x.test").cert], compiled, "client")
     assert info.value.reason == "expired" and info.value.depth == 1
+
+
+def test_crl_blocks_in_trusted_ca_are_not_used(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Spec §6: CRL blocks in trusted-ca are skipped: they revoke nothing without tls-crl, and with tls-crl only
+    that file's CRLs count (the intermediate's CRL in trusted-ca does not make it available)."""
+    revoked = pki["inter"].crl(revoked=[pki["a"]])
+    ca_file = write_pem(tmp_path / "cas.pem", pki["root"], revoked.pem, pki["root"].crl().pem)
+    chain = [pki["a"].cert, pki["inter"].cert]
+    assert verify_chain(chain, client(ca_file), "client")[-1] == pki["root"].cert
+    root_crl_only = write_pem(tmp_path / "crl.pem", pki["root"].crl().pem)
+    with pytest.raises(PeerVerificationError) as info:
+        verify_chain(chain, compile_context(by_hand(role="client", trusted_ca=str(ca_file),
+                                                    tls_crl=str(root_crl_only))), "client")
+    assert info.value.reason == "crl-unavailable" and info.value.depth == 0
+
+
+def test_other_blocks_in_trusted_ca_are_named_without_a_crl_note_unless_a_crl_is_there(
+    tmp_path: Path, pki: dict[str, Certified]
+) -> None:
+    """Spec §6: other PEM blocks are skipped with a warning; the note that CRLs there are not used belongs to a file
+    holding a CRL, not to one holding, say, a private key."""
+    with_key = write_pem(tmp_path / "with-key.pem", pki["root"], pki["a"].key_pem)
+    assert client(with_key).warnings == (f"trusted-ca: skipped PEM blocks PRIVATE KEY in {with_key}",)
+    with_crl = write_pem(tmp_path / "with-crl.pem", pki["root"], pki["root"].crl().pem)
+    assert client(with_crl).warnings == (
+        f"trusted-ca: skipped PEM blocks X509 CRL in {with_crl} (CRLs here are not used; tls-crl names the CRL file)",)
 
 
 def self_signed_server(name: str) -> x509.Certificate:

@@ -300,6 +300,21 @@ def test_windows_server_requires_only_certificate_and_ignores_crl() -> None:
     assert info.value.level is None and info.value.missing == ("certificate",)
 
 
+def test_windows_crl_options_beside_an_ignored_tls_crl_do_not_say_it_is_missing() -> None:
+    """Under profile windows tls-crl is ignored (spec §5, §1.6), so tls-crl-scope and tls-crl-expired beside it have
+    no effect either (§1.3); the warning said "without tls-crl at this level", where tls-crl is, sending the user
+    looking for a typo in a name that is right."""
+    warnings: list[str] = []
+    resolved = resolve_client(target="tls=1", host={"trusted-ca": CA, "tls-crl": "/c.pem", "tls-crl-scope": "chain",
+                                                     "tls-crl-expired": "warn"}, profile="windows", warnings=warnings)
+    assert resolved.options.tls_crl is None
+    assert warnings == [
+        "Host: tls-crl: ignored under profile windows (gtls fetches no CRL distribution points)",
+        "Host: tls-crl-scope: no effect while tls-crl is ignored (profile windows)",
+        "Host: tls-crl-expired: no effect while tls-crl is ignored (profile windows)",
+    ]
+
+
 def test_unix_server_with_no_settings_anywhere() -> None:
     with pytest.raises(IncompleteTlsLevel) as info:
         resolve_server(port="tls=1")

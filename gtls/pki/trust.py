@@ -24,7 +24,9 @@ def load_trusted_cas(
     cas, others = load_blocks(path, files, parse_certificate, label="CERTIFICATE", what="certificate",
                               option=OPTION, where=where, error=CredentialLoadError)
     if others:
-        warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path} (CRLs here are not used)")
+        # Say why a CRL here is not used only where there is one: the note beside a lone key block read as nonsense.
+        note = " (CRLs here are not used; tls-crl names the CRL file)" if "X509 CRL" in others else ""
+        warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path}{note}")
     is_root = [self_signed(ca) for ca in cas]  # a signature check each: once
     subjects = {_canonical(ca.subject) for ca in cas}
     # A CA with the name and key of a root of the file is a cross-signed copy of that root: paths end at the root.
