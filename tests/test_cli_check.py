@@ -7,8 +7,8 @@ import datetime as dt
 import json
 import os
 import subprocess
-import textwrap
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 

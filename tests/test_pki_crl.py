@@ -221,3 +221,21 @@ def test_tls_crl_is_ignored_under_profile_windows(tmp_path: Path, pki: Pki) -> N
     assert compiled.crls == () and compiled.verify_flags == 0
     assert warnings == ["Host: tls-crl: ignored under profile windows (gtls fetches no CRL distribution points)"]
     assert verify_chain([pki.leaf.cert, pki.inter.cert], compiled, "client")[0] == pki.leaf.cert
+
+
+def test_certificates_in_the_crl_file_are_named_and_trust_nothing(tmp_path: Path, pki: Pki) -> None:
+    """Genesys calls the CRL file's contents "certificates defining the CRL", so a user may put the CA certificates
+    there beside their CRLs. They were skipped without a word (spec §5 is silent; §4.1 and §6 warn of other blocks
+    in their files): now they are named, and still trust nothing (a chain through them is untrusted)."""
+    stranger = CA.root("crl stranger root")
+    trusted = write_pem(tmp_path / "ca.pem", stranger)
+    crl_file = write_pem(tmp_path / "crl-and-cas.pem", pki.inter.crl().pem, pki.root.cert_pem, pki.inter.cert_pem)
+    compiled = compile_context(direct({"trusted-ca": str(trusted), "tls-crl": str(crl_file)}, "client"))
+    assert len(compiled.crls) == 1
+    assert [w for w in compiled.warnings if "skipped PEM blocks" in w] == [
+        f"tls-crl: skipped PEM blocks CERTIFICATE in {crl_file} (certificates here are not trusted; trusted-ca names "
+        "the CA certificates)"]
+    assert reason(compiled, [pki.leaf, pki.inter]) == ("untrusted", 1)
+    only_crls = write_pem(tmp_path / "crl-only.pem", pki.inter.crl().pem)
+    compiled = compile_context(direct({"trusted-ca": str(trusted), "tls-crl": str(only_crls)}, "client"))
+    assert not [w for w in compiled.warnings if "skipped PEM blocks" in w]

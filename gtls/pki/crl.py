@@ -23,8 +23,14 @@ def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings
     """The complete CRLs of ``path``. A delta CRL is left out with a warning (gtls decision; the spec knows complete
     CRLs only): OpenSSL would take a newer delta for the whole list, so an empty delta would hide every revocation
     of its base."""
-    crls, _ = load_blocks(path, files, parse_crl, label="X509 CRL", what="CRL", option=OPTION,
-                          where=where, error=CrlLoadError)
+    crls, others = load_blocks(path, files, parse_crl, label="X509 CRL", what="CRL", option=OPTION,
+                               where=where, error=CrlLoadError)
+    if others:
+        # Genesys calls this file's contents "certificates defining the CRL", so its CA certificates may be put here
+        # to be trusted or to check the CRLs' signatures: neither happens (gtls decision; spec §5 is silent).
+        note = " (certificates here are not trusted; trusted-ca names the CA certificates)" if "CERTIFICATE" in others \
+            else ""
+        warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path}{note}")
     complete = []
     for crl in crls:
         try:
