@@ -148,7 +148,11 @@ def _run(compiled: CompiledContext, chain: Sequence[x509.Certificate], flags: in
 
 def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, reference: str | None,
                     at: dt.datetime | None = None) -> list[x509.Certificate]:
-    """Verify ``chain`` (leaf first) as a handshake on ``compiled`` would; the verified path, leaf first."""
+    """Verify ``chain`` (leaf first) as a handshake on ``compiled`` would; the verified path, leaf first.
+
+    A chain with several faults fails on the one the handshake reports: the first in OpenSSL's order (path, CA and
+    purpose, security level, name, revocation, then signatures and dates from the trust anchor down; README,
+    *Several faults in one peer chain*), the expired-CRL waiver included."""
     certs = [_as_crypto(c) for c in chain]
     if not certs:
         raise PeerVerificationError(e.NO_PEER_CERTIFICATE, "no certificate to verify")
