@@ -139,14 +139,16 @@ def crl_cases(pki: PKI, stranger: PKI) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.parametrize("expired", ["reject", "warn"])
 @pytest.mark.parametrize(
     "reason", ["revoked", "crl-unavailable", "crl-expired", "crl-not-yet-valid", "crl-signature", "ok"]
 )
-async def test_crl_reasons_on_the_wire(pki: PKI, stranger: PKI, tmp_path: Path, reason: str) -> None:
+async def test_crl_reasons_on_the_wire(pki: PKI, stranger: PKI, tmp_path: Path, reason: str, expired: str) -> None:
+    """Each CRL reason; tls-crl-expired=warn waives the CRL's expiry and nothing else (spec §11 C6)."""
     crl_file = write_pem(tmp_path / "crl.pem", crl_cases(pki, stranger)[reason])
-    options = pki.client_options(tls_crl=str(crl_file))
+    options = pki.client_options(tls_crl=str(crl_file), tls_crl_expired=expired)
     with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
-        if reason == "ok":
+        if reason == "ok" or (reason, expired) == ("crl-expired", "warn"):
             stream = await open_tls_over_tcp_stream("127.0.0.1", server.port, options, server_hostname="localhost")
             await stream.aclose()
             return
