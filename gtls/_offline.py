@@ -147,7 +147,11 @@ def _run(compiled: CompiledContext, chain: Sequence[x509.Certificate], flags: in
 
 def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, reference: str | None,
                     at: dt.datetime | None = None) -> list[x509.Certificate]:
-    """Verify ``chain`` (leaf first) as a handshake on ``compiled`` would; the verified path, leaf first."""
+    """Verify ``chain`` (leaf first) as a handshake on ``compiled`` would; the verified path, leaf first.
+
+    A chain with several faults fails on the one the handshake reports: the first in OpenSSL's order (path, CA and
+    purpose, security level, name, revocation, then signatures and dates from the trust anchor down; README,
+    *Several faults in one peer chain*), the expired-CRL waiver included."""
     certs = [_as_crypto(c) for c in chain]
     if not certs:
         raise PeerVerificationError(e.NO_PEER_CERTIFICATE, "no certificate to verify")
@@ -249,10 +253,22 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
     already passed OpenSSL's CRL checks)."""
     outcome = _run(compiled, certs, 0, reference, at)
     if isinstance(outcome, tuple):
+        # OpenSSL's order: a fault it finds after revocation (a bad signature, an expired certificate) loses to a
+        # revoked certificate, as in the handshake, whose callback goes on past the expiry into the revocation check.
+        # (The security level was checked by the caller, before the expired CRL.)
         code, depth, cert = outcome
+        if code in reasons.AFTER_REVOCATION:
+            _check_revocation(compiled, _presumed_path(compiled, certs), reference, certs, at, expired_depth)
         raise _failure(code, depth, cert, reference, certs)
     path = outcome
     _check_auth_level(path, reference, certs)
+    _check_revocation(compiled, path, reference, certs, at, expired_depth)
+    return path
+
+
+def _check_revocation(compiled: CompiledContext, path: list[x509.Certificate], reference: str | None,
+                      certs: list[x509.Certificate], at: dt.datetime | None, expired_depth: int) -> None:
+    """The revocation of ``path`` from the expired CRL's depth on, by OpenSSL's rules, in Python (raises)."""
     when = at or dt.datetime.now(dt.UTC)
     last = len(path) - 1 if compiled.verify_flags & crypto.X509StoreFlags.CRL_CHECK_ALL else 0
     if not ANCHOR_CRL_CHECKED:
@@ -263,7 +279,6 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
         code = _crl_verdict(compiled, cert, issuer, when)
         if code:
             raise _failure(code, depth, cert, reference, certs)
-    return path
 
 
 def _crl_verdict(compiled: CompiledContext, cert: x509.Certificate, issuer: x509.Certificate, when: dt.datetime

@@ -208,7 +208,8 @@ def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "reason",
-    ["not-yet-valid", "revoked", "crl-unavailable", "bad-purpose", "bad-ca"],
+    ["not-yet-valid", "revoked", "crl-unavailable", "crl-expired", "crl-not-yet-valid", "crl-signature", "bad-purpose",
+     "bad-ca"],
 )
 def test_certificate_reasons(pki: DemoPKI, tmp_path: Path, reason: str) -> None:
     """One fault at a time in the server's certificate (or the client's CRL file), against openssl s_server."""
@@ -229,6 +230,13 @@ def test_certificate_reasons(pki: DemoPKI, tmp_path: Path, reason: str) -> None:
         client += ["--tls-crl", str(crls)]
     if reason == "crl-unavailable":
         crls = write_pem(tmp_path / "crl.pem", pki.root.crl())  # nothing from the leaf's issuer
+        client += ["--tls-crl", str(crls)]
+    day = dt.timedelta(days=1)
+    crl_faults = {"crl-expired": {"this_update": -10 * day, "next_update": -day},
+                  "crl-not-yet-valid": {"this_update": day, "next_update": 10 * day},
+                  "crl-signature": {"signer": pki.root.key}}
+    if reason in crl_faults:
+        crls = write_pem(tmp_path / "crl.pem", pki.intermediate.crl(**crl_faults[reason]))  # type: ignore[arg-type]
         client += ["--tls-crl", str(crls)]
     with s_server("-cert", str(cert), "-cert_chain", str(chain), "-key", str(key)) as server:
         line = assert_fails_with(reason, server.port, *client)

@@ -18,7 +18,7 @@ from gtls.pki import hostcheck, names
 from gtls.resolve import direct
 from gtls.testing import CA, Certified, write_pem
 from gtls.verify import verify_chain
-from tests.peers import client_handshake, close, s_server
+from tests.peers import client_handshake, close, gtls_server, s_client, s_server
 
 ROOT = CA.root("names root")
 
@@ -206,3 +206,21 @@ def test_sni_rule(material: dict[str, object]) -> None:
         close(conn)
         # s_server answered the SNI host.example.com with its second certificate: SNI was sent, normalised
         assert presented == material["leaves"]["cnonly"].cert  # type: ignore[index]
+
+
+def test_a_server_never_chooses_its_certificate_by_sni(tmp_path: Path) -> None:
+    """Spec §7: a gtls server MUST NOT choose certificates by the SNI it receives. Asked for its own name, another
+    name or none (openssl s_client), it sends the one certificate it has, and completes every handshake (no
+    unrecognized_name)."""
+    leaf = ROOT.leaf("sni.example", dns=["sni.example"])
+    compiled = compile_context(direct({"certificate": str(leaf.write_cert(tmp_path / "c.pem")),
+                                       "certificate-key": str(leaf.write_key(tmp_path / "k.pem")),
+                                       "trusted-ca": str(ROOT.write_cert(tmp_path / "ca.pem"))}, "server"))
+    asked = (["-servername", "sni.example"], ["-servername", "other.example"], ["-noservername"])
+    with gtls_server(compiled, max_connections=len(asked), close_after_handshake=True) as server:
+        subjects = []
+        for args in asked:
+            result = s_client(server.port, *args, "-CAfile", tmp_path / "ca.pem", "-verify_return_error")
+            subjects += [line for line in result.stdout.splitlines() if line.startswith("subject=")]
+    assert [outcome.ok for outcome in server.outcomes] == [True] * len(asked)
+    assert len(subjects) == len(asked) and len(set(subjects)) == 1 and "sni.example" in subjects[0], subjects

@@ -24,6 +24,7 @@ from OpenSSL import SSL
 
 from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, TLSStream, classify_ending
 from gtls.client import open_tls_over_tcp_stream
+from gtls.errors import CERTIFICATE_REASONS
 from gtls.server import serve_tls_over_tcp
 from gtls.testing import CA, Certified, write_pem
 from tests.peers import (
@@ -70,7 +71,14 @@ async def client_failure_as(port: int, options: TLSOptions, server_hostname: str
             "127.0.0.1", port, options, server_hostname=server_hostname, handshake_timeout=timeout
         )
         await stream.aclose()
-    return caught.value
+    return _classed(caught.value)
+
+
+def _classed(error: HandshakeError) -> HandshakeError:
+    """Spec §10: the certificate reasons (untrusted … no-peer-certificate) raise PeerVerificationError, the others
+    the handshake error."""
+    assert isinstance(error, PeerVerificationError) == (error.reason in CERTIFICATE_REASONS), repr(error)
+    return error
 
 
 async def failure_against_openssl(
@@ -131,14 +139,16 @@ def crl_cases(pki: PKI, stranger: PKI) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.parametrize("expired", ["reject", "warn"])
 @pytest.mark.parametrize(
     "reason", ["revoked", "crl-unavailable", "crl-expired", "crl-not-yet-valid", "crl-signature", "ok"]
 )
-async def test_crl_reasons_on_the_wire(pki: PKI, stranger: PKI, tmp_path: Path, reason: str) -> None:
+async def test_crl_reasons_on_the_wire(pki: PKI, stranger: PKI, tmp_path: Path, reason: str, expired: str) -> None:
+    """Each CRL reason; tls-crl-expired=warn waives the CRL's expiry and nothing else (spec §11 C6)."""
     crl_file = write_pem(tmp_path / "crl.pem", crl_cases(pki, stranger)[reason])
-    options = pki.client_options(tls_crl=str(crl_file))
+    options = pki.client_options(tls_crl=str(crl_file), tls_crl_expired=expired)
     with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
-        if reason == "ok":
+        if reason == "ok" or (reason, expired) == ("crl-expired", "warn"):
             stream = await open_tls_over_tcp_stream("127.0.0.1", server.port, options, server_hostname="localhost")
             await stream.aclose()
             return
@@ -286,7 +296,7 @@ async def test_peer_alert_tls12_client_without_certificate(pki: PKI) -> None:
         verify_client=True, args=("-tls1_2",),
     ) as server:
         error = await client_failure(server.port, pki.client_options())
-    assert error.reason == "peer-alert" and error.alert
+    assert error.reason == "peer-alert" and error.alert and error.alert in error.message
 
 
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
@@ -384,6 +394,8 @@ async def server_reason(options: TLSOptions, client: object, **kwargs: object) -
         await client(port)
     failures = [e for e in events if not e.ok]
     assert len(failures) == 1, [e.describe() for e in events]
+    assert failures[0].error is not None
+    _classed(failures[0].error)
     return failures[0]
 
 
@@ -414,6 +426,35 @@ async def test_revoked_client_certificate_server(pki: PKI, tmp_path: Path) -> No
 
     event = await server_reason(pki.server_options(tls_mutual="1", tls_crl=str(crl_file)), client)
     assert event.reason == "revoked"
+
+
+@pytest.mark.parametrize(
+    "reason", ["bad-ca", "crl-unavailable", "crl-expired", "crl-not-yet-valid", "crl-signature"]
+)
+async def test_certificate_reasons_seen_by_the_server(pki: PKI, stranger: PKI, tmp_path: Path, reason: str) -> None:
+    """The certificate reasons the tests above provoke only against the gtls client, on a mutual-TLS gtls server:
+    an openssl s_client presents a client certificate the server's side of spec §9 A refuses."""
+    leaf, chain, crl = pki.client, pki.intermediate_file, None
+    if reason == "bad-ca":  # the client's issuer is not a CA
+        not_a_ca = pki.root.intermediate("client issuer not a CA", ca=False)
+        leaf, chain = not_a_ca.leaf("client.test", eku=("client",)), write_pem(tmp_path / "inter.pem", not_a_ca)
+    else:
+        crl = {
+            "crl-unavailable": stranger.intermediate.crl(),
+            "crl-expired": pki.intermediate.crl(this_update=-10 * DAY, next_update=-DAY),
+            "crl-not-yet-valid": pki.intermediate.crl(this_update=DAY, next_update=10 * DAY),
+            "crl-signature": pki.intermediate.crl(signer=stranger.intermediate.key),
+        }[reason].write(tmp_path / "crl.pem")
+    cert, key = write_identity(tmp_path, "client", leaf)
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=key, chain=chain)
+
+    options = pki.server_options(tls_mutual="1", **({"tls_crl": str(crl)} if crl else {}))
+    event = await server_reason(options, client)
+    assert isinstance(event.error, PeerVerificationError)
+    depth = 1 if reason == "bad-ca" else 0
+    assert (event.reason, event.error.depth, event.subject) == (reason, depth, "CN=client.test")
 
 
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
@@ -787,7 +828,7 @@ async def test_peer_alert_server(pki: PKI, stranger: PKI) -> None:
 
     event = await server_reason(pki.server_options(), client)
     assert event.reason == "peer-alert"
-    assert event.error is not None and event.error.alert == "unknown_ca"
+    assert event.error is not None and event.error.alert == "unknown_ca" and "unknown_ca" in event.error.message
 
 
 async def test_not_tls_server(pki: PKI) -> None:

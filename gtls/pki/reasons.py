@@ -17,6 +17,9 @@ CA_MD_TOO_WEAK: Final = 68
 #: signature fails on that first, whatever else is wrong with it.
 AFTER_AUTH_LEVEL: Final = frozenset({62, 64, 3, 5, 8, 11, 12, 15, 16, 23, 33, 35, 44, 54, 4, 7, 9, 10, 13, 14, 47, 48,
                                      49, 42, 43})
+#: Codes OpenSSL finds only after its revocation checks (``internal_verify`` and later): signatures, validity times,
+#: name constraints and policies. A revoked certificate (or a CRL fault) fails on that first, whatever else is wrong.
+AFTER_REVOCATION: Final = frozenset({4, 7, 9, 10, 13, 14, 47, 48, 49, 42, 43})
 
 # Codes from include/openssl/x509_vfy.h (OpenSSL 3.x; the numbers are stable across releases, and
 # tests/test_pki_hostcheck.py checks OpenSSL's own text for the important ones). Anything not listed is "untrusted".
