@@ -277,7 +277,7 @@ def test_check_refuses_a_fifo_or_oversized_config_at_once(tmp_path: Path) -> Non
     for config, words in ((fifo, "is a pipe that gave nothing"), (huge, "over gtls's limit of 4 MiB")):
         result = run_gtls("check", "--config", str(config))  # killed, failing the test, after STEP_TIMEOUT
         assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert error_line(result) == f"gtls: config error: deployment file {config}: " + (
+        assert error_line(result) == f"gtls: config error: DeploymentError: deployment file {config}: " + (
             "is a pipe that gave nothing (a FIFO with no writer reads as empty)" if config == fifo
             else f"file is {100 * 1024 * 1024} bytes, over gtls's limit of 4 MiB")
         assert words in error_line(result)

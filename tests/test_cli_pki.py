@@ -261,7 +261,8 @@ def test_an_unusable_data_folder_is_one_config_error_line(tmp_path: Path) -> Non
     result = run_gtls("serve", "--listen", "127.0.0.1:0", env=gtls_env(blocker))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     line = error_line(result)
-    assert line.startswith("gtls: config error: cannot create the demo PKI in ") and "GTLS_DATA_DIR" in line
+    assert line.startswith("gtls: config error: DemoUnavailable: cannot create the demo PKI in ")
+    assert "GTLS_DATA_DIR" in line
     assert f"{blocker} is not a folder" in line  # not "File exists"
     nested = run_gtls("serve", "--listen", "127.0.0.1:0", env=gtls_env(blocker / "sub" / "deeper"))
     assert nested.returncode == 2 and f"({blocker} is not a folder)" in error_line(nested)  # the file in the way

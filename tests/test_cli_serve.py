@@ -295,12 +295,13 @@ transport = ""
     result = run_gtls("serve", "--config", str(config), "--app", "app")
     assert result.returncode == 2
     line = error_line(result)
-    assert line.startswith("gtls: config error: applications.app: ") and "--port-id" in line
+    assert line.startswith("gtls: config error: DeploymentError: applications.app: ") and "--port-id" in line
     assert "secure, plain" in line and str(config) in line
     result = run_gtls("serve", "--config", str(config), "--app", "app", "--port-id", "plain")
     assert result.returncode == 2
     line = error_line(result)
-    assert line.startswith("gtls: config error: applications.app.ports.plain: tls: ") and "not secure" in line
+    assert line.startswith("gtls: config error: DeploymentError: applications.app.ports.plain: tls: ")
+    assert "not secure" in line
     result = run_gtls("serve", "--config", str(config), "--app", "app", "--port-id", "secure", "--sec-protocol",
                       "TLSv13")
     assert result.returncode == 2 and "cannot be combined with --config" in error_line(result)

@@ -195,7 +195,8 @@ def test_unreadable_files_name_option_level_and_file(good: GoodFiles, tmp_path: 
                             env=gtls_env(), cwd=REPO, stdin=subprocess.DEVNULL)
     assert served.returncode == 2
     line = error_line(served)
-    assert line.startswith("gtls: config error: applications.app-certificate-key.ports.default: level Host: ")
+    assert line.startswith("gtls: config error: CredentialLoadError: applications.app-certificate-key.ports.default: "
+                           "level Host: ")
     assert "certificate-key" in line and str(bad["certificate-key"]) in line and "Permission denied" in line
     assert port_is_closed(port)
 

@@ -1,7 +1,7 @@
 """The ``gtls`` command (design §6): ``serve``, ``connect``, ``check``, ``chain``, ``pki`` and ``bench``.
 
 Exit codes: 0 success; 1 a connection, handshake or check failure (one stderr line ``gtls: REASON: detail``);
-2 a usage or configuration error (``gtls: config error: detail`` / ``gtls: usage error: detail``).
+2 a usage or configuration error (``gtls: config error: ErrorClass: detail`` / ``gtls: usage error: detail``).
 Heavy modules (trio, pyOpenSSL, the PKI code) are imported by the subcommand that needs them, so ``--help``
 and the error paths stay quick.
 """

@@ -23,13 +23,12 @@ from .._redact import redact
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
-    EXIT_USAGE,
     Subcommands,
     describe_config_error,
     format_host_port,
     name_of,
+    report_config_error,
     report_warnings,
-    stderr_line,
 )
 
 if TYPE_CHECKING:
@@ -115,8 +114,7 @@ def _run(args: argparse.Namespace) -> int:
             print()
         else:
             report_warnings(warnings)
-        stderr_line(f"gtls: config error: {describe_config_error(exc)}")
-        return EXIT_USAGE
+        return report_config_error(exc)
     reports = [_check_endpoint(endpoint) for endpoint in deployment.endpoints()]
     errors = sum(1 for report in reports if report.error is not None)
     if args.json:

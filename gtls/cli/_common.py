@@ -145,7 +145,9 @@ def describe_config_error(exc: ConfigError) -> str:
 
 
 def report_config_error(exc: ConfigError) -> int:
-    stderr_line(f"gtls: config error: {describe_config_error(exc)}")
+    """``gtls: config error: KeyMismatch: …``: the error's class is its stable word (spec §10), for scripts to tell
+    apart without reading the message; ``gtls check`` names it so too."""
+    stderr_line(f"gtls: config error: {type(exc).__name__}: {describe_config_error(exc)}")
     return EXIT_USAGE
 
 
