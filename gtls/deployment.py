@@ -34,6 +34,7 @@ Relative paths in path options (also inside ``transport``) are resolved against 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -558,6 +559,24 @@ class _Loader:
             emit_warning(self.warnings, f"{object_path}.security is never used: {why}"
                          + "".join(f"; {problem}" for problem in problems))
 
+    def note_port_clashes(self, apps: Mapping[str, ApplicationSpec]) -> None:
+        """Ports of applications on one host that cannot listen at the same time: the same port number on the same
+        address, or on an address and that family's wildcard (trio's listeners bind IPv6 only, so 0.0.0.0 and ::
+        do not clash). gtls decision: a warning, since only one of them is served at a time (the other fails with
+        listen-failed); applications on different hosts run on different machines. Names are compared as written."""
+        seen: dict[tuple[str | None, int], list[tuple[str, str]]] = {}
+        for app in apps.values():
+            for port in app.ports.values():
+                if port.port == 0:  # a free port each time
+                    continue
+                here = (app.host, port.port)
+                for other_path, other_address in seen.get(here, []):
+                    if _addresses_clash(port.address, other_address):
+                        emit_warning(self.warnings, f"applications.{app.name}.ports.{port.id} and {other_path} both "
+                                                    f"listen on port {port.port} ({port.address}, {other_address}) of "
+                                                    f"one host: only one can be open at a time")
+                seen.setdefault(here, []).append((f"applications.{app.name}.ports.{port.id}", port.address))
+
     def load(self, document: Mapping[str, object]) -> Deployment:
         self.keys(document, ("profile", "hosts", "applications"), "(top level)")
         profile_text = self.string(document, "profile", "(top level)") or "unix"
@@ -573,6 +592,7 @@ class _Loader:
         apps = {name: self.application(name, raw, hosts) for name, raw in apps_table.items()}
         apps = self.connections(apps_table, apps)
         self.note_unused_security(hosts, apps)
+        self.note_port_clashes(apps)
         if self.relative:
             self.warnings.append(
                 f"relative paths in a piped deployment file ({', '.join(dict.fromkeys(self.relative))}) are resolved "
@@ -654,6 +674,16 @@ def _table_holding(lines: list[str], key: str) -> str | None:
                 return ".".join(name if _BARE_KEY.fullmatch(name) else f'"{name}"' for name in path)
             pending += ((value, (*path, name)) for name, value in node.items())
     return None
+
+
+def _addresses_clash(first: str, second: str) -> bool:
+    if first == second:
+        return True
+    try:
+        one, two = ipaddress.ip_address(first), ipaddress.ip_address(second)
+    except ValueError:  # a name: compared as written
+        return False
+    return one.version == two.version and (one.is_unspecified or two.is_unspecified)
 
 
 def _base_dir(file: Path) -> Path:

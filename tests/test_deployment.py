@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ from gtls import (
 )
 from gtls.context import compile_settings
 from gtls.deployment import MAX_DEPLOYMENT_BYTES, Deployment
-from tests.peers import FIXTURES, STEP_TIMEOUT
+from tests.peers import FIXTURES, STEP_TIMEOUT, write_pki
 
 BASE = """
 [hosts.server-host.security]
@@ -1090,3 +1091,44 @@ _DOCUMENT = st.fixed_dictionaries(
 @given(_DOCUMENT)
 def test_schema_shaped_documents_resolve_or_fail_cleanly(document: dict[str, object]) -> None:
     _load_and_resolve_all(document)
+
+
+async def test_ports_of_one_host_that_cannot_listen_together_are_named(tmp_path: Path) -> None:
+    """Two ports of applications on one host with the same number, on the same address or on an address and its
+    family's wildcard, cannot both listen: the second fails at run time (listen-failed), and nothing said so before.
+    Loading warns; applications on other hosts (other machines), IPv6's wildcard beside IPv4 addresses (trio
+    listens IPv6-only), port 0 and names written differently do not."""
+    import trio
+
+    from gtls.server import open_tls_over_tcp_listeners
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        number = probe.getsockname()[1]
+    ports = {"a": ("h", "127.0.0.1", number), "b": ("h", "127.0.0.1", number), "c": ("h", "0.0.0.0", number),
+             "d": ("h", "::", number), "e": ("elsewhere", "127.0.0.1", number), "f": ("h", "127.0.0.1", 0),
+             "g": ("h", "127.0.0.1", 0), "i": ("h", "localhost", number)}
+    text = "[hosts.h]\n[hosts.elsewhere]\n" + "".join(
+        f'[applications.{app}]\nhost = "{host}"\n[applications.{app}.ports.p]\naddress = "{address}"\n'
+        f'port = {port}\ntransport = "tls=1"\n' for app, (host, address, port) in ports.items())
+    deployment = load(tmp_path, text)
+    clashes = [w for w in deployment.warnings if "only one can be open at a time" in w]
+    assert clashes == [
+        f"applications.b.ports.p and applications.a.ports.p both listen on port {number} (127.0.0.1, 127.0.0.1) "
+        "of one host: only one can be open at a time",
+        f"applications.c.ports.p and applications.a.ports.p both listen on port {number} (0.0.0.0, 127.0.0.1) "
+        "of one host: only one can be open at a time",
+        f"applications.c.ports.p and applications.b.ports.p both listen on port {number} (0.0.0.0, 127.0.0.1) "
+        "of one host: only one can be open at a time",
+    ]
+    # What the warning says, for real (on loopback: a wildcard clashes the same way, as the kernel refuses a
+    # wildcard bind beside a listening address of its family): with a's port open, b's cannot open.
+    pki = write_pki(tmp_path / "pki")
+    with trio.fail_after(10):
+        first = await open_tls_over_tcp_listeners(number, pki.server_options(), host="127.0.0.1")
+        try:
+            with pytest.raises(OSError, match="in use"):
+                await open_tls_over_tcp_listeners(number, pki.server_options(), host="127.0.0.1")
+        finally:
+            for listener in first:
+                await listener.aclose()
