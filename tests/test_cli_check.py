@@ -328,3 +328,65 @@ def test_security_no_endpoint_reads_is_named_with_what_is_wrong_in_it(tmp_path: 
         "hosts.typo.security is never used: no application runs on this host; tls-mutal: unknown option, ignored; "
         "did you mean 'tls-mutual'?",
     ]
+
+
+def test_check_tries_each_connection_against_the_port_it_targets(fixtures: Path, tmp_path: Path) -> None:
+    """A deployment whose ends cannot meet passed gtls check: every endpoint compiled, and the pair failed only when
+    deployed. Now each connection makes one handshake with its target port (over a local socket pair, the runtime's
+    own streams) and a failure is the connection's error, with the reason word and the end that refused."""
+    config = tmp_path / "pairs.toml"
+    config.write_text(textwrap.dedent(f"""
+        [hosts.srv.security]
+        trusted-ca = "{fixtures}/ca/certauth.pem"
+        certificate = "{fixtures}/certs/servhostcert.pem"
+        certificate-key = "{fixtures}/certs/servprivkey.pem"
+        sec-protocol = "TLSv13"
+        [hosts.cli.security]
+        trusted-ca = "{fixtures}/ca/certauth.pem"
+        [applications.s]
+        host = "srv"
+        certificate-source = "Host"
+        [applications.s.ports.mutual]
+        port = 0
+        transport = "tls=1;tls-mutual=1"
+        [applications.s.ports.plain]
+        port = 0
+        transport = "tls=1"
+        [applications.c]
+        host = "cli"
+        certificate-source = "Host"
+        [applications.c.connections.fine]
+        server = "s"
+        port-id = "plain"
+        [applications.c.connections.no-certificate]
+        server = "s"
+        port-id = "mutual"
+        [applications.c.connections.other-name]
+        server = "s"
+        port-id = "plain"
+        transport = "trusted-ca={fixtures}/ca/certauth.pem;tls-target-name-check=host;tls-target-name=stats.example"
+        [applications.c.connections.old-protocol]
+        server = "s"
+        port-id = "plain"
+        transport = "trusted-ca={fixtures}/ca/certauth.pem;sec-protocol=TLSv12"
+        """))
+    code, document = check_json(config)
+    endpoints = by_path(document)
+    handshakes = {path.rsplit(".", 1)[1]: (e["handshake"]["ok"], e["handshake"]["side"], e["handshake"]["reason"])
+                  for path, e in endpoints.items() if e["role"] == "client"}
+    assert handshakes == {
+        "fine": (True, None, None),
+        "no-certificate": (False, "server", "no-peer-certificate"),
+        "other-name": (False, "client", "name-mismatch"),
+        "old-protocol": (False, "server", "protocol-version"),
+    }
+    assert code == 1 and document["errors"] == 3 and not document["ok"]
+    fine = endpoints["applications.c.connections.fine"]["handshake"]
+    assert fine["with"] == "applications.s.ports.plain" and fine["tls_version"] == "TLSv1.3" and fine["cipher"]
+    assert all(e["handshake"] is None for e in endpoints.values() if e["role"] == "server")
+    text = run_gtls("check", "--config", str(config)).stdout
+    assert "applications.c.connections.fine  (client to 127.0.0.1:0)  ok\n" in text
+    assert "applications.c.connections.no-certificate  (client to 127.0.0.1:0)  ERROR\n" in text
+    assert ("  handshake with applications.s.ports.mutual: FAILED: no-peer-certificate (refused by the server: "
+            in text)
+    assert "  handshake with applications.s.ports.plain: ok (TLSv1.3, TLS_" in text

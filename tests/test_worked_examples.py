@@ -334,10 +334,17 @@ def test_e8_windows_sample(tmp_path: Path) -> None:
     assert client["options"]["tls"]["level"] == "Target port" and "trusted-ca" not in client["options"]
 
     config = e8_config(tmp_path, thumb, store=True)
-    code, endpoints = check(config)
+    system_trust = gtls_env()
+    system_trust["SSL_CERT_FILE"] = str(trust)
+    code, endpoints = check(config, env=system_trust)
     port = endpoints["applications.statserver.ports.default"]
     assert code == 0 and port["level"] == "Host" and "trusted-ca" not in port["options"]
     assert [c["subject"] for c in port["chain"]] == ["CN=elsewhere.example"]
+    assert endpoints["applications.reporter.connections.stats"]["handshake"]["ok"]
+    # gtls check tries the pair: where the system's trust does not hold the server's root, the client would refuse
+    code, endpoints = check(config)
+    handshake = endpoints["applications.reporter.connections.stats"]["handshake"]
+    assert code == 1 and (handshake["ok"], handshake["side"], handshake["reason"]) == (False, "client", "untrusted")
     with gtls_serve("--config", str(config), "--app", "statserver", "--listen", "127.0.0.1:0") as server:
         result = s_client(server.port, "-CAfile", str(trust), "-verify_return_error")
         assert result.returncode == 0 and "Verify return code: 0 (ok)" in result.stdout, result.stdout[-800:]
@@ -366,4 +373,6 @@ def test_e8_thumbprint_spellings_from_the_windows_dialog(tmp_path: Path, spellin
         leaf.thumbprint[20:])
     code, endpoints = check(e8_config(tmp_path, thumb, store=True))
     port = endpoints["applications.statserver.ports.default"]
-    assert code == 0 and [c["subject"] for c in port["chain"]] == ["CN=spelled.example"], port["error"]
+    assert port["error"] is None and [c["subject"] for c in port["chain"]] == ["CN=spelled.example"], port["error"]
+    # the client trusts the system's roots, which do not hold this test root: its handshake fails, the port is fine
+    assert code == 1 and endpoints["applications.reporter.connections.stats"]["handshake"]["reason"] == "untrusted"

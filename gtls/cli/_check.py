@@ -34,6 +34,8 @@ from ._common import (
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from ..context import CompiledContext
+    from ..deployment import Deployment
     from ..errors import ConfigError
     from ..resolve import Resolved, Shadowed
 
@@ -58,8 +60,9 @@ def register(commands: Subcommands) -> None:
         help="resolve every port and connection of a deployment file, load every file, report",
         description="Resolve every port and connection of a deployment file and compile its TLS context "
         "(loading every file), then print each effective option with the level it came from, shadowed "
-        "options and warnings. Exit 0 if all endpoints are usable, 1 if any has an error, 2 if the file "
-        "cannot be loaded.",
+        "options and warnings, and try each connection's handshake with the port it targets (over a local "
+        "socket pair). Exit 0 if all endpoints are usable, 1 if any has an error or a handshake fails, 2 if "
+        "the file cannot be loaded.",
     )
     parser.add_argument("--config", metavar="FILE", required=True, help="deployment file (TOML)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
@@ -80,13 +83,21 @@ class EndpointReport:
     chain: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: dict[str, str | None] | None = None
+    #: A connection's handshake with its target port (``gtls._rehearsal``); None for ports, or when either end
+    #: has no TLS context to try.
+    handshake: dict[str, Any] | None = None
+    compiled: CompiledContext | None = field(default=None, repr=False)  # not reported: for the handshake
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or (self.handshake is not None and not self.handshake["ok"])
 
     def as_json(self) -> dict[str, Any]:
         return {
             "object_path": self.object_path, "role": self.role, "address": self.address, "port": self.port,
             "server_hostname": self.server_hostname, "secure": self.secure, "level": self.level,
             "options": self.options, "shadowed": self.shadowed, "chain": self.chain, "warnings": self.warnings,
-            "error": self.error,
+            "error": self.error, "handshake": self.handshake,
         }
 
 
@@ -116,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
             report_warnings(warnings)
         return report_config_error(exc)
     reports = [_check_endpoint(endpoint) for endpoint in deployment.endpoints()]
-    errors = sum(1 for report in reports if report.error is not None)
+    _rehearse_connections(deployment, reports)
+    errors = sum(1 for report in reports if report.failed)
     if args.json:
         document = {
             "config": str(Path(args.config)), "ok": errors == 0, "errors": errors,
@@ -146,7 +158,7 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
         if resolved.secure:
             from ..context import compile_context
 
-            compiled = compile_context(resolved)
+            compiled = report.compiled = compile_context(resolved)
             report.warnings.extend(w for w in compiled.warnings if w not in report.warnings)
             report.chain = [_cert_json(cert) for cert in compiled.chain]
             now = dt.datetime.now(dt.UTC)
@@ -162,6 +174,34 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
         report.error = {"type": type(exc).__name__, "message": f"unexpected error (a gtls bug): {exc}",
                         "object_path": report.object_path, "level": None, "option": None, "file": None}
     return report
+
+
+def _rehearse_connections(deployment: Deployment, reports: list[EndpointReport]) -> None:
+    """Each connection's handshake with the port it targets, both compiled from this file: a pair that cannot
+    meet (a server certificate the client does not trust or that fails its name check, a mutual-TLS port and a
+    client without a certificate, no common protocol version) is an error of the connection, found before either
+    end is deployed. Nothing is dialled: the two ends meet over a local socket pair."""
+    from .._rehearsal import rehearse
+
+    by_path = {report.object_path: report for report in reports}
+    for name, application in deployment.applications.items():
+        for conn_id, connection in application.connections.items():
+            client = by_path.get(f"applications.{name}.connections.{conn_id}")
+            target = f"applications.{connection.server}.ports.{connection.port_id}"
+            server = by_path.get(target)
+            if client is None or server is None or client.compiled is None or server.compiled is None:
+                continue
+            outcome = rehearse(client.compiled, server.compiled, client.server_hostname)
+            client.handshake = {"with": target, "ok": outcome.ok, "side": outcome.side, "reason": outcome.reason,
+                                "message": outcome.message, "tls_version": outcome.tls_version,
+                                "cipher": outcome.cipher}
+
+
+def _handshake_text(handshake: dict[str, Any]) -> str:
+    if handshake["ok"]:
+        return f"ok ({handshake['tls_version']}, {handshake['cipher']})"
+    refused = f"refused by the {handshake['side']}: " if handshake["side"] else ""
+    return f"FAILED: {handshake['reason']} ({refused}{handshake['message']})"
 
 
 def _describe_resolution(report: EndpointReport, resolved: Resolved) -> None:
@@ -264,7 +304,7 @@ def _print_text(config: str, reports: list[EndpointReport], warnings: list[str],
         print(f"  warning: {warning}")
     for report in reports:
         print()
-        print(f"{report.object_path}  ({_where(report)})  {'ERROR' if report.error else 'ok'}")
+        print(f"{report.object_path}  ({_where(report)})  {'ERROR' if report.failed else 'ok'}")
         if report.secure is not None:
             level = f", settings from level {report.level}" if report.level else ", no TLS settings level"
             # gtls check accepts a plaintext endpoint (a Genesys deployment may have them), but says that gtls's own
@@ -281,6 +321,8 @@ def _print_text(config: str, reports: list[EndpointReport], warnings: list[str],
             print("  chain sent: " + " <- ".join(f"{c['subject']} (until {c['not_after'][:10]})" for c in report.chain))
         for warning in report.warnings:
             print(f"  warning: {warning}")
+        if report.handshake is not None:
+            print(f"  handshake with {report.handshake['with']}: {_handshake_text(report.handshake)}")
         if report.error:
             print(f"  error: {report.error['type']}: {report.error['message']}")
     total_warnings = len(warnings) + sum(len(r.warnings) for r in reports)
