@@ -11,7 +11,9 @@ ENGINE (``gtls.engine``, the per-record hot path): ``SSL_do_handshake``/``SSL_re
 ``ERR_clear_error`` before each step (the error queue is per thread, and SSL_get_error needs it empty).
 Fallback: pyOpenSSL's public ``do_handshake``/``recv``/``send``/``shutdown`` (same outcomes, a few Python calls and
 one exception per WANT_*), and ``ReuseTracker`` (an info callback noting whether a certificate crossed the wire)
-for resumption.
+for resumption. ``SSL_set_options`` on ``Connection._ssl`` for an https-compatible stream's
+``SSL_OP_IGNORE_UNEXPECTED_EOF``, only on pyOpenSSL before 26 (which has no public ``Connection.set_options``);
+fallback: OpenSSL's default, a fatal error on an EOF without close_notify (``ignore_unexpected_eof``).
 
 VERIFY (``gtls.pki.hostcheck``): ``X509_VERIFY_PARAM_set1_host`` so OpenSSL checks the peer name during
 verification; ``SSL_get_verify_result`` and ``X509_verify_cert_error_string`` for the reason of a failure;
@@ -178,6 +180,19 @@ def raise_ssl_error(conn: SSL.Connection, ssl: Any, result: int) -> NoReturn:
     """Raise the ``SSL.Error`` pyOpenSSL's public method would have raised for this failed step."""
     conn._raise_ssl_error(ssl, result)  # noqa: SLF001
     raise SSL.SysCallError(-1, "Unexpected EOF")  # pragma: no cover - OpenSSL reported no error for the step
+
+
+def ignore_unexpected_eof(conn: SSL.Connection) -> None:
+    """Have OpenSSL take an EOF without close_notify on ``conn`` for the end of the peer's data, as a close_notify
+    (``SSL_OP_IGNORE_UNEXPECTED_EOF``), instead of a fatal error that sends the peer a ``decode_error`` alert and
+    fails every later write. pyOpenSSL's public ``Connection.set_options`` where it has one (26 and later), else
+    the binding's ``SSL_set_options``; without either, OpenSSL's default stays."""
+    option = getattr(SSL, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    set_options = getattr(conn, "set_options", None)
+    if set_options is not None:
+        set_options(option)
+    elif _lib is not None and hasattr(_lib, "SSL_set_options") and hasattr(conn, "_ssl"):  # pragma: no cover
+        _lib.SSL_set_options(conn._ssl, option)  # noqa: SLF001 - pyOpenSSL 25: no public per-connection options
 
 
 def read_buffer(size: int) -> Any:

@@ -140,6 +140,7 @@ class TLSEngine:
         "_detour",
         "_shutdown_done",
         "close_notify_unsent",
+        "_lenient_eof",
     )
 
     def __init__(
@@ -149,6 +150,7 @@ class TLSEngine:
         *,
         server_hostname: str | None = None,
         peer: object = None,
+        lenient_eof: bool = False,
     ) -> None:
         self.compiled = compiled
         self.conn: SSL.Connection = compiled.new_connection(sock, server_hostname=server_hostname)
@@ -184,6 +186,8 @@ class TLSEngine:
         self._shutdown_done = False
         #: ``close_notify`` returned WANT_WRITE and was not called again since: our alert is not on the socket yet.
         self.close_notify_unsent = False
+        #: An https-compatible stream's engine: after the handshake, an EOF without close_notify ends the peer's data.
+        self._lenient_eof = lenient_eof
 
     @property
     def peer(self) -> str | None:
@@ -221,6 +225,11 @@ class TLSEngine:
         if self.compiled.checks_after_handshake:
             self.warnings = self.compiled.established(self.conn, peer=self.peer)
         self.handshake_done = True
+        if self._lenient_eof:
+            # https_compatible reads a bare EOF as the peer's end of data and goes on sending (a half-close, as
+            # over TCP). OpenSSL must agree: by default it takes that EOF for a fatal error, alerts the peer
+            # (decode_error) and fails every later write. Set after the handshake, whose EOF stays eof-in-handshake.
+            _binding.ignore_unexpected_eof(self.conn)
         if not self.is_server:
             if self.conn.get_protocol_version_name() == "TLSv1.3":
                 # A TLS 1.3 server judges our certificate after we finished; if it rejects us it sends an alert and

@@ -211,7 +211,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
         self._close_timeout = close_timeout
         #: Bound on the handshake, explicit or implicit; None waits as long as the peer does.
         self.handshake_timeout = handshake_timeout
-        engine = TLSEngine(compiled, sock, server_hostname=server_hostname, peer=peer)  # type: ignore[arg-type]
+        engine = TLSEngine(compiled, sock, server_hostname=server_hostname, peer=peer,  # type: ignore[arg-type]
+                           lenient_eof=https_compatible)
         self._engine = engine
         self._driver: SocketDriver | BioDriver = (
             SocketDriver(sock, poller) if sock is not None else BioDriver(engine, transport_stream)  # type: ignore[arg-type]

@@ -27,8 +27,12 @@ import io
 import json
 import os
 import re
+import shlex
+import shutil
+import socket
 import subprocess
 import sys
+import time
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,3 +203,47 @@ def test_readme_example(block: Block, tmp_path: Path) -> None:
     blocks = program(block)
     if blocks:
         run(blocks, tmp_path)
+
+
+SERVER = "serves until stopped"
+#: What the README says curl prints when it asks the server example.
+CURL_SAYS = re.compile(r"`curl ([^`]+)` prints `([^`]+)`")
+
+
+def test_the_h11_server_example_answers_curl_as_printed(tmp_path: Path) -> None:
+    """The h11 example serves until stopped, so it is marked a fragment; here it runs as printed (``/tmp/`` mapped as
+    above) and ``curl --cacert /tmp/web-ca.pem https://localhost:8443/`` gets what the README says it prints."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("no curl command")
+    [block] = [block for block in BLOCKS if block.mark is not None and block.mark.startswith(SERVER)]
+    [(arguments, printed)] = CURL_SAYS.findall(README.read_text(encoding="utf-8"))
+    slash_tmp = tmp_path / "tmp"
+    slash_tmp.mkdir()
+    script = tmp_path / "web.py"
+    script.write_text(block.source.replace("/tmp/", f"{slash_tmp}/"), encoding="utf-8")
+    env = gtls_env(tmp_path / "data")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    server = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not _listening(8443):
+            if server.poll() is not None:
+                error = server.communicate()[1]
+                if "Address already in use" in error:
+                    pytest.skip("port 8443, which the example binds, is in use on this machine")
+                pytest.fail(f"README line {block.line}: the server example ended:\n{error}")
+            assert time.monotonic() < deadline, "the server example did not listen on 8443"
+            time.sleep(0.05)
+        command = [curl, "--silent", "--show-error", *shlex.split(arguments.replace("/tmp/", f"{slash_tmp}/"))]
+        asked = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
+        assert (asked.returncode, asked.stdout) == (0, printed + "\n"), asked.stderr
+    finally:
+        server.terminate()
+        server.communicate(timeout=TIMEOUT)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

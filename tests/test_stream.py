@@ -389,6 +389,37 @@ async def test_https_compatible_treats_missing_close_notify_as_eof(pki: PKI) -> 
         await server.aclose()
 
 
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+@pytest.mark.parametrize(("transport", "driver"), [("tcp", "socket"), ("tcp", "bio"), ("memory", "bio")])
+async def test_https_compatible_goes_on_sending_after_a_bare_eof(
+    pki: PKI, version: str, transport: str, driver: str
+) -> None:
+    """https_compatible: the peer's EOF without close_notify (its transport's send_eof, a bare TCP FIN) ends its
+    data, and the stream goes on sending, as after a half-close over TCP. OpenSSL took that EOF for a fatal error:
+    it sent the peer a decode_error alert and failed every later write, though receive_some had returned b""."""
+    server_ctx, client_ctx = contexts(pki, version)
+    if transport == "tcp":
+        a, b = await tcp_transport_pair()
+    else:
+        a, b = trio.testing.memory_stream_pair()  # type: ignore[assignment]
+    client = TLSStream(a, client_ctx, server_hostname="localhost", driver=driver)  # type: ignore[arg-type]
+    server = TLSStream(b, server_ctx, https_compatible=True, driver=driver)  # type: ignore[arg-type]
+    try:
+        with trio.fail_after(IO_TIMEOUT):
+            await handshake_both(client, server)
+            await client.send_all(b"request")
+            await client.transport_stream.send_eof()  # type: ignore[attr-defined]
+            received = b""
+            while chunk := await server.receive_some():
+                received += chunk
+            assert received == b"request"
+            await server.send_all(b"answer")
+            assert await client.receive_some() == b"answer"
+    finally:
+        await trio.aclose_forcefully(server)
+        await trio.aclose_forcefully(client)
+
+
 async def test_aclose_sends_close_notify_and_is_idempotent(pki: PKI) -> None:
     client, server = await maker(pki, "1.3", "tcp", "socket")()
     await client.aclose()
