@@ -48,8 +48,7 @@ def rehearse(client: CompiledContext, server: CompiledContext, server_hostname: 
 async def _rehearse(client: CompiledContext, server: CompiledContext, server_hostname: str | None,
                     timeout: float) -> Rehearsal:
     client_socket, server_socket = trio.socket.socketpair()
-    dialling = TLSStream(trio.SocketStream(client_socket), client, server_hostname=server_hostname)
-    serving = TLSStream(trio.SocketStream(server_socket), server)
+    streams: list[TLSStream] = []
     failures: dict[Literal["client", "server"], HandshakeError] = {}
 
     async def end(side: Literal["client", "server"], stream: TLSStream) -> None:
@@ -60,31 +59,49 @@ async def _rehearse(client: CompiledContext, server: CompiledContext, server_hos
                 await stream.receive_some(1)
             else:
                 await stream.send_all(await stream.receive_some(1))
+            return
         except HandshakeError as exc:
             failures[side] = exc
         except trio.BrokenResourceError as exc:
             cause = exc.__cause__
             failures[side] = cause if isinstance(cause, HandshakeError) else HandshakeError(EOF_IN_HANDSHAKE, str(exc))
+        # Closed now, so the other end meets the EOF at once: an end that refused without an alert (the name check
+        # run after the handshake, where OpenSSL cannot run it) left it waiting for the probe until the timeout.
+        await trio.aclose_forcefully(stream)
 
     try:
+        streams.append(TLSStream(trio.SocketStream(client_socket), client, server_hostname=server_hostname))
+        streams.append(TLSStream(trio.SocketStream(server_socket), server))
+        dialling, serving = streams
         with trio.move_on_after(timeout) as waited:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(end, "client", dialling)
                 nursery.start_soon(end, "server", serving)
         if waited.cancelled_caught:
-            return Rehearsal(False, None, TIMEOUT, f"no outcome within {timeout:g} s")
+            found = _refused(failures)
+            return found or Rehearsal(False, None, TIMEOUT, f"no outcome within {timeout:g} s")
         return _outcome(failures, dialling)
     finally:
-        await trio.aclose_forcefully(dialling)
-        await trio.aclose_forcefully(serving)
+        for stream in streams:
+            await trio.aclose_forcefully(stream)
+        client_socket.close()  # no-ops once a stream closed them; here for a stream that was never made
+        server_socket.close()
 
 
 def _outcome(failures: dict[Literal["client", "server"], HandshakeError], dialling: TLSStream) -> Rehearsal:
     if not failures:
         return Rehearsal(True, tls_version=dialling.tls_version, cipher=dialling.cipher)
-    for side in ("client", "server"):
-        exc = failures.get(side)
-        if exc is not None and exc.alert is None and exc.reason not in _ECHOES:  # found here, not an alert read
-            return Rehearsal(False, side, exc.reason, exc.message)
+    found = _refused(failures)
+    if found is not None:
+        return found
     side, exc = next(iter(failures.items()))
     return Rehearsal(False, None, exc.reason, f"{side}: {exc.message}")
+
+
+def _refused(failures: dict[Literal["client", "server"], HandshakeError]) -> Rehearsal | None:
+    """The end that refused in its own words (not an alert read from the other, nor the other's leaving)."""
+    for side in ("client", "server"):
+        exc = failures.get(side)
+        if exc is not None and exc.alert is None and exc.reason not in _ECHOES:
+            return Rehearsal(False, side, exc.reason, exc.message)
+    return None

@@ -390,3 +390,67 @@ def test_check_tries_each_connection_against_the_port_it_targets(fixtures: Path,
     assert ("  handshake with applications.s.ports.mutual: FAILED: no-peer-certificate (refused by the server: "
             in text)
     assert "  handshake with applications.s.ports.plain: ok (TLSv1.3, TLS_" in text
+
+
+def _pair_config(fixtures: Path, folder: Path, connection: str) -> Path:
+    config = folder / "pair.toml"
+    config.write_text(textwrap.dedent(f"""
+        [hosts.srv.security]
+        trusted-ca = "{fixtures}/ca/certauth.pem"
+        certificate = "{fixtures}/certs/servhostcert.pem"
+        certificate-key = "{fixtures}/certs/servprivkey.pem"
+        [hosts.cli.security]
+        trusted-ca = "{fixtures}/ca/certauth.pem"
+        tls-target-name-check = "host"
+        [applications.s]
+        host = "srv"
+        certificate-source = "Host"
+        [applications.s.ports.p]
+        port = 0
+        transport = "tls=1"
+        [applications.c]
+        host = "cli"
+        certificate-source = "Host"
+        [applications.c.connections.fine]
+        server = "s"
+        host = "localhost"
+        [applications.c.connections.x]
+        server = "s"
+        {connection}
+        """))
+    return config
+
+
+def test_a_dialled_name_the_name_check_cannot_take_is_the_connections_error(fixtures: Path, tmp_path: Path) -> None:
+    """A connection dialling a name the name check refuses ('my!host': gtls connect refuses it before dialling)
+    passed compilation, then made the handshake's stream raise inside gtls check: the whole report was lost (no JSON
+    document, every other endpoint unreported), exit 2 for one connection's fault, and the socket pair leaked. Now it
+    is that connection's error, found with its other checks, and the report goes on."""
+    config = _pair_config(fixtures, tmp_path, 'host = "my!host"')
+    warn = {**gtls_env(), "PYTHONWARNINGS": "always::ResourceWarning"}
+    result = run_gtls("check", "--config", str(config), "--json", env=warn)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "ResourceWarning" not in result.stderr
+    endpoints = by_path(json.loads(result.stdout))
+    error = endpoints["applications.c.connections.x"]["error"]
+    assert (error["type"], error["option"]) == ("InvalidOptionValue", "server_hostname") and "my!host" in error[
+        "message"]
+    assert endpoints["applications.c.connections.x"]["handshake"] is None
+    assert endpoints["applications.c.connections.fine"]["handshake"]["ok"]
+
+
+def test_an_end_refusing_without_an_alert_is_named_at_once(fixtures: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without pyOpenSSL's private API the client checks the server's name after the handshake and refuses without
+    an alert: the server then waited for the probe byte until the rehearsal's 5 s timeout, and the outcome read
+    'timeout' with no refusing end. The refusing end now closes at once: name-mismatch, refused by the client."""
+    from gtls import _rehearsal
+    from gtls.context import compile_context
+    from gtls.deployment import load_deployment
+    from gtls.pki import hostcheck
+
+    monkeypatch.setattr(hostcheck, "AVAILABLE", False)
+    deployment = load_deployment(_pair_config(fixtures, tmp_path, 'host = "stats.example"'))
+    client = deployment.connection("c", "x")
+    server = compile_context(deployment.port("s", "p").resolved)
+    outcome = _rehearsal.rehearse(compile_context(client.resolved), server, client.server_hostname, timeout=3)
+    assert (outcome.ok, outcome.side, outcome.reason) == (False, "client", "name-mismatch"), outcome

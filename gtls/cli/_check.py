@@ -158,7 +158,10 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
         if resolved.secure:
             from ..context import compile_context
 
-            compiled = report.compiled = compile_context(resolved)
+            compiled = compile_context(resolved)
+            if resolved.role == "client":  # a dialled name the name check cannot take: as gtls connect, before dialling
+                compiled.client_names(report.server_hostname)
+            report.compiled = compiled
             report.warnings.extend(w for w in compiled.warnings if w not in report.warnings)
             report.chain = [_cert_json(cert) for cert in compiled.chain]
             now = dt.datetime.now(dt.UTC)
@@ -171,9 +174,13 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
         report.shadowed = report.shadowed or _shadowed_json(exc.shadowed)
         report.warnings.extend(w for w in [*resolution_warnings, *exc.warnings] if w not in report.warnings)
     except Exception as exc:  # noqa: BLE001 - a bug below must not hide the other endpoints' reports
-        report.error = {"type": type(exc).__name__, "message": f"unexpected error (a gtls bug): {exc}",
-                        "object_path": report.object_path, "level": None, "option": None, "file": None}
+        report.error = _unexpected_error(report, exc)
     return report
+
+
+def _unexpected_error(report: EndpointReport, exc: Exception) -> dict[str, str | None]:
+    return {"type": type(exc).__name__, "message": f"unexpected error (a gtls bug): {exc}",
+            "object_path": report.object_path, "level": None, "option": None, "file": None}
 
 
 def _rehearse_connections(deployment: Deployment, reports: list[EndpointReport]) -> None:
@@ -191,7 +198,11 @@ def _rehearse_connections(deployment: Deployment, reports: list[EndpointReport])
             server = by_path.get(target)
             if client is None or server is None or client.compiled is None or server.compiled is None:
                 continue
-            outcome = rehearse(client.compiled, server.compiled, client.server_hostname)
+            try:
+                outcome = rehearse(client.compiled, server.compiled, client.server_hostname)
+            except Exception as exc:  # noqa: BLE001 - a bug below must not hide the other endpoints' reports
+                client.error = _unexpected_error(client, exc)
+                continue
             client.handshake = {"with": target, "ok": outcome.ok, "side": outcome.side, "reason": outcome.reason,
                                 "message": outcome.message, "tls_version": outcome.tls_version,
                                 "cipher": outcome.cipher}
