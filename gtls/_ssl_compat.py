@@ -21,7 +21,8 @@ from ._der import elements, first, oid_text, only, string_contents
 
 #: A name as ``ssl`` gives it: RDNs of (attribute, value); the value is bytes for a BIT STRING (None for one
 #: without a byte after its count of unused bits: ssl's Py_BuildValue("y#") of OpenSSL's NULL data).
-Name = tuple[tuple[tuple[str, str | bytes | None], ...], ...]
+Value = str | bytes | None
+Name = tuple[tuple[tuple[str, Value], ...], ...]
 
 # Universal tags of the value types told apart here.
 _BIT_STRING, _UTF8_STRING, _IA5_STRING, _UNIVERSAL_STRING, _BMP_STRING = 0x03, 0x0C, 0x16, 0x1C, 0x1E
@@ -165,21 +166,23 @@ def _value(tag: int, contents: bytes, strict: bool = False) -> str | bytes | Non
     return contents.decode("latin-1")  # PrintableString, IA5String, T61String…: one byte a character
 
 
-def _name(rdns: bytes, strict: bool = False, naming: Callable[[str], str] = object_name) -> Name:
+def _name(rdns: bytes, strict: bool = False, naming: Callable[[str], str] = object_name,
+          reading: Callable[[int, bytes, bool], Value] = _value) -> Name:
     """A Name (the contents of its SEQUENCE) as ``ssl`` gives it: attributes in their encoded order, one tuple per
-    RDN, each named by ``naming`` from its dotted OID. ``strict`` (a DirName): ValueError where OpenSSL's parse
-    fails."""
+    RDN, each named by ``naming`` from its dotted OID and its value read by ``reading``. ``strict`` (a DirName):
+    ValueError where OpenSSL's parse fails."""
     name = []
     for rdn_tag, rdn in elements(rdns):
         if strict and rdn_tag | _CONSTRUCTED != 0x31:  # a SET OF
             raise ValueError("not a Name")
-        attributes = _attributes(rdn, strict, naming)
+        attributes = _attributes(rdn, strict, naming, reading)
         if attributes:
             name.append(attributes)
     return tuple(name)
 
 
-def _attributes(rdn: bytes, strict: bool, naming: Callable[[str], str]) -> tuple[tuple[str, str | bytes | None], ...]:
+def _attributes(rdn: bytes, strict: bool, naming: Callable[[str], str], reading: Callable[[int, bytes, bool], Value]
+                ) -> tuple[tuple[str, Value], ...]:
     attributes = []
     for pair_tag, pair in elements(rdn):
         if strict:
@@ -188,7 +191,7 @@ def _attributes(rdn: bytes, strict: bool, naming: Callable[[str], str]) -> tuple
                 raise ValueError("not an AttributeTypeAndValue")
         else:
             (_, oid), (tag, value), *_ = elements(pair)
-        attributes.append((naming(oid_text(oid)), _value(tag, value, strict)))
+        attributes.append((naming(oid_text(oid)), reading(tag, value, strict)))
     return tuple(attributes)
 
 
@@ -473,9 +476,26 @@ def subject_rfc4514(der: bytes) -> str:
     "\\\\ "), read from the DER: a subject reads the same whether or not ``cryptography`` can load the certificate,
     so one compared with a loadable certificate's (an allow-list) still matches."""
     subject = _signed_fields(der)[1][4][1]
-    rdns = _name(subject, naming=lambda dotted: _RFC4514_KEYS.get(dotted, dotted))
-    return ",".join("+".join(f"{key}={_value_text(value, _CRYPTOGRAPHY_SPECIALS)}" for key, value in rdn)
-                    for rdn in reversed(rdns))
+    rdns = _name(subject, naming=lambda dotted: _RFC4514_KEYS.get(dotted, dotted), reading=_cryptography_value)
+    return ",".join("+".join(f"{key}={_value_text(value, _CRYPTOGRAPHY_SPECIALS) if value else ''}"
+                             for key, value in rdn) for rdn in reversed(rdns))
+
+
+_CRYPTOGRAPHY_CODECS = {_BMP_STRING: "utf-16-be", _UNIVERSAL_STRING: "utf-32-be"}
+
+
+def _cryptography_value(tag: int, contents: bytes, strict: bool = False) -> str | bytes | None:
+    """A name attribute's value as ``cryptography`` reads it, which is not OpenSSL's way: a BIT STRING's contents as
+    they are (its count of unused bits first), a BMPString as UTF-16 (surrogate pairs joined), a UniversalString as
+    UTF-32, any other string type as UTF-8 (a T61String holding UTF-8 read as Latin-1 was mojibake). A value it
+    cannot read (then it loads no such certificate) reads as OpenSSL converts it."""
+    if not tag & 0xE0:  # a universal primitive value: cryptography's parser takes no other
+        number = tag & 0x1F
+        if number == _BIT_STRING:
+            return contents
+        with contextlib.suppress(UnicodeDecodeError):
+            return contents.decode(_CRYPTOGRAPHY_CODECS.get(number, "utf-8"))
+    return _value(tag, contents, strict)
 
 
 #: The characters escaped anywhere in a value: RFC 4514 §2.4's, and "=" (which it allows escaped) for a reader that

@@ -485,7 +485,11 @@ def _attribute(oid: ObjectIdentifier, value: str, kind: _ASN1Type | None = None)
      [_attribute(NameOID.COMMON_NAME, "#hash\0nul")], [_attribute(NameOID.STREET_ADDRESS, "Straße 1")],
      [_attribute(NameOID.ORGANIZATION_NAME, "Zoë", _ASN1Type.BMPString)],
      [_attribute(NameOID.LOCALITY_NAME, "L"), _attribute(NameOID.STATE_OR_PROVINCE_NAME, "ST")]],
-], ids=["email", "dotted-oids", "escapes"])
+    [[_attribute(NameOID.COMMON_NAME, "Zoë", _ASN1Type.T61String)],
+     [_attribute(NameOID.ORGANIZATION_NAME, "emoji 😀", _ASN1Type.BMPString)],
+     [_attribute(NameOID.LOCALITY_NAME, "Zoë 😀", _ASN1Type.UniversalString)],
+     [x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x01\x02", _ASN1Type.BitString)]],
+], ids=["email", "dotted-oids", "escapes", "string-types"])
 def test_a_subject_read_from_the_der_is_written_as_cryptography_writes_it(
         attributes: list[list[x509.NameAttribute]]) -> None:
     """The subject of a refused or accepted certificate cryptography cannot load is read from the DER by gtls; it
