@@ -154,6 +154,20 @@ async def test_a_first_wait_after_the_poller_stopped_goes_through_trio(
     assert sock.recv(1) == b"x"
 
 
+async def test_a_closing_socket_is_forgotten(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The poller keeps no driver (and with it no socket object) of a connection that closed: a busy server would
+    otherwise hold one per descriptor number ever used (audit 58)."""
+    sock, peer = pair
+    async with running() as (poller, _):
+        driver = SocketDriver(sock, poller)
+        peer.send(b"x")
+        with trio.fail_after(5):
+            await driver.wait(WANT_READ)  # joins the set
+        assert poller._drivers == {sock.fileno(): driver}
+        driver.closing()
+        assert poller._drivers == {}
+
+
 async def test_leaving_the_poller_takes_the_socket_out_of_its_set(pair: tuple[socket.socket, socket.socket]) -> None:
     """A socket handed to trio (a handler proxying over ``transport_stream``) leaves the epoll set, not only the
     poller's table: else every edge of that busy socket would still wake the poller's task for nothing (audit 58)."""
