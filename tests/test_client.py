@@ -145,6 +145,7 @@ async def test_ip_literal_reference_name_mismatches_and_sends_no_sni(pki: PKI) -
         await stream.aclose()
     assert caught.value.reason == "name-mismatch"
     assert "tls-target-name" in caught.value.message  # the advice for IP literals
+    assert caught.value.peer == f"127.0.0.1:{port}" and str(caught.value).endswith(f"; peer 127.0.0.1:{port}")
     assert events[-1].ok and events[-1].server_name is None
 
 
@@ -211,6 +212,16 @@ async def test_a_handshake_timeout_no_handshake_can_meet_is_refused_before_diall
     left, right = trio.testing.memory_stream_pair()
     with pytest.raises(ValueError, match="handshake_timeout"):
         TLSStream(left, pki.client_options(), handshake_timeout=timeout)
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, math.inf, math.nan])
+async def test_a_connect_timeout_no_connect_can_meet_is_refused_before_dialling(pki: PKI, timeout: float) -> None:
+    """The same rule for ``connect_timeout`` (audit 58: unchecked, 0 dialled and failed as TimeoutError, inf waited
+    as long as the kernel)."""
+    accepted: list[socket.socket] = []
+    with raw_server(accepted.append) as port, pytest.raises(ValueError, match="connect_timeout"):
+        await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(), connect_timeout=timeout)
+    assert accepted == []
 
 
 @pytest.mark.parametrize("timeout", ["10", True, b"1"])
@@ -418,6 +429,13 @@ def jumping_clock() -> trio.testing.MockClock:
     """Virtual time that jumps to the next deadline once every task has waited 0.3 s of real time (TCP on
     loopback is done by then)."""
     return trio.testing.MockClock(autojump_threshold=0.3)
+
+
+async def test_a_dialled_host_name_keeps_its_handshake_timeout(pki: PKI) -> None:
+    """The happy-eyeballs path (a name, not an IP literal) bounds the handshake too (audit 58)."""
+    with raw_server(silent(30)) as port, trio.fail_after(10), pytest.raises(HandshakeError) as info:
+        await open_tls_over_tcp_stream("localhost", port, pki.client_options(), handshake_timeout=0.5)
+    assert info.value.reason == "timeout"
 
 
 async def test_the_connector_gives_up_on_a_silent_server_after_10_seconds_by_default(

@@ -464,6 +464,26 @@ async def test_other_handler_exceptions_still_stop_the_server(pki: DemoPKI) -> N
     with pytest.RaisesGroup(ValueError, flatten_subgroups=True):
         await _crash_with(buggy, pki)
 
+    async def fails_while_handling_its_stream(stream: gtls.TLSStream) -> None:
+        await stream.aclose()
+        try:
+            await stream.receive_some()  # this stream's own ClosedResourceError...
+        except trio.ClosedResourceError:
+            await other_receive.send_all(b"x")  # ...then another stream's: only its context, not this peer's failure
+
+    with pytest.RaisesGroup(trio.ClosedResourceError, flatten_subgroups=True):
+        await _crash_with(fails_while_handling_its_stream, pki)
+
+    async def buggy_in_a_nursery(stream: gtls.TLSStream) -> None:
+        async def fails() -> None:
+            raise ValueError("a bug in the handler's own task")
+
+        async with trio.open_nursery() as nursery:  # a group that is not only this stream's failures (audit 58)
+            nursery.start_soon(fails)
+
+    with pytest.RaisesGroup(ValueError, flatten_subgroups=True):
+        await _crash_with(buggy_in_a_nursery, pki)
+
 
 async def test_stream_used_after_close_ends_with_closed(pki: DemoPKI, caplog: pytest.LogCaptureFixture) -> None:
     seen: list[str] = []

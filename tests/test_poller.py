@@ -5,6 +5,7 @@ driver, a gtls server and Python ``ssl`` clients over 127.0.0.1 end to end."""
 from __future__ import annotations
 
 import os
+import select
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -135,6 +136,52 @@ async def test_leaving_the_poller_keeps_reads_working(pair: tuple[socket.socket,
         peer.send(b"x")
         with trio.fail_after(5):
             await woke.wait()
+
+
+async def test_a_first_wait_after_the_poller_stopped_goes_through_trio(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A connection the server accepted just before it stopped (its task starts later, in a ``handler_nursery``) has
+    never waited, so the stop did not hand it over: its first wait finds the poller stopped and waits through trio
+    (audit 58)."""
+    sock, peer = pair
+    async with running() as (poller, nursery):
+        driver = SocketDriver(sock, poller)
+        nursery.cancel_scope.cancel()
+    peer.send(b"x")
+    with trio.fail_after(5):
+        await driver.wait(WANT_READ)
+    assert sock.recv(1) == b"x"
+
+
+async def test_a_closing_socket_is_forgotten(pair: tuple[socket.socket, socket.socket]) -> None:
+    """The poller keeps no driver (and with it no socket object) of a connection that closed: a busy server would
+    otherwise hold one per descriptor number ever used (audit 58)."""
+    sock, peer = pair
+    async with running() as (poller, _):
+        driver = SocketDriver(sock, poller)
+        peer.send(b"x")
+        with trio.fail_after(5):
+            await driver.wait(WANT_READ)  # joins the set
+        assert poller._drivers == {sock.fileno(): driver}
+        driver.closing()
+        assert poller._drivers == {}
+
+
+async def test_leaving_the_poller_takes_the_socket_out_of_its_set(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A socket handed to trio (a handler proxying over ``transport_stream``) leaves the epoll set, not only the
+    poller's table: else every edge of that busy socket would still wake the poller's task for nothing (audit 58)."""
+    sock, peer = pair
+    async with running() as (poller, _):
+        driver = SocketDriver(sock, poller)
+        peer.send(b"x")
+        with trio.fail_after(5):
+            await driver.wait(WANT_READ)  # joins the set
+        driver.leave_poller()
+        epoll = poller._epoll
+        assert epoll is not None
+        epoll.register(sock.fileno(), select.EPOLLIN)  # FileExistsError while it is still in the set
+        epoll.unregister(sock.fileno())
 
 
 def test_removing_from_a_poller_whose_run_just_stopped_in_another_thread_is_quiet(

@@ -889,6 +889,21 @@ async def test_peer_alert_tls13_rejection_seen_by_a_client_that_writes_first(pki
     assert cause.alert == "certificate_required"
 
 
+async def test_a_tls13_rejection_already_arrived_fails_the_very_first_write(pki: PKI) -> None:
+    """A write after the server's rejection arrived looks for it first: the first send_all raises it, rather than
+    handing the request to a server that lingers, reading and dropping it, for up to a second (audit 58)."""
+    events: list[HandshakeEvent] = []
+    async with gtls_server(pki.server_options(tls_mutual="1"), events) as port:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, pki.client_options(), server_hostname="localhost")
+        async with stream:
+            with trio.fail_after(5):
+                await trio.lowlevel.wait_readable(stream.transport_stream.socket)  # the alert is here
+            with pytest.raises(trio.BrokenResourceError) as caught:
+                await stream.send_all(b"GET / HTTP/1.1\r\n\r\n")
+    cause = caught.value.__cause__
+    assert isinstance(cause, HandshakeError) and cause.alert == "certificate_required", repr(cause)
+
+
 def _slow_judge(pki: PKI) -> Callable[[socket.socket], None]:
     """A Python-ssl TLS 1.3 server (memory BIOs) that requires a client certificate but reads the client's last
     handshake flight only after 1 MiB of application data came behind it: its rejection then arrives while the

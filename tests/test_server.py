@@ -36,7 +36,16 @@ from gtls import context as context_module
 from gtls.server import TLSListener, open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.stream import compile_settings
 from gtls.testing import CA
-from tests.peers import PKI, echo_line, openssl_client, python_context, python_ssl_client, settled, write_pki
+from tests.peers import (
+    PKI,
+    echo_line,
+    openssl_client,
+    python_context,
+    python_ssl_client,
+    settled,
+    wrap_client,
+    write_pki,
+)
 
 TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)  # Linux value
 
@@ -117,6 +126,37 @@ async def test_handshakes_outliving_their_server_keep_their_deadline(pki: PKI) -
             silent.close()
     assert 0.3 <= ended_after < 2.0
     assert [e.reason for e in events] == ["timeout"]
+
+
+async def test_a_handler_nursery_ends_once_handshakes_outliving_their_server_complete(pki: PKI) -> None:
+    """The deadline task a stopped server leaves among the handlers ends as soon as the last handshake in flight is
+    over, not at that handshake's deadline (60 s here): the handler nursery then finishes with its handlers
+    (audit 58)."""
+    replies: list[bytes] = []
+
+    def late_client(sock: socket.socket) -> None:
+        sock.settimeout(10)
+        with wrap_client(python_context(server=False, ca=pki.ca_file), sock) as conn:
+            conn.sendall(b"late\n")
+            replies.append(conn.recv(100))
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as handlers:
+            async with trio.open_nursery() as server:
+                listeners = await server.start(
+                    lambda task_status: serve_tls_over_tcp(
+                        echo_line, 0, pki.server_options(), host="127.0.0.1", handshake_timeout=60,
+                        handler_nursery=handlers, task_status=task_status,
+                    )
+                )
+                sock = socket.create_connection(("127.0.0.1", listeners[0].socket.getsockname()[1]))
+                await trio.testing.wait_all_tasks_blocked()  # accepted: its handshake waits among the handlers
+                server.cancel_scope.cancel()
+            started = trio.current_time()
+            await trio.to_thread.run_sync(late_client, sock)
+        ended_after = trio.current_time() - started
+    assert replies == [b"late\n"]
+    assert ended_after < 15  # the deadline task did not sleep on to the 60 s deadline
 
 
 async def test_silent_client_does_not_delay_others_and_is_dropped(pki: PKI) -> None:
@@ -716,6 +756,9 @@ def test_accept_loop_survives_emfile(pki: PKI, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "survived" in done.stdout
     assert "Too many open files" in done.stderr  # trio's accept loop logged the EMFILE and kept going
+    # ... and paused 0.1 s after each: without the pause, the backlog keeps the listener readable and the loop spins,
+    # one log line per turn (thousands in the script's 0.5 s; audit 58)
+    assert 1 <= done.stderr.count("accept returned EMFILE") <= 40, done.stderr.count("accept returned EMFILE")
 
 
 async def test_accepted_stream_carries_the_listener_deadline(pki: PKI) -> None:

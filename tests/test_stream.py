@@ -25,7 +25,7 @@ from gtls.engine import TransportFailed
 from gtls.options import TLSOptions
 from gtls.stream import HalfCloseUnsupported, TLSStream, compile_settings
 from gtls.testing import CA, write_pem
-from tests.hostile import IO_TIMEOUT, MemoryClient, MemoryServer, certificate_request
+from tests.hostile import IO_TIMEOUT, MemoryClient, MemoryServer, certificate_request, oversized_record
 from tests.peers import PKI, openssl_session, python_context, python_key_update_client, write_pki
 
 Pair = tuple[TLSStream, TLSStream]
@@ -138,6 +138,28 @@ async def test_half_closeable_stream_tls13(pki: PKI, transport: str, driver: str
     elif driver == "socket":
         clogged = clogged_tcp_maker(pki, "1.3")
     await trio.testing.check_half_closeable_stream(maker(pki, "1.3", transport, driver), clogged)
+
+
+@pytest.mark.parametrize(("transport", "driver"), DRIVERS)
+@pytest.mark.parametrize("read_first", [True, False])
+async def test_a_client_still_writes_after_the_servers_immediate_send_eof(
+    pki: PKI, transport: str, driver: str, read_first: bool
+) -> None:
+    """A TLS 1.3 server half-closes right after the handshake: the client's first writes, which look for a late
+    rejection of its handshake, find the server's close_notify there, which is no rejection, and go through (audit
+    58: the look took the clean close for a protocol error and broke the stream)."""
+    client, server = await maker(pki, "1.3", transport, driver)()
+    async with client, server:
+        with trio.fail_after(5):
+            await server.send_eof()
+            if read_first:
+                assert await client.receive_some() == b""
+            elif transport == "tcp":
+                await trio.lowlevel.wait_readable(client.transport_stream.socket)  # type: ignore[attr-defined]
+            await client.send_all(b"request")
+            assert await server.receive_some() == b"request"
+            await client.send_all(b"more")
+            assert await server.receive_some() == b"more"
 
 
 @pytest.mark.parametrize(("transport", "driver"), DRIVERS)
@@ -279,6 +301,28 @@ async def test_cancelled_send_keeps_stream_usable(pki: PKI) -> None:
         assert await client.receive_some() == b"back"
 
 
+async def test_a_memory_bio_send_cancelled_mid_record_says_so_on_next_use(pki: PKI) -> None:
+    """Over memory BIOs a send cancelled while its records are on their way leaves a hole in the record stream: the
+    next call raises BrokenResourceError whose cause says a send was cancelled part-way, not that the transport
+    failed (audit 58: without the driver's record of the cancellation that was the message)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = trio.testing.lockstep_stream_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost")
+    server = TLSStream(b, server_ctx)
+    await handshake_both(client, server)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_all, b"x" * 100)  # lockstep: waits until the server reads, which it won't
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    with pytest.raises(trio.BrokenResourceError) as caught:
+        await client.send_all(b"y")
+    assert isinstance(caught.value.__cause__, TLSError)
+    assert "cancelled part-way" in str(caught.value.__cause__)
+    await trio.aclose_forcefully(client)
+    await trio.aclose_forcefully(server)
+
+
 @pytest.mark.parametrize("version", ["1.3", "1.2"])
 async def test_a_send_cancelled_after_a_retry_sent_part_of_it_keeps_the_stream_usable(pki: PKI, version: str) -> None:
     """Small socket buffers: OpenSSL's retry of one large SSL_write sends some records and blocks again, so it has
@@ -418,6 +462,84 @@ async def test_https_compatible_goes_on_sending_after_a_bare_eof(
     finally:
         await trio.aclose_forcefully(server)
         await trio.aclose_forcefully(client)
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_https_compatible_sends_no_close_notify(pki: PKI, driver: str) -> None:
+    """https_compatible neither expects nor sends close_notify (trio's SSLStream): its aclose ends with a bare FIN,
+    which a strict peer reads as a truncation (audit 58)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost", https_compatible=True,
+                       driver=driver)  # type: ignore[arg-type]
+    server = TLSStream(b, server_ctx)
+    await handshake_both(client, server)
+    await server.send_all(b"tickets first")  # the client reads the server's tickets: its close is a FIN
+    assert await client.receive_some() == b"tickets first"
+    await client.aclose()
+    with trio.fail_after(5), pytest.raises(trio.BrokenResourceError) as caught:
+        await server.receive_some()
+    assert classify_ending(caught.value).word == "truncated"
+    await server.aclose()
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_https_compatible_still_reports_a_reset(pki: PKI, driver: str) -> None:
+    """https_compatible forgives a missing close_notify (a FIN), not a reset: the receive still fails, as ``reset``,
+    as in trio's SSLStream (audit 58: any transport failure read as a clean end)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost", https_compatible=True,
+                       driver=driver)  # type: ignore[arg-type]
+    server = TLSStream(b, server_ctx)
+    await handshake_both(client, server)
+    await server.send_all(b"body")
+    sock = server.transport_stream.socket  # type: ignore[attr-defined]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await server.transport_stream.aclose()  # RST
+    with trio.fail_after(5):
+        assert await client.receive_some() == b"body"
+        with pytest.raises(trio.BrokenResourceError) as caught:
+            await client.receive_some()
+    assert classify_ending(caught.value).word == "reset"
+    try:
+        try:
+            raise caught.value
+        except trio.BrokenResourceError:
+            raise RuntimeError("raised while handling the reset")  # noqa: B904 - the implicit chain is the point
+    except RuntimeError as during:
+        assert during.__context__ is caught.value
+        assert classify_ending(during).word == "reset"  # the chain is followed through __context__ too (audit 58)
+    await client.aclose()
+    await server.aclose()
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_aclose_under_a_blocked_send_ends_without_close_notify(pki: PKI, driver: str) -> None:
+    """Closing a stream while another task's send_all waits mid-record: no clean place for close_notify, and the
+    peer must not take the cut-off data for a complete message: its receive fails, never ends cleanly; and aclose
+    does not wait ``close_timeout`` for a chance to send the alert (audit 58)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost", driver=driver,  # type: ignore[arg-type]
+                       close_timeout=60)
+    server = TLSStream(b, server_ctx)
+    await handshake_both(client, server)
+    async with trio.open_nursery() as nursery:
+
+        async def blocked_send() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await client.send_all(b"m" * (16 << 20))  # far more than loopback buffers hold: it waits
+
+        nursery.start_soon(blocked_send)
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(10):  # at once: no alert to wait for (not close_timeout)
+            await client.aclose()
+    with trio.fail_after(10), pytest.raises(trio.BrokenResourceError) as caught:
+        for _ in range(10_000):  # bounded: at most 16 MiB arrive
+            assert await server.receive_some()
+    assert classify_ending(caught.value).word in ("truncated", "reset")  # reset: the client left tickets unread
+    await server.aclose()
 
 
 async def test_aclose_sends_close_notify_and_is_idempotent(pki: PKI) -> None:
@@ -646,6 +768,86 @@ async def test_a_reset_while_the_server_answers_the_hello_is_eof_in_handshake(pk
     assert error.reason == "eof-in-handshake" and "reset" in error.message
     assert error.__cause__ is not None
     assert classify_ending(error).word == "eof-in-handshake"
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_a_receive_asking_for_more_than_any_buffer_returns_what_came(pki: PKI, driver: str) -> None:
+    """trio's contract takes any positive ``max_bytes``: 2**31 and more (past a C int) returns the data that came,
+    in a buffer of the engine's own size (audit 58: uncapped, the request became an allocation and an overflow)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    client = TLSStream(a, client_ctx, server_hostname="localhost", driver=driver)  # type: ignore[arg-type]
+    server = TLSStream(b, server_ctx, driver=driver)  # type: ignore[arg-type]
+    async with client, server:
+        with trio.fail_after(5):
+            await handshake_both(client, server)
+            await client.send_all(b"hello")
+            assert await server.receive_some(1 << 31) == b"hello"
+            await client.send_all(b"again")
+            assert await server.receive_some(1 << 40) == b"again"
+
+
+async def test_a_handshake_flight_larger_than_the_socket_buffers_waits_to_write(tmp_path: Path) -> None:
+    """A server certificate of ~75 KB over a connection with 4 KiB buffers: the server's flight does not fit, OpenSSL
+    reports WANT_WRITE mid-handshake, and the handshake must wait for the socket to drain (waiting to read instead
+    deadlocks: the client sends nothing until it has the whole flight; audit 58)."""
+    ca = CA.root("big flight root")
+    leaf = ca.leaf("localhost", dns=["localhost", *(f"name-{i:05d}.example.test" for i in range(3000))])
+    options = TLSOptions.from_mapping({
+        "certificate": str(write_pem(tmp_path / "cert.pem", leaf.cert_pem)),
+        "certificate-key": str(leaf.write_key(tmp_path / "key.pem")),
+        "trusted-ca": str(ca.write_cert(tmp_path / "ca.pem")),
+    })
+    listener = trio.socket.socket()
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # inherited by the accepted socket
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        raw = trio.socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await raw.connect(listener.getsockname())
+        conn, _ = await listener.accept()
+    finally:
+        listener.close()
+    server = TLSStream(trio.SocketStream(conn), options, server_side=True)
+    client = TLSStream(trio.SocketStream(raw), options, server_hostname="localhost")
+    async with server, client:
+        with trio.fail_after(10):
+            await handshake_both(client, server)
+            await client.send_all(b"hello")
+            assert await server.receive_some() == b"hello"
+
+
+async def test_a_refused_hello_over_a_transport_that_never_takes_the_alert_still_fails(pki: PKI) -> None:
+    """Over a lockstep stream whose peer never reads, our alert for its bad hello can never be sent: the handshake
+    gives up on delivering it (1 s) and raises its reason, instead of waiting forever (audit 58)."""
+    server_context, _ = contexts(pki, "1.3")
+    peer, transport = trio.testing.lockstep_stream_pair()
+    server = TLSStream(transport, server_context)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer.send_all, oversized_record())
+        with trio.fail_after(10), pytest.raises(HandshakeError) as caught:
+            await server.do_handshake()
+    assert caught.value.reason == "not-tls"
+    await trio.aclose_forcefully(server)
+    await trio.aclose_forcefully(peer)
+
+
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_a_refused_hello_from_a_peer_that_reset_keeps_its_reason(pki: PKI, driver: str) -> None:
+    """The peer sends a record no TLS peer may send and resets at once: our alert then cannot be sent, and
+    ``do_handshake`` still raises the handshake's reason, not the failed send of the alert (audit 58: the memory-BIO
+    driver's best-effort flush let that send's BrokenResourceError escape)."""
+    client, server_transport = await tcp_transport_pair()
+    server_context, _ = contexts(pki, "1.3")
+    server = TLSStream(server_transport, server_context, driver=driver)
+    await client.send_all(oversized_record())
+    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.socket.close()  # RST: on loopback it is there before the server reads the record
+    with trio.fail_after(5), pytest.raises(HandshakeError) as caught:
+        await server.do_handshake()
+    await server.aclose()
+    assert caught.value.reason in ("not-tls", "eof-in-handshake")
 
 
 @pytest.mark.parametrize("driver", ["socket", "bio"])
