@@ -454,3 +454,108 @@ def test_an_end_refusing_without_an_alert_is_named_at_once(fixtures: Path, tmp_p
     server = compile_context(deployment.port("s", "p").resolved)
     outcome = _rehearsal.rehearse(compile_context(client.resolved), server, client.server_hostname, timeout=3)
     assert (outcome.ok, outcome.side, outcome.reason) == (False, "client", "name-mismatch"), outcome
+
+
+def test_an_end_refusing_without_an_alert_ends_the_rehearsal_at_once(fixtures: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same refusal with a long timeout: the refusing end closes its stream, so the outcome comes at once, not
+    when the wait ends (the outcome alone cannot tell: at the timeout the refusing end is still named; audit 61)."""
+    import time
+
+    from gtls import _rehearsal
+    from gtls.context import compile_context
+    from gtls.deployment import load_deployment
+    from gtls.pki import hostcheck
+
+    monkeypatch.setattr(hostcheck, "AVAILABLE", False)
+    deployment = load_deployment(_pair_config(fixtures, tmp_path, 'host = "stats.example"'))
+    client = deployment.connection("c", "x")
+    server = compile_context(deployment.port("s", "p").resolved)
+    started = time.monotonic()
+    outcome = _rehearsal.rehearse(compile_context(client.resolved), server, client.server_hostname, timeout=60)
+    assert (outcome.ok, outcome.side, outcome.reason) == (False, "client", "name-mismatch"), outcome
+    assert time.monotonic() - started < 20
+
+
+def test_a_rehearsal_that_cannot_start_leaves_no_socket_open(fixtures: Path, tmp_path: Path) -> None:
+    """rehearse() makes its socket pair before its streams: a stream that cannot be made (a dialled name the name
+    check refuses) raises, and both sockets are closed, not left to the garbage collector (audit 61)."""
+    import gc
+    import warnings
+
+    from gtls import _rehearsal
+    from gtls.context import compile_context
+    from gtls.deployment import load_deployment
+    from gtls.errors import InvalidOptionValue
+
+    deployment = load_deployment(_pair_config(fixtures, tmp_path, 'host = "localhost"'))
+    client = compile_context(deployment.connection("c", "x").resolved)
+    server = compile_context(deployment.port("s", "p").resolved)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InvalidOptionValue):
+            _rehearsal.rehearse(client, server, "my!host")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
+
+
+def test_a_connection_to_a_port_with_an_error_is_not_rehearsed(fixtures: Path, tmp_path: Path) -> None:
+    """A port that does not compile has no context to meet: its connection keeps its own outcome (no error, no
+    handshake), and only the port counts as an error; it must not read as a gtls bug of the connection (audit 61)."""
+    config = _pair_config(fixtures, tmp_path, 'host = "localhost"')
+    config.write_text(config.read_text().replace('transport = "tls=1"',
+                                                 f'transport = "tls=1;certificate-key={tmp_path}/none.pem"'))
+    code, document = check_json(config)
+    endpoints = by_path(document)
+    assert endpoints["applications.s.ports.p"]["error"] is not None
+    for conn in ("fine", "x"):
+        assert endpoints[f"applications.c.connections.{conn}"]["error"] is None
+        assert endpoints[f"applications.c.connections.{conn}"]["handshake"] is None
+    assert code == 1 and document["errors"] == 1
+
+
+
+
+def test_an_unexpected_error_in_a_rehearsal_is_that_connections_error(
+        fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug inside one connection's handshake rehearsal is that connection's error, named a gtls bug; the report
+    goes on with the other connections and exits 1 (the same rule as for a bug while compiling; audit 61)."""
+    from gtls import _rehearsal
+
+    real = _rehearsal.rehearse
+
+    def rehearse(client: Any, server: Any, server_hostname: str | None, *args: Any) -> Any:
+        if server_hostname == "127.0.0.1":  # connection x: dialled by address
+            raise RuntimeError("rehearsal broke")
+        return real(client, server, server_hostname, *args)
+
+    monkeypatch.setattr(_rehearsal, "rehearse", rehearse)
+    monkeypatch.setenv("GTLS_DATA_DIR", str(tmp_path))
+    config = _pair_config(fixtures, tmp_path, 'host = "127.0.0.1"')
+    from gtls.cli import main
+
+    code = main(["check", "--config", str(config), "--json"])
+    endpoints = by_path(json.loads(capsys.readouterr().out))
+    error = endpoints["applications.c.connections.x"]["error"]
+    assert (error["type"], error["message"]) == ("RuntimeError", "unexpected error (a gtls bug): rehearsal broke")
+    assert endpoints["applications.c.connections.x"]["handshake"] is None
+    assert endpoints["applications.c.connections.fine"]["handshake"]["ok"]
+    assert code == 1
+
+
+def test_a_rehearsal_without_an_outcome_names_no_refusing_end(
+        fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A handshake with no outcome in time is a timeout refused by neither end: the text says so without naming
+    one (audit 61)."""
+    import functools
+
+    from gtls import _rehearsal
+
+    monkeypatch.setattr(_rehearsal, "rehearse", functools.partial(_rehearsal.rehearse, timeout=0))
+    monkeypatch.setenv("GTLS_DATA_DIR", str(tmp_path))
+    from gtls.cli import main
+
+    code = main(["check", "--config", str(_pair_config(fixtures, tmp_path, 'host = "localhost"'))])
+    text = capsys.readouterr().out
+    assert "  handshake with applications.s.ports.p: FAILED: timeout (no outcome within 0 s)\n" in text, text
+    assert code == 1

@@ -1107,7 +1107,7 @@ async def test_ports_of_one_host_that_cannot_listen_together_are_named(tmp_path:
         number = probe.getsockname()[1]
     ports = {"a": ("h", "127.0.0.1", number), "b": ("h", "127.0.0.1", number), "c": ("h", "0.0.0.0", number),
              "d": ("h", "::", number), "e": ("elsewhere", "127.0.0.1", number), "f": ("h", "127.0.0.1", 0),
-             "g": ("h", "127.0.0.1", 0), "i": ("h", "localhost", number)}
+             "g": ("h", "127.0.0.1", 0), "i": ("h", "localhost", number), "j": ("h", "127.0.0.2", number)}
     text = "[hosts.h]\n[hosts.elsewhere]\n" + "".join(
         f'[applications.{app}]\nhost = "{host}"\n[applications.{app}.ports.p]\naddress = "{address}"\n'
         f'port = {port}\ntransport = "tls=1"\n' for app, (host, address, port) in ports.items())
@@ -1119,6 +1119,9 @@ async def test_ports_of_one_host_that_cannot_listen_together_are_named(tmp_path:
         f"applications.c.ports.p and applications.a.ports.p both listen on port {number} (0.0.0.0, 127.0.0.1) "
         "of one host: only one can be open at a time",
         f"applications.c.ports.p and applications.b.ports.p both listen on port {number} (0.0.0.0, 127.0.0.1) "
+        "of one host: only one can be open at a time",
+        # an address after the wildcard clashes with it, not with another address of the family (audit 61)
+        f"applications.j.ports.p and applications.c.ports.p both listen on port {number} (127.0.0.2, 0.0.0.0) "
         "of one host: only one can be open at a time",
     ]
     # What the warning says, for real (on loopback: a wildcard clashes the same way, as the kernel refuses a
@@ -1132,3 +1135,23 @@ async def test_ports_of_one_host_that_cannot_listen_together_are_named(tmp_path:
         finally:
             for listener in first:
                 await listener.aclose()
+
+
+def test_security_of_an_application_with_connections_only_is_used(tmp_path: Path) -> None:
+    """An application with connections and no ports reads its [security] for them: no 'never used' warning (that
+    is for one with neither; audit 61)."""
+    deployment = load(tmp_path, """
+[hosts.h]
+[applications.srv]
+host = "h"
+[applications.srv.ports.p]
+port = 0
+[applications.caller]
+host = "h"
+[applications.caller.security]
+sec-protocol = "TLSv13"
+[applications.caller.connections.c]
+server = "srv"
+""")
+    assert not [w for w in deployment.warnings if "never used" in w], deployment.warnings
+

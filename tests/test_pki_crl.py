@@ -239,3 +239,13 @@ def test_certificates_in_the_crl_file_are_named_and_trust_nothing(tmp_path: Path
     only_crls = write_pem(tmp_path / "crl-only.pem", pki.inter.crl().pem)
     compiled = compile_context(direct({"trusted-ca": str(trusted), "tls-crl": str(only_crls)}, "client"))
     assert not [w for w in compiled.warnings if "skipped PEM blocks" in w]
+    # A block that is no certificate is named without the note on certificates (audit 61).
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    with_key = write_pem(tmp_path / "crl-and-key.pem", pki.inter.crl().pem, key_pem)
+    compiled = compile_context(direct({"trusted-ca": str(trusted), "tls-crl": str(with_key)}, "client"))
+    assert [w for w in compiled.warnings if "skipped PEM blocks" in w] == [
+        f"tls-crl: skipped PEM blocks PRIVATE KEY in {with_key}"]

@@ -303,9 +303,17 @@ def test_certificate_times_read_as_ssl_reads_them(
     (" ", "\\ "),  # one space: escaped once, as leading (it read "\\\\ ", an escaped backslash) (review2)
     ("  ", "\\ \\ "), ("#x", "\\#x"), ("a ", "a\\ "), ("a,b+c", "a\\,b\\+c"), ('"<>;\\', '\\"\\<\\>\\;\\\\'),
     ("a\0b", "a\\00b"),  # RFC 4514 §2.4: NUL as \00
+    ("a=b", "a\\=b"),  # gtls escapes "=" here, for a reader splitting at the first "=" (audit 61)
 ])
 def test_fallback_names_escape_as_rfc_4514_says(value: str, text: str) -> None:
     assert _ssl_compat.name_text(((("commonName", value),),)) == f"CN={text}"
+
+
+def test_fallback_names_use_rfc_4514s_short_names() -> None:
+    """gtls connect's chain lines: RFC 4514's keys for the attributes it names, OpenSSL's long name for others."""
+    name = ((("userId", "u1"),), (("domainComponent", "test"),), (("streetAddress", "Main 1"),),
+            (("emailAddress", "a@b.test"),))
+    assert _ssl_compat.name_text(name) == "emailAddress=a@b.test,STREET=Main 1,DC=test,UID=u1"  # most specific first
 
 
 
@@ -489,7 +497,10 @@ def _attribute(oid: ObjectIdentifier, value: str, kind: _ASN1Type | None = None)
      [_attribute(NameOID.ORGANIZATION_NAME, "emoji 😀", _ASN1Type.BMPString)],
      [_attribute(NameOID.LOCALITY_NAME, "Zoë 😀", _ASN1Type.UniversalString)],
      [x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x01\x02", _ASN1Type.BitString)]],
-], ids=["email", "dotted-oids", "escapes", "string-types"])
+    # ASCII in wide string types, which also decode as UTF-8 (NULs between the letters) (audit 61)
+    [[_attribute(NameOID.COMMON_NAME, "Ops", _ASN1Type.UniversalString)],
+     [_attribute(NameOID.ORGANIZATION_NAME, "Ops", _ASN1Type.BMPString)]],
+], ids=["email", "dotted-oids", "escapes", "string-types", "ascii-wide"])
 def test_a_subject_read_from_the_der_is_written_as_cryptography_writes_it(
         attributes: list[list[x509.NameAttribute]]) -> None:
     """The subject of a refused or accepted certificate cryptography cannot load is read from the DER by gtls; it
@@ -517,3 +528,17 @@ def test_the_subject_of_an_unloadable_certificate_is_written_as_cryptography_wri
     assert der_subject(nameless) == "(empty subject)"
     spaced = ssl.PEM_cert_to_DER_cert(version_4_certificate(root.leaf(" ", dns=("v4.test",)), root).decode())
     assert der_subject(spaced) == "CN=\\ "  # as cryptography 50 writes it (earlier releases: "CN=\\\\ ")
+
+
+def test_a_subject_cryptography_cannot_read_is_written_as_openssl_reads_it() -> None:
+    """A T61String in Latin-1 (as older CAs wrote it): cryptography loads the certificate but cannot read its
+    subject (not UTF-8); the DER reader gives OpenSSL's reading (one byte a character) instead of failing with the
+    certificate's refusal or log line (audit 61)."""
+    from gtls._offline import der_subject
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Zoxx!", _ASN1Type.T61String)])
+    der = CA.root("t61 root").leaf(subject=name, dns=("t61.test",)).cert_der
+    latin1 = der.replace(b"Zoxx!", b"Zo\xeb!!")
+    with pytest.raises(ValueError):
+        x509.load_der_x509_certificate(latin1).subject  # noqa: B018 - the subject is parsed when read
+    assert der_subject(latin1) == _ssl_compat.subject_rfc4514(latin1) == "CN=Zo\u00eb!!"

@@ -464,6 +464,30 @@ async def test_https_compatible_goes_on_sending_after_a_bare_eof(
         await trio.aclose_forcefully(client)
 
 
+@pytest.mark.parametrize("role", ["client", "server"])
+@pytest.mark.parametrize("driver", ["socket", "bio"])
+async def test_https_compatible_eof_in_the_handshake_stays_eof_in_handshake(pki: PKI, role: str, driver: str) -> None:
+    """https_compatible forgives a bare EOF only after the handshake (where HTTP's framing tells a cut message): a
+    peer that leaves mid-handshake with a bare FIN is eof-in-handshake without close_notify, as without
+    https_compatible (audit 61)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    a, b = await tcp_transport_pair()
+    stream = TLSStream(a, client_ctx, server_hostname="localhost", https_compatible=True,
+                       driver=driver) if role == "client" else TLSStream(a, server_ctx, https_compatible=True,
+                                                                         driver=driver)  # type: ignore[arg-type]
+    try:
+        if role == "server":
+            await b.send_all(bytes.fromhex("160301"))  # the start of a record header, then a bare FIN
+        await b.send_eof()
+        with trio.fail_after(IO_TIMEOUT), pytest.raises(HandshakeError) as caught:
+            await stream.do_handshake()
+        # a bare FIN, told apart from a close_notify: OpenSSL's option set before the handshake read it as one
+        assert caught.value.reason == "eof-in-handshake" and "without close_notify" in caught.value.message
+    finally:
+        await trio.aclose_forcefully(stream)
+        await b.aclose()
+
+
 @pytest.mark.parametrize("driver", ["socket", "bio"])
 async def test_https_compatible_sends_no_close_notify(pki: PKI, driver: str) -> None:
     """https_compatible neither expects nor sends close_notify (trio's SSLStream): its aclose ends with a bare FIN,

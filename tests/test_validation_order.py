@@ -129,6 +129,7 @@ CLIENT_CASES = [
     # tls-crl-expired=warn: the expiry waived, the expired CRL still revokes before signatures and dates count
     ({"crl-expired-warn", "revoked", "expired"}, ("revoked", 0)),
     ({"crl-expired-warn", "revoked", "bad-signature"}, ("revoked", 0)),
+    ({"crl-expired-warn", "revoked", "not-yet-valid"}, ("revoked", 0)),
     ({"crl-expired-warn", "revoked", "name"}, ("name-mismatch", 0)),
     ({"crl-expired-warn", "expired"}, ("expired", 0)),
     ({"crl-expired-warn", "revoked", "expired", "weak-inter"}, ("untrusted", 1)),  # the security level first
