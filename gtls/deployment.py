@@ -683,7 +683,8 @@ def _addresses_clash(first: str, second: str) -> bool:
         one, two = ipaddress.ip_address(first), ipaddress.ip_address(second)
     except ValueError:  # a name: compared as written
         return False
-    return one.version == two.version and (one.is_unspecified or two.is_unspecified)
+    # one address however written ('::1', '0:0::1'), or an address beside its family's wildcard
+    return one == two or (one.version == two.version and (one.is_unspecified or two.is_unspecified))
 
 
 def _base_dir(file: Path) -> Path:

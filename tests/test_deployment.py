@@ -1155,3 +1155,19 @@ server = "srv"
 """)
     assert not [w for w in deployment.warnings if "never used" in w], deployment.warnings
 
+
+def test_one_ipv6_address_written_two_ways_is_one_address(tmp_path: Path) -> None:
+    """'::1' and '0:0:0:0:0:0:0:1' are one address: the kernel refuses the second bind (EADDRINUSE), but the clash
+    check compared the spellings and said nothing (audit 61). Shown on loopback: both spellings bind the same."""
+    with socket.socket(socket.AF_INET6) as first:
+        first.bind(("::1", 0))
+        number = first.getsockname()[1]
+        first.listen()
+        with socket.socket(socket.AF_INET6) as second, pytest.raises(OSError):
+            second.bind(("0:0:0:0:0:0:0:1", number))
+    text = "[hosts.h]\n" + "".join(
+        f'[applications.{app}]\nhost = "h"\n[applications.{app}.ports.p]\naddress = "{address}"\nport = {number}\n'
+        for app, address in (("k", "::1"), ("l", "0:0:0:0:0:0:0:1"), ("m", "::2")))
+    clashes = [w for w in load(tmp_path, text).warnings if "only one can be open at a time" in w]
+    assert clashes == [f"applications.l.ports.p and applications.k.ports.p both listen on port {number} "
+                       "(0:0:0:0:0:0:0:1, ::1) of one host: only one can be open at a time"]
