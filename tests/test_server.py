@@ -56,15 +56,22 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 
 @asynccontextmanager
-async def serving(pki: PKI, handler=echo_line, **kwargs: object) -> AsyncIterator[int]:  # type: ignore[no-untyped-def]
+async def serving_listeners(pki: PKI, handler=echo_line,  # type: ignore[no-untyped-def]
+                            **kwargs: object) -> AsyncIterator[list[TLSListener]]:
+    """``serve_tls_over_tcp`` on a free loopback port for the block; its listeners (stopped after it)."""
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
+        yield await nursery.start(
             lambda task_status: serve_tls_over_tcp(
                 handler, 0, pki.server_options(), host="127.0.0.1", task_status=task_status, **kwargs
             )
         )
-        yield listeners[0].socket.getsockname()[1]
         nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def serving(pki: PKI, handler=echo_line, **kwargs: object) -> AsyncIterator[int]:  # type: ignore[no-untyped-def]
+    async with serving_listeners(pki, handler, **kwargs) as listeners:
+        yield listeners[0].socket.getsockname()[1]
 
 
 async def round_trip(port: int, client_options: TLSOptions, message: bytes = b"hello\n") -> bytes:
@@ -399,12 +406,7 @@ async def test_a_quiet_ports_ticket_key_is_renewed_on_time(pki: PKI, monkeypatch
     0.3 s here; the serving loop looks at most once a second). Connections go on working on the new context."""
     context_module.clear_cache()
     monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.3)
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            lambda task_status: serve_tls_over_tcp(
-                echo_line, 0, pki.server_options(), host="127.0.0.1", task_status=task_status
-            )
-        )
+    async with serving_listeners(pki) as listeners:
         compiled = listeners[0].context
         port = listeners[0].socket.getsockname()[1]
         assert await round_trip(port, pki.client_options()) == b"hello\n"
@@ -415,7 +417,6 @@ async def test_a_quiet_ports_ticket_key_is_renewed_on_time(pki: PKI, monkeypatch
                 if compiled.ssl_context is not seen[-1]:
                     seen.append(compiled.ssl_context)
         assert await round_trip(port, pki.client_options()) == b"hello\n"
-        nursery.cancel_scope.cancel()
     context_module.clear_cache()
 
 
@@ -448,12 +449,7 @@ async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on
     s at most: built in the event loop, it would wait for nothing and the test fail, not hang)."""
     context_module.clear_cache()
     monkeypatch.setattr("gtls._sessions.TICKET_KEY_LIFETIME", 0.3)
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            lambda task_status: serve_tls_over_tcp(
-                echo_line, 0, pki.server_options(), host="127.0.0.1", task_status=task_status
-            )
-        )
+    async with serving_listeners(pki) as listeners:
         compiled = listeners[0].context
         build = GatedBuild(compiled, wait=5)
         port = listeners[0].socket.getsockname()[1]
@@ -466,7 +462,6 @@ async def test_the_serving_loop_renews_in_a_worker_thread_while_handshakes_go_on
             while compiled.ssl_context is old:
                 await trio.sleep(0.05)
         assert await round_trip(port, pki.client_options()) == b"hello\n"
-        nursery.cancel_scope.cancel()
     assert build.threads[0] is not threading.main_thread() and build.gate_came[0]
     context_module.clear_cache()
 
@@ -659,15 +654,9 @@ async def test_a_listener_accepting_by_itself_renews_off_the_event_loop(
 
 
 async def test_stopped_server_closes_its_port(pki: PKI) -> None:
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(
-            lambda task_status: serve_tls_over_tcp(
-                echo_line, 0, pki.server_options(), host="127.0.0.1", task_status=task_status
-            )
-        )
+    async with serving_listeners(pki) as listeners:
         port = listeners[0].socket.getsockname()[1]
         assert await round_trip(port, pki.client_options()) == b"hello\n"
-        nursery.cancel_scope.cancel()
     # The caller still holds the listeners (as trio's do, they close when serving ends, not when dropped): nothing
     # listens on the port any more, so the kernel completes no connection that nobody would accept.
     assert [listener.socket.fileno() for listener in listeners] == [-1]

@@ -28,8 +28,8 @@ def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings
     if others:
         # Genesys calls this file's contents "certificates defining the CRL", so its CA certificates may be put here
         # to be trusted or to check the CRLs' signatures: neither happens (gtls decision; spec §5 is silent).
-        trusted_here = "CERTIFICATE" in others
-        note = " (certificates here are not trusted; trusted-ca names the CA certificates)" if trusted_here else ""
+        certificates_here = "CERTIFICATE" in others
+        note = " (certificates here are not trusted; trusted-ca names the CA certificates)" if certificates_here else ""
         warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path}{note}")
     complete = []
     for crl in crls:
