@@ -1,11 +1,16 @@
-"""The serving loop behind ``serve_tls_over_tcp``: batched accepts, one task per connection, one reaper for every
-handshake deadline.
+"""The serving loop behind ``serve_tls_over_tcp``: batched accepts, handshakes advanced without a task, one task per
+connection once its handshake is over, one reaper for every handshake deadline.
 
-Per connection the work is: ``accept``, wrap, spawn the connection's task, handshake, handler, close — nothing
+Per connection the work is: ``accept``, wrap, handshake, spawn the connection's task, handler, close — nothing
 else. Compared with trio's ``serve_listeners`` + ``SSLStream``:
 
 * accepts are taken in batches straight from the listening socket, with one wait per batch instead of one
   scheduler pass per connection;
+* the handshake's first step runs as the connection is accepted, and its next ones in the poller's task as the
+  peer's flights arrive (``TLSStream._advance_untasked``): the connection's task starts once the handshake is over
+  (or has failed, or needs the socket writable), so a handshake costs no task switch of its own and a peer that
+  stalls mid-handshake holds no task. With a cap on handshakes in flight, each handshake waits for its slot in its
+  task instead;
 * handshake deadlines are enforced by one reaper task per server (all deadlines of a server are equal, so
   accept order is deadline order: a deque, no heap, no cancel scope per connection); on expiry it breaks the
   stream with ``timeout`` and closes its socket, which wakes the handshake;
@@ -37,10 +42,11 @@ import trio
 
 from ._poller import AVAILABLE as POLLER_AVAILABLE
 from ._poller import Poller
+from ._socket_driver import SocketDriver
 from ._tcp import set_tcp_options
 from .ending import classify_ending
 from .errors import MAX_CAUSE_CHAIN
-from .stream import TLSStream
+from .stream import _OK, TLSStream
 
 if TYPE_CHECKING:
     from .context import CompiledContext
@@ -179,11 +185,11 @@ async def _serve(
         if deadlines is not None:
             nursery.start_soon(deadlines.run)
 
-        async def connection(stream: TLSStream, entry: Entry | None) -> None:
+        async def connection(stream: TLSStream, entry: Entry | None, started: float) -> None:
             completed = False  # the handler returned: only then does the connection end with close_notify
             ok = False
             try:
-                ok = await handshaker.run(stream)
+                ok = await handshaker.run(stream, started)
                 if entry is not None and deadlines is not None:
                     deadlines.done(entry)
                     entry = None
@@ -215,9 +221,32 @@ async def _serve(
                 else:  # pragma: no cover - listeners always produce socket-bound streams
                     await trio.aclose_forcefully(stream)
 
+        untasked = handshaker.limiter is None  # a cap on handshakes in flight waits for a slot in the task
+        hook = handshaker.on_handshake
+
         def start(stream: TLSStream) -> None:
             entry = deadlines.add(stream) if deadlines is not None else None
-            tasks.start_soon(connection, stream, entry, name=CONNECTION_TASK_NAME)
+            started = trio.current_time() if hook is not None else 0.0  # durations only go into events
+            # The handshake goes as far as it can without a task of its own: its first step now, the next ones from
+            # the poller as the peer's flights come in. The task starts once it is over, has failed or needs the
+            # socket writable; a peer that stalls meanwhile costs no task (gtls._socket_driver).
+            driver = stream._driver
+            if (
+                untasked
+                and driver.__class__ is SocketDriver
+                and stream._advance_untasked()
+                and driver.watch_untasked(lambda: resume(stream, driver, entry, started))
+            ):
+                return
+            tasks.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
+
+        def resume(stream: TLSStream, driver: SocketDriver, entry: Entry | None, started: float) -> None:
+            """The poller saw the socket readable, or let go of it: the socket is closing (the deadline's reaper) or
+            the server stopped. The task takes over from there."""
+            if driver._poller is not None and stream._state == _OK and stream._advance_untasked():
+                return
+            driver.end_untasked()
+            tasks.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
 
         # The loop closes every stream it starts, so their read waits can go through a poller of its own.
         poller = None

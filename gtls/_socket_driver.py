@@ -5,7 +5,8 @@ only when OpenSSL actually reports ``WANT_READ``/``WANT_WRITE``.
 
 Read waits go through the server's edge-triggered poller (``gtls._poller``) for the serving loop's connections
 (until someone asks for ``transport_stream``), else through ``trio.lowlevel.wait_readable``; write waits always go
-through trio.
+through trio. Before a serving-loop connection has a task, the poller calls the loop back instead of waking one
+(``watch_untasked``): the loop advances the handshake there.
 
 trio allows one task per direction to wait on a socket. The receive side can need the socket *writable* (a TLS 1.3
 KeyUpdate reply) while a sender already waits for that, so a second waiter for the same direction parks on a
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import outcome
 import trio
@@ -37,7 +38,7 @@ _SEEN = Readiness.SEEN
 class SocketDriver:
     __slots__ = (
         "sock", "_read_waiting", "_write_waiting", "_read_lot", "_write_lot",
-        "_poller", "_fd", "_readiness", "_reader",
+        "_poller", "_fd", "_readiness", "_reader", "_untasked",
     )
 
     def __init__(self, sock: socket.socket | trio.socket.SocketType, poller: Poller | None = None) -> None:
@@ -52,6 +53,9 @@ class SocketDriver:
         self._readiness = _UNREGISTERED
         #: The task parked in the poller for readability.
         self._reader: trio.lowlevel.Task | None = None
+        #: Called instead of waking a task while the serving loop advances a handshake that has no task yet
+        #: (``watch_untasked``).
+        self._untasked: Callable[[], None] | None = None
 
     def claim_read(self) -> bool:
         """Take the socket's read wait if no task holds it. The caller then awaits ``readable()`` in its own frame
@@ -85,19 +89,38 @@ class SocketDriver:
         if readiness is _SEEN:  # an edge came while nobody waited: retry now, after a checkpoint
             self._readiness = _WAITING_FOR_EDGE
             return trio.lowlevel.checkpoint()
-        if readiness is _UNREGISTERED:
-            fd = self.sock.fileno()
-            try:
-                added = poller.add(fd, self)
-            except OSError:  # closed under us, or not pollable: trio reports it
-                added = False
-            if not added:
-                self._poller = None
-                return wait_readable(self.sock)
-            self._fd = fd
-            self._readiness = _WAITING_FOR_EDGE
+        if readiness is _UNREGISTERED and not self._join(poller):
+            return wait_readable(self.sock)
         self._reader = _current_task()
         return _wait_task_rescheduled(self._abort_read)
+
+    def _join(self, poller: Poller) -> bool:
+        """Add the socket to ``poller``'s set; False (and trio's waits from now on) if it cannot be."""
+        fd = self.sock.fileno()
+        try:
+            added = poller.add(fd, self)
+        except OSError:  # closed under us, or not pollable: trio reports it
+            added = False
+        if not added:
+            self._poller = None
+            return False
+        self._fd = fd
+        self._readiness = _WAITING_FOR_EDGE
+        return True
+
+    def watch_untasked(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (from the poller's task) when the socket may be readable, or when the poller lets go of
+        it (the socket is closing, or the server stopped): the serving loop advances a handshake this way before
+        the connection has a task of its own. False if the poller cannot watch the socket; the caller then starts
+        the task at once. ``callback`` ends the watch with ``end_untasked`` before it starts the task."""
+        poller = self._poller
+        if poller is None or (self._readiness is _UNREGISTERED and not self._join(poller)):
+            return False
+        self._untasked = callback
+        return True
+
+    def end_untasked(self) -> None:
+        self._untasked = None
 
     def _abort_read(self, _raise_cancel: object) -> trio.lowlevel.Abort:
         self._reader = None
@@ -107,6 +130,10 @@ class SocketDriver:
         """The poller saw an edge: wake the reader, or remember it for the next wait."""
         task = self._reader
         if task is None:
+            untasked = self._untasked
+            if untasked is not None:
+                untasked()
+                return
             self._readiness = _SEEN
         else:
             self._reader = None
@@ -139,6 +166,9 @@ class SocketDriver:
             else:
                 poller.forget(self._fd)
             self._readiness = _UNREGISTERED
+        untasked = self._untasked
+        if untasked is not None:  # no task to wake yet: its owner starts one, which finds the stream's state
+            untasked()
         self._wake_reader(error)
 
     def _wake_reader(self, error: BaseException | None) -> None:

@@ -130,9 +130,11 @@ class Handshaker:
         self.limiter = trio.CapacityLimiter(max_handshakes) if max_handshakes is not None else None
         self.on_handshake = on_handshake
 
-    async def run(self, stream: TLSStream) -> bool:
-        """Handshake ``stream``; True on success. Failures are logged once and reported, never raised."""
-        started = trio.current_time() if self.on_handshake is not None else 0.0  # durations only go into events
+    async def run(self, stream: TLSStream, started: float | None = None) -> bool:
+        """Handshake ``stream``; True on success. Failures are logged once and reported, never raised. ``started``:
+        when the handshake began, if before this call (the serving loop advances it before the task starts)."""
+        if started is None:
+            started = trio.current_time() if self.on_handshake is not None else 0.0  # durations only go into events
         try:
             if self.limiter is None:
                 await stream._accepted_handshake()

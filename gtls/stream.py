@@ -389,11 +389,25 @@ class TLSStream(trio.abc.HalfCloseableStream):
     async def _accepted_handshake(self) -> None:
         """The serving loop's handshake of a stream it just accepted: no other task knows the stream yet and the
         loop's reaper owns the deadline, so no turn-taking, no cancel scope and no leading checkpoint (the first
-        wait is one; a cancellation is seen there). Anything else takes the general path."""
+        wait is one; a cancellation is seen there). A handshake the loop completed before starting this task
+        (``_advance_untasked``) returns at once: the task's start was the checkpoint. Anything else takes the
+        general path."""
+        if self._state == _OK and self._engine.handshake_done and self.handshake_timeout is None:
+            return
         if self._state != _OK or self._handshaking or self._engine.handshake_done or self.handshake_timeout is not None:
             await self.do_handshake()
             return
         await self._run_handshake(checkpoint=False)
+
+    def _advance_untasked(self) -> bool:
+        """One step of the serving loop's handshake of a stream that has no task yet: True while OpenSSL waits to
+        read from the peer; False once the handshake is complete, has failed (the stream is broken with the
+        ``HandshakeError``) or needs the socket writable, which the connection's task then waits for."""
+        try:
+            return self._engine.handshake() is WANT_READ
+        except HandshakeError as exc:
+            self._break(exc)
+            return False
 
     async def _run_handshake(self, *, checkpoint: bool = True) -> None:
         engine = self._engine
