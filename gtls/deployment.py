@@ -543,11 +543,14 @@ class _Loader:
 
     def note_unused_security(self, hosts: Mapping[str, HostSpec], apps: Mapping[str, ApplicationSpec]) -> None:
         """Settings are resolved per endpoint (spec §3), so a ``[security]`` table no endpoint reads is never checked:
-        a Host no application runs on, an Application without ports or connections. gtls decision: a warning names
-        it, with what resolution would have found wrong in its values (files are not read)."""
-        used = {app.host for app in apps.values()}
-        unused = [(f"hosts.{name}", "no application runs on this host", host.security)
-                  for name, host in hosts.items() if name not in used and host.security]
+        a Host no application runs on, or whose applications have no ports or connections, an Application without
+        ports or connections. gtls decision: a warning names it, with what resolution would have found wrong in its
+        values (files are not read)."""
+        running = {app.host for app in apps.values()}
+        serving = {app.host for app in apps.values() if app.ports or app.connections}
+        unused = [(f"hosts.{name}", "no application on this host has ports or connections" if name in running
+                   else "no application runs on this host", host.security)
+                  for name, host in hosts.items() if name not in serving and host.security]
         unused += [(f"applications.{name}", "the application has no ports or connections", app.security)
                    for name, app in apps.items() if not app.ports and not app.connections and app.security]
         for object_path, why, security in unused:

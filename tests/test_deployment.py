@@ -1156,6 +1156,21 @@ server = "srv"
     assert not [w for w in deployment.warnings if "never used" in w], deployment.warnings
 
 
+def test_security_of_a_host_whose_applications_have_no_endpoints_is_never_used(tmp_path: Path) -> None:
+    """A Host whose only application has neither ports nor connections: no endpoint reads its [security] either, so
+    its misspelt option is named too, not only the application's table."""
+    deployment = load(tmp_path, """
+[hosts.h.security]
+tls-mutal = "1"
+[applications.idle]
+host = "h"
+""")
+    assert [w for w in deployment.warnings if "never used" in w] == [
+        "hosts.h.security is never used: no application on this host has ports or connections; tls-mutal: unknown "
+        "option, ignored; did you mean 'tls-mutual'?"
+    ], deployment.warnings
+
+
 def test_one_ipv6_address_written_two_ways_is_one_address(tmp_path: Path) -> None:
     """'::1' and '0:0:0:0:0:0:0:1' are one address: the kernel refuses the second bind (EADDRINUSE), but the clash
     check compared the spellings and said nothing (audit 61). Shown on loopback: both spellings bind the same."""
