@@ -593,7 +593,10 @@ class CompiledContext:
                        if crl.next_update_utc is not None and crl.next_update_utc < now]
             # Only the CRLs this chain used: those of the issuers of the certificates whose check waived an expiry
             # (leaf scope: the leaf's issuer only). Runs only after a waiver, so reading the chain costs little.
-            chain = conn.get_verified_chain(as_cryptography=True) or []
+            try:
+                chain = conn.get_verified_chain(as_cryptography=True) or []
+            except Exception:  # noqa: BLE001 - a certificate OpenSSL verified but cryptography cannot load (an X.509
+                chain = []  # version field of 3): no issuer is known, so every expired CRL is named below
             issuers = [chain[depth].issuer for depth in depths if depth < len(chain)]
             # A waiver is never silent: should no CRL match (an issuer name encoded differently), name them all.
             expired = [item for item in expired if item[0].issuer in issuers] or expired

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
+import socket
+import ssl
 from pathlib import Path
 
 import pytest
+import trio
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import CrlLoadError, PeerVerificationError
 from gtls.resolve import direct
+from gtls.server import HandshakeEvent, serve_tls_over_tcp
 from gtls.testing import CA, CRL, Certified, write_pem
 from gtls.verify import verify_chain
-from tests.peers import client_handshake, close, gtls_server, s_client, s_server
+from tests.peers import (
+    client_handshake,
+    close,
+    echo_line,
+    gtls_server,
+    python_context,
+    s_client,
+    s_server,
+    version_4_certificate,
+    wrap_client,
+)
 
 DAY = dt.timedelta(days=1)
 
@@ -172,6 +188,49 @@ def test_mutual_server_checks_client_crl(tmp_path: Path, pki: Pki) -> None:
     assert [(o.ok, o.error and o.error.reason, o.error and o.error.depth) for o in srv.outcomes] == [
         (False, "revoked", 0)]  # OpenSSL keeps the chain it was building when it refused the client
     assert [o.ok for o in srv2.outcomes] == [True]
+
+
+async def test_an_expired_crl_waived_for_a_certificate_cryptography_cannot_read_keeps_the_server_up(
+    tmp_path: Path, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """tls-crl-expired=warn names the CRLs a chain used, read through cryptography; a client certificate OpenSSL
+    verifies but cryptography refuses (an X.509 version field of 3) raised InvalidVersion out of the handshake, and
+    the serving loop stopped, for every client. The waiver now names every expired CRL instead, as when no issuer
+    matches."""
+    caplog.set_level(logging.WARNING, logger="gtls")
+    server_leaf = pki.root.leaf("localhost", dns=["localhost"])
+    odd = pki.inter.leaf("v4 client", eku=("client",))
+    options = direct({
+        "certificate": str(write_pem(tmp_path / "srv.pem", server_leaf)),
+        "certificate-key": str(server_leaf.write_key(tmp_path / "srv.key")),
+        "trusted-ca": str(write_pem(tmp_path / "ca.pem", pki.root)),
+        "tls-mutual": "1",
+        "tls-crl": str(write_pem(tmp_path / "crl.pem", pki.inter.crl(this_update=-3 * DAY, next_update=-DAY).pem)),
+        "tls-crl-expired": "warn",
+    }, "server")
+    context = python_context(server=False, ca=tmp_path / "ca.pem", version="1.3",
+                             cert=write_pem(tmp_path / "v4.pem", version_4_certificate(odd, pki.inter), pki.inter),
+                             key=odd.write_key(tmp_path / "v4.key"))
+
+    def echo(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, wrap_client(context, raw) as conn:
+            conn.sendall(b"odd\n")
+            with contextlib.suppress(ssl.SSLError, OSError):
+                return conn.recv(10)
+        return b""
+
+    events: list[HandshakeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(lambda task_status: serve_tls_over_tcp(
+                echo_line, 0, options, host="127.0.0.1", on_handshake=events.append, task_status=task_status))
+            port = listeners[0].socket.getsockname()[1]
+            assert await trio.to_thread.run_sync(echo, port) == b"odd\n"
+            assert await trio.to_thread.run_sync(echo, port) == b"odd\n"  # the server is still there
+            nursery.cancel_scope.cancel()
+    assert [event.ok for event in events] == [True, True]
+    assert all("expired CRL of CN=crl inter" in warning for event in events for warning in event.warnings)
+    assert [event.warnings != () for event in events] == [True, True]
 
 
 def test_load_errors_and_freshness_warnings(tmp_path: Path, pki: Pki) -> None:

@@ -5,17 +5,24 @@ handshake can be stopped half-way: the ClientHello sent and the server's flight 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
 
-from gtls import HandshakeEvent
-from gtls._serve import CONNECTION_TASK_NAME
-from gtls.server import serve_tls_over_tcp
+import gtls._serve
+from gtls import HandshakeEvent, TLSOptions
+from gtls._poller import Poller
+from gtls._serve import CONNECTION_TASK_NAME, serve_listeners
+from gtls.server import open_tls_over_tcp_listeners, serve_tls_over_tcp
+from gtls.testing import CA, write_pem
 from tests.peers import PKI, echo_line, python_context, settled, write_pki
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("select"), "epoll"), reason="the poller is Linux's epoll")
@@ -236,3 +243,147 @@ async def test_a_handshake_mid_way_ends_with_its_server(pki: PKI) -> None:
             client.close()
         assert connection_tasks() == 0
     assert events == []  # cancelled with the server: not a handshake failure of the client's
+
+
+async def test_without_the_poller_each_handshake_runs_in_its_task(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without epoll (not Linux) nothing can call the loop back mid-handshake: the task starts at the accept."""
+    monkeypatch.setattr(gtls._serve, "POLLER_AVAILABLE", False)
+    events: list[HandshakeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery, server(pki, nursery, on_handshake=events.append) as port:
+            client = await HalfwayClient.connect(port, pki)
+            try:
+                await client.hello()
+                await settled()
+                assert connection_tasks() == 1
+                await client.finish()
+                assert await client.echo(b"no poller\n") == b"no poller\n"
+            finally:
+                client.close()
+            nursery.cancel_scope.cancel()
+    assert [event.ok for event in events] == [True]
+
+
+async def test_a_socket_the_poller_cannot_watch_is_handshaken_by_its_task(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """epoll_ctl can refuse a socket (ENOSPC past max_user_watches, ENOMEM): the task then starts at once and waits
+    through trio, and the deadline's close must still wake it: a driver that kept the refused poller would close the
+    socket without telling trio, and the task would wait forever, its handshake never logged."""
+
+    def refuse(self: Poller, fd: int, driver: object) -> bool:
+        raise OSError(errno.ENOSPC, "no space left for another watch")
+
+    monkeypatch.setattr(Poller, "add", refuse)
+    caplog.set_level(logging.WARNING, logger="gtls.server")
+    events: list[HandshakeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery, server(pki, nursery, handshake_timeout=1.0,
+                                                          on_handshake=events.append) as port:
+            finishing = await HalfwayClient.connect(port, pki)
+            stalled = await HalfwayClient.connect(port, pki)
+            try:
+                await finishing.hello()
+                await stalled.hello()
+                await settled()
+                assert connection_tasks() == 2
+                await finishing.finish()
+                assert await finishing.echo(b"refused watch\n") == b"refused watch\n"
+                assert await stalled.read_to_eof() > 0  # the flight, then the close at the deadline
+            finally:
+                finishing.close()
+                stalled.close()
+            await settled()
+            assert connection_tasks() == 0
+            nursery.cancel_scope.cancel()
+    assert [event.reason for event in events] == [None, "timeout"]
+    assert len([r for r in caplog.records if r.getMessage().startswith("handshake failed: timeout")]) == 1
+
+
+@pytest.fixture(scope="module")
+def big_flight(tmp_path_factory: pytest.TempPathFactory) -> tuple[TLSOptions, Path]:
+    """Settings whose server flight (a ~75 KB certificate) cannot fit in 4 KiB socket buffers; the CA file."""
+    directory = tmp_path_factory.mktemp("big-flight")
+    ca = CA.root("big flight root")
+    leaf = ca.leaf("localhost", dns=["localhost", *(f"name-{i:05d}.example.test" for i in range(3000))])
+    ca_file = ca.write_cert(directory / "ca.pem")
+    options = TLSOptions.from_mapping({
+        "certificate": str(write_pem(directory / "cert.pem", leaf.cert_pem)),
+        "certificate-key": str(leaf.write_key(directory / "key.pem")),
+        "trusted-ca": str(ca_file),
+    })
+    return options, ca_file
+
+
+@asynccontextmanager
+async def accepting_later(options: TLSOptions, nursery: trio.Nursery, **kwargs: object
+                          ) -> AsyncIterator[tuple[int, Callable[[], Awaitable[object]]]]:
+    """A listening port, and a function that starts serving it: what a client sends before that is there at the
+    accept, so the accept's handshake step sees it."""
+    listeners = await open_tls_over_tcp_listeners(0, options, host="127.0.0.1", **kwargs)  # type: ignore[arg-type]
+    try:
+        yield listeners[0].socket.getsockname()[1], partial(
+            nursery.start, partial(serve_listeners, echo_line, listeners, listeners[0].handshaker,
+                                   handler_nursery=None))
+    finally:
+        for listener in listeners:
+            listener.socket.close()
+
+
+@pytest.mark.parametrize("hello", ["before-the-accept", "after-the-accept"])
+async def test_a_handshake_that_must_wait_to_write_gets_its_task(big_flight: tuple[TLSOptions, Path],
+                                                                 hello: str) -> None:
+    """The server's flight does not fit in the socket buffers: OpenSSL reports WANT_WRITE, in the accept's step or in
+    one the poller runs. The task must then wait for the socket to drain; a wait for readability deadlocks (the
+    client sends nothing until it has the whole flight) until the deadline."""
+    options, ca_file = big_flight
+    events: list[HandshakeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery, accepting_later(options, nursery, handshake_timeout=10.0,
+                                                                   on_handshake=events.append) as (port, serve):
+            listening = trio.socket.socket()
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            await listening.connect(("127.0.0.1", port))
+            client = HalfwayClient(listening, python_context(server=False, ca=ca_file, version="1.3",
+                                                             check_hostname=True))
+            try:
+                if hello == "before-the-accept":
+                    await client.hello()
+                await serve()
+                await settled()
+                if hello == "after-the-accept":
+                    await client.hello()
+                await client.finish()
+                assert await client.echo(b"big\n") == b"big\n"
+            finally:
+                client.close()
+            nursery.cancel_scope.cancel()
+    assert [event.ok for event in events] == [True]
+
+
+async def test_a_hello_refused_in_the_accepts_step_is_closed_and_logged_once(
+    pki: PKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The accept's step can fail already, on bytes that came before the accept: the task must take over at once.
+    Here five bytes that OpenSSL reads whole and refuses, so no later wake-up could hand the connection on; and the
+    deadline does not close a stream that has already failed."""
+    caplog.set_level(logging.WARNING, logger="gtls.server")
+    events: list[HandshakeEvent] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery, accepting_later(pki.server_options(), nursery,
+                                                                   handshake_timeout=1.0,
+                                                                   on_handshake=events.append) as (port, serve):
+            client = HalfwayClient(trio.socket.socket(), python_context(server=False, ca=pki.ca_file))
+            try:
+                await client.sock.connect(("127.0.0.1", port))
+                await client.sock.send(b"GET /")
+                await serve()
+                with trio.fail_after(5):
+                    await client.read_to_eof()
+            finally:
+                client.close()
+            await settled()
+            assert connection_tasks() == 0
+            nursery.cancel_scope.cancel()
+    assert [event.reason for event in events] == ["not-tls"]
+    assert len([r for r in caplog.records if r.getMessage().startswith("handshake failed: not-tls")]) == 1
