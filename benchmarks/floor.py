@@ -24,7 +24,6 @@ floors, not servers.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,14 +35,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quick_handshake  # noqa: E402  (PKI, gtls and trio servers, CPU reading)
 
-BLOCKING_SERVER = r"""
-import socket, sys
+MINIMAL_SETUP = r"""
+import select, socket, sys
 from OpenSSL import SSL
 cert, key = sys.argv[1:3]
 ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
 ctx.use_certificate_chain_file(cert)
 ctx.use_privatekey_file(key)
 ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+"""
+
+BLOCKING_SERVER = MINIMAL_SETUP + r"""
 listening = socket.create_server(("127.0.0.1", 0), backlog=512)
 print(listening.getsockname()[1], flush=True)
 while True:
@@ -58,14 +60,7 @@ while True:
     sock.close()
 """
 
-EPOLL_SERVER = r"""
-import select, socket, sys
-from OpenSSL import SSL
-cert, key = sys.argv[1:3]
-ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
-ctx.use_certificate_chain_file(cert)
-ctx.use_privatekey_file(key)
-ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
+EPOLL_SERVER = MINIMAL_SETUP + r"""
 listening = socket.create_server(("127.0.0.1", 0), backlog=512)
 listening.setblocking(False)
 print(listening.getsockname()[1], flush=True)
@@ -171,31 +166,18 @@ def measure(kind: str, files: tuple[Path, Path, Path], workdir: Path, seconds: i
     """Server CPU milliseconds per handshake over one load window."""
     argv, port = server_argv(kind, files, workdir)
     server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    loaders: list[subprocess.Popen[str]] = []
     try:
         if port is None:
             assert server.stdout is not None
             port = int(server.stdout.readline())
         wait_for_port(port)
         before = quick_handshake.cpu_seconds(server.pid)
-        loaders = [
-            subprocess.Popen(
-                ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-tls1_3", "-time", str(seconds)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            )
-            for _ in range(procs)
-        ]
-        handshakes = 0
-        for loader in loaders:
-            out, _ = loader.communicate(timeout=seconds + 30)
-            match = re.search(r"(\d+) connections in [\d.]+s", out)
-            handshakes += int(match.group(1)) if match else 0
+        handshakes = quick_handshake.s_time_load(port, seconds, procs)
         used = quick_handshake.cpu_seconds(server.pid) - before
         return used * 1000 / max(handshakes, 1)
     finally:
-        for process in [*loaders, server]:
-            process.kill()
-            process.wait(timeout=10)
+        server.kill()
+        server.wait(timeout=10)
 
 
 def main() -> None:

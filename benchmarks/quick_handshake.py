@@ -89,6 +89,31 @@ def write_pki(directory: Path) -> tuple[Path, Path, Path]:
     )
 
 
+def s_time_load(port: int, seconds: int, procs: int, tls: str = "1.3") -> int:
+    """Handshakes completed by ``procs`` ``openssl s_time -new`` processes loading ``port`` for ``seconds``."""
+    flag = "-tls1_3" if tls == "1.3" else "-tls1_2"
+    loaders = [
+        subprocess.Popen(
+            ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", flag, "-time", str(seconds)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(procs)
+    ]
+    try:
+        handshakes = 0
+        for loader in loaders:
+            out, _ = loader.communicate(timeout=seconds + 30)
+            match = re.search(r"(\d+) connections in [\d.]+s", out)
+            handshakes += int(match.group(1)) if match else 0
+        return handshakes
+    finally:
+        for loader in loaders:
+            loader.kill()
+            loader.wait(timeout=10)
+
+
 def measure(kind: str, files: tuple[Path, Path, Path], seconds: int, procs: int, tls: str,
             baseline: str | None = None) -> float:
     env = {**os.environ, "LD_LIBRARY_PATH": TRIO_LIBDIR} if kind == "trio" and TRIO_LIBDIR else None
@@ -98,26 +123,11 @@ def measure(kind: str, files: tuple[Path, Path, Path], seconds: int, procs: int,
         [sys.executable, "-c", SERVER_CODE, "gtls" if kind == "base" else kind, *map(str, files)],
         stdout=subprocess.PIPE, text=True, env=env,
     )
-    loaders: list[subprocess.Popen[str]] = []
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        flag = "-tls1_3" if tls == "1.3" else "-tls1_2"
         before = cpu_split(server.pid)
-        loaders = [
-            subprocess.Popen(
-                ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", flag, "-time", str(seconds)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            for _ in range(procs)
-        ]
-        handshakes = 0
-        for loader in loaders:
-            out, _ = loader.communicate(timeout=seconds + 30)
-            match = re.search(r"(\d+) connections in [\d.]+s", out)
-            handshakes += int(match.group(1)) if match else 0
+        handshakes = s_time_load(port, seconds, procs, tls)
         after = cpu_split(server.pid)
         user, system = after[0] - before[0], after[1] - before[1]
         per = 1000 / max(handshakes, 1)
@@ -125,9 +135,8 @@ def measure(kind: str, files: tuple[Path, Path, Path], seconds: int, procs: int,
             print(f"  {kind}: {handshakes} handshakes, user {user * per:.3f} ms + system {system * per:.3f} ms each")
         return (user + system) * per
     finally:
-        for process in [*loaders, server]:
-            process.kill()
-            process.wait(timeout=10)
+        server.kill()
+        server.wait(timeout=10)
 
 
 def main() -> None:
