@@ -120,6 +120,8 @@ class SocketDriver:
         return True
 
     def end_untasked(self) -> None:
+        """The watch is over: the connection's task takes the socket's waits from here (and the callback, which
+        holds the stream, is let go)."""
         self._untasked = None
 
     def _abort_read(self, _raise_cancel: object) -> trio.lowlevel.Abort:
