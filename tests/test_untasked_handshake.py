@@ -341,10 +341,10 @@ async def test_a_handshake_that_must_wait_to_write_gets_its_task(big_flight: tup
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery, accepting_later(options, nursery, handshake_timeout=10.0,
                                                                    on_handshake=events.append) as (port, serve):
-            listening = trio.socket.socket()
-            listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            await listening.connect(("127.0.0.1", port))
-            client = HalfwayClient(listening, python_context(server=False, ca=ca_file, version="1.3",
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: the window is set then
+            await sock.connect(("127.0.0.1", port))
+            client = HalfwayClient(sock, python_context(server=False, ca=ca_file, version="1.3",
                                                              check_hostname=True))
             try:
                 if hello == "before-the-accept":

@@ -23,7 +23,7 @@ from .certs import (
     validity_problem,
 )
 from .keys import KEY_LABELS
-from .pem import load_blocks
+from .pem import load_blocks, skipped_blocks
 from .where import Where
 
 #: Dropped certificates named one warning each; the rest are counted in one more (a bundle of thousands must not
@@ -68,7 +68,7 @@ def load_certificates(
         if key_file is not None and path == key_file:
             others = [label for label in others if label not in KEY_LABELS]
         if others:
-            warnings.append(f"{option}: skipped PEM blocks {', '.join(others)} in {path}")
+            warnings.append(skipped_blocks(option, others, path))
         loaded.extend(LoadedCert(cert, path) for cert in certs)
     return loaded
 

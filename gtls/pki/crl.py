@@ -10,7 +10,7 @@ from cryptography import x509
 
 from ..errors import CrlLoadError
 from .certs import parse_crl
-from .pem import load_blocks
+from .pem import load_blocks, skipped_blocks
 from .where import Where
 
 OPTION = "tls-crl"
@@ -30,7 +30,7 @@ def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings
         # to be trusted or to check the CRLs' signatures: neither happens (gtls decision; spec §5 is silent).
         certificates_here = "CERTIFICATE" in others
         note = " (certificates here are not trusted; trusted-ca names the CA certificates)" if certificates_here else ""
-        warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path}{note}")
+        warnings.append(skipped_blocks(OPTION, others, path, note))
     complete = []
     for crl in crls:
         try:

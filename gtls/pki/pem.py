@@ -199,3 +199,8 @@ def load_blocks(
             raise where.error(error, f"{kind} {what} ({exc})", option=option, file=path) from None
         seen.add(block.der)
     return objects, sorted({block.label for block in blocks if block.label != label})
+
+
+def skipped_blocks(option: str, others: list[str], path: Path, note: str = "") -> str:
+    """The warning for the PEM blocks of ``path`` that ``option`` does not read (``load_blocks``'s others)."""
+    return f"{option}: skipped PEM blocks {', '.join(others)} in {path}{note}"

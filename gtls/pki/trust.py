@@ -12,7 +12,7 @@ from cryptography import x509
 
 from ..errors import CredentialLoadError
 from .certs import is_ca, parse_certificate, self_signed, spki, subject_text, validity_problem
-from .pem import load_blocks
+from .pem import load_blocks, skipped_blocks
 from .where import Where
 
 OPTION = "trusted-ca"
@@ -26,7 +26,7 @@ def load_trusted_cas(
     if others:
         # Say why a CRL here is not used only where there is one: the note beside a lone key block read as nonsense.
         note = " (CRLs here are not used; tls-crl names the CRL file)" if "X509 CRL" in others else ""
-        warnings.append(f"{OPTION}: skipped PEM blocks {', '.join(others)} in {path}{note}")
+        warnings.append(skipped_blocks(OPTION, others, path, note))
     is_root = [self_signed(ca) for ca in cas]  # a signature check each: once
     subjects = {_canonical(ca.subject) for ca in cas}
     # A CA with the name and key of a root of the file is a cross-signed copy of that root: paths end at the root.
