@@ -14,7 +14,7 @@ from typing import Literal
 import trio
 
 from .context import CompiledContext
-from .errors import EOF_IN_HANDSHAKE, PEER_ALERT, TIMEOUT, HandshakeError, Reason
+from .errors import EOF_IN_HANDSHAKE, PEER_ALERT, TIMEOUT, HandshakeError, Reason, TLSVersionName
 from .stream import TLSStream
 
 #: Long enough for a handshake on a loaded machine, short enough for a check (a handshake takes milliseconds).
@@ -34,7 +34,7 @@ class Rehearsal:
     side: Literal["client", "server"] | None = None
     reason: Reason | None = None
     message: str | None = None
-    tls_version: str | None = None
+    tls_version: TLSVersionName | None = None
     cipher: str | None = None
 
 

@@ -19,7 +19,7 @@ import enum
 import errno
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
@@ -37,7 +37,7 @@ from ._binding import SSL_shutdown as _SSL_shutdown
 from ._binding import SSL_write as _SSL_write
 from ._binding import clear_errors as _clear_errors
 from ._detour import Detour
-from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError
+from .errors import EOF_IN_HANDSHAKE, HandshakeError, TLSError, TLSVersionName
 
 if TYPE_CHECKING:
     from .context import CompiledContext
@@ -646,11 +646,10 @@ class TLSEngine:
     # --- negotiated parameters ---------------------------------------------------------------------------------
 
     @property
-    def tls_version(self) -> str | None:
+    def tls_version(self) -> TLSVersionName | None:
         if not self.handshake_done:
             return None
-        name: str = self.conn.get_protocol_version_name()
-        return name
+        return cast("TLSVersionName", self.conn.get_protocol_version_name())  # VERSION_RANGES allows no other
 
     @property
     def cipher(self) -> str | None:

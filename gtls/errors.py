@@ -50,6 +50,12 @@ Reason = Literal[
     "no-shared-cipher", "peer-alert", "not-tls", "timeout", "eof-in-handshake",
 ]
 
+#: A negotiated protocol version as OpenSSL names it: the type of ``TLSStream.tls_version`` and the like, so a
+#: misspelt name (``"TLS1.3"``) compared with it is a type error. ``sec-protocol=SSLv23`` starts at TLS 1.1, which
+#: OpenSSL negotiates only at security level 0: gtls never sets that (``@SECLEVEL`` is refused), but an OpenSSL
+#: configuration file can. Nothing below TLS 1.1 is ever allowed.
+TLSVersionName = Literal["TLSv1.3", "TLSv1.2", "TLSv1.1"]
+
 #: Every runtime reason word, in the order of spec §10.
 REASONS: Final[tuple[Reason, ...]] = (
     UNTRUSTED,
@@ -214,7 +220,7 @@ class TLSError(GtlsError):
 
     #: The negotiated version (``"TLSv1.2"``) of a connection that failed after its handshake, when known:
     #: ``classify_ending`` reads it, since renegotiation (and so its refusal) exists only before TLS 1.3.
-    tls_version: str | None = None
+    tls_version: TLSVersionName | None = None
 
 
 #: Everything public, the runtime pair included: ``from gtls.errors import *`` then asks ``__getattr__`` for them.
@@ -222,7 +228,7 @@ __all__ = [
     "UNTRUSTED", "EXPIRED", "NOT_YET_VALID", "REVOKED", "CRL_UNAVAILABLE", "CRL_EXPIRED", "CRL_NOT_YET_VALID",
     "CRL_SIGNATURE", "BAD_CA", "BAD_PURPOSE", "NAME_MISMATCH", "NO_PEER_CERTIFICATE", "PROTOCOL_VERSION",
     "NO_SHARED_CIPHER", "PEER_ALERT", "NOT_TLS", "TIMEOUT", "EOF_IN_HANDSHAKE", "REASONS", "CERTIFICATE_REASONS",
-    "Reason", "MAX_CAUSE_CHAIN", "GtlsError", "ConfigError", "DeploymentError", "IncompleteTlsLevel",
+    "Reason", "TLSVersionName", "MAX_CAUSE_CHAIN", "GtlsError", "ConfigError", "DeploymentError", "IncompleteTlsLevel",
     "ConflictingOptions", "InvalidOptionValue", "UnsupportedProtocol", "UnsupportedFeature", "CredentialLoadError",
     "KeyMismatch", "CrlLoadError", "CipherListError", "TLSError", "HandshakeError", "PeerVerificationError",
 ]

@@ -25,7 +25,7 @@ import trio
 
 from ._serve import log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
-from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError, Reason
+from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError, Reason, TLSVersionName
 from .options import TLSOptions, log_warnings
 from .pki.certs import subject_text
 from .resolve import Resolved
@@ -50,7 +50,7 @@ class HandshakeEvent:
     ok: bool
     #: The spec §10 reason word on failure, None on success.
     reason: Reason | None
-    tls_version: str | None
+    tls_version: TLSVersionName | None
     cipher: str | None
     #: Subject of the client certificate (mutual TLS), also when it was refused (then read from the chain OpenSSL was
     #: building; the certificate at fault, which may be an issuer, is the error's ``depth``/``subject``).

@@ -27,7 +27,7 @@ from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
 from .context import CompiledContext, compile_settings
 from .engine import WANT_READ, WRITE_CAP, TLSEngine, TransportFailed, Want
-from .errors import EOF_IN_HANDSHAKE, NOT_TLS, TIMEOUT, HandshakeError, TLSError
+from .errors import EOF_IN_HANDSHAKE, NOT_TLS, TIMEOUT, HandshakeError, TLSError, TLSVersionName
 from .options import TLSOptions
 from .pki.failures import INVALID_TLS
 from .resolve import Resolved, Role
@@ -815,7 +815,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         return self._engine.peer
 
     @property
-    def tls_version(self) -> str | None:
+    def tls_version(self) -> TLSVersionName | None:
         """``"TLSv1.3"`` / ``"TLSv1.2"`` after the handshake, else None."""
         return self._engine.tls_version
 
@@ -865,7 +865,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         """True for a server's stream, as ``ssl.SSLObject.server_side``."""
         return self._engine.is_server
 
-    def version(self) -> str | None:
+    def version(self) -> TLSVersionName | None:
         """``tls_version``, as ``ssl.SSLObject.version()``."""
         return self.tls_version
 
