@@ -1,7 +1,7 @@
 """The offline verifier: the handshake's policy (store, flags, CRLs, purpose, name rule) on a given chain (spec §9).
 
 ``verify_compiled`` judges a chain against an already compiled context: ``gtls.verify.verify_chain`` (the public
-entry point, which compiles the settings) and ``CompiledContext.handshake_failure`` (which re-runs it on the failure
+entry point, which compiles the settings) and ``gtls._verdicts`` (which re-runs it on the failure
 path to learn the failing depth and subject; ``located_by_openssl`` when the refused chain holds a certificate
 ``cryptography`` cannot load) both call it. It takes the compiled context as given and imports ``gtls.context`` for
 its type only, so the context can use it without an import cycle (design.md §2).

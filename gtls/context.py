@@ -19,13 +19,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from OpenSSL import SSL, crypto
 
-from . import _stat_memo
+from . import _stat_memo, _verdicts
 from . import errors as e
 from ._redact import redact
 from ._sessions import ContextSlot, Renewed, enable_resumption
@@ -35,7 +35,6 @@ from .pki import hostcheck, names, reasons
 from .pki.certs import subject_text
 from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
 from .pki.crl import freshness_warnings, issuer_text, load_crls
-from .pki.failures import error_texts, library_failure, received_alert
 from .pki.keys import TLSKey, load_private_key
 from .pki.pem import parse_blocks, read_file, resolve_path
 from .pki.protocol import apply_ciphers, apply_versions, check_tls12_negotiable
@@ -402,13 +401,6 @@ def _allow_expired_crl(conn: SSL.Connection, cert: crypto.X509, errnum: int, dep
     return False
 
 
-#: Alerts a server sends about the client's certificate (RFC 8446 §6.2).
-_CERTIFICATE_ALERTS: Final = frozenset({
-    "bad_certificate", "unsupported_certificate", "certificate_revoked", "certificate_expired", "certificate_unknown",
-    "unknown_ca", "access_denied", "certificate_required", "handshake_failure",
-})
-
-
 @dataclass(eq=False)
 class CompiledContext:
     """A ready ``SSL.Context`` plus what gtls needs around it. Build with ``compile_context``."""
@@ -606,105 +598,18 @@ class CompiledContext:
                            + (f"; peer {peer}" if peer else ""))
         return out
 
+    def reference_of(self, conn: SSL.Connection) -> str | None:
+        """The reference name a client connection of this context checks (None: no name check)."""
+        return self._references.get(conn)
+
     def handshake_failure(self, conn: SSL.Connection, exc: BaseException, peer: str | None = None
                           ) -> HandshakeError:
-        """The ``HandshakeError`` / ``PeerVerificationError`` for a failed handshake on a connection of this
-        context: our own verification verdict first (reason, depth, subject), else OpenSSL's library reason."""
-        code = hostcheck.verify_result(conn) if self.verifies_peer else 0
-        if code != 0 and not (code == reasons.CRL_HAS_EXPIRED and self.crl_expired_warn):
-            return self._verify_failure(conn, code, peer)
-        reason, message, alert = library_failure(exc)
-        if reason in e.CERTIFICATE_REASONS:
-            return PeerVerificationError(reason, message, peer=peer, alert=alert)
-        return HandshakeError(reason, message, peer=peer, alert=alert)
+        """The error of a failed handshake on a connection of this context (gtls._verdicts)."""
+        return _verdicts.handshake_failure(self, conn, exc, peer)
 
     def late_rejection(self, conn: SSL.Connection, exc: SSL.Error, peer: str | None = None) -> HandshakeError | None:
-        """A TLS 1.3 client's first read failed: the server's late rejection of the handshake if ``exc`` is an
-        alert it received (spec §9), else None (any other failure there is the peer's protocol error)."""
-        alert = received_alert(error_texts(exc))
-        if alert is None:
-            return None
-        error = self.handshake_failure(conn, exc, peer)
-        if error.reason != e.PEER_ALERT:
-            return error
-        # Our handshake was complete: "aborted the handshake" misled when the peer refused a record of ours instead
-        # (one corrupted on the way reads bad_record_mac). Say what is known, and what a certificate alert means.
-        why = (" (a TLS 1.3 server refuses a client's certificate this way, after the client's handshake)"
-               if alert in _CERTIFICATE_ALERTS else "")
-        return HandshakeError(e.PEER_ALERT, f"the peer sent the alert {alert} before any data, after our side of "
-                              f"the handshake{why}", peer=peer, alert=alert)
-
-    def _verify_failure(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError:
-        # No local may hold the located error: its traceback leads back to this frame, and such a cycle would keep
-        # the connection for the garbage collector (tests/test_reference_cycles.py).
-        reason = reasons.reason_for(code)
-        try:
-            return self._located_failure(conn, reason, peer) or _plain_failure(code, reason, peer)
-        except Exception:  # noqa: BLE001 - a diagnostic must never turn a refusal into a crash: cryptography
-            pass  # cannot load a certificate OpenSSL took (a version field of 3, serial 0 under warnings as errors)
-        try:  # outside the handler: no error made here may hold the one above (nor its frames)
-            return self._located_by_openssl(conn, code, peer) or _plain_failure(code, reason, peer)
-        except Exception:  # noqa: BLE001 - as above
-            return _plain_failure(code, reason, peer)
-
-    def _refused_chain(self, conn: SSL.Connection) -> list[crypto.X509]:
-        """The refused chain to re-verify offline, leaf first, as OpenSSL holds it (nothing converted)."""
-        from ._offline import openssl_peer_chain
-
-        chain = openssl_peer_chain(conn, self.role)
-        if len(chain) > _REVERIFIED_CHAIN and self.role == "client":
-            # More than any real chain: a bundle pasted after the server's own, or a hostile server. What failed is
-            # the path OpenSSL built (as far as it got): re-verify that when it is short. Counted before anything
-            # is converted (a server's chain is that path already).
-            built = conn.get_verified_chain() or []
-            if 0 < len(built) <= _REVERIFIED_CHAIN:
-                chain = built
-        return chain
-
-    def _located_failure(self, conn: SSL.Connection, reason: e.Reason, peer: str | None
-                         ) -> PeerVerificationError | None:
-        """The failure re-verified offline, with the depth and subject of the certificate at fault (None: not
-        found). Failure path only."""
-        from ._offline import verify_compiled
-
-        chain = self._refused_chain(conn)
-        reference = self._references.get(conn)
-        if 0 < len(chain) <= _REVERIFIED_CHAIN:
-            try:
-                verify_compiled(self, chain, reference=reference)
-            except PeerVerificationError as offline:
-                if offline.reason == reason:
-                    offline.peer = peer
-                    return offline
-        if reason == e.NAME_MISMATCH and chain and reference is not None:
-            leaf = chain[0].to_cryptography()
-            return PeerVerificationError(reason, names.mismatch_message(leaf, reference), peer=peer, depth=0,
-                                         subject=subject_text(leaf))
-        return None
-
-    def _located_by_openssl(self, conn: SSL.Connection, code: int, peer: str | None) -> PeerVerificationError | None:
-        """``_located_failure`` for a refused chain ``cryptography`` cannot load: OpenSSL's own verdict re-run
-        offline, the subject read from the DER. As bounded, and on the failure path only."""
-        from ._offline import located_by_openssl
-
-        chain = self._refused_chain(conn)
-        if not 0 < len(chain) <= _REVERIFIED_CHAIN:
-            return None
-        located = located_by_openssl(self, chain, code, reference=self._references.get(conn))
-        if located is not None:
-            located.peer = peer
-        return located
-
-
-def _plain_failure(code: int, reason: e.Reason, peer: str | None) -> PeerVerificationError:
-    """A verification failure with OpenSSL's words only (no depth or subject)."""
-    return PeerVerificationError(reason, hostcheck.verify_message(code), peer=peer)
-
-
-#: The longest peer chain re-verified offline for the depth and subject of a failure. Real chains hold 2 to 5
-#: certificates; re-verifying a hostile 100-certificate chain doubled what the refusal cost (any peer can send one),
-#: so a longer chain's failure carries its reason without them, unless the path OpenSSL built from it is short.
-_REVERIFIED_CHAIN: Final = 10
+        """A TLS 1.3 client's first read failed: the server's late rejection, or None (gtls._verdicts)."""
+        return _verdicts.late_rejection(self, conn, exc, peer)
 
 
 def _refuse_weak_chain(chain: list[x509.Certificate], inputs: _Inputs, where: Where) -> None:

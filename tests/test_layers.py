@@ -18,8 +18,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gtls"
 CONFIGURATION = ("gtls.options", "gtls.deployment", "gtls.resolve", "gtls.errors")
 THIRD_PARTY_RUNTIME = ("trio", "OpenSSL", "cryptography")
 #: Everything past resolution: configuration never reaches into it.
-RUNTIME = ("gtls.context", "gtls.engine", "gtls.stream", "gtls.server", "gtls.client", "gtls.verify", "gtls._offline",
-           "gtls.pki")
+RUNTIME = ("gtls.context", "gtls._verdicts", "gtls.engine", "gtls.stream", "gtls.server", "gtls.client", "gtls.verify",
+           "gtls._offline", "gtls.pki")
 
 
 def _module_name(path: Path) -> str:
