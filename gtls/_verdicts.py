@@ -100,7 +100,7 @@ def _located_failure(compiled: CompiledContext, conn: SSL.Connection, reason: e.
     from ._offline import verify_compiled
 
     chain = _refused_chain(compiled, conn)
-    reference = compiled.reference_of(conn)
+    reference = compiled._references.get(conn)
     if 0 < len(chain) <= _REVERIFIED_CHAIN:
         try:
             verify_compiled(compiled, chain, reference=reference)
@@ -124,7 +124,7 @@ def _located_by_openssl(compiled: CompiledContext, conn: SSL.Connection, code: i
     chain = _refused_chain(compiled, conn)
     if not 0 < len(chain) <= _REVERIFIED_CHAIN:
         return None
-    located = located_by_openssl(compiled, chain, code, reference=compiled.reference_of(conn))
+    located = located_by_openssl(compiled, chain, code, reference=compiled._references.get(conn))
     if located is not None:
         located.peer = peer
     return located

@@ -598,10 +598,6 @@ class CompiledContext:
                            + (f"; peer {peer}" if peer else ""))
         return out
 
-    def reference_of(self, conn: SSL.Connection) -> str | None:
-        """The reference name a client connection of this context checks (None: no name check)."""
-        return self._references.get(conn)
-
     def handshake_failure(self, conn: SSL.Connection, exc: BaseException, peer: str | None = None
                           ) -> HandshakeError:
         """The error of a failed handshake on a connection of this context (gtls._verdicts)."""
