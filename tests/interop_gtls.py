@@ -1,0 +1,125 @@
+"""gtls's side of the interop tests against TLS stacks run as subprocesses (``tests/test_interop_node.py``,
+``tests/test_interop_java.py``): a gtls server that records its handshake events and how its handlers ended, a
+gtls client, handlers, a checksummed full-duplex exchange and a client's outcome in one word."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+import trio
+
+from gtls import (
+    HandshakeError,
+    HandshakeEvent,
+    TLSOptions,
+    TLSStream,
+    classify_ending,
+    open_tls_over_tcp_stream,
+    serve_tls_over_tcp,
+)
+from tests.peers import LOCALHOST, PKI, SEC_PROTOCOL, settled
+
+Handler = Callable[[TLSStream, "Served"], Awaitable[None]]
+
+
+@dataclass
+class Served:
+    port: int = 0
+    events: list[HandshakeEvent] = field(default_factory=list)
+    ends: list[str] = field(default_factory=list)  # connection-end words of handlers that broke
+    received: list[bytes] = field(default_factory=list)
+    digests: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def echo(stream: TLSStream, served: Served) -> None:
+    async for data in stream:
+        await stream.send_all(data)
+
+
+async def read_all(stream: TLSStream, served: Served) -> None:
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    served.received.append(data)
+
+
+@asynccontextmanager
+async def gtls_server(options: TLSOptions, handler: Handler = echo, *,
+                      alpn: list[str] | None = None) -> AsyncIterator[Served]:
+    served = Served()
+
+    async def run(stream: TLSStream) -> None:
+        try:
+            await handler(stream, served)
+        except trio.BrokenResourceError as exc:
+            served.ends.append(classify_ending(exc).word)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(serve_tls_over_tcp, run, 0, options, host=LOCALHOST,
+                                                on_handshake=served.events.append, alpn_protocols=alpn))
+        served.port = listeners[0].socket.getsockname()[1]
+        yield served
+        await settled()  # the last handshake's event and the handler's end are recorded
+        nursery.cancel_scope.cancel()
+
+
+def server_options(pki: PKI, version: str, mutual: bool = False) -> TLSOptions:
+    return pki.server_options(sec_protocol=SEC_PROTOCOL[version], tls_mutual="1" if mutual else "0")
+
+
+async def gtls_client(pki: PKI, version: str, port: int, *, mutual: bool = False, **extra: object) -> TLSStream:
+    options = pki.client_options(with_cert=mutual, sec_protocol=SEC_PROTOCOL[version], tls_target_name_check="host",
+                                 **extra)
+    return await open_tls_over_tcp_stream(LOCALHOST, port, options, server_hostname="localhost")
+
+
+async def exchange(stream: TLSStream, size: int) -> tuple[str, str]:
+    """Send ``size`` random bytes in random chunks while reading ``size`` bytes: (sha256 sent, sha256 received)."""
+    sent, got = hashlib.sha256(), hashlib.sha256()
+
+    async def send() -> None:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, random.randint(1, 65536)))
+            sent.update(chunk)
+            left -= len(chunk)
+            await stream.send_all(chunk)
+
+    async def receive() -> None:
+        count = 0
+        while count < size:
+            data = await stream.receive_some()
+            assert data, f"EOF after {count} of {size} bytes"
+            got.update(data)
+            count += len(data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        nursery.start_soon(receive)
+    return sent.hexdigest(), got.hexdigest()
+
+
+async def client_outcome(connect: Callable[[], Awaitable[TLSStream]], *, send: bool = True) -> str:
+    """``ok`` once a line went there and back (``send``) or, without sending, the first read returned; else the
+    handshake reason or connection-end word. Refusal tests do not send: a write that races the peer's close turns
+    its FIN into a reset."""
+    try:
+        stream = await connect()
+    except HandshakeError as exc:
+        return exc.reason
+    async with stream:
+        try:
+            if send:
+                await stream.send_all(b"hello\n")
+                assert await stream.receive_some() == b"hello\n"
+            else:
+                await stream.receive_some()
+        except trio.BrokenResourceError as exc:
+            return classify_ending(exc).word
+    return "ok"
