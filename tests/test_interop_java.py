@@ -53,18 +53,19 @@ from gtls import (
     TLSOptions,
     TLSStream,
     classify_ending,
-    open_tls_over_tcp_stream,
 )
 from tests.interop_gtls import (
     Served,
     client_outcome,
+    crl_options,
     exchange,
     gtls_client,
     gtls_server,
+    open_client,
     read_all,
     server_options,
 )
-from tests.peers import INTEROP_MATRIX, LOCALHOST, PKI, SEC_PROTOCOL, write_pki
+from tests.peers import INTEROP_MATRIX, PKI, write_pki
 
 JAVA, JAVAC = shutil.which("java"), shutil.which("javac")
 pytestmark = pytest.mark.skipif(JAVA is None or JAVAC is None, reason="the java and javac commands (a JDK) are not "
@@ -541,18 +542,6 @@ def java_server(peer: Path, pki: PKI, version: str | None, action: str = "echo",
                                 "mutual": mutual}
     settings.update(cfg)
     return java(peer, **settings)
-
-
-def crl_options(pki: PKI, version: str, revoked: str, *, server: bool) -> TLSOptions:
-    """gtls's options with a CRL, by the intermediate, revoking the Java side's leaf (file name ``revoked``)."""
-    crl = pki.intermediate.crl(revoked=[pki.client if server else pki.server]).write(pki.dir / f"{revoked}.crl")
-    if server:
-        return pki.server_options(sec_protocol=SEC_PROTOCOL[version], tls_mutual="1", tls_crl=str(crl))
-    return pki.client_options(sec_protocol=SEC_PROTOCOL[version], tls_target_name_check="host", tls_crl=str(crl))
-
-
-async def open_client(options: TLSOptions, port: int, name: str = "localhost") -> TLSStream:
-    return await open_tls_over_tcp_stream(LOCALHOST, port, options, server_hostname=name)
 
 
 # --- gtls server, Java client --------------------------------------------------------------------------------------
