@@ -36,9 +36,10 @@ What GnuTLS does that shapes the assertions:
 * Its name check takes wildcards and IP subjectAltNames (never an IP in the CN), like node's; names compare without
   case on both sides. ``gnutls-serv`` chooses the client's first ALPN protocol it has, gtls's server its own.
 * ``gnutls-serv --echo`` answers line by line and stops a line at a NUL byte (its request buffer is a C string):
-  the data test sends hex lines that way. It has no option for the address it listens on, so it listens on all
-  interfaces (0.0.0.0 and ::) for the seconds a test runs; the tests only ever connect to 127.0.0.1. Its output goes
-  through ``stdbuf -oL`` so that lines can be awaited while it runs.
+  the data test sends hex lines that way. It has no option for the address it listens on and binds the wildcard
+  addresses (0.0.0.0 and ::): a small ``LD_PRELOAD`` library, compiled once with ``cc``, turns those binds into
+  127.0.0.1 and ::1, so nothing listens beyond loopback (the gnutls-serv tests skip without a C compiler). Its output
+  goes through ``stdbuf -oL`` so that lines can be awaited while it runs.
 """
 
 from __future__ import annotations
@@ -95,6 +96,72 @@ BOTH = pytest.mark.parametrize("version", ["1.3", "1.2"])
 PRIORITY = {"1.2": "NORMAL:-VERS-ALL:+VERS-TLS1.2", "1.3": "NORMAL:-VERS-ALL:+VERS-TLS1.3"}
 BULK = 256 << 10  # bytes each way in the integrity tests
 STEP = 15.0  # bound on any GnuTLS run
+
+
+#: gnutls-serv binds the wildcard addresses; preloaded, this keeps it on loopback (bind() rewritten, nothing else).
+LOOPBACK_BIND_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+typedef int (*bind_fn)(int, const struct sockaddr *, socklen_t);
+
+int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+    bind_fn real = (bind_fn)dlsym(RTLD_NEXT, "bind");
+    if (addr != NULL && addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        struct sockaddr_in in4;
+        memcpy(&in4, addr, sizeof in4);
+        if (in4.sin_addr.s_addr == htonl(INADDR_ANY)) {
+            in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            return real(fd, (const struct sockaddr *)&in4, sizeof in4);
+        }
+    } else if (addr != NULL && addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 in6;
+        memcpy(&in6, addr, sizeof in6);
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6.sin6_addr)) {
+            in6.sin6_addr = in6addr_loopback;
+            return real(fd, (const struct sockaddr *)&in6, sizeof in6);
+        }
+    }
+    return real(fd, addr, len);
+}
+"""
+CC = shutil.which("cc") or shutil.which("gcc")
+_shim: list[Path] = []  # the compiled library, once per module run
+
+
+@pytest.fixture(scope="module", autouse=True)
+def loopback_shim(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if CC is None:
+        return
+    folder = tmp_path_factory.mktemp("loopback-bind")
+    (folder / "loopback_bind.c").write_text(LOOPBACK_BIND_C)
+    subprocess.run([CC, "-shared", "-fPIC", "-O1", "-o", "loopback_bind.so", "loopback_bind.c", "-ldl"],
+                   cwd=folder, check=True, capture_output=True, timeout=60)
+    _shim[:] = [folder / "loopback_bind.so"]
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on ``port`` (Linux's /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state = fields[1], fields[3]
+            address, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # The kernel writes each 32-bit word in host (little-endian) order.
+            packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add(str(ipaddress.ip_address(packed)))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -249,12 +316,15 @@ def _free_port() -> int:
 @asynccontextmanager
 async def gnutls_serv(*args: str) -> AsyncIterator[Serv]:
     """``gnutls-serv ARGS`` on a free port, once it listens; leaving the block ends it with SIGTERM (bounded) so
-    that all its output is in. gnutls-serv cannot choose its address: it listens on all interfaces."""
+    that all its output is in. It listens on loopback only (``loopback_shim``)."""
     assert GNUTLS_SERV is not None and STDBUF is not None
+    if not _shim:
+        pytest.skip("no C compiler (cc) to build the library that keeps gnutls-serv on loopback")
+    env = {**os.environ, "LD_PRELOAD": str(_shim[0])}  # stdbuf adds its own library to it
     for _ in range(3):  # another process may take the port between the probe and gnutls-serv's bind
         port = _free_port()
         process = await trio.lowlevel.open_process([STDBUF, "-oL", GNUTLS_SERV, "-p", str(port), *args],
-                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         serv = Serv(process, port)
         try:
             async with trio.open_nursery() as nursery:
@@ -624,6 +694,15 @@ async def test_alpn_gtls_server_gnutls_cli(pkis: dict[str, PKI]) -> None:
 
 
 # --- gtls client, gnutls-serv server --------------------------------------------------------------------------------
+
+
+async def test_gnutls_serv_listens_on_loopback_only(pkis: dict[str, PKI]) -> None:
+    """gnutls-serv binds the wildcard addresses itself; the preloaded library keeps every one of its listening sockets
+    on 127.0.0.1 or ::1, and it still serves."""
+    async with gnutls_serv(*serv_args(pkis["ec"], "1.3")) as serv:
+        listening = _listening_addresses(serv.port)
+        assert await client_outcome(lambda: gtls_client(pkis["ec"], "1.3", serv.port)) == "ok"
+    assert listening and listening <= {"127.0.0.1", "::1"}, listening
 
 
 @pytest.mark.parametrize(("version", "key", "mutual"), INTEROP_MATRIX)
