@@ -22,6 +22,7 @@ from ._tcp import connect_literal, ip_literal_family
 from .context import CompiledContext, alpn_ids
 from .deployment import Endpoint
 from .engine import format_address
+from .errors import HandshakeError
 from .options import TLSOptions, log_warnings
 from .resolve import Resolved
 from .stream import TLSStream, check_handshake_timeout, compile_settings
@@ -101,10 +102,17 @@ async def open_tls_over_tcp_stream(
             raise
     try:
         await stream.do_handshake()
-    except BaseException:
-        # Closing the stream (not only its transport) also lets it forget the error it broke with, whose
-        # traceback leads back to it: the caller gets the error, and the connection is freed with it.
-        await trio.aclose_forcefully(stream)
+    except BaseException as exc:
+        try:
+            if isinstance(exc, HandshakeError) and stream._rejected_in_handshake():
+                # As a refusing server does (_serve.py): closed at once, the socket holding the rest of the server's
+                # flight would answer with a reset, and a server still writing (GnuTLS sends its tickets behind its
+                # flight) fails on it without reading our alert, so it never learns why.
+                await stream._linger()
+        finally:
+            # Closing the stream (not only its transport) also lets it forget the error it broke with, whose
+            # traceback leads back to it: the caller gets the error, and the connection is freed with it.
+            await trio.aclose_forcefully(stream)
         raise
     for warning in stream.handshake_warnings:  # spec §5: tls-crl-expired=warn logs on every such handshake
         logger.warning("%s", warning)

@@ -1,6 +1,7 @@
 """gtls's side of the interop tests against TLS stacks run as subprocesses (``tests/test_interop_node.py``,
-``tests/test_interop_java.py``): a gtls server that records its handshake events and how its handlers ended, a
-gtls client, handlers, a checksummed full-duplex exchange and a client's outcome in one word."""
+``tests/test_interop_java.py``, ``tests/test_interop_gnutls.py``): a gtls server that records its handshake events
+and how its handlers ended, a gtls client, options with a CRL revoking the peer's leaf, handlers, a checksummed
+full-duplex exchange and a client's outcome in one word."""
 
 from __future__ import annotations
 
@@ -76,7 +77,20 @@ def server_options(pki: PKI, version: str, mutual: bool = False) -> TLSOptions:
 async def gtls_client(pki: PKI, version: str, port: int, *, mutual: bool = False, **extra: object) -> TLSStream:
     options = pki.client_options(with_cert=mutual, sec_protocol=SEC_PROTOCOL[version], tls_target_name_check="host",
                                  **extra)
-    return await open_tls_over_tcp_stream(LOCALHOST, port, options, server_hostname="localhost")
+    return await open_client(options, port)
+
+
+def crl_options(pki: PKI, version: str, revoked: str, *, server: bool) -> TLSOptions:
+    """gtls's options with a CRL, by the intermediate, revoking the peer's leaf (file name ``revoked``): the
+    client's for a gtls server (mutual TLS), the server's for a gtls client."""
+    crl = pki.intermediate.crl(revoked=[pki.client if server else pki.server]).write(pki.dir / f"{revoked}.crl")
+    if server:
+        return pki.server_options(sec_protocol=SEC_PROTOCOL[version], tls_mutual="1", tls_crl=str(crl))
+    return pki.client_options(sec_protocol=SEC_PROTOCOL[version], tls_target_name_check="host", tls_crl=str(crl))
+
+
+async def open_client(options: TLSOptions, port: int, name: str = "localhost") -> TLSStream:
+    return await open_tls_over_tcp_stream(LOCALHOST, port, options, server_hostname=name)
 
 
 async def exchange(stream: TLSStream, size: int) -> tuple[str, str]:
