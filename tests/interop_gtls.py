@@ -1,17 +1,21 @@
 """gtls's side of the interop tests against TLS stacks run as subprocesses (``tests/test_interop_node.py``,
 ``tests/test_interop_java.py``, ``tests/test_interop_gnutls.py``): a gtls server that records its handshake events
 and how its handlers ended, a gtls client, options with a CRL revoking the peer's leaf, handlers, a checksummed
-full-duplex exchange and a client's outcome in one word."""
+full-duplex exchange and a client's outcome in one word; and the runner of a peer that takes one JSON argument and
+prints one JSON event per line (the node and Java peers)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, TypeVar
 
 import trio
 
@@ -27,6 +31,8 @@ from gtls import (
 from tests.peers import LOCALHOST, PKI, SEC_PROTOCOL, settled
 
 Handler = Callable[[TLSStream, "Served"], Awaitable[None]]
+#: A run of a JSON-event peer (``PeerRun`` or a peer's own subclass).
+RunT = TypeVar("RunT", bound="PeerRun")
 
 
 @dataclass
@@ -137,3 +143,69 @@ async def client_outcome(connect: Callable[[], Awaitable[TLSStream]], *, send: b
         except trio.BrokenResourceError as exc:
             return classify_ending(exc).word
     return "ok"
+
+
+@dataclass
+class PeerRun:
+    """What a JSON-event peer printed: its events in order, and the port a server listens on."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    port: int = 0
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["event"] == kind]
+
+    @property
+    def texts(self) -> list[str]:
+        return [event["text"] for event in self.of("data")]
+
+
+@asynccontextmanager
+async def json_peer(command: Sequence[str], cfg: dict[str, Any], run: RunT, step: float) -> AsyncIterator[RunT]:
+    """Run ``command`` with ``cfg`` as its last argument (JSON), recording its events in ``run``. Inside the block a
+    server's ``port`` is known; leaving it waits (at most ``step`` s in all) for the peer to finish, so every event is
+    in. A line that is not JSON (the runtime's own message about an uncaught exception) or the peer's own watchdog
+    firing fails the test."""
+    listening = trio.Event()
+    process = await trio.lowlevel.open_process([*command, json.dumps(cfg)], stdout=subprocess.PIPE,
+                                               stderr=subprocess.STDOUT)
+
+    async def pump() -> None:
+        assert process.stdout is not None
+        buffer = b""
+        while chunk := await process.stdout.receive_some():
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = {"event": "output", "text": line.decode(errors="replace")}
+                run.events.append(event)
+                if event["event"] == "listening":
+                    run.port = event["port"]
+                    listening.set()
+        listening.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            with trio.fail_after(step):
+                if cfg["role"] == "server":
+                    await listening.wait()
+                    assert run.port, run.events
+                yield run
+                await process.wait()
+    finally:
+        await reap(process)
+    assert not run.of("watchdog") and not run.of("output"), run.events
+
+
+async def reap(process: trio.Process) -> None:
+    """End a peer's process: killed if it still runs, waited for (also in a cancelled scope), its pipes closed."""
+    if process.returncode is None:
+        process.kill()
+    with trio.CancelScope(shield=True):
+        await process.wait()
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                await pipe.aclose()

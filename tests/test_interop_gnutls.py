@@ -82,6 +82,7 @@ from tests.interop_gtls import (
     gtls_server,
     open_client,
     read_all,
+    reap,
     server_options,
 )
 from tests.peers import INTEROP_MATRIX, LOCALHOST, PKI, SEC_PROTOCOL, write_pki
@@ -247,13 +248,7 @@ async def gnutls_cli(port: int, *args: str, name: str | None = "localhost") -> A
                     pass
                 cli.returncode = await process.wait()
     finally:
-        if process.returncode is None:
-            process.kill()
-        with trio.CancelScope(shield=True):
-            await process.wait()
-            for pipe in (process.stdin, process.stdout, process.stderr):
-                if pipe is not None:
-                    await pipe.aclose()
+        await reap(process)
         cli.log = log.read_text(errors="replace")
         log.unlink()
 
@@ -341,12 +336,7 @@ async def gnutls_serv(*args: str) -> AsyncIterator[Serv]:
                     await process.wait()
             return
         finally:
-            if process.returncode is None:
-                process.kill()
-            with trio.CancelScope(shield=True):
-                await process.wait()
-                assert process.stdout is not None
-                await process.stdout.aclose()
+            await reap(process)
     raise AssertionError(f"gnutls-serv did not start: {serv.output}")
 
 

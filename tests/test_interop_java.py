@@ -32,13 +32,12 @@ What Java does that shapes the assertions (OpenJDK 17; the module passes with JD
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,12 +54,14 @@ from gtls import (
     classify_ending,
 )
 from tests.interop_gtls import (
+    PeerRun,
     Served,
     client_outcome,
     crl_options,
     exchange,
     gtls_client,
     gtls_server,
+    json_peer,
     open_client,
     read_all,
     server_options,
@@ -458,21 +459,11 @@ def pkis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PKI]:
 
 
 @dataclass
-class JavaRun:
-    events: list[dict[str, Any]] = field(default_factory=list)
-    port: int = 0
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["event"] == kind]
-
+class JavaRun(PeerRun):
     @property
     def errors(self) -> list[str]:
         """The exceptions Java reported, as ``class: message``, without the ``(alert_name)`` newer JDKs put first."""
         return [f"{event['class']}: {re.sub(r'^[(][a-z_]+[)] ', '', event['message'])}" for event in self.of("error")]
-
-    @property
-    def texts(self) -> list[str]:
-        return [event["text"] for event in self.of("data")]
 
 
 @asynccontextmanager
@@ -480,43 +471,9 @@ async def java(peer: Path, **cfg: Any) -> AsyncIterator[JavaRun]:
     """Run the Java peer with ``cfg``. Inside the block a server's ``port`` is known; leaving it waits (bounded) for
     Java to finish, so every event is in."""
     assert JAVA is not None
-    run, listening = JavaRun(), trio.Event()
-    command = [JAVA, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", str(peer), "Peer", json.dumps(cfg)]
-    process = await trio.lowlevel.open_process(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    async def pump() -> None:
-        assert process.stdout is not None
-        buffer = b""
-        while chunk := await process.stdout.receive_some():
-            *lines, buffer = (buffer + chunk).split(b"\n")
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except ValueError:  # the JVM's own messages (an uncaught exception)
-                    event = {"event": "output", "text": line.decode(errors="replace")}
-                run.events.append(event)
-                if event["event"] == "listening":
-                    run.port = event["port"]
-                    listening.set()
-        listening.set()
-
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(pump)
-            with trio.fail_after(STEP):
-                if cfg["role"] == "server":
-                    await listening.wait()
-                    assert run.port, run.events
-                yield run
-                await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with trio.CancelScope(shield=True):
-            await process.wait()
-            assert process.stdout is not None
-            await process.stdout.aclose()
-    assert not run.of("watchdog") and not run.of("output"), run.events
+    command = [JAVA, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", str(peer), "Peer"]
+    async with json_peer(command, cfg, JavaRun(), STEP) as run:
+        yield run
 
 
 def key_file(pki_key: Path) -> str:

@@ -15,12 +15,10 @@ from a clean close."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +34,14 @@ from gtls import (
     open_tls_over_tcp_stream,
 )
 from tests.interop_gtls import (
+    PeerRun,
     Served,
     client_outcome,
     echo,
     exchange,
     gtls_client,
     gtls_server,
+    json_peer,
     read_all,
     server_options,
 )
@@ -172,21 +172,11 @@ def pkis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PKI]:
 
 
 @dataclass
-class NodeRun:
-    events: list[dict[str, Any]] = field(default_factory=list)
-    port: int = 0
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["event"] == kind]
-
+class NodeRun(PeerRun):
     @property
     def errors(self) -> list[str | None]:
         """Error codes node reported (``ERR_SSL_…``), from sockets and from a server's failed handshakes."""
         return [event["code"] for event in self.events if event["event"] in ("error", "tlsClientError")]
-
-    @property
-    def texts(self) -> list[str]:
-        return [event["text"] for event in self.of("data")]
 
 
 @asynccontextmanager
@@ -194,43 +184,8 @@ async def node(script: Path, **cfg: Any) -> AsyncIterator[NodeRun]:
     """Run the node peer with ``cfg``. Inside the block a server's ``port`` is known; leaving it waits (bounded) for
     node to finish, so every event is in. Node's own watchdog ends it after 10 s."""
     assert NODE is not None
-    run, listening = NodeRun(), trio.Event()
-    process = await trio.lowlevel.open_process([NODE, str(script), json.dumps(cfg)], stdout=subprocess.PIPE,
-                                               stderr=subprocess.STDOUT)
-
-    async def pump() -> None:
-        assert process.stdout is not None
-        buffer = b""
-        while chunk := await process.stdout.receive_some():
-            *lines, buffer = (buffer + chunk).split(b"\n")
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except ValueError:  # node's own messages (an uncaught exception)
-                    event = {"event": "output", "text": line.decode(errors="replace")}
-                run.events.append(event)
-                if event["event"] == "listening":
-                    run.port = event["port"]
-                    listening.set()
-        listening.set()
-
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(pump)
-            with trio.fail_after(STEP):
-                if cfg["role"] == "server":
-                    await listening.wait()
-                    assert run.port, run.events
-                yield run
-                await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with trio.CancelScope(shield=True):
-            await process.wait()
-            assert process.stdout is not None
-            await process.stdout.aclose()
-    assert not run.of("watchdog") and not run.of("output"), run.events
+    async with json_peer([NODE, str(script)], cfg, NodeRun(), STEP) as run:
+        yield run
 
 
 async def node_client(script: Path, port: int, pki: PKI, version: str | None, action: str = "echo", *,
