@@ -1,4 +1,5 @@
-"""``Level`` and ``Shadowed``, public as ``gtls.resolve.Level`` and ``gtls.resolve.Shadowed``.
+"""``Level``, ``LevelTitle`` and ``Shadowed``, public as ``gtls.resolve.Level``, ``gtls.errors.LevelTitle`` and
+``gtls.resolve.Shadowed``.
 
 They live apart from ``gtls.resolve`` because ``gtls.errors`` names ``Shadowed`` in ``ConfigError.shadowed``, and
 ``gtls.resolve`` imports ``gtls.errors``: imported for type checkers only, the name was missing at run time, and
@@ -10,6 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final, Literal
+
+#: A level's name as error messages write it: ``Level.title`` and ``ConfigError.level``.
+LevelTitle = Literal["Port", "Connection", "Target port", "Application", "Host"]
+_TITLES: Final[dict[str, LevelTitle]] = {
+    "P": "Port", "C": "Connection", "T": "Target port", "A": "Application", "H": "Host",
+}
 
 
 class Level(Enum):
@@ -23,9 +31,9 @@ class Level(Enum):
     HOST = "H"
 
     @property
-    def title(self) -> str:
+    def title(self) -> LevelTitle:
         """The level's name as error messages write it (``"Port"``, ``"Target port"``, …)."""
-        return {"P": "Port", "C": "Connection", "T": "Target port", "A": "Application", "H": "Host"}[self.value]
+        return _TITLES[self.value]
 
 
 @dataclass(frozen=True, slots=True)

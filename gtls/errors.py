@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final, Literal
 
-from ._levels import Shadowed
+from ._levels import LevelTitle, Shadowed
 from ._redact import redact
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class ConfigError(GtlsError):
         message: str,
         *,
         object_path: str | None = None,
-        level: str | None = None,
+        level: LevelTitle | None = None,
         option: str | None = None,
         file: str | None = None,
     ) -> None:
@@ -141,7 +141,7 @@ class ConfigError(GtlsError):
                 self.add_note(f"warning: {warning}")
         return self
 
-    def located(self, *, object_path: str | None = None, level: str | None = None) -> ConfigError:
+    def located(self, *, object_path: str | None = None, level: LevelTitle | None = None) -> ConfigError:
         """Fill in where the error happened, keeping what is already known; returns self."""
         if self.object_path is None:
             self.object_path = object_path
@@ -151,10 +151,10 @@ class ConfigError(GtlsError):
 
 
 #: The level an object's own settings form, by the collection its deployment path ends in.
-_LEVEL_OF_COLLECTION: Final = {"ports": "Port", "connections": "Connection", "hosts": "Host"}
+_LEVEL_OF_COLLECTION: Final[dict[str, LevelTitle]] = {"ports": "Port", "connections": "Connection", "hosts": "Host"}
 
 
-def _level_of_object(object_path: str | None) -> str | None:
+def _level_of_object(object_path: str | None) -> LevelTitle | None:
     """The level ``object_path`` itself stands for, which its message need not repeat: ``Port`` for
     ``applications.A.ports.P``, ``Host`` for ``hosts.H``, ``Application`` for ``applications.A``. Any other level
     (a port's error coming from its Application or Host settings) is always named: the user must edit that level,
@@ -174,9 +174,10 @@ class DeploymentError(ConfigError):
 class IncompleteTlsLevel(ConfigError):
     """The effective level lacks required options, or no level has TLS settings (``level`` is None)."""
 
-    def __init__(self, message: str, *, missing: Sequence[str] = (), **where: str | None) -> None:
+    def __init__(self, message: str, *, missing: Sequence[str] = (), object_path: str | None = None,
+                 level: LevelTitle | None = None, option: str | None = None, file: str | None = None) -> None:
         self.missing = tuple(missing)
-        super().__init__(message, **where)
+        super().__init__(message, object_path=object_path, level=level, option=option, file=file)
 
 
 class ConflictingOptions(ConfigError):
@@ -228,9 +229,10 @@ __all__ = [
     "UNTRUSTED", "EXPIRED", "NOT_YET_VALID", "REVOKED", "CRL_UNAVAILABLE", "CRL_EXPIRED", "CRL_NOT_YET_VALID",
     "CRL_SIGNATURE", "BAD_CA", "BAD_PURPOSE", "NAME_MISMATCH", "NO_PEER_CERTIFICATE", "PROTOCOL_VERSION",
     "NO_SHARED_CIPHER", "PEER_ALERT", "NOT_TLS", "TIMEOUT", "EOF_IN_HANDSHAKE", "REASONS", "CERTIFICATE_REASONS",
-    "Reason", "TLSVersionName", "MAX_CAUSE_CHAIN", "GtlsError", "ConfigError", "DeploymentError", "IncompleteTlsLevel",
-    "ConflictingOptions", "InvalidOptionValue", "UnsupportedProtocol", "UnsupportedFeature", "CredentialLoadError",
-    "KeyMismatch", "CrlLoadError", "CipherListError", "TLSError", "HandshakeError", "PeerVerificationError",
+    "Reason", "TLSVersionName", "LevelTitle", "MAX_CAUSE_CHAIN", "GtlsError", "ConfigError", "DeploymentError",
+    "IncompleteTlsLevel", "ConflictingOptions", "InvalidOptionValue", "UnsupportedProtocol", "UnsupportedFeature",
+    "CredentialLoadError", "KeyMismatch", "CrlLoadError", "CipherListError", "TLSError", "HandshakeError",
+    "PeerVerificationError",
 ]
 
 

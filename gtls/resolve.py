@@ -330,25 +330,27 @@ def _fold_crl(run: _Run, level: Level, options: TLSOptions) -> TLSOptions:
 
 def _check_values(run: _Run, level: Level, options: TLSOptions) -> None:
     """Spec §1.4 and §4.4 checks on the effective level that need no file."""
-    where = {"level": level.title, "object_path": run.object_path}
     if options.provider is not None and options.provider != "PEM":
         raise UnsupportedFeature(
             f"provider={options.provider} is not supported; gtls reads PEM files only (remove provider or set PEM)",
             option="provider",
-            **where,
+            object_path=run.object_path,
+            level=level.title,
         )
     if options.fips140_enabled:
         raise UnsupportedFeature(
             "fips140-enabled=1 is not supported; gtls makes no FIPS claim (remove it or set 0)",
             option="fips140-enabled",
-            **where,
+            object_path=run.object_path,
+            level=level.title,
         )
     if options.certificate is not None and is_thumbprint(options.certificate) and options.certificate_store is None:
         raise UnsupportedFeature(
             "certificate is a thumbprint; gtls finds thumbprints only in a certificate-store set at the same "
             f"level ({level.title}); add certificate-store or give the PEM file paths",
             option="certificate",
-            **where,
+            object_path=run.object_path,
+            level=level.title,
         )
 
 

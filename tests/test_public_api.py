@@ -90,7 +90,7 @@ from typing import assert_type
 
 import gtls
 from gtls.ending import EndWord
-from gtls.errors import Reason, TLSVersionName
+from gtls.errors import LevelTitle, Reason, TLSVersionName
 
 def narrowed(opts: gtls.TLSOptions) -> gtls.TLSOptions:
     opts.replace(tls_mutal=True)  # error [call-arg]
@@ -108,6 +108,10 @@ def negotiated(stream: gtls.TLSStream, event: gtls.HandshakeEvent) -> bool:
     assert_type(stream.version(), TLSVersionName | None)
     assert_type(event.tls_version, TLSVersionName | None)
     return stream.tls_version == "TLS1.3"  # error [comparison-overlap]
+
+def to_fix(exc: gtls.ConfigError) -> bool:
+    assert_type(exc.level, LevelTitle | None)
+    return exc.level == "port"  # error [comparison-overlap]
 """
 
 
@@ -127,8 +131,8 @@ def _mypy_errors(tmp_path: Path, program: str) -> tuple[dict[int, str], str]:
 def test_a_typed_user_program_gets_precise_types(tmp_path: Path) -> None:
     """What gtls's annotations promise a user who type-checks with --strict. ``TLSOptions.replace`` took
     ``**changes: Any``, so a misspelt field passed the type checker and failed only at run time; the reason and
-    ending words and the negotiated version were typed ``str``, so a misspelt word compared with one was never
-    true, silently."""
+    ending words, the negotiated version and a configuration error's level were typed ``str``, so a misspelt word
+    compared with one was never true, silently."""
     errors, output = _mypy_errors(tmp_path, TYPED_USER_PROGRAM)
     expected = {number: line.split("# error ")[1].strip("[]")
                 for number, line in enumerate(TYPED_USER_PROGRAM.splitlines(), 1) if "# error " in line}
@@ -155,6 +159,7 @@ def test_reason_and_ending_word_types_list_the_words() -> None:
     assert typing.get_args(gtls.errors.Reason) == gtls.errors.REASONS
     assert typing.get_args(EndWord) == END_WORDS
     assert set(typing.get_args(gtls.errors.TLSVersionName)) >= {"TLSv1.2", "TLSv1.3"}
+    assert set(typing.get_args(gtls.errors.LevelTitle)) == {level.title for level in gtls.resolve.Level}
 
 
 def test_star_import_of_errors_brings_the_runtime_pair_too() -> None:

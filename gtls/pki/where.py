@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LevelTitle
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +13,7 @@ class Where:
     """The object path and level of the settings being compiled; ``None`` when given directly."""
 
     object_path: str | None = None
-    level: str | None = None
+    level: LevelTitle | None = None
 
     def error(
         self, cls: type[ConfigError], message: str, *, option: str, file: Path | str | None = None
