@@ -56,7 +56,7 @@ from .options import (
     parse_options,
     parse_transport,
 )
-from .resolve import Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
+from .resolve import CertificateSource, Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
 
 #: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
 PATH_OPTIONS: Final = frozenset({"certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store"})
@@ -119,7 +119,7 @@ class ConnectionSpec:
 class ApplicationSpec:
     name: str
     host: str | None
-    certificate_source: str
+    certificate_source: CertificateSource
     security: SecurityTable
     annex: SecurityTable
     ports: dict[str, PortSpec]
@@ -489,7 +489,7 @@ class _Loader:
         return ApplicationSpec(
             name=name,
             host=host,
-            certificate_source=source.lower(),
+            certificate_source=cast("CertificateSource", source),  # checked above: host or application
             security=self.security(table, object_path),
             annex=annex,
             ports=ports,

@@ -91,6 +91,7 @@ from typing import assert_type
 import gtls
 from gtls.ending import EndWord
 from gtls.errors import LevelTitle, Reason, TLSVersionName
+from gtls.resolve import CertificateSource
 
 def narrowed(opts: gtls.TLSOptions) -> gtls.TLSOptions:
     opts.replace(tls_mutal=True)  # error [call-arg]
@@ -112,6 +113,10 @@ def negotiated(stream: gtls.TLSStream, event: gtls.HandshakeEvent) -> bool:
 def to_fix(exc: gtls.ConfigError) -> bool:
     assert_type(exc.level, LevelTitle | None)
     return exc.level == "port"  # error [comparison-overlap]
+
+def from_host(deployment: gtls.Deployment) -> bool:
+    assert_type(deployment.application("a").certificate_source, CertificateSource)
+    return deployment.application("a").certificate_source == "Host"  # error [comparison-overlap]
 """
 
 
