@@ -744,27 +744,34 @@ class TLSStream(trio.abc.HalfCloseableStream):
         peer still sends, for at most ``seconds`` or ``limit`` bytes. Closed at once, a socket with unread data
         answers the peer with a reset, and a TLS 1.3 client that writes before it reads (every HTTP/2 client) then
         fails on that reset without ever reading our alert: curl said "connection reset" instead of "certificate
-        required". ``openssl s_server`` and nginx linger the same way. The caller closes afterwards."""
+        required". ``openssl s_server`` and nginx linger the same way. The caller closes afterwards.
+
+        The socket is a bare one (the listeners', the connector's for an IP address) or trio's (the connector's after
+        happy eyeballs, a ``TLSStream`` over a ``trio.SocketStream``): both linger."""
         sock = self._sock
-        if not isinstance(sock, socket.socket) or sock.fileno() == -1:
+        if sock is None or sock.fileno() == -1:
             return
         try:
             sock.shutdown(socket.SHUT_WR)
             drained = 0
             with trio.move_on_after(seconds):
                 while drained < limit:
-                    try:
-                        data = sock.recv(LINGER_CHUNK)
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_readable(sock)
-                        continue
+                    if isinstance(sock, socket.socket):
+                        try:
+                            data = sock.recv(LINGER_CHUNK)
+                        except BlockingIOError:
+                            await trio.lowlevel.wait_readable(sock)
+                            continue
+                    else:
+                        data = await sock.recv(LINGER_CHUNK)
                     if not data:
                         break
                     drained += len(data)
         except OSError:  # the peer is gone already: nothing to wait for
             pass
         finally:
-            trio.lowlevel.notify_closing(sock)  # trio registered the fd for the wait
+            if isinstance(sock, socket.socket):
+                trio.lowlevel.notify_closing(sock)  # trio registered the fd for the wait (its own sockets see to it)
 
     def _abort_handshake(self, failure: HandshakeError) -> None:
         """Fail a handshake from outside its task (the listeners' deadline reaper): break the stream with
