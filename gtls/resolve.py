@@ -248,9 +248,14 @@ def _shadow_hint(shadowed: tuple[Shadowed, ...], skipped: list[tuple[Level, TLSO
     by_level: dict[Level, list[str]] = {}
     for item in shadowed:
         by_level.setdefault(item.level, []).append(item.option)
-    parts = [f"{', '.join(opts)} at {level.title}" for level, opts in by_level.items()]
-    note = " (skipped: Certificate Source is Host)" if any(level is Level.APPLICATION for level, _ in skipped) else ""
-    return f" Shadowed settings, not used: {'; '.join(parts)}{note}."
+    # The note belongs to the Application's options only: beside the Host's it read as the reason they were unused.
+    app_skipped = any(level is Level.APPLICATION for level, _ in skipped)
+    parts = [
+        f"{', '.join(opts)} at {level.title}"
+        + (" (skipped: Certificate Source is Host)" if app_skipped and level is Level.APPLICATION else "")
+        for level, opts in by_level.items()
+    ]
+    return f" Shadowed settings, not used: {'; '.join(parts)}."
 
 
 def _required(role: Role, profile: Profile, options: TLSOptions) -> list[str]:
@@ -291,8 +296,7 @@ def _incomplete(
             f"the {level.title} level is the effective level for TLS settings (it holds {_names(present)}) but "
             f"lacks {', '.join(missing_names)}. TLS settings cannot be split across levels: the most specific "
             f"level holding any of them must hold all, and is never completed from another level.{hint} "
-            f"Fix: put all TLS settings at the {level.title} level, or move {_names(present)} to the level that "
-            "holds the rest."
+            + _fix(level, missing_names, present, shadowed, skipped)
         )
     # With no level holding settings, any level's empty values may be the cause (``trusted-ca = ""`` on the Host).
     empty = run.empty.get(level, set()) if level is not None else set().union(*run.empty.values())
@@ -300,6 +304,22 @@ def _incomplete(
     return IncompleteTlsLevel(
         message, missing=missing_names, object_path=run.object_path, level=level.title if level else None
     )
+
+
+def _fix(
+    level: Level,
+    missing: list[str],
+    present: list[str],
+    shadowed: tuple[Shadowed, ...],
+    skipped: list[tuple[Level, TLSOptions]],
+) -> str:
+    """What to change. Moving the present options only helps when a level in use holds what is missing (an
+    Application skipped by Certificate Source = Host is none)."""
+    unused = {lvl for lvl, _ in skipped}
+    if not any(item.option in missing and item.level not in unused for item in shadowed):
+        return f"Fix: add {', '.join(missing)} at the {level.title} level."
+    return (f"Fix: put all TLS settings at the {level.title} level, or move {_names(present)} to the level that "
+            "holds the rest.")
 
 
 def empty_note(missing: Iterable[str], empty: Iterable[str]) -> str:

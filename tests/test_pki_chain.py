@@ -70,6 +70,24 @@ def test_root_absent_warns_but_works(tmp_path: Path, pki: dict[str, Certified]) 
     assert any("not self-signed" in w and "chain inter 1" in w for w in compiled.warnings)
 
 
+def test_an_open_top_names_the_issuer_the_peer_needs(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Audit 64: a leaf sent without its intermediate (a common slip) got the same warning as the usual chain
+    without its root, "the peer must hold the missing CA certificate", naming neither; it names the issuer now."""
+    p = pki
+    write_pem(tmp_path / "leaf.pem", p["leaf"])
+    p["leaf"].write_key(tmp_path / "key.pem")
+    alone = [w for w in server(tmp_path, str(tmp_path / "leaf.pem"), tmp_path / "key.pem").warnings
+             if "not self-signed" in w]
+    assert alone == ["certificate: chain ends at CN=server.test, which is not self-signed; the peer must hold its "
+                     "issuer CN=chain inter 2 (the leaf is sent alone: add CN=chain inter 2's certificate to "
+                     "certificate unless every peer holds it)"]
+    write_pem(tmp_path / "chain.pem", p["leaf"], p["inter2"], p["inter1"])
+    usual = [w for w in server(tmp_path, str(tmp_path / "chain.pem"), tmp_path / "key.pem").warnings
+             if "not self-signed" in w]
+    assert usual == ["certificate: chain ends at CN=chain inter 1, which is not self-signed; the peer must hold its "
+                     "issuer CN=chain root"]
+
+
 def test_issuer_chosen_by_signature_among_same_named_cas(tmp_path: Path) -> None:
     root = CA.root("twin root")
     decoy = root.intermediate("twin inter")  # same subject, other key

@@ -106,6 +106,27 @@ def test_e3_split_levels() -> None:
     assert "Shadowed" in message and "at Host" in message
 
 
+def test_the_fix_of_an_incomplete_level_fits_where_the_rest_is() -> None:
+    """Audit 64: the fix offered "move X to the level that holds the rest" also when no level in use held the
+    missing options (settings given directly, a trusted-ca forgotten, or only on an Application that Certificate
+    Source = Host skips), and put "(skipped: Certificate Source is Host)" after the Host's shadowed options, as if
+    that were why they went unused."""
+    with pytest.raises(IncompleteTlsLevel) as info:
+        direct({"certificate": "/c.pem", "certificate-key": "/k.pem"}, "server")
+    assert str(info.value).endswith("Fix: add trusted-ca at the Port level.")
+    with pytest.raises(IncompleteTlsLevel) as info:
+        resolve_server(port="tls=1", certificate_source="Host", application={"trusted-ca": CA},
+                       host={"certificate": "/c.pem", "certificate-key": "/k.pem"})
+    message = str(info.value)
+    assert "Shadowed settings, not used: trusted-ca at Application (skipped: Certificate Source is Host)." in message
+    assert message.endswith("Fix: add trusted-ca at the Host level.")
+    with pytest.raises(IncompleteTlsLevel) as info:
+        resolve_server(port="tls=1;tls-crl=/crl.pem", certificate_source="Host", host=E1_HOST)
+    message = str(info.value)
+    assert "Shadowed settings, not used: certificate, certificate-key, trusted-ca at Host. Fix: put all" in message
+    assert "skipped" not in message and "move tls-crl to the level that holds the rest" in message
+
+
 def test_e4_port_override() -> None:
     port = "tls=1;certificate=/p/leaf.pem,/p/inter.pem;certificate-key=/p/key.pem;trusted-ca=/p/ca.pem"
     other = {"certificate": "/h/c.pem", "certificate-key": "/h/k.pem", "trusted-ca": "/h/ca.pem"}

@@ -113,12 +113,21 @@ def assemble(
         warnings.append(f"{option}: {len(unused) - MAX_NAMED_DROPPED} more certificates are not in the chain; "
                         f"dropped (from {', '.join(files[:5])}{', ...' if len(files) > 5 else ''})")
     if not self_signed(chain[-1]):
-        warnings.append(
-            f"{option}: chain ends at {subject_text(chain[-1])}, which is not self-signed; "
-            "the peer must hold the missing CA certificate"
-        )
+        warnings.append(_open_top(chain, option))
     _issuer_validity_warnings(chain, unused, option=option, warnings=warnings)
     return chain
+
+
+def _open_top(chain: Sequence[x509.Certificate], option: str) -> str:
+    """Name the issuer the peer must hold: a leaf sent alone (its intermediate forgotten) fails every peer that
+    trusts only the root, and said only "the missing CA" it read like the usual chain without its root."""
+    top = chain[-1]
+    issuer = top.issuer.rfc4514_string() or "(empty subject)"
+    text = (f"{option}: chain ends at {subject_text(top)}, which is not self-signed; "
+            f"the peer must hold its issuer {issuer}")
+    if len(chain) == 1:
+        text += f" (the leaf is sent alone: add {issuer}'s certificate to {option} unless every peer holds it)"
+    return text
 
 
 def _issuer_validity_warnings(chain: Sequence[x509.Certificate], dropped: Sequence[LoadedCert], *, option: str,
