@@ -48,6 +48,7 @@ from ._files import FileRefused, read_bounded
 from ._redact import redact
 from .errors import ConfigError, DeploymentError, InvalidOptionValue
 from .options import (
+    GENESYS_NAMES,
     classify_name,
     emit_warning,
     expand_home,
@@ -56,7 +57,17 @@ from .options import (
     parse_options,
     parse_transport,
 )
-from .resolve import CertificateSource, Level, Profile, Resolved, Role, gather_warnings, resolve_client, resolve_server
+from .resolve import (
+    CertificateSource,
+    Level,
+    Profile,
+    Resolved,
+    Role,
+    gather_warnings,
+    parameter_set,
+    resolve_client,
+    resolve_server,
+)
 
 #: Options whose values are file paths; ``certificate`` and ``certificate-store`` hold comma-separated lists.
 PATH_OPTIONS: Final = frozenset({"certificate", "certificate-key", "trusted-ca", "tls-crl", "crl", "certificate-store"})
@@ -561,6 +572,30 @@ class _Loader:
                 problems.append(str(exc))
             emit_warning(self.warnings, f"{object_path}.security is never used: {why}"
                          + "".join(f"; {problem}" for problem in problems))
+        for app in apps.values():
+            if app.certificate_source == "host" and (app.ports or app.connections):
+                self.note_skipped_application(app)
+
+    def note_skipped_application(self, app: ApplicationSpec) -> None:
+        """Certificate Source = Host skips the Application level for TLS settings (spec §3.2 step 2): its options
+        are only reported as shadowed. gtls decision: a warning at load names them, since nothing more specific took
+        their place and the endpoints run without them (a ``tls-target-name-check = host`` meant for the client
+        leaves the name check off). ``tls-mutual`` is not among them: it is read at every level (step 6)."""
+        role: Role = "client" if app.connections else "server"
+        group = parameter_set(role)
+        for where, table in ((f"applications.{app.name}.security", app.security),
+                             (f"applications.{app.name}.annex.security", app.annex)):
+            try:
+                options = parse_options(table, warnings=[], warn_unknown=False)
+            except ConfigError:  # resolving each endpoint reports it, naming the endpoint
+                continue
+            unused = [GENESYS_NAMES[f] for f in group if getattr(options, f) is not None]
+            if unused:
+                host = f"hosts.{app.host}.security" if app.host is not None else "the Host's [security]"
+                verb, them = ("is", "it") if len(unused) == 1 else ("are", "them")
+                emit_warning(self.warnings, f"{where}: {', '.join(unused)} {verb} not used: certificate-source is Host, "
+                                            f"so this application's ports and connections take TLS settings from "
+                                            f"their own transport or {host} (spec §3.2); move {them} there")
 
     def note_port_clashes(self, apps: Mapping[str, ApplicationSpec]) -> None:
         """Ports of applications on one host that cannot listen at the same time: the same port number on the same

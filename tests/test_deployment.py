@@ -1186,3 +1186,48 @@ def test_one_ipv6_address_written_two_ways_is_one_address(tmp_path: Path) -> Non
     clashes = [w for w in load(tmp_path, text).warnings if "only one can be open at a time" in w]
     assert clashes == [f"applications.l.ports.p and applications.k.ports.p both listen on port {number} "
                        "(0:0:0:0:0:0:0:1, ::1) of one host: only one can be open at a time"]
+
+
+def test_an_application_skipped_by_certificate_source_host_names_its_unused_options(tmp_path: Path) -> None:
+    """Certificate Source = Host skips the Application level (spec §3.2 step 2), so its TLS options do nothing: a
+    client's tls-target-name-check = host there left the name check off with no word at run time (audit 64). Each
+    table is named with what it holds that goes unused; tls-mutual is read at every level (step 6), so it is not."""
+    deployment = load(tmp_path, """
+[hosts.h]
+[applications.srv]
+host = "h"
+certificate-source = "Host"
+[applications.srv.security]
+tls-mutual = "1"
+sec-protocol = "TLSv13"
+tls-target-name-check = "host"
+[applications.srv.ports.p]
+port = 0
+[applications.caller]
+host = "h"
+certificate-source = "Host"
+[applications.caller.security]
+tls-target-name-check = "host"
+[applications.caller.annex.security]
+cipher-list = "HIGH"
+trusted-ca = "ca.pem"
+[applications.caller.connections.c]
+server = "srv"
+[applications.own]
+host = "h"
+[applications.own.security]
+tls-target-name-check = "host"
+[applications.own.connections.c]
+server = "srv"
+""")
+    assert [w for w in deployment.warnings if "certificate-source is Host" in w] == [
+        "applications.srv.security: sec-protocol is not used: certificate-source is Host, so this application's "
+        "ports and connections take TLS settings from their own transport or hosts.h.security (spec §3.2); move it "
+        "there",
+        "applications.caller.security: tls-target-name-check is not used: certificate-source is Host, so this "
+        "application's ports and connections take TLS settings from their own transport or hosts.h.security (spec "
+        "§3.2); move it there",
+        "applications.caller.annex.security: trusted-ca, cipher-list are not used: certificate-source is Host, so "
+        "this application's ports and connections take TLS settings from their own transport or hosts.h.security "
+        "(spec §3.2); move them there",
+    ], deployment.warnings
