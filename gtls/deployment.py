@@ -593,9 +593,9 @@ class _Loader:
             if unused:
                 host = f"hosts.{app.host}.security" if app.host is not None else "the Host's [security]"
                 verb, them = ("is", "it") if len(unused) == 1 else ("are", "them")
-                emit_warning(self.warnings, f"{where}: {', '.join(unused)} {verb} not used: certificate-source is Host, "
-                                            f"so this application's ports and connections take TLS settings from "
-                                            f"their own transport or {host} (spec §3.2); move {them} there")
+                emit_warning(self.warnings, f"{where}: {', '.join(unused)} {verb} not used: certificate-source is "
+                                            f"Host, so this application's ports and connections take TLS settings "
+                                            f"from their own transport or {host} (spec §3.2); move {them} there")
 
     def note_port_clashes(self, apps: Mapping[str, ApplicationSpec]) -> None:
         """Ports of applications on one host that cannot listen at the same time: the same port number on the same
