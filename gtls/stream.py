@@ -101,6 +101,12 @@ def _socket_of(transport: trio.abc.Stream) -> trio.socket.SocketType | None:
     return None
 
 
+def _closed_underneath(exc: BaseException | None = None) -> TLSError:
+    closed = TLSError("the transport stream was closed underneath the TLS stream")
+    closed.__cause__ = exc if exc is not None else trio.ClosedResourceError("its socket was closed")
+    return closed
+
+
 class HalfCloseUnsupported(TLSError, trio.BrokenResourceError):
     """``send_eof()`` on TLS 1.2, where a half-close cannot be promised. A ``trio.BrokenResourceError`` because that
     is what generic ``HalfCloseableStream`` code catches around ``send_eof`` (h11's example, hypercorn), but the
@@ -281,6 +287,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if self._state == _CLOSED:
                 raise trio.ClosedResourceError("this TLS stream was closed")
             raise self._broken_error()
+        sock = self._sock
+        if sock is not None and sock.fileno() == -1:  # _socket_closed(), inline: every call passes here
+            raise self._break(_closed_underneath())
         if self._driver.__class__ is BioDriver and self._driver.broken:
             failure = self._driver.failure
             if isinstance(failure, trio.Cancelled):
@@ -290,6 +299,13 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 cause.__cause__ = failure
             self._break(cause)
             raise self._broken_error()
+
+    def _socket_closed(self) -> bool:
+        """A socket-bound stream whose socket was closed underneath it (``transport_stream.aclose()``). OpenSSL holds
+        only the descriptor's number, which the next socket the process opens takes: a call reaching OpenSSL then
+        would write our records to that other connection (a ``send_all`` succeeded there) or read from it."""
+        sock = self._sock
+        return sock is not None and sock.fileno() == -1
 
     def _broken_error(self) -> trio.BrokenResourceError:
         cause = self._cause
@@ -326,9 +342,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         if self._state == _CLOSED:
             return trio.ClosedResourceError("this TLS stream was closed")
         if isinstance(exc, trio.ClosedResourceError):
-            closed = TLSError("the transport stream was closed underneath the TLS stream")
-            closed.__cause__ = exc
-            return self._break(closed)
+            return self._break(_closed_underneath(exc))
         return self._break(exc)
 
     # --- handshake ---------------------------------------------------------------------------------------------
@@ -598,6 +612,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     waited = True
                     if not closing:
                         self._check_status()
+                    elif self._socket_closed():
+                        raise self._break(_closed_underneath())
                     continue
                 offset += result  # type: ignore[operator]
                 if bio and offset < total:
@@ -659,6 +675,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
         engine = self._engine
         driver = self._driver
         while True:
+            if self._socket_closed():
+                raise self._break(_closed_underneath())
             try:
                 want = engine.close_notify()
             except TransportFailed as exc:
@@ -712,6 +730,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         send mid-record (no clean place for the alert)."""
         return (
             self._state == _OK
+            and not self._socket_closed()
             and not self._https_compatible
             and self._engine.handshake_done
             and (not self._engine.sent_close_notify or self._engine.close_notify_unsent)

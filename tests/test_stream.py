@@ -1221,3 +1221,65 @@ async def test_ssl_module_names_for_code_written_against_trio_sslstream(tmp_path
     finally:
         for stream in (client, *servers):
             await trio.aclose_forcefully(stream)
+
+
+async def _socket_bound_pair(pki: PKI, made_by: str) -> tuple[TLSStream, TLSStream]:
+    """(stream under test, its peer), handshaken: a TLSStream over a trio.SocketStream, or a listener's stream (a
+    bare socket, its trio.SocketStream made only when ``transport_stream`` is asked for)."""
+    server_ctx, client_ctx = contexts(pki, "1.3")
+    if made_by == "constructor":
+        a, b = await tcp_transport_pair()
+        stream, peer = TLSStream(a, client_ctx, server_hostname="localhost"), TLSStream(b, server_ctx)
+    else:
+        from gtls import open_tls_over_tcp_listeners
+
+        listeners = await open_tls_over_tcp_listeners(0, server_ctx, host="127.0.0.1")
+        try:
+            port = listeners[0].transport_listener.socket.getsockname()[1]  # type: ignore[attr-defined]
+            raw = await trio.open_tcp_stream("127.0.0.1", port)
+            peer = TLSStream(raw, client_ctx, server_hostname="localhost")
+            stream = await listeners[0].accept()
+        finally:
+            await listeners[0].aclose()
+    assert stream.socket_bound
+    await handshake_both(stream, peer)
+    return stream, peer
+
+
+@pytest.mark.parametrize("made_by", ["constructor", "listener"])
+async def test_a_socket_closed_underneath_the_stream_is_never_used_again(pki: PKI, made_by: str) -> None:
+    """Closing ``transport_stream`` under a socket-bound stream (audit 65, found by differential testing against
+    trio's SSLStream): OpenSSL held only the descriptor's number, which the next socket the process opened took, so
+    a later ``send_all`` "succeeded" by writing its record into that unrelated connection, and
+    ``wait_send_all_might_not_block`` raised ValueError. Every call now raises ``BrokenResourceError`` (trio's SSLStream
+    raises its transport's ClosedResourceError), ``aclose`` writes nothing, and the reused descriptor is left alone."""
+    stream, peer = await _socket_bound_pair(pki, made_by)
+    spare: list[socket.socket] = []
+    try:
+        with trio.fail_after(IO_TIMEOUT):
+            transport = stream.transport_stream
+            assert isinstance(transport, trio.SocketStream)
+            fd = transport.socket.fileno()
+            await transport.aclose()
+            with pytest.raises(trio.BrokenResourceError) as caught:
+                await stream.wait_send_all_might_not_block()
+            assert "closed underneath" in str(caught.value)
+            while len(spare) < 8 and fd not in [s.fileno() for s in spare]:  # the freed number is taken again
+                spare.extend(socket.socketpair())
+            reused = next(s for s in spare if s.fileno() == fd)
+            other_end = spare[spare.index(reused) ^ 1]
+            other_end.setblocking(False)
+            for call in (lambda: stream.send_all(b"meant for the first peer"), stream.receive_some,
+                         stream.send_eof, stream.do_handshake):
+                with pytest.raises(trio.BrokenResourceError):
+                    await call()
+            await stream.aclose()
+            with pytest.raises(BlockingIOError):
+                other_end.recv(100)  # no record (nor close_notify) reached the connection that took the number
+            with pytest.raises(trio.BrokenResourceError):  # the peer: an EOF without close_notify
+                await peer.receive_some()
+    finally:
+        for s in spare:
+            s.close()
+        await trio.aclose_forcefully(stream)
+        await trio.aclose_forcefully(peer)
