@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID
 from OpenSSL import SSL, crypto
 
@@ -26,7 +27,7 @@ from ._ssl_compat import subject_rfc4514
 from .engine import der_of, sent_certificates
 from .errors import PeerVerificationError
 from .pki import hostcheck, names, reasons
-from .pki.certs import self_signed, subject_text
+from .pki.certs import authority_key_id, self_signed, subject_key_id, subject_text
 from .pki.pem import parse_blocks
 from .pki.strength import Weakness, weakness, weaknesses
 from .resolve import Role
@@ -161,7 +162,7 @@ def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, ref
     if isinstance(outcome, tuple):
         code, depth, cert = outcome
         if code in reasons.AFTER_AUTH_LEVEL:
-            _check_auth_level(_presumed_path(compiled, certs), reference, certs)
+            _check_auth_level(_presumed_path(compiled, certs, at), reference, certs)
         if not (code == reasons.CRL_HAS_EXPIRED and compiled.crl_expired_warn):
             raise _failure(code, depth, cert, reference, certs)
         return _past_expired_crl(compiled, certs, reference, at, depth)
@@ -213,36 +214,87 @@ _SHA256 = hashes.SHA256()
 _MAX_PATH = 101
 
 
-def _presumed_path(compiled: CompiledContext, certs: Sequence[x509.Certificate]) -> list[x509.Certificate]:
+def _presumed_path(compiled: CompiledContext, certs: Sequence[x509.Certificate], at: dt.datetime | None = None
+                   ) -> list[x509.Certificate]:
     """The path of a chain OpenSSL built but then failed (it reports only the failing certificate): from the leaf,
-    each issuer by name, a trusted CA first (OpenSSL's default), else one the peer sent (peers repeat certificates
-    and send them in any order).
+    each issuer as OpenSSL's chain building picks it, a trusted CA first (OpenSSL's default), else one the peer sent
+    (peers repeat certificates and send them in any order); see ``_issuer_among``.
 
     Any peer can make this run (a forged chain fails its signature check), so it is linear in what the peer sent:
     names are indexed once, and the walk stops at OpenSSL's verify depth (a server may send 100 KiB of certificates:
     comparing names step by step made that half a second of a client's event loop)."""
-    # Keyed by the name objects, whose equality ignores string types as OpenSSL's name comparison does.
-    trusted: dict[x509.Name, x509.Certificate] = {}
-    for ca in compiled.trusted:
-        trusted.setdefault(ca.subject, ca)
-    sent: dict[x509.Name, list[x509.Certificate]] = {}
-    for cert in certs:
-        sent.setdefault(cert.subject, []).append(cert)
+    when = at or dt.datetime.now(dt.UTC)
+    trusted = _links(compiled.trusted)
+    sent = _links(certs)
     path = [certs[0]]
     used = {certs[0].fingerprint(_SHA256)}  # a certificate sent twice is one link, as OpenSSL skips copies
     while len(path) < _MAX_PATH and not self_signed(path[-1]):
         wanted = path[-1].issuer
-        issuer = trusted.get(wanted)
+        issuer = (_issuer_among(path[-1], trusted.get(wanted, ()), used, when)
+                  or _issuer_among(path[-1], sent.get(wanted, ()), used, when))
         if issuer is None:
-            candidates = sent.get(wanted, [])
-            while candidates and candidates[0].fingerprint(_SHA256) in used:  # each copy looked at once
-                candidates.pop(0)
-            issuer = candidates.pop(0) if candidates else None
-        if issuer is None or issuer.fingerprint(_SHA256) in used:
             break
-        used.add(issuer.fingerprint(_SHA256))
-        path.append(issuer)
+        used.add(issuer.fingerprint)
+        path.append(issuer.cert)
     return path
+
+
+class _Link(NamedTuple):
+    """A possible issuer, with what picking one reads, read once."""
+
+    cert: x509.Certificate
+    fingerprint: bytes
+    key_id: bytes | None
+    key_type: type | None
+
+
+def _links(certs: Iterable[x509.Certificate]) -> dict[x509.Name, list[_Link]]:
+    # Keyed by the name objects, whose equality ignores string types as OpenSSL's name comparison does.
+    links: dict[x509.Name, list[_Link]] = {}
+    for cert in certs:
+        links.setdefault(cert.subject, []).append(
+            _Link(cert, cert.fingerprint(_SHA256), subject_key_id(cert), _key_type(cert)))
+    return links
+
+
+def _key_type(cert: x509.Certificate) -> type | None:
+    try:
+        key = cert.public_key()
+    except Exception:  # noqa: BLE001 - a key type cryptography cannot load: OpenSSL's to judge
+        return None
+    return rsa.RSAPublicKey if isinstance(key, rsa.RSAPublicKey) else (
+        ec.EllipticCurvePublicKey if isinstance(key, ec.EllipticCurvePublicKey) else None)
+
+
+def _signer_type(cert: x509.Certificate) -> type | None:
+    """The key type ``cert``'s signature algorithm needs (RSA or EC; None: another, or unknown)."""
+    try:
+        parameters = cert.signature_algorithm_parameters
+    except Exception:  # noqa: BLE001 - an algorithm cryptography does not know
+        return None
+    if isinstance(parameters, padding.PKCS1v15 | padding.PSS):
+        return rsa.RSAPublicKey
+    return ec.EllipticCurvePublicKey if isinstance(parameters, ec.ECDSA) else None
+
+
+def _issuer_among(cert: x509.Certificate, links: Iterable[_Link], used: set[bytes], when: dt.datetime
+                  ) -> _Link | None:
+    """OpenSSL's pick among the certificates of the wanted name (``find_issuer``, ``X509_STORE_CTX_get1_issuer``):
+    one that may have issued ``cert`` (key identifiers and key type agree: ``check_issued``; several CAs of one name
+    are common: a renewed or cross-signed CA, another CA given the same name), valid at ``when`` first, else the one
+    expiring last; never one already on the path."""
+    authority = authority_key_id(cert)
+    signer = _signer_type(cert)
+    best: _Link | None = None
+    for link in links:
+        if (link.fingerprint in used or (authority and link.key_id and authority != link.key_id)
+                or (signer and link.key_type and signer is not link.key_type)):
+            continue
+        if link.cert.not_valid_before_utc <= when <= link.cert.not_valid_after_utc:
+            return link
+        if best is None or link.cert.not_valid_after_utc > best.cert.not_valid_after_utc:
+            best = link
+    return best
 
 
 def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], reference: str | None,
@@ -258,7 +310,7 @@ def _past_expired_crl(compiled: CompiledContext, certs: list[x509.Certificate], 
         # (The security level was checked by the caller, before the expired CRL.)
         code, depth, cert = outcome
         if code in reasons.AFTER_REVOCATION:
-            _check_revocation(compiled, _presumed_path(compiled, certs), reference, certs, at, expired_depth)
+            _check_revocation(compiled, _presumed_path(compiled, certs, at), reference, certs, at, expired_depth)
         raise _failure(code, depth, cert, reference, certs)
     path = outcome
     _check_auth_level(path, reference, certs)
@@ -274,33 +326,36 @@ def _check_revocation(compiled: CompiledContext, path: list[x509.Certificate], r
     if not ANCHOR_CRL_CHECKED:
         last = min(last, len(path) - 2)
     for depth in range(expired_depth, last + 1):  # with the trust anchor where OpenSSL checks it (check_revocation)
-        cert = path[depth]
-        issuer = path[depth + 1] if depth + 1 < len(path) else cert
-        code = _crl_verdict(compiled, cert, issuer, when)
+        code = _crl_verdict(compiled, path, depth, when)
         if code:
-            raise _failure(code, depth, cert, reference, certs)
+            raise _failure(code, depth, path[depth], reference, certs)
 
 
-def _crl_verdict(compiled: CompiledContext, cert: x509.Certificate, issuer: x509.Certificate, when: dt.datetime
-                 ) -> int:
-    """The X509_V_ERR code OpenSSL gives one certificate's revocation check (0: fine), expiry waived.
+def _crl_verdict(compiled: CompiledContext, path: Sequence[x509.Certificate], depth: int, when: dt.datetime) -> int:
+    """The X509_V_ERR code OpenSSL gives the revocation check of ``path[depth]`` (0: fine), expiry waived.
 
-    The CRL is the one OpenSSL picks among those naming the certificate's issuer: a current one before an expired
-    one, then one whose authority key identifier is the issuer's key, then the newest (``get_crl_sk``); the first in
-    the file among equals. It is then checked in OpenSSL's order (``check_crl``, ``cert_crl``)."""
-    crls = compiled.crls
-    candidates = [c for c in crls if c.issuer.public_bytes() == cert.issuer.public_bytes()]
-    if not candidates:
-        return 3  # UNABLE_TO_GET_CRL
-
-    def rank(crl: x509.CertificateRevocationList) -> tuple[bool, bool, dt.datetime]:
+    The CRL is the one OpenSSL picks (``get_crl_sk``, ``get_crl_score``) among those naming the certificate's issuer
+    whose issuer is on the path (``_crl_issuer``; another CRL is never used, even a current one of a CA of the same
+    name): one without an unhandled critical extension first, then a current one, then one from the certificate's
+    own issuer, then the newest; the first in the file among equals. It is then checked in OpenSSL's order
+    (``check_crl``, ``cert_crl``) against that issuer."""
+    cert = path[depth]
+    best: tuple[int, x509.CertificateRevocationList, x509.Certificate] | None = None
+    for crl in compiled.crls:
+        if crl.issuer.public_bytes() != cert.issuer.public_bytes():
+            continue
+        found = _crl_issuer(crl, path, depth)
+        if found is None:
+            continue
+        issuer, own = found
         next_update = crl.next_update_utc
         current = crl.last_update_utc <= when and (next_update is None or when < next_update)
-        return current, _issued_by(crl, issuer), crl.last_update_utc
-
-    crl = max(candidates, key=rank)  # max keeps the first of equals, as OpenSSL keeps its first best
-    if not _issued_by(crl, issuer):
-        return 33  # UNABLE_TO_GET_CRL_ISSUER
+        score = (0 if _unhandled(compiled, crl) else 4) + (2 if current else 0) + (1 if own else 0)
+        if best is None or score > best[0] or (score == best[0] and crl.last_update_utc > best[1].last_update_utc):
+            best = (score, crl, issuer)
+    if best is None:
+        return 3  # UNABLE_TO_GET_CRL
+    _, crl, issuer = best
     try:
         usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
@@ -320,6 +375,20 @@ def _crl_verdict(compiled: CompiledContext, cert: x509.Certificate, issuer: x509
     if entry is not None and _reason(entry) is not x509.ReasonFlags.remove_from_crl:  # OpenSSL passes those
         return 23  # CERT_REVOKED
     return 0
+
+
+def _crl_issuer(crl: x509.CertificateRevocationList, path: Sequence[x509.Certificate], depth: int
+                ) -> tuple[x509.Certificate, bool] | None:
+    """OpenSSL's ``crl_akid_check``: the CRL's issuer on the path, and whether it is the certificate's own issuer
+    (the next certificate; the trust anchor's own for itself), else a certificate of that name further up. None:
+    no such certificate, and OpenSSL does not use the CRL (without extended CRL support, which gtls leaves off)."""
+    own = min(depth + 1, len(path) - 1)
+    if _issued_by(crl, path[own]):
+        return path[own], True
+    for higher in path[own + 1:]:
+        if higher.subject.public_bytes() == crl.issuer.public_bytes() and _issued_by(crl, higher):
+            return higher, False
+    return None
 
 
 #: Critical extensions OpenSSL handles: on the CRL, and on its entries (others make it refuse the whole CRL).

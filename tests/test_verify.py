@@ -437,3 +437,70 @@ def test_trust_store_cases_agree_offline_and_in_a_handshake(case: str, tmp_path:
     assert (offline, online) == (TRUST_CASES[case], TRUST_CASES[case])
     if online is None:
         assert received == len(sent)  # what the server sent: the path was completed from trusted-ca, not from it
+
+
+UNKNOWN_CRITICAL = x509.Extension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), True,
+                                  x509.UnrecognizedExtension(ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00"))
+
+
+def _pick_case(name: str, tmp: Path) -> tuple[list[Certified], dict[str, str], tuple[str, int, str] | None]:
+    """(chain sent, client options, the verdict both must give) where several CAs or CRLs fit by name and the
+    offline verifier's own steps must pick the one OpenSSL picks (audit 66's differential testing found each)."""
+    root = CA.root("pick root")
+    old = {"this_update": -10 * DAY, "next_update": -DAY}
+    expired = {"not_before": -30 * DAY, "not_after": -DAY}
+    if name == "same-name-weak-ca":  # a weak CA of the root's name (another key) listed first: not on the path
+        leaf = root.leaf("pick.test", dns=["pick.test"], **expired)
+        decoy = CA.root("pick root", key=_weak_key())
+        return [leaf], {"trusted-ca": str(write_pem(tmp / "ca.pem", decoy, root))}, ("expired", 0, "CN=pick.test")
+    if name == "renewed-intermediate":  # its expired old copy sent first, listed in the root's (expired) CRL
+        inter = root.intermediate("pick inter")
+        stale = root.intermediate("pick inter", key=inter.key, not_before=-60 * DAY, not_after=-3 * DAY)
+        leaf = inter.leaf("pick.test", dns=["pick.test"], **expired)
+        crls = write_pem(tmp / "crl.pem", root.crl(revoked=[stale], **old), inter.crl())
+        opts = {"trusted-ca": str(write_pem(tmp / "ca.pem", root)), "tls-crl": str(crls), "tls-crl-expired": "warn",
+                "tls-crl-scope": "chain"}
+        return [leaf, stale, inter], opts, ("expired", 0, "CN=pick.test")
+    if name == "same-name-ca-crl":  # the issuer's CRL expired; a current one of another CA of its name is not used
+        leaf = root.leaf("pick.test", dns=["pick.test"])
+        other = CA.root("pick root")
+        crls = write_pem(tmp / "crl.pem", root.crl(**old), other.crl())
+        return [leaf], {"trusted-ca": str(write_pem(tmp / "ca.pem", root, other)), "tls-crl": str(crls),
+                        "tls-crl-expired": "warn"}, None
+    if name == "current-crl-with-unknown-critical-extension":  # loses to an expired CRL without one
+        leaf = root.leaf("pick.test", dns=["pick.test"])
+        crls = write_pem(tmp / "crl.pem", root.crl(extensions=[UNKNOWN_CRITICAL]), root.crl(revoked=[leaf], **old))
+        return [leaf], {"trusted-ca": str(write_pem(tmp / "ca.pem", root)), "tls-crl": str(crls),
+                        "tls-crl-expired": "warn"}, ("revoked", 0, "CN=pick.test")
+    assert name == "weak-issuer-before-unhandled-crl"  # the security level comes before revocation
+    inter = root.intermediate("pick weak inter", key=_weak_key())
+    leaf = inter.leaf("pick.test", dns=["pick.test"])
+    crls = write_pem(tmp / "crl.pem", inter.crl(extensions=[UNKNOWN_CRITICAL]))
+    return [leaf, inter], {"trusted-ca": str(write_pem(tmp / "ca.pem", root)), "tls-crl": str(crls)}, (
+        "untrusted", 1, "CN=pick weak inter")
+
+
+@pytest.mark.parametrize("name", ["same-name-weak-ca", "renewed-intermediate", "same-name-ca-crl",
+                                  "current-crl-with-unknown-critical-extension", "weak-issuer-before-unhandled-crl"])
+def test_offline_steps_pick_the_issuer_and_crl_openssl_picks(name: str, tmp_path: Path) -> None:
+    """Where verify_chain completes OpenSSL's verdict in Python (the path of a failed chain, for the security level
+    and the revocation re-check of tls-crl-expired=warn), it chose issuers and CRLs by name alone: a same-named CA
+    off the path made a handshake's `expired` an offline `untrusted` at the wrong depth, and a current CRL of
+    another CA of the issuer's name (which OpenSSL never uses) failed a chain the handshake accepted. The handshake
+    reports the offline depth and subject, so it lost them, or gave the wrong ones."""
+    sent, opts, expected = _pick_case(name, tmp_path)
+    compiled = compile_context(direct(opts, "client"))
+    try:
+        verify_chain([c.cert for c in sent], compiled, "client", target_name="pick.test")
+        offline = None
+    except PeerVerificationError as exc:
+        offline = (exc.reason, exc.depth, exc.subject)
+    write_pem(tmp_path / "leaf.pem", sent[0])
+    sent[0].write_key(tmp_path / "key.pem")
+    chain = ["-cert_chain", write_pem(tmp_path / "rest.pem", *sent[1:])] if len(sent) > 1 else []
+    with s_server("-cert", tmp_path / "leaf.pem", "-key", tmp_path / "key.pem", "-cipher", "DEFAULT:@SECLEVEL=0",
+                  *chain) as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="pick.test")
+        close(conn)
+    online = (error.reason, error.depth, error.subject) if isinstance(error, PeerVerificationError) else error
+    assert (offline, online) == (expected, expected)

@@ -111,8 +111,8 @@ def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Subject/issuer names equal (DER), key identifiers equal when both exist, and the signature verifies."""
     if cert.issuer.public_bytes() != issuer.subject.public_bytes():
         return False
-    aki = _authority_key_id(cert)
-    ski = _subject_key_id(issuer)
+    aki = authority_key_id(cert)
+    ski = subject_key_id(issuer)
     if aki is not None and ski is not None and aki != ski:
         return False
     try:
@@ -176,14 +176,14 @@ def self_signed(cert: x509.Certificate) -> bool:
     return self_issued(cert) and signed_by(cert, cert)
 
 
-def _authority_key_id(cert: x509.Certificate) -> bytes | None:
+def authority_key_id(cert: x509.Certificate) -> bytes | None:
     try:
         return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
     except x509.ExtensionNotFound:
         return None
 
 
-def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+def subject_key_id(cert: x509.Certificate) -> bytes | None:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:

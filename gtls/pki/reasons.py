@@ -15,8 +15,8 @@ CA_MD_TOO_WEAK: Final = 68
 #: Codes OpenSSL finds only after its security-level check of the path (``check_auth_level``): the host check, the
 #: revocation checks, then signatures, validity times, name constraints and policies. A path with a weak key or
 #: signature fails on that first, whatever else is wrong with it.
-AFTER_AUTH_LEVEL: Final = frozenset({62, 64, 3, 5, 8, 11, 12, 15, 16, 23, 33, 35, 44, 54, 4, 7, 9, 10, 13, 14, 47, 48,
-                                     49, 42, 43})
+AFTER_AUTH_LEVEL: Final = frozenset({62, 64, 3, 5, 8, 11, 12, 15, 16, 23, 33, 35, 36, 44, 54, 4, 7, 9, 10, 13, 14,
+                                     47, 48, 49, 42, 43})
 #: Codes OpenSSL finds only after its revocation checks (``internal_verify`` and later): signatures, validity times,
 #: name constraints and policies. A revoked certificate (or a CRL fault) fails on that first, whatever else is wrong.
 AFTER_REVOCATION: Final = frozenset({4, 7, 9, 10, 13, 14, 47, 48, 49, 42, 43})
