@@ -56,6 +56,16 @@ async def read_all(stream: TLSStream, served: Served) -> None:
     served.received.append(data)
 
 
+def noting_alpn(seen: list[str | None]) -> Handler:
+    """An echo handler that first notes the application protocol each connection agreed (None: none)."""
+
+    async def note(stream: TLSStream, served: Served) -> None:
+        seen.append(stream.alpn_protocol)
+        await echo(stream, served)
+
+    return note
+
+
 @asynccontextmanager
 async def gtls_server(options: TLSOptions, handler: Handler = echo, *,
                       alpn: list[str] | None = None) -> AsyncIterator[Served]:

@@ -76,10 +76,10 @@ from tests.interop_gtls import (
     Served,
     client_outcome,
     crl_options,
-    echo,
     exchange,
     gtls_client,
     gtls_server,
+    noting_alpn,
     open_client,
     read_all,
     reap,
@@ -667,13 +667,8 @@ async def test_gnutls_cli_hello_retry_request(pkis: dict[str, PKI]) -> None:
 
 async def test_alpn_gtls_server_gnutls_cli(pkis: dict[str, PKI]) -> None:
     seen: list[str | None] = []
-
-    async def note(stream: TLSStream, served: Served) -> None:
-        seen.append(stream.alpn_protocol)
-        await echo(stream, served)
-
     pki = pkis["ec"]
-    async with gtls_server(pki.server_options(), note, alpn=["h2", "http/1.1"]) as served:
+    async with gtls_server(pki.server_options(), noting_alpn(seen), alpn=["h2", "http/1.1"]) as served:
         cli = await cli_line(served.port, "--x509cafile", str(pki.ca_file), "--alpn=http/1.1", "--alpn=h2")
     assert seen == ["h2"] and cli.logged("- Application protocol: h2")
 

@@ -37,11 +37,11 @@ from tests.interop_gtls import (
     PeerRun,
     Served,
     client_outcome,
-    echo,
     exchange,
     gtls_client,
     gtls_server,
     json_peer,
+    noting_alpn,
     read_all,
     server_options,
 )
@@ -340,13 +340,8 @@ async def test_node_client_refuses_gtls_server_name(script: Path, pkis: dict[str
 
 async def test_alpn_gtls_server_node_client(script: Path, pkis: dict[str, PKI]) -> None:
     seen: list[str | None] = []
-
-    async def note(stream: TLSStream, served: Served) -> None:
-        seen.append(stream.alpn_protocol)
-        await echo(stream, served)
-
     pki = pkis["ec"]
-    async with gtls_server(pki.server_options(), note, alpn=["h2", "http/1.1"]) as served:
+    async with gtls_server(pki.server_options(), noting_alpn(seen), alpn=["h2", "http/1.1"]) as served:
         runs = [await node_client(script, served.port, pki, None, alpn=offer) for offer in (["http/1.1", "h2"], ["x"])]
     assert [run.of("secure")[0]["alpn"] for run in runs] == ["h2", None]  # the server's preference; none shared
     assert seen == ["h2", None]
