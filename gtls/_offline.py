@@ -24,7 +24,7 @@ from OpenSSL import SSL, crypto
 from . import _binding
 from . import errors as e
 from ._ssl_compat import subject_rfc4514
-from .engine import der_of, sent_certificates
+from .engine import der_of, loaded_by_cryptography, sent_certificates
 from .errors import PeerVerificationError
 from .pki import hostcheck, names, reasons
 from .pki.certs import authority_key_id, self_signed, subject_key_id, subject_text
@@ -38,8 +38,14 @@ if TYPE_CHECKING:
 CertLike = x509.Certificate | crypto.X509
 
 
-def _as_crypto(cert: CertLike) -> x509.Certificate:
-    return cert.to_cryptography() if isinstance(cert, crypto.X509) else cert
+def _as_crypto(cert: CertLike, position: int) -> x509.Certificate:
+    """``cert`` as ``cryptography`` holds it. A pyOpenSSL certificate that ``cryptography`` cannot load (one OpenSSL
+    accepts in a handshake: a version field of 3) raises the ``ValueError`` ``TLSStream.peer_chain`` raises for it;
+    the verified path this returns is ``cryptography``'s, so there is no verdict to give without it."""
+    if not isinstance(cert, crypto.X509):
+        return cert
+    return loaded_by_cryptography(der_of(cert), f"certificate {position} of the chain (0: the leaf)",
+                                  "verify_chain cannot judge it; a handshake with the same settings can")
 
 
 def openssl_peer_chain(conn: SSL.Connection, role: Role) -> list[crypto.X509]:
@@ -153,7 +159,7 @@ def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, ref
     A chain with several faults fails on the one the handshake reports: the first in OpenSSL's order (path, CA and
     purpose, security level, name, revocation, then signatures and dates from the trust anchor down; README,
     *Several faults in one peer chain*), the expired-CRL waiver included."""
-    certs = [_as_crypto(c) for c in chain]
+    certs = [_as_crypto(cert, position) for position, cert in enumerate(chain)]
     if not certs:
         raise PeerVerificationError(e.NO_PEER_CERTIFICATE, "no certificate to verify")
     if weakness(certs[0]) is Weakness.KEY:  # OpenSSL checks the leaf's key before anything else

@@ -681,7 +681,7 @@ class TLSEngine:
     @property
     def peer_certificate(self) -> x509.Certificate | None:
         der = self.peer_certificate_der
-        return None if der is None else _loaded(der, "the peer's certificate")
+        return None if der is None else loaded_by_cryptography(der, "the peer's certificate")
 
     @property
     def peer_certificate_der(self) -> bytes | None:
@@ -698,7 +698,7 @@ class TLSEngine:
     @property
     def peer_chain(self) -> list[x509.Certificate]:
         """``peer_chain_der``, loaded by ``cryptography``."""
-        return [_loaded(der, "a certificate of the peer's chain") for der in self.peer_chain_der]
+        return [loaded_by_cryptography(der, "a certificate of the peer's chain") for der in self.peer_chain_der]
 
 
 def der_of(cert: crypto.X509) -> bytes:
@@ -715,15 +715,14 @@ def sent_certificates(conn: SSL.Connection) -> list[crypto.X509]:
     return chain
 
 
-def _loaded(der: bytes, what: str) -> x509.Certificate:
+def loaded_by_cryptography(der: bytes, what: str, hint: str = "getpeercert() still reads the leaf") -> x509.Certificate:
     """``der`` loaded by ``cryptography``. OpenSSL accepts (and verifies, if asked) some peer certificates it cannot
     load: an X.509 version field of 3, a malformed extension OpenSSL does not read. Those raise one documented
     ``ValueError`` instead of each of cryptography's own (``InvalidVersion`` is not a ``ValueError``)."""
     try:
         return x509.load_der_x509_certificate(der)
     except (ValueError, x509.InvalidVersion) as exc:
-        raise ValueError(f"{what}, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); getpeercert() "
-                         "still reads the leaf") from exc
+        raise ValueError(f"{what}, accepted by OpenSSL, cannot be loaded by cryptography ({exc}); {hint}") from exc
 
 
 def _openssl_text(exc: SSL.Error) -> str:

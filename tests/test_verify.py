@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ObjectIdentifier
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from OpenSSL import crypto
 
 from gtls.context import clear_cache, compile_context
 from gtls.errors import ConfigError, PeerVerificationError
@@ -24,7 +25,7 @@ from gtls.options import TLSOptions
 from gtls.resolve import direct, resolve_client
 from gtls.testing import CA, CRL, Certified, write_pem
 from gtls.verify import ANCHOR_CRL_CHECKED, verify_chain
-from tests.peers import client_handshake, close, s_server
+from tests.peers import client_handshake, close, s_server, version_4_certificate
 
 DAY = dt.timedelta(days=1)
 
@@ -504,3 +505,19 @@ def test_offline_steps_pick_the_issuer_and_crl_openssl_picks(name: str, tmp_path
         close(conn)
     online = (error.reason, error.depth, error.subject) if isinstance(error, PeerVerificationError) else error
     assert (offline, online) == (expected, expected)
+
+
+def test_a_certificate_cryptography_cannot_load_is_a_clear_value_error(tmp_path: Path) -> None:
+    """A handshake accepts a chain holding an "X.509 v4" certificate (tests/test_client.py), which only pyOpenSSL can
+    hold; verify_chain raised cryptography's InvalidVersion (not a ValueError) from deep inside."""
+    root = CA.root("v4 root")
+    inter = root.intermediate("v4 intermediate")
+    leaf = inter.leaf("v4.test", dns=["v4.test"])
+    quirky = crypto.load_certificate(crypto.FILETYPE_PEM, version_4_certificate(leaf, inter))
+    options = TLSOptions(trusted_ca=str(write_pem(tmp_path / "ca.pem", root)))
+    with pytest.raises(ValueError, match=r"^certificate 0 of the chain \(0: the leaf\), accepted by OpenSSL, cannot be "
+                                         r"loaded by cryptography .*; verify_chain cannot judge it"):
+        verify_chain([quirky, crypto.X509.from_cryptography(inter.cert)], options, "client")
+    # pyOpenSSL certificates cryptography can load are judged as before.
+    loadable = [crypto.X509.from_cryptography(c.cert) for c in (leaf, inter)]
+    assert verify_chain(loadable, options, "client") == [leaf.cert, inter.cert, root.cert]
