@@ -76,8 +76,12 @@ if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept
         return value
 
 
+#: Names this module's own code needs, not gtls's interface: kept out of ``dir(gtls)`` (and so out of completions).
+_INTERNAL = frozenset({"annotations", "importlib", "TYPE_CHECKING"})
+
+
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__} - _INTERNAL)
 
 
 __all__ = [

@@ -21,6 +21,8 @@ def test_every_public_name_resolves_to_its_defining_object() -> None:
         value = getattr(gtls, name)
         assert getattr(importlib.import_module(value.__module__), name) is value, name
     assert set(gtls.__all__) <= set(dir(gtls))
+    # Completion shows the interface, not the names the package's own code imports.
+    assert not {"annotations", "importlib", "TYPE_CHECKING"} & set(dir(gtls))
     with pytest.raises(AttributeError, match="no_such_name"):
         gtls.no_such_name  # noqa: B018
 
