@@ -50,6 +50,7 @@ from .errors import ConfigError, DeploymentError, InvalidOptionValue
 from .options import (
     GENESYS_NAMES,
     classify_name,
+    edits,
     emit_warning,
     expand_home,
     host_problem,
@@ -387,7 +388,9 @@ class _Loader:
         for key in table:
             if key not in allowed:
                 hint = next((a for a in allowed if a.lower() == key.lower().replace("_", "-")), None)
-                extra = f"; keys are case-sensitive, did you mean {hint!r}?" if hint else ""
+                near = None if hint else next((a for a in allowed if edits(key.lower(), a, 1) <= 1), None)
+                extra = (f"; keys are case-sensitive, did you mean {hint!r}?" if hint
+                         else f"; did you mean {near!r}?" if near else "")
                 raise self.error(f"unknown key {key!r} (allowed: {', '.join(allowed)}){extra}", object_path, option=key)
 
     def string(self, table: Mapping[str, object], key: str, object_path: str, *, required: bool = False) -> str | None:

@@ -431,13 +431,13 @@ def _near_miss(folded: str) -> str | None:
         if len(lower) <= 4 and len(folded) == len(lower) and sorted(folded) != sorted(lower):
             continue  # a changed letter in a short name makes another word, not a typo
         allowed = 2 if len(lower) > 9 else 1
-        distance = _edits(folded, lower, allowed)
+        distance = edits(folded, lower, allowed)
         if distance <= allowed and (best is None or distance < best[0]):
             best = (distance, real)
     return best[1] if best else None
 
 
-def _edits(a: str, b: str, limit: int) -> int:
+def edits(a: str, b: str, limit: int) -> int:
     """Optimal-string-alignment distance between ``a`` and ``b``, or ``limit + 1`` once it must exceed ``limit``."""
     if abs(len(a) - len(b)) > limit:
         return limit + 1

@@ -866,6 +866,19 @@ def test_unknown_structural_keys(tmp_path: Path, text: str, where: str, key: str
     assert f"unknown key {key!r}" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ('[applications.a.ports.p]\nport = 1\nadress = "127.0.0.1"', "; did you mean 'address'?"),
+        ('[applications.a.ports.p]\nprot = 1', "; did you mean 'port'?"),
+        ("[applications.a.ports.p]\nport = 1\nmode = 1", ""),  # nothing near: no guess
+    ],
+)
+def test_unknown_key_hint_for_a_typo(tmp_path: Path, text: str, hint: str) -> None:
+    error = load_error(tmp_path, text)
+    assert (hint in str(error)) if hint else "did you mean" not in str(error)
+
+
 def test_unknown_key_hint_for_wrong_case(tmp_path: Path) -> None:
     error = load_error(tmp_path, "[applications.a]\nPorts = {}")
     assert "did you mean 'ports'" in str(error)
