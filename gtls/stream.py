@@ -693,14 +693,21 @@ class TLSStream(trio.abc.HalfCloseableStream):
     async def aclose(self) -> None:
         """Send ``close_notify`` (waiting at most ``close_timeout``), then close the transport. Called in a cancelled
         scope (``trio.aclose_forcefully``) it closes at once without ``close_notify``: the peer must not take an
-        abandoned exchange for a complete one."""
+        abandoned exchange for a complete one. After a handshake we refused with an alert, it lingers first (at most
+        1 s, see ``_linger``), unless cancelled."""
         if self._state == _CLOSED:
             await trio.lowlevel.checkpoint()
             return
-        polite = trio.current_effective_deadline() != -math.inf and self._close_notify_due()
+        unhurried = trio.current_effective_deadline() != -math.inf
+        polite = unhurried and self._close_notify_due()
+        # A stream the user's own accept loop (or code of theirs) refused in its handshake lingers as the serving
+        # loop's and the connector's do, so a peer still writing reads our alert rather than a reset.
+        refused = unhurried and self._state == _BROKEN and self._rejected_in_handshake()
         self._set_closed()
         self._driver.wake_all()
         try:
+            if refused:
+                await self._linger()
             if polite and self._driver.__class__ is SocketDriver and self._unfinished_write is None:
                 # Usually the socket takes the alert at once: no cancel scope then, only when it must wait.
                 polite = self._engine.close_notify(best_effort=True) is not None

@@ -25,7 +25,7 @@ from OpenSSL import SSL
 from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, TLSStream, classify_ending
 from gtls.client import open_tls_over_tcp_stream
 from gtls.errors import CERTIFICATE_REASONS
-from gtls.server import serve_tls_over_tcp
+from gtls.server import open_tls_over_tcp_listeners, serve_tls_over_tcp
 from gtls.testing import CA, Certified, write_pem
 from tests.hostile import MemoryServer, read_until_closed
 from tests.peers import (
@@ -991,6 +991,27 @@ async def test_a_refused_client_that_writes_first_still_reads_why(pki: PKI) -> N
                   for _ in range(5)]
     assert all(isinstance(error, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(error) for error in errors), errors
     assert [event.reason for event in events] == ["no-peer-certificate"] * 5
+
+
+async def test_a_client_refused_by_a_users_own_accept_loop_still_reads_why(pki: PKI) -> None:
+    """The test above with the user's own loop over TLSListener.accept() (trio's pattern) in place of
+    serve_tls_over_tcp: its aclose() after the failed handshake closed at once, so the client met a reset."""
+    errors: list[BaseException | None] = []
+    [listener] = await open_tls_over_tcp_listeners(0, pki.server_options(tls_mutual="1"), host="127.0.0.1")
+    port = listener.socket.getsockname()[1]
+
+    async def client() -> None:
+        errors.append(await trio.to_thread.run_sync(_writes_first_without_certificate, port, pki.ca_file))
+
+    async with listener:
+        for _ in range(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client)
+                async with await listener.accept() as stream:
+                    with pytest.raises(HandshakeError) as caught:
+                        await stream.do_handshake()
+                    assert caught.value.reason == "no-peer-certificate"
+    assert all(isinstance(error, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(error) for error in errors), errors
 
 
 def _writes_on_after_its_flight(cert: Path, key: Path, outcomes: list[str]) -> Callable[[socket.socket], None]:
