@@ -271,7 +271,9 @@ def compile_context(resolved: Resolved, *, alpn: Iterable[str] | None = None) ->
     if resolved.role == "client" and target_name is not None:
         # Refused here, with the configuration errors, rather than by every connection after its TCP connect.
         try:
-            names.normalise_reference(target_name)
+            reference = names.normalise_reference(target_name)
+            if resolved.options.tls_target_name_check == "host":
+                names.checked_reference(reference)
         except names.BadReferenceName as exc:
             raise where.error(InvalidOptionValue, str(exc), option="tls-target-name") from None
     warnings: list[str] = []
@@ -467,7 +469,8 @@ class CompiledContext:
         if raw is None:
             return None
         try:
-            return names.normalise_reference(raw)
+            reference = names.normalise_reference(raw)
+            return names.checked_reference(reference) if self.name_check else reference
         except names.BadReferenceName as exc:
             option = "tls-target-name" if self.resolved.options.tls_target_name else "server_hostname"
             raise _where(self.resolved).error(InvalidOptionValue, str(exc), option=option) from None

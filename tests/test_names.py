@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtensionOID
 
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import InvalidOptionValue, PeerVerificationError
@@ -21,6 +22,21 @@ from gtls.verify import verify_chain
 from tests.peers import client_handshake, close, gtls_server, s_client, s_server
 
 ROOT = CA.root("names root")
+
+
+def _raw_san(*names: bytes) -> x509.UnrecognizedExtension:
+    """A subjectAltName written byte by byte (``names``: DER GeneralNames), for forms ``cryptography`` cannot read
+    back but OpenSSL takes: then its verdict is the one every route must give."""
+    body = b"".join(names)
+    return x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30" + bytes([len(body)]) + body)
+
+
+def _dns(name: bytes) -> bytes:
+    return b"\x82" + bytes([len(name)]) + name
+
+
+#: An x400Address (a SEQUENCE with one country name): OpenSSL reads it; cryptography raises on every extension.
+X400 = b"\xa3\x08\x30\x06\x61\x04\x13\x02US"
 
 #: certificate id -> leaf keyword arguments for gtls.testing
 CERTS: dict[str, dict[str, object]] = {
@@ -42,6 +58,11 @@ CERTS: dict[str, dict[str, object]] = {
     "ipv6dns": {"dns": ["::1"]},
     # The fixed name gtls once handed OpenSSL for every IPv6 reference: a private CA could issue it.
     "old-ipv6-sentinel": {"common_name": "ipv6-literal-reference.invalid", "dns": ["ipv6-literal-reference.invalid"]},
+    # subjectAltNames cryptography cannot read (a byte that is not UTF-8, an x400Address); OpenSSL compares them
+    "not-utf8": {"common_name": "cn.example",
+                 "extensions": [_raw_san(_dns(b"\xffbad.example"), _dns(b"good.example"))]},
+    "x400": {"common_name": "cn.example", "extensions": [_raw_san(X400, _dns(b"x.example"))]},
+    "x400-only": {"common_name": "cn.example", "extensions": [_raw_san(X400)]},
 }
 
 # (certificate id, reference, how it is given, expected match, note)
@@ -93,6 +114,13 @@ CASES: list[tuple[str, str, str, bool, str]] = [
     ("ipv6dns", "::2", "dialled", False, "other IPv6 literal"),
     ("old-ipv6-sentinel", "::1", "dialled", False, "no fixed name passes for an IPv6 address"),
     ("old-ipv6-sentinel", "2001:db8::7", "dialled", False, "nor for another one"),
+    ("not-utf8", "good.example", "dialled", True, "readable name beside a non-UTF-8 one"),
+    ("not-utf8", "bad.example", "dialled", False, "non-UTF-8 name never matches"),
+    ("not-utf8", "cn.example", "dialled", False, "CN unused beside an unreadable DNS SAN"),
+    ("x400", "x.example", "dialled", True, "DNS SAN beside an x400Address"),
+    ("x400", "cn.example", "target", False, "CN unused beside a DNS SAN and an x400Address"),
+    ("x400-only", "cn.example", "dialled", True, "x400Address-only SAN falls back to CN"),
+    ("x400-only", "other.example", "dialled", False, "x400Address-only SAN, other name"),
 ]
 
 
@@ -171,11 +199,18 @@ def test_mismatch_messages() -> None:
     assert "skipped *.example.com" in text
     ip_text = names.mismatch_message(ROOT.leaf(dns=["host.example.com"], ips=["10.0.0.5"]).cert, "10.0.0.5")
     assert "dial by host name or set tls-target-name" in ip_text
+    # names cryptography cannot read are listed as OpenSSL compares them (a byte that is not UTF-8 shown as U+FFFD)
+    unreadable = ROOT.leaf("cn.example", extensions=[_raw_san(X400, _dns(b"\xffbad.example"), _dns(b"a.example"))])
+    text = names.mismatch_message(unreadable.cert, "b.example")
+    assert "(subjectAltName) are ['\ufffdbad.example', 'a.example']" in text
+    x400_only = ROOT.leaf("cn.example", extensions=[_raw_san(X400)]).cert
+    assert "(CN) are ['cn.example']" in names.mismatch_message(x400_only, "b.example")
 
 
 @pytest.mark.parametrize("bad", ["*.example.com", "a b.example", "tab\t.example", "ctl\x07.example", "", ".example",
                                  "a..example", "host\x00.example",
-                                 "ops@mail.example", "-a.example", "a_b-.example", "x" * 64 + ".example"])
+                                 "ops@mail.example", "-a.example", "a_b-.example", "x" * 64 + ".example",
+                                 ".".join(["x" * 63] * 3 + ["x" * 62]), ".".join(["x" * 50] * 6)])
 def test_bad_reference_names_are_refused(material: dict[str, object], bad: str) -> None:
     trusted = material["trusted"]
     assert isinstance(trusted, Path)
@@ -184,6 +219,23 @@ def test_bad_reference_names_are_refused(material: dict[str, object], bad: str) 
     compiled = client(trusted)
     with pytest.raises(InvalidOptionValue):
         compiled.new_connection(server_hostname=bad or None)
+
+
+@pytest.mark.parametrize("name", ["a", "A.", "_", "1"])
+def test_one_character_reference_is_refused_for_the_check(material: dict[str, object], name: str) -> None:
+    """OpenSSL 4.0 takes no reference name of one character (X509_VERIFY_PARAM_set1_host fails): every connection
+    and verify_chain raised ValueError there. Refused up front on every OpenSSL; without the check, SNI still has it."""
+    trusted = material["trusted"]
+    assert isinstance(trusted, Path)
+    with pytest.raises(InvalidOptionValue, match="one character|is an IP address"):
+        client(trusted, name)
+    checking = client(trusted)
+    with pytest.raises(InvalidOptionValue, match="one character"):
+        checking.new_connection(server_hostname=name)
+    with pytest.raises(InvalidOptionValue, match="one character"):
+        verify_chain([material["leaves"]["plain"].cert], checking, "client", target_name=name)  # type: ignore[index]
+    plain = compile_context(direct({"trusted-ca": str(trusted), "tls-target-name": "x"}, "client"))
+    assert plain.new_connection(server_hostname=name).get_servername() == b"x"
 
 
 def test_sni_rule(material: dict[str, object]) -> None:
@@ -196,6 +248,13 @@ def test_sni_rule(material: dict[str, object]) -> None:
     assert plain.new_connection(server_hostname="10.0.0.5").get_servername() is None
     assert plain.new_connection(server_hostname="::1").get_servername() is None
     assert named.new_connection(server_hostname="10.0.0.5").get_servername() == b"host.example.com"
+    # A DNS name has at most 253 characters: a longer one is no host name, so it is not sent (OpenSSL took up to 255
+    # and silently dropped longer ones, leaving an error queued), and the name check refuses it.
+    longest = ".".join(["x" * 63] * 4)[:253]
+    assert plain.new_connection(server_hostname=longest + ".").get_servername() == longest.encode()
+    assert plain.new_connection(server_hostname=longest + "x").get_servername() is None
+    with pytest.raises(InvalidOptionValue, match="longer than 253"):
+        client(trusted, longest + "x")
     tmp = material["dir"]
     assert isinstance(tmp, Path)
     with s_server("-cert", tmp / "plain.pem", "-key", tmp / "plain.key", "-servername", "host.example.com",

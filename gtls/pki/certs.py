@@ -176,17 +176,23 @@ def self_signed(cert: x509.Certificate) -> bool:
     return self_issued(cert) and signed_by(cert, cert)
 
 
+#: What reading a certificate's extensions raises when ``cryptography`` refuses one OpenSSL takes (a subjectAltName
+#: with an x400Address or a byte that is not UTF-8): the key identifiers are then unknown, as if absent, and issuers
+#: are matched by name (such a peer certificate failed ``verify_chain`` with this error instead of its verdict).
+_UNREADABLE_EXTENSIONS: Final = (ValueError, x509.UnsupportedGeneralNameType)
+
+
 def authority_key_id(cert: x509.Certificate) -> bytes | None:
     try:
         return cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, *_UNREADABLE_EXTENSIONS):
         return None
 
 
 def subject_key_id(cert: x509.Certificate) -> bytes | None:
     try:
         return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, *_UNREADABLE_EXTENSIONS):
         return None
 
 

@@ -13,8 +13,10 @@ Python callback, and both sides of gtls deliberately agree on OpenSSL's stricter
   fixed name, even under RFC 6761 ``.invalid``, is one a private CA may be asked to issue, and its certificate then
   passed for every IPv6 address), and this module compares against the same sentinel, so every route agrees.
 
-Reference names OpenSSL refuses (labels of letters, digits, ``-`` and ``_``, at most 63 long, no ``-`` at either end)
-are rejected up front as ``BadReferenceName`` (gtls: ``InvalidOptionValue``), rather than failing every handshake.
+Reference names OpenSSL refuses (4.0: labels of letters, digits, ``-`` and ``_``, at most 63 long, no ``-`` at either
+end; not one character, ``checked_reference``) are rejected up front as ``BadReferenceName`` (gtls:
+``InvalidOptionValue``), rather than failing every handshake; so are names over 253 characters, which are no DNS
+names (and OpenSSL sends none over 255 as SNI).
 """
 
 from __future__ import annotations
@@ -24,13 +26,18 @@ import secrets
 import unicodedata
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from .._redact import holds_key_material
+from .._ssl_compat import peercert_dict
 from ..options import is_ip_literal
 
 #: What OpenSSL checks for an IPv6 reference: unknowable in advance, so no certificate matches it (see above).
 IPV6_SENTINEL = f"ipv6-literal-{secrets.token_hex(16)}.invalid"
+#: The longest DNS name (RFC 1035: 255 octets on the wire, 253 characters written). OpenSSL sends up to 255 as SNI
+#: and silently sends nothing for longer ones (leaving an error queued); idna refuses more than 253 for a U-label.
+MAX_NAME = 253
 _LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
@@ -80,7 +87,18 @@ def normalise_reference(name: str) -> str:
             f"reference name {name!r} is not a host name (bad label {bad[0]!r}: letters, digits, '-' and '_' only, "
             "at most 63, no '-' at either end)"
         )
+    if len(alabels) > MAX_NAME:
+        raise BadReferenceName(f"reference name {name!r} is not a host name (longer than {MAX_NAME} characters)")
     return alabels
+
+
+def checked_reference(reference: str) -> str:
+    """A normalised reference the name check can take: one character is refused as ``BadReferenceName`` because
+    OpenSSL 4.0 refuses it (``X509_VERIFY_PARAM_set1_host``), a crash on every connection there; refused on every
+    OpenSSL so the settings that work do not depend on its version. SNI may still carry such a name."""
+    if len(reference) == 1:
+        raise BadReferenceName(f"reference name {reference!r} has one character; OpenSSL 4.0 cannot check such a name")
+    return reference
 
 
 def openssl_reference(reference: str) -> str:
@@ -95,13 +113,26 @@ def sni_name(reference: str | None) -> str | None:
     return reference
 
 
-def presented_names(cert: x509.Certificate) -> tuple[list[str], str]:
-    """The names compared and where they came from: the dNSName SAN entries if any, else every subject CN."""
+def _san_dns(cert: x509.Certificate) -> list[str]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns = san.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
-        dns = []
+        return []
+    except (ValueError, x509.UnsupportedGeneralNameType):
+        # cryptography refuses names OpenSSL reads (a byte that is not UTF-8, an x400Address), and then every
+        # extension: read the DER as OpenSSL does (bytes not UTF-8 as U+FFFD, which never match), else a mismatch
+        # raised here instead of being explained.
+        try:
+            found = peercert_dict(cert.public_bytes(Encoding.DER)).get("subjectAltName", ())
+        except (ValueError, IndexError):
+            return []
+        return [value for kind, value in found if kind == "DNS"]
+    return san.get_values_for_type(x509.DNSName)
+
+
+def presented_names(cert: x509.Certificate) -> tuple[list[str], str]:
+    """The names compared and where they came from: the dNSName SAN entries if any, else every subject CN."""
+    dns = _san_dns(cert)
     if dns:
         return list(dns), "subjectAltName"
     cns = [attr.value for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
