@@ -27,6 +27,7 @@ def register(commands: Subcommands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..pki import explain_chain
+    from ..pki.chain import open_top_warning
 
     # Relative paths are from the working directory (gtls.pki's default for tools), without a warning.
     explained = explain_chain(args.certificates, args.key)
@@ -39,14 +40,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"    from:    {link.source} (certificate {link.position} in load order)")
         print(f"    why:     {link.reason}")
     top = chain[-1]
+    warnings = explained.warnings
     if explained.top_self_signed:
         print(f"top: {name_of(top.subject)} is self-signed (a root CA); sending it is harmless")
     else:
-        print(f"top: {name_of(top.subject)} is not self-signed; the peer must hold its issuer "
-              f"{name_of(top.issuer)} in its trusted CAs")
+        # The loader's warning says this (and whether the leaf goes alone): printed here, not again on stderr.
+        said = open_top_warning(chain, "certificate")
+        print(f"top: {said.removeprefix('certificate: ')}")
+        warnings = tuple(warning for warning in warnings if warning != said)
     if explained.reordered:
         print("order: reordered from the load order (gtls sends leaf, intermediates in issuer order, then the root)")
     else:
         print("order: as loaded")
-    report_warnings(explained.warnings)
+    report_warnings(warnings)
     return EXIT_OK

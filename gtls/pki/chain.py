@@ -113,12 +113,12 @@ def assemble(
         warnings.append(f"{option}: {len(unused) - MAX_NAMED_DROPPED} more certificates are not in the chain; "
                         f"dropped (from {', '.join(files[:5])}{', ...' if len(files) > 5 else ''})")
     if not self_signed(chain[-1]):
-        warnings.append(_open_top(chain, option))
+        warnings.append(open_top_warning(chain, option))
     _issuer_validity_warnings(chain, unused, option=option, warnings=warnings)
     return chain
 
 
-def _open_top(chain: Sequence[x509.Certificate], option: str) -> str:
+def open_top_warning(chain: Sequence[x509.Certificate], option: str) -> str:
     """Name the issuer the peer must hold: a leaf sent alone (its intermediate forgotten) fails every peer that
     trusts only the root, and said only "the missing CA" it read like the usual chain without its root."""
     top = chain[-1]
