@@ -36,7 +36,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
@@ -78,6 +78,13 @@ RENEWAL_LOOK: Final = 60.0
 
 Handler = Callable[[TLSStream], Awaitable[object]]
 Entry = list[TLSStream | None]
+
+
+class TaskStarter(Protocol):
+    """What trio documents for ``handler_nursery``: "the nursery used to start handlers, or any object with a
+    ``start_soon`` method" (one that counts or limits connections, say); it is called without keywords."""
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[object]], /, *args: Any) -> object: ...
 
 
 class HandshakeDeadlines:
@@ -150,7 +157,7 @@ async def serve_listeners(
     listeners: list[TLSListener],
     handshaker: Handshaker,
     *,
-    handler_nursery: trio.Nursery | None,
+    handler_nursery: trio.Nursery | TaskStarter | None,
     task_status: trio.TaskStatus[list[TLSListener]],
 ) -> None:
     # The cap on handshakes in flight needs a per-connection wait for a slot, so that mode keeps a cancel scope per
@@ -177,11 +184,14 @@ async def _serve(
     handshaker: Handshaker,
     deadlines: HandshakeDeadlines | None,
     *,
-    handler_nursery: trio.Nursery | None,
+    handler_nursery: trio.Nursery | TaskStarter | None,
     task_status: trio.TaskStatus[list[TLSListener]],
 ) -> None:
     async with trio.open_nursery() as nursery:
         tasks = handler_nursery if handler_nursery is not None else nursery
+        # Only a nursery takes the task's name (given, trio formats none per connection); trio's serving loop passes
+        # any other starter positional arguments only, so must this one.
+        named = tasks if isinstance(tasks, trio.Nursery) else None
         if deadlines is not None:
             nursery.start_soon(deadlines.run)
 
@@ -238,7 +248,10 @@ async def _serve(
                 and driver.watch_untasked(lambda: resume(stream, driver, entry, started))
             ):
                 return
-            tasks.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
+            if named is not None:
+                named.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
+            else:
+                tasks.start_soon(connection, stream, entry, started)
 
         def resume(stream: TLSStream, driver: SocketDriver, entry: Entry | None, started: float) -> None:
             """The poller saw the socket readable, or let go of it: the socket is closing (the deadline's reaper) or
@@ -246,7 +259,10 @@ async def _serve(
             if driver._poller is not None and stream._state == _OK and stream._advance_untasked():
                 return
             driver.end_untasked()
-            tasks.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
+            if named is not None:
+                named.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
+            else:
+                tasks.start_soon(connection, stream, entry, started)
 
         # The loop closes every stream it starts, so their read waits can go through a poller of its own.
         poller = None

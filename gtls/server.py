@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
-from ._serve import log_peer, serve_listeners, stdlib_socket_of
+from ._serve import TaskStarter, log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError, Reason, TLSVersionName
 from .options import TLSOptions, log_warnings
@@ -381,7 +381,7 @@ async def serve_tls_over_tcp(
     on_handshake: HandshakeHook | None = None,
     https_compatible: bool = False,
     alpn_protocols: Iterable[str] | None = None,
-    handler_nursery: trio.Nursery | None = None,
+    handler_nursery: trio.Nursery | TaskStarter | None = None,
     task_status: trio.TaskStatus[list[TLSListener]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve TLS on ``port`` forever, like ``trio.serve_ssl_over_tcp``: ``handler(stream)`` runs once per
@@ -390,9 +390,10 @@ async def serve_tls_over_tcp(
 
     ``handshake_timeout``: seconds each handshake may take (None: no limit); ``max_handshakes``: a cap on handshakes
     in flight (a connection takes a slot once it has sent something); ``on_handshake``: a plain function given a
-    ``HandshakeEvent`` for every handshake, failed or not; ``handler_nursery``: where connection tasks run (they may
-    then outlive the server, their handshake deadlines still hold); ``alpn_protocols`` and ``https_compatible`` as
-    for ``open_tls_over_tcp_listeners`` and ``TLSStream``. A failed handshake is logged once on ``gtls.server`` and
+    ``HandshakeEvent`` for every handshake, failed or not; ``handler_nursery``: where connection tasks run, a
+    nursery or, as in trio, any object with a ``start_soon`` method (they may then outlive the server, their
+    handshake deadlines still hold); ``alpn_protocols`` and ``https_compatible`` as for
+    ``open_tls_over_tcp_listeners`` and ``TLSStream``. A failed handshake is logged once on ``gtls.server`` and
     never reaches ``handler``."""
     listeners = await open_tls_over_tcp_listeners(
         port,

@@ -166,6 +166,61 @@ async def test_a_handler_nursery_ends_once_handshakes_outliving_their_server_com
     assert ended_after < 15  # the deadline task did not sleep on to the 60 s deadline
 
 
+class _CountingStarter:
+    """A ``handler_nursery`` that is not a nursery: trio documents "or any object with a start_soon method" (one
+    that counts or limits connections, say), and calls it with positional arguments only."""
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.started = 0
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        self.started += 1
+        self.nursery.start_soon(async_fn, *args)
+
+
+async def test_a_handler_nursery_may_be_any_object_with_start_soon_as_in_trio(pki: PKI) -> None:
+    """Drop-in for ``trio.serve_ssl_over_tcp``: its ``handler_nursery`` may be any object with ``start_soon``. The
+    serving loop gave it ``name=`` and its ``TypeError`` took the server down at the first connection, whose
+    client (handshake done) then waited in vain (audit 67). Also across a stop: the reply after it comes back and
+    a silent client's handshake still ends at its deadline."""
+    replies: list[bytes] = []
+
+    def client(port: int) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with raw, wrap_client(python_context(server=False, ca=pki.ca_file), raw) as conn:
+            conn.sendall(b"one\n")
+            replies.append(conn.recv(100))
+            time.sleep(0.3)  # the server stops meanwhile
+            conn.sendall(b"two\n")
+            replies.append(conn.recv(100))
+
+    async def echo_twice(stream: TLSStream) -> None:
+        for _ in range(2):
+            await stream.send_all(await stream.receive_some(100))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as handlers:
+            starter = _CountingStarter(handlers)
+            async with trio.open_nursery() as server:
+                listeners = await server.start(
+                    lambda task_status: serve_tls_over_tcp(
+                        echo_twice, 0, pki.server_options(), host="127.0.0.1", handshake_timeout=0.5,
+                        handler_nursery=starter, task_status=task_status,
+                    )
+                )
+                port = listeners[0].socket.getsockname()[1]
+                silent = socket.create_connection(("127.0.0.1", port))
+                handlers.start_soon(trio.to_thread.run_sync, client, port)
+                await wait_for(lambda: len(replies) == 1)
+                server.cancel_scope.cancel()
+        with silent:
+            silent.setblocking(False)
+            assert silent.recv(100) == b""  # dropped at its deadline, after the stop
+    assert replies == [b"one\n", b"two\n"]
+    assert starter.started >= 2  # the connections, and the deadline task left among the handlers
+
+
 async def test_silent_client_does_not_delay_others_and_is_dropped(pki: PKI) -> None:
     events: list[HandshakeEvent] = []
     async with serving(pki, handshake_timeout=0.5, on_handshake=events.append) as port:
