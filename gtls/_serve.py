@@ -189,9 +189,6 @@ async def _serve(
 ) -> None:
     async with trio.open_nursery() as nursery:
         tasks = handler_nursery if handler_nursery is not None else nursery
-        # Only a nursery takes the task's name (given, trio formats none per connection); trio's serving loop passes
-        # any other starter positional arguments only, so must this one.
-        named = tasks if isinstance(tasks, trio.Nursery) else None
         if deadlines is not None:
             nursery.start_soon(deadlines.run)
 
@@ -231,6 +228,14 @@ async def _serve(
                 else:  # pragma: no cover - listeners always produce socket-bound streams
                     await trio.aclose_forcefully(stream)
 
+        # Only a nursery takes the task's name (given, trio formats none per connection); trio's serving loop passes
+        # any other starter positional arguments only, so must this one.
+        def spawn(stream: TLSStream, entry: Entry | None, started: float) -> None:
+            if isinstance(tasks, trio.Nursery):
+                tasks.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
+            else:
+                tasks.start_soon(connection, stream, entry, started)
+
         untasked = handshaker.limiter is None  # a cap on handshakes in flight waits for a slot in the task
         hook = handshaker.on_handshake
 
@@ -248,10 +253,7 @@ async def _serve(
                 and driver.watch_untasked(lambda: resume(stream, driver, entry, started))
             ):
                 return
-            if named is not None:
-                named.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
-            else:
-                tasks.start_soon(connection, stream, entry, started)
+            spawn(stream, entry, started)
 
         def resume(stream: TLSStream, driver: SocketDriver, entry: Entry | None, started: float) -> None:
             """The poller saw the socket readable, or let go of it: the socket is closing (the deadline's reaper) or
@@ -259,10 +261,7 @@ async def _serve(
             if driver._poller is not None and stream._state == _OK and stream._advance_untasked():
                 return
             driver.end_untasked()
-            if named is not None:
-                named.start_soon(connection, stream, entry, started, name=CONNECTION_TASK_NAME)
-            else:
-                tasks.start_soon(connection, stream, entry, started)
+            spawn(stream, entry, started)
 
         # The loop closes every stream it starts, so their read waits can go through a poller of its own.
         poller = None
