@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gtls.testing import CA, DemoPKI, write_pem
-from tests.peers import STEP_TIMEOUT, error_line, gtls_env, run_gtls
+from tests.peers import STEP_TIMEOUT, error_line, gtls_env, gtls_serve, run_gtls
 
 
 @pytest.fixture(scope="module")
@@ -559,3 +559,35 @@ def test_a_rehearsal_without_an_outcome_names_no_refusing_end(
     text = capsys.readouterr().out
     assert "  handshake with applications.s.ports.p: FAILED: timeout (no outcome within 0 s)\n" in text, text
     assert code == 1
+
+
+def test_check_warnings_read_as_the_runtime_logs_them(pki: DemoPKI, tmp_path: Path) -> None:
+    """Audit 71: the warnings of reading the files (a group-readable key, a chain without its root) came in the
+    report without the endpoint and level gtls serve and gtls connect print them with (and the report gives them
+    itself when the endpoint then fails), so a line of the report could not be found in the runtime's log."""
+    group_key = pki.server.write_key(tmp_path / "group-key.pem")
+    group_key.chmod(0o640)
+    config = write_deployment(tmp_path, f"""
+[hosts.h.security]
+certificate = "{pki.server_chain}"
+certificate-key = "{group_key}"
+trusted-ca = "{pki.root_ca}"
+[applications.app]
+host = "h"
+[applications.app.ports.p]
+address = "127.0.0.1"
+port = 0
+transport = "tls=1;tls-mutal=1"
+""")
+    code, document = check_json(config)
+    assert code == 0, document
+    reported = document["endpoints"][0]["warnings"]
+    head = "applications.app.ports.p: Host: "
+    assert f"{head}certificate-key: private key file {group_key} is readable by its group (mode 640); " \
+           "consider chmod 600" in reported, reported
+    assert any(w.startswith(f"{head}certificate: chain ends at CN=gtls demo intermediate CA") for w in reported)
+    with gtls_serve("--config", str(config), "--app", "app") as server:
+        server.stop()
+        logged = [line.removeprefix("gtls: warning: ") for line in server.stderr.drain()
+                  if line.startswith("gtls: warning: ")]
+    assert sorted(logged) == sorted([*document["warnings"], *reported])

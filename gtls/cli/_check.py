@@ -162,7 +162,9 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
             if resolved.role == "client":  # a dialled name the name check cannot take: as gtls connect, before dialling
                 compiled.client_names(report.server_hostname)
             report.compiled = compiled
-            report.warnings.extend(w for w in compiled.warnings if w not in report.warnings)
+            # Headed by the endpoint and level, as gtls serve and gtls connect print them and the library logs them
+            # (and as a failed compile's warnings come): the same line in the report as in the runtime's log.
+            report.warnings.extend(w for w in compiled.located_warnings if w not in report.warnings)
             report.chain = [_cert_json(cert) for cert in compiled.chain]
             now = dt.datetime.now(dt.UTC)
             report.warnings.extend(_expiry_warnings(compiled.chain, now))
