@@ -50,6 +50,9 @@ def load_private_key(
     blocks = blocks_of(path, files, option=option, where=where, error=CredentialLoadError, wanted="PRIVATE KEY",
                        labels=KEY_LABELS)
     keys = [b for b in blocks if b.label in KEY_LABELS]
+    damaged = [b.label for b in blocks if not b.der]
+    if damaged:  # other blocks belong here (EC PARAMETERS, a combined file's chain); a damaged one is still named
+        warnings.append(f"{option}: skipped PEM blocks {', '.join(damaged)} in {path}")
     if not keys:
         raise where.error(CredentialLoadError, "no PEM private key in file", option=option, file=path)
     if len(keys) > 1:
