@@ -566,3 +566,18 @@ def test_an_ecparam_genkey_file_loads_and_a_damaged_block_beside_the_key_is_name
     assert [w for w in server(tmp_path, str(cert), key).warnings if "certificate-key" in w] == [
         f"certificate-key: skipped PEM blocks EC PARAMETERS (damaged, BEGIN EC PARAMETERS without END before the "
         f"next BEGIN line) in {key}"]
+
+
+def test_a_key_is_read_by_the_same_pem_reader_as_every_other_file(tmp_path: Path) -> None:
+    """A header line in a key block not followed by a blank line was refused by cryptography's own PEM parser
+    ("Unable to load PEM file ... InvalidData(InvalidByte(1, 45))"), while certificates with the same header
+    loaded: the key is now loaded from the DER gtls's reader decoded (audit 69). The handshake proves it is the key."""
+    leaf = CA.root().leaf("comment.test", dns=["comment.test"])
+    cert = leaf.write_cert(tmp_path / "c.pem")
+    with_header = leaf.key_pem.replace(b"-----\n", b"-----\nComment: exported by a key tool\n", 1)
+    key = write_pem(tmp_path / "key.pem", with_header, mode=0o600)
+    compiled = server(tmp_path, str(cert), key)
+    with gtls_server(compiled) as srv:
+        result = s_client(srv.port, "-showcerts", "-servername", "comment.test")
+    assert _wire_chain(result.stdout) == [leaf.cert]
+    assert "Cipher is TLS_" in result.stdout  # the handshake completed: the server signed with the key
