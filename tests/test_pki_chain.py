@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import CredentialLoadError, KeyMismatch
@@ -469,3 +470,114 @@ def test_assembly_stops_at_a_self_issued_certificate(tmp_path: Path, pki: dict[s
     assert list(compiled.chain) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert, p["root"].cert]
     assert compiled.warnings == (
         f"certificate: certificate CN=chain root from {tmp_path / 'all.pem'} is not in the chain; dropped",)
+
+
+def _relabel(pem: bytes, label: bytes) -> bytes:
+    return pem.replace(b" CERTIFICATE-----", b" " + label + b"-----")
+
+
+def test_x509_certificate_blocks_are_certificates_as_openssl_reads_them(
+    tmp_path: Path, pki: dict[str, Certified]
+) -> None:
+    """"X509 CERTIFICATE" is OpenSSL's older label for the same DER, which every OpenSSL reader takes as a
+    certificate: an intermediate written so was skipped, and the chain went out without it (audit 69)."""
+    p = pki
+    chain = write_pem(tmp_path / "c.pem", _relabel(p["leaf"].cert_pem, b"X509 CERTIFICATE"), p["inter2"],
+                      _relabel(p["inter1"].cert_pem, b"X509 CERTIFICATE"), p["root"])
+    key = p["leaf"].write_key(tmp_path / "key.pem")
+    compiled = server(tmp_path, str(chain), key)
+    assert compiled.warnings == ()
+    with gtls_server(compiled) as srv:
+        result = s_client(srv.port, "-showcerts", "-servername", "server.test")
+    assert _wire_chain(result.stdout) == [p["leaf"].cert, p["inter2"].cert, p["inter1"].cert, p["root"].cert]
+
+
+def test_trusted_certificate_blocks_are_skipped_with_how_to_convert_them(
+    tmp_path: Path, pki: dict[str, Certified]
+) -> None:
+    """A TRUSTED CERTIFICATE (openssl x509 -trustout) carries OpenSSL trust settings gtls cannot apply: not read,
+    and the warning says how to turn it into a CERTIFICATE block."""
+    p = pki
+    chain = write_pem(tmp_path / "c.pem", p["leaf"], p["inter2"], p["inter1"],
+                      _relabel(p["root"].cert_pem, b"TRUSTED CERTIFICATE"))
+    compiled = server(tmp_path, str(chain), p["leaf"].write_key(tmp_path / "key.pem"))
+    assert [w for w in compiled.warnings if "skipped" in w] == [
+        f"certificate: skipped PEM blocks TRUSTED CERTIFICATE in {chain}; TRUSTED CERTIFICATE blocks (openssl x509 "
+        "-trustout) are not read: convert each with openssl x509 -in FILE -out NEW.pem, which drops its OpenSSL "
+        "trust settings"]
+
+
+def test_a_malformed_certificate_is_named_by_its_block(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """In a file of many certificates, the error says which block does not parse (audit 69)."""
+    import base64
+
+    cut = base64.encodebytes(pki["inter1"].cert_der[:-40])
+    chain = write_pem(tmp_path / "c.pem", pki["leaf"], pki["inter2"],
+                      b"-----BEGIN CERTIFICATE-----\n" + cut + b"-----END CERTIFICATE-----\n")
+    with pytest.raises(CredentialLoadError) as info:
+        server(tmp_path, str(chain), pki["leaf"].write_key(tmp_path / "key.pem"))
+    assert "malformed certificate in PEM block 3 (" in str(info.value) and info.value.file == str(chain)
+
+
+@pytest.mark.parametrize("line_end", [b"\r", b"\n  "], ids=["cr-only", "indented"])
+def test_an_encrypted_traditional_key_is_called_encrypted_whatever_its_line_ends(
+    tmp_path: Path, line_end: bytes
+) -> None:
+    """``openssl ec -aes128`` writes RFC 1421 headers (Proc-Type, DEK-Info). Saved with CR-only line ends or
+    indented, those header lines were read as base64, and the key was called damaged, not encrypted (audit 69)."""
+    from cryptography.hazmat.primitives import serialization
+
+    leaf = CA.root().leaf("enc.test")
+    leaf.write_cert(tmp_path / "c.pem")
+    plain = leaf.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                   serialization.NoEncryption())
+    (tmp_path / "plain.pem").write_bytes(plain)
+    encrypted = s_run_openssl("ec", "-in", str(tmp_path / "plain.pem"), "-aes128", "-passout", "pass:secret")
+    assert b"Proc-Type: 4,ENCRYPTED" in encrypted
+    key = write_pem(tmp_path / "key.pem", encrypted.replace(b"\n", line_end), mode=0o600)
+    with pytest.raises(CredentialLoadError) as info:
+        server(tmp_path, str(tmp_path / "c.pem"), key)
+    assert "private key is encrypted" in str(info.value) and info.value.file == str(key)
+
+
+def s_run_openssl(*args: str) -> bytes:
+    import subprocess
+
+    from tests.peers import OPENSSL, STEP_TIMEOUT
+
+    return subprocess.run([OPENSSL, *args], check=True, capture_output=True, timeout=STEP_TIMEOUT).stdout
+
+
+def test_an_ecparam_genkey_file_loads_and_a_damaged_block_beside_the_key_is_named(tmp_path: Path) -> None:
+    """`openssl ecparam -genkey` writes an EC PARAMETERS block before the key: read without a word. A damaged block
+    of another kind in the key file was skipped silently; README promises a warning for it, as in other files."""
+    from cryptography.hazmat.primitives import serialization
+
+    generated = s_run_openssl("ecparam", "-name", "prime256v1", "-genkey")
+    assert generated.startswith(b"-----BEGIN EC PARAMETERS-----")
+    private = serialization.load_pem_private_key(generated[generated.index(b"-----BEGIN EC PRIVATE KEY"):], None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    leaf = CA.root().leaf("ecparam.test", key=private)
+    cert = leaf.write_cert(tmp_path / "c.pem")
+    key = write_pem(tmp_path / "key.pem", generated, mode=0o600)
+    assert [w for w in server(tmp_path, str(cert), key).warnings if "certificate-key" in w] == []
+    damaged = generated.replace(b"-----END EC PARAMETERS-----\n", b"")  # BEGIN without END
+    write_pem(key, damaged, mode=0o600)
+    assert [w for w in server(tmp_path, str(cert), key).warnings if "certificate-key" in w] == [
+        f"certificate-key: skipped PEM blocks EC PARAMETERS (damaged, BEGIN EC PARAMETERS without END before the "
+        f"next BEGIN line) in {key}"]
+
+
+def test_a_key_is_read_by_the_same_pem_reader_as_every_other_file(tmp_path: Path) -> None:
+    """A header line in a key block not followed by a blank line was refused by cryptography's own PEM parser
+    ("Unable to load PEM file ... InvalidData(InvalidByte(1, 45))"), while certificates with the same header
+    loaded: the key is now loaded from the DER gtls's reader decoded (audit 69). The handshake proves it is the key."""
+    leaf = CA.root().leaf("comment.test", dns=["comment.test"])
+    cert = leaf.write_cert(tmp_path / "c.pem")
+    with_header = leaf.key_pem.replace(b"-----\n", b"-----\nComment: exported by a key tool\n", 1)
+    key = write_pem(tmp_path / "key.pem", with_header, mode=0o600)
+    compiled = server(tmp_path, str(cert), key)
+    with gtls_server(compiled) as srv:
+        result = s_client(srv.port, "-showcerts", "-servername", "comment.test")
+    assert _wire_chain(result.stdout) == [leaf.cert]
+    assert "Cipher is TLS_" in result.stdout  # the handshake completed: the server signed with the key

@@ -21,7 +21,7 @@ from gtls.resolve import Level, Resolved, direct
 from gtls.testing import CA, Certified, generate_key, write_pem
 from gtls.verify import verify_chain
 from tests.config_abuse_helpers import deployment_toml, run_cli
-from tests.peers import last_error_line
+from tests.peers import OPENSSL, STEP_TIMEOUT, client_handshake, close, last_error_line, s_server
 
 
 def by_hand(role: str = "server", **fields: object) -> Resolved:
@@ -385,3 +385,46 @@ def test_trusted_ca_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
         with pytest.raises(CredentialLoadError) as info:
             client(bad)
         assert why in str(info.value) and info.value.option == "trusted-ca" and info.value.file == str(bad)
+
+
+def test_a_ca_labelled_x509_certificate_is_trusted_as_openssl_trusts_it(tmp_path: Path) -> None:
+    """"X509 CERTIFICATE" is OpenSSL's older label for a certificate, which load_verify_locations and -CAfile read:
+    gtls skipped such a root and refused every server it issued (audit 69)."""
+    root = CA.root("x509-label root")
+    leaf = root.leaf("x.test", dns=["x.test"])
+    write_pem(tmp_path / "server.pem", leaf)
+    leaf.write_key(tmp_path / "server.key")
+    old_label = root.cert_pem.replace(b" CERTIFICATE-----", b" X509 CERTIFICATE-----")
+    compiled = compile_context(direct({"trusted-ca": str(write_pem(tmp_path / "ca.pem", old_label)),
+                                       "tls-target-name-check": "host"}, "client"))
+    assert compiled.warnings == ()
+    with s_server("-cert", tmp_path / "server.pem", "-key", tmp_path / "server.key") as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="x.test")
+        close(conn)
+    assert error is None, error
+
+
+def test_pkcs7_and_pkcs12_files_are_named_with_how_to_convert_them(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """What `openssl crl2pkcs7` and `openssl pkcs12 -export` write is refused naming the format and the openssl
+    command that turns it into PEM; a PKCS#12 file was called plain DER (audit 69)."""
+    import subprocess
+
+    bundle = write_pem(tmp_path / "ca.pem", pki["root"])
+    key = pki["b"].write_key(tmp_path / "key.pem")
+    write_pem(tmp_path / "b.pem", pki["b"])
+
+    def openssl(*args: str | Path) -> None:
+        subprocess.run([OPENSSL, *map(str, args)], check=True, capture_output=True, timeout=STEP_TIMEOUT)
+
+    openssl("crl2pkcs7", "-nocrl", "-certfile", bundle, "-out", tmp_path / "ca.p7b")
+    openssl("pkcs12", "-export", "-in", tmp_path / "b.pem", "-inkey", key, "-passout", "pass:", "-out",
+            tmp_path / "id.p12")
+    with pytest.raises(CredentialLoadError) as info:
+        client(tmp_path / "ca.p7b")
+    assert "(it holds PKCS7); PKCS7 blocks are not read: openssl pkcs7 -in FILE -print_certs writes" in str(info.value)
+    with pytest.raises(CredentialLoadError) as info:
+        client(tmp_path / "id.p12")
+    assert str(info.value).endswith(
+        "trusted-ca: PKCS#12 (binary) data; export PEM with openssl pkcs12 -in FILE -nodes (-nokeys for the "
+        f"certificates, -nocerts for the key), expected PEM CERTIFICATE blocks: {tmp_path / 'id.p12'}")
+    assert info.value.file == str(tmp_path / "id.p12")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ TLSKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519Private
 )
 #: The DER of the RSASSA-PSS algorithm identifier's OID (1.2.840.113549.1.1.10), as a PKCS#8 key names its type.
 _RSASSA_PSS_OID = bytes.fromhex("06092a864886f70d01010a")
+#: The RFC 1421 header of an encrypted traditional key (openssl ec/rsa -aes128), spaces allowed as readers do.
+_ENCRYPTED_HEADER = re.compile(rb"Proc-Type:[ \t]*4[ \t]*,[ \t]*ENCRYPTED")
 KEY_LABELS = frozenset({"PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "DSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"})
 
 
@@ -50,6 +53,9 @@ def load_private_key(
     blocks = blocks_of(path, files, option=option, where=where, error=CredentialLoadError, wanted="PRIVATE KEY",
                        labels=KEY_LABELS)
     keys = [b for b in blocks if b.label in KEY_LABELS]
+    damaged = [b.label for b in blocks if not b.der]
+    if damaged:  # other blocks belong here (EC PARAMETERS, a combined file's chain); a damaged one is still named
+        warnings.append(f"{option}: skipped PEM blocks {', '.join(damaged)} in {path}")
     if not keys:
         raise where.error(CredentialLoadError, "no PEM private key in file", option=option, file=path)
     if len(keys) > 1:
@@ -57,13 +63,10 @@ def load_private_key(
             CredentialLoadError, f"{len(keys)} private keys in file; exactly one is allowed", option=option, file=path
         )
     block = keys[0]
-    if block.label == "ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in block.pem:
-        raise where.error(
-            CredentialLoadError,
-            "private key is encrypted; gtls needs an unencrypted key (there is no passphrase option)",
-            option=option,
-            file=path,
-        )
+    encrypted = where.error(CredentialLoadError, "private key is encrypted; gtls needs an unencrypted key (there is "
+                            "no passphrase option)", option=option, file=path)
+    if block.label == "ENCRYPTED PRIVATE KEY" or _ENCRYPTED_HEADER.search(block.pem):
+        raise encrypted
     if block.label == "PRIVATE KEY" and _RSASSA_PSS_OID in block.der[:24]:
         # cryptography reads it as a plain RSA key and pyOpenSSL hands OpenSSL that, which then pairs it with no
         # certificate (the certificate's key is RSA-PSS): every handshake would fail. Refused here in plain words.
@@ -75,11 +78,11 @@ def load_private_key(
             file=path,
         )
     try:
-        key = serialization.load_pem_private_key(block.pem, password=None)
+        # From the DER gtls's PEM reader decoded, as for every other file: cryptography's PEM parser refused header
+        # lines not followed by a blank line, with a message quoting a byte offset (audit 69).
+        key = serialization.load_der_private_key(block.der, password=None)
     except TypeError:
-        raise where.error(
-            CredentialLoadError, "private key is encrypted; gtls needs an unencrypted key", option=option, file=path
-        ) from None
+        raise encrypted from None
     except (ValueError, Exception) as exc:  # noqa: B014 - cryptography raises several types for bad keys
         raise where.error(CredentialLoadError, f"cannot load private key ({exc})", option=option, file=path) from None
     if not isinstance(key, TLSKey):

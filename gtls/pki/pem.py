@@ -20,7 +20,11 @@ T = TypeVar("T")
 #: A PEM boundary line's marker. Found with one linear scan: a regex spanning BEGIN..END would rescan the rest of the
 #: file for every BEGIN without its END (quadratic on hostile input such as thousands of lone BEGIN lines).
 _BOUNDARY = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
-_HEADER = re.compile(rb"^[A-Za-z-]+:.*$", re.MULTILINE)  # RFC 1421 headers (Proc-Type, DEK-Info)
+#: RFC 1421 header lines (Proc-Type, DEK-Info) at the start of any line, whatever its line end: a file saved with
+#: CR-only line ends (classic Mac OS) kept its headers, and an encrypted key was called "not valid base64".
+_HEADER = re.compile(rb"(?:^|(?<=[\r\n]))[ \t]*[A-Za-z-]+:[^\r\n]*")
+#: Older labels OpenSSL reads as the current one everywhere (PEM_STRING_X509_OLD): the same DER, so the same block.
+_LABEL_ALIASES = {"X509 CERTIFICATE": "CERTIFICATE"}
 #: Largest file gtls reads for any option (decided; the spec is silent). Far above any real certificate, key or CA
 #: bundle and above the largest public CRLs (tens of MB as PEM); it bounds memory and time for a wrong path such as
 #: a disk image or a log file. Only regular files are read: a FIFO or device (``/dev/zero``) could block or never end.
@@ -31,9 +35,10 @@ _MAX_DAMAGED = 100
 
 @dataclass(frozen=True, slots=True)
 class PemBlock:
-    label: str  # e.g. "CERTIFICATE", "X509 CRL", "PRIVATE KEY"
+    label: str  # e.g. "CERTIFICATE", "X509 CRL", "PRIVATE KEY"; "X509 CERTIFICATE" is read as "CERTIFICATE"
     der: bytes
     pem: bytes  # the block's text, BEGIN to END line
+    position: int = 0  # 1-based among the file's BEGIN lines, as DamagedBlock's
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +67,8 @@ def scan_pem(data: bytes) -> PemScan:
         kind, label = match.group(1), match.group(2).decode("ascii")
         if kind == b"BEGIN":
             if opened is not None and len(damaged) < _MAX_DAMAGED:
-                damaged.append(DamagedBlock(opened[0], opened[3], f"BEGIN {opened[0]} without END before the next "
-                                                                  "BEGIN line"))
+                damaged.append(DamagedBlock(_current(opened[0]), opened[3],
+                                            f"BEGIN {opened[0]} without END before the next BEGIN line"))
             position += 1
             opened = (label, match.start(), match.end(), position)
             continue
@@ -74,15 +79,20 @@ def scan_pem(data: bytes) -> PemScan:
             der = base64.b64decode(b"".join(body.split()), validate=True)
         except (binascii.Error, ValueError):
             der = None
+        name = _current(label)
         if der:
-            blocks.append(PemBlock(label, der, data[opened[1]:match.end()] + b"\n"))
+            blocks.append(PemBlock(name, der, data[opened[1]:match.end()] + b"\n", opened[3]))
         elif len(damaged) < _MAX_DAMAGED:
             problem = "its body is empty" if der is not None else "its body is not valid base64"
-            damaged.append(DamagedBlock(label, opened[3], problem))
+            damaged.append(DamagedBlock(name, opened[3], problem))
         opened = None
     if opened is not None:
-        damaged.append(DamagedBlock(opened[0], opened[3], f"truncated: BEGIN {opened[0]} without END"))
+        damaged.append(DamagedBlock(_current(opened[0]), opened[3], f"truncated: BEGIN {opened[0]} without END"))
     return PemScan(blocks, damaged)
+
+
+def _current(label: str) -> str:
+    return _LABEL_ALIASES.get(label, label)
 
 
 def parse_blocks(data: bytes) -> list[PemBlock]:
@@ -156,6 +166,9 @@ def blocks_of(
         wide = _wide_text(data)
         if wide is not None:
             kind = f"{wide} text (as Windows PowerShell saves it); save it as ASCII or UTF-8"
+        elif _is_pkcs12(data):
+            kind = ("PKCS#12 (binary) data; export PEM with openssl pkcs12 -in FILE -nodes (-nokeys for the "
+                    "certificates, -nocerts for the key)")
         elif data[:1] == b"\x30":
             kind = "DER (binary) data; convert it to PEM"
         else:
@@ -183,10 +196,10 @@ def load_blocks(
     wanted = [block for block in blocks if block.label == label]
     if not wanted:
         found = sorted({block.label for block in blocks})
-        # Older tools write certificates as "X509 CERTIFICATE" or "TRUSTED CERTIFICATE" (openssl x509 -trustout):
-        # naming what the file holds tells the user which conversion is wanted.
-        raise where.error(error, f"no PEM {label} block in file (it holds {', '.join(found)})", option=option,
-                          file=path)
+        # Certificates as TRUSTED CERTIFICATE (openssl x509 -trustout) or PKCS7 (openssl crl2pkcs7): naming what the
+        # file holds, with the command that converts it, tells the user what to do.
+        raise where.error(error, f"no PEM {label} block in file (it holds {', '.join(found)}){_convert_hint(found)}",
+                          option=option, file=path)
     seen = set() if seen is None else seen
     objects: list[T] = []
     for block in wanted:
@@ -196,11 +209,38 @@ def load_blocks(
             objects.append(load(block.der))
         except ValueError as exc:
             kind = "unsupported" if isinstance(exc, Unsupported) else "malformed"
-            raise where.error(error, f"{kind} {what} ({exc})", option=option, file=path) from None
+            # The block's number: in a bundle of hundreds, "malformed certificate" alone does not say which one.
+            raise where.error(error, f"{kind} {what} in PEM block {block.position} ({exc})", option=option,
+                              file=path) from None
         seen.add(block.der)
     return objects, sorted({block.label for block in blocks if block.label != label})
 
 
 def skipped_blocks(option: str, others: list[str], path: Path, note: str = "") -> str:
     """The warning for the PEM blocks of ``path`` that ``option`` does not read (``load_blocks``'s others)."""
-    return f"{option}: skipped PEM blocks {', '.join(others)} in {path}{note}"
+    return f"{option}: skipped PEM blocks {', '.join(others)} in {path}{note}{_convert_hint(others)}"
+
+
+def _convert_hint(labels: list[str]) -> str:
+    """How to turn blocks that hold certificates in a form gtls does not read into CERTIFICATE blocks.
+
+    OpenSSL's readers take a TRUSTED CERTIFICATE (``openssl x509 -trustout``) as a leaf or a trusted CA and apply
+    the trust settings it carries (purposes it is trusted or rejected for); gtls's certificate parser drops them, so
+    it does not read the block rather than trust it more widely than OpenSSL would (gtls decision)."""
+    hints = []
+    if "TRUSTED CERTIFICATE" in labels:
+        hints.append("TRUSTED CERTIFICATE blocks (openssl x509 -trustout) are not read: convert each with "
+                     "openssl x509 -in FILE -out NEW.pem, which drops its OpenSSL trust settings")
+    if "PKCS7" in labels:
+        hints.append("PKCS7 blocks are not read: openssl pkcs7 -in FILE -print_certs writes their certificates and "
+                     "CRLs as PEM")
+    return "".join(f"; {hint}" for hint in hints)
+
+
+def _is_pkcs12(data: bytes) -> bool:
+    """``data`` starts as a PKCS#12 file does: a DER SEQUENCE whose first element is INTEGER 3 (PFX version)."""
+    if data[:1] != b"\x30" or len(data) < 8:
+        return False
+    length = data[1]
+    start = 2 + (length & 0x7F if length & 0x80 else 0)
+    return data[start:start + 3] == b"\x02\x01\x03"
