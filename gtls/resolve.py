@@ -615,6 +615,9 @@ def resolve_server(
         if not p.tls:
             if _present(p, PARAMETER_SET):
                 run.warn(Level.PORT, f"{_names(_present(p, PARAMETER_SET))}: no effect on a plaintext port")
+            if p.tls_mutual:  # most likely tls=1 forgotten beside it; a Host's tls-mutual=1 serves many ports, not here
+                run.warn(Level.PORT, "tls-mutual: no effect on a plaintext port (no tls=1): clients are neither "
+                         "encrypted nor asked for a certificate")
             mode["tls_mutual"] = (False, "default")
         return _conclude(run, (Level.PORT, p), mode, application=application, annex=annex, host=host,
                          certificate_source=source, base_dir=base)

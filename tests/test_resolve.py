@@ -287,6 +287,18 @@ def test_plaintext_port_resolves_without_raising_and_warns_about_tls_settings() 
     assert not resolve_client(connection="", target="").secure
 
 
+def test_tls_mutual_on_a_plaintext_port_warns() -> None:
+    """A Port's tls-mutual=1 without tls=1 (tls=1 forgotten) gave a plaintext port and not a word (audit 71); the
+    Host's tls-mutual=1, which serves many ports, says nothing on a plaintext one."""
+    warnings: list[str] = []
+    assert not resolve_server(port="tls-mutual=1", host=E1_HOST, warnings=warnings).secure
+    assert warnings == ["Port: tls-mutual: no effect on a plaintext port (no tls=1): clients are neither encrypted "
+                        "nor asked for a certificate"]
+    warnings.clear()
+    assert not resolve_server(port="", host={**E1_HOST, "tls-mutual": "1"}, warnings=warnings).secure
+    assert not any("tls-mutual" in w for w in warnings)
+
+
 def test_client_certificate_and_key_go_together() -> None:
     with pytest.raises(IncompleteTlsLevel) as info:
         resolve_client(target="tls=1", host={"certificate": "/c.pem", "trusted-ca": CA})
