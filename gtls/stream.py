@@ -759,9 +759,13 @@ class TLSStream(trio.abc.HalfCloseableStream):
     def _rejected_in_handshake(self) -> bool:
         """The handshake failed with our alert to a peer that may still be writing (a certificate verdict, a
         protocol refusal, a TLS message refused), not with its silence or departure (``timeout``,
-        ``eof-in-handshake``) or with bytes that were not TLS at all (plaintext, HTTP: such a peer reads no alert)."""
+        ``eof-in-handshake``), with bytes that were not TLS at all (plaintext, HTTP: such a peer reads no alert), or
+        with the peer's own fatal alert (``.alert``: we sent none, and the peer knows why; lingering only delayed the
+        error, by up to a second against a server that keeps the socket)."""
         cause = self._cause
         if not isinstance(cause, HandshakeError) or cause.reason in (TIMEOUT, EOF_IN_HANDSHAKE):
+            return False
+        if cause.alert is not None:
             return False
         return cause.reason != NOT_TLS or cause.message.startswith(INVALID_TLS)
 

@@ -606,3 +606,37 @@ def test_a_link_local_peer_address_keeps_its_zone() -> None:
     assert format_address(("fe80::1", 443, 0, index)) == "[fe80::1%lo]:443"
     assert format_address(("::1", 443, 0, 0)) == "[::1]:443"
     assert format_address(("127.0.0.1", 80)) == "127.0.0.1:80"
+
+
+@contextlib.contextmanager
+def refusing_python_server(pki: PKI, hold: float) -> Iterator[int]:
+    """A Python-ssl TLS 1.2 server demanding a client certificate: it refuses a client without one with its
+    handshake_failure alert, then keeps the connection open for ``hold`` seconds before closing it."""
+    context = python_context(server=True, ca=pki.ca_file, cert=pki.server_cert, key=pki.server_key,
+                             require_client_cert=True, version="1.2")
+
+    def refuse_and_hold(conn: socket.socket) -> None:
+        kept = conn.dup()  # the refused handshake closes its SSLSocket: this keeps the connection open meanwhile
+        try:
+            with contextlib.suppress(OSError):
+                context.wrap_socket(conn, server_side=True)
+            time.sleep(hold)
+        finally:
+            kept.close()
+
+    with raw_server(refuse_and_hold) as port:
+        yield port
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_a_refusal_by_the_server_is_raised_at_once(pki: PKI, host: str) -> None:
+    """trio raises a server's fatal alert at once; the connector lingered up to 1 s after it, reading for a server
+    that had refused it and may keep the socket (audit 70). Lingering serves only a refusal of ours (our alert must
+    be read before our close resets the connection); after the peer's own alert it knows why."""
+    with refusing_python_server(pki, hold=1.5) as port, trio.fail_after(10):
+        started = trio.current_time()
+        with pytest.raises(HandshakeError) as caught:
+            await open_tls_over_tcp_stream(host, port, pki.client_options())
+        elapsed = trio.current_time() - started
+    assert caught.value.reason == "peer-alert" and caught.value.alert == "handshake_failure"
+    assert elapsed < 0.5, f"raised after {elapsed:.2f} s"
