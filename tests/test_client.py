@@ -526,11 +526,13 @@ async def test_a_connector_keeps_no_session_of_the_connections_it_made(pki: PKI,
     assert grown < 1_500_000, f"{grown / 500:.0f} bytes kept per connection"
 
 
-async def test_a_short_form_ipv4_address_is_never_sent_as_sni(pki: PKI) -> None:
-    """``127.1`` reaches 127.0.0.1 through the resolver, so it is an address, not a name: no SNI (spec §7)."""
+@pytest.mark.parametrize("address", ["127.1", "0x7f.0.0.1"])
+async def test_a_short_or_hex_ipv4_address_is_never_sent_as_sni(pki: PKI, address: str) -> None:
+    """``127.1`` and ``0x7f.0.0.1`` reach 127.0.0.1 through the resolver, so they are addresses, not names: no SNI
+    (spec §7; README names both forms)."""
     events: list[HandshakeEvent] = []
     async with server(pki.server_options(), events) as port:
-        stream = await open_tls_over_tcp_stream("127.1", port, pki.client_options())
+        stream = await open_tls_over_tcp_stream(address, port, pki.client_options())
         await stream.aclose()
         await settled()
     assert events[0].ok and events[0].server_name is None
@@ -554,6 +556,9 @@ async def test_the_connector_logs_load_and_handshake_warnings(pki: PKI, tmp_path
     per_handshake = [r for r in caplog.records if r.name == "gtls.client"]
     assert len(at_load) == 1  # once, though compiled for each connection
     assert len(per_handshake) == 2 and all("expired" in r.getMessage() for r in per_handshake)
+    # As README says: the load-time warning is not located here (settings given directly), the handshake's names
+    # the peer it was given for.
+    assert all(r.getMessage().endswith(f"; peer 127.0.0.1:{port}") for r in per_handshake), per_handshake
 
 
 @contextlib.contextmanager
