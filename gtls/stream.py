@@ -93,6 +93,16 @@ def check_handshake_timeout(timeout: float | None, *, what: str = "handshake_tim
     return timeout
 
 
+def _check_close_timeout(timeout: float) -> float:
+    """``close_timeout`` checked when the stream is made, not by ``aclose`` (where trio's cancel scope refused a
+    negative or NaN bound, after the exchange): seconds, 0 to close without waiting for the alert to go."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"close_timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not timeout >= 0:  # NaN too
+        raise ValueError(f"close_timeout must be 0 or a positive number of seconds (got {timeout!r})")
+    return timeout
+
+
 def _socket_of(transport: trio.abc.Stream) -> trio.socket.SocketType | None:
     if isinstance(transport, trio.SocketStream):
         sock = transport.socket
@@ -172,8 +182,8 @@ class TLSStream(trio.abc.HalfCloseableStream):
                 peer = transport_stream.socket.getpeername()
             except OSError:
                 peer = None
-        self._setup(transport_stream, compiled, sock, server_hostname, peer, https_compatible, close_timeout,
-                    check_handshake_timeout(handshake_timeout))
+        self._setup(transport_stream, compiled, sock, server_hostname, peer, https_compatible,
+                    _check_close_timeout(close_timeout), check_handshake_timeout(handshake_timeout))
 
     @classmethod
     def _over_socket(

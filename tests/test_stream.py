@@ -4,6 +4,7 @@ over trio's memory streams), in TLS 1.3 and 1.2."""
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import socket
 import ssl
@@ -564,6 +565,19 @@ async def test_aclose_under_a_blocked_send_ends_without_close_notify(pki: PKI, d
             assert await server.receive_some()
     assert classify_ending(caught.value).word in ("truncated", "reset")  # reset: the client left tickets unread
     await server.aclose()
+
+
+@pytest.mark.parametrize(("timeout", "error"), [(-1.0, ValueError), (math.nan, ValueError), ("1", TypeError),
+                                              (True, TypeError)])
+async def test_a_close_timeout_aclose_cannot_keep_is_refused_when_the_stream_is_made(
+    pki: PKI, timeout: object, error: type[Exception]
+) -> None:
+    """Unchecked, a negative or NaN close_timeout broke only aclose(), after the exchange (trio's cancel scope
+    refused it there) and a string or bool was taken as given (audit 72's note). 0 closes without waiting."""
+    left, _right = trio.testing.memory_stream_pair()
+    with pytest.raises(error, match="close_timeout"):
+        TLSStream(left, pki.client_options(), close_timeout=timeout)  # type: ignore[arg-type]
+    TLSStream(left, pki.client_options(), close_timeout=0)
 
 
 async def test_aclose_sends_close_notify_and_is_idempotent(pki: PKI) -> None:
