@@ -640,7 +640,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
     if alpn:
         _apply_alpn(ctx, role, alpn)
     versions = apply_versions(ctx, opts.sec_protocol)
-    cipher_string = apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
+    cipher_string, versions = apply_ciphers(ctx, opts.cipher_list, versions, where=where, warnings=warnings)
     ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
 

@@ -489,6 +489,14 @@ def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
         # RSA ciphers for this ECDSA key. OpenSSL accepts both strings; every handshake would fail.
         ({"cipher-list": "eNULL:aNULL", "sec-protocol": "TLSv12"}, "leaves no cipher a TLS 1.2 handshake can use"),
         ({"cipher-list": "ECDHE-RSA-AES128-GCM-SHA256", "sec-protocol": "TLSv12"}, "with an ECDSA key"),
+        # IANA names in any case: OpenSSL 4 reads them case-blind (OpenSSL 3: not at all), also behind an operator.
+        ({"cipher-list": "tls_ecdhe_ecdsa_with_aes_128_gcm_sha256"}, "is an IANA name"),
+        ({"cipher-list": "HIGH:!TLS_RSA_WITH_AES_128_CBC_SHA"}, "is an IANA name"),
+        # The TLS <= 1.2 string took these and ignored them: the TLS 1.3 suite stayed.
+        ({"cipher-list": "DEFAULT:!TLS_AES_128_GCM_SHA256"}, "do not apply to TLS 1.3 suites"),
+        # First in the string: Suite B mode, the rest dropped, an RSA certificate failing every handshake.
+        ({"cipher-list": "SUITEB128:HIGH"}, "Suite B mode"),
+        ({"cipher-list": "HIGH suiteb192"}, "Suite B mode"),
     ],
 )
 def test_cipher_list_errors(files: dict[str, Path], opts: dict[str, str], message: str) -> None:
@@ -578,6 +586,42 @@ def test_a_suite_below_the_security_level_is_named_in_a_warning(files: dict[str,
         s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256")
         s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_8_SHA256")
     assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(True, None), (False, "no-shared-cipher")]
+
+
+def test_only_a_refused_tls13_suite_turns_tls13_off(files: dict[str, Path]) -> None:
+    """TLS_AES_128_CCM_8_SHA256 as the only TLS 1.3 suite, TLS 1.2 allowed: the warning said TLS 1.3 was never used,
+    but OpenSSL still chose TLS 1.3 for a server's TLS 1.3 client (then no-shared-cipher), and a client sent no hello
+    at all ("no ciphers available"), so every default peer failed. TLS 1.3 is now off: TLS 1.2 is negotiated."""
+    listed = {"cipher-list": "ECDHE-ECDSA-AES128-GCM-SHA256:TLS_AES_128_CCM_8_SHA256:TLS_AES_128_CCM_8_SHA256"}
+    compiled = server_ctx(files, **listed)
+    assert [w for w in compiled.warnings if w.startswith("cipher-list:")] == [
+        "cipher-list: TLS_AES_128_CCM_8_SHA256 is the only TLS 1.3 suite listed, and OpenSSL's security level never "
+        "negotiates it (an 8-byte tag: 64-bit security); TLS 1.3 is turned off, the endpoint speaks TLS 1.2 only"]
+    with gtls_server(compiled) as srv:
+        result = s_client(srv.port)  # offers TLS 1.3 and 1.2
+    assert "TLSv1.2, Cipher is ECDHE-ECDSA-AES128-GCM-SHA256" in result.stdout
+    assert [(o.ok, o.error) for o in srv.outcomes] == [(True, None)]
+    client = client_ctx(files, **{"cipher-list": "TLS_AES_128_CCM_8_SHA256"})
+    with s_server("-cert", files["server"], "-key", files["server_key"]) as peer:
+        conn, error = client_handshake(client, peer.port, server_hostname="server.test")
+    assert error is None and conn is not None and conn.get_protocol_version_name() == "TLSv1.2"
+    close(conn)
+    # With a TLS 1.2 list no handshake can use, nothing is left: refused, as on a TLSv12 endpoint.
+    with pytest.raises(CipherListError, match="every handshake would fail"):
+        server_ctx(files, **{"cipher-list": "ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_128_CCM_8_SHA256"})
+
+
+def test_tls13_suite_names_in_any_case(files: dict[str, Path]) -> None:
+    """A lower-case TLS 1.3 name went to the TLS <= 1.2 string, where it selected nothing: the TLS 1.3 defaults stayed
+    (and a TLSv13 endpoint was refused for listing no TLS 1.3 suite). Read as the capitalised name, with a warning."""
+    compiled = server_ctx(files, **{"cipher-list": "tls_aes_128_gcm_sha256", "sec-protocol": "TLSv13"})
+    assert [w for w in compiled.warnings if w.startswith("cipher-list:")] == [
+        "cipher-list: 'tls_aes_128_gcm_sha256' read as 'TLS_AES_128_GCM_SHA256' (TLS 1.3 suite names are written "
+        "in capitals)"]
+    with gtls_server(compiled) as srv:
+        s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384")
+        s_client(srv.port, "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256")
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(False, "no-shared-cipher"), (True, None)]
 
 
 def test_unsupported_protocol_value(files: dict[str, Path]) -> None:

@@ -55,19 +55,14 @@ def _selects_something(token: str) -> bool:
     return True
 
 
-def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int, int], *, where: Where,
-                  warnings: list[str]) -> str | None:
-    """Split the list, route TLS 1.3 suite names, and set the TLS ≤ 1.2 cipher string (spec §8.2), which is
-    returned (None: OpenSSL's defaults) for ``check_tls12_negotiable``.
-
-    ``;`` separates tokens too: OpenSSL's cipher strings take it as ``:`` (gtls decision; the spec names ``:``, ``,``
-    and whitespace), and kept inside a token it slipped TLS 1.3 and IANA names past every check to OpenSSL."""
+def _tls13_names(tokens: list[str], *, where: Where, warnings: list[str]) -> list[str]:
+    """The TLS 1.3 suites listed, spelled as OpenSSL 3 needs them; CipherListError for IANA names and for TLS 1.3
+    names behind an operator. Case-blind: OpenSSL 4 reads ``tls_aes_128_gcm_sha256`` and IANA names in any case,
+    OpenSSL 3 in capitals only, so a lower-case name took a different path on each (and, as a TLS 1.3 suite, went to
+    the TLS <= 1.2 string, where it selected nothing and left the TLS 1.3 defaults)."""
     option = "cipher-list"
-    if not cipher_list or not cipher_list.strip():
-        return None
-    tokens = [t for t in re.split(r"[:;,\s]+", cipher_list.strip()) if t]
-    tls13 = [t for t in tokens if t in TLS13_SUITES]
-    iana = [t for t in tokens if t.startswith("TLS_") and t not in TLS13_SUITES]
+    bare = [t.lstrip("!-+").upper() for t in tokens]
+    iana = [t for t, name in zip(tokens, bare, strict=True) if name.startswith("TLS_") and name not in TLS13_SUITES]
     if iana:
         raise where.error(
             CipherListError,
@@ -75,6 +70,32 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
             "OpenSSL names (e.g. ECDHE-ECDSA-AES128-GCM-SHA256) and the TLS 1.3 suite names only",
             option=option,
         )
+    operated = [t for t, name in zip(tokens, bare, strict=True) if t[:1] in "!-+" and name in TLS13_SUITES]
+    if operated:  # the TLS <= 1.2 string would take and ignore them: the TLS 1.3 list stayed as it was
+        raise where.error(
+            CipherListError,
+            f"{', '.join(operated)}: !, - and + do not apply to TLS 1.3 suites; list the TLS 1.3 suites to keep",
+            option=option,
+        )
+    for token in tokens:
+        if token.upper() in TLS13_SUITES and token != token.upper():
+            warnings.append(f"{option}: {token!r} read as {token.upper()!r} (TLS 1.3 suite names are written in "
+                            "capitals)")
+    return [t.upper() for t in tokens if t.upper() in TLS13_SUITES]
+
+
+def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int, int], *, where: Where,
+                  warnings: list[str]) -> tuple[str | None, tuple[int, int]]:
+    """Split the list, route TLS 1.3 suite names, and set the TLS ≤ 1.2 cipher string (spec §8.2). Returns that
+    string (None: OpenSSL's defaults) and the version range now in force, for ``check_tls12_negotiable``.
+
+    ``;`` separates tokens too: OpenSSL's cipher strings take it as ``:`` (gtls decision; the spec names ``:``, ``,``
+    and whitespace), and kept inside a token it slipped TLS 1.3 and IANA names past every check to OpenSSL."""
+    option = "cipher-list"
+    if not cipher_list or not cipher_list.strip():
+        return None, versions
+    tokens = [t for t in re.split(r"[:;,\s]+", cipher_list.strip()) if t]
+    tls13 = _tls13_names(tokens, where=where, warnings=warnings)
     # Anywhere in a token: OpenSSL also takes it glued to another one ("DEFAULT@SECLEVEL=0").
     seclevel = [t for t in tokens if "@SECLEVEL" in t.upper()]
     if seclevel:
@@ -83,7 +104,17 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
             f"{seclevel[0]} is not allowed: gtls never changes OpenSSL's security level (spec §8.1)",
             option=option,
         )
-    legacy = [t for t in tokens if t not in TLS13_SUITES]
+    # First in the string, SUITEB… puts OpenSSL in Suite B mode (ECDSA P-256/P-384 only, also in TLS 1.3; the rest of
+    # the string dropped): an RSA certificate then fails every handshake. Anywhere else it selects nothing.
+    suite_b = [t for t in tokens if t.lstrip("!-+").upper().startswith("SUITEB")]
+    if suite_b:
+        raise where.error(
+            CipherListError,
+            f"{suite_b[0]} is not allowed: it switches OpenSSL to Suite B mode (ECDSA P-256/P-384 certificates only, "
+            "the rest of the list ignored); list ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384 instead",
+            option=option,
+        )
+    legacy = [t for t in tokens if t.upper() not in TLS13_SUITES]
     low, high = versions
     if high < SSL.TLS1_3_VERSION and tls13 and not legacy:
         raise where.error(CipherListError, "only TLS 1.3 suites listed, but sec-protocol=TLSv12 excludes TLS 1.3",
@@ -103,17 +134,30 @@ def apply_ciphers(ctx: SSL.Context, cipher_list: str | None, versions: tuple[int
         if dead:
             warnings.append(f"{option}: {', '.join(dead)} {'selects' if len(dead) == 1 else 'select'} no cipher")
     if tls13:  # after the TLS <= 1.2 string: pyOpenSSL's empty-selection check compares against the 1.3 defaults
-        weak = [t for t in tls13 if t in BELOW_SECURITY_LEVEL]
-        if weak and len(weak) == len(tls13):
-            message = (f"{', '.join(weak)} is the only TLS 1.3 suite listed, and OpenSSL's security level never "
-                       "negotiates it (an 8-byte tag: 64-bit security)")
-            if low >= SSL.TLS1_3_VERSION:  # TLS 1.3 only: every handshake would fail with no-shared-cipher
-                raise where.error(CipherListError, f"{message}; list another TLS 1.3 suite", option=option)
-            warnings.append(f"{option}: {message}; TLS 1.3 is then never used")
-        elif weak:
-            warnings.append(f"{option}: {', '.join(weak)} is never negotiated: OpenSSL's security level refuses it")
+        versions = _weak_tls13(ctx, tls13, versions, where=where, warnings=warnings)
         ctx.set_tls13_ciphersuites(":".join(tls13).encode("ascii"))
-    return ":".join(legacy) if legacy else None
+    return (":".join(legacy) if legacy else None), versions
+
+
+def _weak_tls13(ctx: SSL.Context, tls13: list[str], versions: tuple[int, int], *, where: Where,
+                warnings: list[str]) -> tuple[int, int]:
+    """Name the listed TLS 1.3 suites the security level refuses. When that is all of them, TLS 1.3 is turned off:
+    OpenSSL would still negotiate TLS 1.3 with a client offering it and then find no suite (a server's
+    no-shared-cipher), and a client with no TLS 1.3 suite to offer sends no hello at all ("no ciphers available")."""
+    option = "cipher-list"
+    low = versions[0]
+    weak = list(dict.fromkeys(t for t in tls13 if t in BELOW_SECURITY_LEVEL))
+    if weak and all(t in BELOW_SECURITY_LEVEL for t in tls13):
+        message = (f"{', '.join(weak)} is the only TLS 1.3 suite listed, and OpenSSL's security level never "
+                   "negotiates it (an 8-byte tag: 64-bit security)")
+        if low >= SSL.TLS1_3_VERSION:  # TLS 1.3 only: every handshake would fail with no-shared-cipher
+            raise where.error(CipherListError, f"{message}; list another TLS 1.3 suite", option=option)
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        warnings.append(f"{option}: {message}; TLS 1.3 is turned off, the endpoint speaks TLS 1.2 only")
+        return low, SSL.TLS1_2_VERSION
+    if weak:
+        warnings.append(f"{option}: {', '.join(weak)} is never negotiated: OpenSSL's security level refuses it")
+    return versions
 
 
 def check_tls12_negotiable(cipher_string: str, versions: tuple[int, int], identity: Identity | None, *,
