@@ -51,6 +51,33 @@ def test_pki_writes_a_pki_openssl_verifies(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(out / "server-key.pem").st_mode) == 0o600
 
 
+def test_pki_always_names_localhost_and_127_0_0_1_and_days_sets_the_validity(tmp_path: Path) -> None:
+    """README: --server-name adds to localhost and 127.0.0.1; --days is the leaves' and CRLs' validity, CAs twice."""
+    out = tmp_path / "pki"
+    result = run_gtls("pki", str(out), "--server-name", "svc.example.test", "--days", "10")
+    assert result.returncode == 0, result.stderr
+    server = x509.load_pem_x509_certificate((out / "server-cert.pem").read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["svc.example.test", "localhost"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    root, inter = str(out / "root-ca.pem"), str(out / "intermediate-ca.pem")
+    for check in (["-verify_hostname", "localhost"], ["-verify_ip", "127.0.0.1"]):
+        ok = openssl_verify("-CAfile", root, "-untrusted", inter, *check, str(out / "server-cert.pem"))
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    def lifetime(cert: x509.Certificate) -> float:
+        return (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() / 86400
+
+    assert round(lifetime(server)) == 10
+    assert round(lifetime(x509.load_pem_x509_certificate((out / "root-ca.pem").read_bytes()))) == 20
+    crls = (out / "crl.pem").read_text().split("-----END X509 CRL-----")[:-1]
+    assert len(crls) == 2
+    for text in crls:
+        crl = x509.load_pem_x509_crl((text + "-----END X509 CRL-----\n").encode())
+        assert crl.next_update_utc is not None
+        assert round((crl.next_update_utc - crl.last_update_utc).total_seconds() / 86400) == 10
+
+
 def test_pki_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert run_gtls("pki", str(tmp_path)).returncode == 0
     before = (tmp_path / "root-ca.pem").read_bytes()

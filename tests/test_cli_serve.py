@@ -121,6 +121,28 @@ def test_serve_logs_the_reason_word_of_failed_handshakes(pki: DemoPKI) -> None:
         assert server.stop() == 0
 
 
+def test_serve_marks_a_resumed_session_in_its_connection_line(pki: DemoPKI) -> None:
+    """README: the connection line is VERSION CIPHER, then ` resumed` for a resumed session, then `client SUBJECT`."""
+    context = ssl.create_default_context(cafile=str(pki.root_ca))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # a TLS 1.2 session is held as soon as the handshake ends
+    context.load_cert_chain(str(pki.client_chain), str(pki.client_key))
+    with gtls_serve(*flag_args(pki), "--tls-mutual") as server:
+        session = None
+        for _ in range(2):
+            with context.wrap_socket(socket.create_connection((server.host, server.port), timeout=STEP_TIMEOUT),
+                                     server_hostname="localhost", session=session) as conn:
+                conn.sendall(b"ping\n")
+                assert conn.recv(100) == b"ping\n"
+                session, reused = conn.session, conn.session_reused
+        assert reused
+        lines = [server.stderr.wait_for(lambda text: ": TLSv1.2 " in text) for _ in range(2)]
+        assert server.stop() == 0
+    first, second = (line.split(": ", 1)[1] for line in lines)
+    version, cipher, client = first.split(" ", 2)
+    assert version == "TLSv1.2" and client == "client CN=gtls demo client", lines
+    assert second == f"{version} {cipher} resumed {client}", lines
+
+
 def test_serve_quiet_logs_nothing_per_connection(pki: DemoPKI) -> None:
     with gtls_serve(*flag_args(pki), "--quiet") as server:
         assert openssl_echo(server.port, "quiet please", *verifying(pki)).echoed
