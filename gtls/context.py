@@ -194,7 +194,7 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
         warnings.append("tls-crl is ignored under profile windows (gtls fetches no CRL distribution points)")
     elif crl_value:
         crl_file = resolve_path(crl_value.strip(), base, option="tls-crl", warnings=warnings)
-        read(crl_file, "tls-crl", CrlLoadError)
+        read(crl_file, "tls-crl", CrlLoadError, hint=missing_file_hint(crl_value, "tls-crl"))
     return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file, files, stamps)
 
 

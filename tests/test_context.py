@@ -1101,6 +1101,24 @@ def test_windows_profile_warns_when_the_system_trust_store_authenticates_anyone(
         assert not [w for w in compile_context(direct(opts, role)).warnings if SYSTEM_TRUST in w]
 
 
+def test_a_windows_mutual_server_without_trusted_ca_verifies_clients_against_the_system_store(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Spec §1.6 on the wire: a windows server needs only certificate and key; with tls-mutual=1 and no trusted-ca
+    its clients are verified against OpenSSL's system store (here this test's root, through SSL_CERT_FILE): a client
+    of that root is accepted, one of another root refused as untrusted."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(files["ca"]))
+    monkeypatch.setenv("SSL_CERT_DIR", str(files["ca"].parent / "no-such-dir"))
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    compiled = compile_context(direct({"certificate": str(files["server"]), "certificate-key": str(files["server_key"]),
+                                       "tls-mutual": "1"}, "server", profile="windows"))
+    with gtls_server(compiled) as srv:
+        for name in ("client", "stranger"):
+            s_client(srv.port, "-cert", files[name], "-key", files[f"{name}_key"], "-CAfile", files["ca"])
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(True, None), (False, "untrusted")]
+
+
 MLDSA = Path(__file__).parent / "data" / "mldsa"  # made by its make.py (cryptography 47+)
 
 

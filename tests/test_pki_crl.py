@@ -113,12 +113,22 @@ def test_crl_outcomes_offline(tmp_path: Path, pki: Pki, name: str) -> None:
 
 
 def test_issuer_without_crl_sign(tmp_path: Path, pki: Pki) -> None:
+    """Spec §5 Results: an issuer whose keyUsage lacks cRLSign (KEYUSAGE_NO_CRL_SIGN) is crl-signature, offline and
+    in a handshake."""
     compiled = client(tmp_path, pki, pki.weak.crl())
     assert reason(compiled, [pki.weak_leaf, pki.weak]) == ("crl-signature", 0)
+    write_pem(tmp_path / "weak.pem", pki.weak_leaf, pki.weak)
+    pki.weak_leaf.write_key(tmp_path / "weak.key")
+    with s_server("-cert", tmp_path / "weak.pem", "-cert_chain", tmp_path / "weak.pem", "-key",
+                  tmp_path / "weak.key") as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="weak.test")
+        close(conn)
+    assert error is not None and (error.reason, error.depth) == ("crl-signature", 0), error
 
 
 @pytest.mark.parametrize("name", ["leaf revoked", "leaf expired reject", "leaf expired warn", "leaf unavailable",
-                                  "chain revoked intermediate", "leaf expired warn still revoked"])
+                                  "chain revoked intermediate", "leaf expired warn still revoked",
+                                  "leaf scope ignores revoked intermediate"])
 def test_crl_outcomes_in_a_handshake(tmp_path: Path, pki: Pki, name: str) -> None:
     crls, scope, expired, expected = cases(pki)[name]
     compiled = client(tmp_path, pki, *crls, scope=scope, expired=expired)
@@ -251,6 +261,12 @@ def test_load_errors_and_freshness_warnings(tmp_path: Path, pki: Pki) -> None:
         with pytest.raises(CrlLoadError) as info:
             build(bad)
         assert info.value.option == "tls-crl" and info.value.file == str(bad) and why in str(info.value)
+    # One file, as trusted-ca (spec §5, §6): a list's comma is part of the name, and the error says so.
+    listed = f"{write_pem(tmp_path / 'a.pem', pki.inter.crl().pem)},{write_pem(tmp_path / 'b.pem', pki.root.crl().pem)}"
+    with pytest.raises(CrlLoadError) as info:
+        build(Path(listed))
+    assert str(info.value).endswith(f"file not found: {listed} (tls-crl takes exactly one file; a comma is part of "
+                                    "the file name)")
     both = write_pem(tmp_path / "two.pem", pki.inter.crl(next_update=dt.timedelta(hours=5)).pem,
                      pki.root.crl(this_update=-3 * DAY, next_update=-DAY).pem)
     compiled = build(both)
@@ -280,6 +296,47 @@ def test_tls_crl_is_ignored_under_profile_windows(tmp_path: Path, pki: Pki) -> N
     assert compiled.crls == () and compiled.verify_flags == 0
     assert warnings == ["Host: tls-crl: ignored under profile windows (gtls fetches no CRL distribution points)"]
     assert verify_chain([pki.leaf.cert, pki.inter.cert], compiled, "client")[0] == pki.leaf.cert
+
+
+@pytest.mark.parametrize("profile", ["windows", "unix"])
+def test_a_revoked_server_passes_only_where_the_profile_ignores_tls_crl(tmp_path: Path, pki: Pki, profile: str) -> None:
+    """Spec §5 Platform on the wire: the same CRL revoking the server fails the handshake under unix and is not
+    consulted under windows."""
+    compiled = compile_context(direct({"trusted-ca": str(write_pem(tmp_path / "ca.pem", pki.root)),
+                                       "tls-crl": str(write_pem(tmp_path / "crl.pem",
+                                                                pki.inter.crl(revoked=[pki.leaf]).pem))},
+                                      "client", profile=profile))
+    write_pem(tmp_path / "chain.pem", pki.leaf, pki.inter)
+    pki.leaf.write_key(tmp_path / "key.pem")
+    with s_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
+                  tmp_path / "key.pem") as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="crl.test")
+        close(conn)
+    if profile == "windows":
+        assert error is None, error
+    else:
+        assert error is not None and (error.reason, error.depth) == ("revoked", 0), error
+
+
+@pytest.mark.parametrize("scope", ["leaf", "chain"])
+def test_a_mutual_server_checks_the_scope_of_its_crl(tmp_path: Path, pki: Pki, scope: str) -> None:
+    """Spec §5 Scope on a server: a client whose intermediate is revoked passes in leaf scope (the intermediate's own
+    CRL is current) and fails at depth 1 in chain scope."""
+    client_leaf = pki.inter.leaf("scope client", eku=("client",))
+    write_pem(tmp_path / "client.pem", client_leaf, pki.inter)
+    client_leaf.write_key(tmp_path / "client.key")
+    server_leaf = pki.root.leaf("srv.test")
+    server = compile_context(direct({
+        "certificate": str(write_pem(tmp_path / "srv.pem", server_leaf)),
+        "certificate-key": str(server_leaf.write_key(tmp_path / "srv.key")),
+        "trusted-ca": str(write_pem(tmp_path / "ca.pem", pki.root)), "tls-mutual": "1", "tls-crl-scope": scope,
+        "tls-crl": str(write_pem(tmp_path / "crl.pem", pki.inter.crl().pem, pki.root.crl(revoked=[pki.inter]).pem)),
+    }, "server"))
+    with gtls_server(server) as srv:
+        s_client(srv.port, "-cert", tmp_path / "client.pem", "-cert_chain", tmp_path / "client.pem", "-key",
+                 tmp_path / "client.key")
+    expected = [(True, None)] if scope == "leaf" else [(False, ("revoked", 1))]
+    assert [(o.ok, o.error and (o.error.reason, o.error.depth)) for o in srv.outcomes] == expected
 
 
 def test_certificates_in_the_crl_file_are_named_and_trust_nothing(tmp_path: Path, pki: Pki) -> None:

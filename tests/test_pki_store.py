@@ -5,19 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 
 from gtls import _sessions
 from gtls.context import CompiledContext, compile_context
 from gtls.errors import CredentialLoadError, InvalidOptionValue, PeerVerificationError, UnsupportedFeature
-from gtls.options import TLSOptions
+from gtls.options import TLSOptions, is_thumbprint
 from gtls.pki.store import thumbprint
-from gtls.resolve import Level, Resolved, direct
+from gtls.resolve import Level, Resolved, direct, resolve_server
 from gtls.testing import CA, Certified, generate_key, write_pem
 from gtls.verify import verify_chain
 from tests.config_abuse_helpers import deployment_toml, run_cli
@@ -51,6 +53,43 @@ def test_thumbprint_detection() -> None:
     assert thumbprint("f" * 36 + ".pem") is None
     assert thumbprint("/etc/" + "f" * 40) is None
     assert thumbprint("g" * 40) is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("\t" + "ab" * 20 + "\n", "AB" * 20),  # any whitespace goes, tabs and line ends too
+    ("ab" * 10 + "\u00a0" + "ab" * 10, "AB" * 20),  # a no-break space is whitespace
+    ("ab" * 10 + "\u200b" + "ab" * 10, None),  # a zero-width space is not: only U+200E and U+200F are named
+    ("C:\\" + "ab" * 20, None),  # a backslash makes it a path
+    ("0x" + "ab" * 20, None),
+    ("\uff41" * 40, None),  # fullwidth letters are no hexadecimal digits
+])
+def test_thumbprint_detection_table(value: str, expected: str | None) -> None:
+    """Spec §4.4 detection, read the same by resolution (``options.is_thumbprint``) and by the store."""
+    assert thumbprint(value) == expected
+    assert is_thumbprint(value) is (expected is not None)
+
+
+def test_a_thumbprint_is_the_sha1_fingerprint_openssl_shows(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Spec §4.4 meaning: the SHA-1 of the DER form, checked against OpenSSL's own reading, not gtls's."""
+    shown = subprocess.run([OPENSSL, "x509", "-in", str(write_pem(tmp_path / "a.pem", pki["a"])), "-noout",
+                            "-fingerprint", "-sha1"], capture_output=True, text=True, check=True, timeout=30)
+    fingerprint = shown.stdout.strip().split("=", 1)[1].replace(":", "")
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "a.pem", pki["a"], pki["inter"])
+    ca = str(write_pem(tmp_path / "ca.pem", pki["root"]))
+    compiled = compile_context(by_hand(certificate=fingerprint.lower(), certificate_store=str(store), trusted_ca=ca))
+    assert compiled.chain[0] == pki["a"].cert
+
+
+def test_a_thumbprint_needs_its_store_at_the_same_level(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Spec §4.4 No store: a certificate-store at another level is shadowed, not borrowed."""
+    ca = str(write_pem(tmp_path / "ca.pem", pki["root"]))
+    with pytest.raises(UnsupportedFeature) as info:
+        resolve_server(port=f"tls=1;certificate={pki['a'].thumbprint};trusted-ca={ca}",
+                       host={"certificate-store": str(tmp_path), "trusted-ca": ca})
+    assert (info.value.level, info.value.option) == ("Port", "certificate")
+    assert "certificate-store" in str(info.value)
 
 
 def test_directory_store_lookup(tmp_path: Path, pki: dict[str, Certified]) -> None:
@@ -197,6 +236,71 @@ def test_store_errors(tmp_path: Path, pki: dict[str, Certified]) -> None:
     with pytest.raises(InvalidOptionValue) as invalid:
         compile_context(by_hand(role="client", trusted_ca=pki["root"].thumbprint))
     assert invalid.value.option == "trusted-ca"
+
+
+def misfit(path: Path, kind: str, pki: dict[str, Certified]) -> Path:
+    """A store file that does not hold one identity (spec §4.4)."""
+    a = pki["a"]
+    if kind == "no key":
+        return write_pem(path, a, pki["inter"])
+    if kind == "encrypted key":
+        encrypted = a.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.BestAvailableEncryption(b"secret"))
+        return write_pem(path, encrypted, a, mode=0o600)
+    if kind == "two keys":
+        return write_pem(path, a.key_pem, pki["b"].key_pem, a, mode=0o600)
+    return write_pem(path, pki["b"].key_pem, a, mode=0o600)  # "no certificate for the key"
+
+
+MISFITS = ["no key", "encrypted key", "two keys", "no certificate for the key"]
+
+
+@pytest.mark.parametrize("kind", MISFITS)
+def test_a_store_file_that_is_no_identity_is_skipped_in_a_folder_and_refused_when_listed(
+    tmp_path: Path, pki: dict[str, Certified], kind: str
+) -> None:
+    """Spec §4.4 Store: skipped with a warning naming it in a directory, CredentialLoadError naming it in a list."""
+    ca = str(write_pem(tmp_path / "ca.pem", pki["root"]))
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "b.pem", pki["b"])
+    bad = misfit(store / "bad.pem", kind, pki)
+    compiled = compile_context(by_hand(certificate=pki["b"].thumbprint, certificate_store=str(store), trusted_ca=ca))
+    assert compiled.chain[0] == pki["b"].cert
+    assert [w for w in compiled.warnings if w.startswith(f"certificate-store: skipped {bad}: ")], compiled.warnings
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(by_hand(certificate=pki["b"].thumbprint, certificate_store=f"{store / 'b.pem'},{bad}",
+                                trusted_ca=ca))
+    assert info.value.file == str(bad) and info.value.option == "certificate-store"
+
+
+def test_a_thumbprint_client_presents_its_store_identity(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """Spec §4.4 and §1.5: a client's thumbprint certificate takes key and chain from the store; a server demanding
+    a certificate (openssl s_server -Verify) accepts it, sent leaf first whatever the file's order."""
+    server = pki["inter"].leaf("localhost", dns=["localhost"])
+    client_leaf = pki["inter"].leaf("client.test", eku=("client",))
+    write_pem(tmp_path / "srv.pem", server, pki["inter"])
+    server.write_key(tmp_path / "srv.key")
+    ca = write_pem(tmp_path / "ca.pem", pki["root"])
+    store = tmp_path / "store"
+    store.mkdir()
+    write_pem(store / "client.pem", pki["inter"], client_leaf.key_pem, client_leaf, mode=0o600)
+    compiled = compile_context(direct({"certificate": client_leaf.thumbprint.lower(), "certificate-store": str(store),
+                                       "trusted-ca": str(ca)}, "client"))
+    with s_server("-cert", tmp_path / "srv.pem", "-cert_chain", tmp_path / "srv.pem", "-key", tmp_path / "srv.key",
+                  "-CAfile", ca, "-Verify", "2", "-verify_return_error", "-www") as server_process:
+        conn, error = client_handshake(compiled, server_process.port)
+        assert conn is not None and error is None, error
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")  # TLS 1.3: a refusal of the client comes with the first read
+        page = b""
+        for _ in range(100):  # -www closes (close_notify) after its page
+            try:
+                page += conn.recv(65536)
+            except SSL.ZeroReturnError:
+                break
+        close(conn)
+    assert page.startswith(b"HTTP/1.0 200") and b"CN=client.test" in page, page[:300]
+    assert list(compiled.chain) == [client_leaf.cert, pki["inter"].cert]
 
 
 def test_a_store_whose_identities_were_all_refused_says_why(tmp_path: Path, pki: dict[str, Certified]) -> None:

@@ -75,6 +75,7 @@ def _canonical(name: x509.Name) -> tuple[frozenset[tuple[str, str | bytes]], ...
     return tuple(frozenset((attribute.oid.dotted_string, value(attribute)) for attribute in rdn) for rdn in name.rdns)
 
 
-def missing_file_hint(value: str) -> str:
-    """Extra text for a missing trusted-ca file whose name holds a comma (spec §6)."""
-    return " (trusted-ca takes exactly one file; a comma is part of the file name)" if "," in value else ""
+def missing_file_hint(value: str, option: str = "trusted-ca") -> str:
+    """Extra text for a missing trusted-ca (spec §6) or tls-crl (§5) file whose name holds a comma: each option takes
+    one file, but ``certificate`` beside it takes a list, so a list is what the user likely meant."""
+    return f" ({option} takes exactly one file; a comma is part of the file name)" if "," in value else ""
