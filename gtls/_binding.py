@@ -34,6 +34,12 @@ must run beside a write OpenSSL still holds, and ``SSL_set_fd`` to bind the sock
 read then runs as before, and a TLS 1.3 KeyUpdate asking for ours arriving just then fails the connection
 ("bad length").
 
+TRUST STORE (``gtls.pki.system_trust``): ``X509_get_default_cert_file``/``X509_get_default_cert_dir``, the CA file
+and folder compiled into the OpenSSL gtls runs on (cryptography's, not the one under Python's ``ssl``), and pyOpenSSL's
+``_CRYPTOGRAPHY_MANYLINUX_CA_*``/``_CERTIFICATE_*_LOCATIONS``, the system paths its ``set_default_verify_paths``
+falls back to on cryptography's wheels, so profile windows reads what that call read. Fallback: the defaults of the
+OpenSSL under Python's ``ssl``, and no wheel fallback.
+
 OBJECT NAMES (``gtls._ssl_compat``, ``TLSStream.getpeercert()``): ``OBJ_txt2nid``/``OBJ_nid2ln``/``OBJ_nid2sn`` name
 an OID as Python's ``ssl`` names it (OpenSSL's long name; this OpenSSL's, which may know an OID the one under ``ssl``
 does not). Fallback: a table of the name attributes OpenSSL knows; other OIDs stay dotted.
@@ -42,6 +48,7 @@ does not). Fallback: a table of the name attributes OpenSSL knows; other OIDs st
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NoReturn
 
@@ -87,6 +94,7 @@ DETOUR_SYMBOLS: Final = (
     "SSL_set_fd",
 )
 OBJECT_NAME_SYMBOLS: Final = ("OBJ_txt2nid", "OBJ_nid2ln", "OBJ_nid2sn", "NID_undef")
+TRUST_STORE_SYMBOLS: Final = ("X509_get_default_cert_file", "X509_get_default_cert_dir")
 
 _lib: Any
 _ffi: Any
@@ -123,7 +131,7 @@ def _missing_in_binding(names: tuple[str, ...]) -> list[str]:
 def missing_symbols() -> list[str]:
     """Everything gtls uses that the installed pyOpenSSL lacks, by name (empty when all is there)."""
     missing = _missing_in_binding(
-        ENGINE_SYMBOLS + VERIFY_SYMBOLS + SESSION_SYMBOLS + DETOUR_SYMBOLS + OBJECT_NAME_SYMBOLS)
+        ENGINE_SYMBOLS + VERIFY_SYMBOLS + SESSION_SYMBOLS + DETOUR_SYMBOLS + OBJECT_NAME_SYMBOLS + TRUST_STORE_SYMBOLS)
     if _alloc is None:
         missing.append("OpenSSL._util.no_zero_allocator")
     return missing + _instance_attributes()
@@ -142,6 +150,8 @@ VERIFY: bool = not _missing_in_binding(VERIFY_SYMBOLS)
 SESSIONS: bool = not _missing_in_binding(SESSION_SYMBOLS) and hasattr(SSL.Context(SSL.TLS_METHOD), "_context")
 #: OpenSSL's own names for OIDs.
 OBJECT_NAMES: bool = not _missing_in_binding(OBJECT_NAME_SYMBOLS)
+#: The default CA locations of the OpenSSL pyOpenSSL runs on are known.
+TRUST_STORE: bool = not _missing_in_binding(TRUST_STORE_SYMBOLS)
 #: A socket-bound connection can move its I/O to memory BIOs and back.
 DETOUR: bool = ENGINE and not _missing_in_binding(DETOUR_SYMBOLS)
 
@@ -397,3 +407,27 @@ def object_name(dotted: str) -> str | None:
         if name != _ffi.NULL:
             return str(_ffi.string(name).decode("ascii"))
     return None  # pragma: no cover - every object OpenSSL knows has a name
+
+
+# --- TRUST STORE -------------------------------------------------------------------------------------------------
+
+
+def default_ca_locations() -> tuple[str, str]:
+    """(CA file, CA folder) compiled into the OpenSSL pyOpenSSL runs on, before any environment variable."""
+    if TRUST_STORE:
+        return (_ffi.string(_lib.X509_get_default_cert_file()).decode(),
+                _ffi.string(_lib.X509_get_default_cert_dir()).decode())
+    paths = ssl.get_default_verify_paths()  # pragma: no cover - depends on the installed pyOpenSSL
+    return paths.openssl_cafile, paths.openssl_capath
+
+
+def wheel_fallback_locations() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The CA files and folders pyOpenSSL's ``set_default_verify_paths`` tries, first existing one of each, when
+    the defaults are those of cryptography's manylinux wheels (whose compiled-in paths exist on no system);
+    empty where they are not."""
+    wheel = (getattr(SSL, "_CRYPTOGRAPHY_MANYLINUX_CA_FILE", None),
+             getattr(SSL, "_CRYPTOGRAPHY_MANYLINUX_CA_DIR", None))
+    if None in wheel or tuple(p.encode() for p in default_ca_locations()) != wheel:
+        return (), ()
+    return (tuple(getattr(SSL, "_CERTIFICATE_FILE_LOCATIONS", ())),
+            tuple(getattr(SSL, "_CERTIFICATE_PATH_LOCATIONS", ())))

@@ -10,7 +10,6 @@ its type only, so the context can use it without an import cycle (design.md §2)
 from __future__ import annotations
 
 import datetime as dt
-import ssl
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -28,7 +27,6 @@ from .engine import der_of, loaded_by_cryptography, sent_certificates
 from .errors import PeerVerificationError
 from .pki import hostcheck, names, reasons
 from .pki.certs import authority_key_id, self_signed, subject_key_id, subject_text
-from .pki.pem import parse_blocks
 from .pki.strength import Weakness, weakness, weaknesses
 from .resolve import Role
 
@@ -80,13 +78,6 @@ def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.
     store = crypto.X509Store()
     for ca in cas:
         store.add_cert(ca)
-    if not compiled.trusted and compiled.resolved.profile == "windows":
-        paths = ssl.get_default_verify_paths()
-        # The CA directory is looked up lazily, by name hash: nothing read here. The CA file was read into ``cas``
-        # unless it holds what only OpenSSL reads (TRUSTED CERTIFICATE or CRL blocks): then OpenSSL reads it here.
-        cafile = paths.cafile if paths.cafile and not cas else None
-        if cafile or paths.capath:
-            store.load_locations(cafile, paths.capath)
     if flags:
         if hostcheck.AVAILABLE:
             crls = compiled._verify_crls
@@ -107,25 +98,11 @@ def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.
 
 
 def _anchors(compiled: CompiledContext) -> tuple[crypto.X509, ...]:
-    """The trusted CAs for OpenSSL: ``trusted-ca``'s, else, with profile windows, those of the system's CA file (read
-    once per compiled context: reading it per verification took 4.6 ms on every refusal)."""
+    """The trusted CAs for OpenSSL: ``trusted-ca``'s, else, with profile windows, the system store's certificates the
+    context's own store was given when it was compiled (gtls.pki.system_trust): the same anchors, no file read."""
     if compiled.trusted or compiled.resolved.profile != "windows":
         return tuple(crypto.X509.from_cryptography(ca) for ca in compiled.trusted)
-    cafile = ssl.get_default_verify_paths().cafile
-    if not cafile:
-        return ()
-    try:
-        with open(cafile, "rb") as bundle:  # noqa: PTH123 - one read
-            data = bundle.read()
-        if b"-----BEGIN TRUSTED CERTIFICATE" in data or b"-----BEGIN X509 CRL" in data:
-            return ()  # blocks only OpenSSL reads: it loads the file per verification (slower, complete)
-        # Parsed by OpenSSL, as the handshake's own store does: some roots of the system bundles have serial 0, on
-        # which cryptography warns, and silencing that took warnings.catch_warnings, which swaps the process-wide
-        # filters (two threads at once could leave a program's own filter changes undone).
-        return tuple(crypto.load_certificate(crypto.FILETYPE_ASN1, block.der) for block in parse_blocks(data)
-                     if block.label == "CERTIFICATE")
-    except (OSError, crypto.Error):
-        return ()
+    return compiled.system_anchors
 
 
 def _failure(code: int, depth: int, cert: x509.Certificate | None, reference: str | None, chain: Sequence[

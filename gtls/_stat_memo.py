@@ -32,6 +32,9 @@ SETTLE: Final = 2.0
 
 Stamp = tuple[int, int, int, int, int, int]
 Stamps = tuple[tuple[str, Stamp], ...]
+#: The stamp of a path that does not exist, for sources whose absence is normal (the system CA file and folder of
+#: profile windows): its appearance must change the stamps as a rewrite would.
+ABSENT: Final[Stamp] = (0, 0, 0, 0, 0, 0)
 
 
 def _stamp(path: str) -> Stamp:
@@ -45,6 +48,23 @@ def stamp(path: Path) -> Stamp | None:
         return _stamp(str(path))
     except OSError:
         return None
+
+
+def presence(path: Path) -> Stamp | None:
+    """``stamp``, but ``ABSENT`` for a path that does not exist (a folder's stamp changes when entries come or go)."""
+    try:
+        return _stamp(str(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return ABSENT
+    except OSError:
+        return None
+
+
+def _now(path: str) -> Stamp:
+    try:
+        return _stamp(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ABSENT
 
 
 def settled(stamps: Iterable[tuple[Path, Stamp | None]]) -> Stamps | None:
@@ -61,6 +81,6 @@ def settled(stamps: Iterable[tuple[Path, Stamp | None]]) -> Stamps | None:
 def unchanged(stamps: Stamps) -> bool:
     """Whether every file still has its stamp (one ``stat`` each)."""
     try:
-        return all(_stamp(path) == stamp for path, stamp in stamps)
+        return all(_now(path) == stamp for path, stamp in stamps)
     except OSError:
         return False

@@ -31,7 +31,7 @@ from ._redact import redact
 from ._sessions import ContextSlot, Renewed, enable_resumption
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions, log_warnings
-from .pki import hostcheck, names, reasons
+from .pki import hostcheck, names, reasons, system_trust
 from .pki.certs import subject_text
 from .pki.chain import assemble, leaf_warnings, load_certificates, select_leaf, split_list
 from .pki.crl import freshness_warnings, issuer_text, load_crls
@@ -40,6 +40,7 @@ from .pki.pem import parse_blocks, read_file, resolve_path
 from .pki.protocol import apply_ciphers, apply_versions, check_tls12_negotiable
 from .pki.store import load_store, lookup, store_files, thumbprint
 from .pki.strength import describe, weaknesses
+from .pki.system_trust import Sources
 from .pki.trust import load_trusted_cas, missing_file_hint
 from .pki.where import Where
 from .resolve import Resolved, Role, direct
@@ -117,6 +118,10 @@ class _Inputs:
     key_file: Path | None = None
     trusted_ca: Path | None = None
     crl_file: Path | None = None
+    #: Profile windows without trusted-ca: the system store's files read (CA files, then folder entries, in order;
+    #: their bytes in ``files``) and what could not be read (gtls.pki.system_trust).
+    system: tuple[Path, ...] | None = None
+    system_problems: tuple[str, ...] = ()
     files: dict[Path, bytes] = field(default_factory=dict)
     #: Each file's stamp, taken just before it was read (gtls._stat_memo).
     stamps: dict[Path, _stat_memo.Stamp | None] = field(default_factory=dict)
@@ -188,6 +193,7 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
             )
         trusted = resolve_path(opts.trusted_ca.strip(), base, option="trusted-ca", warnings=warnings)
         read(trusted, "trusted-ca", hint=missing_file_hint(opts.trusted_ca))
+    system = _read_system_store(files, stamps) if _uses_system_store(resolved) else None
     crl_file = None
     crl_value = opts.effective_crl
     if crl_value and resolved.profile == "windows":
@@ -195,12 +201,45 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
     elif crl_value:
         crl_file = resolve_path(crl_value.strip(), base, option="tls-crl", warnings=warnings)
         read(crl_file, "tls-crl", CrlLoadError, hint=missing_file_hint(crl_value, "tls-crl"))
-    return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file, files, stamps)
+    return _Inputs(tuple(cert_files), store, print_, key_file, trusted, crl_file,
+                   system[0] if system else None, system[1] if system else (), files, stamps)
 
+
+def _uses_system_store(resolved: Resolved) -> bool:
+    """Profile windows without trusted-ca verifies against the system trust store (spec §1.6)."""
+    return resolved.profile == "windows" and not resolved.options.trusted_ca
+
+
+def _read_system_store(files: dict[Path, bytes], stamps: dict[Path, _stat_memo.Stamp | None]
+                       ) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """Every file of the system store, read now so no handshake reads one (gtls.pki.system_trust), with stamps for
+    the cache: the CA files' and the folders' (a folder's changes when an entry is added, removed or relinked, as
+    ``openssl rehash`` and ``update-ca-certificates`` do), absent ones included. Not each entry's: ~150 more stats
+    took a cache hit from ~15 µs to ~450 µs; an entry rewritten in place alone counts from the next full compile."""
+    where = system_trust.sources()
+    problems: list[str] = []
+    order: list[Path] = []
+    candidates = list(where.files)
+    for folder in where.folders:
+        stamps[folder] = _stat_memo.presence(folder)  # before listing it, as files are stamped before reading
+        candidates += system_trust.entries(folder, problems)
+    for path in candidates:
+        if path in files:
+            continue
+        if path in where.files:
+            stamps[path] = _stat_memo.presence(path)
+        STATS.file_reads += 1
+        data = system_trust.read(path, problems)
+        if data is not None:
+            files[path] = data
+            order.append(path)
+    return tuple(order), tuple(problems)
 
 def _settings_key(resolved: Resolved, alpn: tuple[bytes, ...] = ()) -> tuple[Hashable, ...]:
     """What identifies settings apart from the contents of their files (and the ALPN protocols of the context)."""
-    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), alpn)
+    # The system store's sources come from the environment: a new SSL_CERT_DIR is other settings (a few stats).
+    system: Sources | None = system_trust.sources() if _uses_system_store(resolved) else None
+    return (resolved.role, resolved.secure, resolved.options, resolved.profile, str(resolved.base_dir), alpn, system)
 
 
 def alpn_ids(protocols: Iterable[str] | None) -> tuple[bytes, ...]:
@@ -424,6 +463,8 @@ class CompiledContext:
     _references: weakref.WeakKeyDictionary[SSL.Connection, str] = field(default_factory=weakref.WeakKeyDictionary)
     #: Normalised names by dialled host: ``reference_name`` and ``sni_name`` cost ~7 µs per client connection.
     _name_cache: dict[str | None, tuple[str | None, str | None]] = field(default_factory=dict)
+    #: Profile windows without trusted-ca: the system store's certificates, as this context's store holds them.
+    system_anchors: tuple[crypto.X509, ...] = ()
     #: The trusted CAs and CRLs converted for OpenSSL once, shared by the offline verifier's stores (gtls._offline):
     #: converting them per verification took 40 ms for a CRL of 50,000 entries, on a path peers can trigger.
     _verify_cas: tuple[crypto.X509, ...] | None = None
@@ -672,8 +713,12 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
             if found is not None:  # a self-signed CA's own signature is never judged, as in OpenSSL
                 warnings.append(f"trusted-ca: {describe(ca, found)}; paths through it fail (untrusted): "
                                 f"{inputs.trusted_ca}")  # the file, as the other trusted-ca warnings say
-    elif resolved.profile == "windows":
-        ctx.set_default_verify_paths()  # profile windows without trusted-ca: the system trust store (spec §1.6)
+    system_anchors: tuple[crypto.X509, ...] = ()
+    if inputs.system is not None:  # profile windows without trusted-ca: the system trust store (spec §1.6)
+        system_anchors, skipped = system_trust.anchors(inputs.system, inputs.files, inputs.system_problems)
+        for anchor in system_anchors:
+            store.add_cert(anchor)
+        warnings.extend([skipped] if skipped else [])
         warnings.extend(_system_trust_warnings(resolved))
 
     mutual = bool(opts.tls_mutual) and role == "server"
@@ -748,6 +793,7 @@ def _build(resolved: Resolved, inputs: _Inputs, where: Where, warnings: list[str
         verifies_peer=verifies_peer,
         crl_expired_warn=crl_expired_warn,
         alpn_ids=alpn,
+        system_anchors=system_anchors,
     )
 
 
@@ -758,7 +804,7 @@ def _renewal_inputs(inputs: _Inputs, identity_file: Path | None) -> _Inputs:
     the served certificate: a copy without its key, skipped by the store, made every renewal fail.)"""
     if inputs.store is None or identity_file is None:
         return replace(inputs, stamps={})
-    keep = {identity_file, inputs.trusted_ca, inputs.crl_file}
+    keep = {identity_file, inputs.trusted_ca, inputs.crl_file, *(inputs.system or ())}
     return replace(inputs, files={path: data for path, data in inputs.files.items() if path in keep}, stamps={})
 
 

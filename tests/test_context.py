@@ -37,7 +37,7 @@ from gtls.errors import (
 )
 from gtls.options import TLSOptions
 from gtls.resolve import direct
-from gtls.testing import CA, write_pem
+from gtls.testing import CA, Certified, write_pem
 from gtls.verify import verify_chain
 from tests.peers import OPENSSL, client_handshake, close, gtls_server, run_gtls, s_client, s_server
 
@@ -1143,3 +1143,101 @@ def test_a_chain_signed_with_an_algorithm_cryptography_cannot_name_but_openssl_k
             compile_context(direct({"trusted-ca": str(MLDSA / "root.pem")}, "client"))
     else:
         compile_context(direct({"trusted-ca": str(MLDSA / "root.pem")}, "client"))
+
+
+def _system_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """An empty CA folder as the whole system store of profile windows (SSL_CERT_DIR; SSL_CERT_FILE names no file),
+    with stamps trusted at once (``_stat_memo.SETTLE`` 0), so a cache hit after it is stat calls only."""
+    folder = tmp_path / "certs"
+    folder.mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-bundle.pem"))
+    monkeypatch.setenv("SSL_CERT_DIR", str(folder))
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    return folder
+
+
+def _add_root(folder: Path, name: str) -> tuple[CA, Certified]:
+    """A new root in ``folder`` (``name``.pem, then ``openssl rehash``, which links it as ``<subject hash>.0``: what
+    OpenSSL's folder lookup opens), and a localhost leaf it issued."""
+    time.sleep(0.05)  # past the file system's time tick: the folder's change shows in its stamp
+    root = CA.root(name)
+    root.write_cert(folder / f"{name}.pem")
+    subprocess.run([OPENSSL, "rehash", str(folder)], check=True, capture_output=True, timeout=30)
+    assert len(list(folder.glob("*.0"))) == len(list(folder.glob("*.pem")))
+    return root, root.leaf("localhost", dns=["localhost"])
+
+
+def _trusted_over_the_wire(compiled: CompiledContext, leaf: Certified, tmp_path: Path) -> str | None:
+    """None when a gtls client on ``compiled`` accepts an openssl s_server serving ``leaf``; else the reason."""
+    cert, key = leaf.write_cert(tmp_path / "leaf.pem"), leaf.write_key(tmp_path / "leaf-key.pem")
+    with s_server("-cert", cert, "-key", key) as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname="localhost")
+        close(conn)
+    return error.reason if error is not None else None
+
+
+def test_a_windows_handshake_reads_no_system_ca_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Spec §1.1 and §1.6: the system store's CA folder is read when the context is compiled. OpenSSL's
+    set_default_verify_paths searched it by name hash during each handshake, so a root added to the folder was
+    trusted by contexts compiled before (spec: changed files count only once a context is rebuilt). A root there at
+    compile time is trusted over the wire and by verify_chain; one added later only by a context compiled after,
+    which compile_context builds because the folder's stamp changed (an unchanged folder is a cache hit)."""
+    folder = _system_folder(tmp_path, monkeypatch, request)
+    first_root, first_leaf = _add_root(folder, "system root one")
+    settings = direct({"tls-target-name-check": "host"}, "client", profile="windows")
+    before = compile_context(settings)
+    reads = context_module.STATS.file_reads
+    assert compile_context(settings) is before and context_module.STATS.file_reads == reads  # stat calls only
+    assert _trusted_over_the_wire(before, first_leaf, tmp_path) is None
+    assert verify_chain([first_leaf.cert], before, "client", "localhost")[-1] == first_root.cert
+
+    second_root, second_leaf = _add_root(folder, "system root two")
+    assert _trusted_over_the_wire(before, second_leaf, tmp_path) == "untrusted"
+    with pytest.raises(PeerVerificationError) as refused:
+        verify_chain([second_leaf.cert], before, "client", "localhost")
+    assert refused.value.reason == "untrusted"
+
+    after = compile_context(settings)
+    assert after is not before
+    for root, leaf in ((first_root, first_leaf), (second_root, second_leaf)):
+        assert _trusted_over_the_wire(after, leaf, tmp_path) is None
+        assert verify_chain([leaf.cert], after, "client", "localhost")[-1] == root.cert
+
+
+def test_a_windows_mutual_server_trusts_the_system_ca_folder_it_was_compiled_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """The server side of the same: clients of a root of the folder are accepted, of a root added after refused."""
+    folder = _system_folder(tmp_path, monkeypatch, request)
+    _, known = _add_root(folder, "client root one")
+    server_leaf = CA.root("server root").leaf("localhost", dns=["localhost"])
+    compiled = compile_context(direct({"certificate": str(server_leaf.write_cert(tmp_path / "server.pem")),
+                                       "certificate-key": str(server_leaf.write_key(tmp_path / "server-key.pem")),
+                                       "tls-mutual": "1"}, "server", profile="windows"))
+    _, later = _add_root(folder, "client root two")
+    with gtls_server(compiled) as srv:
+        for name, leaf in (("known", known), ("later", later)):
+            cert, key = leaf.write_cert(tmp_path / f"{name}.pem"), leaf.write_key(tmp_path / f"{name}-key.pem")
+            s_client(srv.port, "-cert", cert, "-key", key)
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(True, None), (False, "untrusted")]
+
+
+def test_the_system_store_skips_what_is_not_a_certificate_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Hashed entries that hold no readable certificate are skipped, summed up in one warning; the rest is trusted.
+    Files the folder lookup never opened (not named by a hash) are not read: copying a root there trusted nothing."""
+    folder = _system_folder(tmp_path, monkeypatch, request)
+    root, leaf = _add_root(folder, "system root")
+    (folder / "deadbeef.0").write_text("not a certificate\n")
+    (folder / "deadbeef.1").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    CA.root("copied root").write_cert(folder / "copied.crt")
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    skipped = [w for w in compiled.warnings if w.startswith("system CA certificates")]
+    assert len(skipped) == 1 and "skipped 2 item(s)" in skipped[0] and "deadbeef.0" in skipped[0], skipped
+    assert [a.to_cryptography() for a in compiled.system_anchors] == [root.cert]
+    assert verify_chain([leaf.cert], compiled, "client")[-1] == root.cert

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import tempfile
-import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -19,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from OpenSSL import crypto
 
-from gtls.context import clear_cache, compile_context
+from gtls.context import compile_context
 from gtls.errors import ConfigError, PeerVerificationError
 from gtls.options import TLSOptions
 from gtls.resolve import direct, resolve_client
 from gtls.testing import CA, CRL, Certified, write_pem
 from gtls.verify import ANCHOR_CRL_CHECKED, verify_chain
-from tests.peers import client_handshake, close, s_server, version_4_certificate
+from tests.peers import client_handshake, close, s_server, serial_zero_identity, version_4_certificate
 
 DAY = dt.timedelta(days=1)
 
@@ -295,15 +292,25 @@ def test_the_presumed_path_is_linear_in_what_the_peer_sent(monkeypatch: pytest.M
     assert len(comparisons) < 4 * len(sent), len(comparisons)
 
 
-def test_the_windows_profile_reads_the_system_ca_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Profile windows without trusted-ca trusts the system's CAs; the offline verifier read the whole CA file into
-    every store (4.6 ms per refusal, which any peer can cause): parsed once per compiled context now, and left to
-    OpenSSL when it holds blocks only OpenSSL reads."""
-    import ssl
+def _system_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, *roots: CA) -> Path:
+    """``roots`` as the whole system store of profile windows (SSL_CERT_FILE; SSL_CERT_DIR names no folder)."""
+    from gtls import context as context_module
 
-    bundle = write_pem(tmp_path / "system.pem", CA.root("system root one"), CA.root("system root two"))
-    paths = ssl.get_default_verify_paths()
-    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths._replace(cafile=str(bundle), capath=None))
+    bundle = write_pem(tmp_path / "system.pem", *roots)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    return bundle
+
+
+def test_the_windows_profile_reads_the_system_ca_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           request: pytest.FixtureRequest) -> None:
+    """Profile windows without trusted-ca trusts the system's CAs; the offline verifier read the whole CA file into
+    every store (4.6 ms per refusal, which any peer can cause): the context's compile reads it, and the offline
+    verifier takes the certificates its store was given. TRUSTED CERTIFICATE blocks (OpenSSL trust settings, which
+    gtls does not read) are skipped with a warning rather than trusted without their settings."""
+    bundle = _system_store(tmp_path, monkeypatch, request, CA.root("system root one"), CA.root("system root two"))
     stranger = CA.root("stranger root")
     leaf = stranger.leaf("w.test", dns=["w.test"])
     compiled = compile_context(direct({}, "client", profile="windows"))
@@ -312,26 +319,26 @@ def test_the_windows_profile_reads_the_system_ca_file_once(tmp_path: Path, monke
             verify_chain([leaf.cert], compiled, "client")
         assert info.value.reason == "untrusted"
     assert compiled._verify_cas is not None and len(compiled._verify_cas) == 2
+    assert compiled._verify_cas == compiled.system_anchors
     trusted_root = CA.root("system root three")
-    write_pem(bundle, trusted_root, trusted_root.cert_pem.replace(b" CERTIFICATE-----", b" TRUSTED CERTIFICATE-----"))
-    fallback = compile_context(direct({"sec-protocol": "TLSv13"}, "client", profile="windows"))  # not cached
-    assert verify_chain([trusted_root.leaf("t.test", dns=["t.test"]).cert], fallback, "client")
-    assert fallback._verify_cas == ()  # OpenSSL read the file itself
+    write_pem(bundle, trusted_root.cert_pem.replace(b" CERTIFICATE-----", b" TRUSTED CERTIFICATE-----"))
+    skipping = compile_context(direct({"sec-protocol": "TLSv13"}, "client", profile="windows"))  # not cached
+    with pytest.raises(PeerVerificationError) as info:
+        verify_chain([trusted_root.leaf("t.test", dns=["t.test"]).cert], skipping, "client")
+    assert info.value.reason == "untrusted" and skipping.system_anchors == ()
+    assert any("TRUSTED CERTIFICATE block 1" in w for w in skipping.warnings), skipping.warnings
 
 
 def test_the_windows_profile_with_trusted_ca_verifies_against_it_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     """With trusted-ca, profile windows trusts its CAs, not the system's, offline as in a handshake."""
-    import ssl
-
     system = CA.root("system root")
-    bundle = write_pem(tmp_path / "system.pem", system)
-    paths = ssl.get_default_verify_paths()
-    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths._replace(cafile=str(bundle), capath=None))
+    _system_store(tmp_path, monkeypatch, request, system)
     own = CA.root("own root")
     compiled = compile_context(direct({"trusted-ca": str(write_pem(tmp_path / "own.pem", own))}, "client",
                                       profile="windows"))
+    assert compiled.system_anchors == ()
     assert verify_chain([own.leaf("o.test", dns=["o.test"]).cert], compiled, "client")
     with pytest.raises(PeerVerificationError) as info:
         verify_chain([system.leaf("s.test", dns=["s.test"]).cert], compiled, "client")
@@ -339,53 +346,22 @@ def test_the_windows_profile_with_trusted_ca_verifies_against_it_alone(
 
 
 def test_the_windows_system_ca_file_is_read_without_swapping_the_warnings_filters(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
-    """Its roots of serial 0 were silenced under warnings.catch_warnings, which swaps the process-wide filters and puts
-    its copy back on exit: a filter another thread set meanwhile was undone. Here the read is held on a FIFO (a slow
-    disk) while this thread adds a filter; it must stay."""
-    import ssl
-
-    bundle = tmp_path / "system.pem"
-    os.mkfifo(bundle)
-    paths = ssl.get_default_verify_paths()
-    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths._replace(cafile=str(bundle), capath=None))
-    clear_cache()  # a new context: its CAs not read yet
-    compiled = compile_context(direct({}, "client", profile="windows"))
-    reasons: list[str] = []
-
-    def refuse_a_stranger() -> None:
+    """A root of serial 0 (as a few of the system bundles have) is parsed by OpenSSL: no cryptography warning to
+    silence, so no warnings.catch_warnings, which swaps the process-wide filters and puts its copy back on exit (a
+    filter another thread set meanwhile was undone). Warnings as errors here: reading it warns about nothing."""
+    cert, _ = serial_zero_identity(tmp_path, "serial zero root")
+    _system_store(tmp_path, monkeypatch, request)
+    os.replace(cert, tmp_path / "system.pem")
+    filters = list(warnings.filters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled = compile_context(direct({}, "client", profile="windows"))
         with pytest.raises(PeerVerificationError) as info:
             verify_chain([CA.root("stranger root").leaf("w.test", dns=["w.test"]).cert], compiled, "client")
-        reasons.append(info.value.reason)
-
-    marker = ("error", None, UserWarning, None, 0)
-    worker = threading.Thread(target=refuse_a_stranger, daemon=True)
-    worker.start()
-    fd = -1
-    try:
-        deadline = time.monotonic() + 10
-        while True:  # the writer's open fails (ENXIO) until the verifier has opened the FIFO to read it
-            try:
-                fd = os.open(bundle, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and worker.is_alive(), "the verifier never read the CA file"
-                time.sleep(0.01)
-        time.sleep(0.3)  # the verifier now waits for the file's bytes
-        warnings.filterwarnings("error", category=UserWarning)  # this thread's own filter, set meanwhile
-        os.set_blocking(fd, True)
-        os.write(fd, CA.root("system root").cert_pem)
-        os.close(fd)
-        worker.join(10)
-        assert reasons == ["untrusted"]
-        assert marker in warnings.filters
-    finally:
-        if fd == -1:  # a failure above: let a verifier stuck in open() go (it then reads an empty file)
-            with contextlib.suppress(OSError):
-                os.close(os.open(bundle, os.O_WRONLY | os.O_NONBLOCK))
-        worker.join(10)
-    assert compiled._verify_cas is not None and len(compiled._verify_cas) == 1
+    assert info.value.reason == "untrusted" and warnings.filters == filters
+    assert len(compiled.system_anchors) == 1  # the serial-0 root, read
 
 
 TRUST_CASES = {  # case -> the verdict both must give (None: verified)
