@@ -235,6 +235,7 @@ def _read_system_store(files: dict[Path, bytes], stamps: dict[Path, _stat_memo.S
             order.append(path)
     return tuple(order), tuple(problems)
 
+
 def _settings_key(resolved: Resolved, alpn: tuple[bytes, ...] = ()) -> tuple[Hashable, ...]:
     """What identifies settings apart from the contents of their files (and the ALPN protocols of the context)."""
     # The system store's sources come from the environment: a new SSL_CERT_DIR is other settings (a few stats).
