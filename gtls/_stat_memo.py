@@ -16,7 +16,8 @@ A file's stamp is taken just *before* it is read, never after: the bytes read ar
 so a change in between only costs one more read. Taken after, a file swapped while its settings were being compiled
 (a symlink or folder swapped to a file written earlier, as Kubernetes secret volumes and ``ln -sfn`` rotations do,
 which moves no time of the file itself) got the new file's stamp beside the old file's context, and that context
-was served until the file changed again.
+was served until the file changed again. It is taken again after the read, and a file whose stamp moved meanwhile
+gets none (the caller's ``None``): the first stamp may not be the bytes', and a switch back would match it again.
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
         if path in files:
             return
         STATS.file_reads += 1
-        stamps[path] = _stat_memo.stamp(path)  # before the read: the bytes are at least as new as the stamp
+        before = _stat_memo.stamp(path)  # before the read: the bytes are at least as new as the stamp
         try:
             files[path] = read_file(path, option=option, where=where, error=error)
         except e.ConfigError as exc:
@@ -149,6 +149,9 @@ def _read_inputs(resolved: Resolved, where: Where, warnings: list[str]) -> _Inpu
                 exc.message += hint
                 exc.args = (exc.message,)
             raise
+        # A stamp that moved during the read may not belong to the bytes read (a symlink switched, then switched
+        # back, would match it again): such a file is not stamped, so its settings are read again next time.
+        stamps[path] = before if _stat_memo.stamp(path) == before else None
 
     cert_files: list[Path] = []
     store: tuple[tuple[Path, ...], bool] | None = None

@@ -847,6 +847,40 @@ def test_a_file_swapped_between_its_stamp_and_its_read_is_read_again(
     assert [c.subject.rfc4514_string() for c in compile_settings(options, "client").trusted] == ["CN=read v2"]
 
 
+def test_a_file_switched_between_its_stamp_and_its_read_then_switched_back_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A symlink switched after the stamp was taken and before the read (v1's stamp, v2's bytes), then switched
+    back (a rollback of an ``ln -sfn`` rotation): v1's stamp matched again and v2's context was served for v1's file.
+    A compile in between did not help once threads compile: here another thread's compile stores v2 under its own
+    stamp, and the slower one stored v1's stamp over it. A file whose stamp moved during its read is not stamped."""
+    monkeypatch.setattr(_stat_memo, "SETTLE", 0.0)
+    context_module.clear_cache()
+    current, _ = rotated_ca_folders(tmp_path, "back")
+
+    def switch_to(version: str) -> None:
+        switched = tmp_path / "switched"
+        switched.symlink_to(version)
+        os.replace(switched, current)
+
+    options = TLSOptions(trusted_ca=str(current / "ca.pem"))
+    read_file = context_module.read_file
+
+    def switch_then_read(*args: Any, **kwargs: Any) -> bytes:
+        monkeypatch.setattr(context_module, "read_file", read_file)  # once: the other thread reads normally
+        switch_to("v2")
+        other = threading.Thread(target=compile_settings, args=(options, "client"))
+        other.start()
+        other.join(10)
+        return read_file(*args, **kwargs)
+
+    monkeypatch.setattr(context_module, "read_file", switch_then_read)
+    first = compile_settings(options, "client")
+    assert [c.subject.rfc4514_string() for c in first.trusted] == ["CN=back v2"]  # what was read
+    switch_to("v1")  # rolled back
+    assert [c.subject.rfc4514_string() for c in compile_settings(options, "client").trusted] == ["CN=back v1"]
+
+
 def test_a_symlink_switched_between_two_files_written_together_is_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
