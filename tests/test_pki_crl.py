@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from gtls.context import CompiledContext, compile_context
-from gtls.errors import CrlLoadError, PeerVerificationError
+from gtls.errors import CrlLoadError, HandshakeError, PeerVerificationError
 from gtls.resolve import direct
 from gtls.server import HandshakeEvent, serve_tls_over_tcp
 from gtls.testing import CA, CRL, Certified, write_pem
@@ -105,6 +105,20 @@ CASE_IDS = [
 ]
 
 
+def against_s_server(tmp_path: Path, compiled: CompiledContext, leaf: Certified, issuer: CA, name: str
+                     ) -> tuple[HandshakeError | None, list[str]]:
+    """A handshake of ``compiled``'s client against ``openssl s_server`` sending ``leaf`` and ``issuer``: its error,
+    and the per-handshake warnings when it succeeded."""
+    write_pem(tmp_path / "served.pem", leaf, issuer)
+    leaf.write_key(tmp_path / "served.key")
+    with s_server("-cert", tmp_path / "served.pem", "-cert_chain", tmp_path / "served.pem", "-key",
+                  tmp_path / "served.key") as server:
+        conn, error = client_handshake(compiled, server.port, server_hostname=name)
+        warnings = compiled.established(conn) if conn is not None else []
+        close(conn)
+    return error, warnings
+
+
 @pytest.mark.parametrize("name", CASE_IDS)
 def test_crl_outcomes_offline(tmp_path: Path, pki: Pki, name: str) -> None:
     crls, scope, expired, expected = cases(pki)[name]
@@ -117,12 +131,7 @@ def test_issuer_without_crl_sign(tmp_path: Path, pki: Pki) -> None:
     in a handshake."""
     compiled = client(tmp_path, pki, pki.weak.crl())
     assert reason(compiled, [pki.weak_leaf, pki.weak]) == ("crl-signature", 0)
-    write_pem(tmp_path / "weak.pem", pki.weak_leaf, pki.weak)
-    pki.weak_leaf.write_key(tmp_path / "weak.key")
-    with s_server("-cert", tmp_path / "weak.pem", "-cert_chain", tmp_path / "weak.pem", "-key",
-                  tmp_path / "weak.key") as server:
-        conn, error = client_handshake(compiled, server.port, server_hostname="weak.test")
-        close(conn)
+    error, _ = against_s_server(tmp_path, compiled, pki.weak_leaf, pki.weak, "weak.test")
     assert error is not None and (error.reason, error.depth) == ("crl-signature", 0), error
 
 
@@ -132,13 +141,7 @@ def test_issuer_without_crl_sign(tmp_path: Path, pki: Pki) -> None:
 def test_crl_outcomes_in_a_handshake(tmp_path: Path, pki: Pki, name: str) -> None:
     crls, scope, expired, expected = cases(pki)[name]
     compiled = client(tmp_path, pki, *crls, scope=scope, expired=expired)
-    write_pem(tmp_path / "chain.pem", pki.leaf, pki.inter)
-    pki.leaf.write_key(tmp_path / "key.pem")
-    with s_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
-                        tmp_path / "key.pem") as server:
-        conn, error = client_handshake(compiled, server.port, server_hostname="crl.test")
-        warnings = compiled.established(conn) if conn is not None else []
-        close(conn)
+    error, warnings = against_s_server(tmp_path, compiled, pki.leaf, pki.inter, "crl.test")
     if expected == "ok":
         assert error is None
         if expired == "warn":
@@ -162,12 +165,7 @@ def test_a_delta_crl_never_hides_a_revocation(tmp_path: Path, pki: Pki, with_bas
     crls = [pki.inter.crl(revoked=[pki.leaf], this_update=-DAY, crl_number=7)] if with_base else []
     compiled = client(tmp_path, pki, *crls, delta_crl(pki.inter, 7))
     assert any("the delta CRL of CN=crl inter" in w and "is not used" in w for w in compiled.warnings)
-    write_pem(tmp_path / "chain.pem", pki.leaf, pki.inter)
-    pki.leaf.write_key(tmp_path / "key.pem")
-    with s_server("-cert", tmp_path / "chain.pem", "-cert_chain", tmp_path / "chain.pem", "-key",
-                  tmp_path / "key.pem") as server:
-        conn, error = client_handshake(compiled, server.port, server_hostname="crl.test")
-        close(conn)
+    error, _ = against_s_server(tmp_path, compiled, pki.leaf, pki.inter, "crl.test")
     expected = ("revoked", 0) if with_base else ("crl-unavailable", 0)
     assert error is not None and (error.reason, error.depth) == expected, error
     assert reason(compiled, [pki.leaf, pki.inter]) == expected
