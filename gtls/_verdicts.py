@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from cryptography import x509
 from OpenSSL import SSL, crypto
 
+from . import _advice
 from . import errors as e
 from .errors import HandshakeError, PeerVerificationError
 from .pki import hostcheck, names, reasons
@@ -39,11 +41,14 @@ def handshake_failure(compiled: CompiledContext, conn: SSL.Connection, exc: Base
     our own verification verdict first (reason, depth, subject), else OpenSSL's library reason."""
     code = hostcheck.verify_result(conn) if compiled.verifies_peer else 0
     if code != 0 and not (code == reasons.CRL_HAS_EXPIRED and compiled.crl_expired_warn):
-        return _verify_failure(compiled, conn, code, peer)
+        return _explained(compiled, conn, _verify_failure(compiled, conn, code, peer), code)
     reason, message, alert = library_failure(exc)
-    if reason in e.CERTIFICATE_REASONS:
-        return PeerVerificationError(reason, message, peer=peer, alert=alert)
-    return HandshakeError(reason, message, peer=peer, alert=alert)
+    cls = PeerVerificationError if reason in e.CERTIFICATE_REASONS else HandshakeError
+    error = cls(reason, message, peer=peer, alert=alert)
+    try:
+        return _advice.library(compiled, error)
+    except Exception:  # noqa: BLE001 - a diagnostic must never turn a refusal into a crash
+        return error
 
 
 def late_rejection(compiled: CompiledContext, conn: SSL.Connection, exc: SSL.Error, peer: str | None = None
@@ -77,6 +82,27 @@ def _verify_failure(compiled: CompiledContext, conn: SSL.Connection, code: int, 
         return _located_by_openssl(compiled, conn, code, peer) or _plain_failure(code, reason, peer)
     except Exception:  # noqa: BLE001 - as above
         return _plain_failure(code, reason, peer)
+
+
+def _explained(compiled: CompiledContext, conn: SSL.Connection, error: PeerVerificationError, code: int
+               ) -> PeerVerificationError:
+    """Our verdict in the operator's words (gtls._advice): who refused whom, and what to change."""
+    try:
+        return _advice.verdict(compiled, error, code, _readable_chain(compiled, conn))
+    except Exception:  # noqa: BLE001 - a diagnostic must never turn a refusal into a crash
+        return error
+
+
+def _readable_chain(compiled: CompiledContext, conn: SSL.Connection) -> list[x509.Certificate]:
+    """The peer's certificates cryptography can read, leaf first, from a chain of at most _REVERIFIED_CHAIN."""
+    chain = _refused_chain(compiled, conn)
+    readable = []
+    for cert in chain[:_REVERIFIED_CHAIN]:
+        try:
+            readable.append(cert.to_cryptography())
+        except Exception:  # noqa: BLE001, S112 - a certificate OpenSSL took that cryptography cannot read
+            continue
+    return readable
 
 
 def _refused_chain(compiled: CompiledContext, conn: SSL.Connection) -> list[crypto.X509]:

@@ -387,8 +387,10 @@ def test_check_tries_each_connection_against_the_port_it_targets(fixtures: Path,
     text = run_gtls("check", "--config", str(config)).stdout
     assert "applications.c.connections.fine  (client to 127.0.0.1:0)  ok\n" in text
     assert "applications.c.connections.no-certificate  (client to 127.0.0.1:0)  ERROR\n" in text
-    assert ("  handshake with applications.s.ports.mutual: FAILED: no-peer-certificate (refused by the server: "
-            in text)
+    assert ("  handshake with applications.s.ports.mutual: FAILED: no-peer-certificate (the server refused the client "
+            "(peer did not return a certificate): it sent no certificate, and tls-mutual=1 (level Port of "
+            "applications.s.ports.mutual) requires one" in text), text
+    assert "FAILED: name-mismatch (the client refused the server's certificate: certificate names" in text, text
     assert "  handshake with applications.s.ports.plain: ok (TLSv1.3, TLS_" in text
 
 

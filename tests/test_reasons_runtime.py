@@ -540,11 +540,13 @@ async def test_a_serial_zero_peer_certificate_cannot_crash_a_refusal(pki: PKI, t
     assert [(e.ok, e.reason) for e in events] == [(False, "untrusted"), (True, None)], [e.describe() for e in events]
     refused = events[0].error
     assert isinstance(refused, PeerVerificationError)
-    assert (refused.depth, refused.subject, refused.message) == (0, "CN=serial zero client", "self-signed certificate")
+    assert (refused.depth, refused.subject) == (0, "CN=serial zero client")
+    assert refused.message.startswith("we refused the client's certificate: self-signed certificate; "), refused.message
     cert, key = serial_zero_identity(tmp_path, "serial zero server")
     error = await failure_against_openssl(cert, key, pki.client_options())
     assert isinstance(error, PeerVerificationError) and error.reason == "untrusted"
-    assert (error.depth, error.subject, error.message) == (0, "CN=serial zero server", "self-signed certificate")
+    assert (error.depth, error.subject) == (0, "CN=serial zero server")
+    assert error.message.startswith("we refused the server's certificate: self-signed certificate; "), error.message
 
 
 async def test_a_verified_client_certificate_cryptography_cannot_read_does_not_stop_the_server(
@@ -630,8 +632,9 @@ async def test_a_refused_client_certificate_cryptography_cannot_read_is_named(
     assert isinstance(event.error, PeerVerificationError)
     assert (event.reason, event.error.depth, event.error.subject, event.subject) == (
         reason, depth, subject, client_subject)
-    assert event.error.message == {"untrusted": "unable to get local issuer certificate",
-                                   "expired": "certificate has expired", "revoked": "certificate revoked"}[reason]
+    assert event.error.message.startswith("we refused the client's certificate: " + {
+        "untrusted": "unable to get local issuer certificate", "expired": "certificate has expired",
+        "revoked": "certificate revoked"}[reason]), event.error.message
     lines = [r.getMessage() for r in caplog.records if r.name == "gtls.server"]
     assert len(lines) == 1 and f"handshake failed: {reason} " in lines[0], lines
     assert f"subject={client_subject}:" in lines[0], lines
@@ -665,7 +668,7 @@ async def test_unreadable_certificates_located_by_openssl_keep_gtls_words(pki: P
                                           chain=pki.intermediate_file)
     assert isinstance(error, PeerVerificationError)
     assert (error.reason, error.depth, error.subject) == ("untrusted", 0, "CN=localhost")
-    assert error.message == "OpenSSL verify error 34: unhandled critical extension"
+    assert error.message == "we refused the server's certificate: OpenSSL verify error 34: unhandled critical extension"
     nameless = pki.intermediate.leaf(dns=("localhost",))  # untrusted: its intermediate is not sent
     cert = write_pem(tmp_path / "nameless.pem", version_4_certificate(nameless, pki.intermediate))
     error = await failure_against_openssl(cert, nameless.write_key(tmp_path / "nameless.key"), pki.client_options())
@@ -689,7 +692,8 @@ async def test_an_unreadable_client_certificate_keeps_the_handshakes_reason(pki:
 
     event = await server_reason(pki.server_options(tls_mutual="1"), client)
     assert isinstance(event.error, PeerVerificationError)
-    assert (event.reason, event.error.depth, event.error.message) == ("untrusted", None, "EE certificate key too weak")
+    assert (event.reason, event.error.depth, event.error.message) == (
+        "untrusted", None, "we refused the client's certificate: EE certificate key too weak")
 
 
 async def test_a_refused_client_is_named_as_its_accepted_peers_are(pki: PKI, stranger: PKI, tmp_path: Path) -> None:
@@ -736,7 +740,8 @@ async def test_a_long_real_chain_is_refused_unlocated_with_gtls_words(pki: PKI, 
         assert "elsewhere.test" in error.message
     else:
         assert (error.reason, error.depth) == ("untrusted", None)
-        assert error.message == "OpenSSL verify error 34: unhandled critical extension"
+        assert error.message == ("we refused the server's certificate: OpenSSL verify error 34: unhandled critical "
+                                 "extension")
 
 
 async def test_a_hostile_long_chain_costs_no_offline_reverification(pki: PKI, tmp_path: Path) -> None:

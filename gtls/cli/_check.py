@@ -213,8 +213,11 @@ def _rehearse_connections(deployment: Deployment, reports: list[EndpointReport])
 def _handshake_text(handshake: dict[str, Any]) -> str:
     if handshake["ok"]:
         return f"ok ({handshake['tls_version']}, {handshake['cipher']})"
-    refused = f"refused by the {handshake['side']}: " if handshake["side"] else ""
-    return f"FAILED: {handshake['reason']} ({refused}{handshake['message']})"
+    message, side = handshake["message"], handshake["side"]
+    if side and message.startswith("we refused "):  # the refusing end's own words: "we" is that end here
+        return f"FAILED: {handshake['reason']} (the {side} refused {message.removeprefix('we refused ')})"
+    refused = f"refused by the {side}: " if side else ""
+    return f"FAILED: {handshake['reason']} ({refused}{message})"
 
 
 def _describe_resolution(report: EndpointReport, resolved: Resolved) -> None:

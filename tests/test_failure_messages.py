@@ -1,0 +1,205 @@
+"""Failure messages as an operator reads them (audit 76): which end refused, the certificate at fault, what to change,
+and, for settings from a deployment file, the option's level and endpoint. Real peers on 127.0.0.1; the reason words
+themselves are tests/test_reasons_runtime.py's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from gtls import HandshakeError, HandshakeEvent, TLSOptions
+from gtls.client import open_tls_over_tcp_stream
+from gtls.testing import write_pem
+from tests.peers import PKI, error_line, gtls_serve, openssl_client, openssl_server, run_gtls, write_pki
+from tests.test_reasons_runtime import gtls_server, trio_thread_client
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return write_pki(tmp_path_factory.mktemp("messages-pki"))
+
+
+async def _client_error(port: int, options: TLSOptions) -> HandshakeError:
+    with pytest.raises(HandshakeError) as caught:
+        stream = await open_tls_over_tcp_stream("127.0.0.1", port, options, server_hostname="localhost",
+                                                handshake_timeout=10)
+        await stream.aclose()
+    return caught.value
+
+
+def _leaf(pki: PKI, tmp_path: Path, name: str, **kwargs: object) -> tuple[Path, Path]:
+    leaf = pki.intermediate.leaf(kwargs.pop("cn", "localhost"), dns=kwargs.pop("dns", ("localhost",)),  # type: ignore[arg-type]
+                                 **kwargs)  # type: ignore[arg-type]
+    return write_pem(tmp_path / f"{name}.pem", leaf.cert_pem), leaf.write_key(tmp_path / f"{name}.key")
+
+
+async def test_a_server_without_its_intermediate_is_named_as_such(pki: PKI, tmp_path: Path) -> None:
+    leaf_only = write_pem(tmp_path / "leaf.pem", pki.server.cert_pem)
+    with openssl_server(cert=leaf_only, key=pki.server_key) as server:
+        error = await _client_error(server.port, pki.client_options())
+    assert error.reason == "untrusted" and error.depth == 0
+    assert error.message.startswith("we refused the server's certificate: unable to get local issuer certificate; ")
+    assert "the server sent only its own certificate, no intermediate" in error.message, error.message
+    assert "its issuer CN=gtls transport test intermediate is neither sent by the server nor in trusted-ca" \
+        in error.message, error.message
+
+
+@pytest.mark.parametrize(("case", "phrases"), [
+    ("expired", ("we refused the server's certificate: certificate has expired; it was valid until ",
+                 "the server must renew it")),
+    ("not-yet-valid", ("it is valid only from ", "check this machine's clock")),
+    ("bad-purpose", ("does not allow TLS servers (serverAuth)",)),
+    ("name-mismatch", ("compared 'localhost'", "dial a name the certificate carries, or set tls-target-name")),
+])
+async def test_certificate_verdicts_say_what_to_change(pki: PKI, tmp_path: Path, case: str,
+                                                       phrases: tuple[str, ...]) -> None:
+    kwargs: dict[str, object] = {
+        "expired": {"not_before": -10 * DAY, "not_after": -DAY}, "not-yet-valid": {"not_before": DAY},
+        "bad-purpose": {"eku": ("client",)}, "name-mismatch": {"cn": "other.example", "dns": ("other.example",)},
+    }[case]
+    cert, key = _leaf(pki, tmp_path, case, **kwargs)
+    options = pki.client_options(tls_target_name_check="host")
+    with openssl_server(cert=cert, key=key, chain=pki.intermediate_file) as server:
+        error = await _client_error(server.port, options)
+    assert error.reason == case
+    for phrase in phrases:
+        assert phrase in error.message, error.message
+
+
+@pytest.mark.parametrize(("case", "phrase"), [
+    ("revoked", "a CRL in tls-crl lists it as revoked: the server needs a new certificate"),
+    ("crl-unavailable", "tls-crl holds no CRL of CN=gtls transport test intermediate"),
+    ("crl-expired", "is past its next update: put a current CRL in the file, or accept expired CRLs with "
+                    "tls-crl-expired=warn"),
+])
+async def test_crl_verdicts_name_the_crl_and_the_option(pki: PKI, tmp_path: Path, case: str, phrase: str) -> None:
+    crl = {"revoked": lambda: pki.intermediate.crl(revoked=[pki.server]).pem,
+           "crl-unavailable": lambda: pki.root.crl().pem,
+           "crl-expired": lambda: pki.intermediate.crl(this_update=-10 * DAY, next_update=-DAY).pem}[case]()
+    options = pki.client_options(tls_crl=str(write_pem(tmp_path / "crl.pem", crl)))
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        error = await _client_error(server.port, options)
+    assert error.reason == case and phrase in error.message, error.message
+
+
+async def test_peer_alerts_say_the_peer_refused_us_and_why(pki: PKI) -> None:
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file, ca=pki.ca_file,
+                        verify_client=True, args=("-tls1_2",)) as server:
+        error = await _client_error(server.port, pki.client_options())
+    assert error.reason == "peer-alert"
+    assert error.message.startswith("the server refused the handshake with the alert handshake_failure: "), error
+    assert "requires a client certificate and got none (set certificate and certificate-key)" in error.message
+
+
+async def test_protocol_version_names_sec_protocol(pki: PKI) -> None:
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file,
+                        args=("-tls1_2",)) as server:
+        error = await _client_error(server.port, pki.client_options(sec_protocol="TLSv13"))
+    assert error.reason == "protocol-version"
+    assert error.message == ("the server refused the handshake (protocol_version alert): no TLS version both sides "
+                             "allow; we allow TLS 1.3 only, by sec-protocol")
+
+
+# --- the server's side ---------------------------------------------------------------------------------------------
+
+
+async def _server_error(options: TLSOptions, client: object) -> HandshakeError:
+    events: list[HandshakeEvent] = []
+    async with gtls_server(options, events) as port:
+        assert callable(client)
+        await client(port)
+    failures = [event.error for event in events if event.error is not None]
+    assert len(failures) == 1, [event.describe() for event in events]
+    return failures[0]
+
+
+async def test_server_side_words(pki: PKI) -> None:
+    async def no_certificate(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2"])
+
+    error = await _server_error(pki.server_options(tls_mutual="1"), no_certificate)
+    assert error.message == ("we refused the client (peer did not return a certificate): it sent no certificate, and "
+                             "tls-mutual=1 requires one; the client must set its certificate and certificate-key")
+
+    async def no_shared_cipher(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"])
+
+    error = await _server_error(pki.server_options(sec_protocol="TLSv12", cipher_list="ECDHE-ECDSA-AES128-GCM-SHA256"),
+                                no_shared_cipher)
+    assert error.message.startswith("we refused the handshake (no shared cipher): the client offered no cipher suite "
+                                    "we allow; ours come from cipher-list and sec-protocol"), error.message
+
+    async def distrusting(port: int) -> None:
+        stranger = write_pki(pki.dir / "stranger")
+        await openssl_client(port, ca=stranger.ca_file)
+
+    error = await _server_error(pki.server_options(), distrusting)
+    assert error.message.startswith("the client refused the handshake with the alert unknown_ca: it does not trust "
+                                    "the CA that issued our certificate"), error.message
+
+
+async def test_plain_http_to_a_tls_port_is_said_in_plain_words(pki: PKI) -> None:
+    def client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            try:
+                sock.recv(100)
+            except ConnectionResetError:
+                pass
+
+    event = await trio_thread_client(pki.server_options(), client)
+    assert event.error is not None and event.error.reason == "not-tls"
+    assert event.error.message == "the client sent an HTTP request (plain HTTP to a TLS port?) (http request)"
+
+
+# --- settings from a deployment file: the option's level and endpoint ----------------------------------------------
+
+
+def _deployment(tmp_path: Path, pki: PKI, port: int, client_security: str, port_transport: str = "tls=1") -> Path:
+    config = tmp_path / "deployment.toml"
+    config.write_text(f"""
+[hosts.h]
+address = "localhost"
+[hosts.h.security]
+certificate = "{','.join(str(p) for p in pki.server_chain_files)}"
+certificate-key = "{pki.server_key}"
+trusted-ca = "{pki.ca_file}"
+[applications.srv]
+host = "h"
+[applications.srv.ports.default]
+address = "127.0.0.1"
+port = {port}
+transport = "{port_transport}"
+[applications.cli.security]
+{client_security}
+[applications.cli.connections.c]
+server = "srv"
+address = "127.0.0.1"
+host = "localhost"
+""")
+    return config
+
+
+def test_connect_with_a_deployment_file_names_the_level_to_change(pki: PKI, tmp_path: Path) -> None:
+    stranger = write_pki(tmp_path / "stranger")
+    with openssl_server(cert=stranger.server_cert, key=stranger.server_key, chain=stranger.intermediate_file) as server:
+        config = _deployment(tmp_path, pki, server.port, f'trusted-ca = "{pki.ca_file}"')
+        result = run_gtls("connect", "--config", str(config), "--app", "cli", "--connection", "c", "--timeout", "5")
+    line = error_line(result)
+    assert result.returncode == 1 and line.startswith("gtls: untrusted: we refused the server's certificate: "), line
+    assert "nor in trusted-ca (level Application of applications.cli.connections.c): add that CA there" in line, line
+
+
+def test_serve_with_a_deployment_file_names_the_level_of_tls_mutual(pki: PKI, tmp_path: Path) -> None:
+    config = _deployment(tmp_path, pki, 0, f'trusted-ca = "{pki.ca_file}"', "tls=1;tls-mutual=1")
+    with gtls_serve("--config", str(config), "--app", "srv") as server:
+        trio.run(lambda: openssl_client(server.port, ca=pki.ca_file, args=["-tls1_2"]))
+        line = server.stderr.wait_for(lambda text: "failed:" in text)
+    assert "failed: no-peer-certificate: we refused the client (peer did not return a certificate): it sent no " \
+           "certificate, and tls-mutual=1 (level Port of applications.srv.ports.default) requires one" in line, line
