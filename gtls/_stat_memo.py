@@ -51,7 +51,7 @@ def stamp(path: Path) -> Stamp | None:
         return None
 
 
-def presence(path: Path) -> Stamp | None:
+def presence(path: Path | str) -> Stamp | None:
     """``stamp``, but ``ABSENT`` for a path that does not exist (a folder's stamp changes when entries come or go)."""
     try:
         return _stamp(str(path))
@@ -59,13 +59,6 @@ def presence(path: Path) -> Stamp | None:
         return ABSENT
     except OSError:
         return None
-
-
-def _now(path: str) -> Stamp:
-    try:
-        return _stamp(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return ABSENT
 
 
 def settled(stamps: Iterable[tuple[Path, Stamp | None]]) -> Stamps | None:
@@ -80,8 +73,5 @@ def settled(stamps: Iterable[tuple[Path, Stamp | None]]) -> Stamps | None:
 
 
 def unchanged(stamps: Stamps) -> bool:
-    """Whether every file still has its stamp (one ``stat`` each)."""
-    try:
-        return all(_now(path) == stamp for path, stamp in stamps)
-    except OSError:
-        return False
+    """Whether every file still has its stamp (one ``stat`` each; a path that cannot be stat'ed has none)."""
+    return all(presence(path) == stamp for path, stamp in stamps)

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from ..errors import CredentialLoadError
-from .pem import blocks_of
+from .pem import blocks_of, skipped_blocks
 from .where import Where
 
 #: Key types OpenSSL can use for a TLS certificate through pyOpenSSL.
@@ -55,7 +55,7 @@ def load_private_key(
     keys = [b for b in blocks if b.label in KEY_LABELS]
     damaged = [b.label for b in blocks if not b.der]
     if damaged:  # other blocks belong here (EC PARAMETERS, a combined file's chain); a damaged one is still named
-        warnings.append(f"{option}: skipped PEM blocks {', '.join(damaged)} in {path}")
+        warnings.append(skipped_blocks(option, damaged, path))
     if not keys:
         raise where.error(CredentialLoadError, "no PEM private key in file", option=option, file=path)
     if len(keys) > 1:

@@ -5,12 +5,13 @@ hash during each verification: a handshake then read files, and a root added to 
 rebuild (spec §1.1). gtls reads both here instead, from the same places that call used (``sources``), and hands the
 certificates to the context's store and to the offline verifier (``gtls._offline``): one set of anchors for both.
 
-Of the folder only the entries OpenSSL's lookup opens are read: ``XXXXXXXX.N``, the subject hash ``openssl rehash``
-names them by. Other files there (Debian's ``*.pem``, the same roots the hashed links point to) were never consulted;
-reading them would trust a certificate merely copied into the folder. Cost, measured on Debian's store (146 roots
-in ``ca-certificates.crt`` and 144 hashed links to the same roots, each parsed once): a compile takes ~8 ms instead
-of ~3 ms (~1.7 ms reading 145 files, ~5.5 ms splitting PEM and parsing), once per settings, not per handshake; a
-cache hit stays at ~15 µs (stat calls for the CA file and folder only, ``gtls.context._read_system_store``).
+Of the folder only the entries OpenSSL's lookup opens are read: ``<hash>.<n>``, eight hex digits of the subject hash
+and a number, as ``openssl rehash`` names them. Other files there (Debian's ``*.pem``, the same roots the hashed
+links point to) were never consulted; reading them would trust a certificate merely copied into the folder. Cost,
+measured on Debian's store (146 roots in ``ca-certificates.crt`` and 144 hashed links to the same roots, each parsed
+once): a compile takes ~8 ms instead of ~3 ms (~1.7 ms reading 145 files, ~5.5 ms splitting PEM and parsing), once
+per settings, not per handshake; a cache hit stays at ~15 µs (stat calls for the CA file and folder only,
+``gtls.context._read_system_store``).
 """
 
 from __future__ import annotations
