@@ -63,6 +63,25 @@ async def open_tls_over_tcp_stream(
     ``timeout``). Happy eyeballs races TCP connections only: a handshake that fails or stalls on the first address
     to connect ends the call. ``alpn_protocols``: the application protocols to offer by ALPN
     (``["h2", "http/1.1"]``)."""
+    given_as = "server_hostname" if server_hostname is not None else "host"
+    return await _open(host, port, settings, server_hostname, given_as, happy_eyeballs_delay, handshake_timeout,
+                       connect_timeout, https_compatible, alpn_protocols)
+
+
+async def _open(
+    host: str | bytes,
+    port: int,
+    settings: Resolved | TLSOptions | CompiledContext,
+    server_hostname: str | None,
+    given_as: str,
+    happy_eyeballs_delay: float | None,
+    handshake_timeout: float | None,
+    connect_timeout: float | None,
+    https_compatible: bool,
+    alpn_protocols: Iterable[str] | None,
+) -> TLSStream:
+    """``open_tls_over_tcp_stream``; ``given_as`` is what the caller called the dialled name (``host``, or
+    ``server_hostname`` when given): a name the name check cannot take is refused naming it."""
     check_handshake_timeout(handshake_timeout)
     check_handshake_timeout(connect_timeout, what="connect_timeout")
     if isinstance(port, bool) or not isinstance(port, int):
@@ -78,7 +97,7 @@ async def open_tls_over_tcp_stream(
     if context is not settings:  # compiled here: its load-time warnings are logged (once each); a caller who
         log_warnings(context.located_warnings)  # compiled the settings itself holds them already
     name = server_hostname if server_hostname is not None else host
-    context.client_names(name)  # a name that cannot be checked fails here, before any connection is made
+    context.client_names(name, given_as=given_as)  # a name the check cannot take fails here, before any connection
     family = ip_literal_family(host)
     if family is None:  # a name: happy eyeballs
         with _connect_deadline(connect_timeout, host, port):
@@ -150,17 +169,9 @@ async def connect(
     settings: Resolved | CompiledContext = endpoint.resolved
     if isinstance(endpoint, Endpoint):
         settings, alpn_protocols = _pinned_context(endpoint, alpn_protocols), None  # it carries its ALPN list
-    return await open_tls_over_tcp_stream(
-        endpoint.address,
-        endpoint.port,
-        settings,
-        server_hostname=endpoint.server_hostname,
-        happy_eyeballs_delay=happy_eyeballs_delay,
-        handshake_timeout=handshake_timeout,
-        connect_timeout=connect_timeout,
-        https_compatible=https_compatible,
-        alpn_protocols=alpn_protocols,
-    )
+    # The endpoint's server_hostname is its deployment entry's host: an error names that key.
+    return await _open(endpoint.address, endpoint.port, settings, endpoint.server_hostname, "host",
+                       happy_eyeballs_delay, handshake_timeout, connect_timeout, https_compatible, alpn_protocols)
 
 
 #: The contexts ``connect`` compiled per ``Endpoint`` object (by identity: an equal Endpoint from a new

@@ -497,19 +497,20 @@ class CompiledContext:
     def name_check(self) -> bool:
         return self.role == "client" and self.resolved.options.tls_target_name_check == "host"
 
-    def _names_for(self, server_hostname: str | None) -> tuple[str | None, str | None]:
+    def _names_for(self, server_hostname: str | None, given_as: str) -> tuple[str | None, str | None]:
         """(reference name, SNI name) for a dialled host, remembered per host (a bounded cache; errors are not)."""
         found = self._name_cache.get(server_hostname)
         if found is None:
-            reference = self.reference_name(server_hostname)
+            reference = self.reference_name(server_hostname, given_as=given_as)
             found = (reference, names.sni_name(reference))
             if len(self._name_cache) >= 256:
                 self._name_cache.clear()
             self._name_cache[server_hostname] = found
         return found
 
-    def reference_name(self, server_hostname: str | None) -> str | None:
-        """The normalised reference name R: ``tls-target-name``, else the dialled host (spec §7)."""
+    def reference_name(self, server_hostname: str | None, *, given_as: str = "server_hostname") -> str | None:
+        """The normalised reference name R: ``tls-target-name``, else the dialled host (spec §7). ``given_as``: what
+        the caller called the dialled host (its parameter or deployment key), the option an error names."""
         raw = self.resolved.options.tls_target_name or server_hostname
         if raw is None:
             return None
@@ -517,8 +518,10 @@ class CompiledContext:
             reference = names.normalise_reference(raw)
             return names.checked_reference(reference) if self.name_check else reference
         except names.BadReferenceName as exc:
-            option = "tls-target-name" if self.resolved.options.tls_target_name else "server_hostname"
-            raise _where(self.resolved).error(InvalidOptionValue, str(exc), option=option) from None
+            if self.resolved.options.tls_target_name:
+                raise _where(self.resolved).error(InvalidOptionValue, str(exc), option="tls-target-name") from None
+            # The dialled name is the connection's (or the caller's), not an option of any level: no level named.
+            raise InvalidOptionValue(str(exc), option=given_as, object_path=self.resolved.object_path) from None
 
     def renew_if_due(self, sharing: Iterable[Resolved] = ()) -> None:
         """Renew a server's context when its session-ticket key is due (gtls._sessions), and log once, located at this
@@ -588,12 +591,14 @@ class CompiledContext:
             conn.set_tlsext_host_name(sni.encode("ascii"))
         return conn
 
-    def client_names(self, server_hostname: str | None) -> tuple[str | None, str | None]:
+    def client_names(self, server_hostname: str | None, *, given_as: str = "server_hostname"
+                     ) -> tuple[str | None, str | None]:
         """(reference name to check, or None without the name check; SNI name, or None) for a connection dialled
-        as ``server_hostname``. Raises ``InvalidOptionValue`` for a name that cannot be checked: the connector calls
-        this before it dials, so such a name costs no TCP connection."""
+        as ``server_hostname``. Raises ``InvalidOptionValue`` for a name that cannot be checked, naming ``given_as``
+        (``host`` when the caller gave no server_hostname): the connector calls this before it dials, so such a
+        name costs no TCP connection."""
         if self.name_check:
-            reference, sni = self._names_for(server_hostname)
+            reference, sni = self._names_for(server_hostname, given_as)
             if reference is None:
                 raise _where(self.resolved).error(
                     InvalidOptionValue,
@@ -602,7 +607,7 @@ class CompiledContext:
                 )
             return reference, sni
         try:
-            return None, self._names_for(server_hostname)[1]
+            return None, self._names_for(server_hostname, given_as)[1]
         except e.ConfigError:
             if self.resolved.options.tls_target_name:
                 raise

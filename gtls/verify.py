@@ -34,7 +34,7 @@ def verify_chain(
     compiled = compile_settings(settings, role)
     reference = None
     if compiled.name_check:
-        reference = compiled.reference_name(target_name)
+        reference = compiled.reference_name(target_name, given_as="target_name")
         if reference is None:
             raise InvalidOptionValue(
                 "tls-target-name-check=host needs a reference name: pass target_name or set tls-target-name",

@@ -434,7 +434,7 @@ def test_a_dialled_name_the_name_check_cannot_take_is_the_connections_error(fixt
     assert result.returncode == 1 and "Traceback" not in result.stderr and "ResourceWarning" not in result.stderr
     endpoints = by_path(json.loads(result.stdout))
     error = endpoints["applications.c.connections.x"]["error"]
-    assert (error["type"], error["option"]) == ("InvalidOptionValue", "server_hostname") and "my!host" in error[
+    assert (error["type"], error["option"]) == ("InvalidOptionValue", "host") and "my!host" in error[
         "message"]
     assert endpoints["applications.c.connections.x"]["handshake"] is None
     assert endpoints["applications.c.connections.fine"]["handshake"]["ok"]

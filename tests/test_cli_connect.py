@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,34 @@ def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:
     assert result.returncode == 2
     line = error_line(result)
     assert line.startswith("gtls: config error: ") and "crl" in line
+
+
+def test_a_connections_host_the_name_check_cannot_take_exits_2_before_dialling(tmp_path: Path) -> None:
+    """A deployment connection's ``host`` the name check refuses is a configuration error naming that key (it was
+    dialled first: a resolver's "Name or service not known", exit 1)."""
+    fixtures = Path(__file__).resolve().parents[1] / "certs-fixtures"
+    config = tmp_path / "pair.toml"
+    config.write_text(textwrap.dedent(f"""
+        [hosts.cli.security]
+        trusted-ca = "{fixtures}/ca/certauth.pem"
+        tls-target-name-check = "host"
+        [applications.s]
+        host = "cli"
+        [applications.s.ports.p]
+        port = 9
+        transport = "tls=1"
+        [applications.c]
+        host = "cli"
+        certificate-source = "Host"
+        [applications.c.connections.x]
+        server = "s"
+        host = "my!host"
+        """))
+    result = run_gtls("connect", "--config", str(config), "--app", "c", "--connection", "x")
+    assert result.returncode == 2
+    line = error_line(result)
+    assert line.startswith("gtls: config error: InvalidOptionValue: applications.c.connections.x: host: ") and (
+        "'my!host'" in line and "level" not in line)
 
 
 

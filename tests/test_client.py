@@ -36,6 +36,7 @@ from gtls import (
     direct,
     load_deployment,
     open_tls_over_tcp_stream,
+    verify_chain,
 )
 from gtls.server import serve_tls_over_tcp
 from gtls.stream import compile_settings
@@ -159,6 +160,19 @@ async def test_configuration_error_before_any_network_io(pki: PKI, tmp_path: Pat
         assert len(os.listdir("/proc/self/fd")) == fds_before
     assert accepted == []
     assert caught.value.option == "trusted-ca"
+
+
+@pytest.mark.parametrize("host", ["bad..example", "*.example.com"])
+async def test_a_dialled_host_that_cannot_be_checked_is_named_as_the_caller_gave_it(pki: PKI, host: str) -> None:
+    """The error names the parameter the caller used: ``host`` when no ``server_hostname`` was given (it named
+    ``server_hostname``, a parameter the caller never passed), and ``target_name`` for ``verify_chain``."""
+    options = pki.client_options(tls_target_name_check="host")
+    with pytest.raises(InvalidOptionValue) as caught:
+        await open_tls_over_tcp_stream(host, 9, options)  # refused before any connection: nothing listens on 9
+    assert caught.value.option == "host" and host in str(caught.value)
+    with pytest.raises(InvalidOptionValue) as caught:
+        verify_chain([pki.server.cert, pki.intermediate.cert], options, "client", target_name=host)
+    assert caught.value.option == "target_name"
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,7 @@ def _check_endpoint(endpoint: Any) -> EndpointReport:
 
             compiled = compile_context(resolved)
             if resolved.role == "client":  # a dialled name the name check cannot take: as gtls connect, before dialling
-                compiled.client_names(report.server_hostname)
+                compiled.client_names(report.server_hostname, given_as="host")
             report.compiled = compiled
             # Headed by the endpoint and level, as gtls serve and gtls connect print them and the library logs them
             # (and as a failed compile's warnings come): the same line in the report as in the runtime's log.

@@ -113,6 +113,8 @@ def _run(args: argparse.Namespace, warnings: list[str]) -> int:
     compiled = compile_context(resolved, alpn=alpn)  # ConfigError -> exit 2, before any network I/O
     report_warnings([*warnings, *compiled.located_warnings])
     warnings.clear()  # reported: a later error must not repeat them
+    # A dialled name the name check cannot take: refused (exit 2) before any connection, as the connector does.
+    compiled.client_names(server_hostname if server_hostname is not None else host, given_as="host")
 
     import trio
 
