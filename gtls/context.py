@@ -622,7 +622,8 @@ class CompiledContext:
     def established(self, conn: SSL.Connection, *, peer: str | None = None) -> list[str]:
         """Call right after a successful handshake, before any data is returned. Runs the pure-Python name check
         when the private API is missing (raising ``PeerVerificationError``) and returns warnings to log for this
-        handshake (an expired CRL accepted under ``tls-crl-expired=warn``)."""
+        handshake (an expired CRL accepted under ``tls-crl-expired=warn``), headed by the endpoint as
+        ``located_warnings`` are when the settings come from a deployment file."""
         out: list[str] = []
         reference = self._references.get(conn)
         if reference is not None and not hostcheck.AVAILABLE:
@@ -649,7 +650,7 @@ class CompiledContext:
                 out.append(f"tls-crl: accepted the expired CRL of {issuer_text(crl)} (next update "
                            f"{next_update:%Y-%m-%d %H:%M} UTC) because tls-crl-expired=warn"
                            + (f"; peer {peer}" if peer else ""))
-        return out
+        return list(_located(self.resolved, out))  # headed by the endpoint and level, as load-time warnings are
 
     def handshake_failure(self, conn: SSL.Connection, exc: BaseException, peer: str | None = None
                           ) -> HandshakeError:

@@ -575,6 +575,39 @@ async def test_the_connector_logs_load_and_handshake_warnings(pki: PKI, tmp_path
     assert all(r.getMessage().endswith(f"; peer 127.0.0.1:{port}") for r in per_handshake), per_handshake
 
 
+async def test_a_handshakes_warning_names_the_deployment_endpoint(pki: PKI, tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """With settings from a deployment file, a handshake's warning is headed by the endpoint and level, as the
+    load-time warnings are, so a program with many connections tells which one let the expired CRL through."""
+    expired = pki.intermediate.crl(this_update=-10 * dt.timedelta(days=1), next_update=-5 * dt.timedelta(days=1))
+    crl = tmp_path / "expired-crl.pem"
+    crl.write_bytes(expired.pem)
+    deploy = tmp_path / "deploy.toml"
+    deploy.write_text(f"""
+[applications.statserver.ports.default]
+port = 1
+[applications.reporter.security]
+trusted-ca = "{pki.ca_file}"
+tls-crl = "{crl}"
+tls-crl-expired = "warn"
+[applications.reporter.connections.stats]
+server = "statserver"
+host = "localhost"
+transport = "tls=1"
+""")
+    caplog.set_level(logging.WARNING, logger="gtls")
+    async with server(pki.server_options(), []) as port:
+        endpoint = dataclasses.replace(load_deployment(deploy).connection("reporter", "stats"), address="127.0.0.1",
+                                       port=port)
+        async with await connect(endpoint) as stream:
+            assert await stream.receive_some() == b"hello"
+            located = stream.handshake_warnings
+    per_handshake = [r.getMessage() for r in caplog.records if r.name == "gtls.client"]
+    assert per_handshake == located and len(located) == 1
+    assert located[0].startswith("applications.reporter.connections.stats: Application: tls-crl: accepted the expired")
+    assert located[0].endswith(f"; peer 127.0.0.1:{port}")
+
+
 @contextlib.contextmanager
 def dropping_port() -> Iterator[int]:
     """A port whose accept queue is full: the kernel drops further SYNs, so a TCP connect waits (minutes)."""
