@@ -9,14 +9,17 @@ object and level when the settings come from a deployment file. Failure path onl
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptography import x509
 
 from . import errors as e
 from ._levels import Level
 from .errors import HandshakeError, PeerVerificationError
+from .pki import reasons
 from .pki.certs import self_signed, subject_text
+from .pki.strength import Weakness
+from .pki.strength import describe as describe_weakness
 
 if TYPE_CHECKING:
     from .context import CompiledContext
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 #: UNABLE_TO_VERIFY_LEAF_SIGNATURE) and for a self-signed certificate not among the trusted ones.
 _NO_ISSUER: Final = frozenset({2, 20, 21})
 _SELF_SIGNED: Final = frozenset({18, 19})
+#: The security level's verify codes (EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK): a weak key or signature.
+_WEAK_KEY: Final = frozenset({reasons.EE_KEY_TOO_SMALL, reasons.CA_KEY_TOO_SMALL})
+_WEAK: Final = _WEAK_KEY | {reasons.CA_MD_TOO_WEAK}
 _CRL_REASONS: Final = frozenset({e.CRL_UNAVAILABLE, e.CRL_EXPIRED, e.CRL_NOT_YET_VALID, e.CRL_SIGNATURE})
 
 #: What a fatal alert from the peer usually means, and what to change (RFC 8446 §6.2 names).
@@ -66,16 +72,40 @@ def _peer_role(compiled: CompiledContext) -> str:
     return "server" if compiled.role == "client" else "client"
 
 
+class _Voice(NamedTuple):
+    """How a verdict is said: of a chain a peer sent in a handshake, or of one ``verify_chain`` was given."""
+
+    peer: str  # "server" or "client": whose chain it is
+    sent: str  # where the chain's certificates were: "sent by the server", "in the chain"
+    alone: str  # a leaf without its intermediates: "the server sent only its own certificate"
+    clock: bool  # the time judged is this machine's clock (not verify_chain's ``at``)
+
+
 def verdict(compiled: CompiledContext, error: PeerVerificationError, code: int,
             chain: list[x509.Certificate]) -> PeerVerificationError:
     """``error`` (our verification refused the peer) said as such: the refusal, OpenSSL's fact and the fix.
     ``chain``: the certificates the peer sent, leaf first, as far as they could be read."""
     peer = _peer_role(compiled)
+    voice = _Voice(peer, f"sent by the {peer}", f"the {peer} sent only its own certificate", clock=True)
+    return _said(compiled, error, code, chain, f"we refused the {peer}'s certificate", voice)
+
+
+def offline_verdict(compiled: CompiledContext, error: PeerVerificationError, code: int,
+                    chain: list[x509.Certificate], *, clock: bool) -> PeerVerificationError:
+    """``verify_chain``'s refusal of ``chain`` (leaf first) with the same facts and fixes as ``verdict``: no peer
+    refused anything yet, so it says the chain would be refused. ``clock``: judged at the current time."""
+    peer = _peer_role(compiled)
+    voice = _Voice(peer, "in the chain", f"the chain holds only the {peer}'s own certificate", clock)
+    return _said(compiled, error, code, chain, f"the {peer}'s chain would be refused", voice)
+
+
+def _said(compiled: CompiledContext, error: PeerVerificationError, code: int, chain: list[x509.Certificate],
+          headline: str, voice: _Voice) -> PeerVerificationError:
     cert = _certificate(error.subject, chain, compiled)
-    hint = _verdict_hint(compiled, error.reason, code, peer, cert, chain, error.depth)
+    hint = _verdict_hint(compiled, error.reason, code, voice, cert, chain, error.depth)
     if error.reason == e.NAME_MISMATCH and "set tls-target-name" in error.message:
         hint = ""  # the name check's own message already said it (an IP address dialled)
-    message = f"we refused the {peer}'s certificate: {error.message}" + (f"; {hint}" if hint else "")
+    message = f"{headline}: {error.message}" + (f"; {hint}" if hint else "")
     return PeerVerificationError(error.reason, message, peer=error.peer, depth=error.depth, subject=error.subject,
                                  alert=error.alert)
 
@@ -88,28 +118,33 @@ def _certificate(subject: str | None, chain: list[x509.Certificate], compiled: C
     return next((c for c in (*chain, *compiled.trusted) if subject_text(c) == subject), None)
 
 
-def _verdict_hint(compiled: CompiledContext, reason: e.Reason, code: int, peer: str, cert: x509.Certificate | None,
-                  chain: list[x509.Certificate], depth: int | None) -> str:
+def _verdict_hint(compiled: CompiledContext, reason: e.Reason, code: int, voice: _Voice,
+                  cert: x509.Certificate | None, chain: list[x509.Certificate], depth: int | None) -> str:
+    peer = voice.peer
     trusted = located(compiled, "trusted-ca")
     crl = located(compiled, "tls-crl")  # each hint names the location once: later options are at the same level
     issuer = cert.issuer.rfc4514_string() if cert is not None else None
     if reason == e.UNTRUSTED and code in _NO_ISSUER and issuer:
-        alone = (f"the {peer} sent only its own certificate, no intermediate; " if len(chain) == 1 and depth == 0
+        alone = (f"{voice.alone}, no intermediate; " if len(chain) == 1 and depth == 0
                  and not self_signed(chain[0]) else "")
-        return (f"{alone}its issuer {issuer} is neither sent by the {peer} nor in {trusted}: add that CA there if "
+        return (f"{alone}its issuer {issuer} is neither {voice.sent} nor in {trusted}: add that CA there if "
                 f"you trust it, or have the {peer} send its intermediate certificates")
     if reason == e.UNTRUSTED and code in _SELF_SIGNED:
         return f"it is self-signed and not in {trusted}: add it there if you trust it"
+    if reason == e.UNTRUSTED and code in _WEAK and cert is not None:
+        return describe_weakness(cert, Weakness.KEY if code in _WEAK_KEY else Weakness.SIGNATURE)
     if reason == e.EXPIRED and cert is not None:
-        fix = f"replace it in {trusted}" if cert in compiled.trusted else f"the {peer} must renew it"
-        return f"it was valid until {_when(cert.not_valid_after_utc)}: {fix} (or this machine's clock is wrong)"
+        fix = (f"replace it in {trusted}" if cert in compiled.trusted else f"the {peer} must renew it" if not depth
+               else f"the {peer} must send this CA's renewed certificate")
+        clock = " (or this machine's clock is wrong)" if voice.clock else ""
+        return f"it was valid until {_when(cert.not_valid_after_utc)}: {fix}{clock}"
     if reason == e.NOT_YET_VALID and cert is not None:
-        return (f"it is valid only from {_when(cert.not_valid_before_utc)}: check this machine's clock, or wait "
-                f"until then")
+        check = "check this machine's clock, or wait until then" if voice.clock else "wait until then"
+        return f"it is valid only from {_when(cert.not_valid_before_utc)}: {check}"
     if reason == e.REVOKED:
         return f"a CRL in {crl} lists it as revoked: the {peer} needs a new certificate"
     if reason in _CRL_REASONS:
-        return _crl_hint(compiled, reason, crl, issuer, depth)
+        return _crl_hint(compiled, reason, crl, issuer, depth, voice.clock)
     if reason == e.BAD_PURPOSE:
         usage = "TLS servers (serverAuth)" if peer == "server" else "TLS clients (clientAuth)"
         return f"its key usage or extended key usage does not allow {usage}: the {peer} needs a certificate for that"
@@ -121,7 +156,8 @@ def _verdict_hint(compiled: CompiledContext, reason: e.Reason, code: int, peer: 
     return ""
 
 
-def _crl_hint(compiled: CompiledContext, reason: e.Reason, crl: str, issuer: str | None, depth: int | None) -> str:
+def _crl_hint(compiled: CompiledContext, reason: e.Reason, crl: str, issuer: str | None, depth: int | None,
+              clock: bool) -> str:
     of = f"of {issuer}" if issuer else "of its issuer"
     whose = f"the CRL {of}"
     if reason == e.CRL_UNAVAILABLE:
@@ -132,7 +168,8 @@ def _crl_hint(compiled: CompiledContext, reason: e.Reason, crl: str, issuer: str
         return (f"{whose} in {crl} is past its next update: put a current CRL in the file, or accept expired CRLs "
                 "with tls-crl-expired=warn")
     if reason == e.CRL_NOT_YET_VALID:
-        return f"{whose} in {crl} is not valid yet: check this machine's clock, or the CRL's dates"
+        check = "check this machine's clock, or the CRL's dates" if clock else "check the CRL's dates"
+        return f"{whose} in {crl} is not valid yet: {check}"
     return f"{whose} in {crl} does not verify with that CA's key: replace it with the CRL the CA signed"
 
 
@@ -168,6 +205,8 @@ def _library_hint(compiled: CompiledContext, error: HandshakeError) -> str:
         mutual = f"tls-mutual=1{_at(compiled, 'tls-mutual')}"
         return (f"we refused the client ({message}): it sent no certificate, and {mutual} requires one; the client "
                 "must set its certificate and certificate-key")
+    if error.reason == e.EOF_IN_HANDSHAKE:
+        return f"the {peer} closed the connection during the handshake ({message})"
     if error.reason == e.NOT_TLS and not message.startswith("invalid TLS"):
         http = "http" in message
         what = "an HTTP request (plain HTTP to a TLS port?)" if http else "bytes that are not TLS (a plaintext " \
@@ -176,4 +215,11 @@ def _library_hint(compiled: CompiledContext, error: HandshakeError) -> str:
     return ""
 
 
-__all__ = ["library", "located", "verdict"]
+def timed_out(seconds: float, peer: str, setting: str = "handshake_timeout") -> str:
+    """A ``timeout`` message: the limit in force and the setting that sets it (the API's parameter, or a command's
+    flag). ``peer``: "server", "client" or "peer"."""
+    return (f"the handshake did not complete within {seconds:g} s ({setting}={seconds:g}): raise {setting} if the "
+            f"{peer} or the network is that slow")
+
+
+__all__ = ["library", "located", "offline_verdict", "timed_out", "verdict"]

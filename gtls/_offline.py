@@ -105,14 +105,28 @@ def _anchors(compiled: CompiledContext) -> tuple[crypto.X509, ...]:
     return compiled.system_anchors
 
 
+class Verdict(PeerVerificationError):
+    """The offline verifier's refusal, with the OpenSSL verify code behind it: ``gtls._advice`` chooses its hint by
+    the code (no issuer found, self-signed, a weak key), which the reason word alone does not tell."""
+
+    code: int = 0
+
+
 def _failure(code: int, depth: int, cert: x509.Certificate | None, reference: str | None, chain: Sequence[
-        x509.Certificate]) -> PeerVerificationError:
+        x509.Certificate]) -> Verdict:
     reason = reasons.reason_for(code)
     if reason == e.NAME_MISMATCH and reference is not None:
         message = names.mismatch_message(chain[0], reference)
     else:
         message = hostcheck.verify_message(code)
-    return PeerVerificationError(reason, message, depth=depth, subject=subject_text(cert) if cert else None)
+    verdict = Verdict(reason, message, depth=depth, subject=subject_text(cert) if cert else None)
+    verdict.code = code
+    return verdict
+
+
+def as_cryptography(chain: Sequence[CertLike]) -> list[x509.Certificate]:
+    """``chain`` as ``cryptography`` holds it, leaf first (``_as_crypto``: a certificate it cannot load raises)."""
+    return [_as_crypto(cert, position) for position, cert in enumerate(chain)]
 
 
 def _run(compiled: CompiledContext, chain: Sequence[x509.Certificate], flags: int, reference: str | None,
@@ -136,7 +150,7 @@ def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, ref
     A chain with several faults fails on the one the handshake reports: the first in OpenSSL's order (path, CA and
     purpose, security level, name, revocation, then signatures and dates from the trust anchor down; README,
     *Several faults in one peer chain*), the expired-CRL waiver included."""
-    certs = [_as_crypto(cert, position) for position, cert in enumerate(chain)]
+    certs = as_cryptography(chain)
     if not certs:
         raise PeerVerificationError(e.NO_PEER_CERTIFICATE, "no certificate to verify")
     if weakness(certs[0]) is Weakness.KEY:  # OpenSSL checks the leaf's key before anything else
@@ -152,8 +166,7 @@ def verify_compiled(compiled: CompiledContext, chain: Sequence[CertLike], *, ref
     path = outcome
     _check_auth_level(path, reference, certs)
     if reference is not None and not hostcheck.AVAILABLE and not names.matches(path[0], reference):
-        raise PeerVerificationError(e.NAME_MISMATCH, names.mismatch_message(path[0], reference), depth=0,
-                                    subject=subject_text(path[0]))
+        raise _failure(reasons.HOSTNAME_MISMATCH, 0, path[0], reference, certs)
     return path
 
 

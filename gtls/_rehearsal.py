@@ -36,6 +36,9 @@ class Rehearsal:
     message: str | None = None
     tls_version: TLSVersionName | None = None
     cipher: str | None = None
+    #: The certificate at fault of a refused chain (0: the refused end's peer's leaf), as the refusal names it.
+    depth: int | None = None
+    subject: str | None = None
 
 
 def rehearse(client: CompiledContext, server: CompiledContext, server_hostname: str | None,
@@ -103,5 +106,5 @@ def _refused(failures: dict[Literal["client", "server"], HandshakeError]) -> Reh
     for side in ("client", "server"):
         exc = failures.get(side)
         if exc is not None and exc.alert is None and exc.reason not in _ECHOES:
-            return Rehearsal(False, side, exc.reason, exc.message)
+            return Rehearsal(False, side, exc.reason, exc.message, depth=exc.depth, subject=exc.subject)
     return None

@@ -103,13 +103,20 @@ def _as_syscall_error(exc: OSError) -> SSL.SysCallError:
     return SSL.SysCallError(exc.errno or -1, exc.strerror or str(exc))
 
 
-def _describe_syscall(exc: SSL.SysCallError) -> tuple[str, bool]:
+def _describe_syscall(exc: SSL.SysCallError, peer: str | None = None) -> tuple[str, bool]:
+    """What the transport did, and whether it was an EOF. ``peer``: the other end when it is named ("the server")."""
     code = exc.args[0] if exc.args else -1
     if code == -1 or code == 0:
-        return "the peer closed the connection without close_notify", True
+        return f"{peer or 'the peer'} closed the connection without close_notify", True
     if isinstance(code, int) and code in GONE_ERRNOS:
-        return f"the connection was reset ({errno.errorcode.get(code, code)})", False
+        return _reset_text(code, peer), False
     return f"transport error: {exc.args[1] if len(exc.args) > 1 else exc}", False
+
+
+def _reset_text(code: int | None, peer: str | None) -> str:
+    # Not "reset by the server": a device on the way may have reset it, and ETIMEDOUT is no one's doing.
+    with_peer = f" with {peer}" if peer else ""
+    return f"the connection{with_peer} was reset ({errno.errorcode.get(code or 0, code)})"
 
 
 class TLSEngine:
@@ -605,14 +612,16 @@ class TLSEngine:
     # --- failures ----------------------------------------------------------------------------------------------
 
     def eof_in_handshake(self, exc: BaseException | None = None) -> HandshakeError:
-        """The transport's own reason: closed or reset mid-handshake without an alert (spec §10)."""
+        """The transport's own reason: closed or reset mid-handshake without an alert (spec §10), said of the side
+        that closed (the peer of our role)."""
+        peer = "the client" if self.is_server else "the server"
         if isinstance(exc, SSL.SysCallError):
-            message, _ = _describe_syscall(exc)
+            message, _ = _describe_syscall(exc, peer)
         elif exc is not None and isinstance(exc.__cause__, OSError) and exc.__cause__.errno in GONE_ERRNOS:
             # a transport stream's failure caused by a reset (memory-BIO driver over a socket)
-            message = f"the connection was reset ({errno.errorcode.get(exc.__cause__.errno or 0, '?')})"
+            message = _reset_text(exc.__cause__.errno, peer)
         else:
-            message = "the peer closed the connection"
+            message = f"{peer} closed the connection"
         return HandshakeError(EOF_IN_HANDSHAKE, f"{message} during the handshake", peer=self.peer)
 
     def _peek_rejection(self) -> Exception | None:

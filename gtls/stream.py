@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, overload
 import trio
 from cryptography import x509
 
+from ._advice import timed_out
 from ._bio_driver import BioDriver
 from ._socket_driver import SocketDriver
 from .context import CompiledContext, compile_settings
@@ -482,7 +483,9 @@ class TLSStream(trio.abc.HalfCloseableStream):
         return failure
 
     def _timeout_error(self, seconds: float) -> HandshakeError:
-        return HandshakeError(TIMEOUT, f"the handshake did not complete within {seconds:g} s", peer=self._engine.peer)
+        # Every deadline here is a handshake_timeout: of TLSStream, the connector, the listeners and serve_tls_over_tcp.
+        peer = "client" if self._engine.is_server else "server"
+        return HandshakeError(TIMEOUT, timed_out(seconds, peer), peer=self._engine.peer)
 
     # --- receiving ---------------------------------------------------------------------------------------------
 

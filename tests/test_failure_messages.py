@@ -1,20 +1,38 @@
 """Failure messages as an operator reads them (audit 76): which end refused, the certificate at fault, what to change,
-and, for settings from a deployment file, the option's level and endpoint. Real peers on 127.0.0.1; the reason words
-themselves are tests/test_reasons_runtime.py's."""
+and, for settings from a deployment file, the option's level and endpoint; verify_chain's say the same of a chain
+that would be refused, and timeouts and EOFs name the setting and the side (audit 78). Real peers on 127.0.0.1; the
+reason words themselves are tests/test_reasons_runtime.py's."""
 
 from __future__ import annotations
 
 import datetime as dt
 import socket
+import struct
 from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.asymmetric import rsa
+from OpenSSL import SSL
 
-from gtls import HandshakeError, HandshakeEvent, TLSOptions
+from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, verify_chain
 from gtls.client import open_tls_over_tcp_stream
-from gtls.testing import write_pem
-from tests.peers import PKI, error_line, gtls_serve, openssl_client, openssl_server, run_gtls, write_pki
+from gtls.context import compile_context
+from gtls.deployment import load_deployment
+from gtls.resolve import direct
+from gtls.testing import CA, Certified, write_pem
+from tests.peers import (
+    PKI,
+    close_after_hello,
+    error_line,
+    gtls_serve,
+    openssl_client,
+    openssl_server,
+    raw_server,
+    run_gtls,
+    silent,
+    write_pki,
+)
 from tests.test_reasons_runtime import gtls_server, trio_thread_client
 
 DAY = dt.timedelta(days=1)
@@ -25,10 +43,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return write_pki(tmp_path_factory.mktemp("messages-pki"))
 
 
-async def _client_error(port: int, options: TLSOptions) -> HandshakeError:
+async def _client_error(port: int, options: TLSOptions, handshake_timeout: float = 10) -> HandshakeError:
     with pytest.raises(HandshakeError) as caught:
         stream = await open_tls_over_tcp_stream("127.0.0.1", port, options, server_hostname="localhost",
-                                                handshake_timeout=10)
+                                                handshake_timeout=handshake_timeout)
         await stream.aclose()
     return caught.value
 
@@ -161,14 +179,17 @@ async def test_plain_http_to_a_tls_port_is_said_in_plain_words(pki: PKI) -> None
 # --- settings from a deployment file: the option's level and endpoint ----------------------------------------------
 
 
-def _deployment(tmp_path: Path, pki: PKI, port: int, client_security: str, port_transport: str = "tls=1") -> Path:
+def _deployment(tmp_path: Path, pki: PKI, port: int, client_security: str, port_transport: str = "tls=1",
+                server: tuple[Path, Path] | None = None) -> Path:
+    """A server application ``srv`` (the PKI's server, or ``server``: chain and key files) and a client ``cli``."""
+    chain, key = server or (",".join(str(p) for p in pki.server_chain_files), pki.server_key)
     config = tmp_path / "deployment.toml"
     config.write_text(f"""
 [hosts.h]
 address = "localhost"
 [hosts.h.security]
-certificate = "{','.join(str(p) for p in pki.server_chain_files)}"
-certificate-key = "{pki.server_key}"
+certificate = "{chain}"
+certificate-key = "{key}"
 trusted-ca = "{pki.ca_file}"
 [applications.srv]
 host = "h"
@@ -203,3 +224,201 @@ def test_serve_with_a_deployment_file_names_the_level_of_tls_mutual(pki: PKI, tm
         line = server.stderr.wait_for(lambda text: "failed:" in text)
     assert "failed: no-peer-certificate: we refused the client (peer did not return a certificate): it sent no " \
            "certificate, and tls-mutual=1 (level Port of applications.srv.ports.default) requires one" in line, line
+
+
+# --- offline: verify_chain says what a handshake's refusal says (audit 78) -----------------------------------------
+
+
+def _offline_case(pki: PKI, tmp_path: Path, case: str) -> tuple[list[Certified], dict[str, str]]:
+    """The server's chain (leaf first) and the client's extra options that make ``case`` fail, one fault each."""
+    inter, root = pki.intermediate, pki.root
+
+    def leaf(**kwargs: object) -> Certified:
+        return inter.leaf(kwargs.pop("cn", "localhost"), dns=kwargs.pop("dns", ("localhost",)), **kwargs)  # type: ignore[arg-type]
+
+    def crl(pem: bytes) -> dict[str, str]:
+        return {"tls-crl": str(write_pem(tmp_path / f"{case}.crl.pem", pem))}
+
+    if case == "expired-intermediate":
+        old = root.intermediate("expired intermediate", not_before=-10 * DAY, not_after=-DAY)
+        return [old.leaf("localhost", dns=["localhost"]), old], {}
+    if case == "bad-ca":
+        not_a_ca = root.intermediate("issuer not a CA", ca=False)
+        return [not_a_ca.leaf("localhost", dns=["localhost"]), not_a_ca], {}
+    if case == "weak-ca-key":
+        weak = root.intermediate("weak intermediate", key=rsa.generate_private_key(65537, 1024))
+        return [weak.leaf("localhost", dns=["localhost"]), weak], {}
+    if case == "self-signed":
+        return [CA.root("localhost")], {}
+    return {
+        "expired": lambda: ([leaf(not_before=-10 * DAY, not_after=-DAY), inter], {}),
+        "not-yet-valid": lambda: ([leaf(not_before=DAY), inter], {}),
+        "bad-purpose": lambda: ([leaf(eku=("client",)), inter], {}),
+        "name-mismatch": lambda: ([leaf(cn="other.example", dns=("other.example",)), inter],
+                                  {"tls-target-name-check": "host"}),
+        "revoked": lambda: ([pki.server, inter], crl(inter.crl(revoked=[pki.server]).pem)),
+        "crl-unavailable": lambda: ([pki.server, inter], crl(root.crl().pem)),
+        "crl-expired": lambda: ([pki.server, inter], crl(inter.crl(this_update=-10 * DAY, next_update=-DAY).pem)),
+        "crl-not-yet-valid": lambda: ([pki.server, inter], crl(inter.crl(this_update=DAY, next_update=10 * DAY).pem)),
+        "crl-signature": lambda: ([pki.server, inter], crl(inter.crl(signer=root).pem)),
+        "weak-leaf-key": lambda: ([leaf(key=rsa.generate_private_key(65537, 1024)), inter], {}),
+    }[case]()
+
+
+_OFFLINE_HINTS = {  # each case's reason and (a phrase of) the hint that says what to change
+    "expired": ("expired", "; it was valid until "),
+    "expired-intermediate": ("expired", ": the server must send this CA's renewed certificate (or this machine's"),
+    "not-yet-valid": ("not-yet-valid", "; it is valid only from "),
+    "bad-purpose": ("bad-purpose", "does not allow TLS servers (serverAuth): the server needs a certificate for that"),
+    "bad-ca": ("bad-ca", "; it issued another certificate of the server's chain but is not a valid CA"),
+    "name-mismatch": ("name-mismatch", "; dial a name the certificate carries, or set tls-target-name to one"),
+    "revoked": ("revoked", "; a CRL in tls-crl lists it as revoked: the server needs a new certificate"),
+    "crl-unavailable": ("crl-unavailable", "; tls-crl holds no CRL of CN=gtls transport test intermediate"),
+    "crl-expired": ("crl-expired", "is past its next update: put a current CRL in the file"),
+    "crl-not-yet-valid": ("crl-not-yet-valid", "in tls-crl is not valid yet: check this machine's clock"),
+    "crl-signature": ("crl-signature", "does not verify with that CA's key: replace it with the CRL the CA signed"),
+    "self-signed": ("untrusted", "; it is self-signed and not in trusted-ca: add it there if you trust it"),
+    "weak-leaf-key": ("untrusted", "; CN=localhost has a 1024-bit RSA key, weaker than OpenSSL's security level"),
+    "weak-ca-key": ("untrusted", "; CN=weak intermediate has a 1024-bit RSA key, weaker than OpenSSL's security"),
+}
+
+
+@pytest.mark.parametrize("case", list(_OFFLINE_HINTS))
+async def test_verify_chain_gives_the_handshakes_hint(pki: PKI, tmp_path: Path, case: str) -> None:
+    """verify_chain's message is the handshake's, said of a chain that would be refused: the same fault in OpenSSL's
+    words and the same hint (gtls._advice's, one text for both), the same reason, depth and subject. The runtime
+    side is a gtls client refusing the same chain from openssl s_server."""
+    chain, extra = _offline_case(pki, tmp_path, case)
+    options = pki.client_options(**{k.replace("-", "_"): v for k, v in extra.items()})
+    reason, hint = _OFFLINE_HINTS[case]
+    with pytest.raises(PeerVerificationError) as caught:
+        verify_chain([c.cert for c in chain], options, "client", target_name="localhost")
+    offline = caught.value
+    assert type(offline) is PeerVerificationError
+    assert offline.reason == reason and offline.message.startswith("the server's chain would be refused: "), offline
+    assert hint in offline.message, offline.message
+    cert = write_pem(tmp_path / "cert.pem", chain[0])
+    key = chain[0].write_key(tmp_path / "key.pem")
+    intermediates = write_pem(tmp_path / "chain.pem", *chain[1:]) if chain[1:] else None
+    weak = ("-cipher", "DEFAULT@SECLEVEL=0") if case.startswith("weak") else ()
+    with openssl_server(cert=cert, key=key, chain=intermediates, args=weak) as server:
+        runtime = await _client_error(server.port, options)
+    said = runtime.message.removeprefix("we refused the server's certificate: ")
+    assert (runtime.reason, runtime.depth, runtime.subject) == (offline.reason, offline.depth, offline.subject)
+    assert said == offline.message.removeprefix("the server's chain would be refused: "), (runtime, offline)
+
+
+def test_verify_chain_says_where_the_missing_issuer_should_be(pki: PKI) -> None:
+    """A leaf without its intermediate: the handshake's hint, with the chain given instead of one sent."""
+    with pytest.raises(PeerVerificationError) as caught:
+        verify_chain([pki.server.cert], pki.client_options(), "client")
+    assert caught.value.message == (
+        "the server's chain would be refused: unable to get local issuer certificate; the chain holds only the "
+        "server's own certificate, no intermediate; its issuer CN=gtls transport test intermediate is neither in the "
+        "chain nor in trusted-ca: add that CA there if you trust it, or have the server send its intermediate "
+        "certificates")
+
+
+def test_verify_chain_of_a_client_and_at_a_pinned_time(pki: PKI) -> None:
+    """A server's verdict on a client chain speaks of the client; a pinned ``at`` is no clock to check."""
+    options = pki.server_options(tls_mutual="1")
+    with pytest.raises(PeerVerificationError) as caught:
+        verify_chain([pki.intermediate.leaf("c.test", eku=("server",)).cert, pki.intermediate.cert], options,
+                     "server")
+    assert caught.value.message.startswith("the client's chain would be refused: unsuitable certificate purpose; "
+                                           "its key usage or extended key usage does not allow TLS clients "
+                                           "(clientAuth): the client needs a certificate for that"), caught.value
+    later = pki.client.cert.not_valid_after_utc + DAY  # its CAs are still valid then
+    with pytest.raises(PeerVerificationError) as caught:
+        verify_chain([pki.client.cert, pki.intermediate.cert], options, "server", at=later)
+    assert caught.value.reason == "expired" and caught.value.message.endswith(": the client must renew it")
+
+
+def test_verify_chain_with_a_deployment_file_names_the_level(pki: PKI, tmp_path: Path) -> None:
+    stranger = write_pki(tmp_path / "stranger")
+    config = _deployment(tmp_path, pki, 9999, f'trusted-ca = "{pki.ca_file}"\ntls-target-name-check = "host"')
+    endpoint = load_deployment(config).connection("cli", "c")
+    resolved, name = endpoint.resolved, endpoint.server_hostname
+    with pytest.raises(PeerVerificationError) as caught:
+        verify_chain([stranger.server.cert, stranger.intermediate.cert], resolved, "client", name)
+    assert "nor in trusted-ca (level Application of applications.cli.connections.c): add that CA there" \
+        in caught.value.message, caught.value
+    renamed = pki.intermediate.leaf("other.example", dns=["other.example"])
+    with pytest.raises(PeerVerificationError) as caught:
+        verify_chain([renamed.cert, pki.intermediate.cert], resolved, "client", name)
+    assert caught.value.message.endswith("; dial a name the certificate carries, or set tls-target-name (level "
+                                         "Application of applications.cli.connections.c) to one"), caught.value
+
+
+# --- timeout and eof-in-handshake: the setting in force, the side that closed --------------------------------------
+
+
+async def test_a_timeout_names_handshake_timeout_and_its_value(pki: PKI) -> None:
+    with raw_server(silent(5.0)) as port:
+        error = await _client_error(port, pki.client_options(), 0.3)
+    assert (error.reason, error.message) == ("timeout", "the handshake did not complete within 0.3 s "
+                                             "(handshake_timeout=0.3): raise handshake_timeout if the server or the "
+                                             "network is that slow")
+
+    def silent_client(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.recv(100)
+
+    event = await trio_thread_client(pki.server_options(), silent_client, handshake_timeout=0.3)
+    assert event.error is not None and event.error.message == (
+        "the handshake did not complete within 0.3 s (handshake_timeout=0.3): raise handshake_timeout if the client "
+        "or the network is that slow")
+
+
+async def test_eof_in_handshake_says_which_side_closed(pki: PKI) -> None:
+    with raw_server(close_after_hello) as port:
+        error = await _client_error(port, pki.client_options())
+    assert error.reason == "eof-in-handshake"
+    assert error.message == "the server closed the connection without close_notify during the handshake", error
+
+    def half_hello_then_reset(port: int) -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # an RST
+
+    event = await trio_thread_client(pki.server_options(), half_hello_then_reset)
+    assert event.error is not None and event.reason == "eof-in-handshake"
+    assert event.error.message == "the connection with the client was reset (ECONNRESET) during the handshake"
+
+
+def test_eof_reported_by_openssl_names_the_side(pki: PKI) -> None:
+    """OpenSSL's own EOF error (SSL_R_UNEXPECTED_EOF_WHILE_READING) goes through the library's path: same words."""
+    compiled = compile_context(direct(pki.server_options(), "server"))
+    conn = compiled.new_connection()
+    error = compiled.handshake_failure(conn, SSL.Error([("SSL routines", "", "unexpected eof while reading")]))
+    assert (error.reason, error.message) == (
+        "eof-in-handshake", "the client closed the connection during the handshake (unexpected eof while reading)")
+
+
+def test_gtls_connect_names_its_timeout_flag(pki: PKI) -> None:
+    with raw_server(silent(10)) as port:
+        result = run_gtls("connect", f"127.0.0.1:{port}", "--trusted-ca", str(pki.ca_file), "--timeout", "0.5")
+    assert error_line(result) == ("gtls: timeout: the handshake did not complete within 0.5 s (--timeout=0.5): raise "
+                                  f"--timeout if the server or the network is that slow (peer 127.0.0.1:{port})")
+
+
+def test_gtls_serve_names_its_handshake_timeout_flag(pki: PKI, tmp_path: Path) -> None:
+    config = _deployment(tmp_path, pki, 0, "")
+    with gtls_serve("--config", str(config), "--app", "srv", "--handshake-timeout", "0.5") as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=5):
+        line = server.stderr.wait_for(lambda text: "failed:" in text)
+    assert line.endswith("failed: timeout: the handshake did not complete within 0.5 s (--handshake-timeout=0.5): "
+                         "raise --handshake-timeout if the client or the network is that slow"), line
+
+
+def test_gtls_check_names_the_certificate_at_fault(pki: PKI, tmp_path: Path) -> None:
+    """gtls check's rehearsed handshake names the certificate at fault, as gtls connect and gtls serve do."""
+    old = pki.root.intermediate("expired intermediate", not_before=-10 * DAY, not_after=-DAY)
+    leaf = old.leaf("localhost", dns=["localhost"])
+    server = write_pem(tmp_path / "chain.pem", leaf, old), leaf.write_key(tmp_path / "key.pem")
+    config = _deployment(tmp_path, pki, 9999, f'trusted-ca = "{pki.ca_file}"', server=server)
+    result = run_gtls("check", "--config", str(config))
+    line = next(line for line in result.stdout.splitlines() if "handshake with" in line)
+    assert line.endswith(": the server must send this CA's renewed certificate (or this machine's clock is wrong)) "
+                         "(depth 1; subject CN=expired intermediate)"), line

@@ -206,18 +206,22 @@ def _rehearse_connections(deployment: Deployment, reports: list[EndpointReport])
                 client.error = _unexpected_error(client, exc)
                 continue
             client.handshake = {"with": target, "ok": outcome.ok, "side": outcome.side, "reason": outcome.reason,
-                                "message": outcome.message, "tls_version": outcome.tls_version,
-                                "cipher": outcome.cipher}
+                                "message": outcome.message, "depth": outcome.depth, "subject": outcome.subject,
+                                "tls_version": outcome.tls_version, "cipher": outcome.cipher}
 
 
 def _handshake_text(handshake: dict[str, Any]) -> str:
     if handshake["ok"]:
         return f"ok ({handshake['tls_version']}, {handshake['cipher']})"
     message, side = handshake["message"], handshake["side"]
+    # The certificate at fault, as gtls connect and gtls serve name it (an expired intermediate is depth 1).
+    extras = [f"depth {handshake['depth']}"] if handshake["depth"] is not None else []
+    extras += [f"subject {handshake['subject']}"] if handshake["subject"] else []
+    at_fault = f" ({'; '.join(extras)})" if extras else ""
     if side and message.startswith("we refused "):  # the refusing end's own words: "we" is that end here
-        return f"FAILED: {handshake['reason']} (the {side} refused {message.removeprefix('we refused ')})"
+        return f"FAILED: {handshake['reason']} (the {side} refused {message.removeprefix('we refused ')}){at_fault}"
     refused = f"refused by the {side}: " if side else ""
-    return f"FAILED: {handshake['reason']} ({refused}{message})"
+    return f"FAILED: {handshake['reason']} ({refused}{message}){at_fault}"
 
 
 def _describe_resolution(report: EndpointReport, resolved: Resolved) -> None:

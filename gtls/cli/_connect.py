@@ -145,12 +145,12 @@ async def _connect(compiled: CompiledContext, host: str, port: int, server_hostn
         await stream.do_handshake()
     except HandshakeError as exc:
         await trio.aclose_forcefully(stream)
-        return report_failure(exc.reason, _handshake_detail(exc, where))
+        return report_failure(exc.reason, _handshake_detail(exc, where, args.timeout))
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         await trio.aclose_forcefully(stream)
         if isinstance(exc.__cause__, HandshakeError):
-            return report_failure(exc.__cause__.reason, _handshake_detail(exc.__cause__, where))
-        return report_failure("eof-in-handshake", f"connection to {where} closed during the handshake")
+            return report_failure(exc.__cause__.reason, _handshake_detail(exc.__cause__, where, args.timeout))
+        return report_failure("eof-in-handshake", f"the server at {where} closed the connection during the handshake")
 
     try:
         report_warnings(stream.handshake_warnings)
@@ -237,8 +237,11 @@ def _print_openssl_chain(stream: TLSStream, error: Exception) -> None:
         print(f"    valid:   {info['notBefore']} to {info['notAfter']}")
 
 
-def _handshake_detail(exc: HandshakeError, where: str) -> str:
-    detail = exc.message
+def _handshake_detail(exc: HandshakeError, where: str, timeout: float | None = None) -> str:
+    """The error line's detail. A handshake's ``timeout`` names this command's flag, not the API's parameter."""
+    from .._advice import timed_out
+
+    detail = timed_out(timeout, "server", "--timeout") if exc.reason == "timeout" and timeout else exc.message
     extras = []
     if exc.depth is not None:
         extras.append(f"depth {exc.depth}")

@@ -72,7 +72,8 @@ INVALID_TLS = "invalid TLS from the peer:"
 def library_failure(exc: BaseException) -> tuple[e.Reason, str, str | None]:
     """(reason, message, alert) for a handshake failure that is not a local verification verdict."""
     if isinstance(exc, SSL.ZeroReturnError | SSL.SysCallError | EOFError | ConnectionError):
-        return e.EOF_IN_HANDSHAKE, f"connection closed during the handshake ({exc})", None
+        # The cause's own words; gtls._advice says who closed (the role is the context's, not known here).
+        return e.EOF_IN_HANDSHAKE, str(exc.args[-1]) if exc.args else type(exc).__name__, None
     texts = error_texts(exc)
     alert = received_alert(texts)
     if alert is not None:
