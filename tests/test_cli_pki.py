@@ -156,6 +156,20 @@ def test_chain_without_root_says_the_peer_needs_the_ca(pki: dict[str, object]) -
     assert "not self-signed" not in result.stderr  # said once, in the report (it was a warning too)
 
 
+@pytest.mark.parametrize(("dates", "problem"), [
+    ({"not_before": -dt.timedelta(days=10), "not_after": -dt.timedelta(days=1)}, "expired on "),
+    ({"not_before": dt.timedelta(days=1), "not_after": dt.timedelta(days=10)}, "not valid before "),
+])
+def test_chain_warns_of_a_leaf_outside_its_dates(tmp_path: Path, dates: dict[str, dt.timedelta], problem: str) -> None:
+    """A port compiled from this list warns of its leaf's dates; gtls chain, the tool for checking such a list before
+    a port uses it, said nothing of them (only of its issuers')."""
+    chain = CA.root("r").intermediate("i").leaf("leaf.example.test", **dates).write_chain(tmp_path / "chain.pem")
+    result = run_gtls("chain", str(chain))
+    assert result.returncode == 0, result.stderr
+    assert f"gtls: warning: certificate: certificate CN=leaf.example.test {problem}" in result.stderr
+    assert "warning" not in run_gtls("chain", str(CA.root("r").leaf("fine").write_chain(tmp_path / "ok.pem"))).stderr
+
+
 def test_chain_relative_paths_are_from_the_working_directory(pki: dict[str, object]) -> None:
     folder = Path(str(pki["dir"]))
     result = run_gtls("chain", "noroot.pem", "--key", "leaf-key.pem", cwd=folder)

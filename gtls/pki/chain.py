@@ -156,11 +156,16 @@ def _issuer_validity_warnings(chain: Sequence[x509.Certificate], dropped: Sequen
         warnings.append(f"{option}: chain certificate {subject_text(cert)} (depth {depth}) {problem}{hint}")
 
 
-def leaf_warnings(leaf: x509.Certificate, role: str, now: dt.datetime, *, option: str, warnings: list[str]) -> None:
-    """Warn about a leaf outside its validity period or whose extendedKeyUsage lacks the role's purpose."""
+def leaf_validity_warnings(leaf: x509.Certificate, now: dt.datetime, *, option: str, warnings: list[str]) -> None:
+    """Warn about a leaf outside its validity period (what ``gtls chain`` can say without a role)."""
     problem = validity_problem(leaf, now)
     if problem:
         warnings.append(f"{option}: certificate {subject_text(leaf)} {problem}")
+
+
+def leaf_warnings(leaf: x509.Certificate, role: str, now: dt.datetime, *, option: str, warnings: list[str]) -> None:
+    """Warn about a leaf outside its validity period or whose extendedKeyUsage lacks the role's purpose."""
+    leaf_validity_warnings(leaf, now, option=option, warnings=warnings)
     if not allows_role(leaf, role):
         purpose = "serverAuth" if role == "server" else "clientAuth"
         warnings.append(

@@ -6,6 +6,7 @@ For tools (``gtls chain``, ``gtls check``): the same loading, leaf selection and
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from cryptography import x509
 from ..errors import CredentialLoadError
 from ..options import expand_home
 from .certs import is_ca, self_signed, signed_by
-from .chain import LoadedCert, assemble, load_certificates, select_leaf, split_list
+from .chain import LoadedCert, assemble, leaf_validity_warnings, load_certificates, select_leaf, split_list
 from .keys import load_private_key
 from .pem import read_file
 from .where import Where
@@ -66,6 +67,8 @@ def explain_chain(certificate: str, key: str | Path | None = None, *, base_dir: 
     else:
         leaf, leaf_reason = _guess_leaf(loaded)
     chain = assemble(loaded, leaf, option=_OPTION, warnings=warnings)
+    # As a port's compile warns (its issuers' dates are assemble's); the extendedKeyUsage check needs a role.
+    leaf_validity_warnings(chain[0], dt.datetime.now(dt.UTC), option=_OPTION, warnings=warnings)
     origin = {item.cert: (item.source, position) for position, item in enumerate(loaded, start=1)}
     links = tuple(
         ChainLink(cert, *origin[cert], leaf_reason if index == 0 else _link_reason(chain[index - 1], cert, index - 1))
