@@ -476,20 +476,21 @@ def parse_options(
     parameters such as ``port`` or ``backup-port``) unless they look like an option name (``tls_mutual``); wrongly
     cased option names always warn. ``where`` prefixes warnings (e.g. ``"applications.app.ports.default: Port: "``)."""
     values: dict[str, object] = {}
-    for name, raw in mapping.items():
+    # Names first, values after: a bad value raises, and must not hide the name warnings of the keys after it.
+    for name in mapping:
         kind, real = classify_name(name)
         if kind == "miscased" and real is not None:
             emit_warning(warnings, where + miscased_warning(name, real))
-        elif kind == "unknown":
-            # Transport parameters pass unknown keys silently (port, backup-port, ...), but not a near miss of an
-            # option name: tls_mutual=1 read as nothing would leave clients unverified without a word.
-            # Nor a name with other than ASCII (a Cyrillic 's' in 'tls', a fullwidth 'ｔｌｓ'): no Genesys transport key
-            # has one, and one that looks like an option name would otherwise leave a port plaintext unnoticed.
-            if warn_unknown or real or not name.isascii():
-                hint = f"; did you mean {real!r}?" if real else ""
-                foreign = "" if name.isascii() else f" (it holds non-ASCII characters: {_non_ascii(name)})"
-                emit_warning(warnings, f"{where}{name}: unknown option, ignored{foreign}{hint}")
-        else:
+        # Transport parameters pass unknown keys silently (port, backup-port, ...), but not a near miss of an
+        # option name: tls_mutual=1 read as nothing would leave clients unverified without a word.
+        # Nor a name with other than ASCII (a Cyrillic 's' in 'tls', a fullwidth 'ｔｌｓ'): no Genesys transport key
+        # has one, and one that looks like an option name would otherwise leave a port plaintext unnoticed.
+        elif kind == "unknown" and (warn_unknown or real or not name.isascii()):
+            hint = f"; did you mean {real!r}?" if real else ""
+            foreign = "" if name.isascii() else f" (it holds non-ASCII characters: {_non_ascii(name)})"
+            emit_warning(warnings, f"{where}{name}: unknown option, ignored{foreign}{hint}")
+    for name, raw in mapping.items():
+        if name in FIELD_NAMES:
             local: list[str] = []
             values[FIELD_NAMES[name]] = normalise_value(FIELD_NAMES[name], raw, local)
             for message in local:

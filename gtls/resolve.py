@@ -189,20 +189,28 @@ def _plaintext_hints(run: _Run, upper: list[tuple[Level, LevelInput]]) -> None:
     is reported too, but as a warning: nothing of them applies to a plaintext endpoint, which goes on working."""
     for level, value in upper:
         try:
-            options = run.options(value, level, transport=False)
+            given = set(_present(run.options(value, level, transport=False), ("tls", "upgrade")))
         except ConfigError as exc:
             run.warn(level, f"{exc.message} (not applied: the endpoint is plaintext)" if exc.option is None else
                      f"{exc.option}: {exc.message} (not applied: the endpoint is plaintext)")
-            continue
-        if options.tls is not None:
+            given = _given_flags(value)  # the level's other warnings still apply: a bad value must not hide them
+        if "tls" in given:
             where = "Port" if run.role == "server" else "Connection (or target Port)"
             run.warn(
                 level,
                 f"tls: ignored at this level, so the endpoint is plaintext; set tls=1 in the {where} "
                 "transport parameters",
             )
-        if options.upgrade is not None:
+        if "upgrade" in given:
             run.warn(level, "upgrade: ignored at this level; it is a Port mode flag")
+
+
+def _given_flags(value: LevelInput) -> set[str]:
+    """``tls`` and ``upgrade`` given a value at a level that does not parse (a bad value of another option)."""
+    if not isinstance(value, Mapping | str):
+        return set()
+    mapping: Mapping[str, object] = parse_transport(value, warnings=[]) if isinstance(value, str) else value
+    return {name for name in ("tls", "upgrade") if name in mapping and str(mapping[name]).strip()}
 
 
 def _check_upper_levels(run: _Run, upper: list[tuple[Level, TLSOptions]]) -> None:

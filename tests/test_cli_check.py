@@ -302,6 +302,38 @@ def test_check_json_on_a_file_that_cannot_be_loaded_keeps_the_document_shape(tmp
     assert document["endpoints"] == [] and document["error"]["type"] == "DeploymentError"
 
 
+def test_check_json_stays_json_where_values_need_escapes(pki: DemoPKI, tmp_path: Path) -> None:
+    """Key material was left out of the serialized JSON text, so an escape's letter went with the run after it:
+    a thumbprint copied with U+200E (spec §4.4) printed as ``\\u200eA8AD…``, whose ``u200eA8AD…`` looked like key
+    base64 and was cut to ``\\[base64 not shown…``, an invalid escape; so did a pasted key body after ``\\n``.
+    Values are now redacted before serializing (audit 83)."""
+    thumbprint = "\u200e" + "A8AD624A214D3F69F536F141E4EE54C26851CE31"
+    key_body = "\n".join(line for line in pki.server.key_pem.decode().splitlines() if not line.startswith("-----"))
+    pasted = json.dumps("\n" + key_body)
+    config = tmp_path / "escapes.toml"
+    config.write_text(textwrap.dedent(f"""
+        [hosts.h.security]
+        certificate = {json.dumps(str(pki.server_chain))}
+        certificate-key = {json.dumps(str(pki.server_key))}
+        trusted-ca = {json.dumps(str(pki.root_ca))}
+        [applications.app]
+        host = "h"
+        certificate-source = "Host"
+        [applications.app.security]
+        certificate = {json.dumps(thumbprint)}
+        cipher-list = {pasted}
+        [applications.app.ports.default]
+        port = 0
+        transport = "tls=1"
+        """))
+    code, document = check_json(config)
+    port = by_path(document)["applications.app.ports.default"]
+    shadowed = {item["option"]: item["value"] for item in port["shadowed"]}
+    assert shadowed["certificate"] == thumbprint
+    assert shadowed["cipher-list"] == "[base64 not shown: it may be key material]"
+    assert code == 0
+
+
 def test_security_no_endpoint_reads_is_named_with_what_is_wrong_in_it(tmp_path: Path) -> None:
     """Settings are resolved per endpoint (spec §3), so a Host no application runs on, or an Application without
     ports or connections, had its [security] checked by nothing: ``trusted-ca = 5`` and a misspelt option passed

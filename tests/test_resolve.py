@@ -287,6 +287,23 @@ def test_plaintext_port_resolves_without_raising_and_warns_about_tls_settings() 
     assert not resolve_client(connection="", target="").secure
 
 
+def test_a_bad_value_does_not_hide_the_levels_other_warnings() -> None:
+    """Spec §1.1, §1.2, §1.4 warn about a wrongly cased name, ``tls`` at A/H and ``upgrade`` off the Port. A level
+    was read option by option and stopped at the first bad value, so on a plaintext endpoint (where that value is
+    only a warning) the warnings of the options after it were lost, and a secure endpoint's error came without
+    them (audit 83: model of spec §3 against gtls check)."""
+    host = {"sec-protocol": "TLSv1", "Certificate": "/x.pem", "tls": "1", "upgrade": "0"}
+    warnings: list[str] = []
+    assert not resolve_server(port="tls=0", host=host, warnings=warnings).secure
+    assert [w.split(":")[:2] for w in warnings] == [
+        ["Host", " Certificate"], ["Host", " sec-protocol"], ["Host", " tls"], ["Host", " upgrade"]]
+    assert "(not applied: the endpoint is plaintext)" in warnings[1]
+    warnings.clear()
+    with pytest.raises(InvalidOptionValue):
+        resolve_server(port="tls=1", host=host, warnings=warnings)
+    assert "Host: Certificate: not applied: option names are case-sensitive; did you mean 'certificate'?" in warnings
+
+
 def test_tls_mutual_on_a_plaintext_port_warns() -> None:
     """A Port's tls-mutual=1 without tls=1 (tls=1 forgotten) gave a plaintext port and not a word (audit 71); the
     Host's tls-mutual=1, which serves many ports, says nothing on a plaintext one."""

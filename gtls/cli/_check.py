@@ -103,12 +103,29 @@ class EndpointReport:
 
 def run(args: argparse.Namespace) -> int:
     """The report goes out through one buffer, with key material left out: a key pasted into a deployment file
-    (as an address, a name, an option) must not come back in the report (text or JSON alike)."""
+    (as an address, a name, an option) must not come back in the report (text or JSON alike). The JSON document
+    is redacted string by string, before serializing: redacting its text would take an escape's letter
+    (``\\u200e``, ``\\n``) with the run after it and leave an invalid escape."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = _run(args)
-    sys.stdout.write(redact(out.getvalue()))
+    sys.stdout.write(out.getvalue() if args.json else redact(out.getvalue()))
     return code
+
+
+def _dump_json(document: dict[str, Any]) -> None:
+    json.dump(_redacted(document), sys.stdout, indent=2)
+    print()
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -120,9 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         deployment = load_deployment(args.config, warnings=warnings)
     except ConfigError as exc:
         if args.json:  # the documented document, with the error that stopped the load beside it
-            json.dump({"config": args.config, "ok": False, "errors": 1, "warnings": warnings,
-                       "error": _error_json(exc), "endpoints": []}, sys.stdout, indent=2)
-            print()
+            _dump_json({"config": args.config, "ok": False, "errors": 1, "warnings": warnings,
+                        "error": _error_json(exc), "endpoints": []})
         else:
             report_warnings(warnings)
         return report_config_error(exc)
@@ -134,8 +150,7 @@ def _run(args: argparse.Namespace) -> int:
             "config": str(Path(args.config)), "ok": errors == 0, "errors": errors,
             "warnings": warnings, "endpoints": [report.as_json() for report in reports],
         }
-        json.dump(document, sys.stdout, indent=2)
-        print()
+        _dump_json(document)
     else:
         _print_text(args.config, reports, warnings, errors)
     return EXIT_FAILURE if errors else EXIT_OK
