@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,18 @@ import pytest
 
 from gtls.testing import DemoPKI, demo_pki
 from tests.peers import copy_fixtures
+
+
+@pytest.fixture(autouse=True)
+def _gtls_logging_restored() -> Iterator[None]:
+    """A test that runs a gtls command in-process (``gtls.cli.main``) routes the ``gtls`` logger to the stderr pytest
+    captured for it, and stops its propagation: later tests' warnings then went to a closed file and never reached
+    ``caplog`` (a test of logged-once warnings failed, depending on the order the files ran in)."""
+    package = logging.getLogger("gtls")
+    saved = (list(package.handlers), package.level, package.propagate)
+    yield
+    package.handlers[:], package.propagate = saved[0], saved[2]
+    package.setLevel(saved[1])
 
 
 @pytest.fixture(scope="session")
