@@ -30,6 +30,7 @@ What Go does that shapes the assertions:
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import shutil
@@ -585,12 +586,15 @@ async def test_go_client_renegotiation_setting(peer: Path, pkis: dict[str, PKI])
     pytest.param("none", "no-peer-certificate", {"1.3": "certificate required", "1.2": "handshake failure"},
                  id="none"),
     pytest.param("revoked", "revoked", "revoked certificate", id="revoked"),
+    pytest.param("expired", "expired", "expired certificate", id="expired"),
+    pytest.param("server-only", "bad-purpose", "unsupported certificate", id="bad-purpose"),
 ])
-async def test_gtls_server_refuses_go_client_certificate(peer: Path, pkis: dict[str, PKI], version: str,
-                                                         certificate: str, reason: str,
+async def test_gtls_server_refuses_go_client_certificate(peer: Path, pkis: dict[str, PKI], tmp_path: Path,
+                                                         version: str, certificate: str, reason: str,
                                                          alert: str | dict[str, str]) -> None:
-    """The event has the reason word and the client's subject; Go reports gtls's alert as ``remote error``: from
-    Handshake() in TLS 1.2, on its first read in TLS 1.3, where Go's handshake was done before gtls judged it."""
+    """The event has the reason word and the client's subject; Go reports gtls's alert (OpenSSL's choice) as
+    ``remote error``: from Handshake() in TLS 1.2, on its first read in TLS 1.3, where Go's handshake was done before
+    gtls judged it. A leaf only for servers (extendedKeyUsage serverAuth) is ``bad-purpose``."""
     pki, other = pkis["ec"], pkis["other"]
     options = server_options(pki, version, mutual=True)
     cert: dict[str, Any] = {}
@@ -599,6 +603,11 @@ async def test_gtls_server_refuses_go_client_certificate(peer: Path, pkis: dict[
     elif certificate == "revoked":
         cert = {"cert": str(pki.client_cert), "key": str(pki.client_key)}
         options = crl_options(pki, version, "client-revoked", server=True)
+    elif certificate in ("expired", "server-only"):
+        day = dt.timedelta(days=1)
+        leaf = pki.intermediate.leaf("client.test", dns=["client.test"], **(
+            {"not_before": -10 * day, "not_after": -day} if certificate == "expired" else {"eku": ["server"]}))
+        cert = {"cert": str(leaf.write_chain(tmp_path / "c.pem")), "key": str(leaf.write_key(tmp_path / "c.key"))}
     async with gtls_server(options) as served:
         run = await go_client(peer, served.port, pki, version, "read", **cert)
     [event] = served.events
