@@ -12,6 +12,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import errors as e
 from ._levels import Level
@@ -200,7 +201,7 @@ def _library_hint(compiled: CompiledContext, error: HandshakeError) -> str:
         return f"{said}: no TLS version both sides allow; we allow {allowed}, by {located(compiled, 'sec-protocol')}"
     if error.reason == e.NO_SHARED_CIPHER and "Diffie-Hellman" not in message:
         return (f"we refused the handshake ({message}): the {peer} offered no cipher suite we allow; ours come from "
-                f"{located(compiled, 'cipher-list')} and sec-protocol")
+                f"{located(compiled, 'cipher-list')} and sec-protocol{_curve_note(compiled)}")
     if error.reason == e.NO_PEER_CERTIFICATE:
         mutual = f"tls-mutual=1{_at(compiled, 'tls-mutual')}"
         return (f"we refused the client ({message}): it sent no certificate, and {mutual} requires one; the client "
@@ -213,6 +214,23 @@ def _library_hint(compiled: CompiledContext, error: HandshakeError) -> str:
             "or other protocol on this port?)"
         return f"the {peer} sent {what} ({message})"
     return ""
+
+
+def _curve_note(compiled: CompiledContext) -> str:
+    """A TLS 1.2 client must also list our ECDSA certificate's curve among its supported groups (RFC 8422 §5.1):
+    OpenSSL skips every ECDSA suite otherwise and reports no shared cipher, although the suites match (a Go client
+    with CurvePreferences P-384 only, against a P-256 certificate)."""
+    if compiled.role != "server" or not compiled.chain or compiled.resolved.options.sec_protocol == "TLSv13":
+        return ""
+    key = compiled.chain[0].public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return ""
+    curve = _CURVES.get(key.curve.name, key.curve.name)
+    return f"; or, in TLS 1.2, the client's supported groups leave out {curve}, the curve of our ECDSA certificate"
+
+
+#: NIST curve names as TLS stacks' settings say them (Go's CurvePreferences, OpenSSL's -groups).
+_CURVES: Final = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 
 
 def timed_out(seconds: float, peer: str, setting: str = "handshake_timeout") -> str:

@@ -1,8 +1,8 @@
 """gtls's side of the interop tests against TLS stacks run as subprocesses (``tests/test_interop_node.py``,
-``tests/test_interop_java.py``, ``tests/test_interop_gnutls.py``): a gtls server that records its handshake events
-and how its handlers ended, a gtls client, options with a CRL revoking the peer's leaf, handlers, a checksummed
-full-duplex exchange and a client's outcome in one word; and the runner of a peer that takes one JSON argument and
-prints one JSON event per line (the node and Java peers)."""
+``tests/test_interop_java.py``, ``tests/test_interop_gnutls.py``, ``tests/test_interop_go.py``): a gtls server that
+records its handshake events and how its handlers ended, a gtls client, options with a CRL revoking the peer's leaf,
+handlers, a checksummed full-duplex exchange and a client's outcome in one word; and the runner of a peer that takes
+one JSON argument and prints one JSON event per line (the node, Java and Go peers)."""
 
 from __future__ import annotations
 

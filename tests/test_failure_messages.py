@@ -153,6 +153,18 @@ async def test_server_side_words(pki: PKI) -> None:
     assert error.message.startswith("we refused the handshake (no shared cipher): the client offered no cipher suite "
                                     "we allow; ours come from cipher-list and sec-protocol"), error.message
 
+    async def p384_only(port: int) -> None:  # the suites match; the certificate's curve (P-256) is not offered
+        await openssl_client(port, ca=pki.ca_file, args=["-tls1_2", "-groups", "P-384"])
+
+    error = await _server_error(pki.server_options(), p384_only)
+    assert error.reason == "no-shared-cipher"
+    assert error.message.endswith("; or, in TLS 1.2, the client's supported groups leave out P-256, the curve of our "
+                                  "ECDSA certificate"), error.message
+    rsa = write_pki(pki.dir / "rsa", key_type="rsa")
+    error = await _server_error(rsa.server_options(sec_protocol="TLSv12", cipher_list="ECDHE-RSA-AES128-GCM-SHA256"),
+                                no_shared_cipher)
+    assert "supported groups" not in error.message  # an RSA certificate has no curve
+
     async def distrusting(port: int) -> None:
         stranger = write_pki(pki.dir / "stranger")
         await openssl_client(port, ca=stranger.ca_file)
