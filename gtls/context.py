@@ -650,7 +650,7 @@ class CompiledContext:
                 out.append(f"tls-crl: accepted the expired CRL of {issuer_text(crl)} (next update "
                            f"{next_update:%Y-%m-%d %H:%M} UTC) because tls-crl-expired=warn"
                            + (f"; peer {peer}" if peer else ""))
-        return list(_located(self.resolved, out))  # headed by the endpoint and level, as load-time warnings are
+        return list(_located(self.resolved, out)) if out else out  # headed by the endpoint, as load-time ones are
 
     def handshake_failure(self, conn: SSL.Connection, exc: BaseException, peer: str | None = None
                           ) -> HandshakeError:
