@@ -578,3 +578,35 @@ def test_refused_client_certificate_cannot_forge_gtls_serve_lines(pki: DemoPKI, 
     assert not UNPRINTABLE.search(line), line
     assert "subject CN=evil\\0Ahandshake failed" in line, line
     assert not [text for text in server.stderr.lines if "forged" in text and not text.startswith("connection from")]
+
+
+# --- TLS that breaks mid-hello is not plaintext (audit a81) ---------------------------------------------------------
+
+
+def hello_then_bad_record_version() -> bytes:
+    """A real ClientHello in two records, the second with a record version no TLS peer uses: its first record was
+    TLS, so OpenSSL answers with a protocol_version alert (plaintext gets none) and reports "wrong version number"."""
+    message = h.client_hello()[5:]
+    return h.record(0x16, message[:40]) + h.record(0x16, message[40:], version=0x0000)
+
+
+def test_tls_broken_after_its_first_record_is_not_called_plaintext(library: h.LibraryServer) -> None:
+    """OpenSSL's "wrong version number" read as plaintext: the line said the client sent "bytes that are not TLS (a
+    plaintext or other protocol on this port?)", and the server skipped its linger for plaintext, closing with the
+    hello's rest unread, so the client was reset right after the alert it should read. OpenSSL had sent that alert
+    (s_server too): a TLS peer's broken record, "invalid TLS from the peer", and the peer reads the alert then EOF."""
+    with h.dial(library.port) as sock:
+        peer = h.local_port(sock)
+        sock.sendall(hello_then_bad_record_version())
+        answer = b""
+        for _ in range(10):  # until EOF; a reset raises
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer == h.record(0x15, b"\x02\x46", 0x0303)  # fatal protocol_version, then a clean EOF
+    event = library.event(peer)
+    assert event.reason == "not-tls" and event.error is not None
+    assert event.error.message.startswith("invalid TLS from the peer: wrong version number"), event.error.message
+    line = library.log_line(f"handshake failed: not-tls peer={LOCALHOST}:{peer}:")
+    assert "plaintext" not in line, line
