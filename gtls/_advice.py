@@ -18,7 +18,7 @@ from . import errors as e
 from ._levels import Level
 from .errors import HandshakeError, PeerVerificationError
 from .pki import reasons
-from .pki.certs import self_signed, subject_text
+from .pki.certs import rfc4514_text, self_signed, subject_text
 from .pki.strength import Weakness
 from .pki.strength import describe as describe_weakness
 
@@ -124,7 +124,7 @@ def _verdict_hint(compiled: CompiledContext, reason: e.Reason, code: int, voice:
     peer = voice.peer
     trusted = located(compiled, "trusted-ca")
     crl = located(compiled, "tls-crl")  # each hint names the location once: later options are at the same level
-    issuer = cert.issuer.rfc4514_string() if cert is not None else None
+    issuer = rfc4514_text(cert.issuer) if cert is not None else None
     if reason == e.UNTRUSTED and code in _NO_ISSUER and issuer:
         alone = (f"{voice.alone}, no intermediate; " if len(chain) == 1 and depth == 0
                  and not self_signed(chain[0]) else "")

@@ -42,6 +42,7 @@ import trio
 
 from ._poller import AVAILABLE as POLLER_AVAILABLE
 from ._poller import Poller
+from ._printable import printable
 from ._socket_driver import SocketDriver
 from ._tcp import set_tcp_options
 from .ending import classify_ending
@@ -439,9 +440,10 @@ def _only_stream_failures(stream: TLSStream, group: BaseExceptionGroup[BaseExcep
 def log_peer(log: Callable[..., None], message: str, *args: object) -> None:
     """Log a line about one connection. A log handler that raises (a bug in the application's logging: the standard
     handlers report their own failures) loses that line instead of taking the port down, since any peer can make
-    the server log; as with a raising ``on_handshake`` (gtls decision)."""
+    the server log; as with a raising ``on_handshake`` (gtls decision). Text arguments have their control characters
+    escaped (``gtls._printable``): what a peer sent must not forge a line of its own or an escape sequence."""
     try:
-        log(message, *args)
+        log(message, *(printable(arg) if isinstance(arg, str) else arg for arg in args))
     except Exception:  # noqa: S110 - nothing better to do with a line the logging system refused
         pass
 

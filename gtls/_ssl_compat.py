@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _binding
 from ._der import elements, first, oid_text, only, string_contents
+from ._printable import printable
 
 #: A name as ``ssl`` gives it: RDNs of (attribute, value); the value is bytes for a BIT STRING (None for one
 #: without a byte after its count of unused bits: ssl's Py_BuildValue("y#") of OpenSSL's NULL data).
@@ -511,8 +512,9 @@ def _value_text(value: str | bytes | None, specials: re.Pattern[str] = _SPECIALS
 
 
 def _escaped(value: str, specials: re.Pattern[str]) -> str:
-    """RFC 4514 §2.4: the characters that would change how the line reads are escaped."""
-    text = specials.sub(r"\\\1", value).replace("\0", "\\00")
+    """RFC 4514 §2.4: the characters that would change how the line reads are escaped; control characters as hex
+    pairs (NUL as ``\\00``, as ``cryptography`` writes it), as ``subject_text`` writes them (``gtls._printable``)."""
+    text = printable(specials.sub(r"\\\1", value))
     if text.startswith(("#", " ")):
         text = "\\" + text
     # a trailing space, unless it is the one leading space just escaped (a value of one space reads "\ ")

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +26,7 @@ from OpenSSL import SSL
 
 import gtls
 from gtls.ending import END_WORDS, classify_ending
-from gtls.testing import DemoPKI
+from gtls.testing import CA, DemoPKI
 from tests import hostile as h
 from tests.peers import LOCALHOST, Running, error_line, gtls_serve, run_gtls
 
@@ -508,3 +511,102 @@ def test_idle_timeout_must_be_positive(value: str) -> None:
     result = run_gtls("serve", "--listen", f"{LOCALHOST}:0", "--idle-timeout", value)
     assert result.returncode == 2
     assert "--idle-timeout" in error_line(result)
+
+
+# --- log injection through a refused client certificate (audit a81) -------------------------------------------------
+
+#: What a hostile client puts in its certificate's names: a forged second log line, a terminal escape, a bell, a
+#: Unicode line separator and a right-to-left override.
+FORGED = "\nhandshake failed: forged peer=10.0.0.1:1\x1b[2J\r\x07\u2028\u202e"
+#: Characters that break or repaint a log line.
+UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]")
+
+
+def forged_client(directory: Path) -> tuple[Path, Path]:
+    """A client certificate from an unknown CA, both names carrying ``FORGED``; the leaf is sent alone, so the
+    refusal names the issuer too ("its issuer … is neither sent by the client nor in trusted-ca")."""
+    leaf = CA.root(f"evil root{FORGED}").leaf(f"evil{FORGED}", eku=("client",))
+    return leaf.write_cert(directory / "forged.pem"), leaf.write_key(directory / "forged.key")
+
+
+def present_certificate(port: int, cert: Path, key: Path) -> int:
+    """A Python ssl client presenting ``cert`` (not verifying the server); returns its local port."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(str(cert), str(key))
+    with socket.create_connection((LOCALHOST, port), timeout=h.IO_TIMEOUT) as raw:
+        local = h.local_port(raw)
+        with contextlib.suppress(ssl.SSLError, OSError), context.wrap_socket(raw) as conn:
+            conn.recv(100)  # TLS 1.3: the server's refusal arrives with the first read
+    return local
+
+
+def test_refused_client_certificate_cannot_forge_library_log_lines(pki: DemoPKI, tmp_path: Path) -> None:
+    """Any client can present a self-made certificate whose subject holds a newline and escape sequences; the
+    refusal logged its subject, issuer and message as they were: a forged ``handshake failed`` line of another peer
+    in the server's log, and a repainted terminal. They are escaped (\\0A), and the line stays one line."""
+    cert, key = forged_client(tmp_path)
+    settings = gtls.TLSOptions.from_mapping({"certificate": str(pki.server_chain),
+                                             "certificate-key": str(pki.server_key),
+                                             "trusted-ca": str(pki.root_ca), "tls-mutual": "1"})
+    with h.library_server(library_echo, settings, handshake_timeout=HANDSHAKE_TIMEOUT) as server:
+        peer = present_certificate(server.port, cert, key)
+        event = server.event(peer)
+        assert event.reason == "untrusted" and event.error is not None
+        line = server.log_line(f"handshake failed: untrusted peer={LOCALHOST}:{peer}")
+        time.sleep(0.2)  # a second line for this peer would come now
+        assert [r.getMessage() for r in server.records].count(line) == 1
+        assert len([r for r in server.records if f"peer={LOCALHOST}:{peer}" in r.getMessage()]) == 1
+    assert not UNPRINTABLE.search(line), line
+    assert "CN=evil\\0Ahandshake failed: forged peer=10.0.0.1:1" in line and "\\1B[2J\\0D\\07\\E2\\80\\A8" in line
+    assert "its issuer CN=evil root\\0Ahandshake failed" in line, line
+    for text in (event.subject, event.error.subject, event.error.message, str(event.error), event.describe()):
+        assert text is None or not UNPRINTABLE.search(text), text
+
+
+def test_refused_client_certificate_cannot_forge_gtls_serve_lines(pki: DemoPKI, tmp_path: Path) -> None:
+    """The same through ``gtls serve``: one ``connection from`` line, no forged one, no escape sequence."""
+    cert, key = forged_client(tmp_path)
+    with gtls_serve("--listen", f"{LOCALHOST}:0", "--certificate", f"{pki.server_chain},{pki.root_ca}",
+                    "--certificate-key", str(pki.server_key), "--trusted-ca", str(pki.root_ca),
+                    "--tls-mutual") as server:
+        peer = present_certificate(server.port, cert, key)
+        line = h.peer_line(server.stderr, peer, "failed: untrusted: ")
+        h.peer_line(server.stderr, present_certificate(server.port, cert, key), "failed: ")  # a later line
+        assert server.stop() == 0
+    assert not UNPRINTABLE.search(line), line
+    assert "subject CN=evil\\0Ahandshake failed" in line, line
+    assert not [text for text in server.stderr.lines if "forged" in text and not text.startswith("connection from")]
+
+
+# --- TLS that breaks mid-hello is not plaintext (audit a81) ---------------------------------------------------------
+
+
+def hello_then_bad_record_version() -> bytes:
+    """A real ClientHello in two records, the second with a record version no TLS peer uses: its first record was
+    TLS, so OpenSSL answers with a protocol_version alert (plaintext gets none) and reports "wrong version number"."""
+    message = h.client_hello()[5:]
+    return h.record(0x16, message[:40]) + h.record(0x16, message[40:], version=0x0000)
+
+
+def test_tls_broken_after_its_first_record_is_not_called_plaintext(library: h.LibraryServer) -> None:
+    """OpenSSL's "wrong version number" read as plaintext: the line said the client sent "bytes that are not TLS (a
+    plaintext or other protocol on this port?)", and the server skipped its linger for plaintext, closing with the
+    hello's rest unread, so the client was reset right after the alert it should read. OpenSSL had sent that alert
+    (s_server too): a TLS peer's broken record, "invalid TLS from the peer", and the peer reads the alert then EOF."""
+    with h.dial(library.port) as sock:
+        peer = h.local_port(sock)
+        sock.sendall(hello_then_bad_record_version())
+        answer = b""
+        for _ in range(10):  # until EOF; a reset raises
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer == h.record(0x15, b"\x02\x46", 0x0303)  # fatal protocol_version, then a clean EOF
+    event = library.event(peer)
+    assert event.reason == "not-tls" and event.error is not None
+    assert event.error.message.startswith("invalid TLS from the peer: wrong version number"), event.error.message
+    line = library.log_line(f"handshake failed: not-tls peer={LOCALHOST}:{peer}:")
+    assert "plaintext" not in line, line

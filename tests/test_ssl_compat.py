@@ -303,6 +303,7 @@ def test_certificate_times_read_as_ssl_reads_them(
     (" ", "\\ "),  # one space: escaped once, as leading (it read "\\\\ ", an escaped backslash) (review2)
     ("  ", "\\ \\ "), ("#x", "\\#x"), ("a ", "a\\ "), ("a,b+c", "a\\,b\\+c"), ('"<>;\\', '\\"\\<\\>\\;\\\\'),
     ("a\0b", "a\\00b"),  # RFC 4514 §2.4: NUL as \00
+    ("a\nb\x1b\u2028", "a\\0Ab\\1B\\E2\\80\\A8"),  # other controls as hex pairs too (audit a81: log lines)
     ("a=b", "a\\=b"),  # gtls escapes "=" here, for a reader splitting at the first "=" (audit 61)
 ])
 def test_fallback_names_escape_as_rfc_4514_says(value: str, text: str) -> None:
@@ -528,6 +529,21 @@ def test_the_subject_of_an_unloadable_certificate_is_written_as_cryptography_wri
     assert der_subject(nameless) == "(empty subject)"
     spaced = ssl.PEM_cert_to_DER_cert(version_4_certificate(root.leaf(" ", dns=("v4.test",)), root).decode())
     assert der_subject(spaced) == "CN=\\ "  # as cryptography 50 writes it (earlier releases: "CN=\\\\ ")
+
+
+def test_control_characters_of_a_subject_are_escaped_by_both_readers(root: CA) -> None:
+    """A peer's certificate names are its own bytes, and gtls logs them when it refuses the peer: a newline forged a
+    log line, an escape sequence repainted the terminal (audit a81). Both readers write control characters as RFC
+    4514 hex pairs of their UTF-8 bytes, the same way, so a subject stays one line and reads the same whether or not
+    cryptography can load the certificate."""
+    from gtls._offline import der_subject
+    from gtls.pki.certs import subject_text
+
+    leaf = root.leaf("a\nb\x1b[0m\x7f\x85\u2028\u202ez", dns=("ctl.test",))
+    expected = "CN=a\\0Ab\\1B[0m\\7F\\C2\\85\\E2\\80\\A8\\E2\\80\\AEz"
+    assert subject_text(leaf.cert) == _ssl_compat.subject_rfc4514(leaf.cert_der) == expected
+    unloadable = ssl.PEM_cert_to_DER_cert(version_4_certificate(leaf, root).decode())
+    assert der_subject(unloadable) == expected
 
 
 def test_a_subject_cryptography_cannot_read_is_written_as_openssl_reads_it() -> None:

@@ -220,8 +220,10 @@ def format_host_port(host: str, port: int) -> str:
 
 
 def name_of(name: x509.Name) -> str:
-    """RFC 4514 form, as openssl and most tools print it."""
-    return name.rfc4514_string() or "(empty)"
+    """RFC 4514 form, as openssl and most tools print it (control characters escaped: a server's own bytes)."""
+    from ..pki.certs import rfc4514_text
+
+    return rfc4514_text(name, "(empty)")
 
 
 def certificate_lines(cert: x509.Certificate, index: int) -> list[str]:

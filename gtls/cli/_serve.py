@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._printable import printable
 from ._common import (
     EXIT_OK,
     LISTEN_FAILED,
@@ -285,7 +286,7 @@ def _log_line(text: str) -> None:
     """A line of the running server's log (a connection, the demo's hints, the stop). Lost, not fatal, when stderr
     cannot take it (its reader left, a full disk): one peer's line must not stop the port for everyone."""
     with contextlib.suppress(OSError, ValueError):
-        stderr_line(text)
+        stderr_line(printable(text))
 
 
 def _log_ending(stream: TLSStream, word: str, detail: str) -> None:

@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import crypto
 
 from .._der import elements, only
+from .._printable import printable
 from .pem import Unsupported
 
 
@@ -78,8 +79,14 @@ def parse_crl(der: bytes) -> x509.CertificateRevocationList:
     return crl
 
 
+def rfc4514_text(name: x509.Name, empty: str = "(empty subject)") -> str:
+    """A name as one RFC 4514 line for messages and logs, control characters escaped (``gtls._printable``): a
+    peer's certificate names are its own bytes."""
+    return printable(name.rfc4514_string()) or empty
+
+
 def subject_text(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    return rfc4514_text(cert.subject)
 
 
 def sha1_thumbprint(cert: x509.Certificate) -> str:

@@ -16,6 +16,7 @@ from .certs import (
     is_ca,
     matches_key,
     parse_certificate,
+    rfc4514_text,
     self_issued,
     self_signed,
     signed_by,
@@ -122,7 +123,7 @@ def open_top_warning(chain: Sequence[x509.Certificate], option: str) -> str:
     """Name the issuer the peer must hold: a leaf sent alone (its intermediate forgotten) fails every peer that
     trusts only the root, and said only "the missing CA" it read like the usual chain without its root."""
     top = chain[-1]
-    issuer = top.issuer.rfc4514_string() or "(empty subject)"
+    issuer = rfc4514_text(top.issuer)
     text = (f"{option}: chain ends at {subject_text(top)}, which is not self-signed; "
             f"the peer must hold its issuer {issuer}")
     if len(chain) == 1:

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ..errors import CrlLoadError
-from .certs import parse_crl
+from .certs import parse_crl, rfc4514_text
 from .pem import load_blocks, skipped_blocks
 from .where import Where
 
@@ -44,7 +44,7 @@ def load_crls(path: Path, files: Mapping[Path, bytes], *, where: Where, warnings
 
 
 def issuer_text(crl: x509.CertificateRevocationList) -> str:
-    return crl.issuer.rfc4514_string() or "(empty issuer)"
+    return rfc4514_text(crl.issuer, "(empty issuer)")
 
 
 def freshness_warnings(

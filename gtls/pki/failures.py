@@ -67,6 +67,9 @@ def received_alert(texts: list[str]) -> str | None:
 #: How a ``not-tls`` message begins when the peer did speak TLS and one of its messages was refused (a chain over
 #: OpenSSL's 100 KiB limit, a decode error), as opposed to plaintext or HTTP: such a peer reads our alert.
 INVALID_TLS = "invalid TLS from the peer:"
+#: OpenSSL's reason (3.2 and later) when its record layer fails with an alert to send, and only then: bytes that do
+#: not look like TLS at all (the first record of plaintext or HTTP) get no alert, so not this reason either.
+_RECORD_LAYER_ALERT = "record layer failure"
 
 
 def library_failure(exc: BaseException) -> tuple[e.Reason, str, str | None]:
@@ -99,6 +102,10 @@ def library_failure(exc: BaseException) -> tuple[e.Reason, str, str | None]:
             f"({joined})"), None
     for needle, reason in _LIBRARY_REASONS:
         if any(needle in text for text in texts):
+            if reason == e.NOT_TLS and _RECORD_LAYER_ALERT in texts:
+                # OpenSSL's record layer sent the peer an alert: it took the peer for a TLS peer, whose later record
+                # was broken (a record's version changed mid-handshake), not for plaintext (no alert then).
+                return reason, f"{INVALID_TLS} {joined}", None
             return reason, f"{joined}", None
     # Anything else (decode errors, unexpected messages, bad record MACs): the peer's bytes did not form a TLS
     # handshake we could accept. spec §10 has no catch-all word for this; not-tls is the closest (gtls decision).

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 
 from ..errors import CredentialLoadError
-from .certs import is_ca, parse_certificate, self_signed, spki, subject_text, validity_problem
+from .certs import is_ca, parse_certificate, rfc4514_text, self_signed, spki, subject_text, validity_problem
 from .pem import load_blocks, skipped_blocks
 from .where import Where
 
@@ -45,7 +45,7 @@ def load_trusted_cas(
             # Verification must end at a root of this file (no partial chains, spec §6): an intermediate whose
             # issuer is missing here helps no chain to verify (gtls decision to say so; the spec is silent).
             warnings.append(f"{OPTION}: CA {subject_text(ca)} in {path} is not a root and its issuer "
-                            f"{ca.issuer.rfc4514_string() or '(empty name)'} is not in the file: chains through it "
+                            f"{rfc4514_text(ca.issuer, '(empty name)')} is not in the file: chains through it "
                             "fail (untrusted); add the root it chains to")
     unnumbered = [ca for ca in cas if ca.serial_number <= 0]
     if unnumbered:
