@@ -62,6 +62,21 @@ def _blob(match: re.Match[str]) -> str:
     return BASE64_SHOWN if any(_key_like(run.group()) for run in _BASE64_RUN.finditer(blob)) else blob
 
 
+#: Characters that change how a line reads rather than what it says: C0 and C1 controls (newlines, escape sequences
+#: that recolour or retitle a terminal, a backspace that hides what came before), DEL, the line and paragraph
+#: separators, and the bidirectional overrides and isolates that reorder text on screen.
+_CONTROLS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as Python escapes (``\\n``, ``\\x1b``, ``\\u202e``): what a peer
+    put in its certificate's names reaches messages, log lines and the terminal as text, never as a line break or an
+    escape sequence. Idempotent (backslashes are left as they are)."""
+    if _CONTROLS.search(text) is None:
+        return text
+    return _CONTROLS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def holds_key_material(text: str) -> bool:
     """Whether ``redact`` would hide something in ``text``."""
     return redact(text) != text

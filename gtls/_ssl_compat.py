@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _binding
 from ._der import elements, first, oid_text, only, string_contents
+from ._redact import escape_controls
 
 #: A name as ``ssl`` gives it: RDNs of (attribute, value); the value is bytes for a BIT STRING (None for one
 #: without a byte after its count of unused bits: ssl's Py_BuildValue("y#") of OpenSSL's NULL data).
@@ -467,7 +468,7 @@ def name_text(name: Name) -> str:
     when ``cryptography`` cannot load the certificate."""
     rdns = ("+".join(f"{_SHORT_NAMES.get(key, key)}={_value_text(value)}" for key, value in rdn)
             for rdn in reversed(name))
-    return ",".join(rdns) or "(empty)"
+    return escape_controls(",".join(rdns)) or "(empty)"  # the peer's names, printed and logged: controls escaped
 
 
 def subject_rfc4514(der: bytes) -> str:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NoReturn, TextIO, TypeAlias, TypeVar
 
-from .._redact import redact
+from .._redact import escape_controls, redact
 from ..options import host_problem
 
 if TYPE_CHECKING:
@@ -193,7 +193,9 @@ def report_warnings(warnings: Iterable[str]) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """One line of text: whitespace runs become one space, other control characters escapes (a peer's certificate
+    names reach failure lines; an escape sequence there would act on the terminal)."""
+    return escape_controls(" ".join(text.split()))
 
 
 def parse_host_port(text: str, *, what: str) -> tuple[str, int]:
@@ -220,8 +222,8 @@ def format_host_port(host: str, port: int) -> str:
 
 
 def name_of(name: x509.Name) -> str:
-    """RFC 4514 form, as openssl and most tools print it."""
-    return name.rfc4514_string() or "(empty)"
+    """RFC 4514 form, as openssl and most tools print it; control characters escaped (a server's chain is printed)."""
+    return escape_controls(name.rfc4514_string()) or "(empty)"
 
 
 def certificate_lines(cert: x509.Certificate, index: int) -> list[str]:

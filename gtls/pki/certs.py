@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import crypto
 
 from .._der import elements, only
+from .._redact import escape_controls
 from .pem import Unsupported
 
 
@@ -79,7 +80,8 @@ def parse_crl(der: bytes) -> x509.CertificateRevocationList:
 
 
 def subject_text(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string() or "(empty subject)"
+    """RFC 4514 text of the subject, control characters escaped (a peer's certificate is quoted in logs)."""
+    return escape_controls(cert.subject.rfc4514_string()) or "(empty subject)"
 
 
 def sha1_thumbprint(cert: x509.Certificate) -> str:
