@@ -27,9 +27,19 @@ from OpenSSL import SSL
 
 import gtls
 from gtls.ending import END_WORDS, classify_ending
+from gtls.pki import hostcheck
 from gtls.testing import CA, DemoPKI, write_pem
 from tests import hostile as h
-from tests.peers import LOCALHOST, Running, error_line, gtls_serve, openssl_server, raw_server, run_gtls
+from tests.peers import (
+    LOCALHOST,
+    Running,
+    error_line,
+    gtls_serve,
+    openssl_server,
+    raw_server,
+    run_gtls,
+    version_4_certificate,
+)
 
 HANDSHAKE_TIMEOUT = 1.5
 IDLE_TIMEOUT = 1.0
@@ -632,6 +642,31 @@ async def test_client_refuses_a_version_selected_by_supported_versions_as_protoc
     with raw_server(h.answer_with_server_hello(version)) as port, pytest.raises(gtls.HandshakeError) as caught:
         await _client("ip-literal", port, pki.root_ca, timeout=5)
     assert caught.value.reason == "protocol-version", caught.value
+
+
+@pytest.mark.parametrize("reference", ["localhost", "other.example"])
+async def test_client_name_check_without_the_private_api_reads_any_certificate_openssl_accepts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: str) -> None:
+    """Without pyOpenSSL's private API the name is checked after the handshake, on cryptography's reading of the
+    certificate: one with a version field of 3 (OpenSSL accepts it) raised cryptography's InvalidVersion out of the
+    handshake, whatever the name. Its names are read from the DER instead, and the verdict is OpenSSL's."""
+    monkeypatch.setattr(hostcheck, "AVAILABLE", False)
+    root = CA.root("v4 root")
+    leaf = root.leaf("localhost", dns=["localhost"])
+    cert = write_pem(tmp_path / "leaf.pem", version_4_certificate(leaf, root))
+    settings = gtls.TLSOptions.from_mapping({"trusted-ca": str(root.write_cert(tmp_path / "root.pem")),
+                                             "tls-target-name-check": "host"})
+    with openssl_server(cert=cert, key=leaf.write_key(tmp_path / "leaf.key")) as server:
+        if reference == "localhost":
+            stream = await gtls.open_tls_over_tcp_stream(LOCALHOST, server.port, settings, server_hostname=reference,
+                                                         handshake_timeout=5)
+            await stream.aclose()
+            return
+        with pytest.raises(gtls.PeerVerificationError) as caught:
+            await gtls.open_tls_over_tcp_stream(LOCALHOST, server.port, settings, server_hostname=reference,
+                                                handshake_timeout=5)
+    assert caught.value.reason == "name-mismatch"
+    assert "['localhost']" in caught.value.message and caught.value.subject == "CN=localhost", caught.value
 
 
 def test_gtls_connect_times_out_against_endless_hello_requests(pki: DemoPKI) -> None:
