@@ -269,16 +269,17 @@ class TLSEngine:
         while True:
             _clear_errors()
             result = _SSL_do_handshake(ssl)
+            if result != 1 and _SSL_get_error(ssl, result) != _ERR_WANT_READ:  # never WANT_WRITE: memory takes all
+                detour.flush_quietly()  # our alert, if the socket still takes it: the failure is OpenSSL's reason
+                self._handshake_failed(result)
             try:
-                flushed = detour.flush()  # our flight, or the alert we fail with
+                flushed = detour.flush()  # our flight
             except OSError as exc:
                 if result == 1:
                     break  # the next read or write meets the broken connection
                 raise self.eof_in_handshake(_as_syscall_error(exc)) from exc
             if result == 1:
                 break
-            if _SSL_get_error(ssl, result) != _ERR_WANT_READ:  # never WANT_WRITE: memory takes every write
-                self._handshake_failed(result)
             if not flushed:
                 return WANT_WRITE
             unread = detour.unread()

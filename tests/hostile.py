@@ -429,11 +429,15 @@ def server_hello(client_hello: bytes, *, supported_version: int) -> bytes:
     return record(_HANDSHAKE, bytes([2]) + len(body).to_bytes(3, "big") + body, 0x0303)
 
 
-def answer_with_server_hello(supported_version: int) -> Callable[[socket.socket], None]:
-    """A server answering the ClientHello with ``server_hello``, then closing (after reading what comes back)."""
+def answer_with_server_hello(supported_version: int, *, then_reset: bool = False) -> Callable[[socket.socket], None]:
+    """A server answering the ClientHello with ``server_hello``, then closing (after reading what comes back), or
+    with ``then_reset`` resetting the connection at once (the client's alert then meets the reset)."""
 
     def behaviour(conn: socket.socket) -> None:
         conn.sendall(server_hello(conn.recv(65536), supported_version=supported_version))
+        if then_reset:
+            reset(conn)  # behind the data: Linux still delivers the ServerHello, and then fails writes
+            return
         conn.shutdown(socket.SHUT_WR)
         read_until_closed(conn)
 

@@ -644,6 +644,16 @@ async def test_client_refuses_a_version_selected_by_supported_versions_as_protoc
     assert caught.value.reason == "protocol-version", caught.value
 
 
+@pytest.mark.parametrize("path", CLIENT_PATHS)
+async def test_client_reason_is_the_refused_flight_not_the_reset_behind_it(pki: DemoPKI, path: str) -> None:
+    """A server that resets the connection right behind a flight we refuse: our alert then meets the reset, and the
+    failure is still the refusal (the first version of audit 82's bounded handshake reported the reset)."""
+    with raw_server(h.answer_with_server_hello(0x0301, then_reset=True)) as port, \
+            pytest.raises(gtls.HandshakeError) as caught:
+        await _client(path, port, pki.root_ca, timeout=5)
+    assert caught.value.reason == "protocol-version", caught.value
+
+
 @pytest.mark.parametrize("reference", ["localhost", "other.example"])
 async def test_client_name_check_without_the_private_api_reads_any_certificate_openssl_accepts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: str) -> None:
