@@ -181,6 +181,15 @@ def _keep_queue() -> None:  # pragma: no cover - only without the binding
 clear_errors: Callable[[], None] = _lib.ERR_clear_error if ENGINE else _keep_queue
 
 
+def stop_auto_retry(ssl: Any) -> None:
+    """Have ``SSL_read`` and ``SSL_do_handshake`` return ``WANT_READ`` after a record that carried no application data
+    (a session ticket, a HelloRequest, a warning alert) instead of reading on (``SSL_MODE_AUTO_RETRY`` cleared). For a
+    socket the caller waits on level-triggered (its read is retried at once if more is there); a no-op without
+    ``SSL_clear_mode`` in the binding."""
+    if _lib is not None and hasattr(_lib, "SSL_clear_mode") and hasattr(_lib, "SSL_MODE_AUTO_RETRY"):
+        _lib.SSL_clear_mode(ssl, _lib.SSL_MODE_AUTO_RETRY)
+
+
 def ssl_pointer(conn: SSL.Connection) -> Any:
     """The connection's ``SSL *`` for the direct path, or None to use pyOpenSSL's public methods."""
     return getattr(conn, "_ssl", None) if ENGINE else None

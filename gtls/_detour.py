@@ -61,6 +61,10 @@ class Detour:
             _binding.bio_eof(self._into)
         return True
 
+    def unread(self) -> int:
+        """Bytes fed to OpenSSL that it has not read yet."""
+        return _binding.bio_pending(self._into)
+
     def flush(self) -> bool:
         """Send what OpenSSL wrote, oldest first, as far as the socket takes it: True once nothing is left. Raises
         ``OSError`` for a broken connection."""

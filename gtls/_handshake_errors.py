@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import trio
 
+from ._printable import printable
 from .errors import Reason, TLSError
 
 
 class HandshakeError(TLSError, trio.BrokenResourceError):
-    """A handshake failed. ``reason`` is one word of spec §10; ``peer`` is ``"host:port"`` when known."""
+    """A handshake failed. ``reason`` is one word of spec §10; ``peer`` is ``"host:port"`` when known. ``message``
+    and ``subject`` quote what the peer sent (its certificates' names): their control characters are escaped."""
 
     def __init__(
         self,
@@ -27,10 +29,12 @@ class HandshakeError(TLSError, trio.BrokenResourceError):
         alert: str | None = None,
     ) -> None:
         self.reason: Reason = reason
-        self.message = message
+        # A peer chooses the names in its certificate: a newline or terminal escape there must not reach a log line
+        # or the terminal as one.
+        self.message = message = printable(message)
         self.peer = peer
         self.depth = depth
-        self.subject = subject
+        self.subject = printable(subject) if subject else subject
         self.alert = alert
         # Both positional arguments in args: pickle and copy rebuild the error from them (a worker process can
         # raise it to its parent); __str__ below gives the text.

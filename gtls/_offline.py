@@ -22,6 +22,7 @@ from OpenSSL import SSL, crypto
 
 from . import _binding
 from . import errors as e
+from ._printable import printable
 from ._ssl_compat import subject_rfc4514
 from .engine import der_of, loaded_by_cryptography, sent_certificates
 from .errors import PeerVerificationError
@@ -65,7 +66,7 @@ def der_subject(der: bytes) -> str:
     try:
         return subject_text(x509.load_der_x509_certificate(der))
     except Exception:  # noqa: BLE001 - cryptography's parse error, or its warning raised as an error
-        return subject_rfc4514(der) or "(empty subject)"
+        return printable(subject_rfc4514(der)) or "(empty subject)"
 
 
 def _store(compiled: CompiledContext, flags: int, reference: str | None, at: dt.datetime | None) -> crypto.X509Store:

@@ -468,7 +468,7 @@ def name_text(name: Name) -> str:
     when ``cryptography`` cannot load the certificate."""
     rdns = ("+".join(f"{_SHORT_NAMES.get(key, key)}={_value_text(value)}" for key, value in rdn)
             for rdn in reversed(name))
-    return ",".join(rdns) or "(empty)"
+    return printable(",".join(rdns)) or "(empty)"  # the peer's names, printed and logged: controls escaped
 
 
 def subject_rfc4514(der: bytes) -> str:

@@ -27,8 +27,10 @@ from OpenSSL import SSL, crypto
 
 from . import _stat_memo, _verdicts
 from . import errors as e
+from ._printable import printable
 from ._redact import redact
 from ._sessions import ContextSlot, Renewed, enable_resumption
+from ._ssl_compat import subject_rfc4514
 from .errors import CredentialLoadError, CrlLoadError, HandshakeError, InvalidOptionValue, PeerVerificationError
 from .options import TLSOptions, log_warnings
 from .pki import hostcheck, names, reasons, system_trust
@@ -446,6 +448,19 @@ def _allow_expired_crl(conn: SSL.Connection, cert: crypto.X509, errnum: int, dep
     return False
 
 
+def _peer_leaf(conn: SSL.Connection) -> x509.Certificate | bytes | None:
+    """The peer's certificate for the name check: ``cryptography``'s, else its DER (OpenSSL accepts certificates
+    cryptography cannot load, such as a version field of 3: its InvalidVersion escaped the handshake)."""
+    leaf = conn.get_peer_certificate()
+    if leaf is None:
+        return None
+    der = crypto.dump_certificate(crypto.FILETYPE_ASN1, leaf)
+    try:
+        return x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion):
+        return der
+
+
 @dataclass(eq=False)
 class CompiledContext:
     """A ready ``SSL.Context`` plus what gtls needs around it. Build with ``compile_context``."""
@@ -627,11 +642,12 @@ class CompiledContext:
         out: list[str] = []
         reference = self._references.get(conn)
         if reference is not None and not hostcheck.AVAILABLE:
-            cert = conn.get_peer_certificate(as_cryptography=True)
+            cert = _peer_leaf(conn)
             if cert is None or not names.matches(cert, reference):
                 message = names.mismatch_message(cert, reference) if cert is not None else "no server certificate"
-                raise PeerVerificationError(e.NAME_MISMATCH, message, peer=peer, depth=0,
-                                            subject=subject_text(cert) if cert is not None else None)
+                raise PeerVerificationError(e.NAME_MISMATCH, message, peer=peer, depth=0, subject=(
+                    None if cert is None else subject_text(cert) if isinstance(cert, x509.Certificate)
+                    else printable(subject_rfc4514(cert))))
         depths = _WAIVED_CRL_EXPIRY.get(conn) if self.crl_expired_warn else None
         if depths:
             now = dt.datetime.now(dt.UTC)

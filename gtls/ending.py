@@ -102,7 +102,7 @@ def classify_ending(exc: BaseException) -> Ending:
 def _library_ending(exc: BaseException, version: str | None = None) -> Ending:
     """An OpenSSL error after the handshake (on a connection of ``version``, when known): a received alert, or
     records that could not be read."""
-    from .pki.failures import error_texts, received_alert
+    from .pki.failures import NO_REASON, error_texts, received_alert
 
     texts = error_texts(exc)
     alert = received_alert(texts)
@@ -121,8 +121,7 @@ def _library_ending(exc: BaseException, version: str | None = None) -> Ending:
     if texts and not any(texts):
         # pyOpenSSL's error then reads [('SSL routines', '', '')]. OpenSSL has no text for a fatal-level close_notify
         # or an unknown alert number, for example.
-        return Ending(BAD_RECORD, "OpenSSL gave no reason (as for a fatal alert it has no name for, such as a "
-                      "close_notify sent at fatal level)")
+        return Ending(BAD_RECORD, NO_REASON)
     # Everything else OpenSSL rejects after the handshake is about the records themselves (MAC, type, length,
     # version, decode): garbage or tampering on the wire.
     return Ending(BAD_RECORD, "; ".join(texts) or _describe(exc))

@@ -67,6 +67,9 @@ _FULL_RECORD: Final = 16384
 WRITE_CAP: Final = 1 << 16
 #: TLS 1.3 client writes, before the first record arrives, that first check for the server's late rejection.
 _PROBED_WRITES: Final = 4
+#: Socket reads one detoured ``recv`` moves into OpenSSL at most (``_RAW_READ`` each): a peer streaming records that
+#: carry no data (session tickets) gets the event loop back between them.
+_DETOUR_PULLS: Final = 4
 
 
 class TransportFailed(Exception):
@@ -195,6 +198,11 @@ class TLSEngine:
         self.close_notify_unsent = False
         #: An https-compatible stream's engine: after the handshake, an EOF without close_notify ends the peer's data.
         self._lenient_eof = lenient_eof
+        if self._sock is not None and not self.is_server:
+            # A client's socket reads stop after each record without data (a server's waits on its edge-triggered
+            # poller must read to EAGAIN): a peer streaming session tickets or HelloRequests held one SSL_read,
+            # and with it the event loop, for as long as it kept them coming.
+            _binding.stop_auto_retry(self._ssl)
 
     @property
     def peer(self) -> str | None:
@@ -209,7 +217,11 @@ class TLSEngine:
         """Advance the handshake; None once it is complete."""
         ssl = self._ssl
         _clear_errors()
-        if ssl is not None:
+        if ssl is not None and self._sock is not None and not self.is_server:
+            want = self._client_handshake_step(ssl)
+            if want is not None:
+                return want
+        elif ssl is not None:
             result = _SSL_do_handshake(ssl)
             if result != 1:
                 code = _SSL_get_error(ssl, result)
@@ -249,6 +261,48 @@ class TLSEngine:
                 # In TLS 1.2 the server's Finished came after its verdict on us: a failure on the first record is
                 # about that record (a refused renegotiation, say), not a late rejection of the handshake.
                 self._awaiting_first_record = False
+        return None
+
+    def _client_handshake_step(self, ssl: Any) -> Want | None:
+        """A socket-bound client's handshake, through memory (gtls._detour): OpenSSL gets at most one read's worth of
+        the server's bytes per step, and the stream waits (a checkpoint) between steps. Reading the socket itself,
+        OpenSSL went on while bytes kept coming: a client skips every HelloRequest it receives before the server's
+        Finished, so a server streaming them held one ``SSL_do_handshake`` call, and the whole event loop with its
+        handshake deadline, for as long as it liked. The socket is bound again once the handshake is done and
+        memory is empty both ways (a detour's usual end)."""
+        detour = self._detour if self._detour is not None else self._start_detour()
+        pulled = False
+        fed = detour.unread()
+        while True:
+            _clear_errors()
+            result = _SSL_do_handshake(ssl)
+            if result != 1 and _SSL_get_error(ssl, result) != _ERR_WANT_READ:  # never WANT_WRITE: memory takes all
+                detour.flush_quietly()  # our alert, if the socket still takes it: the failure is OpenSSL's reason
+                self._handshake_failed(result)
+            try:
+                flushed = detour.flush()  # our flight
+            except OSError as exc:
+                if result == 1:
+                    break  # the next read or write meets the broken connection
+                raise self.eof_in_handshake(_as_syscall_error(exc)) from exc
+            if result == 1:
+                break
+            if not flushed:
+                return WANT_WRITE
+            unread = detour.unread()
+            if unread and unread < fed:  # it stopped after a record that carried nothing for it (a HelloRequest)
+                fed = unread
+                continue
+            if pulled:
+                return WANT_READ  # one read per step: the next comes after the stream's wait
+            try:
+                if not detour.pull():
+                    return WANT_READ
+            except OSError as exc:
+                raise self.eof_in_handshake(_as_syscall_error(exc)) from exc
+            pulled = True
+            fed = detour.unread()
+        self._end_detour_if_idle(detour)
         return None
 
     def _handshake_failed(self, result: int) -> NoReturn:
@@ -452,6 +506,8 @@ class TLSEngine:
         ssl = self._ssl
         buf = _binding.read_buffer(max_bytes)
         have = 0
+        pulls = 0
+        fed = detour.unread()
         while True:
             _clear_errors()
             result = _SSL_read(ssl, buf + have, max_bytes - have)
@@ -478,12 +534,20 @@ class TLSEngine:
                     _binding.raise_ssl_error(self.conn, ssl, result)
                 except SSL.Error as exc:
                     return self._recv_outcome(exc)
+            unread = detour.unread()
+            if unread and unread < fed:  # a client's read stops after a record without data (stop_auto_retry)
+                fed = unread
+                continue
             if self._end_detour_if_idle(detour):
                 # OpenSSL has read all it was given and nothing of ours waits: the read goes on from the socket (a
                 # detour kept while both sides stream costs copies per byte).
                 return self.recv(max_bytes)
+            if pulls == _DETOUR_PULLS:
+                return WANT_READ  # bytes that were no data so far: the stream's wait, then on
             try:
                 if detour.pull():
+                    pulls += 1
+                    fed = detour.unread()
                     continue
             except OSError as exc:
                 raise _transport_failure(exc) from exc

@@ -245,18 +245,9 @@ class MemoryClient(_MemoryPeer):
         """Send an alert (TLS 1.2, AES-GCM suites) that OpenSSL's client API cannot send, such as an unprompted
         no_renegotiation warning or a close_notify at fatal level: a record protected by hand with the client's
         write key (RFC 5246 §6.3, RFC 5288), numbered after its Finished and the records this client sent."""
-        cipher = self.conn.get_cipher_name() or ""
-        assert "-GCM-" in cipher, f"AES-GCM suites only, not {cipher}"
-        digest = hashlib.sha384 if cipher.endswith("SHA384") else hashlib.sha256
-        key_length = 32 if "AES256" in cipher else 16
-        keys = _prf12(digest, self.conn.master_key(), b"key expansion",
-                      self.conn.server_random() + self.conn.client_random(), 2 * key_length + 8)
-        key, salt = keys[:key_length], keys[2 * key_length : 2 * key_length + 4]  # client write key and IV
-        number = struct.pack(">Q", 1 + self.records_sent)  # record 0 under these keys was the Finished
-        plaintext = bytes([level, description])
-        aad = number + bytes([_ALERT, 3, 3]) + struct.pack(">H", len(plaintext))
-        body = number + AESGCM(key).encrypt(salt + number, plaintext, aad)
-        self.sock.sendall(record(_ALERT, body, 0x0303))
+        # record 0 under these keys was the Finished
+        self.sock.sendall(tls12_records(self.conn, "client", 1 + self.records_sent,
+                                        [(_ALERT, bytes([level, description]))]))
         self.records_sent += 1
 
     def receive(self) -> bytes:
@@ -325,12 +316,16 @@ class MemoryClient(_MemoryPeer):
 
 
 class MemoryServer(_MemoryPeer):
-    """A pyOpenSSL TLS 1.3 server over memory BIOs, moving bytes over ``sock`` itself, that can send after its
-    handshake what no server API sends unasked (an unsolicited post-handshake CertificateRequest)."""
+    """A pyOpenSSL TLS 1.3 (or, with ``tls12``, TLS 1.2) server over memory BIOs, moving bytes over ``sock`` itself,
+    that can send after its handshake what no server API sends unasked (an unsolicited post-handshake
+    CertificateRequest, a stream of session tickets or HelloRequests)."""
 
-    def __init__(self, sock: socket.socket, cert: Path, key: Path) -> None:
+    def __init__(self, sock: socket.socket, cert: Path, key: Path, *, tls12: bool = False) -> None:
         context = SSL.Context(SSL.TLS_METHOD)
-        context.set_min_proto_version(SSL.TLS1_3_VERSION)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION if tls12 else SSL.TLS1_3_VERSION)
+        if tls12:
+            context.set_max_proto_version(SSL.TLS1_2_VERSION)
+        self.tls12 = tls12
         context.use_certificate_chain_file(str(cert))
         context.use_privatekey_file(str(key))
         self.secrets: dict[str, bytes] = {}
@@ -353,8 +348,9 @@ class MemoryServer(_MemoryPeer):
                 self.conn.bio_write(data)
                 continue
             # What the last step wrote (its session tickets) is the first records under the new keys: count them.
+            # In TLS 1.2 it is the ChangeCipherSpec and the Finished, record 0 under the new keys.
             last = self.pending_output()
-            self.records_sent = _count_records(last)
+            self.records_sent = 1 if self.tls12 else _count_records(last)
             self.sock.sendall(last)
             return
         raise AssertionError("the handshake did not finish within 50 round trips")
@@ -364,9 +360,16 @@ class MemoryServer(_MemoryPeer):
 
     def send_handshake_message(self, message: bytes) -> None:
         """One handshake message in a record protected by hand with the server's traffic keys."""
-        self.sock.sendall(tls13_records(self.conn, self.secrets["SERVER_TRAFFIC_SECRET_0"], self.records_sent,
-                                        [(_HANDSHAKE, message)]))
-        self.records_sent += 1
+        self.send_protected([(_HANDSHAKE, message)])
+
+    def send_protected(self, contents: list[tuple[int, bytes]]) -> None:
+        """Records of (content type, plaintext) protected by hand with the server's keys, after those it sent."""
+        if self.tls12:
+            wire = tls12_records(self.conn, "server", self.records_sent, contents)
+        else:
+            wire = tls13_records(self.conn, self.secrets["SERVER_TRAFFIC_SECRET_0"], self.records_sent, contents)
+        self.sock.sendall(wire)
+        self.records_sent += len(contents)
 
     def read_alert(self) -> str | None:
         """The client's alert as OpenSSL reports it, or None when the connection ends without one (bounded)."""
@@ -383,6 +386,110 @@ class MemoryServer(_MemoryPeer):
                 return None
             self.conn.bio_write(data)
         return None
+
+
+# --- hostile servers (for ``tests.peers.raw_server``) -----------------------------------------------------------------
+
+#: How long, and how many bytes, a flooding server goes on for at most (it stops earlier when the client leaves).
+FLOOD_SECONDS = 5.0
+FLOOD_BYTES = 256 << 20
+
+
+def hello_request() -> bytes:
+    """A HelloRequest (RFC 5246 §7.4.1.1): a client skips it during its handshake and refuses it after one."""
+    return bytes([0]) + (0).to_bytes(3, "big")
+
+
+def session_ticket(nonce: int = 0) -> bytes:
+    """A TLS 1.3 NewSessionTicket (RFC 8446 §4.6.1): lifetime, age_add, nonce, ticket, no extensions."""
+    body = struct.pack(">IIB", 7200, nonce, 1) + bytes([nonce & 0xFF]) + struct.pack(">H", 32) + bytes(32) + b"\0\0"
+    return bytes([4]) + len(body).to_bytes(3, "big") + body
+
+
+def answer_hello_with(data: bytes) -> Callable[[socket.socket], None]:
+    """A server that reads the ClientHello, answers with ``data`` and closes (after reading what comes back)."""
+
+    def behaviour(conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        read_until_closed(conn)
+
+    return behaviour
+
+
+def server_hello(client_hello: bytes, *, supported_version: int) -> bytes:
+    """A ServerHello record answering ``client_hello`` (its session id echoed, TLS_AES_128_GCM_SHA256, an X25519 key
+    share) whose supported_versions extension selects ``supported_version``."""
+    session = client_hello[44 : 44 + client_hello[43]]  # record and handshake headers, version, random, length
+    extensions = (struct.pack(">HHH", 43, 2, supported_version)
+                  + struct.pack(">HHHH", 51, 36, 0x001D, 32) + bytes(range(32)))
+    body = (struct.pack(">H", 0x0303) + random.Random(0).randbytes(32) + bytes([len(session)]) + session
+            + struct.pack(">HB", 0x1301, 0) + struct.pack(">H", len(extensions)) + extensions)
+    return record(_HANDSHAKE, bytes([2]) + len(body).to_bytes(3, "big") + body, 0x0303)
+
+
+def answer_with_server_hello(supported_version: int, *, then_reset: bool = False) -> Callable[[socket.socket], None]:
+    """A server answering the ClientHello with ``server_hello``, then closing (after reading what comes back), or
+    with ``then_reset`` resetting the connection at once (the client's alert then meets the reset)."""
+
+    def behaviour(conn: socket.socket) -> None:
+        conn.sendall(server_hello(conn.recv(65536), supported_version=supported_version))
+        if then_reset:
+            reset(conn)  # behind the data: Linux still delivers the ServerHello, and then fails writes
+            return
+        conn.shutdown(socket.SHUT_WR)
+        read_until_closed(conn)
+
+    return behaviour
+
+
+def _flood(sock: socket.socket, chunk: Callable[[], bytes], seconds: float, limit: int) -> None:
+    """Write ``chunk()`` until the peer leaves, ``seconds`` pass or ``limit`` bytes went; then reset."""
+    sock.settimeout(1.0)
+    deadline = time.monotonic() + seconds
+    sent = 0
+    with contextlib.suppress(OSError):
+        while sent < limit and time.monotonic() < deadline:
+            data = chunk()
+            sock.sendall(data)
+            sent += len(data)
+    with contextlib.suppress(OSError):
+        reset(sock)
+
+
+def flood_after_hello(unit: bytes, *, seconds: float = FLOOD_SECONDS, limit: int = FLOOD_BYTES
+                      ) -> Callable[[socket.socket], None]:
+    """A server that reads the ClientHello, then answers with ``unit`` (records) over and over."""
+    chunk = unit * max(1, 16384 // len(unit))
+
+    def behaviour(conn: socket.socket) -> None:
+        conn.recv(65536)
+        _flood(conn, lambda: chunk, seconds, limit)
+
+    return behaviour
+
+
+def flood_after_handshake(cert: Path, key: Path, message: bytes, *, tls12: bool = False,
+                          seconds: float = FLOOD_SECONDS, limit: int = FLOOD_BYTES) -> Callable[[socket.socket], None]:
+    """A server that completes a real handshake (``MemoryServer``), then sends the handshake ``message`` over and
+    over, in records protected with its keys: messages that carry no application data."""
+
+    def behaviour(conn: socket.socket) -> None:
+        server = MemoryServer(conn, cert, key, tls12=tls12)
+        server.handshake()
+        batch = [(_HANDSHAKE, message * max(1, 4096 // len(message)))] * 16
+
+        def chunk() -> bytes:
+            first = server.records_sent
+            server.records_sent += len(batch)
+            if tls12:
+                return tls12_records(server.conn, "server", first, batch)
+            return tls13_records(server.conn, server.secrets["SERVER_TRAFFIC_SECRET_0"], first, batch)
+
+        _flood(conn, chunk, seconds, limit)
+
+    return behaviour
 
 
 def certificate_request() -> bytes:
@@ -407,6 +514,25 @@ def tls13_records(conn: SSL.Connection, secret: bytes, first: int, contents: lis
         header = bytes([_APPLICATION_DATA, 3, 3]) + struct.pack(">H", len(inner) + 16)
         nonce = bytes(a ^ b for a, b in zip(iv, number.to_bytes(12, "big"), strict=True))
         wire += header + AESGCM(key).encrypt(nonce, inner, header)
+    return wire
+
+
+def tls12_records(conn: SSL.Connection, sender: str, first: int, contents: list[tuple[int, bytes]]) -> bytes:
+    """TLS 1.2 records (RFC 5246 §6.3, RFC 5288) of (content type, plaintext) under the write keys of ``sender``
+    (``"client"`` or ``"server"``), numbered from ``first`` (AES-GCM suites only)."""
+    cipher = conn.get_cipher_name() or ""
+    assert "-GCM-" in cipher, f"AES-GCM suites only, not {cipher}"
+    digest = hashlib.sha384 if cipher.endswith("SHA384") else hashlib.sha256
+    size = 32 if "AES256" in cipher else 16
+    keys = _prf12(digest, conn.master_key(), b"key expansion", conn.server_random() + conn.client_random(),
+                  2 * size + 8)
+    side = 0 if sender == "client" else 1  # key block: client key, server key, client IV, server IV
+    key, salt = keys[side * size : (side + 1) * size], keys[2 * size + 4 * side : 2 * size + 4 * side + 4]
+    wire = b""
+    for index, (content_type, plaintext) in enumerate(contents):
+        number = struct.pack(">Q", first + index)
+        aad = number + bytes([content_type, 3, 3]) + struct.pack(">H", len(plaintext))
+        wire += record(content_type, number + AESGCM(key).encrypt(salt + number, plaintext, aad), 0x0303)
     return wire
 
 

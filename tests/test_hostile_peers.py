@@ -1,5 +1,6 @@
 """Hostile peers (issue #7, part 1) against ``gtls serve`` (a subprocess; its stderr lines) and the library listener
-(``serve_tls_over_tcp`` in a thread; its ``on_handshake`` events, ``gtls.server`` log and what the handler sees).
+(``serve_tls_over_tcp`` in a thread; its ``on_handshake`` events, ``gtls.server`` log and what the handler sees);
+and hostile servers against the client (the end of this file).
 
 Every case is a real connection over 127.0.0.1 (hand-built bytes on raw sockets, pyOpenSSL driven byte by byte,
 Python's ssl). Each is a generator: it opens the hostile connection and yields its local port at the point where
@@ -16,19 +17,31 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
 import gtls
 from gtls.ending import END_WORDS, classify_ending
-from gtls.testing import CA, DemoPKI
+from gtls.pki import hostcheck
+from gtls.testing import CA, DemoPKI, write_pem
 from tests import hostile as h
-from tests.peers import LOCALHOST, Running, error_line, gtls_serve, run_gtls
+from tests.peers import (
+    LOCALHOST,
+    Running,
+    error_line,
+    gtls_serve,
+    openssl_server,
+    raw_server,
+    run_gtls,
+    version_4_certificate,
+)
 
 HANDSHAKE_TIMEOUT = 1.5
 IDLE_TIMEOUT = 1.0
@@ -228,6 +241,9 @@ CASES: list[tuple[str, str, str, Case]] = [
     ("tls1.0-client-hello", "failed", "protocol-version", raw_bytes(h.legacy_client_hello(0x0301))),
     ("tls1.1-client-hello", "failed", "protocol-version", raw_bytes(h.legacy_client_hello(0x0302))),
     ("oversized-record", "failed", "not-tls", raw_bytes(h.oversized_record(), half_first=False)),
+    # OpenSSL has no text for an alert number it does not know: the message was pyOpenSSL's raw error queue
+    ("nameless-fatal-alert", "failed", "not-tls",
+     raw_bytes(h.client_hello() + h.record(0x15, b"\x02\xff", 0x0303), half_first=False)),
     ("truncated-record-then-eof", "failed", "eof-in-handshake", truncated_record_then_eof),
     ("stall-before-handshake", "failed", "timeout", stall_before_handshake),
     ("stall-mid-handshake", "failed", "timeout", stall_mid_handshake),
@@ -610,3 +626,225 @@ def test_tls_broken_after_its_first_record_is_not_called_plaintext(library: h.Li
     assert event.error.message.startswith("invalid TLS from the peer: wrong version number"), event.error.message
     line = library.log_line(f"handshake failed: not-tls peer={LOCALHOST}:{peer}:")
     assert "plaintext" not in line, line
+
+
+# --- hostile servers against the client (audit 82) -----------------------------------------------------------------
+
+#: The client's three ways onto a socket: the connector dialling an IP address (a bare socket), a TLSStream over a
+#: trio.SocketStream (socket-bound) and the same stream with memory BIOs.
+CLIENT_PATHS = ["ip-literal", "socket-stream", "memory-bio"]
+
+
+async def _client(path: str, port: int, ca: Path, *, timeout: float) -> gtls.TLSStream:
+    """A handshaken client stream to 127.0.0.1:port by ``path``, verifying ``localhost`` against ``ca``."""
+    settings = gtls.TLSOptions.from_mapping({"trusted-ca": str(ca)})
+    if path == "ip-literal":
+        return await gtls.open_tls_over_tcp_stream(LOCALHOST, port, settings, server_hostname="localhost",
+                                                   handshake_timeout=timeout)
+    transport = await trio.open_tcp_stream(LOCALHOST, port)
+    stream = gtls.TLSStream(transport, settings, server_hostname="localhost", handshake_timeout=timeout,
+                            driver="bio" if path == "memory-bio" else "auto")
+    try:
+        await stream.do_handshake()
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+    return stream
+
+
+async def _longest_stall(run: Callable[[], Awaitable[object]]) -> float:
+    """Run ``run()`` beside a task that wakes every 10 ms; the longest the event loop kept that task waiting."""
+    longest = 0.0
+    last = time.monotonic()
+
+    async def tick() -> None:
+        nonlocal longest, last
+        while True:
+            await trio.sleep(0.01)
+            now = time.monotonic()
+            longest, last = max(longest, now - last), now
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tick)
+        await trio.sleep(0.02)
+        try:
+            await run()
+        finally:
+            longest = max(longest, time.monotonic() - last)
+            nursery.cancel_scope.cancel()
+    return longest
+
+
+@pytest.mark.parametrize("path", CLIENT_PATHS)
+async def test_client_handshake_deadline_holds_against_endless_hello_requests(pki: DemoPKI, path: str) -> None:
+    """A client skips each HelloRequest that comes before the server's Finished. Reading the socket itself, OpenSSL
+    went on as long as they kept coming: one SSL_do_handshake call held the event loop (every task) for the whole
+    flood, and the handshake deadline fired only after it (eof-in-handshake after 5 s, not timeout after 0.5 s)."""
+    failure: list[BaseException] = []
+
+    async def handshake() -> None:
+        try:
+            await _client(path, port, pki.root_ca, timeout=0.5)
+        except gtls.HandshakeError as exc:
+            failure.append(exc)
+
+    with raw_server(h.flood_after_hello(h.record(0x16, h.hello_request(), 0x0303))) as port:
+        started = time.monotonic()
+        stall = await _longest_stall(handshake)
+        elapsed = time.monotonic() - started
+    assert failure and isinstance(failure[0], gtls.HandshakeError) and failure[0].reason == "timeout", failure
+    assert elapsed < 2.0, elapsed
+    assert stall < 0.3, f"the event loop stalled for {stall:.2f} s"
+
+
+@pytest.mark.parametrize("path", CLIENT_PATHS)
+@pytest.mark.parametrize("tls12", [False, True], ids=["tls1.3-session-tickets", "tls1.2-hello-requests"])
+async def test_client_reads_give_the_event_loop_back_under_a_flood(pki: DemoPKI, path: str, tls12: bool) -> None:
+    """After the handshake, records without data (TLS 1.3 session tickets; TLS 1.2 HelloRequests, each refused)
+    kept one socket-bound SSL_read running while they came: a cancelled receive_some returned, and other tasks ran,
+    only when the server stopped."""
+    message = h.hello_request() if tls12 else h.session_ticket()
+    with raw_server(h.flood_after_handshake(pki.server_chain, pki.server_key, message, tls12=tls12)) as port:
+        stream = await _client(path, port, pki.root_ca, timeout=5)
+
+        async def read() -> None:
+            with trio.move_on_after(0.5), contextlib.suppress(trio.BrokenResourceError):
+                await stream.receive_some()
+
+        try:
+            assert stream.tls_version == ("TLSv1.2" if tls12 else "TLSv1.3")
+            started = time.monotonic()
+            stall = await _longest_stall(read)
+            elapsed = time.monotonic() - started
+        finally:
+            await trio.aclose_forcefully(stream)
+    assert elapsed < 1.5, elapsed
+    assert stall < 0.3, f"the event loop stalled for {stall:.2f} s"
+
+
+@pytest.mark.parametrize("path", ["ip-literal", "memory-bio"])
+@pytest.mark.parametrize("alert", [b"\x02\xff", b"\x02\x00"], ids=["unknown-number", "fatal-close_notify"])
+async def test_client_failure_for_a_nameless_alert_is_words(pki: DemoPKI, path: str, alert: bytes) -> None:
+    """A fatal alert OpenSSL has no name for (an unknown number, close_notify at fatal level) answering our
+    ClientHello: OpenSSL gives no reason text, and the message was the raw "Error([('SSL routines', '', '')])"."""
+    with raw_server(h.answer_hello_with(h.record(0x15, alert, 0x0303))) as port, \
+            pytest.raises(gtls.HandshakeError) as caught:
+        await _client(path, port, pki.root_ca, timeout=5)
+    assert caught.value.reason == "not-tls"
+    assert "OpenSSL gave no reason" in caught.value.message, caught.value.message
+    assert "SSL routines" not in str(caught.value) and "Error(" not in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("version", [0x0301, 0x0302, 0x0305, 0x7F1C], ids=["tls1.0", "tls1.1", "unknown", "draft"])
+async def test_client_refuses_a_version_selected_by_supported_versions_as_protocol_version(
+        pki: DemoPKI, version: int) -> None:
+    """A ServerHello whose supported_versions extension selects a version we do not allow is a version failure, as
+    the same choice in its legacy version field is (it read not-tls: "bad protocol version number")."""
+    with raw_server(h.answer_with_server_hello(version)) as port, pytest.raises(gtls.HandshakeError) as caught:
+        await _client("ip-literal", port, pki.root_ca, timeout=5)
+    assert caught.value.reason == "protocol-version", caught.value
+
+
+@pytest.mark.parametrize("path", CLIENT_PATHS)
+async def test_client_reason_is_the_refused_flight_not_the_reset_behind_it(pki: DemoPKI, path: str) -> None:
+    """A server that resets the connection right behind a flight we refuse: our alert then meets the reset, and the
+    failure is still the refusal (the first version of audit 82's bounded handshake reported the reset)."""
+    with raw_server(h.answer_with_server_hello(0x0301, then_reset=True)) as port, \
+            pytest.raises(gtls.HandshakeError) as caught:
+        await _client(path, port, pki.root_ca, timeout=5)
+    assert caught.value.reason == "protocol-version", caught.value
+
+
+@pytest.mark.parametrize("reference", ["localhost", "other.example"])
+async def test_client_name_check_without_the_private_api_reads_any_certificate_openssl_accepts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: str) -> None:
+    """Without pyOpenSSL's private API the name is checked after the handshake, on cryptography's reading of the
+    certificate: one with a version field of 3 (OpenSSL accepts it) raised cryptography's InvalidVersion out of the
+    handshake, whatever the name. Its names are read from the DER instead, and the verdict is OpenSSL's."""
+    monkeypatch.setattr(hostcheck, "AVAILABLE", False)
+    root = CA.root("v4 root")
+    leaf = root.leaf("localhost", dns=["localhost"])
+    cert = write_pem(tmp_path / "leaf.pem", version_4_certificate(leaf, root))
+    settings = gtls.TLSOptions.from_mapping({"trusted-ca": str(root.write_cert(tmp_path / "root.pem")),
+                                             "tls-target-name-check": "host"})
+    with openssl_server(cert=cert, key=leaf.write_key(tmp_path / "leaf.key")) as server:
+        if reference == "localhost":
+            stream = await gtls.open_tls_over_tcp_stream(LOCALHOST, server.port, settings, server_hostname=reference,
+                                                         handshake_timeout=5)
+            await stream.aclose()
+            return
+        with pytest.raises(gtls.PeerVerificationError) as caught:
+            await gtls.open_tls_over_tcp_stream(LOCALHOST, server.port, settings, server_hostname=reference,
+                                                handshake_timeout=5)
+    assert caught.value.reason == "name-mismatch"
+    assert "['localhost']" in caught.value.message and caught.value.subject == "CN=localhost", caught.value
+
+
+def test_gtls_connect_times_out_against_endless_hello_requests(pki: DemoPKI) -> None:
+    with raw_server(h.flood_after_hello(h.record(0x16, h.hello_request(), 0x0303))) as port:
+        result = run_gtls("connect", f"{LOCALHOST}:{port}", "--trusted-ca", str(pki.root_ca), "--timeout", "1")
+    assert result.returncode == 1
+    assert error_line(result).startswith("gtls: timeout: the handshake did not complete within 1 s"), result.stderr
+
+
+#: What must never reach a message, a log line or the terminal from a peer's certificate: C0/C1 controls, DEL, line
+#: and paragraph separators, bidirectional overrides.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: A subject a hostile server chose: a line break, an ANSI colour, a bell, a carriage return, a C1 CSI, a
+#: right-to-left override and a line separator.
+_HOSTILE_SUBJECT = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ok\n\x1b[31mred\x07\rx\x9b"),
+                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, "\u202eevil\u2028x")])
+
+
+@pytest.fixture(scope="module")
+def hostile_names(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A root and a localhost leaf whose names hold control characters; and a leaf with no SAN for the CN check."""
+    folder = tmp_path_factory.mktemp("hostile-names")
+    root = CA.root("root\n\x1b]0;retitled\x07")
+    leaf = root.leaf(subject=_HOSTILE_SUBJECT, dns=["localhost"])
+    bare = root.leaf(subject=_HOSTILE_SUBJECT)  # no subjectAltName: its CN is the name checked
+    return {"root": write_pem(folder / "root.pem", root.cert_pem), "leaf": leaf.write_cert(folder / "leaf.pem"),
+            "key": leaf.write_key(folder / "leaf.key"), "bare": bare.write_cert(folder / "bare.pem"),
+            "bare_key": bare.write_key(folder / "bare.key")}
+
+
+def _unescaped(text: str | None) -> list[str]:
+    return sorted({f"U+{ord(char):04X}" for char in _CONTROL.findall(text or "")})
+
+
+@pytest.mark.parametrize("case", ["untrusted", "name-mismatch"])
+async def test_client_errors_escape_control_characters_of_the_server_certificate(
+        pki: DemoPKI, hostile_names: dict[str, Path], case: str) -> None:
+    """A server's certificate names reach PeerVerificationError (subject, issuer advice, presented names), and from
+    there log lines and the terminal: a newline or an escape sequence in them acted there as one (audit 82)."""
+    untrusted = case == "untrusted"
+    cert, key = (hostile_names["leaf"], hostile_names["key"]) if untrusted else (hostile_names["bare"],
+                                                                                 hostile_names["bare_key"])
+    settings = gtls.TLSOptions.from_mapping(
+        {"trusted-ca": str(pki.root_ca)} if untrusted
+        else {"trusted-ca": str(hostile_names["root"]), "tls-target-name-check": "host"})
+    with openssl_server(cert=cert, key=key, chain=hostile_names["root"]) as server, \
+            pytest.raises(gtls.PeerVerificationError) as caught:
+        await gtls.open_tls_over_tcp_stream(LOCALHOST, server.port, settings, server_hostname="localhost",
+                                            handshake_timeout=5)
+    error = caught.value
+    assert error.reason == case
+    for text in (str(error), error.message, error.subject, str(trio.BrokenResourceError(error))):
+        assert not _unescaped(text), (_unescaped(text), text)
+    assert "\\1B" in str(error)  # shown, as an RFC 4514 hex escape
+
+
+def test_gtls_connect_escapes_control_characters_of_the_server_certificate(
+        pki: DemoPKI, hostile_names: dict[str, Path]) -> None:
+    """The failure line on stderr, and the peer chain printed on success (both the server's names)."""
+    with openssl_server(cert=hostile_names["leaf"], key=hostile_names["key"], chain=hostile_names["root"]) as server:
+        refused = run_gtls("connect", f"{LOCALHOST}:{server.port}", "--trusted-ca", str(pki.root_ca),
+                           "--tls-target-name", "localhost")
+        accepted = run_gtls("connect", f"{LOCALHOST}:{server.port}", "--trusted-ca", str(hostile_names["root"]),
+                            "--tls-target-name", "localhost")
+    assert refused.returncode == 1 and error_line(refused).startswith("gtls: untrusted: "), refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    printed = "subject: O=\\E2\\80\\AEevil\\E2\\80\\A8x,CN=ok\\0A\\1B[31mred\\07\\0Dx\\C2\\9B"  # RFC 4514 hex pairs
+    assert printed in accepted.stdout, accepted.stdout
+    for output in (refused.stderr, accepted.stdout, accepted.stderr):
+        assert not _unescaped(output.replace("\n", "")), output

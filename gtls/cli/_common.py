@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NoReturn, TextIO, TypeAlias, TypeVar
 
+from .._printable import printable
 from .._redact import redact
 from ..options import host_problem
 
@@ -193,7 +194,9 @@ def report_warnings(warnings: Iterable[str]) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """One line of text: whitespace runs become one space, other control characters escapes (a peer's certificate
+    names reach failure lines; an escape sequence there would act on the terminal)."""
+    return printable(" ".join(text.split()))
 
 
 def parse_host_port(text: str, *, what: str) -> tuple[str, int]:

@@ -18,6 +18,9 @@ _LIBRARY_REASONS: tuple[tuple[str, e.Reason], ...] = (
     ("version too low", e.PROTOCOL_VERSION),
     ("version too high", e.PROTOCOL_VERSION),
     ("wrong ssl version", e.PROTOCOL_VERSION),
+    # A version the peer selected that neither side may use (a TLS 1.3 ServerHello's supported_versions naming TLS
+    # 1.0 or an unknown number): as with its legacy version field (unsupported protocol), not bytes that are not TLS
+    ("bad protocol version number", e.PROTOCOL_VERSION),
     ("wrong version number", e.NOT_TLS),
     ("http request", e.NOT_TLS),
     ("https proxy request", e.NOT_TLS),
@@ -64,6 +67,11 @@ def received_alert(texts: list[str]) -> str | None:
     return None
 
 
+#: What a failure says when OpenSSL gave no reason text: pyOpenSSL's error then reads ``[('SSL routines', '', '')]``.
+#: OpenSSL has no text for a fatal alert whose number it has no name for, or a close_notify sent at fatal level.
+NO_REASON = ("OpenSSL gave no reason (as for a fatal alert it has no name for, such as a close_notify sent at fatal "
+             "level)")
+
 #: How a ``not-tls`` message begins when the peer did speak TLS and one of its messages was refused (a chain over
 #: OpenSSL's 100 KiB limit, a decode error), as opposed to plaintext or HTTP: such a peer reads our alert.
 INVALID_TLS = "invalid TLS from the peer:"
@@ -83,7 +91,8 @@ def library_failure(exc: BaseException) -> tuple[e.Reason, str, str | None]:
         if alert == "protocol_version":
             return e.PROTOCOL_VERSION, "the peer allows no protocol version we allow (protocol_version alert)", alert
         return e.PEER_ALERT, f"the peer aborted the handshake with the alert {alert}", alert
-    joined = "; ".join(texts) or repr(exc)
+    # Never the error's repr: with no reason text it was the raw queue, "Error([('SSL routines', '', '')])".
+    joined = "; ".join(text for text in texts if text) or NO_REASON
     if any("inappropriate fallback" in text for text in texts):
         # OpenSSL's one reason for both downgrade checks: a client's TLS_FALLBACK_SCSV below our best version (RFC
         # 7507), or a TLS 1.2 ServerHello carrying the TLS 1.3 downgrade sentinel (RFC 8446 §4.1.3). A version

@@ -130,13 +130,29 @@ def _san_dns(cert: x509.Certificate) -> list[str]:
     return san.get_values_for_type(x509.DNSName)
 
 
-def presented_names(cert: x509.Certificate) -> tuple[list[str], str]:
-    """The names compared and where they came from: the dNSName SAN entries if any, else every subject CN."""
+def presented_names(cert: x509.Certificate | bytes) -> tuple[list[str], str]:
+    """The names compared and where they came from: the dNSName SAN entries if any, else every subject CN. ``cert``
+    may be DER: a certificate OpenSSL accepted that ``cryptography`` cannot load (a version field of 3)."""
+    if isinstance(cert, bytes):
+        return _presented_in_der(cert)
     dns = _san_dns(cert)
     if dns:
         return list(dns), "subjectAltName"
     cns = [attr.value for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     return [value if isinstance(value, str) else value.decode("latin-1") for value in cns], "CN"
+
+
+def _presented_in_der(der: bytes) -> tuple[list[str], str]:
+    """``presented_names`` read by gtls's own DER reader, as ``ssl`` reads them; unreadable names are none."""
+    try:
+        info = peercert_dict(der)
+    except (ValueError, IndexError):
+        return [], "subjectAltName"
+    dns = [value for kind, value in info.get("subjectAltName", ()) if kind == "DNS"]
+    if dns:
+        return dns, "subjectAltName"
+    cns = [value for rdn in info["subject"] for key, value in rdn if key == "commonName" and isinstance(value, str)]
+    return cns, "CN"
 
 
 def name_matches(presented: str, reference: str) -> bool:
@@ -148,14 +164,14 @@ def name_matches(presented: str, reference: str) -> bool:
     return presented.lower() == reference
 
 
-def matches(cert: x509.Certificate, reference: str) -> bool:
+def matches(cert: x509.Certificate | bytes, reference: str) -> bool:
     """Whether ``cert`` matches the normalised ``reference`` (exactly OpenSSL's in-handshake verdict)."""
     names, _ = presented_names(cert)
     compared = openssl_reference(reference)
     return any(name_matches(name, compared) for name in names)
 
 
-def mismatch_message(cert: x509.Certificate, reference: str, *, option_hint: bool = True) -> str:
+def mismatch_message(cert: x509.Certificate | bytes, reference: str, *, option_hint: bool = True) -> str:
     """Which names the certificate has, which reference was compared, skipped wildcards, and advice for IPs."""
     names, source = presented_names(cert)
     shown = ", ".join(repr(n) for n in names) if names else "none"
