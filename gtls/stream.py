@@ -456,7 +456,10 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     self._raise_if_ended()
                 failure = engine.eof_in_handshake(exc)  # the transport failed (either way): chained to its error
                 self._break(failure)
-                raise failure from exc
+                try:
+                    raise failure from exc
+                finally:
+                    del failure  # as in receive_some: a local raised through this frame would keep it in a cycle
             waited = True
             self._raise_if_ended()
         if waited and driver.__class__ is SocketDriver:
@@ -522,11 +525,16 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     raise self._break(exc) from exc
                 except (HandshakeError, TLSError) as exc:
                     error = self._break(exc)
-                    if driver.__class__ is BioDriver:
-                        # OpenSSL wrote its alert for the peer's bad record into memory, which nothing else would
-                        # send: the peer would see only EOF (the socket-bound path has sent it already).
-                        await driver.flush_best_effort()
-                    raise error from exc
+                    try:
+                        if driver.__class__ is BioDriver:
+                            # OpenSSL wrote its alert for the peer's bad record into memory, which nothing else
+                            # would send: the peer would see only EOF (the socket-bound path has sent it already).
+                            await driver.flush_best_effort()
+                        raise error from exc
+                    finally:
+                        # This frame is in the error's traceback: kept as a local, the error would hold it, and
+                        # with it the stream, in a cycle (a peer's bad record, alert or renegotiation).
+                        del error
                 if result.__class__ is Want:
                     try:
                         # Inline for the socket driver (see SocketDriver.claim_read): idle connections wait here.
