@@ -400,8 +400,10 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if self._handshake_lot is not None:
                 self._handshake_lot.unpark_all()
 
-    async def _handshake_within_deadline(self, run: Callable[[], Awaitable[None]]) -> None:
-        """``run()`` (the handshake, possibly behind a wait for a slot) bounded by ``handshake_timeout``."""
+    async def _handshake_within_deadline(self, run: Callable[[], Awaitable[None]],
+                                         explain: Callable[[float], str | None] | None = None) -> None:
+        """``run()`` (the handshake, possibly behind a wait for a slot) bounded by ``handshake_timeout``;
+        ``explain(timeout)``: the message of a timeout, when the wait for a slot may be why (else the usual one)."""
         timeout = self.handshake_timeout
         if timeout is None:
             await run()
@@ -409,7 +411,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         with trio.move_on_after(timeout) as scope:
             await run()
         if scope.cancelled_caught:
-            raise self.handshake_timed_out(timeout)
+            raise self.handshake_timed_out(timeout, explain(timeout) if explain is not None else None)
 
     async def _accepted_handshake(self) -> None:
         """The serving loop's handshake of a stream it just accepted: no other task knows the stream yet and the
@@ -479,16 +481,18 @@ class TLSStream(trio.abc.HalfCloseableStream):
             raise self._broken_error()
         self._check_status()
 
-    def handshake_timed_out(self, seconds: float) -> HandshakeError:
-        """Mark the stream broken by a handshake deadline (used by the listeners and the connector)."""
-        failure = self._timeout_error(seconds)
+    def handshake_timed_out(self, seconds: float, message: str | None = None) -> HandshakeError:
+        """Mark the stream broken by a handshake deadline (used by the listeners and the connector); ``message``
+        replaces the usual one (a listener's, for a handshake that waited for a slot)."""
+        failure = self._timeout_error(seconds, message)
         self._break(failure)
         return failure
 
-    def _timeout_error(self, seconds: float) -> HandshakeError:
+    def _timeout_error(self, seconds: float, message: str | None = None) -> HandshakeError:
         # Every deadline here is a handshake_timeout: of TLSStream, the connector, the listeners and serve_tls_over_tcp.
-        peer = "client" if self._engine.is_server else "server"
-        return HandshakeError(TIMEOUT, timed_out(seconds, peer), peer=self._engine.peer)
+        if message is None:
+            message = timed_out(seconds, "client" if self._engine.is_server else "server")
+        return HandshakeError(TIMEOUT, message, peer=self._engine.peer)
 
     # --- receiving ---------------------------------------------------------------------------------------------
 
