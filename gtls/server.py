@@ -172,11 +172,14 @@ class Handshaker:
         listener's cap and deadline, logged and reported like the serving loop's, its error still raised to the
         caller (the event gets a copy without frames). Cancelled, it reports nothing and runs again on next use."""
         started = trio.current_time()
-        wait = SlotWait()
-        run = stream._run_handshake if self.limiter is None else functools.partial(self._admitted, stream,
-                                                                                   stream._run_handshake, wait)
+        run: Callable[[], Awaitable[None]] = stream._run_handshake
+        explain = None
+        if self.limiter is not None:
+            wait = SlotWait()
+            run = functools.partial(self._admitted, stream, stream._run_handshake, wait)
+            explain = functools.partial(self._explain, wait)
         try:
-            await stream._handshake_within_deadline(run, functools.partial(self._explain, wait))
+            await stream._handshake_within_deadline(run, explain)
         except HandshakeError as exc:
             stream._handshaker = None
             self._failed(stream, exc, started, raised=True)
