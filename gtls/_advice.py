@@ -240,4 +240,19 @@ def timed_out(seconds: float, peer: str, setting: str = "handshake_timeout") -> 
             f"{peer} or the network is that slow")
 
 
-__all__ = ["library", "located", "offline_verdict", "timed_out", "verdict"]
+def slot_timed_out(seconds: float, cap: int, waited: float, admitted: bool, *, setting: str = "handshake_timeout",
+                   cap_setting: str = "max_handshakes") -> str:
+    """A ``timeout`` message for a handshake under a cap on handshakes in flight, which waited ``waited`` seconds for
+    its slot (``admitted``: and then had one): the wait counts toward the deadline, so a client that spent its
+    deadline mostly waiting was held up by the cap, not slow. ``setting``/``cap_setting`` as for ``timed_out``."""
+    if admitted and waited < seconds / 2:
+        return timed_out(seconds, "client", setting)
+    held = ("its deadline ran out while it waited for one of the " if not admitted else
+            f"it waited {waited:.2g} s of that for one of the ")
+    return (f"the handshake did not complete within {seconds:g} s ({setting}={seconds:g}, the wait for a "
+            f"handshake slot included): {held}{cap_setting}={cap} handshake slots, all "
+            f"held by other handshakes (a client that stalls mid-handshake holds its slot until its own deadline); "
+            f"raise {cap_setting}, or lower {setting} so that stalled handshakes give their slots up sooner")
+
+
+__all__ = ["library", "located", "offline_verdict", "slot_timed_out", "timed_out", "verdict"]

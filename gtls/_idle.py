@@ -36,10 +36,15 @@ class IdleReaper:
         self.last: dict[TLSStream, float] = {}
 
     async def run(self) -> None:
-        last = self.last
         while True:
             await trio.sleep(self.slack)
-            limit = trio.current_time() - self.timeout
-            for stream in [stream for stream, moved in last.items() if moved < limit]:
-                del last[stream]
-                stream._abort(trio.TooSlowError(f"no data moved in either direction for {self.timeout:g} s"))
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """End the stale connections. A function of its own: the reaper's frame, which sleeps between sweeps, must
+        not keep the last stream it ended (and its OpenSSL state) alive until the next one goes stale."""
+        last = self.last
+        limit = trio.current_time() - self.timeout
+        for stream in [stream for stream, moved in last.items() if moved < limit]:
+            del last[stream]
+            stream._abort(trio.TooSlowError(f"no data moved in either direction for {self.timeout:g} s"))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
+from ._advice import slot_timed_out
 from ._serve import TaskStarter, log_peer, serve_listeners, stdlib_socket_of
 from .context import CompiledContext
 from .errors import EOF_IN_HANDSHAKE, MAX_CAUSE_CHAIN, HandshakeError, PeerVerificationError, Reason, TLSVersionName
@@ -109,6 +110,16 @@ def _subject_of(stream: TLSStream) -> str | None:
         return None
 
 
+class SlotWait:
+    """When one handshake asked for a slot under ``max_handshakes``, and when it got one (trio's clock)."""
+
+    __slots__ = ("asked", "given")
+
+    def __init__(self) -> None:
+        self.asked: float | None = None
+        self.given: float | None = None
+
+
 class Handshaker:
     """The handshake policy shared by one set of listeners: deadline, cap on handshakes in flight, reporting."""
 
@@ -140,10 +151,12 @@ class Handshaker:
                 await stream._accepted_handshake()
             else:
                 # The deadline covers the wait for a slot too: a flood must not park connections forever.
+                wait = SlotWait()
                 with trio.move_on_after(self.timeout if self.timeout is not None else math.inf) as scope:
-                    await self._admitted(stream, stream.do_handshake)
+                    await self._admitted(stream, stream.do_handshake, wait)
                 if scope.cancelled_caught:
-                    raise stream.handshake_timed_out(self.timeout or 0.0)
+                    seconds = self.timeout or 0.0
+                    raise stream.handshake_timed_out(seconds, self._explain(wait, seconds))
         except HandshakeError as exc:
             self._failed(stream, exc, started)
             return False
@@ -159,11 +172,14 @@ class Handshaker:
         listener's cap and deadline, logged and reported like the serving loop's, its error still raised to the
         caller (the event gets a copy without frames). Cancelled, it reports nothing and runs again on next use."""
         started = trio.current_time()
-        limiter = self.limiter
-        run = stream._run_handshake if limiter is None else functools.partial(self._admitted, stream,
-                                                                              stream._run_handshake)
+        run: Callable[[], Awaitable[None]] = stream._run_handshake
+        explain = None
+        if self.limiter is not None:
+            wait = SlotWait()
+            run = functools.partial(self._admitted, stream, stream._run_handshake, wait)
+            explain = functools.partial(self._explain, wait)
         try:
-            await stream._handshake_within_deadline(run)
+            await stream._handshake_within_deadline(run, explain)
         except HandshakeError as exc:
             stream._handshaker = None
             self._failed(stream, exc, started, raised=True)
@@ -171,15 +187,27 @@ class Handshaker:
         stream._handshaker = None
         self._succeeded(stream, started)
 
-    async def _admitted(self, stream: TLSStream, handshake: Callable[[], Awaitable[None]]) -> None:
+    async def _admitted(self, stream: TLSStream, handshake: Callable[[], Awaitable[None]], wait: SlotWait) -> None:
         """``handshake()`` holding one of the cap's slots, taken once the client has sent something: a flood of
-        connections that say nothing then cannot hold every slot and starve the clients behind it."""
+        connections that say nothing then cannot hold every slot and starve the clients behind it. ``wait``
+        records when the slot was asked for and given, for the message of a timeout."""
         assert self.limiter is not None
         sock = stream._sock
         if sock is not None:
             await trio.lowlevel.wait_readable(sock)
+        wait.asked = trio.current_time()
         async with self.limiter:
+            wait.given = trio.current_time()
             await handshake()
+
+    def _explain(self, wait: SlotWait, seconds: float) -> str | None:
+        """The message of a timeout under the cap that names the wait for a slot, when the handshake spent its
+        deadline mostly waiting for one (then raising handshake_timeout is the wrong advice); else None."""
+        if self.limiter is None or wait.asked is None:
+            return None  # no cap, or a client that never said anything: the usual message
+        given = wait.given
+        waited = (given if given is not None else trio.current_time()) - wait.asked
+        return slot_timed_out(seconds, int(self.limiter.total_tokens), waited, given is not None)
 
     def _succeeded(self, stream: TLSStream, started: float) -> None:
         hook = self.on_handshake

@@ -400,8 +400,10 @@ class TLSStream(trio.abc.HalfCloseableStream):
             if self._handshake_lot is not None:
                 self._handshake_lot.unpark_all()
 
-    async def _handshake_within_deadline(self, run: Callable[[], Awaitable[None]]) -> None:
-        """``run()`` (the handshake, possibly behind a wait for a slot) bounded by ``handshake_timeout``."""
+    async def _handshake_within_deadline(self, run: Callable[[], Awaitable[None]],
+                                         explain: Callable[[float], str | None] | None = None) -> None:
+        """``run()`` (the handshake, possibly behind a wait for a slot) bounded by ``handshake_timeout``;
+        ``explain(timeout)``: the message of a timeout, when the wait for a slot may be why (else the usual one)."""
         timeout = self.handshake_timeout
         if timeout is None:
             await run()
@@ -409,7 +411,7 @@ class TLSStream(trio.abc.HalfCloseableStream):
         with trio.move_on_after(timeout) as scope:
             await run()
         if scope.cancelled_caught:
-            raise self.handshake_timed_out(timeout)
+            raise self.handshake_timed_out(timeout, explain(timeout) if explain is not None else None)
 
     async def _accepted_handshake(self) -> None:
         """The serving loop's handshake of a stream it just accepted: no other task knows the stream yet and the
@@ -456,7 +458,10 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     self._raise_if_ended()
                 failure = engine.eof_in_handshake(exc)  # the transport failed (either way): chained to its error
                 self._break(failure)
-                raise failure from exc
+                try:
+                    raise failure from exc
+                finally:
+                    del failure  # as in receive_some: a local raised through this frame would keep it in a cycle
             waited = True
             self._raise_if_ended()
         if waited and driver.__class__ is SocketDriver:
@@ -476,16 +481,18 @@ class TLSStream(trio.abc.HalfCloseableStream):
             raise self._broken_error()
         self._check_status()
 
-    def handshake_timed_out(self, seconds: float) -> HandshakeError:
-        """Mark the stream broken by a handshake deadline (used by the listeners and the connector)."""
-        failure = self._timeout_error(seconds)
+    def handshake_timed_out(self, seconds: float, message: str | None = None) -> HandshakeError:
+        """Mark the stream broken by a handshake deadline (used by the listeners and the connector); ``message``
+        replaces the usual one (a listener's, for a handshake that waited for a slot)."""
+        failure = self._timeout_error(seconds, message)
         self._break(failure)
         return failure
 
-    def _timeout_error(self, seconds: float) -> HandshakeError:
+    def _timeout_error(self, seconds: float, message: str | None = None) -> HandshakeError:
         # Every deadline here is a handshake_timeout: of TLSStream, the connector, the listeners and serve_tls_over_tcp.
-        peer = "client" if self._engine.is_server else "server"
-        return HandshakeError(TIMEOUT, timed_out(seconds, peer), peer=self._engine.peer)
+        if message is None:
+            message = timed_out(seconds, "client" if self._engine.is_server else "server")
+        return HandshakeError(TIMEOUT, message, peer=self._engine.peer)
 
     # --- receiving ---------------------------------------------------------------------------------------------
 
@@ -522,11 +529,16 @@ class TLSStream(trio.abc.HalfCloseableStream):
                     raise self._break(exc) from exc
                 except (HandshakeError, TLSError) as exc:
                     error = self._break(exc)
-                    if driver.__class__ is BioDriver:
-                        # OpenSSL wrote its alert for the peer's bad record into memory, which nothing else would
-                        # send: the peer would see only EOF (the socket-bound path has sent it already).
-                        await driver.flush_best_effort()
-                    raise error from exc
+                    try:
+                        if driver.__class__ is BioDriver:
+                            # OpenSSL wrote its alert for the peer's bad record into memory, which nothing else
+                            # would send: the peer would see only EOF (the socket-bound path has sent it already).
+                            await driver.flush_best_effort()
+                        raise error from exc
+                    finally:
+                        # This frame is in the error's traceback: kept as a local, the error would hold it, and
+                        # with it the stream, in a cycle (a peer's bad record, alert or renegotiation).
+                        del error
                 if result.__class__ is Want:
                     try:
                         # Inline for the socket driver (see SocketDriver.claim_read): idle connections wait here.

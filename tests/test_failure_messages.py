@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -422,6 +423,24 @@ def test_gtls_serve_names_its_handshake_timeout_flag(pki: PKI, tmp_path: Path) -
         line = server.stderr.wait_for(lambda text: "failed:" in text)
     assert line.endswith("failed: timeout: the handshake did not complete within 0.5 s (--handshake-timeout=0.5): "
                          "raise --handshake-timeout if the client or the network is that slow"), line
+
+
+def test_gtls_serve_names_its_max_handshakes_flag_for_a_wait_for_a_slot(pki: PKI, tmp_path: Path) -> None:
+    """A client that spent its deadline waiting for a handshake slot: the line names --max-handshakes, and says the
+    wait counted toward --handshake-timeout (found by audit 87)."""
+    config = _deployment(tmp_path, pki, 0, "")
+    with gtls_serve("--config", str(config), "--app", "srv", "--handshake-timeout", "1",
+                    "--max-handshakes", "1") as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=5) as holder, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=5) as waiter:
+        holder.sendall(b"\x16\x03\x01\x02\x00\x01")  # a handshake record header and one byte of its body
+        time.sleep(0.3)
+        waiter.sendall(b"\x16\x03\x01\x02\x00\x01")
+        line = server.stderr.wait_for(lambda text: "slot" in text)
+    assert "failed: timeout: the handshake did not complete within 1 s (--handshake-timeout=1, the wait for a " \
+           "handshake slot included): " in line, line
+    assert "--max-handshakes=1 handshake slots" in line and line.endswith(
+        "raise --max-handshakes, or lower --handshake-timeout so that stalled handshakes give their slots up sooner")
 
 
 def test_gtls_check_names_the_certificate_at_fault(pki: PKI, tmp_path: Path) -> None:

@@ -412,6 +412,61 @@ async def test_max_handshakes_slot_is_not_taken_by_a_silent_client(pki: PKI) -> 
     assert events[0].ok  # served before the silent clients' deadlines ended, not after them
 
 
+async def test_a_timeout_spent_waiting_for_a_handshake_slot_says_so(pki: PKI) -> None:
+    """A handshake whose deadline went mostly on the wait for a slot under max_handshakes is a timeout whose message
+    says so and names max_handshakes (raising handshake_timeout, the usual advice, would make such waits longer); the
+    slot's holder, a client that stalled, gets the usual message (found by audit 87)."""
+    events: list[HandshakeEvent] = []
+    async with serving(pki, handshake_timeout=1.0, max_handshakes=1, on_handshake=events.append) as port:
+        with socket.create_connection(("127.0.0.1", port)) as holder, \
+                socket.create_connection(("127.0.0.1", port)) as waiter:
+            holder_peer = "{}:{}".format(*holder.getsockname())
+            holder.sendall(b"\x16\x03\x01\x02\x00\x01")  # a handshake record header and one byte of its body
+            await trio.sleep(0.3)  # the holder takes the slot; the waiter asks for it 0.3 s into its deadline
+            waiter.sendall(b"\x16\x03\x01\x02\x00\x01")
+            await wait_for(lambda: len(events) == 2)
+    [held] = [event for event in events if event.peer == holder_peer]
+    [waited] = [event for event in events if event.peer != holder_peer]
+    assert (held.reason, waited.reason) == ("timeout", "timeout")
+    assert held.error is not None and "raise handshake_timeout if the client" in held.error.message
+    assert waited.error is not None and "max_handshakes=1 handshake slots" in waited.error.message, waited.error
+    assert "raise max_handshakes, or lower handshake_timeout" in waited.error.message
+
+
+async def test_accepted_stream_whose_deadline_ran_out_waiting_for_a_slot_says_so(pki: PKI) -> None:
+    """A stream from accept() whose (shorter) deadline ends while another handshake holds the only slot."""
+    (listener,) = await open_tls_over_tcp_listeners(0, pki.server_options(), host="127.0.0.1", max_handshakes=1,
+                                                    handshake_timeout=2.0)
+    causes: list[BaseException | None] = []
+
+    async def first_use(stream: TLSStream) -> None:
+        try:
+            await stream.receive_some()
+        except trio.BrokenResourceError as exc:
+            causes.append(exc.__cause__)
+        finally:
+            stream._close_now(False)  # also when cancelled: the holder's handshake is still waiting then
+
+    async with listener, trio.open_nursery() as nursery:
+        port = listener.socket.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as one, socket.create_connection(("127.0.0.1", port)) as two:
+            one.sendall(b"\x16\x03\x01\x02\x00\x01")
+            two.sendall(b"\x16\x03\x01\x02\x00\x01")
+            holder = await listener.accept()
+            nursery.start_soon(first_use, holder)
+            assert listener.handshaker.limiter is not None
+            await wait_for(lambda: listener.handshaker.limiter.borrowed_tokens == 1)  # type: ignore[union-attr]
+            waiter = await listener.accept()
+            waiter.handshake_timeout = 0.3
+            nursery.start_soon(first_use, waiter)
+            await wait_for(lambda: len(causes) == 1)
+            nursery.cancel_scope.cancel()
+    [cause] = causes
+    assert isinstance(cause, HandshakeError) and cause.reason == "timeout"
+    assert "(handshake_timeout=0.3, the wait for a handshake slot included): its deadline ran out while it waited " \
+           "for one of the max_handshakes=1 handshake slots" in cause.message, cause.message
+
+
 async def test_no_task_or_descriptor_left_behind(pki: PKI, tmp_path: Path) -> None:
     other = write_pki(tmp_path / "other")
     gc.collect()  # earlier tests' garbage must not close its descriptors in the middle of the count

@@ -11,12 +11,13 @@ import argparse
 import contextlib
 import functools
 import logging
+import re
 import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .._printable import printable
 from ._common import (
@@ -205,7 +206,7 @@ async def _serve_with_signals_held(compiled: CompiledContext, plan: ServePlan, a
     serve = functools.partial(
         serve_tls_over_tcp, _echo_handler(reaper, log), plan.port, compiled, host=plan.host,
         handshake_timeout=args.handshake_timeout, max_handshakes=args.max_handshakes,
-        on_handshake=functools.partial(_log_handshake, handshake_timeout=args.handshake_timeout) if log else None,
+        on_handshake=_log_handshake if log else None,
     )
     # Signals are caught before the port opens, so a signal right after "listening on" still exits cleanly. Once
     # stopping, a second signal (a double Ctrl-C, a supervisor that repeats itself, timeout(1) signalling the whole
@@ -294,8 +295,13 @@ def _log_ending(stream: TLSStream, word: str, detail: str) -> None:
     _log_line(f"connection from {stream.peer_address or '?'}: ended: {word}: {' '.join(detail.split())}")
 
 
-def _log_handshake(event: HandshakeEvent, handshake_timeout: float | None = None) -> None:
-    """A handshake's log line; a ``timeout`` names this command's --handshake-timeout, not the API's parameter."""
+#: The serving API's parameters a ``timeout`` message names, each set here by the flag of the same name.
+_API_SETTINGS: Final = re.compile(r"\b(handshake_timeout|max_handshakes)\b")
+
+
+def _log_handshake(event: HandshakeEvent) -> None:
+    """A handshake's log line; a ``timeout`` names this command's --handshake-timeout and --max-handshakes, not the
+    API's parameters."""
     peer = event.peer or "?"
     if event.ok:
         extra = " resumed" if event.session_reused else ""
@@ -306,10 +312,8 @@ def _log_handshake(event: HandshakeEvent, handshake_timeout: float | None = None
         return
     error = event.error
     message = error.message if error is not None else ""
-    if event.reason == "timeout" and handshake_timeout:
-        from .._advice import timed_out
-
-        message = timed_out(handshake_timeout, "client", "--handshake-timeout")
+    if event.reason == "timeout":  # the library's message names its parameters; this command's line, its flags
+        message = _API_SETTINGS.sub(lambda match: "--" + match[1].replace("_", "-"), message)
     detail = " ".join(message.split())
     # The certificate at fault (an expired intermediate is depth 1), as gtls connect names it; then the client's own
     # subject when that is another certificate, so the line does not read as if the client's leaf were at fault.
