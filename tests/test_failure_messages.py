@@ -12,7 +12,10 @@ import pytest
 import trio
 
 from gtls import HandshakeError, HandshakeEvent, TLSOptions, _advice
+from gtls import context as context_module
 from gtls.client import open_tls_over_tcp_stream
+from gtls.context import CompiledContext, compile_context
+from gtls.resolve import direct
 from gtls.testing import CA, Certified, write_pem
 from tests.peers import (
     PKI,
@@ -34,7 +37,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return write_pki(tmp_path_factory.mktemp("messages-pki"))
 
 
-async def _client_error(port: int, options: TLSOptions) -> HandshakeError:
+async def _client_error(port: int, options: TLSOptions | CompiledContext) -> HandshakeError:
     with pytest.raises(HandshakeError) as caught:
         stream = await open_tls_over_tcp_stream("127.0.0.1", port, options, server_hostname="localhost",
                                                 handshake_timeout=10)
@@ -217,7 +220,8 @@ def test_serve_with_a_deployment_file_names_the_level_of_tls_mutual(pki: PKI, tm
 # --- the hints, each with what it names (mutation testing, audit a79) -----------------------------------------------
 
 
-async def _against(tmp_path: Path, options: TLSOptions, leaf: Certified, *sent: Certified) -> HandshakeError:
+async def _against(tmp_path: Path, options: TLSOptions | CompiledContext, leaf: Certified, *sent: Certified
+                   ) -> HandshakeError:
     """A gtls client's error against an openssl s_server that sends ``leaf`` and then ``sent``."""
     cert, key = leaf.write_cert(tmp_path / "sent.pem"), leaf.write_key(tmp_path / "sent.key")
     chain = write_pem(tmp_path / "sent-chain.pem", *(c.cert_pem for c in sent)) if sent else None
@@ -377,3 +381,25 @@ async def test_a_failing_diagnostic_leaves_the_refusal_as_it_was(pki: PKI, monke
     with openssl_server(cert=stranger.server_cert, key=stranger.server_key, chain=stranger.intermediate_file) as server:
         error = await _client_error(server.port, pki.client_options())
     assert (error.reason, error.message) == ("untrusted", "unable to get local issuer certificate")
+
+
+async def test_a_windows_client_without_trusted_ca_is_told_of_the_system_store(
+    pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Profile windows without trusted-ca verifies against the system trust store: the hint names that store, not
+    trusted-ca (unset; setting it would replace the system store, the endpoint then trusting that CA alone)."""
+    stranger = write_pki(tmp_path / "stranger")
+    monkeypatch.setenv("SSL_CERT_FILE", str(stranger.ca_file))  # the "system" store: another root
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        error = await _client_error(server.port, compiled)
+    assert error.reason == "untrusted", error
+    assert "its issuer CN=gtls transport test root is neither sent by the server nor in the system trust store " \
+           "(profile windows without trusted-ca): add that CA there if you trust it" in error.message, error.message
+    leaf = pki.root.leaf("localhost", dns=["localhost"])
+    error = await _against(tmp_path, compiled, leaf, pki.root)  # its root sent too, not in the system store
+    assert error.message.endswith("it is self-signed and not in the system trust store (profile windows without "
+                                  "trusted-ca): add it there if you trust it"), error.message
