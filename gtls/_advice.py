@@ -122,7 +122,7 @@ def _certificate(subject: str | None, chain: list[x509.Certificate], compiled: C
 def _verdict_hint(compiled: CompiledContext, reason: e.Reason, code: int, voice: _Voice,
                   cert: x509.Certificate | None, chain: list[x509.Certificate], depth: int | None) -> str:
     peer = voice.peer
-    trusted = located(compiled, "trusted-ca")
+    trusted = _trust_source(compiled)
     crl = located(compiled, "tls-crl")  # each hint names the location once: later options are at the same level
     issuer = rfc4514_text(cert.issuer) if cert is not None else None
     if reason == e.UNTRUSTED and code in _NO_ISSUER and issuer:
@@ -155,6 +155,15 @@ def _verdict_hint(compiled: CompiledContext, reason: e.Reason, code: int, voice:
     if reason == e.NAME_MISMATCH:
         return f"dial a name the certificate carries, or set {located(compiled, 'tls-target-name')} to one"
     return ""
+
+
+def _trust_source(compiled: CompiledContext) -> str:
+    """Where the trusted CAs came from. Profile windows without trusted-ca has the system trust store (spec §1.6):
+    "add it to trusted-ca" there would replace that store, the endpoint then trusting that one CA alone."""
+    resolved = compiled.resolved
+    if resolved.profile == "windows" and not resolved.options.trusted_ca:
+        return "the system trust store (profile windows without trusted-ca)"
+    return located(compiled, "trusted-ca")
 
 
 def _crl_hint(compiled: CompiledContext, reason: e.Reason, crl: str, issuer: str | None, depth: int | None,

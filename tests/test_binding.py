@@ -70,3 +70,20 @@ async def test_verify_result_fallback_matches(tmp_path: Path, case: str) -> None
     assert direct != 0
     fallback = _binding._reverify(conn)
     assert fallback == (1 if case == "bad-purpose" else direct), (case, direct, fallback)
+
+
+@pytest.mark.parametrize("group", ["ENGINE_SYMBOLS", "VERIFY_SYMBOLS", "SESSION_SYMBOLS", "DETOUR_SYMBOLS",
+                                   "OBJECT_NAME_SYMBOLS", "TRUST_STORE_SYMBOLS"])
+def test_a_symbol_missing_from_any_group_is_reported(monkeypatch: pytest.MonkeyPatch, group: str) -> None:
+    """test_private_api_present names what a new pyOpenSSL dropped: every group's symbols are among those checked."""
+    real = _binding._lib
+    gone = getattr(_binding, group)[-1]
+
+    class Without:
+        def __getattr__(self, name: str) -> object:
+            if name == gone:
+                raise AttributeError(name)
+            return getattr(real, name)
+
+    monkeypatch.setattr(_binding, "_lib", Without())
+    assert gone in _binding.missing_symbols()

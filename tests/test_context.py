@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL import SSL
 
-from gtls import _sessions, _stat_memo
+from gtls import _binding, _sessions, _stat_memo
 from gtls import context as context_module
 from gtls.context import SSL_MODE_NO_AUTO_CHAIN, CompiledContext, compile_context, compile_settings
 from gtls.errors import (
@@ -36,6 +36,7 @@ from gtls.errors import (
     UnsupportedProtocol,
 )
 from gtls.options import TLSOptions
+from gtls.pki import system_trust
 from gtls.resolve import direct
 from gtls.testing import CA, Certified, write_pem
 from gtls.verify import verify_chain
@@ -72,6 +73,9 @@ def client_ctx(files: dict[str, Path], name: str | None = None, **extra: str) ->
 
 
 def test_verify_modes_options_and_no_callback(files: dict[str, Path]) -> None:
+    # Freshly compiled: a cached context an earlier test connected with is in use, and pyOpenSSL then refuses
+    # set_options, even set_options(0), which only reads them (this test failed when run after such a test).
+    context_module.clear_cache()
     simple, mutual, client = server_ctx(files), server_ctx(files, **{"tls-mutual": "1"}), client_ctx(files)
     assert simple.ssl_context.get_verify_mode() == SSL.VERIFY_NONE
     assert mutual.ssl_context.get_verify_mode() == SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT
@@ -494,6 +498,8 @@ def test_client_resumption_with_openssl_server(files: dict[str, Path]) -> None:
         ({"cipher-list": "HIGH:!TLS_RSA_WITH_AES_128_CBC_SHA"}, "is an IANA name"),
         # The TLS <= 1.2 string took these and ignored them: the TLS 1.3 suite stayed.
         ({"cipher-list": "DEFAULT:!TLS_AES_128_GCM_SHA256"}, "do not apply to TLS 1.3 suites"),
+        ({"cipher-list": "DEFAULT:-TLS_AES_128_GCM_SHA256"}, "do not apply to TLS 1.3 suites"),
+        ({"cipher-list": "DEFAULT:+TLS_AES_256_GCM_SHA384"}, "do not apply to TLS 1.3 suites"),
         # First in the string: Suite B mode, the rest dropped, an RSA certificate failing every handshake.
         ({"cipher-list": "SUITEB128:HIGH"}, "Suite B mode"),
         ({"cipher-list": "HIGH suiteb192"}, "Suite B mode"),
@@ -1275,3 +1281,125 @@ def test_the_system_store_skips_what_is_not_a_certificate_with_one_warning(
     assert len(skipped) == 1 and "skipped 2 item(s)" in skipped[0] and "deadbeef.0" in skipped[0], skipped
     assert [a.to_cryptography() for a in compiled.system_anchors] == [root.cert]
     assert verify_chain([leaf.cert], compiled, "client")[-1] == root.cert
+
+
+def _anchor_names(compiled: CompiledContext) -> list[str]:
+    return [a.to_cryptography().subject.rfc4514_string() for a in compiled.system_anchors]
+
+
+def _skipped(compiled: CompiledContext) -> list[str]:
+    return [w for w in compiled.warnings if w.startswith("system CA certificates")]
+
+
+def test_the_system_store_reads_only_what_openssls_folder_lookup_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """SSL_CERT_DIR lists folders as OpenSSL splits it (``:``); of each, only ``<hash>.<n>`` entries are read: a
+    root copied as a CRL entry (``.r0``) or with a suffix (``.0.bak``) is not trusted. A root in both the CA file
+    and a folder is one anchor."""
+    folder = _system_folder(tmp_path, monkeypatch, request)
+    other = tmp_path / "more-certs"
+    other.mkdir()
+    _add_root(other, "second folder root")
+    monkeypatch.setenv("SSL_CERT_DIR", f"{folder}{os.pathsep}{other}")
+    both = CA.root("file and folder root")
+    both.write_cert(folder / "0badf00d.0")
+    monkeypatch.setenv("SSL_CERT_FILE", str(both.write_cert(tmp_path / "bundle.pem")))
+    CA.root("crl entry root").write_cert(folder / "0badf00d.r0")
+    CA.root("suffixed root").write_cert(folder / "0badf00d.0.bak")
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    assert _anchor_names(compiled) == ["CN=file and folder root", "CN=second folder root"]
+    assert _skipped(compiled) == []
+
+
+def test_the_system_store_caps_the_entries_read_per_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    folder = _system_folder(tmp_path, monkeypatch, request)
+    monkeypatch.setattr(system_trust, "MAX_ENTRIES", 2)
+    for index in range(2):
+        CA.root(f"capped root {index}").write_cert(folder / f"0000000{index}.0")
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    assert len(compiled.system_anchors) == 2 and _skipped(compiled) == []  # exactly the cap: all read
+    CA.root("capped root 2").write_cert(folder / "00000002.0")
+    compiled = compile_context(direct({"sec-protocol": "TLSv13"}, "client", profile="windows"))
+    assert _anchor_names(compiled) == ["CN=capped root 0", "CN=capped root 1"]
+    assert _skipped(compiled) == [f"system CA certificates: skipped 1 item(s) (first: {folder}: only the first 2 of "
+                                  "3 hashed entries read); 2 read"]
+
+
+def test_the_system_store_names_what_it_could_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A CA file that cannot be read (here a folder) and an entry with only a damaged block: one item each."""
+    folder = _system_folder(tmp_path, monkeypatch, request)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path))
+    (folder / "0badf00d.0").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n")  # truncated
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    assert _skipped(compiled) == [f"system CA certificates: skipped 2 item(s) (first: {tmp_path}: is a directory, "
+                                  "not a PEM file); 0 read"]
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "no-bundle.pem"))
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    assert _skipped(compiled) == [f"system CA certificates: skipped 1 item(s) (first: {folder / '0badf00d.0'}: "
+                                  "damaged CERTIFICATE block 1); 0 read"]
+
+
+def test_a_new_system_store_location_is_other_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """The cache keys on where the system store is read from: a changed SSL_CERT_FILE compiles anew, and a rewritten
+    CA file (its stamp changed) too."""
+    _system_folder(tmp_path, monkeypatch, request)
+    settings = direct({}, "client", profile="windows")
+    first = CA.root("first bundle root")
+    monkeypatch.setenv("SSL_CERT_FILE", str(first.write_cert(tmp_path / "first.pem")))
+    assert _anchor_names(compile_context(settings)) == ["CN=first bundle root"]
+    second = tmp_path / "second.pem"
+    monkeypatch.setenv("SSL_CERT_FILE", str(CA.root("second bundle root").write_cert(second)))
+    assert _anchor_names(compile_context(settings)) == ["CN=second bundle root"]
+    time.sleep(0.05)  # past the file system's time tick
+    CA.root("rewritten bundle root").write_cert(second)
+    assert _anchor_names(compile_context(settings)) == ["CN=rewritten bundle root"]
+
+
+_WHEEL = (getattr(SSL, "_CRYPTOGRAPHY_MANYLINUX_CA_FILE", None), getattr(SSL, "_CRYPTOGRAPHY_MANYLINUX_CA_DIR", None))
+
+
+@pytest.mark.skipif(tuple(p.encode() for p in _binding.default_ca_locations()) != _WHEEL,
+                    reason="cryptography's OpenSSL is not the manylinux wheel's: pyOpenSSL adds no system paths")
+def test_on_cryptographys_wheels_the_system_store_is_where_pyopenssl_looks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """With neither SSL_CERT_FILE nor SSL_CERT_DIR set, pyOpenSSL's set_default_verify_paths falls back to the
+    first existing file and folder of its system lists (the wheel's compiled-in paths exist nowhere): so does the
+    system store. With either variable set, it does not."""
+    folder = _system_folder(tmp_path, monkeypatch, request)
+    first, second = CA.root("first system bundle root"), CA.root("second system bundle root")
+    bundles = [str(tmp_path / "missing.pem"), str(first.write_cert(tmp_path / "a.pem")),
+               str(second.write_cert(tmp_path / "b.pem"))]
+    monkeypatch.setattr(SSL, "_CERTIFICATE_FILE_LOCATIONS", bundles)
+    monkeypatch.setattr(SSL, "_CERTIFICATE_PATH_LOCATIONS", [str(tmp_path / "missing"), str(folder)])
+    _, leaf = _add_root(folder, "system folder root")
+    monkeypatch.delenv("SSL_CERT_FILE")
+    assert _anchor_names(compile_context(direct({}, "client", profile="windows"))) == ["CN=system folder root"]
+    monkeypatch.delenv("SSL_CERT_DIR")
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    assert _anchor_names(compiled) == ["CN=first system bundle root", "CN=system folder root"]
+    assert _trusted_over_the_wire(compiled, leaf, tmp_path) is None
+    assert _binding.wheel_fallback_locations()[0] == tuple(bundles)
+    monkeypatch.setattr(_binding, "default_ca_locations", lambda: ("/usr/lib/ssl/cert.pem", "/usr/lib/ssl/certs"))
+    assert _binding.wheel_fallback_locations() == ((), ())  # another OpenSSL's paths: pyOpenSSL adds none
+
+
+def test_a_system_store_path_below_a_file_is_absent_and_the_context_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """SSL_CERT_FILE below a regular file (NotADirectoryError) is as absent as a missing one: settings whose store
+    has not changed are a cache hit (stat calls), not a full compile with every file of the store read again."""
+    _system_folder(tmp_path, monkeypatch, request)
+    (tmp_path / "plain-file").write_text("not a folder\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "plain-file" / "bundle.pem"))
+    settings = direct({}, "client", profile="windows")
+    first = compile_context(settings)
+    reads = context_module.STATS.file_reads
+    assert compile_context(settings) is first and context_module.STATS.file_reads == reads

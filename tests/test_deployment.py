@@ -871,7 +871,9 @@ def test_unknown_structural_keys(tmp_path: Path, text: str, where: str, key: str
     [
         ('[applications.a.ports.p]\nport = 1\nadress = "127.0.0.1"', "; did you mean 'address'?"),
         ('[applications.a.ports.p]\nprot = 1', "; did you mean 'port'?"),
+        ('[applications.a.ports.p]\nport = 1\nAdress = "127.0.0.1"', "; did you mean 'address'?"),  # any case
         ("[applications.a.ports.p]\nport = 1\nmode = 1", ""),  # nothing near: no guess
+        ("[applications.a.ports.p]\nport = 1\npots = 1", ""),  # two edits from 'port': another word, no guess
     ],
 )
 def test_unknown_key_hint_for_a_typo(tmp_path: Path, text: str, hint: str) -> None:

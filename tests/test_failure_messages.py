@@ -16,9 +16,10 @@ import trio
 from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL
 
-from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, verify_chain
+from gtls import HandshakeError, HandshakeEvent, PeerVerificationError, TLSOptions, _advice, verify_chain
+from gtls import context as context_module
 from gtls.client import open_tls_over_tcp_stream
-from gtls.context import compile_context
+from gtls.context import CompiledContext, compile_context
 from gtls.deployment import load_deployment
 from gtls.resolve import direct
 from gtls.testing import CA, Certified, write_pem
@@ -32,6 +33,7 @@ from tests.peers import (
     raw_server,
     run_gtls,
     silent,
+    version_4_certificate,
     write_pki,
 )
 from tests.test_reasons_runtime import gtls_server, trio_thread_client
@@ -44,7 +46,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return write_pki(tmp_path_factory.mktemp("messages-pki"))
 
 
-async def _client_error(port: int, options: TLSOptions, handshake_timeout: float = 10) -> HandshakeError:
+async def _client_error(port: int, options: TLSOptions | CompiledContext, handshake_timeout: float = 10
+                        ) -> HandshakeError:
     with pytest.raises(HandshakeError) as caught:
         stream = await open_tls_over_tcp_stream("127.0.0.1", port, options, server_hostname="localhost",
                                                 handshake_timeout=handshake_timeout)
@@ -453,3 +456,191 @@ def test_gtls_check_names_the_certificate_at_fault(pki: PKI, tmp_path: Path) -> 
     line = next(line for line in result.stdout.splitlines() if "handshake with" in line)
     assert line.endswith(": the server must send this CA's renewed certificate (or this machine's clock is wrong)) "
                          "(depth 1; subject CN=expired intermediate)"), line
+
+
+# --- the hints, each with what it names (mutation testing, audit a79) -----------------------------------------------
+
+
+async def _against(tmp_path: Path, options: TLSOptions | CompiledContext, leaf: Certified, *sent: Certified
+                   ) -> HandshakeError:
+    """A gtls client's error against an openssl s_server that sends ``leaf`` and then ``sent``."""
+    cert, key = leaf.write_cert(tmp_path / "sent.pem"), leaf.write_key(tmp_path / "sent.key")
+    chain = write_pem(tmp_path / "sent-chain.pem", *(c.cert_pem for c in sent)) if sent else None
+    with openssl_server(cert=cert, key=key, chain=chain) as server:
+        return await _client_error(server.port, options)
+
+
+def _minute(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+async def test_an_untrusted_self_signed_root_sent_by_the_server_is_called_self_signed(pki: PKI, tmp_path: Path
+                                                                                     ) -> None:
+    stranger = write_pki(tmp_path / "stranger")
+    error = await _against(tmp_path, pki.client_options(), stranger.server, stranger.intermediate, stranger.root)
+    assert (error.reason, error.depth) == ("untrusted", 2), error
+    assert error.message.endswith("self-signed certificate in certificate chain; it is self-signed and not in "
+                                  "trusted-ca: add it there if you trust it"), error.message
+
+
+async def test_the_dates_said_are_the_certificates_own(pki: PKI, tmp_path: Path) -> None:
+    """An expired leaf is named with its notAfter, a leaf not yet valid with its notBefore (not the other one)."""
+    expired = pki.intermediate.leaf("localhost", dns=["localhost"], not_before=-10 * DAY, not_after=-DAY)
+    error = await _against(tmp_path, pki.client_options(), expired, pki.intermediate)
+    assert f"it was valid until {_minute(expired.cert.not_valid_after_utc)}: the server must renew it (or this " \
+           "machine's clock is wrong)" in error.message, error.message
+    early = pki.intermediate.leaf("localhost", dns=["localhost"], not_before=DAY, not_after=10 * DAY)
+    error = await _against(tmp_path, pki.client_options(), early, pki.intermediate)
+    assert f"it is valid only from {_minute(early.cert.not_valid_before_utc)}: check this machine's clock" \
+        in error.message, error.message
+
+
+async def test_an_expired_trusted_root_is_ours_to_replace(tmp_path: Path) -> None:
+    """The certificate at fault is found among the trusted CAs too (the server does not send the root): the fix is in
+    trusted-ca, not on the server."""
+    old = CA.root("expired test root", not_before=-20 * DAY, not_after=-DAY)
+    inter = old.intermediate("intermediate of the expired root")
+    leaf = inter.leaf("localhost", dns=["localhost"])
+    options = TLSOptions.from_mapping({"trusted-ca": str(old.write_cert(tmp_path / "old-root.pem"))})
+    error = await _against(tmp_path, options, leaf, inter)
+    assert (error.reason, error.subject) == ("expired", "CN=expired test root"), error
+    assert error.message.endswith(f"it was valid until {_minute(old.cert.not_valid_after_utc)}: replace it in "
+                                  "trusted-ca (or this machine's clock is wrong)"), error.message
+
+
+async def test_an_issuer_that_is_no_ca_is_named_as_such(pki: PKI, tmp_path: Path) -> None:
+    not_a_ca = pki.root.intermediate("an issuer without CA:TRUE", ca=False)
+    error = await _against(tmp_path, pki.client_options(), not_a_ca.leaf("localhost", dns=["localhost"]), not_a_ca)
+    assert error.reason == "bad-ca", error
+    assert "it issued another certificate of the server's chain but is not a valid CA (CA:TRUE, keyCertSign" \
+        in error.message, error.message
+
+
+async def test_a_wrong_intermediate_is_not_called_a_missing_one(pki: PKI, tmp_path: Path) -> None:
+    """Two certificates sent, the second not the leaf's issuer: the server did send an intermediate (the wrong one),
+    and with the trusted CA holding the intermediate, the missing issuer is the root, not an intermediate."""
+    stranger = write_pki(tmp_path / "stranger")
+    error = await _against(tmp_path, pki.client_options(), pki.server, stranger.intermediate)
+    assert (error.reason, error.depth) == ("untrusted", 0), error
+    assert "sent only its own certificate" not in error.message, error.message
+    assert "its issuer CN=gtls transport test intermediate is neither sent by the server nor in trusted-ca" \
+        in error.message, error.message
+    options = TLSOptions.from_mapping({"trusted-ca": str(pki.intermediate_file)})  # an intermediate, no root
+    error = await _against(tmp_path, options, pki.server)
+    assert (error.reason, error.depth) == ("untrusted", 1), error
+    assert "sent only its own certificate" not in error.message, error.message
+    assert "its issuer CN=gtls transport test root is neither sent by the server nor in trusted-ca" in error.message
+
+
+async def test_an_unreadable_certificate_gets_no_invented_issuer(pki: PKI, tmp_path: Path) -> None:
+    """A leaf OpenSSL reads and cryptography cannot (a version field of 3), sent without its intermediate: the
+    refusal keeps OpenSSL's words, with no hint naming an issuer gtls could not read."""
+    quirky = write_pem(tmp_path / "v4.pem", version_4_certificate(pki.server, pki.intermediate))
+    with openssl_server(cert=quirky, key=pki.server_key) as server:
+        error = await _client_error(server.port, pki.client_options())
+    assert (error.reason, error.depth) == ("untrusted", 0), error
+    assert error.message == "we refused the server's certificate: unable to get local issuer certificate", error
+
+
+async def test_a_name_mismatch_on_a_dialled_ip_address_gives_its_advice_once(pki: PKI) -> None:
+    options = pki.client_options(tls_target_name_check="host")
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server, \
+            pytest.raises(HandshakeError) as caught:
+        await open_tls_over_tcp_stream("127.0.0.1", server.port, options, handshake_timeout=10)
+    message = caught.value.message
+    assert caught.value.reason == "name-mismatch" and message.count("tls-target-name") == 2, message  # -check, set
+    assert message.endswith("an IP address is compared as a plain string; dial by host name or set tls-target-name")
+
+
+@pytest.mark.parametrize(("case", "phrase"), [
+    ("crl-not-yet-valid", "the CRL of CN=gtls transport test intermediate in tls-crl is not valid yet: check this "
+                          "machine's clock, or the CRL's dates"),
+    ("crl-signature", "the CRL of CN=gtls transport test intermediate in tls-crl does not verify with that CA's key: "
+                      "replace it with the CRL the CA signed"),
+])
+async def test_crl_dates_and_signatures_are_told_apart(pki: PKI, tmp_path: Path, case: str, phrase: str) -> None:
+    crl = {"crl-not-yet-valid": lambda: pki.intermediate.crl(this_update=DAY, next_update=10 * DAY),
+           "crl-signature": lambda: pki.intermediate.crl(signer=pki.root)}[case]()
+    options = pki.client_options(tls_crl=str(crl.write(tmp_path / "crl.pem")))
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        error = await _client_error(server.port, options)
+    assert error.reason == case and error.message.endswith(phrase), error.message
+
+
+async def test_the_crl_scope_hint_comes_only_where_it_helps(pki: PKI, tmp_path: Path) -> None:
+    """tls-crl-scope=chain, the intermediate's CRL missing (depth 1): checking the leaf only would pass. The leaf's
+    CRL missing (depth 0): it would not, so no such hint."""
+    for crl, depth in ((pki.intermediate.crl(), 1), (pki.root.crl(), 0)):
+        options = pki.client_options(tls_crl=str(crl.write(tmp_path / "crl.pem")), tls_crl_scope="chain")
+        with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+            error = await _client_error(server.port, options)
+        assert (error.reason, error.depth) == ("crl-unavailable", depth), error
+        assert ("or check the leaf only with tls-crl-scope=leaf" in error.message) == bool(depth), error.message
+
+
+async def test_a_client_certificate_for_servers_only_is_named_for_clients(pki: PKI, tmp_path: Path) -> None:
+    leaf = pki.intermediate.leaf("client.test", dns=["client.test"], eku=("server",))
+    cert, key = leaf.write_cert(tmp_path / "server-only.pem"), leaf.write_key(tmp_path / "server-only.key")
+
+    async def client(port: int) -> None:
+        await openssl_client(port, ca=pki.ca_file, cert=cert, key=key, chain=pki.intermediate_file)
+
+    error = await _server_error(pki.server_options(tls_mutual="1"), client)
+    assert error.reason == "bad-purpose"
+    assert error.message.startswith("we refused the client's certificate: "), error.message
+    assert error.message.endswith("its key usage or extended key usage does not allow TLS clients (clientAuth): the "
+                                  "client needs a certificate for that"), error.message
+
+
+async def test_a_certificate_cryptography_cannot_read_leaves_the_others_hints(pki: PKI, tmp_path: Path) -> None:
+    """An intermediate OpenSSL takes and cryptography cannot (a version field of 3) beside an expired leaf: the
+    leaf's hint stays (its date), the unreadable certificate is only left out."""
+    expired = pki.intermediate.leaf("localhost", dns=["localhost"], not_before=-10 * DAY, not_after=-DAY)
+    quirky = write_pem(tmp_path / "v4-intermediate.pem", version_4_certificate(pki.intermediate, pki.root))
+    cert, key = expired.write_cert(tmp_path / "expired.pem"), expired.write_key(tmp_path / "expired.key")
+    with openssl_server(cert=cert, key=key, chain=quirky) as server:
+        error = await _client_error(server.port, pki.client_options())
+    assert (error.reason, error.depth) == ("expired", 0), error
+    assert f"it was valid until {_minute(expired.cert.not_valid_after_utc)}: the server must renew it" \
+        in error.message, error.message
+
+
+async def test_a_failing_diagnostic_leaves_the_refusal_as_it_was(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The words around a refusal are extras: if building them fails, the refusal still comes, in OpenSSL's words,
+    as the same error (not the diagnostic's exception)."""
+    def broken(*args: object) -> str:
+        raise RuntimeError("diagnostic bug")
+
+    monkeypatch.setattr(_advice, "_library_hint", broken)
+    monkeypatch.setattr(_advice, "_verdict_hint", broken)
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file,
+                        args=("-tls1_2",)) as server:
+        error = await _client_error(server.port, pki.client_options(sec_protocol="TLSv13"))
+    assert (error.reason, error.message) == (
+        "protocol-version", "the peer allows no protocol version we allow (protocol_version alert)")
+    stranger = write_pki(pki.dir / "stranger-for-diagnostics")
+    with openssl_server(cert=stranger.server_cert, key=stranger.server_key, chain=stranger.intermediate_file) as server:
+        error = await _client_error(server.port, pki.client_options())
+    assert (error.reason, error.message) == ("untrusted", "unable to get local issuer certificate")
+
+
+async def test_a_windows_client_without_trusted_ca_is_told_of_the_system_store(
+    pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Profile windows without trusted-ca verifies against the system trust store: the hint names that store, not
+    trusted-ca (unset; setting it would replace the system store, the endpoint then trusting that CA alone)."""
+    stranger = write_pki(tmp_path / "stranger")
+    monkeypatch.setenv("SSL_CERT_FILE", str(stranger.ca_file))  # the "system" store: another root
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    compiled = compile_context(direct({}, "client", profile="windows"))
+    with openssl_server(cert=pki.server_cert, key=pki.server_key, chain=pki.intermediate_file) as server:
+        error = await _client_error(server.port, compiled)
+    assert error.reason == "untrusted", error
+    assert "its issuer CN=gtls transport test root is neither sent by the server nor in the system trust store " \
+           "(profile windows without trusted-ca): add that CA there if you trust it" in error.message, error.message
+    leaf = pki.root.leaf("localhost", dns=["localhost"])
+    error = await _against(tmp_path, compiled, leaf, pki.root)  # its root sent too, not in the system store
+    assert error.message.endswith("it is self-signed and not in the system trust store (profile windows without "
+                                  "trusted-ca): add it there if you trust it"), error.message

@@ -238,6 +238,19 @@ def test_one_character_reference_is_refused_for_the_check(material: dict[str, ob
     assert plain.new_connection(server_hostname=name).get_servername() == b"x"
 
 
+def test_a_two_character_host_name_is_checked_over_the_wire(tmp_path: Path) -> None:
+    """Only one character is refused: a host named ``db`` is checked, and matches its certificate, as OpenSSL does."""
+    root = CA.root("two-character root")
+    leaf = root.leaf("db", dns=["db"])
+    trusted = write_pem(tmp_path / "ca.pem", root)
+    cert, key = leaf.write_cert(tmp_path / "db.pem"), leaf.write_key(tmp_path / "db.key")
+    for compiled, dialled in ((client(trusted, "db"), None), (client(trusted), "db")):
+        with s_server("-cert", cert, "-key", key) as srv:
+            conn, error = client_handshake(compiled, srv.port, server_hostname=dialled)
+            close(conn)
+        assert error is None, error
+
+
 def test_sni_rule(material: dict[str, object]) -> None:
     """SNI: tls-target-name, else a DNS reference, never an IP literal (observed on the wire by s_server)."""
     trusted = material["trusted"]

@@ -581,3 +581,46 @@ def test_a_key_is_read_by_the_same_pem_reader_as_every_other_file(tmp_path: Path
         result = s_client(srv.port, "-showcerts", "-servername", "comment.test")
     assert _wire_chain(result.stdout) == [leaf.cert]
     assert "Cipher is TLS_" in result.stdout  # the handshake completed: the server signed with the key
+
+
+@pytest.mark.parametrize("header", [b"Proc-Type:4,ENCRYPTED", b"Proc-Type: 4, ENCRYPTED"])
+def test_an_encrypted_key_is_called_encrypted_however_its_header_is_spaced(tmp_path: Path, header: bytes) -> None:
+    """OpenSSL reads these Proc-Type spellings as an encrypted key too (checked below): not "cannot load"."""
+    from cryptography.hazmat.primitives import serialization
+
+    leaf = CA.root().leaf("enc.test")
+    leaf.write_cert(tmp_path / "c.pem")
+    plain = leaf.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                   serialization.NoEncryption())
+    (tmp_path / "plain.pem").write_bytes(plain)
+    encrypted = s_run_openssl("ec", "-in", str(tmp_path / "plain.pem"), "-aes128", "-passout", "pass:secret")
+    key = write_pem(tmp_path / "key.pem", encrypted.replace(b"Proc-Type: 4,ENCRYPTED", header), mode=0o600)
+    assert b"BEGIN" in s_run_openssl("ec", "-in", str(key), "-passin", "pass:secret")
+    with pytest.raises(CredentialLoadError) as info:
+        server(tmp_path, str(tmp_path / "c.pem"), key)
+    assert "private key is encrypted" in str(info.value) and info.value.file == str(key)
+
+
+def test_an_encrypted_pkcs8_key_under_the_plain_label_is_called_encrypted(tmp_path: Path) -> None:
+    """An ENCRYPTED PRIVATE KEY relabelled PRIVATE KEY (a hand edit): still "encrypted", not a type error."""
+    leaf = CA.root().leaf("enc.test")
+    leaf.write_cert(tmp_path / "c.pem")
+    relabelled = leaf.encrypted_key_pem(b"secret").replace(b"ENCRYPTED PRIVATE KEY", b"PRIVATE KEY")
+    key = write_pem(tmp_path / "key.pem", relabelled, mode=0o600)
+    with pytest.raises(CredentialLoadError) as info:
+        server(tmp_path, str(tmp_path / "c.pem"), key)
+    assert "private key is encrypted" in str(info.value), info.value
+
+
+@pytest.mark.parametrize("damage", ["bad base64", "no END"])
+def test_a_damaged_block_under_the_old_certificate_label_is_a_damaged_certificate(
+    tmp_path: Path, pki: dict[str, Certified], damage: str
+) -> None:
+    """An "X509 CERTIFICATE" block is a certificate (OpenSSL's older label), damaged ones too: refused as the
+    certificate it should have been, not skipped with a warning while the chain goes out without it."""
+    inter = _relabel(pki["inter1"].cert_pem, b"X509 CERTIFICATE")
+    inter = inter.replace(b"-----\n", b"-----\n!!!!\n", 1) if damage == "bad base64" else inter.split(b"-----END")[0]
+    chain = write_pem(tmp_path / "c.pem", pki["leaf"], inter, pki["inter2"])
+    with pytest.raises(CredentialLoadError) as info:
+        server(tmp_path, str(chain), pki["leaf"].write_key(tmp_path / "key.pem"))
+    assert "PEM CERTIFICATE block 2 is damaged" in str(info.value), info.value

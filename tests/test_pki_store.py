@@ -23,7 +23,16 @@ from gtls.resolve import Level, Resolved, direct, resolve_server
 from gtls.testing import CA, Certified, generate_key, write_pem
 from gtls.verify import verify_chain
 from tests.config_abuse_helpers import deployment_toml, run_cli
-from tests.peers import OPENSSL, STEP_TIMEOUT, client_handshake, close, last_error_line, s_server
+from tests.peers import (
+    OPENSSL,
+    STEP_TIMEOUT,
+    client_handshake,
+    close,
+    gtls_server,
+    last_error_line,
+    s_client,
+    s_server,
+)
 
 
 def by_hand(role: str = "server", **fields: object) -> Resolved:
@@ -532,3 +541,61 @@ def test_pkcs7_and_pkcs12_files_are_named_with_how_to_convert_them(tmp_path: Pat
         "trusted-ca: PKCS#12 (binary) data; export PEM with openssl pkcs12 -in FILE -nodes (-nokeys for the "
         f"certificates, -nocerts for the key), expected PEM CERTIFICATE blocks: {tmp_path / 'id.p12'}")
     assert info.value.file == str(tmp_path / "id.p12")
+
+
+def test_a_windows_store_servers_renewal_keeps_the_system_trust_store(
+    tmp_path: Path, pki: dict[str, Certified], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Profile windows: a certificate-store identity, tls-mutual=1 and no trusted-ca verify clients against the
+    system store. The hourly renewal is built from the files kept for it, the system store's among them: a client
+    of a system root is accepted after it as before."""
+    from gtls import context as context_module
+
+    system_root = CA.root("system client root")
+    monkeypatch.setenv("SSL_CERT_FILE", str(system_root.write_cert(tmp_path / "system.pem")))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "no-such-dir"))
+    context_module.clear_cache()
+    request.addfinalizer(context_module.clear_cache)
+    store = tmp_path / "store"
+    store.mkdir()
+    identity(store / "a.pem", pki["a"], pki["inter"])
+    client = system_root.leaf("client.test", eku=("client",))
+    cert, key = client.write_cert(tmp_path / "client.pem"), client.write_key(tmp_path / "client.key")
+    now = 1000.0
+    monkeypatch.setattr("gtls._sessions.clock", lambda: now)
+    compiled = compile_context(direct({"certificate": pki["a"].thumbprint, "certificate-store": str(store),
+                                       "tls-mutual": "1"}, "server", profile="windows"))
+    with gtls_server(compiled) as srv:
+        s_client(srv.port, "-cert", cert, "-key", key)
+        assert renewed(compiled, monkeypatch, now) == pki["a"].cert
+        s_client(srv.port, "-cert", cert, "-key", key)
+    assert [(o.ok, o.error and o.error.reason) for o in srv.outcomes] == [(True, None), (True, None)]
+
+
+def test_a_der_key_is_called_der_not_pkcs12(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    """A DER private key (PKCS#8 or traditional: a SEQUENCE starting INTEGER 0 or 1) is no PKCS#12 file (INTEGER 3):
+    the advice is to convert it to PEM, not to export from PKCS#12."""
+    for fmt in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
+        der = pki["b"].key.private_bytes(serialization.Encoding.DER, fmt, serialization.NoEncryption())
+        key = tmp_path / "key.der"
+        key.write_bytes(der)
+        key.chmod(0o600)
+        with pytest.raises(CredentialLoadError) as info:
+            compile_context(by_hand(certificate=str(pki["b"].write_cert(tmp_path / "b.pem")),
+                                    certificate_key=str(key), trusted_ca=str(write_pem(tmp_path / "ca.pem",
+                                                                                      pki["root"]))))
+        assert "DER (binary) data; convert it to PEM" in str(info.value) and "PKCS#12" not in str(info.value), fmt
+
+
+def test_a_file_of_several_unread_forms_gets_every_conversion(tmp_path: Path, pki: dict[str, Certified]) -> None:
+    import subprocess
+
+    bundle = write_pem(tmp_path / "root.pem", pki["root"])
+    pkcs7 = subprocess.run([OPENSSL, "crl2pkcs7", "-nocrl", "-certfile", str(bundle)], check=True,
+                           capture_output=True, timeout=STEP_TIMEOUT).stdout
+    trusted = pki["root"].cert_pem.replace(b" CERTIFICATE-----", b" TRUSTED CERTIFICATE-----")
+    with pytest.raises(CredentialLoadError) as info:
+        compile_context(direct({"trusted-ca": str(write_pem(tmp_path / "mixed.pem", trusted, pkcs7))}, "client"))
+    message = str(info.value)
+    assert "(it holds PKCS7, TRUSTED CERTIFICATE); TRUSTED CERTIFICATE blocks (openssl x509 -trustout) are not " \
+           "read" in message and "; PKCS7 blocks are not read: openssl pkcs7 -in FILE -print_certs" in message, message

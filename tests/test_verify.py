@@ -494,6 +494,9 @@ def test_a_certificate_cryptography_cannot_load_is_a_clear_value_error(tmp_path:
     with pytest.raises(ValueError, match=r"^certificate 0 of the chain \(0: the leaf\), accepted by OpenSSL, cannot be "
                                          r"loaded by cryptography .*; verify_chain cannot judge it"):
         verify_chain([quirky, crypto.X509.from_cryptography(inter.cert)], options, "client")
+    quirky_inter = crypto.load_certificate(crypto.FILETYPE_PEM, version_4_certificate(inter, root))
+    with pytest.raises(ValueError, match=r"^certificate 1 of the chain \(0: the leaf\), accepted by OpenSSL"):
+        verify_chain([crypto.X509.from_cryptography(leaf.cert), quirky_inter], options, "client")
     # pyOpenSSL certificates cryptography can load are judged as before.
     loadable = [crypto.X509.from_cryptography(c.cert) for c in (leaf, inter)]
     assert verify_chain(loadable, options, "client") == [leaf.cert, inter.cert, root.cert]
