@@ -12,14 +12,16 @@ import os
 import random
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
+import pytest
 import trio
 
 from gtls import (
+    HalfCloseUnsupported,
     HandshakeError,
     HandshakeEvent,
     TLSOptions,
@@ -153,6 +155,44 @@ async def client_outcome(connect: Callable[[], Awaitable[TLSStream]], *, send: b
         except trio.BrokenResourceError as exc:
             return classify_ending(exc).word
     return "ok"
+
+
+# --- client scenarios every server peer runs (the peer's server, started by the caller, is ``serving``) ---
+
+
+async def reads_close_or_abort(serving: AbstractAsyncContextManager[Any], pki: PKI, version: str,
+                               word: str | None) -> None:
+    """The peer's server sends ``hello`` then ends cleanly (``word`` None: gtls reads the end) or aborts (gtls's
+    ending word ``word``)."""
+    async with serving as run, await gtls_client(pki, version, run.port) as stream:
+        assert await stream.receive_some() == b"hello\n"
+        if word is None:
+            assert await stream.receive_some() == b""
+        else:
+            with pytest.raises(trio.BrokenResourceError) as caught:
+                await stream.receive_some()
+            assert classify_ending(caught.value).word == word
+    assert run.errors == []
+
+
+async def send_eof_is_answered(serving: AbstractAsyncContextManager[Any], pki: PKI) -> None:
+    """TLS 1.3: the peer's server reads gtls's ``send_eof()`` as the end of its input and answers after it."""
+    async with serving as run, await gtls_client(pki, "1.3", run.port) as stream:
+        await stream.send_all(b"request\n")
+        await stream.send_eof()
+        assert await stream.receive_some() == b"answer\n"
+        assert await stream.receive_some() == b""
+    assert run.texts == ["request\n"] and run.errors == []
+
+
+async def send_eof_is_refused_on_tls12(serving: AbstractAsyncContextManager[Any], pki: PKI) -> None:
+    """TLS 1.2 has no half-close: ``send_eof()`` raises and leaves the stream as it was (the peer echoes)."""
+    async with serving as run, await gtls_client(pki, "1.2", run.port) as stream:
+        with pytest.raises(HalfCloseUnsupported):
+            await stream.send_eof()
+        await stream.send_all(b"still\n")
+        assert await stream.receive_some() == b"still\n"
+    assert run.errors == []
 
 
 @dataclass

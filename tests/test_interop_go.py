@@ -46,7 +46,6 @@ import pytest
 import trio
 
 from gtls import (
-    HalfCloseUnsupported,
     HandshakeError,
     TLSOptions,
     TLSStream,
@@ -66,6 +65,9 @@ from tests.interop_gtls import (
     noting_alpn,
     open_client,
     read_all,
+    reads_close_or_abort,
+    send_eof_is_answered,
+    send_eof_is_refused_on_tls12,
     server_options,
 )
 from tests.peers import INTEROP_MATRIX, LOCALHOST, PKI, write_pki
@@ -729,18 +731,7 @@ async def test_data_integrity_gtls_client(peer: Path, pkis: dict[str, PKI], vers
 async def test_go_server_close_and_abort(peer: Path, pkis: dict[str, PKI], version: str, action: str,
                                          word: str | None) -> None:
     pki = pkis["ec"]
-    async with (
-        go_server(peer, pki, version, action) as run,
-        await gtls_client(pki, version, run.port) as stream,
-    ):
-        assert await stream.receive_some() == b"hello\n"
-        if word is None:
-            assert await stream.receive_some() == b""
-        else:
-            with pytest.raises(trio.BrokenResourceError) as caught:
-                await stream.receive_some()
-            assert classify_ending(caught.value).word == word
-    assert run.errors == []
+    await reads_close_or_abort(go_server(peer, pki, version, action), pki, version, word)
 
 
 @BOTH
@@ -760,28 +751,12 @@ async def test_half_close_go_server_ends_first(peer: Path, pkis: dict[str, PKI],
 async def test_gtls_client_send_eof_to_go(peer: Path, pkis: dict[str, PKI]) -> None:
     """TLS 1.3: Go reads gtls's send_eof() as io.EOF and answers; gtls reads it, then Go's close_notify."""
     pki = pkis["ec"]
-    async with (
-        go_server(peer, pki, "1.3", "answer") as run,
-        await gtls_client(pki, "1.3", run.port) as stream,
-    ):
-        await stream.send_all(b"request\n")
-        await stream.send_eof()
-        assert await stream.receive_some() == b"answer\n"
-        assert await stream.receive_some() == b""
-    assert run.texts == ["request\n"] and run.errors == []
+    await send_eof_is_answered(go_server(peer, pki, "1.3", "answer"), pki)
 
 
 async def test_gtls_client_send_eof_is_refused_on_tls12(peer: Path, pkis: dict[str, PKI]) -> None:
     pki = pkis["ec"]
-    async with (
-        go_server(peer, pki, "1.2") as run,
-        await gtls_client(pki, "1.2", run.port) as stream,
-    ):
-        with pytest.raises(HalfCloseUnsupported):
-            await stream.send_eof()
-        await stream.send_all(b"still\n")  # the stream is unchanged
-        assert await stream.receive_some() == b"still\n"
-    assert run.errors == []
+    await send_eof_is_refused_on_tls12(go_server(peer, pki, "1.2"), pki)
 
 
 @BOTH

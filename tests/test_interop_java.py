@@ -47,7 +47,6 @@ import trio
 from cryptography.hazmat.primitives import serialization
 
 from gtls import (
-    HalfCloseUnsupported,
     HandshakeError,
     TLSOptions,
     TLSStream,
@@ -64,6 +63,9 @@ from tests.interop_gtls import (
     json_peer,
     open_client,
     read_all,
+    reads_close_or_abort,
+    send_eof_is_answered,
+    send_eof_is_refused_on_tls12,
     server_options,
 )
 from tests.peers import INTEROP_MATRIX, PKI, write_pki
@@ -692,45 +694,18 @@ async def test_java_server_close_and_abort(peer: Path, pkis: dict[str, PKI], ver
                                            word: str | None) -> None:
     """close() is a clean end (TLS 1.3: behind user_canceled); the process ending without it is ``truncated``."""
     pki = pkis["ec"]
-    async with (
-        java_server(peer, pki, version, action) as run,
-        await gtls_client(pki, version, run.port) as stream,
-    ):
-        assert await stream.receive_some() == b"hello\n"
-        if word is None:
-            assert await stream.receive_some() == b""
-        else:
-            with pytest.raises(trio.BrokenResourceError) as caught:
-                await stream.receive_some()
-            assert classify_ending(caught.value).word == word
-    assert run.errors == []
+    await reads_close_or_abort(java_server(peer, pki, version, action), pki, version, word)
 
 
 async def test_gtls_client_send_eof_to_java(peer: Path, pkis: dict[str, PKI]) -> None:
     """TLS 1.3: Java reads gtls's send_eof() as the end of its input and answers; gtls reads it, then the end."""
     pki = pkis["ec"]
-    async with (
-        java_server(peer, pki, "1.3", "answer") as run,
-        await gtls_client(pki, "1.3", run.port) as stream,
-    ):
-        await stream.send_all(b"request\n")
-        await stream.send_eof()
-        assert await stream.receive_some() == b"answer\n"
-        assert await stream.receive_some() == b""
-    assert run.texts == ["request\n"] and run.errors == []
+    await send_eof_is_answered(java_server(peer, pki, "1.3", "answer"), pki)
 
 
 async def test_gtls_client_send_eof_is_refused_on_tls12(peer: Path, pkis: dict[str, PKI]) -> None:
     pki = pkis["ec"]
-    async with (
-        java_server(peer, pki, "1.2") as run,
-        await gtls_client(pki, "1.2", run.port) as stream,
-    ):
-        with pytest.raises(HalfCloseUnsupported):
-            await stream.send_eof()
-        await stream.send_all(b"still\n")  # the stream is unchanged
-        assert await stream.receive_some() == b"still\n"
-    assert run.errors == []
+    await send_eof_is_refused_on_tls12(java_server(peer, pki, "1.2"), pki)
 
 
 @BOTH

@@ -26,7 +26,6 @@ import pytest
 import trio
 
 from gtls import (
-    HalfCloseUnsupported,
     HandshakeError,
     TLSOptions,
     TLSStream,
@@ -43,6 +42,9 @@ from tests.interop_gtls import (
     json_peer,
     noting_alpn,
     read_all,
+    reads_close_or_abort,
+    send_eof_is_answered,
+    send_eof_is_refused_on_tls12,
     server_options,
 )
 from tests.peers import INTEROP_MATRIX, LOCALHOST, PKI, write_pki
@@ -386,45 +388,18 @@ async def test_data_integrity_gtls_client(script: Path, pkis: dict[str, PKI], ve
 async def test_node_server_end_and_destroy(script: Path, pkis: dict[str, PKI], version: str, action: str,
                                            word: str | None) -> None:
     pki = pkis["ec"]
-    async with (
-        node_server(script, pki, version, action) as run,
-        await gtls_client(pki, version, run.port) as stream,
-    ):
-        assert await stream.receive_some() == b"hello\n"
-        if word is None:
-            assert await stream.receive_some() == b""
-        else:
-            with pytest.raises(trio.BrokenResourceError) as caught:
-                await stream.receive_some()
-            assert classify_ending(caught.value).word == word
-    assert run.errors == []
+    await reads_close_or_abort(node_server(script, pki, version, action), pki, version, word)
 
 
 async def test_gtls_client_send_eof_to_node(script: Path, pkis: dict[str, PKI]) -> None:
     """TLS 1.3: node (allowHalfOpen) reads gtls's send_eof() as 'end' and answers; gtls reads it, then EOF."""
     pki = pkis["ec"]
-    async with (
-        node_server(script, pki, "1.3", "answer", halfOpen=True) as run,
-        await gtls_client(pki, "1.3", run.port) as stream,
-    ):
-        await stream.send_all(b"request\n")
-        await stream.send_eof()
-        assert await stream.receive_some() == b"answer\n"
-        assert await stream.receive_some() == b""
-    assert run.texts == ["request\n"] and run.errors == []
+    await send_eof_is_answered(node_server(script, pki, "1.3", "answer", halfOpen=True), pki)
 
 
 async def test_gtls_client_send_eof_is_refused_on_tls12(script: Path, pkis: dict[str, PKI]) -> None:
     pki = pkis["ec"]
-    async with (
-        node_server(script, pki, "1.2") as run,
-        await gtls_client(pki, "1.2", run.port) as stream,
-    ):
-        with pytest.raises(HalfCloseUnsupported):
-            await stream.send_eof()
-        await stream.send_all(b"still\n")  # the stream is unchanged
-        assert await stream.receive_some() == b"still\n"
-    assert run.errors == []
+    await send_eof_is_refused_on_tls12(node_server(script, pki, "1.2"), pki)
 
 
 async def test_node_server_renegotiation_is_refused(script: Path, pkis: dict[str, PKI]) -> None:
