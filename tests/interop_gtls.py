@@ -58,6 +58,19 @@ async def read_all(stream: TLSStream, served: Served) -> None:
     served.received.append(data)
 
 
+async def answer_after_end(stream: TLSStream, served: Served) -> None:
+    """Read up to the peer's end (its half-close), then answer ``reply:`` and what it sent first."""
+    await read_all(stream, served)
+    await stream.send_all(b"reply:" + served.received[0])
+
+
+async def sends_eof_first(stream: TLSStream, served: Served) -> None:
+    """Send ``bye``, half-close (TLS 1.3 ``send_eof``), then read the peer's answer up to its end."""
+    await stream.send_all(b"bye\n")
+    await stream.send_eof()
+    await read_all(stream, served)
+
+
 def noting_alpn(seen: list[str | None]) -> Handler:
     """An echo handler that first notes the application protocol each connection agreed (None: none)."""
 

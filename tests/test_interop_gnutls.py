@@ -74,6 +74,7 @@ from gtls import (
 from tests.config_abuse_helpers import free_port
 from tests.interop_gtls import (
     Served,
+    answer_after_end,
     client_outcome,
     crl_options,
     exchange,
@@ -414,13 +415,9 @@ async def test_data_integrity_gnutls_cli(pkis: dict[str, PKI], version: str) -> 
 @BOTH
 async def test_gnutls_cli_half_close(pkis: dict[str, PKI], version: str) -> None:
     """The end of gnutls-cli's input is a close_notify, and gnutls-cli reads on: gtls answers after it."""
-    async def answer(stream: TLSStream, served: Served) -> None:
-        await read_all(stream, served)
-        await stream.send_all(b"reply:" + served.received[0])
-
     pki = pkis["ec"]
     async with (
-        gtls_server(server_options(pki, version), answer) as served,
+        gtls_server(server_options(pki, version), answer_after_end) as served,
         gnutls_cli(served.port, *cli_args(pki, version)) as cli,
     ):
         await cli.send(b"request\n")

@@ -56,6 +56,7 @@ from gtls.testing import KeyType
 from tests.interop_gtls import (
     PeerRun,
     Served,
+    answer_after_end,
     client_outcome,
     crl_options,
     exchange,
@@ -68,6 +69,7 @@ from tests.interop_gtls import (
     reads_close_or_abort,
     send_eof_is_answered,
     send_eof_is_refused_on_tls12,
+    sends_eof_first,
     server_options,
 )
 from tests.peers import INTEROP_MATRIX, LOCALHOST, PKI, write_pki
@@ -523,12 +525,8 @@ async def test_go_client_close_and_abort(peer: Path, pkis: dict[str, PKI], versi
 @BOTH
 async def test_half_close_go_client_ends_first(peer: Path, pkis: dict[str, PKI], version: str) -> None:
     """CloseWrite() sends close_notify (TLS 1.2 too) and keeps reading: gtls reads the end and still answers."""
-    async def answer(stream: TLSStream, served: Served) -> None:
-        await read_all(stream, served)
-        await stream.send_all(b"reply:" + served.received[0])
-
     pki = pkis["ec"]
-    async with gtls_server(server_options(pki, version), answer) as served:
+    async with gtls_server(server_options(pki, version), answer_after_end) as served:
         run = await go_client(peer, served.port, pki, version, "half")
     assert served.received == [b"request\n"] and run.texts == ["reply:request\n"] and run.errors == []
     assert served.ends == []
@@ -536,13 +534,8 @@ async def test_half_close_go_client_ends_first(peer: Path, pkis: dict[str, PKI],
 
 async def test_half_close_gtls_server_sends_eof(peer: Path, pkis: dict[str, PKI]) -> None:
     """TLS 1.3: gtls's send_eof() reaches Go as io.EOF; Go answers after it and gtls reads the answer."""
-    async def first(stream: TLSStream, served: Served) -> None:
-        await stream.send_all(b"bye\n")
-        await stream.send_eof()
-        await read_all(stream, served)
-
     pki = pkis["ec"]
-    async with gtls_server(server_options(pki, "1.3"), first) as served:
+    async with gtls_server(server_options(pki, "1.3"), sends_eof_first) as served:
         run = await go_client(peer, served.port, pki, "1.3", "answer")
     assert run.texts == ["bye\n"] and served.received == [b"answer\n"] and run.errors == []
 

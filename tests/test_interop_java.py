@@ -55,6 +55,7 @@ from gtls import (
 from tests.interop_gtls import (
     PeerRun,
     Served,
+    answer_after_end,
     client_outcome,
     crl_options,
     exchange,
@@ -66,6 +67,7 @@ from tests.interop_gtls import (
     reads_close_or_abort,
     send_eof_is_answered,
     send_eof_is_refused_on_tls12,
+    sends_eof_first,
     server_options,
 )
 from tests.peers import INTEROP_MATRIX, PKI, write_pki
@@ -550,12 +552,8 @@ async def test_java_client_that_ends_without_close_is_truncated(peer: Path, pkis
 @BOTH
 async def test_half_close_java_client_ends_first(peer: Path, pkis: dict[str, PKI], version: str) -> None:
     """shutdownOutput() sends close_notify and keeps reading (TLS 1.2 too): gtls reads the end and still answers."""
-    async def answer(stream: TLSStream, served: Served) -> None:
-        await read_all(stream, served)
-        await stream.send_all(b"reply:" + served.received[0])
-
     pki = pkis["ec"]
-    async with gtls_server(server_options(pki, version), answer) as served:
+    async with gtls_server(server_options(pki, version), answer_after_end) as served:
         run = await java_client(peer, served.port, pki, version, "half")
     assert served.received == [b"request\n"] and run.texts == ["reply:request\n"] and run.errors == []
     assert served.ends == []
@@ -563,13 +561,8 @@ async def test_half_close_java_client_ends_first(peer: Path, pkis: dict[str, PKI
 
 async def test_half_close_gtls_server_sends_eof(peer: Path, pkis: dict[str, PKI]) -> None:
     """TLS 1.3: gtls's send_eof() reaches Java as the end of its input; Java answers and gtls reads the answer."""
-    async def first(stream: TLSStream, served: Served) -> None:
-        await stream.send_all(b"bye\n")
-        await stream.send_eof()
-        await read_all(stream, served)
-
     pki = pkis["ec"]
-    async with gtls_server(server_options(pki, "1.3"), first) as served:
+    async with gtls_server(server_options(pki, "1.3"), sends_eof_first) as served:
         run = await java_client(peer, served.port, pki, "1.3", "answer")
     assert run.texts == ["bye\n"] and served.received == [b"answer\n"] and run.errors == []
 

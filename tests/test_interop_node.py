@@ -35,6 +35,7 @@ from gtls import (
 from tests.interop_gtls import (
     PeerRun,
     Served,
+    answer_after_end,
     client_outcome,
     exchange,
     gtls_client,
@@ -45,6 +46,7 @@ from tests.interop_gtls import (
     reads_close_or_abort,
     send_eof_is_answered,
     send_eof_is_refused_on_tls12,
+    sends_eof_first,
     server_options,
 )
 from tests.peers import INTEROP_MATRIX, LOCALHOST, PKI, write_pki
@@ -259,25 +261,16 @@ async def test_node_client_end_and_destroy(script: Path, pkis: dict[str, PKI], v
 
 async def test_half_close_node_client_ends_first(script: Path, pkis: dict[str, PKI]) -> None:
     """TLS 1.3: node's end() (allowHalfOpen) closes its direction only; gtls reads the EOF and still answers."""
-    async def answer(stream: TLSStream, served: Served) -> None:
-        await read_all(stream, served)
-        await stream.send_all(b"reply:" + served.received[0])
-
     pki = pkis["ec"]
-    async with gtls_server(server_options(pki, "1.3"), answer) as served:
+    async with gtls_server(server_options(pki, "1.3"), answer_after_end) as served:
         run = await node_client(script, served.port, pki, "1.3", "half", halfOpen=True)
     assert served.received == [b"request\n"] and run.texts == ["reply:request\n"] and run.errors == []
 
 
 async def test_half_close_gtls_server_sends_eof(script: Path, pkis: dict[str, PKI]) -> None:
     """TLS 1.3: gtls's send_eof() reaches node as 'end'; node answers after it and gtls reads the answer."""
-    async def first(stream: TLSStream, served: Served) -> None:
-        await stream.send_all(b"bye\n")
-        await stream.send_eof()
-        await read_all(stream, served)
-
     pki = pkis["ec"]
-    async with gtls_server(server_options(pki, "1.3"), first) as served:
+    async with gtls_server(server_options(pki, "1.3"), sends_eof_first) as served:
         run = await node_client(script, served.port, pki, "1.3", "answer", halfOpen=True)
     assert run.texts == ["bye\n"] and served.received == [b"answer\n"] and run.errors == []
 
