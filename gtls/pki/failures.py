@@ -111,9 +111,11 @@ def library_failure(exc: BaseException) -> tuple[e.Reason, str, str | None]:
             f"({joined})"), None
     for needle, reason in _LIBRARY_REASONS:
         if any(needle in text for text in texts):
-            if reason == e.NOT_TLS and _RECORD_LAYER_ALERT in texts:
+            if needle == "wrong version number" and _RECORD_LAYER_ALERT in texts:
                 # OpenSSL's record layer sent the peer an alert: it took the peer for a TLS peer, whose later record
-                # was broken (a record's version changed mid-handshake), not for plaintext (no alert then).
+                # was broken (a record's version changed mid-handshake), not for plaintext (no alert then). Only for
+                # this reason: OpenSSL 3.5.2 adds "record layer failure" to a plaintext first record's "packet
+                # length too long" too.
                 return reason, f"{INVALID_TLS} {joined}", None
             return reason, f"{joined}", None
     # Anything else (decode errors, unexpected messages, bad record MACs): the peer's bytes did not form a TLS
