@@ -9,7 +9,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -29,6 +28,7 @@ from tests.peers import (
     silent,
     version_4_certificate,
 )
+from tests.test_cli_check import _pair_config as pair_config
 
 
 @pytest.fixture(scope="module")
@@ -206,27 +206,10 @@ def test_configuration_errors_exit_2(pki: DemoPKI, tmp_path: Path) -> None:
     assert line.startswith("gtls: config error: ") and "crl" in line
 
 
-def test_a_connections_host_the_name_check_cannot_take_exits_2_before_dialling(tmp_path: Path) -> None:
+def test_a_connections_host_the_name_check_cannot_take_exits_2_before_dialling(fixtures: Path, tmp_path: Path) -> None:
     """A deployment connection's ``host`` the name check refuses is a configuration error naming that key (it was
-    dialled first: a resolver's "Name or service not known", exit 1)."""
-    fixtures = Path(__file__).resolve().parents[1] / "certs-fixtures"
-    config = tmp_path / "pair.toml"
-    config.write_text(textwrap.dedent(f"""
-        [hosts.cli.security]
-        trusted-ca = "{fixtures}/ca/certauth.pem"
-        tls-target-name-check = "host"
-        [applications.s]
-        host = "cli"
-        [applications.s.ports.p]
-        port = 9
-        transport = "tls=1"
-        [applications.c]
-        host = "cli"
-        certificate-source = "Host"
-        [applications.c.connections.x]
-        server = "s"
-        host = "my!host"
-        """))
+    dialled first: a resolver's "Name or service not known", exit 1). The deployment is gtls check's test pair."""
+    config = pair_config(fixtures, tmp_path, 'host = "my!host"')
     result = run_gtls("connect", "--config", str(config), "--app", "c", "--connection", "x")
     assert result.returncode == 2
     line = error_line(result)
